@@ -1,0 +1,199 @@
+/* log.c: structured log lines (logfmt or JSON) with secret redaction.
+ *
+ * One line per call: time, level, msg, then the caller's key/value pairs.
+ * The settings below are the one piece of process-wide state the daemon keeps:
+ * every module logs, and threading a logger through each call would only add
+ * noise. Secrets registered at config load are masked in every value. */
+#include "kcwatch/log.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_SECRETS 64
+#define MAX_LINE (64 * 1024)
+
+static struct {
+    kcw_log_format_t format;
+    kcw_log_level_t level;
+    FILE *out;
+    char *secrets[MAX_SECRETS];
+    size_t n_secrets;
+} logger = {KCW_LOG_LOGFMT, KCW_LOG_INFO, NULL, {0}, 0};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void kcw_log_setup(kcw_log_format_t format, kcw_log_level_t level, FILE *out)
+{
+    logger.format = format;
+    logger.level = level;
+    logger.out = out;
+}
+
+int kcw_log_level_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, level_names[i]) == 0)
+            return i;
+    if (strcmp(s, "warning") == 0)
+        return KCW_LOG_WARN;
+    return -1;
+}
+
+void kcw_log_add_secret(const char *secret)
+{
+    if (!secret || !*secret || logger.n_secrets == MAX_SECRETS)
+        return;
+    for (size_t i = 0; i < logger.n_secrets; i++)
+        if (strcmp(logger.secrets[i], secret) == 0)
+            return;
+    char *copy = strdup(secret);
+    if (copy)
+        logger.secrets[logger.n_secrets++] = copy;
+}
+
+void kcw_log_reset(void)
+{
+    for (size_t i = 0; i < logger.n_secrets; i++)
+        free(logger.secrets[i]);
+    logger.n_secrets = 0;
+    logger.format = KCW_LOG_LOGFMT;
+    logger.level = KCW_LOG_INFO;
+    logger.out = NULL;
+}
+
+int kcw_log_enabled(kcw_log_level_t level)
+{
+    return level >= logger.level;
+}
+
+/* Copy of v with every registered secret replaced; caller frees. */
+static char *redact(const char *v)
+{
+    char *s = strdup(v ? v : "");
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < logger.n_secrets; i++) {
+        const char *sec = logger.secrets[i];
+        size_t sl = strlen(sec);
+        char *hit;
+        while ((hit = strstr(s, sec)) != NULL) {
+            const char *mask = "<redacted>";
+            size_t ml = strlen(mask), len = strlen(s);
+            char *n = malloc(len - sl + ml + 1);
+            if (!n)
+                return s;
+            size_t pre = (size_t)(hit - s);
+            memcpy(n, s, pre);
+            memcpy(n + pre, mask, ml);
+            strcpy(n + pre + ml, hit + sl);
+            free(s);
+            s = n;
+        }
+    }
+    return s;
+}
+
+static void append(char *buf, size_t *len, const char *s, size_t n)
+{
+    if (*len + n >= MAX_LINE - 1)
+        n = MAX_LINE - 1 - *len;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
+static void append_logfmt_pair(char *buf, size_t *len, const char *key, const char *val)
+{
+    append(buf, len, " ", 1);
+    append(buf, len, key, strlen(key));
+    append(buf, len, "=", 1);
+    bool quote = *val == '\0' || strpbrk(val, " =\"\t\n\\") != NULL;
+    if (!quote) {
+        append(buf, len, val, strlen(val));
+        return;
+    }
+    append(buf, len, "\"", 1);
+    for (const char *p = val; *p; p++) {
+        switch (*p) {
+        case '"': append(buf, len, "\\\"", 2); break;
+        case '\\': append(buf, len, "\\\\", 2); break;
+        case '\n': append(buf, len, "\\n", 2); break;
+        case '\t': append(buf, len, "\\t", 2); break;
+        default: append(buf, len, p, 1);
+        }
+    }
+    append(buf, len, "\"", 1);
+}
+
+void kcw_log(kcw_log_level_t level, const char *msg, ...)
+{
+    if (level < logger.level)
+        return;
+    FILE *out = logger.out ? logger.out : stderr;
+    char ts[40];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000);
+    const char *lvl = level_names[level < 0 || level > KCW_LOG_ERROR ? KCW_LOG_ERROR : level];
+
+    va_list ap;
+    va_start(ap, msg);
+    if (logger.format == KCW_LOG_JSON) {
+        json_t *o = json_object();
+        if (!o) {
+            va_end(ap);
+            return;
+        }
+        json_object_set_new(o, "ts", json_string(ts));
+        json_object_set_new(o, "level", json_string(lvl));
+        char *m = redact(msg);
+        json_object_set_new(o, "msg", json_string(m ? m : ""));
+        free(m);
+        const char *k;
+        while ((k = va_arg(ap, const char *)) != NULL) {
+            const char *v = va_arg(ap, const char *);
+            char *rv = redact(v);
+            json_object_set_new(o, k, json_string(rv ? rv : ""));
+            free(rv);
+        }
+        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (line) {
+            fprintf(out, "%s\n", line);
+            free(line);
+        }
+        json_decref(o);
+    } else {
+        char *buf = malloc(MAX_LINE);
+        if (!buf) {
+            va_end(ap);
+            return;
+        }
+        size_t len = 0;
+        buf[0] = '\0';
+        append(buf, &len, "ts=", 3);
+        append(buf, &len, ts, strlen(ts));
+        append(buf, &len, " level=", 7);
+        append(buf, &len, lvl, strlen(lvl));
+        char *m = redact(msg);
+        append_logfmt_pair(buf, &len, "msg", m ? m : "");
+        free(m);
+        const char *k;
+        while ((k = va_arg(ap, const char *)) != NULL) {
+            const char *v = va_arg(ap, const char *);
+            char *rv = redact(v);
+            append_logfmt_pair(buf, &len, k, rv ? rv : "");
+            free(rv);
+        }
+        fprintf(out, "%s\n", buf);
+        free(buf);
+    }
+    va_end(ap);
+    fflush(out);
+}

@@ -1,0 +1,367 @@
+/* main.c: kcwatch's command line. Parses arguments, loads config and rules,
+ * and hands over to the modules: `run` to the watchdog, `status` to one poll
+ * of the Connect client, `check` to the loaders. No logic of its own. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "kcwatch/config.h"
+#include "kcwatch/connect.h"
+#include "kcwatch/http_client.h"
+#include "kcwatch/log.h"
+#include "kcwatch/rules.h"
+#include "kcwatch/watchdog.h"
+
+static const char usage_text[] =
+    "usage: kcwatch <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run     [-c FILE]                 run the watchdog in the foreground\n"
+    "  check   [-c FILE] [RULE_FILE...]  validate config, rules and templates; exit 1 on errors\n"
+    "  status  [-c FILE] [--json]        poll every Connect cluster once and print its state\n"
+    "  version                           print the version\n"
+    "\n"
+    "Without -c the config is " KCW_DEFAULT_CONFIG_PATH " when it exists, else the\n"
+    "built-in defaults (Connect at http://localhost:8083, the shipped rules, log-only\n"
+    "notifications). Signals: SIGHUP reloads, SIGTERM/SIGINT stop.\n";
+
+static void usage(FILE *out)
+{
+    fputs(usage_text, out);
+}
+
+/* The config path to use: -c FILE, else the default path when present, else
+ * NULL (built-in defaults). */
+static const char *config_path(const char *given)
+{
+    if (given)
+        return given;
+    if (access(KCW_DEFAULT_CONFIG_PATH, F_OK) == 0)
+        return KCW_DEFAULT_CONFIG_PATH;
+    return NULL;
+}
+
+static int load_all(const char *path, kcw_config_t **cfg, kcw_ruleset_t **rules,
+                    const char *const *extra_rules, size_t n_extra, kcw_errors_t *errs)
+{
+    int rc = kcw_config_load(path, cfg, errs);
+    if (rc == 0) {
+        rc = kcw_rules_load((const char *const *)(*cfg)->rule_files, (*cfg)->n_rule_files, rules,
+                            errs);
+    }
+    if (n_extra > 0) {
+        kcw_ruleset_t *extra = NULL;
+        if (kcw_rules_load(extra_rules, n_extra, &extra, errs) < 0)
+            rc = -EINVAL;
+        kcw_ruleset_free(extra);
+    }
+    return rc;
+}
+
+static void apply_log_settings(const kcw_config_t *cfg)
+{
+    kcw_log_setup((kcw_log_format_t)cfg->log_format, (kcw_log_level_t)cfg->log_level, stderr);
+}
+
+/* --- run ---------------------------------------------------------------- */
+
+static int cmd_run(const char *given)
+{
+    const char *path = config_path(given);
+    kcw_errors_t errs = {0};
+    kcw_config_t *cfg = NULL;
+    kcw_ruleset_t *rules = NULL;
+    if (load_all(path, &cfg, &rules, NULL, 0, &errs) < 0) {
+        kcw_errors_print(&errs, stderr);
+        kcw_errors_clear(&errs);
+        kcw_config_free(cfg);
+        kcw_ruleset_free(rules);
+        return 1;
+    }
+    kcw_errors_clear(&errs);
+    apply_log_settings(cfg);
+
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        fprintf(stderr, "kcwatch: cannot initialise the event loop\n");
+        kcw_config_free(cfg);
+        kcw_ruleset_free(rules);
+        return 1;
+    }
+    kcw_watchdog_t *wd = kcw_watchdog_new(&loop, cfg, rules);
+    int status = 0;
+    if (!wd) {
+        fprintf(stderr, "kcwatch: out of memory\n");
+        status = 1;
+    } else if (kcw_watchdog_start(wd) < 0) {
+        fprintf(stderr, "kcwatch: failed to start\n");
+        kcw_watchdog_stop(wd);
+        status = 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    kcw_watchdog_free(wd);
+    if (uv_loop_close(&loop) != 0)
+        kcw_log(KCW_LOG_WARN, "event loop closed with handles still open", NULL);
+    kcw_log(KCW_LOG_INFO, "kcwatch stopped", NULL);
+    kcw_log_reset();
+    return status;
+}
+
+/* --- check -------------------------------------------------------------- */
+
+static int cmd_check(const char *given, char **extra, size_t n_extra)
+{
+    const char *path = config_path(given);
+    kcw_errors_t errs = {0};
+    kcw_config_t *cfg = NULL;
+    kcw_ruleset_t *rules = NULL;
+    int rc = load_all(path, &cfg, &rules, (const char *const *)extra, n_extra, &errs);
+    if (rc < 0 || errs.n > 0) {
+        kcw_errors_print(&errs, stderr);
+        fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
+        rc = 1;
+    } else {
+        size_t n_rules = 0;
+        for (size_t i = 0; i < rules->n_groups; i++)
+            n_rules += rules->groups[i].n_rules;
+        printf("OK: %s: %zu cluster%s, %zu rule group%s, %zu rule%s\n",
+               path ? path : "(built-in defaults)", cfg->n_clusters,
+               cfg->n_clusters == 1 ? "" : "s", rules->n_groups, rules->n_groups == 1 ? "" : "s",
+               n_rules, n_rules == 1 ? "" : "s");
+        rc = 0;
+    }
+    kcw_errors_clear(&errs);
+    kcw_config_free(cfg);
+    kcw_ruleset_free(rules);
+    return rc;
+}
+
+/* --- status ------------------------------------------------------------- */
+
+typedef struct status_run {
+    kcw_connect_t *cn;
+    kcw_http_t *http;
+    size_t done, want;
+    bool json;
+    int exit_code;
+} status_run_t;
+
+static void first_line(const char *s, char *buf, size_t n)
+{
+    size_t len = strcspn(s ? s : "", "\r\n");
+    if (len >= n)
+        len = n - 1;
+    memcpy(buf, s ? s : "", len);
+    buf[len] = '\0';
+}
+
+static void print_row(const char *cluster, const char *connector, const char *type,
+                      const char *target, kcw_state_t state, const char *worker, const char *trace)
+{
+    char detail[120];
+    first_line(trace, detail, sizeof(detail));
+    printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", cluster, connector, type, target,
+           kcw_state_name(state), worker ? worker : "-", detail);
+}
+
+static void print_table(const kcw_connect_t *cn)
+{
+    printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", "CLUSTER", "CONNECTOR", "TYPE", "TARGET",
+           "STATE", "WORKER", "DETAIL");
+    for (size_t i = 0; i < kcw_connect_cluster_count(cn); i++) {
+        const kcw_cluster_status_t *s = kcw_connect_cluster(cn, i);
+        if (!s->reachable) {
+            printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", s->name, "-", "-", "cluster",
+                   "UNREACHABLE", "-", s->last_error ? s->last_error : "");
+            continue;
+        }
+        if (s->last_error)
+            printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", s->name, "-", "-", "cluster", "ERROR",
+                   s->worker_url ? s->worker_url : "-", s->last_error);
+        for (size_t c = 0; c < s->n_connectors; c++) {
+            const kcw_connector_status_t *cs = &s->connectors[c];
+            const char *type = kcw_connector_type_name(cs->type);
+            print_row(s->name, cs->name, type, "connector", cs->state, cs->worker_id, cs->trace);
+            for (size_t t = 0; t < cs->n_tasks; t++) {
+                char target[24];
+                snprintf(target, sizeof(target), "task %d", cs->tasks[t].id);
+                print_row(s->name, cs->name, type, target, cs->tasks[t].state,
+                          cs->tasks[t].worker_id, cs->tasks[t].trace);
+            }
+        }
+    }
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static int print_json(const kcw_connect_t *cn)
+{
+    json_t *root = json_object();
+    json_t *clusters = json_array();
+    if (!root || !clusters) {
+        json_decref(root);
+        json_decref(clusters);
+        return -ENOMEM;
+    }
+    json_object_set_new(root, "clusters", clusters);
+    for (size_t i = 0; i < kcw_connect_cluster_count(cn); i++) {
+        const kcw_cluster_status_t *s = kcw_connect_cluster(cn, i);
+        json_t *cl = json_object();
+        json_t *conns = json_array();
+        json_object_set_new(cl, "name", json_string(s->name));
+        json_object_set_new(cl, "state", json_string(s->reachable ? "REACHABLE" : "UNREACHABLE"));
+        json_object_set_new(cl, "worker_url", json_str_or_null(s->worker_url));
+        json_object_set_new(cl, "version", json_str_or_null(s->version));
+        json_object_set_new(cl, "error", json_str_or_null(s->last_error));
+        for (size_t c = 0; c < s->n_connectors; c++) {
+            const kcw_connector_status_t *cs = &s->connectors[c];
+            json_t *co = json_object();
+            json_t *tasks = json_array();
+            json_object_set_new(co, "name", json_string(cs->name));
+            json_object_set_new(co, "type", json_string(kcw_connector_type_name(cs->type)));
+            json_object_set_new(co, "state", json_string(kcw_state_name(cs->state)));
+            json_object_set_new(co, "worker_id", json_str_or_null(cs->worker_id));
+            if (cs->trace)
+                json_object_set_new(co, "trace", json_string(cs->trace));
+            if (cs->tasks_max >= 0)
+                json_object_set_new(co, "tasks_max", json_integer(cs->tasks_max));
+            if (cs->n_task_configs >= 0)
+                json_object_set_new(co, "task_configs", json_integer(cs->n_task_configs));
+            for (size_t t = 0; t < cs->n_tasks; t++) {
+                const kcw_task_status_t *ts = &cs->tasks[t];
+                json_t *to = json_object();
+                json_object_set_new(to, "id", json_integer(ts->id));
+                json_object_set_new(to, "state", json_string(kcw_state_name(ts->state)));
+                json_object_set_new(to, "worker_id", json_str_or_null(ts->worker_id));
+                if (ts->trace)
+                    json_object_set_new(to, "trace", json_string(ts->trace));
+                json_array_append_new(tasks, to);
+            }
+            json_object_set_new(co, "tasks", tasks);
+            json_array_append_new(conns, co);
+        }
+        json_object_set_new(cl, "connectors", conns);
+        json_array_append_new(clusters, cl);
+    }
+    int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0 ? 0 : -EIO;
+    putchar('\n');
+    json_decref(root);
+    return rc;
+}
+
+static void on_status_closed(void *arg)
+{
+    status_run_t *st = arg;
+    kcw_http_close(st->http, NULL, NULL);
+}
+
+static void on_status_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
+{
+    (void)changed;
+    status_run_t *st = arg;
+    if (!kcw_connect_cluster(cn, idx)->reachable)
+        st->exit_code = 1;
+    if (++st->done < st->want)
+        return;
+    if (st->json) {
+        if (print_json(cn) < 0)
+            st->exit_code = 1;
+    } else {
+        print_table(cn);
+    }
+    fflush(stdout);
+    kcw_connect_close(cn, on_status_closed, st);
+}
+
+static int cmd_status(const char *given, bool json)
+{
+    const char *path = config_path(given);
+    kcw_errors_t errs = {0};
+    kcw_config_t *cfg = NULL;
+    if (kcw_config_load(path, &cfg, &errs) < 0) {
+        kcw_errors_print(&errs, stderr);
+        kcw_errors_clear(&errs);
+        return 1;
+    }
+    kcw_errors_clear(&errs);
+    /* The table goes to stdout; keep the log to warnings so it stays readable. */
+    kcw_log_setup((kcw_log_format_t)cfg->log_format, KCW_LOG_WARN, stderr);
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        kcw_config_free(cfg);
+        return 1;
+    }
+    status_run_t st = {.json = json, .want = cfg->n_clusters};
+    st.http = kcw_http_new(&loop);
+    st.cn = st.http ? kcw_connect_new(&loop, st.http, cfg, on_status_poll, &st) : NULL;
+    int rc = 1;
+    if (st.cn && kcw_connect_poll_once(st.cn) == 0) {
+        uv_run(&loop, UV_RUN_DEFAULT);
+        rc = st.exit_code;
+    } else {
+        fprintf(stderr, "kcwatch: cannot start polling\n");
+        if (st.cn)
+            kcw_connect_close(st.cn, on_status_closed, &st);
+        else if (st.http)
+            kcw_http_close(st.http, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&loop);
+    kcw_config_free(cfg);
+    kcw_log_reset();
+    return rc;
+}
+
+/* --- dispatch ----------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("kcwatch %s\n", KCW_VERSION);
+        return 0;
+    }
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    bool json = false;
+    optind = 2;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config = optarg; break;
+        case 'j': json = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (strcmp(cmd, "run") == 0 && optind == argc && !json)
+        return cmd_run(config);
+    if (strcmp(cmd, "check") == 0 && !json)
+        return cmd_check(config, argv + optind, (size_t)(argc - optind));
+    if (strcmp(cmd, "status") == 0 && optind == argc)
+        return cmd_status(config, json);
+    fprintf(stderr, "kcwatch: unknown command or arguments: %s\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,143 @@
+/* config.h: kcwatch.yaml -> validated configuration.
+ *
+ * The loader walks libyaml events and keeps every node's position, so every
+ * problem (unknown key, wrong type, bad duration, bad regex, missing file) is
+ * reported as FILE:LINE:COL: message, all of them in one pass. `${ENV}` is
+ * expanded in scalar values before they are interpreted; secrets come from
+ * *_file keys or the environment and are registered with the log redactor.
+ *
+ * With path == NULL the built-in defaults of design.md are returned:
+ * Connect at http://localhost:8083, Prometheus at http://localhost:9090, the
+ * shipped rules.d (see KCW_DEFAULT_RULES_DIR), log receiver only, state in
+ * ./kcwatch-state. */
+#ifndef KCWATCH_CONFIG_H
+#define KCWATCH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kcwatch/errors.h"
+#include "kcwatch/labels.h"
+
+#ifndef KCW_DEFAULT_CONFIG_PATH
+#define KCW_DEFAULT_CONFIG_PATH "/etc/kcwatch/kcwatch.yaml"
+#endif
+#ifndef KCW_DEFAULT_RULES_DIR
+#define KCW_DEFAULT_RULES_DIR "/usr/share/kcwatch/rules.d"
+#endif
+
+typedef struct kcw_basic_auth_conf {
+    char *username; /* NULL when no basic auth */
+    char *password; /* read from password_file (trailing newline cut) or given */
+} kcw_basic_auth_conf_t;
+
+typedef struct kcw_tls_conf {
+    char *ca_file;   /* NULL: system CAs */
+    char *cert_file; /* client certificate (mTLS), NULL if none */
+    char *key_file;
+    bool insecure; /* skip verification */
+} kcw_tls_conf_t;
+
+typedef struct kcw_cluster_conf {
+    char *name;
+    char **urls; /* worker base URLs without trailing slash, >= 1 */
+    size_t n_urls;
+    int64_t poll_interval_ms; /* default 5s */
+    int64_t timeout_ms;       /* default 10s, per request */
+    kcw_basic_auth_conf_t basic_auth;
+    kcw_tls_conf_t tls;
+} kcw_cluster_conf_t;
+
+typedef struct kcw_prometheus_conf {
+    char *url;          /* default http://localhost:9090 */
+    int64_t timeout_ms; /* default 10s */
+    kcw_basic_auth_conf_t basic_auth;
+    char *bearer_token; /* from bearer_token_file */
+    kcw_tls_conf_t tls;
+} kcw_prometheus_conf_t;
+
+typedef struct kcw_remediation_conf {
+    bool enabled;        /* default true */
+    bool dry_run;        /* default false */
+    int max_concurrent;  /* restarts in flight per cluster, default 2 */
+    int64_t backoff_initial_ms;   /* default 30s */
+    int64_t backoff_max_ms;       /* default 30m */
+    double backoff_multiplier;    /* default 2.0 */
+    double backoff_jitter;        /* 0..1, fraction added at random, default 0.2 */
+    int budget_max_restarts;      /* default 5 */
+    int64_t budget_window_ms;     /* default 1h */
+    int64_t stable_period_ms;     /* RUNNING this long resets the counter, default 10m */
+    int64_t verify_timeout_ms;    /* no RUNNING seen within it -> failed, default 2m */
+    char *exclude_connector;      /* anchored regex source or NULL */
+    char **unrecoverable_traces;  /* unanchored regexes; default: built-in list */
+    size_t n_unrecoverable_traces;
+} kcw_remediation_conf_t;
+
+typedef enum {
+    KCW_RECEIVER_LOG = 0, /* built-in: notifications only go to the log */
+    KCW_RECEIVER_WEBHOOK,
+} kcw_receiver_kind_t;
+
+typedef struct kcw_receiver_conf {
+    char *name;
+    kcw_receiver_kind_t kind;
+    char *url;                /* webhook */
+    int64_t timeout_ms;       /* default 10s */
+    bool send_resolved;       /* default true */
+    int max_alerts;           /* 0 = unlimited (webhook truncation, as Alertmanager) */
+    kcw_basic_auth_conf_t basic_auth;
+    char *bearer_token;       /* from bearer_token_file */
+    kcw_tls_conf_t tls;
+} kcw_receiver_conf_t;
+
+typedef struct kcw_route_conf {
+    char *receiver;   /* must name a receiver */
+    char **group_by;  /* label names; "..." means every label */
+    size_t n_group_by;
+    int64_t group_wait_ms;      /* default 30s */
+    int64_t group_interval_ms;  /* default 5m */
+    int64_t repeat_interval_ms; /* default 4h */
+} kcw_route_conf_t;
+
+typedef struct kcw_config {
+    char *path; /* file it came from, NULL for built-in defaults */
+
+    /* global */
+    int64_t evaluation_interval_ms; /* default 10s */
+    kcw_labels_t external_labels;
+    char *state_dir; /* default ./kcwatch-state */
+    char *listen;    /* default 127.0.0.1:9464 */
+    int log_format;  /* kcw_log_format_t */
+    int log_level;   /* kcw_log_level_t */
+    char *external_url; /* for payloads; default http://<listen> */
+
+    kcw_prometheus_conf_t prometheus;
+
+    kcw_cluster_conf_t *clusters;
+    size_t n_clusters;
+
+    kcw_remediation_conf_t remediation;
+
+    char **rule_files; /* globs as written, relative ones resolved against the config's dir */
+    size_t n_rule_files;
+
+    kcw_receiver_conf_t *receivers;
+    size_t n_receivers;
+
+    kcw_route_conf_t route;
+} kcw_config_t;
+
+/* Loads and validates path (NULL: built-in defaults). On success returns 0 and
+ * *out (free with kcw_config_free). On failure returns -EINVAL with every
+ * problem appended to errs and *out == NULL. */
+int kcw_config_load(const char *path, kcw_config_t **out, kcw_errors_t *errs);
+/* Same, from a string (tests); name is used as FILE in errors. */
+int kcw_config_load_string(const char *yaml, const char *name, kcw_config_t **out,
+                           kcw_errors_t *errs);
+void kcw_config_free(kcw_config_t *cfg);
+/* The built-in unrecoverable-trace regexes (NULL-terminated). */
+const char *const *kcw_config_default_unrecoverable_traces(void);
+const kcw_receiver_conf_t *kcw_config_receiver(const kcw_config_t *cfg, const char *name);
+
+#endif

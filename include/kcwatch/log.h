@@ -1,0 +1,35 @@
+/* log.h: structured logging (logfmt or JSON lines) with secret redaction.
+ *
+ *   kcw_log(KCW_LOG_INFO, "restart sent", "cluster", c, "connector", name, NULL);
+ *
+ * Arguments after the message are key, value pairs ended by NULL. Every value
+ * registered with kcw_log_add_secret() is replaced by "<redacted>" wherever it
+ * appears. Output goes to stderr unless kcw_log_setup() names another FILE. */
+#ifndef KCWATCH_LOG_H
+#define KCWATCH_LOG_H
+
+#include <stdio.h>
+
+typedef enum {
+    KCW_LOG_DEBUG = 0,
+    KCW_LOG_INFO,
+    KCW_LOG_WARN,
+    KCW_LOG_ERROR,
+} kcw_log_level_t;
+
+typedef enum {
+    KCW_LOG_LOGFMT = 0,
+    KCW_LOG_JSON,
+} kcw_log_format_t;
+
+void kcw_log_setup(kcw_log_format_t format, kcw_log_level_t level, FILE *out);
+/* "debug" "info" "warn" "error" -> level; -1 when unknown. */
+int kcw_log_level_parse(const char *s);
+/* Remember a secret to redact (copied). Empty strings are ignored. */
+void kcw_log_add_secret(const char *secret);
+/* Forget all secrets and restore defaults (tests, shutdown). */
+void kcw_log_reset(void);
+void kcw_log(kcw_log_level_t level, const char *msg, ...) __attribute__((sentinel));
+int kcw_log_enabled(kcw_log_level_t level);
+
+#endif

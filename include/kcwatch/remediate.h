@@ -1,0 +1,138 @@
+/* remediate.h: safe self-healing restarts of failed connectors and tasks.
+ *
+ * Two layers. The policy (kcw_restart_track_t and the kcw_restart_policy_*
+ * functions) is pure arithmetic on a clock the caller owns: exponential
+ * back-off with jitter, a budget of max_restarts per window, the stable period
+ * after which the counter resets, and verification of each attempt. The
+ * remediator (kcw_remediator_t) drives it on the loop: for each firing alert
+ * whose rule has `restart:` it re-reads the status, refuses PAUSED/STOPPED/
+ * excluded connectors and unrecoverable traces, picks the restart form from the
+ * worker version (KIP-745 on >= 3.0, per-task/plain connector before), limits
+ * restarts in flight per cluster, handles 202/204/409/404/500, and reports each
+ * decision through the event callback (log, audit, metrics, notifications). */
+#ifndef KCWATCH_REMEDIATE_H
+#define KCWATCH_REMEDIATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "kcwatch/alerts.h"
+#include "kcwatch/config.h"
+#include "kcwatch/connect.h"
+#include "kcwatch/rules.h"
+
+typedef enum {
+    KCW_REMEDIATION_SENT = 0,        /* restart request accepted (202/204) */
+    KCW_REMEDIATION_DRY_RUN,         /* would have sent `request` */
+    KCW_REMEDIATION_SKIPPED,         /* not acted on; reason in detail */
+    KCW_REMEDIATION_UNRECOVERABLE,   /* trace matched an unless_trace pattern */
+    KCW_REMEDIATION_RETRY,           /* 409 / transport error: retried later, not counted */
+    KCW_REMEDIATION_RECOVERED,       /* verified RUNNING after a restart */
+    KCW_REMEDIATION_FAILED,          /* FAILED again / no recovery in time / 500 */
+    KCW_REMEDIATION_BUDGET_EXHAUSTED,/* budget used up: restarts stop */
+    KCW_REMEDIATION_STABLE,          /* stayed RUNNING for the stable period: counter reset */
+} kcw_remediation_event_kind_t;
+
+const char *kcw_remediation_event_name(kcw_remediation_event_kind_t k);
+
+typedef struct kcw_remediation_event {
+    kcw_remediation_event_kind_t kind;
+    const char *cluster;
+    const char *connector;
+    int task;              /* -1: connector-level */
+    const char *request;   /* "POST http://...", NULL if none */
+    long http_status;      /* 0 if none */
+    const char *detail;    /* human-readable reason / outcome */
+    const char *trace;     /* trace that caused it, may be NULL */
+    int attempt;           /* restarts counted in the current window */
+} kcw_remediation_event_t;
+
+typedef void (*kcw_remediation_event_cb)(const kcw_remediation_event_t *ev, void *arg);
+
+/* --- pure policy ------------------------------------------------------- */
+
+#define KCW_RESTART_MAX_HISTORY 64
+
+typedef struct kcw_restart_track {
+    int64_t attempts_ms[KCW_RESTART_MAX_HISTORY]; /* counted restarts (ring, oldest first) */
+    int n_attempts;
+    int consecutive;        /* restarts since the last stable period: back-off exponent */
+    int64_t next_allowed_ms;
+    int64_t last_restart_ms;
+    int64_t running_since_ms; /* 0 unless RUNNING was observed after the last restart */
+    bool verifying;           /* a restart awaits its verdict */
+    bool saw_transition;      /* left FAILED (RESTARTING/UNASSIGNED/RUNNING) since it */
+    bool exhausted;
+    bool recovered;           /* RECOVERED was reported; not stable yet */
+} kcw_restart_track_t;
+
+/* Clock values handed to the policy are wall-clock ms and must be > 0 (0 in
+ * running_since_ms means "not RUNNING"). budget_max_restarts <= 0 means no
+ * budget; above KCW_RESTART_MAX_HISTORY the history caps it. */
+
+/* Delay before restart number consecutive+1 with rand01 in [0,1):
+ * min(initial * multiplier^consecutive, max) * (1 + jitter * rand01). */
+int64_t kcw_restart_policy_delay(const kcw_remediation_conf_t *conf, int consecutive,
+                                 double rand01);
+/* Attempts counted inside (now - window, now]. Drops older ones. */
+int kcw_restart_policy_budget_used(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
+                                   int64_t now_ms);
+/* 0 if a restart may be sent now; else -EAGAIN (back-off), -EDQUOT (budget). */
+int kcw_restart_policy_check(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
+                             int64_t now_ms);
+/* Records a counted restart at now (sets verifying, schedules back-off). */
+void kcw_restart_policy_record(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
+                               int64_t now_ms, double rand01);
+/* Feeds an observed state; returns the event it settles, or -1 for none:
+ * RECOVERED (first RUNNING after a restart), FAILED (FAILED after a
+ * transition, or still FAILED past verify_timeout), STABLE (RUNNING for
+ * stable_period: consecutive and attempts reset). */
+int kcw_restart_policy_observe(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
+                               kcw_state_t state, int64_t now_ms);
+/* A decision that sent nothing but should not repeat at once (dry run):
+ * schedules the back-off and raises consecutive, counts nothing. */
+void kcw_restart_policy_defer(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
+                              int64_t now_ms, double rand01);
+/* 409 / transport error: try again after min(backoff initial, 5s); not counted. */
+void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
+                              int64_t now_ms);
+
+/* --- the remediator on the loop ----------------------------------------- */
+
+typedef struct kcw_remediator kcw_remediator_t;
+
+/* cn may be NULL (tests): then the cluster is the alert's cluster label and
+ * only the decisions that need no Connect call are made. conf must outlive r
+ * (or be replaced with kcw_remediator_set_conf first). */
+kcw_remediator_t *kcw_remediator_new(uv_loop_t *loop, kcw_connect_t *cn,
+                                     const kcw_remediation_conf_t *conf,
+                                     kcw_remediation_event_cb cb, void *arg);
+/* Points the remediator at another Connect client (reload builds a new one;
+ * cn may be NULL before the first is up). Requests in flight on the old client
+ * end with an error and are retried on the new one. */
+void kcw_remediator_set_connect(kcw_remediator_t *r, kcw_connect_t *cn);
+/* Swaps the configuration (reload); tracks are kept. */
+void kcw_remediator_set_conf(kcw_remediator_t *r, const kcw_remediation_conf_t *conf);
+/* A firing alert of a rule with restart enabled. Labels must carry connector
+ * (and task for task scope; cluster when several clusters exist, else the
+ * only cluster). Cheap and idempotent: call it every evaluation. */
+void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule,
+                             const kcw_alert_t *alert, int64_t now_ms);
+/* After every poll: verification and stable-period tracking. */
+void kcw_remediator_observe(kcw_remediator_t *r, size_t cluster_idx,
+                            const kcw_cluster_status_t *status, int64_t now_ms);
+/* Instances for the synthetic KcwatchRestartBudgetExhausted alert (one per
+ * exhausted target: labels alertname, cluster, connector, task if any,
+ * severity=critical; annotations summary, description). Caller frees. */
+int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out);
+/* Last decision for the target of these labels ("restarted (attempt 2/5)",
+ * "not restarted: ..."), or NULL. Valid until the next call into r. */
+const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels);
+size_t kcw_remediator_in_flight(const kcw_remediator_t *r);
+/* Reseeds the jitter PRNG (tests; the default seed comes from time and pid). */
+void kcw_remediator_seed(kcw_remediator_t *r, uint64_t seed);
+void kcw_remediator_free(kcw_remediator_t *r);
+
+#endif

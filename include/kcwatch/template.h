@@ -1,0 +1,38 @@
+/* template.h: the annotation/label template subset of Prometheus.
+ *
+ * Supported: literal text; {{ $labels.NAME }}, {{ $value }}, {{ $trace }},
+ * {{ $externalLabels.NAME }}, {{ .Labels.NAME }}, {{ .Value }}; pipes to
+ * humanize, humanize1024, humanizeDuration, humanizePercentage, printf "fmt",
+ * title, toUpper, toLower; {{ if $labels.X }} / {{ if eq $labels.X "v" }} /
+ * {{ else }} / {{ end }}; {{- and -}} whitespace trimming. Anything else is a
+ * compile-time error naming the position. Compiling happens once at load;
+ * rendering is pure and bounded (64 KiB of output). */
+#ifndef KCWATCH_TEMPLATE_H
+#define KCWATCH_TEMPLATE_H
+
+#include <stddef.h>
+
+#include "kcwatch/errors.h"
+#include "kcwatch/labels.h"
+
+#define KCW_TEMPLATE_MAX_OUTPUT (64 * 1024)
+
+typedef struct kcw_template kcw_template_t;
+
+typedef struct kcw_template_ctx {
+    const kcw_labels_t *labels;
+    double value;
+    const char *trace;                 /* may be NULL: renders empty */
+    const kcw_labels_t *external_labels; /* may be NULL */
+} kcw_template_ctx_t;
+
+/* Compiles src. line/col locate the first character of src in file, so errors
+ * point into the YAML file. 0 and *out, or -EINVAL with errors appended. */
+int kcw_template_compile(const char *src, const char *file, int line, int col,
+                         kcw_template_t **out, kcw_errors_t *errs);
+/* Renders into a new string (*out, free()). 0, -ENOMEM, or -E2BIG when the
+ * output would pass the bound (then *out holds the truncated text). */
+int kcw_template_render(const kcw_template_t *t, const kcw_template_ctx_t *ctx, char **out);
+void kcw_template_free(kcw_template_t *t);
+
+#endif

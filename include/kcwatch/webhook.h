@@ -1,0 +1,24 @@
+/* webhook.h: Alertmanager webhook payload (version "4") builder.
+ *
+ * Pure: alerts in, JSON text out. The shape is what Alertmanager's webhook
+ * receiver sends, so every existing webhook consumer works:
+ * {version, groupKey, truncatedAlerts, status, receiver, groupLabels,
+ *  commonLabels, commonAnnotations, externalURL, alerts[{status, labels,
+ *  annotations, startsAt, endsAt, generatorURL, fingerprint}]}. */
+#ifndef KCWATCH_WEBHOOK_H
+#define KCWATCH_WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kcwatch/alerts.h"
+#include "kcwatch/labels.h"
+
+/* Returns a malloc'd JSON string or NULL on OOM. max_alerts 0 = all; when it
+ * truncates, truncatedAlerts says how many were left out. status is "firing"
+ * when any alert is firing, else "resolved". */
+char *kcw_webhook_payload(const char *receiver, const char *group_key,
+                          const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
+                          size_t n_alerts, const char *external_url, int max_alerts);
+
+#endif
