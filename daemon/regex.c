@@ -38,6 +38,8 @@ int kcw_regex_compile(const char *src, bool anchored, kcw_regex_t **out, char *e
         pcre2_get_error_message(code, msg, sizeof(msg));
         /* Report the offset into what the user wrote, not into the wrapper. */
         size_t user_off = anchored && offset >= 4 ? offset - 4 : offset;
+        if (user_off > strlen(src))
+            user_off = strlen(src); /* errors found at the wrapper's closing ")$" */
         if (err)
             snprintf(err, errlen, "invalid regex %s: %s at offset %zu", src, (char *)msg, user_off);
         return -EINVAL;

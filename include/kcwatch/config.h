@@ -130,9 +130,13 @@ typedef struct kcw_config {
 
 /* Loads and validates path (NULL: built-in defaults). On success returns 0 and
  * *out (free with kcw_config_free). On failure returns -EINVAL with every
- * problem appended to errs and *out == NULL. */
+ * problem appended to errs and *out == NULL. When the file itself cannot be
+ * read the result is its -errno (e.g. -ENOENT), with one error appended;
+ * -ENOMEM when memory ran out. */
 int kcw_config_load(const char *path, kcw_config_t **out, kcw_errors_t *errs);
-/* Same, from a string (tests); name is used as FILE in errors. */
+/* Same, from a string (tests); name is used as FILE in errors and, when it
+ * contains a '/', its directory is where relative file paths resolve
+ * (otherwise they stay relative to the working directory). */
 int kcw_config_load_string(const char *yaml, const char *name, kcw_config_t **out,
                            kcw_errors_t *errs);
 void kcw_config_free(kcw_config_t *cfg);

@@ -1,0 +1,1926 @@
+/* config.c: kcwatch.yaml -> validated kcw_config_t (see config.h).
+ *
+ * Two passes. First, libyaml's event parser builds a small tree of nodes
+ * (scalar, sequence, mapping), each carrying the 1-based line and column of
+ * its first character; aliases are resolved by copying the anchored node.
+ * Then one walker per config block checks keys and types against the tree,
+ * fills the structs and appends every problem to the caller's error list with
+ * the position of the offending key or value, so `kcwatch check` shows them
+ * all at once. A YAML syntax error ends the first pass and is the only error
+ * reported: a half-built tree would only produce misleading follow-ups.
+ *
+ * Scalars in value position go through ${VAR} expansion before they are
+ * interpreted. Secrets (passwords, bearer tokens) are read from their *_file
+ * keys here and registered with the log redactor as soon as they are known.
+ * Relative file paths are resolved against the config file's directory. */
+#include "kcwatch/config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "kcwatch/duration.h"
+#include "kcwatch/log.h"
+#include "kcwatch/rules.h"
+
+#define MAX_CONFIG_BYTES (4 * 1024 * 1024)
+#define MAX_SECRET_BYTES (64 * 1024)
+#define MAX_EXPANDED_BYTES (1024 * 1024)
+/* Bounds the tree, including what aliases copy (a "billion laughs" document
+ * stops here instead of eating memory). */
+#define MAX_NODES 100000
+#define MAX_DEPTH 64
+#define PATH_LEN 256
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+
+/* ------------------------------------------------------------------------ */
+/* Built-in unrecoverable traces                                             */
+
+/* Failures a restart cannot fix: restarting only burns the restart budget and
+ * floods the worker log, so remediation leaves such tasks to a human. Kept
+ * conservative on purpose: a missing pattern costs a few futile restarts
+ * (bounded by the budget), a wrong one leaves a healable task down. */
+static const char *const default_unrecoverable_traces[] = {
+    /* The connector's configuration is invalid; it fails the same way until
+     * someone changes it. */
+    "org\\.apache\\.kafka\\.common\\.config\\.ConfigException",
+    /* Wrong credentials towards the brokers (SASL, SSL, plain). Covers
+     * AuthenticationException, SaslAuthenticationException and
+     * SslAuthenticationException. */
+    "org\\.apache\\.kafka\\.common\\.errors\\.[A-Za-z]*AuthenticationException",
+    /* Missing ACLs (topic, group, cluster, transactional id). */
+    "org\\.apache\\.kafka\\.common\\.errors\\.[A-Za-z]*AuthorizationException",
+    /* The plugin or one of its dependencies is not on the worker's plugin
+     * path; only a deployment fixes that. */
+    "java\\.lang\\.ClassNotFoundException",
+    "java\\.lang\\.NoClassDefFoundError",
+    /* A record the converter cannot handle (poison record): the task resumes
+     * from the same offset after a restart and fails on it again. */
+    "org\\.apache\\.kafka\\.connect\\.errors\\.DataException",
+    "org\\.apache\\.kafka\\.common\\.errors\\.SerializationException",
+    /* errors.tolerance=none and a record failed conversion or a transform:
+     * the same record comes back after a restart. */
+    "Tolerance exceeded in error handler",
+    NULL,
+};
+
+const char *const *kcw_config_default_unrecoverable_traces(void)
+{
+    return default_unrecoverable_traces;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Load context and errors                                                   */
+
+typedef struct ctx {
+    const char *file; /* name used in errors */
+    char *base_dir;   /* relative paths resolve here; NULL: current directory */
+    kcw_errors_t *errs;
+    bool oom;
+} ctx_t;
+
+typedef enum { NODE_SCALAR, NODE_SEQ, NODE_MAP } node_kind_t;
+
+typedef struct node {
+    node_kind_t kind;
+    int line, col;      /* 1-based */
+    bool plain;         /* unquoted scalar: may be a YAML null */
+    char *value;        /* scalar text */
+    struct node **kids; /* sequence items; mapping keys and values interleaved */
+    size_t n, cap;
+} node_t;
+
+static void errf(ctx_t *c, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void errf(ctx_t *c, int line, int col, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kcw_errors_add(c->errs, c->file, line, col, "%s", msg);
+}
+
+static void err_node(ctx_t *c, const node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_node(ctx_t *c, const node_t *n, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kcw_errors_add(c->errs, c->file, n ? n->line : 0, n ? n->col : 0, "%s", msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pass 1: YAML events -> node tree                                          */
+
+static void node_free(node_t *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->n; i++)
+        node_free(n->kids[i]);
+    free(n->kids);
+    free(n->value);
+    free(n);
+}
+
+typedef struct anchor {
+    char *name;
+    const node_t *node;
+} anchor_t;
+
+typedef struct builder {
+    ctx_t *c;
+    node_t *root;
+    node_t *open[MAX_DEPTH];
+    char *open_anchor[MAX_DEPTH]; /* a collection's anchor, registered when it closes */
+    size_t depth;
+    anchor_t *anchors;
+    size_t n_anchors, cap_anchors;
+    size_t n_nodes;
+} builder_t;
+
+/* Builder steps return 0, -1 (error reported) or -ENOMEM. */
+
+static int count_node(builder_t *b, int line, int col)
+{
+    if (++b->n_nodes > MAX_NODES) {
+        errf(b->c, line, col, "document too large: more than %d YAML nodes", MAX_NODES);
+        return -1;
+    }
+    return 0;
+}
+
+static node_t *node_new(node_kind_t kind, yaml_mark_t mark)
+{
+    node_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->kind = kind;
+    n->line = (int)mark.line + 1;
+    n->col = (int)mark.column + 1;
+    return n;
+}
+
+static int node_push(node_t *parent, node_t *kid)
+{
+    if (parent->n == parent->cap) {
+        size_t cap = parent->cap ? parent->cap * 2 : 4;
+        node_t **kids = realloc(parent->kids, cap * sizeof(*kids));
+        if (!kids)
+            return -ENOMEM;
+        parent->kids = kids;
+        parent->cap = cap;
+    }
+    parent->kids[parent->n++] = kid;
+    return 0;
+}
+
+/* Hands node to its parent (or makes it the root); frees it on failure. */
+static int attach(builder_t *b, node_t *n)
+{
+    if (b->depth == 0) {
+        if (b->root) { /* only one document is let through, so unreachable */
+            node_free(n);
+            return -1;
+        }
+        b->root = n;
+        return 0;
+    }
+    if (node_push(b->open[b->depth - 1], n) < 0) {
+        node_free(n);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int anchor_add(builder_t *b, char *name, const node_t *n)
+{
+    if (b->n_anchors == b->cap_anchors) {
+        size_t cap = b->cap_anchors ? b->cap_anchors * 2 : 8;
+        anchor_t *a = realloc(b->anchors, cap * sizeof(*a));
+        if (!a)
+            return -ENOMEM;
+        b->anchors = a;
+        b->cap_anchors = cap;
+    }
+    b->anchors[b->n_anchors].name = name;
+    b->anchors[b->n_anchors].node = n;
+    b->n_anchors++;
+    return 0;
+}
+
+/* Nodes in the subtree, counting stops just past limit. */
+static size_t subtree_size(const node_t *n, size_t limit)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < n->n && total <= limit; i++)
+        total += subtree_size(n->kids[i], limit - total);
+    return total;
+}
+
+/* Deep copy; the caller has checked the node budget. */
+static int node_copy(const node_t *src, node_t **out)
+{
+    *out = NULL;
+    node_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    n->kind = src->kind;
+    n->line = src->line;
+    n->col = src->col;
+    n->plain = src->plain;
+    if (src->value && !(n->value = strdup(src->value))) {
+        free(n);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < src->n; i++) {
+        node_t *kid;
+        int rc = node_copy(src->kids[i], &kid);
+        if (rc == 0 && (rc = node_push(n, kid)) < 0)
+            node_free(kid);
+        if (rc < 0) {
+            node_free(n);
+            return rc;
+        }
+    }
+    *out = n;
+    return 0;
+}
+
+static int on_alias(builder_t *b, const yaml_event_t *ev)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+    /* Latest definition wins: YAML lets an anchor name be reused. */
+    for (size_t i = b->n_anchors; i-- > 0;) {
+        if (strcmp(b->anchors[i].name, name) != 0)
+            continue;
+        size_t left = MAX_NODES - b->n_nodes;
+        size_t size = subtree_size(b->anchors[i].node, left);
+        if (size > left) {
+            errf(b->c, line, col, "document too large: alias \"*%s\" expands past %d YAML nodes",
+                 name, MAX_NODES);
+            return -1;
+        }
+        b->n_nodes += size;
+        node_t *n;
+        int rc = node_copy(b->anchors[i].node, &n);
+        if (rc < 0)
+            return rc;
+        /* Type errors about the alias as a whole should point at the alias. */
+        n->line = line;
+        n->col = col;
+        return attach(b, n);
+    }
+    errf(b->c, line, col, "unknown alias \"*%s\"", name);
+    return -1;
+}
+
+static int on_scalar(builder_t *b, const yaml_event_t *ev)
+{
+    if (count_node(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1) < 0)
+        return -1;
+    if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
+        errf(b->c, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+             "NUL character in a string");
+        return -1;
+    }
+    node_t *n = node_new(NODE_SCALAR, ev->start_mark);
+    if (!n)
+        return -ENOMEM;
+    n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+    if (!n->value) {
+        free(n);
+        return -ENOMEM;
+    }
+    int rc = attach(b, n);
+    if (rc == 0 && ev->data.scalar.anchor) {
+        char *name = strdup((const char *)ev->data.scalar.anchor);
+        if (!name)
+            return -ENOMEM;
+        if ((rc = anchor_add(b, name, n)) < 0)
+            free(name);
+    }
+    return rc;
+}
+
+static int on_start(builder_t *b, const yaml_event_t *ev, node_kind_t kind)
+{
+    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+    if (count_node(b, line, col) < 0)
+        return -1;
+    if (b->depth == MAX_DEPTH) {
+        errf(b->c, line, col, "nesting deeper than %d levels", MAX_DEPTH);
+        return -1;
+    }
+    node_t *n = node_new(kind, ev->start_mark);
+    if (!n)
+        return -ENOMEM;
+    int rc = attach(b, n);
+    if (rc < 0)
+        return rc;
+    const yaml_char_t *anchor =
+        kind == NODE_MAP ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+    char *name = NULL;
+    if (anchor && !(name = strdup((const char *)anchor)))
+        return -ENOMEM;
+    b->open[b->depth] = n;
+    b->open_anchor[b->depth] = name;
+    b->depth++;
+    return 0;
+}
+
+static int on_end(builder_t *b)
+{
+    if (b->depth == 0)
+        return -1;
+    b->depth--;
+    char *name = b->open_anchor[b->depth];
+    b->open_anchor[b->depth] = NULL;
+    if (name && anchor_add(b, name, b->open[b->depth]) < 0) {
+        free(name);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* libyaml's reader errors carry a byte offset only; turn it into line:col. */
+static void offset_to_pos(const char *text, size_t len, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            (*col)++;
+        }
+    }
+}
+
+static void report_yaml_error(ctx_t *c, const yaml_parser_t *p, const char *text, size_t len)
+{
+    if (p->error == YAML_MEMORY_ERROR) {
+        c->oom = true;
+        return;
+    }
+    const char *problem = p->problem ? p->problem : "unknown error";
+    int line, col;
+    if (p->error == YAML_READER_ERROR) {
+        offset_to_pos(text, len, p->problem_offset, &line, &col);
+        errf(c, line, col, "YAML syntax error: %s", problem);
+        return;
+    }
+    line = (int)p->problem_mark.line + 1;
+    col = (int)p->problem_mark.column + 1;
+    if (p->problem_mark.index < len && text[p->problem_mark.index] == '\t')
+        errf(c, line, col, "YAML syntax error: %s (tabs cannot indent YAML; use spaces)", problem);
+    else if (p->context)
+        errf(c, line, col, "YAML syntax error: %s (%s started at line %d, column %d)", problem,
+             p->context, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    else
+        errf(c, line, col, "YAML syntax error: %s", problem);
+}
+
+/* 0 with *root (NULL for an empty document), -1 on a reported error, -ENOMEM. */
+static int build_tree(ctx_t *c, const char *text, size_t len, node_t **root)
+{
+    *root = NULL;
+    builder_t b;
+    memset(&b, 0, sizeof(b));
+    b.c = c;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = 0, docs = 0;
+    bool done = false;
+    while (!done && rc == 0) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            report_yaml_error(c, &parser, text, len);
+            rc = c->oom ? -ENOMEM : -1;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) {
+                errf(c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                     "only one YAML document is allowed in a config file");
+                rc = -1;
+            }
+            break;
+        case YAML_SCALAR_EVENT:
+            rc = on_scalar(&b, &ev);
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = on_alias(&b, &ev);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            rc = on_start(&b, &ev, NODE_SEQ);
+            break;
+        case YAML_MAPPING_START_EVENT:
+            rc = on_start(&b, &ev, NODE_MAP);
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            rc = on_end(&b);
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    for (size_t i = 0; i < b.depth; i++)
+        free(b.open_anchor[i]);
+    for (size_t i = 0; i < b.n_anchors; i++)
+        free(b.anchors[i].name);
+    free(b.anchors);
+    if (rc < 0) {
+        node_free(b.root);
+        if (rc == -ENOMEM)
+            c->oom = true;
+        return rc;
+    }
+    *root = b.root;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pass 2 helpers: keys, kinds, scalars                                      */
+
+static bool is_null(const node_t *n)
+{
+    if (!n)
+        return true;
+    if (n->kind != NODE_SCALAR || !n->plain)
+        return false;
+    const char *v = n->value;
+    return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+           strcmp(v, "NULL") == 0;
+}
+
+static const char *kind_name(const node_t *n)
+{
+    if (is_null(n))
+        return "null";
+    switch (n->kind) {
+    case NODE_SEQ:
+        return "sequence";
+    case NODE_MAP:
+        return "mapping";
+    default:
+        return "scalar";
+    }
+}
+
+/* Paths only appear in messages, so a cut-off one is acceptable; the "..."
+ * marks it rather than letting it pass for a real key. */
+static const char *mark_cut(char *buf, int written)
+{
+    if (written >= PATH_LEN)
+        memcpy(buf + PATH_LEN - 4, "...", 4);
+    return buf;
+}
+
+static const char *join(char *buf, const char *parent, const char *key)
+{
+    if (!parent || !*parent)
+        return mark_cut(buf, snprintf(buf, PATH_LEN, "%s", key));
+    return mark_cut(buf, snprintf(buf, PATH_LEN, "%s.%s", parent, key));
+}
+
+static const char *join_index(char *buf, const char *parent, size_t i)
+{
+    return mark_cut(buf, snprintf(buf, PATH_LEN, "%s[%zu]", parent, i));
+}
+
+static const node_t *map_key(const node_t *map, const char *key)
+{
+    if (!map || map->kind != NODE_MAP)
+        return NULL;
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        if (map->kids[i]->kind == NODE_SCALAR && strcmp(map->kids[i]->value, key) == 0)
+            return map->kids[i];
+    return NULL;
+}
+
+static const node_t *map_get(const node_t *map, const char *key)
+{
+    if (!map || map->kind != NODE_MAP)
+        return NULL;
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        if (map->kids[i]->kind == NODE_SCALAR && strcmp(map->kids[i]->value, key) == 0)
+            return map->kids[i + 1];
+    return NULL;
+}
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (; list && *list; list++)
+        if (strcmp(s, *list) == 0)
+            return true;
+    return false;
+}
+
+/* Reports non-string, duplicate, not-yet-supported and unknown keys. */
+static void check_keys(ctx_t *c, const node_t *map, const char *path, const char *const *allowed,
+                       const char *const *later)
+{
+    char where[PATH_LEN + 8];
+    if (*path)
+        snprintf(where, sizeof(where), "in %s", path);
+    else
+        snprintf(where, sizeof(where), "at top level");
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        const node_t *k = map->kids[i];
+        if (k->kind != NODE_SCALAR) {
+            err_node(c, k, "keys must be strings, got %s %s", kind_name(k), where);
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j += 2) {
+            const node_t *prev = map->kids[j];
+            if (prev->kind == NODE_SCALAR && strcmp(prev->value, k->value) == 0) {
+                err_node(c, k, "duplicate key \"%s\" %s (first at line %d)", k->value, where,
+                         prev->line);
+                dup = true;
+            }
+        }
+        if (dup)
+            continue;
+        if (in_list(k->value, later))
+            err_node(c, k, "\"%s\" %s is not supported yet", k->value, where);
+        else if (!in_list(k->value, allowed))
+            err_node(c, k, "unknown key \"%s\" %s", k->value, where);
+    }
+}
+
+/* The mapping at node, or NULL: absent/null silently, other kinds reported. */
+static const node_t *as_map(ctx_t *c, const node_t *n, const char *path)
+{
+    if (is_null(n))
+        return NULL;
+    if (n->kind != NODE_MAP) {
+        err_node(c, n, "%s: expected a mapping, got %s", path, kind_name(n));
+        return NULL;
+    }
+    return n;
+}
+
+static const node_t *as_seq(ctx_t *c, const node_t *n, const char *path)
+{
+    if (is_null(n))
+        return NULL;
+    if (n->kind != NODE_SEQ) {
+        err_node(c, n, "%s: expected a list, got %s", path, kind_name(n));
+        return NULL;
+    }
+    return n;
+}
+
+static bool env_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || !(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char ch = s[i];
+        if (!(ch == '_' || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9')))
+            return false;
+    }
+    return true;
+}
+
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+} strbuf_t;
+
+static int sb_add(strbuf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p)
+            return -ENOMEM;
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+    return 0;
+}
+
+/* ${VAR} -> its value, $$ -> $; any other $ stays (regexes use it). Returns a
+ * new string, or NULL after reporting every problem in the scalar. */
+static char *expand_env(ctx_t *c, const node_t *n, const char *path)
+{
+    strbuf_t b = {0};
+    bool bad = false;
+    if (sb_add(&b, "", 0) < 0)
+        goto oom;
+    for (const char *p = n->value; *p;) {
+        if (p[0] == '$' && p[1] == '$') {
+            if (sb_add(&b, "$", 1) < 0)
+                goto oom;
+            p += 2;
+            continue;
+        }
+        if (p[0] != '$' || p[1] != '{') {
+            if (sb_add(&b, p, 1) < 0)
+                goto oom;
+            p++;
+            continue;
+        }
+        const char *name = p + 2;
+        const char *end = strchr(name, '}');
+        if (!end) {
+            err_node(c, n, "%s: unterminated \"${\" (write $$ for a literal $)", path);
+            bad = true;
+            break;
+        }
+        size_t nl = (size_t)(end - name);
+        p = end + 1;
+        if (!env_name_ok(name, nl)) {
+            err_node(c, n, "%s: invalid environment variable name \"%.*s\"", path, (int)nl, name);
+            bad = true;
+            continue;
+        }
+        char var[256];
+        if (nl >= sizeof(var)) {
+            err_node(c, n, "%s: environment variable name too long", path);
+            bad = true;
+            continue;
+        }
+        memcpy(var, name, nl);
+        var[nl] = '\0';
+        const char *val = getenv(var);
+        if (!val) {
+            err_node(c, n, "%s: environment variable \"%s\" is not set", path, var);
+            bad = true;
+            continue;
+        }
+        if (sb_add(&b, val, strlen(val)) < 0)
+            goto oom;
+        if (b.len > MAX_EXPANDED_BYTES) {
+            err_node(c, n, "%s: value longer than %d bytes after expansion", path,
+                     MAX_EXPANDED_BYTES);
+            bad = true;
+            break;
+        }
+    }
+    if (bad) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+oom:
+    free(b.s);
+    c->oom = true;
+    return NULL;
+}
+
+/* 1: absent or null (nothing set), 0: *out is the expanded text (caller
+ * frees), -1: error reported. */
+static int scalar_value(ctx_t *c, const node_t *n, const char *path, const char *what, char **out)
+{
+    *out = NULL;
+    if (is_null(n))
+        return 1;
+    if (n->kind != NODE_SCALAR) {
+        err_node(c, n, "%s: expected %s, got %s", path, what, kind_name(n));
+        return -1;
+    }
+    *out = expand_env(c, n, path);
+    return *out ? 0 : -1;
+}
+
+static void replace(char **dst, char *s)
+{
+    free(*dst);
+    *dst = s;
+}
+
+static char *xstrdup(ctx_t *c, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        c->oom = true;
+    return d;
+}
+
+/* Relative paths resolve against the config file's directory. */
+static char *resolve_path(ctx_t *c, const char *p)
+{
+    char *out;
+    if (p[0] == '/' || !c->base_dir)
+        return xstrdup(c, p);
+    const char *sep = c->base_dir[strlen(c->base_dir) - 1] == '/' ? "" : "/";
+    if (asprintf(&out, "%s%s%s", c->base_dir, sep, p) < 0) {
+        c->oom = true;
+        return NULL;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed fields. Each looks key up in map, leaves *dst alone when absent or
+ * null (so defaults stand), and reports problems at the value. They return
+ * 0 when *dst was set, 1 when absent, -1 on error. */
+
+static int get_string(ctx_t *c, const node_t *map, const char *parent, const char *key, char **dst)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "a string", &s);
+    if (rc != 0)
+        return rc;
+    if (!*s) {
+        err_node(c, v, "%s: must not be empty", path);
+        free(s);
+        return -1;
+    }
+    replace(dst, s);
+    return 0;
+}
+
+static int get_duration(ctx_t *c, const node_t *map, const char *parent, const char *key,
+                        int64_t *dst, bool positive)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "a duration", &s);
+    if (rc != 0)
+        return rc;
+    int64_t ms = 0;
+    int pr = kcw_duration_parse(s, &ms);
+    rc = -1;
+    if (pr == -ERANGE)
+        err_node(c, v, "%s: duration \"%s\" is too large", path, s);
+    else if (pr < 0)
+        err_node(c, v, "%s: invalid duration \"%s\" (expected e.g. 30s, 5m, 1h30m)", path, s);
+    else if (positive && ms <= 0)
+        err_node(c, v, "%s: must be greater than 0", path);
+    else {
+        *dst = ms;
+        rc = 0;
+    }
+    free(s);
+    return rc;
+}
+
+static int get_bool(ctx_t *c, const node_t *map, const char *parent, const char *key, bool *dst)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "true or false", &s);
+    if (rc != 0)
+        return rc;
+    if (strcmp(s, "true") == 0 || strcmp(s, "True") == 0 || strcmp(s, "TRUE") == 0) {
+        *dst = true;
+    } else if (strcmp(s, "false") == 0 || strcmp(s, "False") == 0 || strcmp(s, "FALSE") == 0) {
+        *dst = false;
+    } else {
+        err_node(c, v, "%s: expected true or false, got \"%s\"", path, s);
+        rc = -1;
+    }
+    free(s);
+    return rc;
+}
+
+static int get_int(ctx_t *c, const node_t *map, const char *parent, const char *key, int *dst,
+                   long long lo, long long hi)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "an integer", &s);
+    if (rc != 0)
+        return rc;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    rc = -1;
+    if (end == s || *end || errno == ERANGE)
+        err_node(c, v, "%s: expected an integer, got \"%s\"", path, s);
+    else if (x < lo || x > hi)
+        err_node(c, v, "%s: must be between %lld and %lld", path, lo, hi);
+    else {
+        *dst = (int)x;
+        rc = 0;
+    }
+    free(s);
+    return rc;
+}
+
+static int get_double(ctx_t *c, const node_t *map, const char *parent, const char *key, double *dst,
+                      double lo, double hi)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "a number", &s);
+    if (rc != 0)
+        return rc;
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    rc = -1;
+    if (end == s || *end || errno == ERANGE || !isfinite(x))
+        err_node(c, v, "%s: expected a number, got \"%s\"", path, s);
+    else if (x < lo || x > hi)
+        err_node(c, v, "%s: must be between %g and %g", path, lo, hi);
+    else {
+        *dst = x;
+        rc = 0;
+    }
+    free(s);
+    return rc;
+}
+
+/* http(s) URL with a host, checked by libcurl's URL parser. */
+static bool url_ok(ctx_t *c, const char *s, char *why, size_t n)
+{
+    CURLU *u = curl_url();
+    if (!u) {
+        c->oom = true;
+        snprintf(why, n, "out of memory");
+        return false;
+    }
+    bool ok = false;
+    char *scheme = NULL, *host = NULL;
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, s, 0);
+    if (uc != CURLUE_OK)
+        snprintf(why, n, "%s", curl_url_strerror(uc));
+    else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+             (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+        snprintf(why, n, "scheme must be http or https");
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+        snprintf(why, n, "no host");
+    else
+        ok = true;
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+static void strip_trailing_slashes(char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0 && s[len - 1] == '/')
+        s[--len] = '\0';
+}
+
+/* Validates one URL scalar; 0 with *out, 1 null, -1 error. */
+static int url_value(ctx_t *c, const node_t *v, const char *path, bool strip, char **out)
+{
+    char *s;
+    int rc = scalar_value(c, v, path, "a URL", &s);
+    *out = NULL;
+    if (rc != 0)
+        return rc;
+    char why[128];
+    if (!url_ok(c, s, why, sizeof(why))) {
+        err_node(c, v, "%s: invalid URL \"%s\": %s", path, s, why);
+        free(s);
+        return -1;
+    }
+    if (strip)
+        strip_trailing_slashes(s);
+    *out = s;
+    return 0;
+}
+
+static int get_url(ctx_t *c, const node_t *map, const char *parent, const char *key, char **dst,
+                   bool strip)
+{
+    char path[PATH_LEN];
+    char *s;
+    int rc = url_value(c, map_get(map, key), join(path, parent, key), strip, &s);
+    if (rc == 0)
+        replace(dst, s);
+    return rc;
+}
+
+/* A file the daemon will open later (TLS material): resolved, and checked
+ * now so `kcwatch check` catches a typo instead of the first request. */
+static int get_file_path(ctx_t *c, const node_t *map, const char *parent, const char *key,
+                         char **dst)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "a file path", &s);
+    if (rc != 0)
+        return rc;
+    char *full = *s ? resolve_path(c, s) : NULL;
+    if (!*s)
+        err_node(c, v, "%s: must not be empty", path);
+    free(s);
+    if (!full)
+        return -1;
+    if (access(full, R_OK) != 0) {
+        err_node(c, v, "%s: cannot read \"%s\": %s", path, full, strerror(errno));
+        free(full);
+        return -1;
+    }
+    replace(dst, full);
+    return 0;
+}
+
+/* Reads a secret file: whole content, trailing newlines cut, bounded. */
+static int read_secret(const char *file, char **out, char *why, size_t n)
+{
+    *out = NULL;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(why, n, "%s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, n, "not a regular file");
+        close(fd);
+        return -1;
+    }
+    char *buf = malloc(MAX_SECRET_BYTES + 1);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, MAX_SECRET_BYTES + 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(why, n, "%s", strerror(errno));
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > MAX_SECRET_BYTES) {
+            snprintf(why, n, "larger than %d bytes", MAX_SECRET_BYTES);
+            free(buf);
+            close(fd);
+            return -1;
+        }
+    }
+    close(fd);
+    if (memchr(buf, '\0', len)) {
+        snprintf(why, n, "contains a NUL byte");
+        free(buf);
+        return -1;
+    }
+    /* Files written by `echo` or editors end in a newline that is not part
+     * of the secret. */
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    buf[len] = '\0';
+    *out = buf;
+    return 0;
+}
+
+static int get_secret_file(ctx_t *c, const node_t *map, const char *parent, const char *key,
+                           char **dst)
+{
+    char path[PATH_LEN];
+    const node_t *v = map_get(map, key);
+    char *s;
+    int rc = scalar_value(c, v, join(path, parent, key), "a file path", &s);
+    if (rc != 0)
+        return rc;
+    if (!*s) {
+        err_node(c, v, "%s: must not be empty", path);
+        free(s);
+        return -1;
+    }
+    char *full = resolve_path(c, s);
+    free(s);
+    if (!full)
+        return -1;
+    char why[128], *secret;
+    rc = read_secret(full, &secret, why, sizeof(why));
+    if (rc == -ENOMEM) {
+        c->oom = true;
+    } else if (rc < 0) {
+        err_node(c, v, "%s: cannot read \"%s\": %s", path, full, why);
+    } else {
+        kcw_log_add_secret(secret);
+        replace(dst, secret);
+    }
+    free(full);
+    return rc < 0 ? -1 : 0;
+}
+
+/* An inline secret (password: ${PW}); registered for redaction at once. */
+static int get_secret(ctx_t *c, const node_t *map, const char *parent, const char *key, char **dst)
+{
+    char path[PATH_LEN];
+    char *s;
+    int rc = scalar_value(c, map_get(map, key), join(path, parent, key), "a string", &s);
+    if (rc != 0)
+        return rc;
+    kcw_log_add_secret(s);
+    replace(dst, s);
+    return 0;
+}
+
+static void check_regex(ctx_t *c, const node_t *v, const char *path, const char *src, bool anchored)
+{
+    kcw_regex_t *re = NULL;
+    char why[512];
+    why[0] = '\0';
+    int rc = kcw_regex_compile(src, anchored, &re, why, sizeof(why));
+    if (rc == -ENOMEM)
+        c->oom = true;
+    else if (rc < 0)
+        err_node(c, v, "%s: %s", path, why);
+    kcw_regex_free(re);
+}
+
+static bool label_name_ok(const char *s)
+{
+    return env_name_ok(s, strlen(s)); /* same grammar: [a-zA-Z_][a-zA-Z0-9_]* */
+}
+
+/* Two keys that exclude each other: reports at the second when both appear. */
+static bool exclusive(ctx_t *c, const node_t *map, const char *path, const char *a, const char *b)
+{
+    const node_t *ka = map_key(map, a), *kb = map_key(map, b);
+    if (!ka || !kb)
+        return true;
+    const node_t *later =
+        ka->line > kb->line || (ka->line == kb->line && ka->col > kb->col) ? ka : kb;
+    err_node(c, later, "%s: \"%s\" and \"%s\" are mutually exclusive", *path ? path : "top level",
+             a, b);
+    return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocks shared by several sections                                         */
+
+static void basic_auth_free(kcw_basic_auth_conf_t *ba)
+{
+    free(ba->username);
+    free(ba->password);
+    memset(ba, 0, sizeof(*ba));
+}
+
+static void tls_free(kcw_tls_conf_t *t)
+{
+    free(t->ca_file);
+    free(t->cert_file);
+    free(t->key_file);
+    memset(t, 0, sizeof(*t));
+}
+
+static void parse_basic_auth(ctx_t *c, const node_t *parent_map, const char *parent,
+                             kcw_basic_auth_conf_t *ba)
+{
+    static const char *const keys[] = {"username", "password", "password_file", NULL};
+    char path[PATH_LEN];
+    join(path, parent, "basic_auth");
+    const node_t *m = as_map(c, map_get(parent_map, "basic_auth"), path);
+    if (!m)
+        return;
+    check_keys(c, m, path, keys, NULL);
+    if (get_string(c, m, path, "username", &ba->username) == 1)
+        err_node(c, m, "%s: missing required key \"username\"", path);
+    if (exclusive(c, m, path, "password", "password_file")) {
+        get_secret(c, m, path, "password", &ba->password);
+        get_secret_file(c, m, path, "password_file", &ba->password);
+    }
+}
+
+static void parse_tls(ctx_t *c, const node_t *parent_map, const char *parent, kcw_tls_conf_t *t)
+{
+    static const char *const keys[] = {"ca_file", "cert_file", "key_file", "insecure", NULL};
+    char path[PATH_LEN];
+    join(path, parent, "tls");
+    const node_t *m = as_map(c, map_get(parent_map, "tls"), path);
+    if (!m)
+        return;
+    check_keys(c, m, path, keys, NULL);
+    get_file_path(c, m, path, "ca_file", &t->ca_file);
+    int cert = get_file_path(c, m, path, "cert_file", &t->cert_file);
+    int key = get_file_path(c, m, path, "key_file", &t->key_file);
+    get_bool(c, m, path, "insecure", &t->insecure);
+    if (cert == 1 && key != 1)
+        err_node(c, map_key(m, "key_file"), "%s: key_file needs cert_file", path);
+    else if (key == 1 && cert != 1)
+        err_node(c, map_key(m, "cert_file"), "%s: cert_file needs key_file", path);
+}
+
+/* bearer_token_file or inline bearer_token, excluding basic_auth. */
+static void parse_bearer(ctx_t *c, const node_t *m, const char *path, char **token)
+{
+    if (!exclusive(c, m, path, "bearer_token", "bearer_token_file"))
+        return;
+    if (!exclusive(c, m, path, "basic_auth", "bearer_token") ||
+        !exclusive(c, m, path, "basic_auth", "bearer_token_file"))
+        return;
+    get_secret(c, m, path, "bearer_token", token);
+    get_secret_file(c, m, path, "bearer_token_file", token);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sections                                                                  */
+
+/* host:port, host may be empty, a name, IPv4 or [IPv6]. */
+static bool listen_ok(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || strpbrk(s, " \t/"))
+        return false;
+    if (s[0] == '[' && (colon == s || colon[-1] != ']'))
+        return false;
+    if (s[0] != '[' && memchr(s, ':', (size_t)(colon - s)))
+        return false; /* bare IPv6 without brackets */
+    const char *port = colon + 1;
+    if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port))
+        return false;
+    long p = strtol(port, NULL, 10);
+    return p >= 1 && p <= 65535;
+}
+
+static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *external_url_set)
+{
+    static const char *const keys[] = {"evaluation_interval",
+                                       "external_labels",
+                                       "state_dir",
+                                       "listen",
+                                       "external_url",
+                                       "log",
+                                       NULL};
+    static const char *const log_keys[] = {"format", "level", NULL};
+    const node_t *m = as_map(c, map_get(root, "global"), "global");
+    if (!m)
+        return;
+    check_keys(c, m, "global", keys, NULL);
+    get_duration(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms, true);
+    get_string(c, m, "global", "state_dir", &cfg->state_dir);
+    if (get_string(c, m, "global", "listen", &cfg->listen) == 0 && !listen_ok(cfg->listen))
+        err_node(c, map_get(m, "listen"),
+                 "global.listen: expected host:port (e.g. 127.0.0.1:9464), got \"%s\"",
+                 cfg->listen);
+    *external_url_set = get_url(c, m, "global", "external_url", &cfg->external_url, true) == 0;
+
+    const node_t *labels = as_map(c, map_get(m, "external_labels"), "global.external_labels");
+    for (size_t i = 0; labels && i + 1 < labels->n; i += 2) {
+        const node_t *k = labels->kids[i];
+        if (k->kind != NODE_SCALAR) {
+            err_node(c, k, "global.external_labels: label names must be strings");
+            continue;
+        }
+        if (!label_name_ok(k->value)) {
+            err_node(c, k, "global.external_labels: invalid label name \"%s\"", k->value);
+            continue;
+        }
+        if (kcw_labels_get(&cfg->external_labels, k->value)) {
+            err_node(c, k, "global.external_labels: duplicate label \"%s\"", k->value);
+            continue;
+        }
+        char path[PATH_LEN], *val;
+        if (scalar_value(c, labels->kids[i + 1], join(path, "global.external_labels", k->value),
+                         "a string", &val) != 0)
+            continue;
+        if (kcw_labels_set(&cfg->external_labels, k->value, val) < 0)
+            c->oom = true;
+        free(val);
+    }
+
+    const node_t *log = as_map(c, map_get(m, "log"), "global.log");
+    if (log) {
+        check_keys(c, log, "global.log", log_keys, NULL);
+        char *s = NULL;
+        if (get_string(c, log, "global.log", "format", &s) == 0) {
+            if (strcmp(s, "logfmt") == 0)
+                cfg->log_format = KCW_LOG_LOGFMT;
+            else if (strcmp(s, "json") == 0)
+                cfg->log_format = KCW_LOG_JSON;
+            else
+                err_node(c, map_get(log, "format"),
+                         "global.log.format: expected logfmt or json, got \"%s\"", s);
+        }
+        free(s);
+        s = NULL;
+        if (get_string(c, log, "global.log", "level", &s) == 0) {
+            int lvl = kcw_log_level_parse(s);
+            if (lvl < 0)
+                err_node(c, map_get(log, "level"),
+                         "global.log.level: expected debug, info, warn or error, got \"%s\"", s);
+            else
+                cfg->log_level = lvl;
+        }
+        free(s);
+    }
+}
+
+static void parse_prometheus(ctx_t *c, const node_t *root, kcw_prometheus_conf_t *p)
+{
+    static const char *const keys[] = {
+        "url", "timeout", "basic_auth", "bearer_token", "bearer_token_file", "tls", NULL};
+    const node_t *m = as_map(c, map_get(root, "prometheus"), "prometheus");
+    if (!m)
+        return;
+    check_keys(c, m, "prometheus", keys, NULL);
+    get_url(c, m, "prometheus", "url", &p->url, true);
+    get_duration(c, m, "prometheus", "timeout", &p->timeout_ms, true);
+    parse_basic_auth(c, m, "prometheus", &p->basic_auth);
+    parse_bearer(c, m, "prometheus", &p->bearer_token);
+    parse_tls(c, m, "prometheus", &p->tls);
+}
+
+static bool cluster_name_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        char ch = *s;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void parse_cluster_urls(ctx_t *c, const node_t *m, const char *path, kcw_cluster_conf_t *cl)
+{
+    if (!exclusive(c, m, path, "url", "urls"))
+        return;
+    char p[PATH_LEN];
+    if (map_key(m, "url")) {
+        char *u;
+        int rc = url_value(c, map_get(m, "url"), join(p, path, "url"), true, &u);
+        if (rc == 1)
+            err_node(c, map_get(m, "url"), "%s: must not be empty", p);
+        if (rc != 0)
+            return;
+        if (!(cl->urls = calloc(1, sizeof(char *)))) {
+            free(u);
+            c->oom = true;
+            return;
+        }
+        cl->urls[0] = u;
+        cl->n_urls = 1;
+        return;
+    }
+    const node_t *v = map_get(m, "urls");
+    if (!v) {
+        err_node(c, m, "%s: missing required key \"urls\"", path);
+        return;
+    }
+    const node_t *seq = as_seq(c, v, join(p, path, "urls"));
+    if (!seq) {
+        if (is_null(v))
+            err_node(c, v, "%s: at least one URL is required", p);
+        return;
+    }
+    if (seq->n == 0) {
+        err_node(c, seq, "%s: at least one URL is required", p);
+        return;
+    }
+    if (!(cl->urls = calloc(seq->n, sizeof(char *)))) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        char ip[PATH_LEN];
+        char *u;
+        int rc = url_value(c, seq->kids[i], join_index(ip, p, i), true, &u);
+        if (rc == 1)
+            err_node(c, seq->kids[i], "%s: expected a URL, got null", ip);
+        if (rc == 0)
+            cl->urls[cl->n_urls++] = u;
+    }
+}
+
+static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"name",    "urls",       "url", "poll_interval",
+                                       "timeout", "basic_auth", "tls", NULL};
+    const node_t *seq = as_seq(c, map_get(root, "connect"), "connect");
+    if (!seq)
+        return;
+    if (seq->n == 0) {
+        err_node(c, seq, "connect: at least one cluster is required");
+        return;
+    }
+    cfg->clusters = calloc(seq->n, sizeof(*cfg->clusters));
+    if (!cfg->clusters) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        kcw_cluster_conf_t *cl = &cfg->clusters[cfg->n_clusters++];
+        cl->poll_interval_ms = 5 * SEC;
+        cl->timeout_ms = 10 * SEC;
+        char path[PATH_LEN];
+        join_index(path, "connect", i);
+        const node_t *m = as_map(c, seq->kids[i], path);
+        if (!m) {
+            if (is_null(seq->kids[i]))
+                err_node(c, seq->kids[i], "%s: expected a mapping, got null", path);
+            continue;
+        }
+        check_keys(c, m, path, keys, NULL);
+        const node_t *name = map_get(m, "name");
+        int rc = get_string(c, m, path, "name", &cl->name);
+        if (rc == 1)
+            err_node(c, m, "%s: missing required key \"name\"", path);
+        if (rc == 0 && !cluster_name_ok(cl->name)) {
+            err_node(c, name, "%s.name: \"%s\" may only contain letters, digits, '_', '.', '-'",
+                     path, cl->name);
+        } else if (rc == 0) {
+            for (size_t j = 0; j + 1 < cfg->n_clusters; j++) {
+                if (cfg->clusters[j].name && strcmp(cfg->clusters[j].name, cl->name) == 0) {
+                    const node_t *first = map_get(seq->kids[j], "name");
+                    err_node(c, name, "%s.name: duplicate cluster name \"%s\" (first at line %d)",
+                             path, cl->name, first ? first->line : 0);
+                    break;
+                }
+            }
+        }
+        parse_cluster_urls(c, m, path, cl);
+        get_duration(c, m, path, "poll_interval", &cl->poll_interval_ms, true);
+        get_duration(c, m, path, "timeout", &cl->timeout_ms, true);
+        parse_basic_auth(c, m, path, &cl->basic_auth);
+        parse_tls(c, m, path, &cl->tls);
+    }
+}
+
+/* Reads a list of regex strings into *out / *n (validated). */
+static void parse_traces(ctx_t *c, const node_t *v, kcw_remediation_conf_t *r)
+{
+    const char *path = "remediation.unrecoverable_traces";
+    const node_t *seq = as_seq(c, v, path);
+    if (!seq)
+        return;
+    if (seq->n == 0)
+        return; /* an explicit empty list disables the built-in patterns */
+    r->unrecoverable_traces = calloc(seq->n, sizeof(char *));
+    if (!r->unrecoverable_traces) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        char ip[PATH_LEN], *s;
+        int rc = scalar_value(c, seq->kids[i], join_index(ip, path, i), "a regex", &s);
+        if (rc == 1)
+            err_node(c, seq->kids[i], "%s: expected a regex, got null", ip);
+        if (rc != 0)
+            continue;
+        check_regex(c, seq->kids[i], ip, s, false);
+        r->unrecoverable_traces[r->n_unrecoverable_traces++] = s;
+    }
+}
+
+static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf_t *r,
+                              bool *traces_set)
+{
+    static const char *const keys[] = {
+        "enabled",        "dry_run", "max_concurrent",       "backoff", "budget", "stable_period",
+        "verify_timeout", "exclude", "unrecoverable_traces", NULL};
+    static const char *const backoff_keys[] = {"initial", "max", "multiplier", "jitter", NULL};
+    static const char *const budget_keys[] = {"max_restarts", "window", NULL};
+    static const char *const exclude_keys[] = {"connector", NULL};
+    const char *p = "remediation";
+    const node_t *m = as_map(c, map_get(root, p), p);
+    if (!m)
+        return;
+    check_keys(c, m, p, keys, NULL);
+    get_bool(c, m, p, "enabled", &r->enabled);
+    get_bool(c, m, p, "dry_run", &r->dry_run);
+    get_int(c, m, p, "max_concurrent", &r->max_concurrent, 1, 1000);
+    get_duration(c, m, p, "stable_period", &r->stable_period_ms, true);
+    get_duration(c, m, p, "verify_timeout", &r->verify_timeout_ms, true);
+
+    const node_t *b = as_map(c, map_get(m, "backoff"), "remediation.backoff");
+    if (b) {
+        const char *bp = "remediation.backoff";
+        check_keys(c, b, bp, backoff_keys, NULL);
+        int ri = get_duration(c, b, bp, "initial", &r->backoff_initial_ms, true);
+        int rm = get_duration(c, b, bp, "max", &r->backoff_max_ms, true);
+        get_double(c, b, bp, "multiplier", &r->backoff_multiplier, 1.0, 100.0);
+        get_double(c, b, bp, "jitter", &r->backoff_jitter, 0.0, 1.0);
+        if (ri >= 0 && rm >= 0 && r->backoff_max_ms < r->backoff_initial_ms) {
+            char a[64], z[64];
+            const node_t *at = rm == 0 ? map_get(b, "max") : map_get(b, "initial");
+            err_node(c, at, "%s: initial (%s) is larger than max (%s)", bp,
+                     kcw_duration_format(r->backoff_initial_ms, a, sizeof(a)),
+                     kcw_duration_format(r->backoff_max_ms, z, sizeof(z)));
+        }
+    }
+    const node_t *bu = as_map(c, map_get(m, "budget"), "remediation.budget");
+    if (bu) {
+        check_keys(c, bu, "remediation.budget", budget_keys, NULL);
+        get_int(c, bu, "remediation.budget", "max_restarts", &r->budget_max_restarts, 1, 1000000);
+        get_duration(c, bu, "remediation.budget", "window", &r->budget_window_ms, true);
+    }
+    const node_t *ex = as_map(c, map_get(m, "exclude"), "remediation.exclude");
+    if (ex) {
+        check_keys(c, ex, "remediation.exclude", exclude_keys, NULL);
+        if (get_string(c, ex, "remediation.exclude", "connector", &r->exclude_connector) == 0)
+            check_regex(c, map_get(ex, "connector"), "remediation.exclude.connector",
+                        r->exclude_connector, true);
+    }
+    const node_t *tr = map_get(m, "unrecoverable_traces");
+    if (!is_null(tr)) {
+        *traces_set = true;
+        parse_traces(c, tr, r);
+    }
+}
+
+static void parse_rule_files(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *set)
+{
+    const node_t *seq = as_seq(c, map_get(root, "rule_files"), "rule_files");
+    if (!seq)
+        return;
+    *set = true;
+    if (seq->n == 0)
+        return;
+    cfg->rule_files = calloc(seq->n, sizeof(char *));
+    if (!cfg->rule_files) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        char ip[PATH_LEN], *s;
+        int rc = scalar_value(c, seq->kids[i], join_index(ip, "rule_files", i), "a glob", &s);
+        if (rc == 0 && !*s) {
+            free(s);
+            rc = 1;
+        }
+        if (rc == 1)
+            err_node(c, seq->kids[i], "%s: must not be empty", ip);
+        if (rc != 0)
+            continue;
+        char *full = resolve_path(c, s);
+        free(s);
+        if (full)
+            cfg->rule_files[cfg->n_rule_files++] = full;
+    }
+}
+
+static void parse_webhook(ctx_t *c, const node_t *v, const char *path, kcw_receiver_conf_t *r)
+{
+    static const char *const keys[] = {
+        "url",          "timeout",           "send_resolved", "max_alerts", "basic_auth",
+        "bearer_token", "bearer_token_file", "tls",           NULL};
+    r->kind = KCW_RECEIVER_WEBHOOK;
+    if (is_null(v)) {
+        err_node(c, v, "%s: missing required key \"url\"", path);
+        return;
+    }
+    const node_t *m = as_map(c, v, path);
+    if (!m)
+        return;
+    check_keys(c, m, path, keys, NULL);
+    if (get_url(c, m, path, "url", &r->url, false) == 1)
+        err_node(c, m, "%s: missing required key \"url\"", path);
+    get_duration(c, m, path, "timeout", &r->timeout_ms, true);
+    get_bool(c, m, path, "send_resolved", &r->send_resolved);
+    get_int(c, m, path, "max_alerts", &r->max_alerts, 0, INT_MAX);
+    parse_basic_auth(c, m, path, &r->basic_auth);
+    parse_bearer(c, m, path, &r->bearer_token);
+    parse_tls(c, m, path, &r->tls);
+}
+
+static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"name", "webhook", "log", NULL};
+    static const char *const later[] = {"slack", "pagerduty", "alertmanager", NULL};
+    const node_t *seq = as_seq(c, map_get(root, "receivers"), "receivers");
+    if (!seq)
+        return;
+    if (seq->n == 0) {
+        err_node(c, seq, "receivers: at least one receiver is required");
+        return;
+    }
+    cfg->receivers = calloc(seq->n, sizeof(*cfg->receivers));
+    if (!cfg->receivers) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        kcw_receiver_conf_t *r = &cfg->receivers[cfg->n_receivers++];
+        r->kind = KCW_RECEIVER_LOG;
+        r->timeout_ms = 10 * SEC;
+        r->send_resolved = true;
+        char path[PATH_LEN];
+        join_index(path, "receivers", i);
+        const node_t *m = as_map(c, seq->kids[i], path);
+        if (!m) {
+            if (is_null(seq->kids[i]))
+                err_node(c, seq->kids[i], "%s: expected a mapping, got null", path);
+            continue;
+        }
+        check_keys(c, m, path, keys, later);
+        int rc = get_string(c, m, path, "name", &r->name);
+        if (rc == 1)
+            err_node(c, m, "%s: missing required key \"name\"", path);
+        for (size_t j = 0; rc == 0 && j + 1 < cfg->n_receivers; j++) {
+            if (cfg->receivers[j].name && strcmp(cfg->receivers[j].name, r->name) == 0) {
+                const node_t *first = map_get(seq->kids[j], "name");
+                err_node(c, map_get(m, "name"),
+                         "%s.name: duplicate receiver name \"%s\" (first at line %d)", path,
+                         r->name, first ? first->line : 0);
+                break;
+            }
+        }
+        /* Exactly one kind; not-yet-supported kinds were reported by check_keys. */
+        const node_t *kinds[2] = {map_key(m, "webhook"), map_key(m, "log")};
+        if (kinds[0] && kinds[1]) {
+            const node_t *later_key = kinds[0]->line > kinds[1]->line ? kinds[0] : kinds[1];
+            err_node(c, later_key, "%s: a receiver has exactly one kind (webhook or log)", path);
+        } else if (kinds[0]) {
+            char wp[PATH_LEN];
+            parse_webhook(c, map_get(m, "webhook"), join(wp, path, "webhook"), r);
+        } else if (kinds[1]) {
+            const node_t *lv = map_get(m, "log");
+            if (!is_null(lv) && !(lv->kind == NODE_MAP && lv->n == 0))
+                err_node(c, lv, "%s.log: takes no settings (write log: {})", path);
+        } else {
+            bool other = false;
+            for (const char *const *k = later; *k; k++)
+                other = other || map_key(m, *k);
+            if (!other)
+                err_node(c, m, "%s: needs a kind: webhook or log", path);
+        }
+    }
+}
+
+static void parse_route(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool receivers_set)
+{
+    static const char *const keys[] = {"receiver",       "group_by",        "group_wait",
+                                       "group_interval", "repeat_interval", NULL};
+    static const char *const later[] = {"routes", "matchers", "continue", NULL};
+    const char *p = "route";
+    kcw_route_conf_t *rt = &cfg->route;
+    const node_t *m = as_map(c, map_get(root, p), p);
+    if (!m)
+        return;
+    check_keys(c, m, p, keys, later);
+    /* Without a receivers list the built-in "log" receiver is the only one. */
+    if (get_string(c, m, p, "receiver", &rt->receiver) == 0 &&
+        (receivers_set ? !kcw_config_receiver(cfg, rt->receiver)
+                       : strcmp(rt->receiver, "log") != 0))
+        err_node(c, map_get(m, "receiver"), "route.receiver: unknown receiver \"%s\"",
+                 rt->receiver);
+    get_duration(c, m, p, "group_wait", &rt->group_wait_ms, false);
+    get_duration(c, m, p, "group_interval", &rt->group_interval_ms, true);
+    get_duration(c, m, p, "repeat_interval", &rt->repeat_interval_ms, true);
+    const node_t *seq = as_seq(c, map_get(m, "group_by"), "route.group_by");
+    if (!seq || seq->n == 0)
+        return;
+    if (!(rt->group_by = calloc(seq->n, sizeof(char *)))) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        char ip[PATH_LEN], *s;
+        int rc =
+            scalar_value(c, seq->kids[i], join_index(ip, "route.group_by", i), "a label name", &s);
+        if (rc == 1)
+            err_node(c, seq->kids[i], "%s: expected a label name, got null", ip);
+        if (rc != 0)
+            continue;
+        if (strcmp(s, "...") != 0 && !label_name_ok(s)) {
+            err_node(c, seq->kids[i], "%s: invalid label name \"%s\"", ip, s);
+            free(s);
+            continue;
+        }
+        rt->group_by[rt->n_group_by++] = s;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Defaults, walk, public API                                                */
+
+static int set_scalar_defaults(kcw_config_t *cfg)
+{
+    cfg->evaluation_interval_ms = 10 * SEC;
+    cfg->log_format = KCW_LOG_LOGFMT;
+    cfg->log_level = KCW_LOG_INFO;
+    cfg->state_dir = strdup("./kcwatch-state");
+    cfg->listen = strdup("127.0.0.1:9464");
+    cfg->prometheus.url = strdup("http://localhost:9090");
+    cfg->prometheus.timeout_ms = 10 * SEC;
+
+    kcw_remediation_conf_t *r = &cfg->remediation;
+    r->enabled = true;
+    r->dry_run = false;
+    r->max_concurrent = 2;
+    r->backoff_initial_ms = 30 * SEC;
+    r->backoff_max_ms = 30 * MIN;
+    r->backoff_multiplier = 2.0;
+    r->backoff_jitter = 0.2;
+    r->budget_max_restarts = 5;
+    r->budget_window_ms = HOUR;
+    r->stable_period_ms = 10 * MIN;
+    r->verify_timeout_ms = 2 * MIN;
+
+    cfg->route.group_wait_ms = 30 * SEC;
+    cfg->route.group_interval_ms = 5 * MIN;
+    cfg->route.repeat_interval_ms = 4 * HOUR;
+    return cfg->state_dir && cfg->listen && cfg->prometheus.url ? 0 : -ENOMEM;
+}
+
+/* Lists that default to something when their key was absent. */
+static int set_list_defaults(kcw_config_t *cfg, bool connect_set, bool rules_set,
+                             bool receivers_set, bool traces_set, bool external_url_set)
+{
+    if (!connect_set && cfg->n_clusters == 0) {
+        cfg->clusters = calloc(1, sizeof(*cfg->clusters));
+        if (!cfg->clusters)
+            return -ENOMEM;
+        kcw_cluster_conf_t *cl = &cfg->clusters[0];
+        cfg->n_clusters = 1;
+        cl->poll_interval_ms = 5 * SEC;
+        cl->timeout_ms = 10 * SEC;
+        cl->name = strdup("default");
+        cl->urls = calloc(1, sizeof(char *));
+        if (!cl->name || !cl->urls || !(cl->urls[0] = strdup("http://localhost:8083")))
+            return -ENOMEM;
+        cl->n_urls = 1;
+    }
+    if (!rules_set && cfg->n_rule_files == 0) {
+        cfg->rule_files = calloc(1, sizeof(char *));
+        if (!cfg->rule_files || !(cfg->rule_files[0] = strdup(KCW_DEFAULT_RULES_DIR "/*.yaml")))
+            return -ENOMEM;
+        cfg->n_rule_files = 1;
+    }
+    if (!receivers_set && cfg->n_receivers == 0) {
+        cfg->receivers = calloc(1, sizeof(*cfg->receivers));
+        if (!cfg->receivers)
+            return -ENOMEM;
+        cfg->n_receivers = 1;
+        cfg->receivers[0].kind = KCW_RECEIVER_LOG;
+        cfg->receivers[0].timeout_ms = 10 * SEC;
+        cfg->receivers[0].send_resolved = true;
+        if (!(cfg->receivers[0].name = strdup("log")))
+            return -ENOMEM;
+    }
+    if (!cfg->route.receiver && cfg->n_receivers > 0 && cfg->receivers[0].name &&
+        !(cfg->route.receiver = strdup(cfg->receivers[0].name)))
+        return -ENOMEM;
+    if (!traces_set) {
+        size_t n = 0;
+        while (default_unrecoverable_traces[n])
+            n++;
+        kcw_remediation_conf_t *r = &cfg->remediation;
+        if (!(r->unrecoverable_traces = calloc(n, sizeof(char *))))
+            return -ENOMEM;
+        for (; r->n_unrecoverable_traces < n; r->n_unrecoverable_traces++) {
+            size_t i = r->n_unrecoverable_traces;
+            if (!(r->unrecoverable_traces[i] = strdup(default_unrecoverable_traces[i])))
+                return -ENOMEM;
+        }
+    }
+    if (!external_url_set) {
+        /* A bare ":port" listens everywhere; payload links need a host. */
+        const char *host = cfg->listen[0] == ':' ? "localhost" : "";
+        free(cfg->external_url);
+        if (asprintf(&cfg->external_url, "http://%s%s", host, cfg->listen) < 0) {
+            cfg->external_url = NULL;
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"global",     "prometheus", "connect", "remediation",
+                                       "rule_files", "receivers",  "route",   NULL};
+    static const char *const later[] = {"silences", NULL};
+    bool external_url_set = false, rules_set = false, traces_set = false;
+    const node_t *m = NULL;
+    if (!is_null(root)) {
+        if (root->kind != NODE_MAP)
+            err_node(c, root, "top level: expected a mapping, got %s", kind_name(root));
+        else
+            m = root;
+    }
+    /* A present-but-invalid list must not be papered over by its default. */
+    bool connect_set = !is_null(map_get(m, "connect"));
+    bool receivers_set = !is_null(map_get(m, "receivers"));
+    if (m) {
+        check_keys(c, m, "", keys, later);
+        parse_global(c, m, cfg, &external_url_set);
+        parse_prometheus(c, m, &cfg->prometheus);
+        parse_connect(c, m, cfg);
+        parse_remediation(c, m, &cfg->remediation, &traces_set);
+        parse_rule_files(c, m, cfg, &rules_set);
+        parse_receivers(c, m, cfg);
+        parse_route(c, m, cfg, receivers_set);
+    }
+    if (set_list_defaults(cfg, connect_set, rules_set, receivers_set, traces_set,
+                          external_url_set) < 0)
+        c->oom = true;
+}
+
+/* Errors come out in walk order; show them in file order. Insertion sort is
+ * stable and the lists are short. */
+static void sort_errors(kcw_errors_t *errs, size_t from)
+{
+    size_t n = errs->n < errs->cap ? errs->n : errs->cap;
+    for (size_t i = from + 1; i < n; i++) {
+        kcw_error_t e = errs->items[i];
+        size_t j = i;
+        while (j > from &&
+               (errs->items[j - 1].line > e.line ||
+                (errs->items[j - 1].line == e.line && errs->items[j - 1].col > e.col))) {
+            errs->items[j] = errs->items[j - 1];
+            j--;
+        }
+        errs->items[j] = e;
+    }
+}
+
+static char *dir_of(const char *name)
+{
+    const char *slash = name ? strrchr(name, '/') : NULL;
+    if (!slash)
+        return NULL;
+    return strndup(name, slash == name ? 1 : (size_t)(slash - name));
+}
+
+static int load_text(const char *text, size_t len, const char *name, kcw_config_t **out,
+                     kcw_errors_t *errs)
+{
+    *out = NULL;
+    size_t before = errs->n;
+    ctx_t c = {.file = name, .errs = errs};
+    if (name && strchr(name, '/') && !(c.base_dir = dir_of(name)))
+        return -ENOMEM;
+    kcw_config_t *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg || set_scalar_defaults(cfg) < 0 || (name && !(cfg->path = strdup(name)))) {
+        kcw_config_free(cfg);
+        free(c.base_dir);
+        return -ENOMEM;
+    }
+    node_t *root = NULL;
+    if (build_tree(&c, text, len, &root) == 0)
+        walk(&c, root, cfg);
+    node_free(root);
+    free(c.base_dir);
+    int rc = 0;
+    if (c.oom) {
+        kcw_errors_add(errs, name, 0, 0, "out of memory while loading the config");
+        rc = -ENOMEM;
+    } else if (errs->n > before) {
+        rc = -EINVAL;
+    }
+    sort_errors(errs, before);
+    if (rc < 0) {
+        kcw_config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int kcw_config_load_string(const char *yaml, const char *name, kcw_config_t **out,
+                           kcw_errors_t *errs)
+{
+    return load_text(yaml ? yaml : "", yaml ? strlen(yaml) : 0, name, out, errs);
+}
+
+int kcw_config_load(const char *path, kcw_config_t **out, kcw_errors_t *errs)
+{
+    *out = NULL;
+    if (!path)
+        return load_text("", 0, NULL, out, errs);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        kcw_errors_add(errs, path, 0, 0, "cannot open config: %s", strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG_BYTES) {
+        kcw_errors_add(errs, path, 0, 0, "config must be a regular file of at most %d bytes",
+                       MAX_CONFIG_BYTES);
+        close(fd);
+        return -EINVAL;
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    if (!text) {
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t len = 0;
+    while (len < (size_t)st.st_size) {
+        ssize_t r = read(fd, text + len, (size_t)st.st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = r < 0 ? errno : EIO;
+            kcw_errors_add(errs, path, 0, 0, "cannot read config: %s", strerror(e));
+            free(text);
+            close(fd);
+            return -e;
+        }
+        len += (size_t)r;
+    }
+    close(fd);
+    text[len] = '\0';
+    int rc = load_text(text, len, path, out, errs);
+    free(text);
+    return rc;
+}
+
+const kcw_receiver_conf_t *kcw_config_receiver(const kcw_config_t *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_receivers; i++)
+        if (cfg->receivers[i].name && strcmp(cfg->receivers[i].name, name) == 0)
+            return &cfg->receivers[i];
+    return NULL;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void kcw_config_free(kcw_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    kcw_labels_clear(&cfg->external_labels);
+    free(cfg->state_dir);
+    free(cfg->listen);
+    free(cfg->external_url);
+
+    free(cfg->prometheus.url);
+    basic_auth_free(&cfg->prometheus.basic_auth);
+    free(cfg->prometheus.bearer_token);
+    tls_free(&cfg->prometheus.tls);
+
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        kcw_cluster_conf_t *cl = &cfg->clusters[i];
+        free(cl->name);
+        strv_free(cl->urls, cl->n_urls);
+        basic_auth_free(&cl->basic_auth);
+        tls_free(&cl->tls);
+    }
+    free(cfg->clusters);
+
+    free(cfg->remediation.exclude_connector);
+    strv_free(cfg->remediation.unrecoverable_traces, cfg->remediation.n_unrecoverable_traces);
+    strv_free(cfg->rule_files, cfg->n_rule_files);
+
+    for (size_t i = 0; i < cfg->n_receivers; i++) {
+        kcw_receiver_conf_t *r = &cfg->receivers[i];
+        free(r->name);
+        free(r->url);
+        basic_auth_free(&r->basic_auth);
+        free(r->bearer_token);
+        tls_free(&r->tls);
+    }
+    free(cfg->receivers);
+
+    free(cfg->route.receiver);
+    strv_free(cfg->route.group_by, cfg->route.n_group_by);
+    free(cfg);
+}
