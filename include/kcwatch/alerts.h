@@ -66,5 +66,9 @@ const kcw_alert_t *kcw_alert_set_at(const kcw_alert_set_t *s, size_t i);
 const kcw_alert_t *kcw_alert_set_find(const kcw_alert_set_t *s, const kcw_labels_t *labels);
 /* Alerts by state (resolved ones count as inactive). */
 size_t kcw_alert_set_count_state(const kcw_alert_set_t *s, kcw_alert_state_t st);
+/* Puts back an alert saved before a restart of kcwatch (state, activeAt,
+ * firedAt... as given; labels, annotations and trace are copied). 0, -EEXIST
+ * when the label set is already in the set, -ENOMEM. */
+int kcw_alert_set_restore(kcw_alert_set_t *s, const kcw_alert_t *a);
 
 #endif

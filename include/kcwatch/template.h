@@ -30,8 +30,16 @@ typedef struct kcw_template_ctx {
  * point into the YAML file. 0 and *out, or -EINVAL with errors appended. */
 int kcw_template_compile(const char *src, const char *file, int line, int col,
                          kcw_template_t **out, kcw_errors_t *errs);
+/* Like kcw_template_compile for the text of a YAML block scalar: lines after
+ * the first start at column indent + 1 of the file (the block's indentation
+ * is not part of src), so positions on every line point into the file. */
+int kcw_template_compile_block(const char *src, const char *file, int line, int col, int indent,
+                               kcw_template_t **out, kcw_errors_t *errs);
 /* Renders into a new string (*out, free()). 0, -ENOMEM, or -E2BIG when the
- * output would pass the bound (then *out holds the truncated text). */
+ * output would pass the bound (then *out holds the truncated text). A failing
+ * call at render time (humanize of a non-number, eq on mixed types) is not an
+ * error: as in Prometheus, *out is "<error expanding template: FILE:LINE:COL:
+ * ...>" and 0 is returned. */
 int kcw_template_render(const kcw_template_t *t, const kcw_template_ctx_t *ctx, char **out);
 void kcw_template_free(kcw_template_t *t);
 
