@@ -103,9 +103,11 @@ void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf
 
 typedef struct kcw_remediator kcw_remediator_t;
 
-/* cn may be NULL (tests): then the cluster is the alert's cluster label and
- * only the decisions that need no Connect call are made. conf must outlive r
- * (or be replaced with kcw_remediator_set_conf first). */
+/* cn may be NULL (until kcw_remediator_set_connect, or in tests): then the
+ * cluster is the alert's cluster label and only the decisions that need no
+ * Connect call are made. conf must outlive r (or be replaced with
+ * kcw_remediator_set_conf first). Targets are keyed by cluster name, so they
+ * survive a reload that reorders clusters. */
 kcw_remediator_t *kcw_remediator_new(uv_loop_t *loop, kcw_connect_t *cn,
                                      const kcw_remediation_conf_t *conf,
                                      kcw_remediation_event_cb cb, void *arg);
