@@ -26,18 +26,51 @@ typedef struct kcw_notifier kcw_notifier_t;
 typedef void (*kcw_notify_event_cb)(const char *receiver, const char *group_key, bool ok,
                                     long http_status, const char *detail, void *arg);
 
+/* cfg must stay valid until the next kcw_notifier_set_config or close; http
+ * may be NULL when no webhook receiver is used. */
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                  kcw_notify_event_cb cb, void *arg);
-/* Replaces route/receivers on reload (pending deliveries kept). */
+/* Replaces route/receivers on reload (pending deliveries kept). When the
+ * route's receiver or group_by changed, the groups start afresh (their alerts
+ * are notified again after group_wait, as Alertmanager does on reload). */
 void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg);
 /* All current alerts; pointers need only live during the call. */
 void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, size_t n_alerts,
                          int64_t now_ms);
 /* Sends the group holding an alert with these labels at once, skipping
- * group_wait (used when a restart was refused: tell someone now). */
+ * group_wait, even when its alerts are unchanged since the last notification
+ * (used when remediation acted or refused to: that is news for a human now). */
 void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
-/* Stops timers; undelivered notifications are given up to grace_ms to go. */
+/* Stops timers and frees everything; queued notifications are dropped (with
+ * an ERROR naming how many) and its transfers in flight are cancelled
+ * (kcw_http_cancel). May run before or after kcw_http_close. on_closed runs
+ * once the notifier's libuv handles are closed. */
 void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *arg);
+
+/* --- testing: the grouping logic with a clock the caller owns ------------
+ * kcw_notifier_update() never sends anything itself; groups become due and a
+ * uv_timer flushes them. Tests call kcw_notifier_flush_due() with their own
+ * now instead of running the loop, and may capture notifications with a sink
+ * instead of delivering them (a captured notification counts as delivered). */
+typedef void (*kcw_notify_sink_cb)(const char *receiver, const char *group_key,
+                                   const kcw_alert_t *const *alerts, size_t n_alerts, void *arg);
+void kcw_notifier_set_sink(kcw_notifier_t *n, kcw_notify_sink_cb sink, void *arg);
+/* Flushes every group due at now_ms; returns the notifications produced. */
+size_t kcw_notifier_flush_due(kcw_notifier_t *n, int64_t now_ms);
+/* When the next group is due (in update()'s clock), INT64_MAX if none. */
+int64_t kcw_notifier_next_due(const kcw_notifier_t *n);
+size_t kcw_notifier_group_count(const kcw_notifier_t *n);
+
+typedef enum {
+    KCW_DELIVERY_OK = 0, /* 2xx */
+    KCW_DELIVERY_RETRY,  /* transport error, 5xx, 408, 429 */
+    KCW_DELIVERY_DROP,   /* any other status: the receiver will never take it */
+} kcw_delivery_result_t;
+kcw_delivery_result_t kcw_notify_classify(long http_status);
+/* Delay before retry `failures` (1 = after the first failure): 1 s doubling
+ * to 5 min, scaled by (0.9 + 0.2 * jitter01); a Retry-After (>= 0) replaces
+ * it, capped at 1 h. */
+int64_t kcw_notify_backoff_ms(int failures, int64_t retry_after_ms, double jitter01);
 
 #endif

@@ -1,0 +1,1388 @@
+/* notify.c: alert grouping, dedup and delivery (see notify.h).
+ *
+ * Alerts enter through kcw_notifier_update(): every current firing and
+ * recently resolved alert, after each evaluation. Each one lands in the group
+ * of its route's group_by labels; a group remembers its members and what its
+ * last notification said (which fingerprints were firing, which resolved).
+ * A group is due group_wait after it appeared, then every group_interval; when
+ * due, it is notified if the set of firing alerts grew, if alerts resolved
+ * (send_resolved), if everything resolved, or if repeat_interval passed; these
+ * are Alertmanager's dispatcher and dedup rules. Resolved members leave the
+ * group at each flush and are remembered (fingerprint + resolved time) so the
+ * alert set's 15 minute retention does not bring them back; an empty group is
+ * deleted. All of that is pure and runs on the caller's clock; one uv_timer
+ * only decides when to call it.
+ *
+ * Notifications leave as webhook payloads on a bounded FIFO. Each receiver
+ * sends one at a time in queue order (so a group's notifications arrive in the
+ * order they were made), independently of other receivers; failures back off
+ * per receiver, since it is the receiver that is down or throttling, not one
+ * message. The log receiver writes its lines at flush time and never queues. */
+#include "kcwatch/notify.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kcwatch/log.h"
+#include "kcwatch/webhook.h"
+
+#define QUEUE_MAX 10000
+#define GIVE_UP_MS (24LL * 60 * 60 * 1000)
+#define BACKOFF_INITIAL_MS 1000
+#define BACKOFF_MAX_MS (5 * 60 * 1000)
+#define RETRY_AFTER_MAX_MS (60 * 60 * 1000)
+#define GROUP_INTERVAL_MIN_MS 1000 /* 0 would spin the loop */
+#define RESPONSE_MAX (64 * 1024)
+#define BODY_LOG_MAX 200
+#define LOG_LABELS_MAX 16 /* labels per "alert" log line; the rest are counted */
+#define LOG_PAIRS 20      /* key/value pairs log_pairs() passes to kcw_log */
+
+typedef struct member {
+    uint64_t fp;
+    uint64_t seen_gen; /* update generation that last listed it */
+    kcw_alert_t alert; /* own copy of labels and annotations; trace not kept */
+} member_t;
+
+typedef struct group {
+    uint64_t hash; /* of the group labels: groups are sorted by it */
+    uint64_t id;   /* unique per notifier; deliveries refer to groups by it */
+    char *key;     /* Alertmanager groupKey */
+    kcw_labels_t labels;
+    member_t *members; /* sorted by fingerprint */
+    size_t n_members, cap_members;
+    /* What the last notification said (Alertmanager's notification log). */
+    uint64_t *sent_firing, *sent_resolved; /* sorted */
+    size_t n_sent_firing, n_sent_resolved;
+    bool notified;
+    int64_t last_notified_ms;
+    int64_t due_ms;
+    size_t outstanding; /* its deliveries queued or in flight */
+    bool forced;        /* kcw_notifier_flush_for: send even if unchanged */
+} group_t;
+
+/* A resolved alert already dealt with: ignored while updates still list it. */
+typedef struct done {
+    uint64_t fp;
+    int64_t resolved_at_ms;
+    uint64_t seen_gen;
+} done_t;
+
+typedef struct delivery {
+    struct delivery *prev, *next;
+    kcw_notifier_t *owner; /* NULL when the notifier closed while it was in flight */
+    char *receiver;
+    char *group_key;
+    uint64_t group_hash, group_id;
+    char *payload;
+    size_t n_alerts;
+    bool firing;
+    bool in_flight;
+    uint64_t enqueued_mono;
+} delivery_t;
+
+typedef struct receiver_state {
+    char *name;
+    delivery_t *in_flight;
+    size_t queued; /* deliveries in the queue, the one in flight included */
+    int failures;  /* consecutive */
+    uint64_t next_attempt_mono;
+} receiver_state_t;
+
+typedef enum { SEND_NO = 0, SEND_CHANGED, SEND_REPEAT } send_reason_t;
+
+struct kcw_notifier {
+    uv_loop_t *loop;
+    kcw_http_t *http;
+    const kcw_config_t *cfg;
+    kcw_notify_event_cb event_cb;
+    void *event_arg;
+    kcw_notify_sink_cb sink;
+    void *sink_arg;
+
+    /* The route the groups were made for, to notice when a reload regroups. */
+    char *route_receiver;
+    char **route_group_by;
+    size_t n_route_group_by;
+
+    group_t **groups; /* sorted by hash */
+    size_t n_groups, cap_groups;
+    done_t *done; /* sorted by (fp, resolved_at_ms) */
+    size_t n_done, cap_done;
+    uint64_t gen;
+    uint64_t next_group_id;
+
+    delivery_t *head, *tail;
+    size_t n_queue;
+    size_t dropped_total, dropped_pending_log;
+    receiver_state_t *receivers;
+    size_t n_receivers;
+
+    /* update()'s clock at a loop time, so timers can tell "now" in it. */
+    int64_t clock_wall_ms;
+    uint64_t clock_mono_ms;
+    uint64_t rng;
+
+    uv_timer_t group_timer, retry_timer;
+    int handles_open;
+    bool closing;
+    bool http_gone; /* the client is closing: nothing more can be sent */
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+};
+
+/* --- small helpers ------------------------------------------------------- */
+
+static int64_t clock_now(const kcw_notifier_t *n)
+{
+    return n->clock_wall_ms + (int64_t)(uv_now(n->loop) - n->clock_mono_ms);
+}
+
+/* xorshift64*: jitter only, so quality hardly matters; per notifier so there
+ * is no process-wide state. */
+static double random01(kcw_notifier_t *n)
+{
+    n->rng ^= n->rng >> 12;
+    n->rng ^= n->rng << 25;
+    n->rng ^= n->rng >> 27;
+    return (double)((n->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static void event(kcw_notifier_t *n, const char *receiver, const char *group_key, bool ok,
+                  long status, const char *detail)
+{
+    if (n->event_cb)
+        n->event_cb(receiver, group_key, ok, status, detail, n->event_arg);
+}
+
+static bool alert_firing(const kcw_alert_t *a)
+{
+    return a->state == KCW_ALERT_FIRING;
+}
+
+static bool alert_resolved(const kcw_alert_t *a)
+{
+    return a->state == KCW_ALERT_INACTIVE && a->resolved_at_ms != 0;
+}
+
+static uint64_t alert_fp(const kcw_alert_t *a)
+{
+    return a->fingerprint != 0 ? a->fingerprint : kcw_labels_fingerprint(&a->labels);
+}
+
+static const kcw_receiver_conf_t *route_receiver(const kcw_notifier_t *n)
+{
+    const char *name = n->cfg->route.receiver;
+    return name ? kcw_config_receiver(n->cfg, name) : NULL;
+}
+
+static int64_t group_interval_ms(const kcw_notifier_t *n)
+{
+    int64_t v = n->cfg->route.group_interval_ms;
+    return v < GROUP_INTERVAL_MIN_MS ? GROUP_INTERVAL_MIN_MS : v;
+}
+
+/* Sorted uint64 set helpers. */
+static bool fp_contains(const uint64_t *set, size_t n, uint64_t fp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (set[mid] == fp)
+            return true;
+        if (set[mid] < fp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+static bool fp_subset(const uint64_t *sub, size_t n_sub, const uint64_t *set, size_t n_set)
+{
+    for (size_t i = 0; i < n_sub; i++)
+        if (!fp_contains(set, n_set, sub[i]))
+            return false;
+    return true;
+}
+
+/* --- grouping ------------------------------------------------------------ */
+
+static bool group_by_all(const kcw_route_conf_t *rt)
+{
+    for (size_t i = 0; i < rt->n_group_by; i++)
+        if (strcmp(rt->group_by[i], "...") == 0)
+            return true;
+    return false;
+}
+
+static bool grouped_on(const kcw_route_conf_t *rt, bool all, const char *name)
+{
+    if (all)
+        return true;
+    for (size_t i = 0; i < rt->n_group_by; i++)
+        if (strcmp(rt->group_by[i], name) == 0)
+            return true;
+    return false;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Hash of the alert's group labels, computed without building them. */
+static uint64_t group_hash(const kcw_route_conf_t *rt, bool all, const kcw_labels_t *l)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < l->n; i++) {
+        if (!grouped_on(rt, all, l->items[i].name))
+            continue;
+        h = fnv1a(h, l->items[i].name, strlen(l->items[i].name) + 1);
+        h = fnv1a(h, l->items[i].value, strlen(l->items[i].value) + 1);
+    }
+    return h;
+}
+
+static bool group_matches(const group_t *g, const kcw_route_conf_t *rt, bool all,
+                          const kcw_labels_t *l)
+{
+    size_t matched = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (!grouped_on(rt, all, l->items[i].name))
+            continue;
+        const char *v = kcw_labels_get(&g->labels, l->items[i].name);
+        if (!v || strcmp(v, l->items[i].value) != 0)
+            return false;
+        matched++;
+    }
+    return matched == g->labels.n;
+}
+
+/* First index whose hash is >= h. */
+static size_t group_lower_bound(const kcw_notifier_t *n, uint64_t h)
+{
+    size_t lo = 0, hi = n->n_groups;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (n->groups[mid]->hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static group_t *group_find(const kcw_notifier_t *n, uint64_t h, const kcw_labels_t *alert_labels)
+{
+    const kcw_route_conf_t *rt = &n->cfg->route;
+    bool all = group_by_all(rt);
+    for (size_t i = group_lower_bound(n, h); i < n->n_groups && n->groups[i]->hash == h; i++)
+        if (group_matches(n->groups[i], rt, all, alert_labels))
+            return n->groups[i];
+    return NULL;
+}
+
+static group_t *group_find_id(const kcw_notifier_t *n, uint64_t h, uint64_t id)
+{
+    for (size_t i = group_lower_bound(n, h); i < n->n_groups && n->groups[i]->hash == h; i++)
+        if (n->groups[i]->id == id)
+            return n->groups[i];
+    return NULL;
+}
+
+/* Appends s to buf, growing it; false on OOM. */
+static bool buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t sl)
+{
+    if (*len + sl + 1 > *cap) {
+        size_t ncap = (*cap ? *cap : 64);
+        while (ncap < *len + sl + 1)
+            ncap *= 2;
+        char *nb = realloc(*buf, ncap);
+        if (!nb)
+            return false;
+        *buf = nb;
+        *cap = ncap;
+    }
+    memcpy(*buf + *len, s, sl);
+    *len += sl;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+/* Alertmanager's groupKey for the top-level route: "{}:" (the route's own
+ * matchers: none) then the group labels as {name="value", ...}, values quoted
+ * the way Go's %q does for the characters that need it. */
+static char *group_key_new(const kcw_labels_t *labels)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = buf_add(&buf, &len, &cap, "{}:{", 4);
+    for (size_t i = 0; ok && i < labels->n; i++) {
+        const char *name = labels->items[i].name;
+        if (i > 0)
+            ok = ok && buf_add(&buf, &len, &cap, ", ", 2);
+        ok = ok && buf_add(&buf, &len, &cap, name, strlen(name)) &&
+             buf_add(&buf, &len, &cap, "=\"", 2);
+        for (const unsigned char *p = (const unsigned char *)labels->items[i].value; ok && *p;
+             p++) {
+            char esc[8];
+            if (*p == '"' || *p == '\\')
+                snprintf(esc, sizeof(esc), "\\%c", *p);
+            else if (*p == '\n')
+                snprintf(esc, sizeof(esc), "\\n");
+            else if (*p == '\t')
+                snprintf(esc, sizeof(esc), "\\t");
+            else if (*p < 0x20 || *p == 0x7f)
+                snprintf(esc, sizeof(esc), "\\x%02x", *p);
+            else
+                esc[0] = (char)*p, esc[1] = '\0';
+            ok = buf_add(&buf, &len, &cap, esc, strlen(esc));
+        }
+        ok = ok && buf_add(&buf, &len, &cap, "\"", 1);
+    }
+    ok = ok && buf_add(&buf, &len, &cap, "}", 1);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static void member_clear(member_t *m)
+{
+    kcw_labels_clear(&m->alert.labels);
+    kcw_labels_clear(&m->alert.annotations);
+}
+
+static void group_free(group_t *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n_members; i++)
+        member_clear(&g->members[i]);
+    free(g->members);
+    free(g->sent_firing);
+    free(g->sent_resolved);
+    kcw_labels_clear(&g->labels);
+    free(g->key);
+    free(g);
+}
+
+static group_t *group_new(kcw_notifier_t *n, uint64_t h, const kcw_labels_t *alert_labels,
+                          int64_t now)
+{
+    const kcw_route_conf_t *rt = &n->cfg->route;
+    bool all = group_by_all(rt);
+    if (n->n_groups == n->cap_groups) {
+        size_t ncap = n->cap_groups ? n->cap_groups * 2 : 16;
+        group_t **ng = realloc(n->groups, ncap * sizeof(*ng));
+        if (!ng)
+            return NULL;
+        n->groups = ng;
+        n->cap_groups = ncap;
+    }
+    group_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    for (size_t i = 0; i < alert_labels->n; i++) {
+        const kcw_label_t *p = &alert_labels->items[i];
+        if (grouped_on(rt, all, p->name) && kcw_labels_set(&g->labels, p->name, p->value) < 0) {
+            group_free(g);
+            return NULL;
+        }
+    }
+    if (!(g->key = group_key_new(&g->labels))) {
+        group_free(g);
+        return NULL;
+    }
+    g->hash = h;
+    g->id = ++n->next_group_id;
+    g->due_ms = now + (rt->group_wait_ms > 0 ? rt->group_wait_ms : 0);
+    size_t at = group_lower_bound(n, h);
+    memmove(&n->groups[at + 1], &n->groups[at], (n->n_groups - at) * sizeof(*n->groups));
+    n->groups[at] = g;
+    n->n_groups++;
+    return g;
+}
+
+static void group_delete(kcw_notifier_t *n, size_t at)
+{
+    group_free(n->groups[at]);
+    memmove(&n->groups[at], &n->groups[at + 1], (n->n_groups - at - 1) * sizeof(*n->groups));
+    n->n_groups--;
+}
+
+static void groups_clear(kcw_notifier_t *n)
+{
+    for (size_t i = 0; i < n->n_groups; i++)
+        group_free(n->groups[i]);
+    n->n_groups = 0;
+}
+
+static member_t *member_find(group_t *g, uint64_t fp, size_t *insert_at)
+{
+    size_t lo = 0, hi = g->n_members;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->members[mid].fp == fp)
+            return &g->members[mid];
+        if (g->members[mid].fp < fp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *insert_at = lo;
+    return NULL;
+}
+
+/* Takes a's state, times and annotations into m (labels are the same). */
+static int member_assign(member_t *m, const kcw_alert_t *a)
+{
+    if (!kcw_labels_equal(&m->alert.annotations, &a->annotations)) {
+        kcw_labels_t copy;
+        if (kcw_labels_copy(&copy, &a->annotations) < 0)
+            return -ENOMEM;
+        kcw_labels_clear(&m->alert.annotations);
+        m->alert.annotations = copy;
+    }
+    m->alert.value = a->value;
+    m->alert.state = a->state;
+    m->alert.active_at_ms = a->active_at_ms;
+    m->alert.fired_at_ms = a->fired_at_ms;
+    m->alert.resolved_at_ms = a->resolved_at_ms;
+    m->alert.last_eval_ms = a->last_eval_ms;
+    m->alert.keep_firing_since_ms = a->keep_firing_since_ms;
+    return 0;
+}
+
+static int member_upsert(group_t *g, const kcw_alert_t *a, uint64_t fp, uint64_t gen)
+{
+    size_t at = 0;
+    member_t *m = member_find(g, fp, &at);
+    if (m) {
+        if (m->seen_gen == gen) {
+            /* Listed twice in one update: an instance that came back after
+             * resolving sits next to its resolved predecessor. The current
+             * one wins: firing over resolved, else the later resolution. */
+            bool newer = (alert_firing(a) && !alert_firing(&m->alert)) ||
+                         (alert_resolved(a) && alert_resolved(&m->alert) &&
+                          a->resolved_at_ms > m->alert.resolved_at_ms);
+            if (!newer)
+                return 0;
+        }
+        m->seen_gen = gen;
+        return member_assign(m, a);
+    }
+    if (g->n_members == g->cap_members) {
+        size_t ncap = g->cap_members ? g->cap_members * 2 : 4;
+        member_t *nm = realloc(g->members, ncap * sizeof(*nm));
+        if (!nm)
+            return -ENOMEM;
+        g->members = nm;
+        g->cap_members = ncap;
+    }
+    member_t fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    fresh.fp = fp;
+    fresh.seen_gen = gen;
+    fresh.alert.fingerprint = fp;
+    if (kcw_labels_copy(&fresh.alert.labels, &a->labels) < 0 || member_assign(&fresh, a) < 0) {
+        member_clear(&fresh);
+        return -ENOMEM;
+    }
+    memmove(&g->members[at + 1], &g->members[at], (g->n_members - at) * sizeof(*g->members));
+    g->members[at] = fresh;
+    g->n_members++;
+    return 0;
+}
+
+static long done_search(const kcw_notifier_t *n, uint64_t fp, int64_t resolved_at)
+{
+    size_t lo = 0, hi = n->n_done;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const done_t *d = &n->done[mid];
+        if (d->fp == fp && d->resolved_at_ms == resolved_at)
+            return (long)mid;
+        if (d->fp < fp || (d->fp == fp && d->resolved_at_ms < resolved_at))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -(long)lo - 1;
+}
+
+static void done_add(kcw_notifier_t *n, uint64_t fp, int64_t resolved_at)
+{
+    long at = done_search(n, fp, resolved_at);
+    if (at >= 0)
+        return;
+    if (n->n_done == n->cap_done) {
+        size_t ncap = n->cap_done ? n->cap_done * 2 : 16;
+        done_t *nd = realloc(n->done, ncap * sizeof(*nd));
+        /* Without the entry the alert is only skipped again on the next
+         * update (it has no group to join), so OOM costs time, not a resend. */
+        if (!nd)
+            return;
+        n->done = nd;
+        n->cap_done = ncap;
+    }
+    size_t pos = (size_t)(-at - 1);
+    memmove(&n->done[pos + 1], &n->done[pos], (n->n_done - pos) * sizeof(*n->done));
+    n->done[pos] = (done_t){fp, resolved_at, n->gen};
+    n->n_done++;
+}
+
+/* Forgets resolved alerts the last update no longer listed. */
+static void done_prune(kcw_notifier_t *n)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n->n_done; i++)
+        if (n->done[i].seen_gen == n->gen)
+            n->done[w++] = n->done[i];
+    n->n_done = w;
+}
+
+/* --- delivery queue ------------------------------------------------------ */
+
+static void delivery_free(delivery_t *d)
+{
+    if (!d)
+        return;
+    free(d->receiver);
+    free(d->group_key);
+    free(d->payload);
+    free(d);
+}
+
+static receiver_state_t *receiver_state(kcw_notifier_t *n, const char *name, bool create)
+{
+    for (size_t i = 0; i < n->n_receivers; i++)
+        if (strcmp(n->receivers[i].name, name) == 0)
+            return &n->receivers[i];
+    if (!create)
+        return NULL;
+    receiver_state_t *nr = realloc(n->receivers, (n->n_receivers + 1) * sizeof(*nr));
+    if (!nr)
+        return NULL;
+    n->receivers = nr;
+    receiver_state_t *r = &n->receivers[n->n_receivers];
+    memset(r, 0, sizeof(*r));
+    if (!(r->name = strdup(name)))
+        return NULL;
+    n->n_receivers++;
+    return r;
+}
+
+static void queue_unlink(kcw_notifier_t *n, delivery_t *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        n->head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        n->tail = d->prev;
+    d->prev = d->next = NULL;
+    n->n_queue--;
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    if (r) {
+        r->queued--;
+        if (r->in_flight == d)
+            r->in_flight = NULL;
+    }
+}
+
+/* Takes d out of the queue for good: its group may notify again. */
+static void delivery_finish(kcw_notifier_t *n, delivery_t *d, bool delivered)
+{
+    queue_unlink(n, d);
+    group_t *g = group_find_id(n, d->group_hash, d->group_id);
+    if (g) {
+        if (g->outstanding > 0)
+            g->outstanding--;
+        /* repeat_interval counts from the send that reached the receiver. */
+        if (delivered)
+            g->last_notified_ms = clock_now(n);
+    }
+    delivery_free(d);
+}
+
+static void queue_push(kcw_notifier_t *n, delivery_t *d)
+{
+    if (n->n_queue >= QUEUE_MAX) {
+        /* Bounded: the oldest waiting notification is the one most likely
+         * superseded by a later one of the same group. */
+        delivery_t *old = n->head;
+        while (old && old->in_flight)
+            old = old->next;
+        if (old) {
+            event(n, old->receiver, old->group_key, false, 0, "dropped: queue full");
+            delivery_finish(n, old, false);
+            n->dropped_total++;
+            n->dropped_pending_log++;
+        }
+    }
+    d->prev = n->tail;
+    if (n->tail)
+        n->tail->next = d;
+    else
+        n->head = d;
+    n->tail = d;
+    n->n_queue++;
+}
+
+static void log_dropped(kcw_notifier_t *n)
+{
+    if (n->dropped_pending_log == 0)
+        return;
+    char now_s[24], total_s[24], max_s[24];
+    snprintf(now_s, sizeof(now_s), "%zu", n->dropped_pending_log);
+    snprintf(total_s, sizeof(total_s), "%zu", n->dropped_total);
+    snprintf(max_s, sizeof(max_s), "%d", QUEUE_MAX);
+    kcw_log(KCW_LOG_ERROR, "notification queue full, oldest notifications dropped", "dropped",
+            now_s, "dropped_total", total_s, "queue_max", max_s, NULL);
+    n->dropped_pending_log = 0;
+}
+
+/* kcw_log takes a fixed argument list; kv holds up to LOG_PAIRS pairs ended
+ * by NULL, and every slot after that NULL is ignored by kcw_log. */
+static void log_pairs(kcw_log_level_t level, const char *msg, const char *const *kv)
+{
+    kcw_log(level, msg, kv[0], kv[1], kv[2], kv[3], kv[4], kv[5], kv[6], kv[7], kv[8], kv[9],
+            kv[10], kv[11], kv[12], kv[13], kv[14], kv[15], kv[16], kv[17], kv[18], kv[19], kv[20],
+            kv[21], kv[22], kv[23], kv[24], kv[25], kv[26], kv[27], kv[28], kv[29], kv[30], kv[31],
+            kv[32], kv[33], kv[34], kv[35], kv[36], kv[37], kv[38], kv[39], NULL);
+}
+
+static void log_alert(const kcw_alert_t *a)
+{
+    const char *kv[2 * LOG_PAIRS + 1] = {0};
+    size_t k = 0, shown = 0, omitted = 0;
+    char omitted_s[24];
+    kv[k++] = "status";
+    kv[k++] = alert_firing(a) ? "firing" : "resolved";
+    const char *alertname = kcw_labels_get(&a->labels, "alertname");
+    kv[k++] = "alertname";
+    kv[k++] = alertname ? alertname : "";
+    for (size_t i = 0; i < a->labels.n; i++) {
+        if (strcmp(a->labels.items[i].name, "alertname") == 0)
+            continue;
+        if (shown == LOG_LABELS_MAX) {
+            omitted++;
+            continue;
+        }
+        kv[k++] = a->labels.items[i].name;
+        kv[k++] = a->labels.items[i].value;
+        shown++;
+    }
+    const char *summary = kcw_labels_get(&a->annotations, "summary");
+    if (summary) {
+        kv[k++] = "summary";
+        kv[k++] = summary;
+    }
+    if (omitted > 0) {
+        snprintf(omitted_s, sizeof(omitted_s), "%zu", omitted);
+        kv[k++] = "labels_omitted";
+        kv[k++] = omitted_s;
+    }
+    kv[k] = NULL;
+    log_pairs(KCW_LOG_INFO, "alert", kv);
+}
+
+static void log_sent(const char *receiver, const char *group_key, bool firing, size_t n_alerts)
+{
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", n_alerts);
+    kcw_log(KCW_LOG_INFO, "notification sent", "receiver", receiver, "group", group_key, "status",
+            firing ? "firing" : "resolved", "alerts", count, NULL);
+}
+
+static void dispatch(kcw_notifier_t *n);
+static void arm_retry_timer(kcw_notifier_t *n);
+
+/* Gives up d's receiver's notifications that have waited past GIVE_UP_MS. */
+static void give_up_old(kcw_notifier_t *n, const char *receiver, uint64_t now_mono)
+{
+    delivery_t *next;
+    for (delivery_t *d = n->head; d; d = next) {
+        next = d->next;
+        if (d->in_flight || strcmp(d->receiver, receiver) != 0 ||
+            now_mono - d->enqueued_mono < (uint64_t)GIVE_UP_MS)
+            continue;
+        kcw_log(KCW_LOG_ERROR, "notification given up after retrying for 24h", "receiver",
+                d->receiver, "group", d->group_key, NULL);
+        event(n, d->receiver, d->group_key, false, 0, "given up after 24h");
+        delivery_finish(n, d, false);
+    }
+}
+
+/* A retryable failure: the receiver backs off, d stays first in its line. */
+static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64_t retry_after,
+                            const char *detail)
+{
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    uint64_t now = uv_now(n->loop);
+    int64_t delay = 0;
+    if (r) {
+        if (r->failures < 1000)
+            r->failures++;
+        delay = kcw_notify_backoff_ms(r->failures, retry_after, random01(n));
+        r->next_attempt_mono = now + (uint64_t)delay;
+    }
+    char status_s[24], delay_s[24];
+    snprintf(status_s, sizeof(status_s), "%ld", status);
+    snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
+    kcw_log(KCW_LOG_WARN, "notification failed, will retry", "receiver", d->receiver, "group",
+            d->group_key, "http_status", status_s, "error", detail, "retry_in", delay_s, NULL);
+    event(n, d->receiver, d->group_key, false, status, detail);
+    give_up_old(n, d->receiver, now);
+}
+
+/* A response from which the receiver will never take this notification. */
+static void delivery_rejected(kcw_notifier_t *n, delivery_t *d, long status, const char *body)
+{
+    char status_s[24], snippet[BODY_LOG_MAX + 1];
+    snprintf(status_s, sizeof(status_s), "%ld", status);
+    snprintf(snippet, sizeof(snippet), "%s", body ? body : "");
+    kcw_log(KCW_LOG_ERROR, "notification rejected, dropped", "receiver", d->receiver, "group",
+            d->group_key, "http_status", status_s, "body", snippet, NULL);
+    event(n, d->receiver, d->group_key, false, status, snippet);
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    if (r)
+        r->failures = 0;
+    delivery_finish(n, d, false);
+}
+
+static void on_response(const kcw_http_resp_t *resp, void *arg)
+{
+    delivery_t *d = arg;
+    kcw_notifier_t *n = d->owner;
+    if (!n) {
+        delivery_free(d);
+        return;
+    }
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    if (r && r->in_flight == d)
+        r->in_flight = NULL;
+    d->in_flight = false;
+    if (resp->status == 0 && strcmp(resp->error, "cancelled") == 0) {
+        /* kcw_http_close ran first (shutdown): keep it queued; close drops
+         * and counts it. Sending anything more would reach a closing client. */
+        n->http_gone = true;
+        return;
+    }
+    kcw_delivery_result_t res =
+        resp->status == 0 ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
+    if (res == KCW_DELIVERY_OK) {
+        log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
+        char detail[48];
+        snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
+        event(n, d->receiver, d->group_key, true, resp->status, detail);
+        if (r) {
+            r->failures = 0;
+            r->next_attempt_mono = 0;
+        }
+        delivery_finish(n, d, true);
+    } else if (res == KCW_DELIVERY_DROP) {
+        delivery_rejected(n, d, resp->status, resp->body);
+    } else {
+        char detail[300];
+        if (resp->status != 0)
+            snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
+        else
+            snprintf(detail, sizeof(detail), "%s", resp->error[0] ? resp->error : "no response");
+        delivery_failed(n, d, resp->status, resp->retry_after_ms, detail);
+    }
+    dispatch(n);
+}
+
+/* Starts d. false when it ended at once (dropped or failed): the queue changed. */
+static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d)
+{
+    const kcw_receiver_conf_t *rc = kcw_config_receiver(n->cfg, d->receiver);
+    if (!rc || rc->kind != KCW_RECEIVER_WEBHOOK || !rc->url || !n->http) {
+        const char *why = !rc ? "receiver no longer configured"
+                              : (!n->http ? "no HTTP client" : "receiver is not a webhook");
+        kcw_log(KCW_LOG_ERROR, "notification dropped", "receiver", d->receiver, "group",
+                d->group_key, "error", why, NULL);
+        event(n, d->receiver, d->group_key, false, 0, why);
+        delivery_finish(n, d, false);
+        return false;
+    }
+    kcw_http_req_t req = {
+        .method = "POST",
+        .url = rc->url,
+        .body = d->payload,
+        .body_len = strlen(d->payload),
+        .timeout_ms = rc->timeout_ms,
+        .max_body = RESPONSE_MAX,
+        .basic_auth = rc->basic_auth.username ? &rc->basic_auth : NULL,
+        .bearer_token = rc->bearer_token,
+        .tls = &rc->tls,
+    };
+    d->in_flight = true;
+    r->in_flight = d;
+    int rc_req = kcw_http_request(n->http, &req, on_response, d);
+    if (rc_req < 0) {
+        d->in_flight = false;
+        r->in_flight = NULL;
+        if (rc_req == -ESHUTDOWN)
+            n->http_gone = true; /* shutting down: close drops and counts it */
+        else
+            delivery_failed(n, d, 0, -1, strerror(-rc_req));
+        return false;
+    }
+    return true;
+}
+
+static void dispatch(kcw_notifier_t *n)
+{
+restart:
+    if (n->closing || n->http_gone)
+        return;
+    uint64_t now = uv_now(n->loop);
+    /* Receivers that could take one now: the scan stops when none is left,
+     * so a long queue for a busy receiver is not walked on every response. */
+    size_t ready = 0;
+    for (size_t i = 0; i < n->n_receivers; i++) {
+        const receiver_state_t *r = &n->receivers[i];
+        if (!r->in_flight && r->queued > 0 && r->next_attempt_mono <= now)
+            ready++;
+    }
+    for (delivery_t *d = n->head; d && ready > 0; d = d->next) {
+        if (d->in_flight)
+            continue;
+        receiver_state_t *r = receiver_state(n, d->receiver, false);
+        if (!r || r->in_flight || r->next_attempt_mono > now)
+            continue;
+        /* d is its receiver's oldest waiting notification. */
+        if (!delivery_start(n, r, d))
+            goto restart; /* ends: each restart stops one receiver or removes d */
+        ready--;
+    }
+    log_dropped(n);
+    arm_retry_timer(n);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    dispatch(t->data);
+}
+
+static void arm_retry_timer(kcw_notifier_t *n)
+{
+    if (n->closing)
+        return;
+    uint64_t now = uv_now(n->loop), next = UINT64_MAX;
+    for (size_t i = 0; i < n->n_receivers; i++) {
+        const receiver_state_t *r = &n->receivers[i];
+        if (!r->in_flight && r->queued > 0 && r->next_attempt_mono < next)
+            next = r->next_attempt_mono;
+    }
+    if (next == UINT64_MAX || n->http_gone) {
+        uv_timer_stop(&n->retry_timer);
+        return;
+    }
+    uv_timer_start(&n->retry_timer, on_retry_timer, next > now ? next - now : 0, 0);
+}
+
+/* --- notifications ------------------------------------------------------- */
+
+/* Alertmanager's dedup decision for a due group. */
+static send_reason_t needs_send(const kcw_notifier_t *n, const group_t *g, const uint64_t *firing,
+                                size_t n_firing, const uint64_t *resolved, size_t n_resolved,
+                                bool send_resolved, int64_t now)
+{
+    if (!g->notified)
+        return n_firing > 0 ? SEND_CHANGED : SEND_NO;
+    if (!fp_subset(firing, n_firing, g->sent_firing, g->n_sent_firing))
+        return SEND_CHANGED;
+    /* Everything resolved: tell the receiver, unless it never heard of any
+     * of them (they fired and resolved between two flushes). */
+    if (n_firing == 0)
+        return g->n_sent_firing > 0 ? SEND_CHANGED : SEND_NO;
+    if (send_resolved && !fp_subset(resolved, n_resolved, g->sent_resolved, g->n_sent_resolved))
+        return SEND_CHANGED;
+    if (now - g->last_notified_ms >= n->cfg->route.repeat_interval_ms)
+        return SEND_REPEAT;
+    return SEND_NO;
+}
+
+/* Hands one notification to the sink, the log, or the queue; true when a
+ * notification was produced. */
+static bool notification_emit(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, group_t *g,
+                              const kcw_alert_t *const *alerts, size_t count, bool firing)
+{
+    if (n->sink) {
+        n->sink(rc->name, g->key, alerts, count, n->sink_arg);
+        return true;
+    }
+    if (rc->kind == KCW_RECEIVER_LOG) {
+        for (size_t i = 0; i < count; i++)
+            log_alert(alerts[i]);
+        log_sent(rc->name, g->key, firing, count);
+        event(n, rc->name, g->key, true, 0, "logged");
+        return true;
+    }
+    delivery_t *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->receiver = strdup(rc->name);
+        d->group_key = strdup(g->key);
+        d->payload = kcw_webhook_payload(rc->name, g->key, &g->labels, alerts, count,
+                                         n->cfg->external_url, rc->max_alerts);
+    }
+    receiver_state_t *r = d ? receiver_state(n, rc->name, true) : NULL;
+    if (!d || !d->receiver || !d->group_key || !d->payload || !r) {
+        delivery_free(d);
+        kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
+                g->key, NULL);
+        event(n, rc->name, g->key, false, 0, "out of memory");
+        return false;
+    }
+    d->owner = n;
+    d->group_hash = g->hash;
+    d->group_id = g->id;
+    d->n_alerts = count;
+    d->firing = firing;
+    d->enqueued_mono = uv_now(n->loop);
+    queue_push(n, d);
+    r->queued++;
+    g->outstanding++;
+    return true;
+}
+
+static int fp_set_assign(uint64_t **set, size_t *n_set, const uint64_t *src, size_t n)
+{
+    uint64_t *copy = NULL;
+    if (n > 0) {
+        if (!(copy = malloc(n * sizeof(*copy))))
+            return -ENOMEM;
+        memcpy(copy, src, n * sizeof(*copy));
+    }
+    free(*set);
+    *set = copy;
+    *n_set = n;
+    return 0;
+}
+
+/* Flushes group `at`; true when it produced a notification. The group is
+ * deleted when nothing is left in it. */
+static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
+{
+    group_t *g = n->groups[at];
+    const kcw_receiver_conf_t *rc = route_receiver(n);
+    bool produced = false;
+    size_t nm = g->n_members;
+    uint64_t *firing = malloc((nm ? nm : 1) * sizeof(*firing));
+    uint64_t *resolved = malloc((nm ? nm : 1) * sizeof(*resolved));
+    const kcw_alert_t **list = malloc((nm ? nm : 1) * sizeof(*list));
+    if (!firing || !resolved || !list) {
+        /* Try again on the next interval rather than lose the group. */
+        kcw_log(KCW_LOG_ERROR, "notification delayed: out of memory", "group", g->key, NULL);
+        g->due_ms = now + group_interval_ms(n);
+        free(firing);
+        free(resolved);
+        free(list);
+        return false;
+    }
+    size_t n_firing = 0, n_resolved = 0, count = 0;
+    bool send_resolved = rc ? rc->send_resolved : false;
+    for (size_t i = 0; i < nm; i++) {
+        const member_t *m = &g->members[i];
+        if (alert_firing(&m->alert)) {
+            firing[n_firing++] = m->fp; /* members are sorted: so are these */
+            list[count++] = &m->alert;
+        } else {
+            resolved[n_resolved++] = m->fp;
+            if (send_resolved)
+                list[count++] = &m->alert;
+        }
+    }
+    send_reason_t why =
+        needs_send(n, g, firing, n_firing, resolved, n_resolved, send_resolved, now);
+    /* An unchanged group still on its way needs no reminder on top. */
+    if (why == SEND_REPEAT && g->outstanding > 0)
+        why = SEND_NO;
+    /* What remediation did is news even when the alert set is not. */
+    if (why == SEND_NO && g->forced && n_firing > 0)
+        why = SEND_CHANGED;
+    g->forced = false;
+    if (why != SEND_NO) {
+        if (!rc) {
+            kcw_log(KCW_LOG_ERROR, "notification dropped: route receiver not configured", "group",
+                    g->key, "receiver", n->cfg->route.receiver ? n->cfg->route.receiver : "", NULL);
+        } else if (count > 0) {
+            produced = notification_emit(n, rc, g, list, count, n_firing > 0);
+        }
+        if (fp_set_assign(&g->sent_firing, &g->n_sent_firing, firing, n_firing) == 0 &&
+            fp_set_assign(&g->sent_resolved, &g->n_sent_resolved, resolved, n_resolved) == 0) {
+            g->notified = true;
+            g->last_notified_ms = now;
+        }
+    }
+    free(firing);
+    free(resolved);
+    free(list);
+
+    /* Resolved members have had their say (Alertmanager deletes them after
+     * each flush too); remember them so later updates do not re-add them. */
+    size_t w = 0;
+    for (size_t i = 0; i < g->n_members; i++) {
+        member_t *m = &g->members[i];
+        if (alert_firing(&m->alert)) {
+            g->members[w++] = *m;
+            continue;
+        }
+        done_add(n, m->fp, m->alert.resolved_at_ms);
+        member_clear(m);
+    }
+    g->n_members = w;
+    if (g->n_members == 0)
+        group_delete(n, at);
+    else
+        g->due_ms = now + group_interval_ms(n);
+    return produced;
+}
+
+static void on_group_timer(uv_timer_t *t);
+static void on_handle_closed(uv_handle_t *h);
+
+static void arm_group_timer(kcw_notifier_t *n)
+{
+    if (n->closing)
+        return;
+    int64_t due = kcw_notifier_next_due(n);
+    if (due == INT64_MAX) {
+        uv_timer_stop(&n->group_timer);
+        return;
+    }
+    int64_t now = clock_now(n);
+    uv_timer_start(&n->group_timer, on_group_timer, due > now ? (uint64_t)(due - now) : 0, 0);
+}
+
+static void on_group_timer(uv_timer_t *t)
+{
+    kcw_notifier_t *n = t->data;
+    kcw_notifier_flush_due(n, clock_now(n));
+}
+
+/* --- public -------------------------------------------------------------- */
+
+static void route_forget(kcw_notifier_t *n)
+{
+    free(n->route_receiver);
+    for (size_t i = 0; i < n->n_route_group_by; i++)
+        free(n->route_group_by[i]);
+    free(n->route_group_by);
+    n->route_receiver = NULL;
+    n->route_group_by = NULL;
+    n->n_route_group_by = 0;
+}
+
+static int route_remember(kcw_notifier_t *n, const kcw_route_conf_t *rt)
+{
+    route_forget(n);
+    if (rt->receiver && !(n->route_receiver = strdup(rt->receiver)))
+        return -ENOMEM;
+    if (rt->n_group_by == 0)
+        return 0;
+    if (!(n->route_group_by = calloc(rt->n_group_by, sizeof(char *))))
+        return -ENOMEM;
+    for (size_t i = 0; i < rt->n_group_by; i++) {
+        if (!(n->route_group_by[i] = strdup(rt->group_by[i])))
+            return -ENOMEM;
+        n->n_route_group_by = i + 1;
+    }
+    return 0;
+}
+
+static bool route_same(const kcw_notifier_t *n, const kcw_route_conf_t *rt)
+{
+    const char *a = n->route_receiver ? n->route_receiver : "";
+    const char *b = rt->receiver ? rt->receiver : "";
+    if (strcmp(a, b) != 0 || n->n_route_group_by != rt->n_group_by)
+        return false;
+    for (size_t i = 0; i < rt->n_group_by; i++)
+        if (strcmp(n->route_group_by[i], rt->group_by[i]) != 0)
+            return false;
+    return true;
+}
+
+kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
+                                 kcw_notify_event_cb cb, void *arg)
+{
+    if (!loop || !cfg)
+        return NULL;
+    kcw_notifier_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->loop = loop;
+    n->http = http;
+    n->cfg = cfg;
+    n->event_cb = cb;
+    n->event_arg = arg;
+    n->clock_mono_ms = uv_now(loop);
+    n->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)n;
+    if (n->rng == 0)
+        n->rng = 0x9e3779b97f4a7c15ULL;
+    if (route_remember(n, &cfg->route) < 0) {
+        route_forget(n);
+        free(n);
+        return NULL;
+    }
+    if (uv_timer_init(loop, &n->group_timer) < 0) {
+        route_forget(n);
+        free(n);
+        return NULL;
+    }
+    if (uv_timer_init(loop, &n->retry_timer) < 0) {
+        /* The group timer is initialised: n is freed once the loop closed it. */
+        n->closing = true;
+        n->handles_open = 1;
+        n->group_timer.data = n;
+        route_forget(n);
+        uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);
+        return NULL;
+    }
+    n->group_timer.data = n;
+    n->retry_timer.data = n;
+    n->handles_open = 2;
+    return n;
+}
+
+void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
+{
+    if (!n || !cfg || n->closing)
+        return;
+    bool regroup = !route_same(n, &cfg->route);
+    n->cfg = cfg;
+    if (regroup) {
+        /* Group keys changed: start afresh rather than resolve everything. */
+        groups_clear(n);
+        if (route_remember(n, &cfg->route) < 0)
+            kcw_log(KCW_LOG_ERROR, "notifier: out of memory on reload", NULL);
+    }
+    /* Forget idle receivers the reload may have removed. */
+    size_t w = 0;
+    for (size_t i = 0; i < n->n_receivers; i++) {
+        receiver_state_t *r = &n->receivers[i];
+        if (r->queued == 0 && !r->in_flight && !kcw_config_receiver(cfg, r->name)) {
+            free(r->name);
+            continue;
+        }
+        n->receivers[w++] = *r;
+    }
+    n->n_receivers = w;
+    arm_group_timer(n);
+    dispatch(n);
+}
+
+void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, size_t n_alerts,
+                         int64_t now_ms)
+{
+    if (!n || n->closing)
+        return;
+    n->gen++;
+    n->clock_wall_ms = now_ms;
+    n->clock_mono_ms = uv_now(n->loop);
+    const kcw_route_conf_t *rt = &n->cfg->route;
+    bool all = group_by_all(rt);
+    bool oom = false;
+    for (size_t i = 0; i < n_alerts; i++) {
+        const kcw_alert_t *a = alerts[i];
+        bool resolved = alert_resolved(a);
+        if (!resolved && !alert_firing(a))
+            continue; /* pending: Alertmanager never hears of those */
+        uint64_t fp = alert_fp(a);
+        if (resolved) {
+            long at = done_search(n, fp, a->resolved_at_ms);
+            if (at >= 0) {
+                n->done[at].seen_gen = n->gen;
+                continue;
+            }
+        }
+        uint64_t h = group_hash(rt, all, &a->labels);
+        group_t *g = group_find(n, h, &a->labels);
+        if (!g && resolved) {
+            /* No group: its firing was never notified or its group already
+             * said goodbye; either way there is no one to tell. */
+            done_add(n, fp, a->resolved_at_ms);
+            continue;
+        }
+        if (!g && !(g = group_new(n, h, &a->labels, now_ms))) {
+            oom = true;
+            continue;
+        }
+        if (member_upsert(g, a, fp, n->gen) < 0)
+            oom = true;
+    }
+    /* A firing member no longer listed lost its rule (reload): it resolves
+     * now rather than stay firing at the receiver forever. */
+    for (size_t gi = 0; gi < n->n_groups; gi++) {
+        group_t *g = n->groups[gi];
+        for (size_t i = 0; i < g->n_members; i++) {
+            member_t *m = &g->members[i];
+            if (m->seen_gen != n->gen && alert_firing(&m->alert)) {
+                m->alert.state = KCW_ALERT_INACTIVE;
+                m->alert.resolved_at_ms = now_ms;
+            }
+        }
+    }
+    done_prune(n);
+    if (oom)
+        kcw_log(KCW_LOG_ERROR, "notifier: out of memory, some alerts not grouped", NULL);
+    arm_group_timer(n);
+}
+
+void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels)
+{
+    if (!n || !labels || n->closing)
+        return;
+    const kcw_route_conf_t *rt = &n->cfg->route;
+    group_t *g = group_find(n, group_hash(rt, group_by_all(rt), labels), labels);
+    if (!g)
+        return; /* not firing yet: its group will be notified in due course */
+    g->due_ms = INT64_MIN;
+    g->forced = true;
+    arm_group_timer(n);
+}
+
+size_t kcw_notifier_queue_length(const kcw_notifier_t *n)
+{
+    return n ? n->n_queue : 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    kcw_notifier_t *n = h->data;
+    if (--n->handles_open > 0)
+        return;
+    void (*cb)(void *) = n->on_closed;
+    void *arg = n->closed_arg;
+    free(n);
+    if (cb)
+        cb(arg);
+}
+
+void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *arg)
+{
+    if (!n || n->closing)
+        return;
+    n->closing = true;
+    n->on_closed = on_closed;
+    n->closed_arg = arg;
+    size_t dropped = 0;
+    delivery_t *next;
+    for (delivery_t *d = n->head; d; d = next) {
+        next = d->next;
+        if (!d->in_flight)
+            dropped++;
+        /* An in-flight one means the client is not closed yet (its close
+         * completes every transfer at once): cancel it, and on_response, seeing
+         * no owner, frees it right here. */
+        bool in_flight = d->in_flight;
+        d->owner = NULL;
+        d->prev = d->next = NULL;
+        if (!in_flight || kcw_http_cancel(n->http, d) == 0)
+            delivery_free(d);
+    }
+    n->head = n->tail = NULL;
+    n->n_queue = 0;
+    if (dropped > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", dropped);
+        kcw_log(KCW_LOG_ERROR, "notifier closed with undelivered notifications", "dropped", count,
+                NULL);
+    }
+    groups_clear(n);
+    free(n->groups);
+    n->groups = NULL;
+    free(n->done);
+    n->done = NULL;
+    for (size_t i = 0; i < n->n_receivers; i++)
+        free(n->receivers[i].name);
+    free(n->receivers);
+    n->receivers = NULL;
+    n->n_receivers = 0;
+    route_forget(n);
+    uv_timer_stop(&n->group_timer);
+    uv_timer_stop(&n->retry_timer);
+    uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&n->retry_timer, on_handle_closed);
+}
+
+/* --- testing ------------------------------------------------------------- */
+
+void kcw_notifier_set_sink(kcw_notifier_t *n, kcw_notify_sink_cb sink, void *arg)
+{
+    n->sink = sink;
+    n->sink_arg = arg;
+}
+
+size_t kcw_notifier_flush_due(kcw_notifier_t *n, int64_t now_ms)
+{
+    if (!n || n->closing)
+        return 0;
+    size_t produced = 0;
+    for (size_t i = 0; i < n->n_groups;) {
+        group_t *g = n->groups[i];
+        if (g->due_ms > now_ms) {
+            i++;
+            continue;
+        }
+        size_t before = n->n_groups;
+        if (group_flush(n, i, now_ms))
+            produced++;
+        if (n->n_groups == before)
+            i++;
+    }
+    arm_group_timer(n);
+    dispatch(n);
+    return produced;
+}
+
+int64_t kcw_notifier_next_due(const kcw_notifier_t *n)
+{
+    int64_t due = INT64_MAX;
+    for (size_t i = 0; n && i < n->n_groups; i++)
+        if (n->groups[i]->due_ms < due)
+            due = n->groups[i]->due_ms;
+    return due;
+}
+
+size_t kcw_notifier_group_count(const kcw_notifier_t *n)
+{
+    return n ? n->n_groups : 0;
+}
+
+kcw_delivery_result_t kcw_notify_classify(long http_status)
+{
+    if (http_status >= 200 && http_status < 300)
+        return KCW_DELIVERY_OK;
+    if (http_status == 0 || http_status >= 500 || http_status == 408 || http_status == 429)
+        return KCW_DELIVERY_RETRY;
+    return KCW_DELIVERY_DROP;
+}
+
+int64_t kcw_notify_backoff_ms(int failures, int64_t retry_after_ms, double jitter01)
+{
+    if (retry_after_ms >= 0)
+        return retry_after_ms > RETRY_AFTER_MAX_MS ? RETRY_AFTER_MAX_MS : retry_after_ms;
+    int64_t base = BACKOFF_INITIAL_MS;
+    for (int i = 1; i < failures && base < BACKOFF_MAX_MS; i++)
+        base *= 2;
+    if (base > BACKOFF_MAX_MS)
+        base = BACKOFF_MAX_MS;
+    if (jitter01 < 0)
+        jitter01 = 0;
+    if (jitter01 > 1)
+        jitter01 = 1;
+    return (int64_t)((double)base * (0.9 + 0.2 * jitter01));
+}

@@ -1,0 +1,291 @@
+/* webhook.c: the Alertmanager webhook payload, version "4" (see webhook.h).
+ *
+ * Alerts come in as the notifier's group members; the JSON text that goes out
+ * has exactly the field set Alertmanager's webhook receiver sends, in its
+ * order, so any consumer written for Alertmanager reads it unchanged. Alerts
+ * are ordered firing first, then by startsAt, then by fingerprint, before
+ * max_alerts truncation: the alerts a receiver loses to truncation are the
+ * resolved and the newest ones. Pure: no I/O, no clock. */
+#include "kcwatch/webhook.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Alertmanager's zero time for "not ended yet" (Go's time.Time{}). */
+#define ZERO_TIME "0001-01-01T00:00:00Z"
+#define GENERATOR_PATH "/api/v1/alerts"
+
+typedef struct ordered {
+    const kcw_alert_t *alert;
+    size_t index; /* input position: the last tie-break keeps the sort stable */
+} ordered_t;
+
+static bool is_resolved(const kcw_alert_t *a)
+{
+    return a->resolved_at_ms != 0 || a->state == KCW_ALERT_INACTIVE;
+}
+
+static int64_t starts_at_ms(const kcw_alert_t *a)
+{
+    return a->fired_at_ms != 0 ? a->fired_at_ms : a->active_at_ms;
+}
+
+static uint64_t fingerprint_of(const kcw_alert_t *a)
+{
+    return a->fingerprint != 0 ? a->fingerprint : kcw_labels_fingerprint(&a->labels);
+}
+
+/* RFC 3339, UTC, millisecond precision. */
+static void format_time(int64_t ms, char *buf, size_t n)
+{
+    int64_t secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(buf, n, "%s", ZERO_TIME);
+        return;
+    }
+    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + len, n - len, ".%03dZ", (int)frac);
+}
+
+static int compare_alerts(const void *pa, const void *pb)
+{
+    const ordered_t *a = pa, *b = pb;
+    bool ra = is_resolved(a->alert), rb = is_resolved(b->alert);
+    if (ra != rb)
+        return ra ? 1 : -1;
+    int64_t sa = starts_at_ms(a->alert), sb = starts_at_ms(b->alert);
+    if (sa != sb)
+        return sa < sb ? -1 : 1;
+    uint64_t fa = fingerprint_of(a->alert), fb = fingerprint_of(b->alert);
+    if (fa != fb)
+        return fa < fb ? -1 : 1;
+    return a->index < b->index ? -1 : (a->index > b->index);
+}
+
+/* Length of the valid UTF-8 sequence at s, 0 when it is not one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len;
+    unsigned min;
+    unsigned cp;
+    if ((s[0] & 0xe0) == 0xc0) {
+        len = 2, min = 0x80, cp = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3, min = 0x800, cp = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        len = 4, min = 0x10000, cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* A JSON string of s. Values normally are UTF-8, but annotations may carry
+ * text from a Java stack trace of unknown encoding: rather than lose the
+ * whole notification, invalid bytes become U+FFFD. */
+static json_t *text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t len = strlen(s);
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *clean = malloc(len * 3 + 1);
+    if (!clean)
+        return NULL;
+    size_t out = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t sl = utf8_seq_len(p);
+        if (sl == 0) {
+            memcpy(clean + out, "\xef\xbf\xbd", 3);
+            out += 3;
+            p++;
+        } else {
+            memcpy(clean + out, p, sl);
+            out += sl;
+            p += sl;
+        }
+    }
+    clean[out] = '\0';
+    j = json_string(clean);
+    free(clean);
+    return j;
+}
+
+/* json_object_set_new steals value even when it fails, so a NULL value (an
+ * allocation that failed) needs no cleanup here. */
+static int put(json_t *obj, const char *key, json_t *value)
+{
+    if (!value)
+        return -1;
+    return json_object_set_new(obj, key, value);
+}
+
+static json_t *labels_json(const kcw_labels_t *l)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    for (size_t i = 0; l && i < l->n; i++) {
+        if (put(o, l->items[i].name, text(l->items[i].value)) < 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* Pairs of the first alert's labels (or annotations) that every other alert
+ * has with the same value. */
+static json_t *common_json(const ordered_t *alerts, size_t n, bool annotations)
+{
+    json_t *o = json_object();
+    if (!o || n == 0)
+        return o;
+    const kcw_labels_t *first =
+        annotations ? &alerts[0].alert->annotations : &alerts[0].alert->labels;
+    for (size_t i = 0; i < first->n; i++) {
+        const kcw_label_t *p = &first->items[i];
+        bool shared = true;
+        for (size_t j = 1; j < n && shared; j++) {
+            const kcw_labels_t *other =
+                annotations ? &alerts[j].alert->annotations : &alerts[j].alert->labels;
+            const char *v = kcw_labels_get(other, p->name);
+            shared = v && strcmp(v, p->value) == 0;
+        }
+        if (shared && put(o, p->name, text(p->value)) < 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static json_t *alert_json(const kcw_alert_t *a, const char *generator_url)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    bool resolved = is_resolved(a);
+    char starts[40], ends[40], fp[17];
+    format_time(starts_at_ms(a), starts, sizeof(starts));
+    if (resolved)
+        format_time(a->resolved_at_ms, ends, sizeof(ends));
+    else
+        snprintf(ends, sizeof(ends), "%s", ZERO_TIME);
+    snprintf(fp, sizeof(fp), "%016" PRIx64, fingerprint_of(a));
+    if (put(o, "status", text(resolved ? "resolved" : "firing")) < 0 ||
+        put(o, "labels", labels_json(&a->labels)) < 0 ||
+        put(o, "annotations", labels_json(&a->annotations)) < 0 ||
+        put(o, "startsAt", text(starts)) < 0 || put(o, "endsAt", text(ends)) < 0 ||
+        put(o, "generatorURL", text(generator_url)) < 0 || put(o, "fingerprint", text(fp)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* external_url + "/api/v1/alerts" (kcwatch's own alerts list), or "" when
+ * there is no external URL to point at. */
+static char *generator_url_new(const char *external_url)
+{
+    if (!external_url || !*external_url)
+        return strdup("");
+    size_t len = strlen(external_url);
+    while (len > 0 && external_url[len - 1] == '/')
+        len--;
+    char *s = malloc(len + sizeof(GENERATOR_PATH));
+    if (!s)
+        return NULL;
+    memcpy(s, external_url, len);
+    memcpy(s + len, GENERATOR_PATH, sizeof(GENERATOR_PATH));
+    return s;
+}
+
+static json_t *payload_json(const char *receiver, const char *group_key,
+                            const kcw_labels_t *group_labels, const ordered_t *alerts,
+                            size_t n_sent, size_t n_truncated, const char *external_url,
+                            const char *generator_url)
+{
+    json_t *root = json_object();
+    json_t *list = json_array();
+    if (!root || !list) {
+        json_decref(root);
+        json_decref(list);
+        return NULL;
+    }
+    bool firing = false;
+    for (size_t i = 0; i < n_sent; i++) {
+        firing = firing || !is_resolved(alerts[i].alert);
+        if (json_array_append_new(list, alert_json(alerts[i].alert, generator_url)) < 0) {
+            json_decref(root);
+            json_decref(list);
+            return NULL;
+        }
+    }
+    if (put(root, "receiver", text(receiver ? receiver : "")) < 0 ||
+        put(root, "status", text(firing ? "firing" : "resolved")) < 0 ||
+        put(root, "alerts", list) < 0 || put(root, "groupLabels", labels_json(group_labels)) < 0 ||
+        put(root, "commonLabels", common_json(alerts, n_sent, false)) < 0 ||
+        put(root, "commonAnnotations", common_json(alerts, n_sent, true)) < 0 ||
+        put(root, "externalURL", text(external_url ? external_url : "")) < 0 ||
+        put(root, "version", text("4")) < 0 ||
+        put(root, "groupKey", text(group_key ? group_key : "")) < 0 ||
+        put(root, "truncatedAlerts", json_integer((json_int_t)n_truncated)) < 0) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+char *kcw_webhook_payload(const char *receiver, const char *group_key,
+                          const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
+                          size_t n_alerts, const char *external_url, int max_alerts)
+{
+    ordered_t *sorted = calloc(n_alerts ? n_alerts : 1, sizeof(*sorted));
+    char *generator_url = generator_url_new(external_url);
+    if (!sorted || !generator_url) {
+        free(sorted);
+        free(generator_url);
+        return NULL;
+    }
+    for (size_t i = 0; i < n_alerts; i++) {
+        sorted[i].alert = alerts[i];
+        sorted[i].index = i;
+    }
+    qsort(sorted, n_alerts, sizeof(*sorted), compare_alerts);
+
+    /* Alertmanager computes the common sets over the alerts it actually sends. */
+    size_t n_sent = n_alerts;
+    if (max_alerts > 0 && n_sent > (size_t)max_alerts)
+        n_sent = (size_t)max_alerts;
+    json_t *root = payload_json(receiver, group_key, group_labels, sorted, n_sent,
+                                n_alerts - n_sent, external_url, generator_url);
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    free(sorted);
+    free(generator_url);
+    return text;
+}
