@@ -85,12 +85,15 @@ typedef struct kcw_cluster_status {
  * 0, or -EINVAL with a message in err. */
 int kcw_connect_parse_status(const char *json, size_t len, kcw_connector_status_t *out,
                              char *err, size_t errlen);
-/* Parses an expand=status&expand=info body (§3.5) into out->connectors.
+/* Parses an expand=status&expand=info body (§3.5) into out->connectors
+ * (on success the previous out->connectors are freed and replaced).
  * If the body is a JSON array (worker < 2.3), returns 1 and fills *names /
  * *n_names (free each and the array) instead. 0 ok, -EINVAL on bad input. */
 int kcw_connect_parse_expand(const char *json, size_t len, kcw_cluster_status_t *out,
                              char ***names, size_t *n_names, char *err, size_t errlen);
-/* Major and minor from a version string ("3.8.0", "2.8.1-ccs"); -EINVAL. */
+/* Major and minor from a version string ("3.8.0", "2.8.1-ccs"); -EINVAL.
+ * Confluent Platform versions (5.x-8.x with -ccs/-ce) are mapped to the Apache
+ * Kafka release they ship ("7.4.0-ccs" -> 3.4, "6.2.0-ccs" -> 2.8). */
 int kcw_connect_version_parse(const char *version, int *major, int *minor);
 void kcw_connector_status_clear(kcw_connector_status_t *c);
 void kcw_cluster_status_clear(kcw_cluster_status_t *s);
@@ -108,6 +111,7 @@ typedef struct kcw_connect kcw_connect_t;
 typedef void (*kcw_connect_poll_cb)(kcw_connect_t *cn, size_t cluster_idx, bool changed,
                                     void *arg);
 
+/* cfg's cluster confs are used, not copied: cfg must outlive cn. */
 kcw_connect_t *kcw_connect_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                kcw_connect_poll_cb cb, void *arg);
 /* Starts polling every cluster now and then every poll_interval. */
@@ -119,7 +123,9 @@ size_t kcw_connect_cluster_count(const kcw_connect_t *cn);
 const kcw_cluster_status_t *kcw_connect_cluster(const kcw_connect_t *cn, size_t i);
 /* Index of the cluster named name, or -1. */
 int kcw_connect_cluster_index(const kcw_connect_t *cn, const char *name);
-/* Stops timers, cancels requests; on_closed runs when all handles closed. */
+/* Stops timers, cancels requests (their callbacks get "cancelled" before this
+ * returns; no poll callback runs any more); on_closed runs when all handles
+ * closed, after which cn is freed. Close cn before the kcw_http_t it uses. */
 void kcw_connect_close(kcw_connect_t *cn, void (*on_closed)(void *arg), void *arg);
 
 /* Re-read one connector's status (GET /connectors/{c}/status).
@@ -142,7 +148,8 @@ typedef enum {
 } kcw_restart_kind_t;
 
 /* The exact request line that a restart sends, e.g.
- * "POST http://w1:8083/connectors/orders%2Dsink/restart?includeTasks=true&onlyFailed=true".
+ * "POST http://w1:8083/connectors/orders%20sink/restart?includeTasks=true&onlyFailed=true"
+ * (names percent-encoded; RFC 3986 unreserved characters such as '-' stay).
  * Used by dry_run logging. Returns buf. */
 char *kcw_connect_restart_describe(const kcw_connect_t *cn, size_t cluster_idx,
                                    const char *connector, int task, kcw_restart_kind_t kind,

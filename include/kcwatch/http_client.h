@@ -51,6 +51,10 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop);
 int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb, void *arg);
 /* Number of transfers in flight. */
 size_t kcw_http_pending(const kcw_http_t *http);
+/* Aborts every transfer started with this callback arg; their callbacks run
+ * with error "cancelled" before this returns (lets an owner that shares the
+ * client drop its own requests). Returns how many were cancelled. */
+size_t kcw_http_cancel(kcw_http_t *http, void *arg);
 /* Aborts every transfer (their callbacks run with error "cancelled"), closes
  * handles; on_closed runs once all libuv handles are closed. */
 void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg);

@@ -1,0 +1,617 @@
+/* http_client.c: every outgoing HTTP request, as libcurl multi transfers on the libuv loop.
+ *
+ * The multi_socket pattern: curl tells us through socket_cb which sockets it
+ * wants watched (one uv_poll per socket, its context attached with
+ * curl_multi_assign) and through timer_cb when it wants to be woken (one
+ * uv_timer). Both wake-ups call curl_multi_socket_action and then collect the
+ * finished transfers with curl_multi_info_read, which is where completion
+ * callbacks run. Adding a transfer only arms the timer, so a callback never
+ * runs from inside kcw_http_request. Connections stay in the multi's cache and
+ * are reused by later transfers to the same host.
+ *
+ * Shutdown: kcw_http_close removes every easy handle (callbacks get
+ * "cancelled"), closes the poll handles and the timer, cleans up the multi, and
+ * frees the client from the last uv_close callback. */
+#include "kcwatch/http_client.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "kcwatch/log.h"
+
+#ifndef KCW_VERSION
+#define KCW_VERSION "0.0.0"
+#endif
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_MAX_BODY (16u * 1024 * 1024)
+#define MAX_EXTRA_HEADERS 64
+/* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
+#define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
+
+typedef struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    kcw_http_t *http;
+    struct sock_ctx *prev, *next;
+} sock_ctx_t;
+
+typedef struct transfer {
+    struct transfer *prev, *next;
+    kcw_http_t *http;
+    CURL *easy;
+    struct curl_slist *headers;
+    kcw_http_cb cb;
+    void *arg;
+    char *buf;
+    size_t len, cap, max_body;
+    bool overflow;
+    int64_t retry_after_ms;
+    uint64_t start_ns;
+    char errbuf[CURL_ERROR_SIZE];
+} transfer_t;
+
+struct kcw_http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    transfer_t *transfers; /* in flight, doubly linked */
+    size_t n_transfers;
+    sock_ctx_t *socks;   /* polls not yet closed */
+    size_t open_handles; /* uv handles whose close callback has not run */
+    bool closing;
+    void (*on_closed)(void *arg);
+    void *on_closed_arg;
+};
+
+static void check_multi_info(kcw_http_t *http);
+
+/* --- handle lifetime ------------------------------------------------------ */
+
+static void http_free_if_done(kcw_http_t *http)
+{
+    if (!http->closing || http->open_handles > 0)
+        return;
+    void (*on_closed)(void *) = http->on_closed;
+    void *arg = http->on_closed_arg;
+    free(http);
+    curl_global_cleanup();
+    if (on_closed)
+        on_closed(arg);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    kcw_http_t *http = h->data;
+    http->open_handles--;
+    http_free_if_done(http);
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+    sock_ctx_t *ctx = h->data;
+    kcw_http_t *http = ctx->http;
+    free(ctx);
+    http->open_handles--;
+    http_free_if_done(http);
+}
+
+static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
+{
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        http->socks = ctx->next;
+    if (ctx->next)
+        ctx->next->prev = ctx->prev;
+    /* uv_close stops the watcher at once, before curl closes the descriptor. */
+    uv_close((uv_handle_t *)&ctx->poll, sock_closed);
+}
+
+/* --- curl -> libuv ------------------------------------------------------- */
+
+static void poll_cb(uv_poll_t *p, int status, int events)
+{
+    sock_ctx_t *ctx = p->data;
+    kcw_http_t *http = ctx->http;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    int running = 0;
+    /* ctx may be closed by socket_cb during this call; don't touch it after. */
+    curl_multi_socket_action(http->multi, ctx->fd, flags, &running);
+    check_multi_info(http);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    kcw_http_t *http = userp;
+    sock_ctx_t *ctx = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (ctx) {
+            curl_multi_assign(http->multi, fd, NULL);
+            sock_close(http, ctx);
+        }
+        return 0;
+    }
+    if (http->closing)
+        return 0;
+    if (!ctx) {
+        ctx = calloc(1, sizeof(*ctx));
+        if (!ctx)
+            return -1;
+        if (uv_poll_init_socket(http->loop, &ctx->poll, fd) != 0) {
+            free(ctx);
+            return -1;
+        }
+        ctx->fd = fd;
+        ctx->http = http;
+        ctx->poll.data = ctx;
+        ctx->next = http->socks;
+        if (http->socks)
+            http->socks->prev = ctx;
+        http->socks = ctx;
+        http->open_handles++;
+        if (curl_multi_assign(http->multi, fd, ctx) != CURLM_OK) {
+            sock_close(http, ctx);
+            return -1;
+        }
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    if (uv_poll_start(&ctx->poll, events, poll_cb) != 0)
+        return -1;
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    kcw_http_t *http = t->data;
+    int running = 0;
+    curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(http);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    kcw_http_t *http = userp;
+    if (http->closing)
+        return 0;
+    if (timeout_ms < 0) {
+        uv_timer_stop(&http->timer);
+        return 0;
+    }
+    /* Even a 0 timeout goes through the loop: socket_action must not be
+     * called from inside a curl callback. */
+    return uv_timer_start(&http->timer, on_timeout, (uint64_t)timeout_ms, 0) == 0 ? 0 : -1;
+}
+
+/* --- transfer callbacks -------------------------------------------------- */
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    transfer_t *t = userp;
+    size_t n = size * nmemb;
+    if (n > t->max_body - t->len) {
+        t->overflow = true;
+        return 0; /* aborts with CURLE_WRITE_ERROR */
+    }
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        if (cap > t->max_body + 1)
+            cap = t->max_body + 1;
+        char *b = realloc(t->buf, cap);
+        if (!b)
+            return 0;
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, data, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+    return n;
+}
+
+/* Retry-After is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
+static int64_t parse_retry_after(const char *v)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (*v == '\0')
+        return -1;
+    if (isdigit((unsigned char)*v)) {
+        int64_t secs = 0;
+        const char *p = v;
+        for (; isdigit((unsigned char)*p); p++) {
+            secs = secs * 10 + (*p - '0');
+            if (secs * 1000 > MAX_RETRY_AFTER_MS)
+                return MAX_RETRY_AFTER_MS;
+        }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        return *p == '\0' ? secs * 1000 : -1;
+    }
+    time_t when = curl_getdate(v, NULL);
+    if (when == -1)
+        return -1;
+    int64_t ms = ((int64_t)when - (int64_t)time(NULL)) * 1000;
+    if (ms < 0)
+        return 0;
+    return ms > MAX_RETRY_AFTER_MS ? MAX_RETRY_AFTER_MS : ms;
+}
+
+static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
+{
+    transfer_t *t = userp;
+    size_t n = size * nitems;
+    static const char name[] = "retry-after:";
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        t->retry_after_ms = -1; /* a new response (after 1xx) starts over */
+    } else if (n > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
+        char value[128];
+        size_t vl = n - (sizeof(name) - 1);
+        if (vl >= sizeof(value))
+            vl = sizeof(value) - 1;
+        memcpy(value, data + sizeof(name) - 1, vl);
+        value[vl] = '\0';
+        while (vl > 0 && (value[vl - 1] == '\r' || value[vl - 1] == '\n' || value[vl - 1] == ' ' ||
+                          value[vl - 1] == '\t'))
+            value[--vl] = '\0';
+        t->retry_after_ms = parse_retry_after(value);
+    }
+    return n;
+}
+
+/* Failures where another worker could well answer (connect-rest.md §7.4). */
+static bool is_conn_error(CURLcode c)
+{
+    switch (c) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SSL_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void transfer_unlink(kcw_http_t *http, transfer_t *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        http->transfers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+    http->n_transfers--;
+}
+
+static void transfer_free(transfer_t *t)
+{
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    free(t->buf);
+    free(t);
+}
+
+/* Removes t from the multi, runs its callback, frees it. cancelled: the
+ * transfer did not finish on its own. */
+static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bool cancelled)
+{
+    kcw_http_resp_t resp;
+    memset(&resp, 0, sizeof(resp));
+    char empty[1] = "";
+
+    transfer_unlink(http, t);
+    if (!cancelled)
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+    curl_multi_remove_handle(http->multi, t->easy);
+
+    resp.body = t->buf ? t->buf : empty;
+    resp.body_len = t->len;
+    resp.retry_after_ms = t->retry_after_ms;
+    resp.elapsed_ms = (int64_t)((uv_hrtime() - t->start_ns) / 1000000u);
+    if (cancelled) {
+        resp.curl_code = CURLE_ABORTED_BY_CALLBACK;
+        snprintf(resp.error, sizeof(resp.error), "cancelled");
+    } else if (code != CURLE_OK) {
+        resp.curl_code = (int)code;
+        resp.conn_error = is_conn_error(code);
+        if (t->overflow)
+            snprintf(resp.error, sizeof(resp.error), "response body larger than %zu bytes",
+                     t->max_body);
+        else if (t->errbuf[0])
+            snprintf(resp.error, sizeof(resp.error), "%s", t->errbuf);
+        else
+            snprintf(resp.error, sizeof(resp.error), "%s", curl_easy_strerror(code));
+    }
+    if (t->cb)
+        t->cb(&resp, t->arg);
+    transfer_free(t);
+}
+
+static void check_multi_info(kcw_http_t *http)
+{
+    CURLMsg *msg;
+    int left = 0;
+    /* A callback may close the client; the remaining messages then belong
+     * to transfers that close already cancelled. */
+    while (!http->closing && (msg = curl_multi_info_read(http->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        transfer_t *t = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        if (t)
+            transfer_complete(http, t, msg->data.result, false);
+    }
+}
+
+/* --- public API ------------------------------------------------------------- */
+
+kcw_http_t *kcw_http_new(uv_loop_t *loop)
+{
+    if (!loop)
+        return NULL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return NULL;
+    kcw_http_t *http = calloc(1, sizeof(*http));
+    if (!http) {
+        curl_global_cleanup();
+        return NULL;
+    }
+    http->loop = loop;
+    http->multi = curl_multi_init();
+    if (!http->multi ||
+        curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK) {
+        if (http->multi)
+            curl_multi_cleanup(http->multi);
+        free(http);
+        curl_global_cleanup();
+        return NULL;
+    }
+    /* Everything that can fail is done: the loop only learns about the timer now. */
+    uv_timer_init(loop, &http->timer);
+    http->timer.data = http;
+    http->open_handles = 1;
+
+    const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    if (vi && !(vi->features & CURL_VERSION_ASYNCHDNS))
+        kcw_log(KCW_LOG_WARN, "libcurl resolves names synchronously; use IP addresses in URLs",
+                NULL);
+    return http;
+}
+
+static bool method_valid(const char *m)
+{
+    if (!m || !*m || strlen(m) > 16)
+        return false;
+    for (const char *p = m; *p; p++)
+        if (*p < 'A' || *p > 'Z')
+            return false;
+    return true;
+}
+
+static int add_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+    if (!n)
+        return -ENOMEM;
+    *list = n;
+    return 0;
+}
+
+static int build_headers(transfer_t *t, const kcw_http_req_t *req)
+{
+    if (add_header(&t->headers, "Accept: application/json") < 0)
+        return -ENOMEM;
+    /* A body-less POST must not claim a form body: Connect's resources only
+     * consume JSON (connect-rest.md §1). "Expect:" avoids a 100-continue wait. */
+    if (add_header(&t->headers, req->body ? "Content-Type: application/json" : "Content-Type:") <
+            0 ||
+        add_header(&t->headers, "Expect:") < 0)
+        return -ENOMEM;
+    if (req->headers) {
+        for (size_t i = 0; req->headers[i]; i++) {
+            if (i == MAX_EXTRA_HEADERS)
+                return -E2BIG;
+            if (strpbrk(req->headers[i], "\r\n"))
+                return -EINVAL;
+            if (add_header(&t->headers, req->headers[i]) < 0)
+                return -ENOMEM;
+        }
+    }
+    if (req->bearer_token && *req->bearer_token) {
+        if (strpbrk(req->bearer_token, "\r\n"))
+            return -EINVAL;
+        char *line = NULL;
+        if (asprintf(&line, "Authorization: Bearer %s", req->bearer_token) < 0)
+            return -ENOMEM;
+        int rc = add_header(&t->headers, line);
+        free(line);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+#define SETOPT(easy, opt, val)                                                                     \
+    do {                                                                                           \
+        if (curl_easy_setopt((easy), (opt), (val)) != CURLE_OK)                                    \
+            return -EINVAL;                                                                        \
+    } while (0)
+
+static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
+{
+    CURL *e = t->easy;
+    SETOPT(e, CURLOPT_URL, req->url);
+    SETOPT(e, CURLOPT_PRIVATE, (void *)t);
+    SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L); /* Connect never redirects (§1) */
+    SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(e, CURLOPT_USERAGENT, "kcwatch/" KCW_VERSION);
+    SETOPT(e, CURLOPT_TIMEOUT_MS,
+           (long)(req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS));
+    SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
+    SETOPT(e, CURLOPT_WRITEDATA, (void *)t);
+    SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
+    SETOPT(e, CURLOPT_HEADERDATA, (void *)t);
+    SETOPT(e, CURLOPT_HTTPHEADER, t->headers);
+
+    const char *m = req->method ? req->method : "GET";
+    if (strcmp(m, "GET") == 0) {
+        SETOPT(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(m, "HEAD") == 0) {
+        SETOPT(e, CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(m, "POST") != 0)
+            SETOPT(e, CURLOPT_CUSTOMREQUEST, m);
+        if (strcmp(m, "DELETE") != 0 || req->body) {
+            /* Size first so COPYPOSTFIELDS copies exactly body_len bytes. */
+            SETOPT(e, CURLOPT_POST, 1L);
+            SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+            SETOPT(e, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
+        }
+    }
+
+    /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
+     * go out on the first request (connect-rest.md §8). */
+    if (req->basic_auth && req->basic_auth->username) {
+        SETOPT(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        SETOPT(e, CURLOPT_USERNAME, req->basic_auth->username);
+        SETOPT(e, CURLOPT_PASSWORD, req->basic_auth->password ? req->basic_auth->password : "");
+    }
+    if (req->tls) {
+        if (req->tls->ca_file)
+            SETOPT(e, CURLOPT_CAINFO, req->tls->ca_file);
+        if (req->tls->cert_file)
+            SETOPT(e, CURLOPT_SSLCERT, req->tls->cert_file);
+        if (req->tls->key_file)
+            SETOPT(e, CURLOPT_SSLKEY, req->tls->key_file);
+        if (req->tls->insecure) {
+            SETOPT(e, CURLOPT_SSL_VERIFYPEER, 0L);
+            SETOPT(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+    }
+    return 0;
+}
+
+int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb, void *arg)
+{
+    if (!http || !req || !req->url || !cb)
+        return -EINVAL;
+    if (http->closing)
+        return -ESHUTDOWN;
+    if (req->method && !method_valid(req->method))
+        return -EINVAL;
+    if (req->body && req->body_len > (size_t)INT32_MAX)
+        return -E2BIG;
+
+    transfer_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->http = http;
+    t->cb = cb;
+    t->arg = arg;
+    t->retry_after_ms = -1;
+    t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+    t->easy = curl_easy_init();
+    if (!t->easy) {
+        transfer_free(t);
+        return -ENOMEM;
+    }
+    int rc = build_headers(t, req);
+    if (rc == 0)
+        rc = setup_easy(t, req);
+    if (rc < 0) {
+        transfer_free(t);
+        return rc;
+    }
+    t->start_ns = uv_hrtime();
+    if (curl_multi_add_handle(http->multi, t->easy) != CURLM_OK) {
+        transfer_free(t);
+        return -ENOMEM;
+    }
+    t->next = http->transfers;
+    if (http->transfers)
+        http->transfers->prev = t;
+    http->transfers = t;
+    http->n_transfers++;
+    return 0;
+}
+
+size_t kcw_http_pending(const kcw_http_t *http)
+{
+    return http ? http->n_transfers : 0;
+}
+
+size_t kcw_http_cancel(kcw_http_t *http, void *arg)
+{
+    if (!http)
+        return 0;
+    size_t n = 0;
+    /* Callbacks may add or cancel transfers; restart the walk after each. */
+    for (;;) {
+        transfer_t *t = http->transfers;
+        while (t && t->arg != arg)
+            t = t->next;
+        if (!t)
+            break;
+        transfer_complete(http, t, CURLE_OK, true);
+        n++;
+    }
+    return n;
+}
+
+void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
+{
+    if (!http || http->closing)
+        return;
+    http->closing = true;
+    http->on_closed = on_closed;
+    http->on_closed_arg = arg;
+
+    while (http->transfers)
+        transfer_complete(http, http->transfers, CURLE_OK, true);
+
+    uv_timer_stop(&http->timer);
+    /* Stop watching cached connections before curl closes their sockets. */
+    while (http->socks) {
+        curl_multi_assign(http->multi, http->socks->fd, NULL);
+        sock_close(http, http->socks);
+    }
+    curl_multi_cleanup(http->multi);
+    http->multi = NULL;
+    uv_close((uv_handle_t *)&http->timer, timer_closed);
+}
