@@ -72,6 +72,7 @@ struct kcw_watchdog {
     kcw_notifier_t *notifier;
     kcw_alert_set_t *budget_set;
     uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t notify_soon; /* delivers remediation news without waiting for an evaluation */
     bool started, stopping;
     int retiring; /* generations still closing */
     flush_req_t *flush;
@@ -86,6 +87,32 @@ static int64_t wall_now_ms(void)
 }
 
 /* --- evaluation ---------------------------------------------------------- */
+
+/* One log line per alert that started firing or resolved at this evaluation:
+ * the moment of detection, visible without a receiver. */
+static void log_transitions(kcw_alert_set_t *set, int64_t now)
+{
+    size_t n = kcw_alert_set_count(set);
+    for (size_t i = 0; i < n; i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(set, i);
+        const char *what = NULL;
+        if (a->state == KCW_ALERT_FIRING && a->fired_at_ms == now)
+            what = "alert firing";
+        else if (a->state == KCW_ALERT_INACTIVE && a->resolved_at_ms == now)
+            what = "alert resolved";
+        else if (a->state == KCW_ALERT_PENDING && a->active_at_ms == now)
+            what = "alert pending";
+        if (!what)
+            continue;
+        const char *task = kcw_labels_get(&a->labels, "task");
+        kcw_log(a->state == KCW_ALERT_FIRING ? KCW_LOG_WARN : KCW_LOG_INFO, what, "alertname",
+                kcw_labels_get(&a->labels, "alertname"), "cluster",
+                kcw_labels_get(&a->labels, "cluster"), "connector",
+                kcw_labels_get(&a->labels, "connector"), "task", task ? task : "", "state",
+                kcw_labels_get(&a->labels, "state"), "worker_id",
+                kcw_labels_get(&a->labels, "worker_id"), NULL);
+    }
+}
 
 static void eval_rule(kcw_watchdog_t *wd, rule_state_t *r, int64_t now)
 {
@@ -130,6 +157,8 @@ static void eval_rule(kcw_watchdog_t *wd, rule_state_t *r, int64_t now)
     if (rc == -EEXIST)
         kcw_log(KCW_LOG_WARN, "rule evaluation failed: instances with the same label set",
                 "rule", rule->alert, NULL);
+    else
+        log_transitions(r->set, now);
     for (size_t i = 0; i < n_inst; i++)
         kcw_instance_clear(&inst[i]);
     free(inst);
@@ -153,7 +182,8 @@ static void eval_budget_alerts(kcw_watchdog_t *wd, int64_t now)
     size_t n = 0;
     if (kcw_remediator_exhausted(wd->rem, &inst, &n) < 0)
         return;
-    kcw_alert_set_update(wd->budget_set, inst, n, now);
+    if (kcw_alert_set_update(wd->budget_set, inst, n, now) == 0)
+        log_transitions(wd->budget_set, now);
     for (size_t i = 0; i < n; i++)
         kcw_instance_clear(&inst[i]);
     free(inst);
@@ -280,10 +310,20 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
         evaluate(wd, NULL);
 }
 
+static void on_notify_soon(uv_timer_t *t)
+{
+    kcw_watchdog_t *wd = t->data;
+    if (!wd->stopping && wd->gen && wd->n_flush > 0)
+        notify_all(wd, wall_now_ms());
+}
+
 static void on_remediation(const kcw_remediation_event_t *ev, void *arg)
 {
     kcw_watchdog_t *wd = arg;
-    if (ev->kind != KCW_REMEDIATION_UNRECOVERABLE && ev->kind != KCW_REMEDIATION_BUDGET_EXHAUSTED)
+    /* Each of these changes what the alert's notification should say. */
+    if (ev->kind != KCW_REMEDIATION_UNRECOVERABLE &&
+        ev->kind != KCW_REMEDIATION_BUDGET_EXHAUSTED && ev->kind != KCW_REMEDIATION_SENT &&
+        ev->kind != KCW_REMEDIATION_SKIPPED && ev->kind != KCW_REMEDIATION_DRY_RUN)
         return;
     if (wd->n_flush == wd->cap_flush) {
         size_t ncap = wd->cap_flush ? wd->cap_flush * 2 : 8;
@@ -302,6 +342,9 @@ static void on_remediation(const kcw_remediation_event_t *ev, void *arg)
         return;
     }
     wd->n_flush++;
+    /* Events can arrive from inside an evaluation; notify from a fresh stack. */
+    if (wd->started && !wd->stopping)
+        uv_timer_start(&wd->notify_soon, on_notify_soon, 0, 0);
 }
 
 static void on_notify(const char *receiver, const char *group_key, bool ok, long http_status,
@@ -497,6 +540,8 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
         sigs[i]->data = wd;
         uv_signal_start(sigs[i], on_signal, nums[i]);
     }
+    uv_timer_init(wd->loop, &wd->notify_soon);
+    wd->notify_soon.data = wd;
     wd->started = true;
     size_t n_rules = g->n_rs;
     char buf_c[32], buf_r[32];
@@ -583,7 +628,7 @@ static void on_http_closed(void *arg)
     wd->notifier = NULL;
 }
 
-static void on_sig_closed(uv_handle_t *h)
+static void on_handle_closed_noop(uv_handle_t *h)
 {
     (void)h;
 }
@@ -594,9 +639,10 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
         return;
     wd->stopping = true;
     if (wd->started) {
-        uv_close((uv_handle_t *)&wd->sig_term, on_sig_closed);
-        uv_close((uv_handle_t *)&wd->sig_int, on_sig_closed);
-        uv_close((uv_handle_t *)&wd->sig_hup, on_sig_closed);
+        uv_close((uv_handle_t *)&wd->sig_term, on_handle_closed_noop);
+        uv_close((uv_handle_t *)&wd->sig_int, on_handle_closed_noop);
+        uv_close((uv_handle_t *)&wd->sig_hup, on_handle_closed_noop);
+        uv_close((uv_handle_t *)&wd->notify_soon, on_handle_closed_noop);
     }
     generation_t *g = wd->gen;
     wd->gen = NULL;
