@@ -436,8 +436,12 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
         return -ENOMEM;
     /* A body-less POST must not claim a form body: Connect's resources only
      * consume JSON (connect-rest.md §1). "Expect:" avoids a 100-continue wait. */
-    if (add_header(&t->headers, req->body ? "Content-Type: application/json" : "Content-Type:") <
-            0 ||
+    bool own_type = false;
+    for (size_t i = 0; req->headers && req->headers[i] && i < MAX_EXTRA_HEADERS; i++)
+        if (strncasecmp(req->headers[i], "Content-Type:", 13) == 0)
+            own_type = true;
+    if ((!own_type && add_header(&t->headers, req->body ? "Content-Type: application/json"
+                                                        : "Content-Type:") < 0) ||
         add_header(&t->headers, "Expect:") < 0)
         return -ENOMEM;
     if (req->headers) {

@@ -21,7 +21,7 @@ typedef struct kcw_http kcw_http_t;
 typedef struct kcw_http_req {
     const char *method;   /* "GET", "POST", "PUT" */
     const char *url;
-    const char *body;     /* NULL: none; sent as application/json */
+    const char *body;     /* NULL: none; sent as application/json unless headers names a Content-Type */
     size_t body_len;
     const char *const *headers; /* extra "Name: value" lines, NULL-terminated, may be NULL */
     int64_t timeout_ms;   /* whole transfer; 0 = 10 s */
