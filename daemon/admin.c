@@ -1,0 +1,892 @@
+/* admin.c: the admin HTTP server on the libuv loop (see admin.h).
+ *
+ * libmicrohttpd runs in "external epoll" mode: it owns an epoll fd holding
+ * the listen socket and every client connection, and does its work only when
+ * MHD_run() is called. The loop watches that epoll fd with one uv_poll and
+ * calls MHD_run() when it turns readable; after every run MHD_get_timeout()
+ * says when MHD must run again even without I/O (idle connection timeouts,
+ * buffered data it could not finish), and one uv_timer is armed for that.
+ * No thread is created.
+ *
+ * A request enters through on_request(), which MHD calls at least twice: once
+ * when the headers are in (the body limit is checked against Content-Length
+ * there), then with body chunks, which are copied into the request's buffer,
+ * then once more with nothing left to read, when the route is looked up and
+ * the answer queued. Answering only then keeps the connection alive: MHD
+ * closes any connection whose answer was queued before its body was read. */
+#include "kcwatch/admin.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+
+#include "kcwatch/log.h"
+
+#define MAX_ROUTES 32
+#define MAX_METHOD_LEN 15
+#define DEFAULT_MAX_CONNECTIONS 64
+#define DEFAULT_MAX_BODY (64 * 1024)
+#define DEFAULT_CONN_MEMORY (32 * 1024)
+#define DEFAULT_CONN_TIMEOUT_S 30
+#define LISTEN_BACKLOG 64
+#define MAX_LISTEN_LEN 256
+
+typedef struct route {
+    char *method;
+    char *path;
+    kcw_admin_handler handler;
+    void *arg;
+} route_t;
+
+struct kcw_admin {
+    uv_loop_t *loop;
+    char *listen;
+    struct sockaddr_storage addr;
+    char *token; /* NULL = no check */
+    unsigned max_connections;
+    size_t max_body;
+    size_t conn_memory;
+    unsigned conn_timeout_s;
+
+    route_t routes[MAX_ROUTES];
+    size_t n_routes;
+
+    struct MHD_Daemon *mhd;
+    unsigned port;
+    uv_poll_t poll;   /* on MHD's epoll fd, initialized by start */
+    uv_timer_t timer; /* MHD's timeout, initialized by new */
+    bool started, closing;
+    bool in_run;          /* inside MHD_run(): handlers are running */
+    unsigned connections; /* as of the last MHD_run() */
+    int open_handles;
+    void (*on_closed)(void *arg);
+    void *on_closed_arg;
+
+    /* MHD reports start-up failures only through its logger */
+    bool starting;
+    char start_error[256];
+    int start_errno;
+};
+
+/* Per-request state, MHD's con_cls; freed by on_completed(). */
+typedef struct request {
+    char *body;
+    size_t len, cap;
+    uint64_t started_ns;
+} request_t;
+
+/* --- listen addresses ---------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int parse_port(const char *s, int *port)
+{
+    if (!*s || strlen(s) > 5)
+        return -EINVAL;
+    int v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535)
+        return -EINVAL;
+    *port = v;
+    return 0;
+}
+
+int kcw_admin_listen_parse(const char *listen, struct sockaddr_storage *addr, char *err,
+                           size_t errlen)
+{
+    if (!listen || !addr) {
+        set_err(err, errlen, "listen address missing");
+        return -EINVAL;
+    }
+    size_t len = strlen(listen);
+    if (len >= MAX_LISTEN_LEN) {
+        set_err(err, errlen, "listen address too long");
+        return -EINVAL;
+    }
+    char host[MAX_LISTEN_LEN];
+    const char *port_str;
+    bool v6 = false;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':') {
+            set_err(err, errlen, "listen address \"%s\": expected [IPV6]:PORT", listen);
+            return -EINVAL;
+        }
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        port_str = close + 2;
+        v6 = true;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon) {
+            set_err(err, errlen, "listen address \"%s\": expected HOST:PORT", listen);
+            return -EINVAL;
+        }
+        if (strchr(listen, ':') != colon) {
+            set_err(err, errlen, "listen address \"%s\": IPv6 hosts go in brackets, [::1]:9464",
+                    listen);
+            return -EINVAL;
+        }
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port_str = colon + 1;
+    }
+    int port;
+    if (parse_port(port_str, &port) < 0) {
+        set_err(err, errlen, "listen address \"%s\": port must be 0..65535", listen);
+        return -EINVAL;
+    }
+
+    memset(addr, 0, sizeof *addr);
+    if (v6) {
+        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr) != 0) {
+            set_err(err, errlen, "listen address \"%s\": \"%s\" is not an IPv6 address", listen,
+                    host);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    /* Only literal addresses: resolving a name could block the loop, and a
+     * name with several addresses would not say which one to bind. */
+    const char *ip = host;
+    if (host[0] == '\0')
+        ip = "0.0.0.0";
+    else if (strcasecmp(host, "localhost") == 0)
+        ip = "127.0.0.1";
+    if (uv_ip4_addr(ip, port, (struct sockaddr_in *)addr) != 0) {
+        set_err(err, errlen,
+                "listen address \"%s\": \"%s\" is not an IPv4 address (names are not "
+                "resolved; use an IP, [IPv6] or localhost)",
+                listen, host);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* --- JSON envelopes -------------------------------------------------------- */
+
+json_t *kcw_admin_envelope_success(json_t *data)
+{
+    if (!data)
+        data = json_null();
+    json_t *doc = json_object();
+    if (!doc) {
+        json_decref(data);
+        return NULL;
+    }
+    /* json_object_set_new releases the value on failure too */
+    if (json_object_set_new(doc, "status", json_string("success")) < 0 ||
+        json_object_set_new(doc, "data", data) < 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* A JSON string of s; bytes of invalid UTF-8 (a client's path, say) become
+ * '?' rather than losing the whole message. */
+static json_t *string_lossy(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+json_t *kcw_admin_envelope_error(const char *error_type, const char *error)
+{
+    json_t *doc = json_object();
+    if (!doc)
+        return NULL;
+    if (json_object_set_new(doc, "status", json_string("error")) < 0 ||
+        json_object_set_new(doc, "errorType", string_lossy(error_type ? error_type : "internal")) <
+            0 ||
+        json_object_set_new(doc, "error", string_lossy(error ? error : "")) < 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static void response_replace_body(kcw_admin_response_t *resp, char *body, size_t len)
+{
+    free(resp->body);
+    resp->body = body;
+    resp->body_len = len;
+}
+
+int kcw_admin_response_json(kcw_admin_response_t *resp, int status, json_t *doc)
+{
+    if (!doc)
+        return -EINVAL;
+    /* json_dumps allocates with malloc (the project installs no jansson
+     * allocator), so the server may free() the body like any other. */
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(doc);
+    if (!text)
+        return -ENOMEM;
+    response_replace_body(resp, text, strlen(text));
+    resp->status = status;
+    resp->content_type = KCW_ADMIN_CT_JSON;
+    return 0;
+}
+
+int kcw_admin_response_success(kcw_admin_response_t *resp, json_t *data)
+{
+    json_t *doc = kcw_admin_envelope_success(data);
+    if (!doc)
+        return -ENOMEM;
+    return kcw_admin_response_json(resp, 200, doc);
+}
+
+int kcw_admin_response_error(kcw_admin_response_t *resp, int status, const char *error_type,
+                             const char *error)
+{
+    json_t *doc = kcw_admin_envelope_error(error_type, error);
+    if (!doc)
+        return -ENOMEM;
+    return kcw_admin_response_json(resp, status, doc);
+}
+
+int kcw_admin_response_text(kcw_admin_response_t *resp, int status, const char *content_type,
+                            const char *text)
+{
+    char *copy = strdup(text ? text : "");
+    if (!copy)
+        return -ENOMEM;
+    response_replace_body(resp, copy, strlen(copy));
+    resp->status = status;
+    resp->content_type = content_type ? content_type : KCW_ADMIN_CT_TEXT;
+    return 0;
+}
+
+/* --- request accessors ----------------------------------------------------- */
+
+const char *kcw_admin_request_arg(const kcw_admin_request_t *req, const char *name)
+{
+    if (!req || !req->priv || !name)
+        return NULL;
+    const char *value = NULL;
+    size_t value_len = 0;
+    /* the _n variant tells "?a" (present, no value) from absent */
+    if (MHD_lookup_connection_value_n(req->priv, MHD_GET_ARGUMENT_KIND, name, strlen(name), &value,
+                                      &value_len) != MHD_YES)
+        return NULL;
+    return value ? value : "";
+}
+
+const char *kcw_admin_request_header(const kcw_admin_request_t *req, const char *name)
+{
+    if (!req || !req->priv || !name)
+        return NULL;
+    return MHD_lookup_connection_value(req->priv, MHD_HEADER_KIND, name);
+}
+
+/* --- the server: set-up ------------------------------------------------------ */
+
+static void free_token(char *token)
+{
+    if (!token)
+        return;
+    explicit_bzero(token, strlen(token));
+    free(token);
+}
+
+int kcw_admin_set_token(kcw_admin_t *a, const char *token)
+{
+    if (!a)
+        return -EINVAL;
+    char *copy = NULL;
+    if (token && *token) {
+        copy = strdup(token);
+        if (!copy)
+            return -ENOMEM;
+    }
+    free_token(a->token);
+    a->token = copy;
+    return 0;
+}
+
+static void admin_free(kcw_admin_t *a)
+{
+    for (size_t i = 0; i < a->n_routes; i++) {
+        free(a->routes[i].method);
+        free(a->routes[i].path);
+    }
+    free_token(a->token);
+    free(a->listen);
+    free(a);
+}
+
+kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *err, size_t errlen)
+{
+    static const kcw_admin_opts_t defaults = {0};
+    if (!loop) {
+        set_err(err, errlen, "no loop");
+        return NULL;
+    }
+    if (!opts)
+        opts = &defaults;
+    kcw_admin_t *a = calloc(1, sizeof *a);
+    if (!a) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->listen = strdup(opts->listen ? opts->listen : KCW_ADMIN_DEFAULT_LISTEN);
+    if (!a->listen || kcw_admin_set_token(a, opts->token) < 0) {
+        set_err(err, errlen, "out of memory");
+        admin_free(a);
+        return NULL;
+    }
+    if (kcw_admin_listen_parse(a->listen, &a->addr, err, errlen) < 0) {
+        admin_free(a);
+        return NULL;
+    }
+    a->max_connections = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNECTIONS;
+    a->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    a->conn_memory = opts->conn_memory ? opts->conn_memory : DEFAULT_CONN_MEMORY;
+    a->conn_timeout_s = opts->conn_timeout_s ? opts->conn_timeout_s : DEFAULT_CONN_TIMEOUT_S;
+    int rc = uv_timer_init(loop, &a->timer);
+    if (rc < 0) {
+        set_err(err, errlen, "timer: %s", uv_strerror(rc));
+        admin_free(a);
+        return NULL;
+    }
+    a->timer.data = a;
+    return a;
+}
+
+static bool method_valid(const char *m)
+{
+    size_t n = strlen(m);
+    if (n == 0 || n > MAX_METHOD_LEN)
+        return false;
+    for (const char *p = m; *p; p++)
+        if (*p < 'A' || *p > 'Z')
+            return false;
+    return true;
+}
+
+int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_admin_handler h,
+                    void *arg)
+{
+    if (!a || a->closing || !method || !path || !h || !method_valid(method) || path[0] != '/')
+        return -EINVAL;
+    for (size_t i = 0; i < a->n_routes; i++)
+        if (strcmp(a->routes[i].method, method) == 0 && strcmp(a->routes[i].path, path) == 0)
+            return -EEXIST;
+    if (a->n_routes == MAX_ROUTES)
+        return -ENOSPC;
+    route_t r = {strdup(method), strdup(path), h, arg};
+    if (!r.method || !r.path) {
+        free(r.method);
+        free(r.path);
+        return -ENOMEM;
+    }
+    a->routes[a->n_routes++] = r;
+    return 0;
+}
+
+unsigned kcw_admin_port(const kcw_admin_t *a)
+{
+    return a ? a->port : 0;
+}
+
+unsigned kcw_admin_connections(const kcw_admin_t *a)
+{
+    if (!a || !a->mhd)
+        return 0;
+    /* the query also reaps closed connections: not while MHD_run() is busy */
+    if (a->in_run)
+        return a->connections;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+/* --- answering ------------------------------------------------------------- */
+
+static bool method_is_safe(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+}
+
+/* Compares a client's token with ours in time that depends only on the
+ * client's length, so timing reveals nothing about where they differ. */
+static bool token_equal(const char *got, const char *want)
+{
+    size_t got_len = strlen(got), want_len = strlen(want);
+    volatile unsigned char diff = got_len != want_len;
+    for (size_t i = 0; i < got_len; i++)
+        diff |= (unsigned char)got[i] ^ (unsigned char)want[i % want_len];
+    return diff == 0;
+}
+
+static bool authorized(const kcw_admin_t *a, struct MHD_Connection *conn)
+{
+    if (!a->token)
+        return true;
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    /* RFC 7235: the scheme is case-insensitive, then one or more spaces */
+    if (!h || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+        return false;
+    const char *got = h + 7;
+    while (*got == ' ' || *got == '\t')
+        got++;
+    return *got && token_equal(got, a->token);
+}
+
+static void access_log(struct MHD_Connection *conn, const request_t *rq, const char *method,
+                       const char *path, int status)
+{
+    if (!kcw_log_enabled(KCW_LOG_DEBUG))
+        return;
+    char remote[64] = "-", code[16], ms[32];
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr && uv_ip_name(ci->client_addr, remote, sizeof remote) != 0)
+        snprintf(remote, sizeof remote, "-");
+    snprintf(code, sizeof code, "%d", status);
+    snprintf(ms, sizeof ms, "%.3f", (double)(uv_hrtime() - rq->started_ns) / 1e6);
+    kcw_log(KCW_LOG_DEBUG, "admin request", "method", method, "path", path, "status", code,
+            "remote", remote, "duration_ms", ms, NULL);
+}
+
+/* Queues resp (taking its body) with the extra header name: value when name is
+ * set. MHD_NO drops the connection, which is all that is left to do when not
+ * even the answer can be allocated. */
+static enum MHD_Result send_response(struct MHD_Connection *conn, const request_t *rq,
+                                     const char *method, const char *path,
+                                     kcw_admin_response_t *resp, const char *hdr_name,
+                                     const char *hdr_value)
+{
+    struct MHD_Response *r;
+    size_t len = 0;
+    if (resp->body) {
+        len = resp->body_len ? resp->body_len : strlen(resp->body);
+        r = MHD_create_response_from_buffer(len, resp->body, MHD_RESPMEM_MUST_FREE);
+        if (!r)
+            free(resp->body);
+    } else {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    resp->body = NULL;
+    if (!r) {
+        kcw_log(KCW_LOG_WARN, "admin: cannot allocate a response", "path", path, NULL);
+        return MHD_NO;
+    }
+    enum MHD_Result ok = MHD_YES;
+    if (resp->content_type || len > 0)
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                     resp->content_type ? resp->content_type : KCW_ADMIN_CT_JSON);
+    if (ok == MHD_YES && hdr_name)
+        ok = MHD_add_response_header(r, hdr_name, hdr_value);
+    if (ok == MHD_YES)
+        ok = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    access_log(conn, rq, method, path, resp->status);
+    return ok;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, const request_t *rq,
+                                  const char *method, const char *path, int status,
+                                  const char *type, const char *msg, const char *hdr_name,
+                                  const char *hdr_value)
+{
+    kcw_admin_response_t resp = {0};
+    if (kcw_admin_response_error(&resp, status, type, msg) < 0)
+        return MHD_NO;
+    return send_response(conn, rq, method, path, &resp, hdr_name, hdr_value);
+}
+
+/* "GET, HEAD, POST": the methods routed for path (HEAD implied by GET). */
+static void allow_list(const kcw_admin_t *a, const char *path, char *buf, size_t n)
+{
+    size_t used = 0;
+    bool has_get = false, has_head = false;
+    buf[0] = '\0';
+    for (size_t i = 0; i < a->n_routes; i++) {
+        if (strcmp(a->routes[i].path, path) != 0)
+            continue;
+        has_get |= strcmp(a->routes[i].method, "GET") == 0;
+        has_head |= strcmp(a->routes[i].method, "HEAD") == 0;
+    }
+    for (size_t i = 0; i <= a->n_routes; i++) {
+        const char *m;
+        if (i < a->n_routes) {
+            if (strcmp(a->routes[i].path, path) != 0)
+                continue;
+            m = a->routes[i].method;
+        } else if (has_get && !has_head) {
+            m = "HEAD";
+        } else {
+            break;
+        }
+        int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", m);
+        if (w < 0 || (size_t)w >= n - used)
+            break; /* cannot happen with MAX_ROUTES short methods; keep what fits */
+        used += (size_t)w;
+    }
+}
+
+/* The route for (method, path); *path_known says whether any method is. An
+ * explicit HEAD route wins over the GET one. */
+static const route_t *route_find(const kcw_admin_t *a, const char *method, const char *path,
+                                 bool *path_known)
+{
+    const route_t *fallback = NULL;
+    bool is_head = strcmp(method, "HEAD") == 0;
+    *path_known = false;
+    for (size_t i = 0; i < a->n_routes; i++) {
+        const route_t *r = &a->routes[i];
+        if (strcmp(r->path, path) != 0)
+            continue;
+        *path_known = true;
+        if (strcmp(r->method, method) == 0)
+            return r;
+        if (is_head && strcmp(r->method, "GET") == 0)
+            fallback = r;
+    }
+    return fallback;
+}
+
+static enum MHD_Result dispatch(kcw_admin_t *a, struct MHD_Connection *conn, request_t *rq,
+                                const char *method, const char *path)
+{
+    bool path_known;
+    const route_t *r = route_find(a, method, path, &path_known);
+    if (!path_known) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "no such endpoint: %s", path);
+        return send_error(conn, rq, method, path, 404, "not_found", msg, NULL, NULL);
+    }
+    if (!r) {
+        char allow[MAX_ROUTES * (MAX_METHOD_LEN + 2) + 8], msg[sizeof allow + 96];
+        allow_list(a, path, allow, sizeof allow);
+        snprintf(msg, sizeof msg, "method %.32s not allowed; allowed: %s", method, allow);
+        return send_error(conn, rq, method, path, 405, "bad_data", msg, MHD_HTTP_HEADER_ALLOW,
+                          allow);
+    }
+    if (!method_is_safe(method) && !authorized(a, conn)) {
+        /* INFO, not WARN: anyone who can connect could fill the log */
+        kcw_log(KCW_LOG_INFO, "admin: unauthorized request", "method", method, "path", path, NULL);
+        return send_error(conn, rq, method, path, 401, "unauthorized",
+                          "missing or wrong bearer token", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                          "Bearer realm=\"kcwatch\"");
+    }
+
+    kcw_admin_request_t req = {
+        .method = method,
+        .path = path,
+        .body = rq->body ? rq->body : "",
+        .body_len = rq->len,
+        .priv = conn,
+    };
+    kcw_admin_response_t resp = {.status = 200};
+    int rc = r->handler(&req, &resp, r->arg);
+    if (rc < 0 || resp.status < 100 || resp.status > 999) {
+        free(resp.body);
+        char msg[128];
+        if (rc < 0)
+            snprintf(msg, sizeof msg, "handler failed: %s", strerror(-rc));
+        else
+            snprintf(msg, sizeof msg, "handler returned status %d", resp.status);
+        kcw_log(KCW_LOG_ERROR, "admin: handler failed", "method", method, "path", path, "error",
+                msg, NULL);
+        return send_error(conn, rq, method, path, 500, "internal", msg, NULL, NULL);
+    }
+    return send_response(conn, rq, method, path, &resp, NULL, NULL);
+}
+
+/* Appends a body chunk, keeping the buffer NUL-terminated. -EFBIG past max. */
+static int body_append(request_t *rq, const char *data, size_t n, size_t max)
+{
+    if (n > max || rq->len > max - n)
+        return -EFBIG;
+    if (rq->len + n + 1 > rq->cap) {
+        size_t cap = rq->cap ? rq->cap : 1024;
+        while (cap < rq->len + n + 1)
+            cap *= 2;
+        if (cap > max + 1)
+            cap = max + 1;
+        char *p = realloc(rq->body, cap);
+        if (!p)
+            return -ENOMEM;
+        rq->body = p;
+        rq->cap = cap;
+    }
+    memcpy(rq->body + rq->len, data, n);
+    rq->len += n;
+    rq->body[rq->len] = '\0';
+    return 0;
+}
+
+static bool declared_too_large(struct MHD_Connection *conn, size_t max)
+{
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!cl)
+        return false;
+    /* MHD itself rejects a malformed Content-Length; only the size matters */
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(cl, &end, 10);
+    return end != cl && (errno == ERANGE || v > max);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    kcw_admin_t *a = cls;
+    request_t *rq = *con_cls;
+    (void)version;
+
+    /* a handler closed the server during this MHD_run(): answer nothing more */
+    if (a->closing)
+        return MHD_NO;
+
+    if (!rq) {
+        rq = calloc(1, sizeof *rq);
+        if (!rq)
+            return MHD_NO;
+        rq->started_ns = uv_hrtime();
+        *con_cls = rq;
+        if (declared_too_large(conn, a->max_body)) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "request body larger than %zu bytes", a->max_body);
+            return send_error(conn, rq, method, url, 413, "bad_data", msg, NULL, NULL);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        int rc = body_append(rq, upload_data, *upload_data_size, a->max_body);
+        if (rc < 0) {
+            /* a chunked body over the limit: MHD cannot answer in the middle of
+             * a body, so the connection is dropped */
+            kcw_log(KCW_LOG_INFO, "admin: request body dropped", "method", method, "path", url,
+                    "error", rc == -EFBIG ? "too large" : "out of memory", NULL);
+            return MHD_NO;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(a, conn, rq, method, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    request_t *rq = *con_cls;
+    if (!rq)
+        return;
+    free(rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    kcw_admin_t *a = cls;
+    int saved_errno = errno;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    if (a->starting) {
+        /* keep the first message: later ones are MHD's clean-up chatter */
+        if (!a->start_error[0]) {
+            snprintf(a->start_error, sizeof a->start_error, "%s", msg);
+            a->start_errno = saved_errno;
+        }
+        return;
+    }
+    /* Runtime messages are about misbehaving clients or the connection limit;
+     * a client must not be able to flood the log above DEBUG. */
+    kcw_log(KCW_LOG_DEBUG, "admin http", "detail", msg, NULL);
+}
+
+/* --- the server on the loop -------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(kcw_admin_t *a)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(a->mhd, &ms) == MHD_YES)
+        uv_timer_start(&a->timer, on_timer, (uint64_t)ms, 0);
+    else
+        uv_timer_stop(&a->timer);
+}
+
+static void drive(kcw_admin_t *a)
+{
+    if (a->closing)
+        return;
+    unsigned before = kcw_admin_connections(a);
+    a->connections = before;
+    a->in_run = true;
+    enum MHD_Result ok = MHD_run(a->mhd);
+    a->in_run = false;
+    if (ok != MHD_YES)
+        kcw_log(KCW_LOG_DEBUG, "admin: MHD_run failed", NULL);
+    if (a->closing) /* a handler closed the server */
+        return;
+    /* At the connection limit MHD takes the listen socket out of its epoll
+     * set, and puts it back only at the start of a later MHD_run(); its
+     * timeout does not ask for that run. So when connections went away, run
+     * again at once, or new clients would wait in the backlog forever. */
+    a->connections = kcw_admin_connections(a);
+    if (a->connections < before)
+        uv_timer_start(&a->timer, on_timer, 0, 0);
+    else
+        arm_timer(a);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    kcw_admin_t *a = p->data;
+    if (status < 0)
+        kcw_log(KCW_LOG_WARN, "admin: poll error", "error", uv_strerror(status), NULL);
+    drive(a);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    drive(t->data);
+}
+
+int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen)
+{
+    if (!a || a->started || a->closing) {
+        set_err(err, errlen, "admin server already started or closing");
+        return -EINVAL;
+    }
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (a->addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    uint16_t port = a->addr.ss_family == AF_INET6
+                        ? ntohs(((struct sockaddr_in6 *)&a->addr)->sin6_port)
+                        : ntohs(((struct sockaddr_in *)&a->addr)->sin_port);
+
+    a->starting = true;
+    a->start_error[0] = '\0';
+    a->start_errno = 0;
+    errno = 0;
+    /* the logger goes first so start-up failures reach it */
+    a->mhd = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&a->addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)a->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)a->conn_memory, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)a->conn_timeout_s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)LISTEN_BACKLOG, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, a, MHD_OPTION_END);
+    int after_errno = errno;
+    a->starting = false;
+    if (!a->mhd) {
+        int e = a->start_errno ? a->start_errno : after_errno;
+        set_err(err, errlen, "admin listen %s: %s", a->listen,
+                a->start_error[0] ? a->start_error : "the HTTP server could not start");
+        return e > 0 ? -e : -EIO;
+    }
+
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    int rc = info ? uv_poll_init(a->loop, &a->poll, info->epoll_fd) : UV_EINVAL;
+    if (rc < 0) {
+        set_err(err, errlen, "admin listen %s: watching the server: %s", a->listen,
+                uv_strerror(rc));
+        MHD_stop_daemon(a->mhd);
+        a->mhd = NULL;
+        return rc;
+    }
+    a->poll.data = a;
+    a->started = true; /* from here the poll handle must be closed */
+    rc = uv_poll_start(&a->poll, UV_READABLE, on_poll);
+    if (rc < 0) {
+        set_err(err, errlen, "admin listen %s: watching the server: %s", a->listen,
+                uv_strerror(rc));
+        return rc; /* kcw_admin_close() releases the daemon */
+    }
+    info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    a->port = info ? info->port : 0;
+    arm_timer(a);
+
+    char addr[80] = "?", bound[96];
+    if (uv_ip_name((const struct sockaddr *)&a->addr, addr, sizeof addr) != 0)
+        snprintf(addr, sizeof addr, "?");
+    snprintf(bound, sizeof bound, a->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr,
+             a->port);
+    kcw_log(KCW_LOG_INFO, "admin API listening", "address", bound, NULL);
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    kcw_admin_t *a = h->data;
+    if (--a->open_handles > 0)
+        return;
+    /* Only now, outside any MHD_run() and with the epoll fd no longer
+     * watched, may MHD drop its connections and close its sockets. */
+    if (a->mhd)
+        MHD_stop_daemon(a->mhd);
+    void (*cb)(void *) = a->on_closed;
+    void *arg = a->on_closed_arg;
+    admin_free(a);
+    if (cb)
+        cb(arg);
+}
+
+void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg)
+{
+    if (!a || a->closing)
+        return;
+    a->closing = true;
+    a->on_closed = on_closed;
+    a->on_closed_arg = arg;
+    a->open_handles = 1;
+    uv_close((uv_handle_t *)&a->timer, on_handle_closed);
+    if (a->started) {
+        a->open_handles++;
+        uv_close((uv_handle_t *)&a->poll, on_handle_closed);
+    }
+}

@@ -1,0 +1,139 @@
+/* admin.h: the admin HTTP server (/metrics, /healthz, /api/v1/..., /-/reload).
+ *
+ * A libmicrohttpd daemon driven by the libuv loop, with no thread of its own:
+ * MHD runs in epoll mode, a uv_poll watches its epoll fd and one uv_timer
+ * follows MHD's own timeout. Requests enter through routes the daemon
+ * registers (exact method + path); each handler runs on the loop, fills a
+ * kcw_admin_response_t and returns. The server itself answers what needs no
+ * data of the daemon's:
+ *   - unknown path               -> 404 {"status":"error","errorType":"not_found",...}
+ *   - known path, other method   -> 405 with an Allow header
+ *   - write route, bad token     -> 401 with WWW-Authenticate: Bearer
+ *   - body over max_body         -> 413 (the connection is then closed)
+ *   - handler failure            -> 500 {"status":"error","errorType":"internal",...}
+ * HEAD is served by the GET route (MHD drops the body). Every request is
+ * logged at DEBUG ("admin request": method, path, status, remote, ms).
+ *
+ * The JSON envelope helpers build the Prometheus HTTP API shapes
+ *   {"status":"success","data":...}
+ *   {"status":"error","errorType":"...","error":"..."}
+ * and are pure: handlers use them, tests call them directly. */
+#ifndef KCWATCH_ADMIN_H
+#define KCWATCH_ADMIN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#define KCW_ADMIN_DEFAULT_LISTEN "127.0.0.1:9464"
+
+#define KCW_ADMIN_CT_JSON "application/json"
+#define KCW_ADMIN_CT_TEXT "text/plain; charset=utf-8"
+/* Prometheus text exposition format 0.0.4 */
+#define KCW_ADMIN_CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+typedef struct kcw_admin kcw_admin_t;
+
+typedef struct kcw_admin_opts {
+    const char *listen;       /* "HOST:PORT"; NULL = KCW_ADMIN_DEFAULT_LISTEN */
+    const char *token;        /* bearer token for non-GET routes; NULL or "" = none */
+    unsigned max_connections; /* 0 = 64 */
+    size_t max_body;          /* request body bytes; 0 = 64 KiB */
+    size_t conn_memory;       /* MHD per-connection pool (headers, buffers); 0 = 32 KiB */
+    unsigned conn_timeout_s;  /* idle connection timeout; 0 = 30 s */
+} kcw_admin_opts_t;
+
+/* One request as a handler sees it. Valid only during the handler call. */
+typedef struct kcw_admin_request {
+    const char *method; /* as sent: "GET", "HEAD", "POST", ... */
+    const char *path;   /* decoded path, without the query string */
+    const char *body;   /* NUL-terminated copy of the body; "" when none */
+    size_t body_len;
+    void *priv; /* the server's; use the accessors below */
+} kcw_admin_request_t;
+
+/* What a handler answers. The server pre-fills status 200, no body. */
+typedef struct kcw_admin_response {
+    int status;
+    char *body;               /* malloc'd; the server takes it over (also on error) */
+    size_t body_len;          /* 0 = strlen(body) */
+    const char *content_type; /* static string; NULL = KCW_ADMIN_CT_JSON */
+} kcw_admin_response_t;
+
+/* Returns 0 when resp is filled, or a negative errno: the server then answers
+ * 500 with a JSON error (and frees any body set). Runs on the loop: must not
+ * block. */
+typedef int (*kcw_admin_handler)(const kcw_admin_request_t *req, kcw_admin_response_t *resp,
+                                 void *arg);
+
+/* --- listen addresses (pure) ------------------------------------------------ */
+
+/* "HOST:PORT" -> socket address. HOST is an IPv4 address, a bracketed IPv6
+ * address ("[::1]"), "localhost" (127.0.0.1) or empty (0.0.0.0, every IPv4
+ * interface); names are refused because resolving them would block. PORT is
+ * 0..65535 (0: the kernel picks one). 0 or -EINVAL with a message in err. */
+int kcw_admin_listen_parse(const char *listen, struct sockaddr_storage *addr, char *err,
+                           size_t errlen);
+
+/* --- the server ---------------------------------------------------------- */
+
+/* Validates opts (the listen address is parsed here, not bound). opts may be
+ * NULL for every default. NULL on failure with a message in err. */
+kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *err, size_t errlen);
+/* Adds a route: method is "GET", "POST", ... (a GET route also serves HEAD),
+ * path an exact path ("/api/v1/alerts"). Both are copied. Routes may be added
+ * before or after start. 0, -EEXIST for a duplicate, -ENOSPC past 32 routes,
+ * -EINVAL, -ENOMEM. */
+int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_admin_handler h,
+                    void *arg);
+/* Replaces the bearer token (reload); NULL or "" turns the check off.
+ * 0 or -ENOMEM (the old token stays then). */
+int kcw_admin_set_token(kcw_admin_t *a, const char *token);
+/* Binds the listen address and starts serving on the loop. 0 or a negative
+ * errno (-EADDRINUSE, -EACCES, ... best effort; -EIO when MHD does not say)
+ * with MHD's reason in err. */
+int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen);
+/* The bound port (the real one when the address asked for port 0); 0 before
+ * start. */
+unsigned kcw_admin_port(const kcw_admin_t *a);
+/* Open client connections (tests, metrics). */
+unsigned kcw_admin_connections(const kcw_admin_t *a);
+/* Stops serving: open connections are dropped, in-flight requests are
+ * abandoned. on_closed(arg) runs later on the loop once every handle is
+ * closed and everything freed; it may be NULL. Safe to call from a handler.
+ * Also the only way to dispose of a server that was never started. */
+void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg);
+
+/* --- request accessors ------------------------------------------------------ */
+
+/* Query-string argument (decoded), NULL when absent. For "?a" the value is "". */
+const char *kcw_admin_request_arg(const kcw_admin_request_t *req, const char *name);
+/* Request header (case-insensitive name), NULL when absent. */
+const char *kcw_admin_request_header(const kcw_admin_request_t *req, const char *name);
+
+/* --- Prometheus API envelopes (pure) ---------------------------------------- */
+
+/* {"status":"success","data":data}. Steals the reference to data (also on
+ * failure); NULL data becomes JSON null. NULL on allocation failure. */
+json_t *kcw_admin_envelope_success(json_t *data);
+/* {"status":"error","errorType":error_type,"error":error}. NULL on allocation
+ * failure. Prometheus' errorType values: bad_data, not_found, internal,
+ * unavailable, timeout, canceled, execution. */
+json_t *kcw_admin_envelope_error(const char *error_type, const char *error);
+
+/* Serializes doc (reference stolen) compactly into resp->body, replacing and
+ * freeing any body already there, with the JSON content type. 0, -EINVAL for
+ * NULL doc, or -ENOMEM. */
+int kcw_admin_response_json(kcw_admin_response_t *resp, int status, json_t *doc);
+/* 200 with the success envelope around data (reference stolen). 0 or -ENOMEM. */
+int kcw_admin_response_success(kcw_admin_response_t *resp, json_t *data);
+/* status with the error envelope. 0 or -ENOMEM. */
+int kcw_admin_response_error(kcw_admin_response_t *resp, int status, const char *error_type,
+                             const char *error);
+/* status with a copy of text and the given content type (NULL = text/plain).
+ * 0 or -ENOMEM. */
+int kcw_admin_response_text(kcw_admin_response_t *resp, int status, const char *content_type,
+                            const char *text);
+
+#endif
