@@ -46,19 +46,14 @@ static const char *config_path(const char *given)
     return NULL;
 }
 
+/* Loads the config and its rule files, collecting every error. */
 static int load_all(const char *path, kcw_config_t **cfg, kcw_ruleset_t **rules,
-                    const char *const *extra_rules, size_t n_extra, kcw_errors_t *errs)
+                    kcw_errors_t *errs)
 {
     int rc = kcw_config_load(path, cfg, errs);
     if (rc == 0) {
         rc = kcw_rules_load((const char *const *)(*cfg)->rule_files, (*cfg)->n_rule_files, rules,
                             errs);
-    }
-    if (n_extra > 0) {
-        kcw_ruleset_t *extra = NULL;
-        if (kcw_rules_load(extra_rules, n_extra, &extra, errs) < 0)
-            rc = -EINVAL;
-        kcw_ruleset_free(extra);
     }
     return rc;
 }
@@ -76,7 +71,7 @@ static int cmd_run(const char *given)
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;
     kcw_ruleset_t *rules = NULL;
-    if (load_all(path, &cfg, &rules, NULL, 0, &errs) < 0) {
+    if (load_all(path, &cfg, &rules, &errs) < 0) {
         kcw_errors_print(&errs, stderr);
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
@@ -114,30 +109,44 @@ static int cmd_run(const char *given)
 
 /* --- check -------------------------------------------------------------- */
 
+static void count_rules(const kcw_ruleset_t *rs, size_t *groups, size_t *rules)
+{
+    for (size_t i = 0; rs && i < rs->n_groups; i++) {
+        (*groups)++;
+        *rules += rs->groups[i].n_rules;
+    }
+}
+
+/* Validates the config, its rule files and the rule files named on the
+ * command line; every error of all of them in one pass. */
 static int cmd_check(const char *given, char **extra, size_t n_extra)
 {
     const char *path = config_path(given);
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;
-    kcw_ruleset_t *rules = NULL;
-    int rc = load_all(path, &cfg, &rules, (const char *const *)extra, n_extra, &errs);
+    kcw_ruleset_t *rules = NULL, *extra_rules = NULL;
+    int rc = load_all(path, &cfg, &rules, &errs);
+    if (n_extra > 0 &&
+        kcw_rules_load((const char *const *)extra, n_extra, &extra_rules, &errs) < 0)
+        rc = -EINVAL;
     if (rc < 0 || errs.n > 0) {
         kcw_errors_print(&errs, stderr);
         fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
         rc = 1;
     } else {
-        size_t n_rules = 0;
-        for (size_t i = 0; i < rules->n_groups; i++)
-            n_rules += rules->groups[i].n_rules;
+        size_t n_groups = 0, n_rules = 0;
+        count_rules(rules, &n_groups, &n_rules);
+        count_rules(extra_rules, &n_groups, &n_rules);
         printf("OK: %s: %zu cluster%s, %zu rule group%s, %zu rule%s\n",
                path ? path : "(built-in defaults)", cfg->n_clusters,
-               cfg->n_clusters == 1 ? "" : "s", rules->n_groups, rules->n_groups == 1 ? "" : "s",
-               n_rules, n_rules == 1 ? "" : "s");
+               cfg->n_clusters == 1 ? "" : "s", n_groups, n_groups == 1 ? "" : "s", n_rules,
+               n_rules == 1 ? "" : "s");
         rc = 0;
     }
     kcw_errors_clear(&errs);
     kcw_config_free(cfg);
     kcw_ruleset_free(rules);
+    kcw_ruleset_free(extra_rules);
     return rc;
 }
 
