@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
-  libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev"
+  libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
