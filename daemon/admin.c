@@ -251,7 +251,7 @@ int kcw_admin_response_json(kcw_admin_response_t *resp, int status, json_t *doc)
         return -EINVAL;
     /* json_dumps allocates with malloc (the project installs no jansson
      * allocator), so the server may free() the body like any other. */
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     json_decref(doc);
     if (!text)
         return -ENOMEM;
