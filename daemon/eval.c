@@ -15,7 +15,12 @@
  * alert (and firing them all again later) because kcwatch lost sight of the
  * cluster would be noise; the cluster target's UNREACHABLE alert reports the
  * outage itself. Likewise connectors missing from the last polls still match
- * (connect-rest.md §3.5, §12: absence is "unknown yet", not recovery). */
+ * (connect-rest.md §3.5, §12: absence is "unknown yet", not recovery).
+ *
+ * PromQL rules (kcw_eval_prom_rule) take the query result instead, the way
+ * Prometheus' alerting rules turn a vector into alerts: one instance per
+ * sample, its metric minus __name__ as the base labels, the same rule-label,
+ * alertname and annotation steps as above, and the sample value. */
 #include "kcwatch/eval.h"
 
 #include <errno.h>
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kcwatch/prom.h"
 #include "kcwatch/template.h"
 
 /* $trace in templates is the head of the Java trace: enough to recognise the
@@ -90,9 +96,12 @@ static int render(const kcw_template_t *t, const kcw_template_ctx_t *ctx, char *
     return rc;
 }
 
-/* Builds one instance from the match's own labels. */
-static int emit(out_list_t *o, const kcw_rule_t *rule, kcw_labels_t *base, double value,
-                const char *trace, const kcw_labels_t *external_labels)
+/* Builds one instance from the match's own labels (base). tmpl_labels is what
+ * templates see as $labels: base itself for connect: rules; for PromQL rules
+ * the sample's full metric, __name__ included, as Prometheus passes it. */
+static int emit(out_list_t *o, const kcw_rule_t *rule, const kcw_labels_t *base,
+                const kcw_labels_t *tmpl_labels, double value, const char *trace,
+                const kcw_labels_t *external_labels)
 {
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 16;
@@ -111,7 +120,7 @@ static int emit(out_list_t *o, const kcw_rule_t *rule, kcw_labels_t *base, doubl
     /* Like Prometheus, templates see the match's labels (not the rule's labels
      * or alertname) in $labels. */
     kcw_template_ctx_t ctx = {
-        .labels = base,
+        .labels = tmpl_labels,
         .value = value,
         .trace = head,
         .external_labels = external_labels,
@@ -197,7 +206,7 @@ static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_clust
         kcw_labels_t base = {0};
         rc = connector_labels(&base, cl, cs, cs->worker_id, cs->state);
         if (rc == 0)
-            rc = emit(o, rule, &base, value, cs->trace, external_labels);
+            rc = emit(o, rule, &base, &base, value, cs->trace, external_labels);
         kcw_labels_clear(&base);
         return rc;
     }
@@ -212,7 +221,7 @@ static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_clust
         if (rc == 0)
             rc = kcw_labels_set(&base, "task", id);
         if (rc == 0)
-            rc = emit(o, rule, &base, 1, ts->trace, external_labels);
+            rc = emit(o, rule, &base, &base, 1, ts->trace, external_labels);
         kcw_labels_clear(&base);
     }
     return rc;
@@ -232,7 +241,7 @@ static int eval_cluster(out_list_t *o, const kcw_rule_t *rule, const kcw_cluster
         if (rc == 0)
             rc = kcw_labels_set(&base, "state", kcw_state_name(KCW_STATE_UNREACHABLE));
         if (rc == 0)
-            rc = emit(o, rule, &base, 1, NULL, external_labels);
+            rc = emit(o, rule, &base, &base, 1, NULL, external_labels);
         kcw_labels_clear(&base);
         return rc;
     }
@@ -269,6 +278,97 @@ int kcw_eval_connect_rule(const kcw_rule_t *rule, const kcw_cluster_status_t *co
             out_list_free(&o);
             return rc;
         }
+    }
+    *out = o.items;
+    *n_out = o.n;
+    return 0;
+}
+
+/* --- PromQL rules ---------------------------------------------------------- */
+
+typedef struct fp_index {
+    uint64_t fp;
+    size_t i;
+} fp_index_t;
+
+static int cmp_fp(const void *a, const void *b)
+{
+    const fp_index_t *x = a, *y = b;
+    return x->fp < y->fp ? -1 : x->fp > y->fp;
+}
+
+/* Whether two instances share a label set: sorting by fingerprint keeps this
+ * O(n log n) for the large vectors an alert storm brings. 0, -EEXIST, -ENOMEM. */
+static int check_unique(const kcw_instance_t *items, size_t n)
+{
+    if (n < 2)
+        return 0;
+    fp_index_t *idx = malloc(n * sizeof(*idx));
+    if (!idx)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (fp_index_t){kcw_labels_fingerprint(&items[i].labels), i};
+    qsort(idx, n, sizeof(*idx), cmp_fp);
+    int rc = 0;
+    for (size_t i = 1; i < n && rc == 0; i++) {
+        /* compare against every earlier entry with the same fingerprint */
+        for (size_t j = i; j-- > 0 && idx[j].fp == idx[i].fp;) {
+            if (kcw_labels_equal(&items[idx[j].i].labels, &items[idx[i].i].labels)) {
+                rc = -EEXIST;
+                break;
+            }
+        }
+    }
+    free(idx);
+    return rc;
+}
+
+static int eval_sample(out_list_t *o, const kcw_rule_t *rule, const kcw_labels_t *metric,
+                       double value, const kcw_labels_t *external_labels)
+{
+    kcw_labels_t base = {0};
+    int rc = kcw_labels_copy(&base, metric);
+    if (rc == 0)
+        rc = kcw_labels_set(&base, "__name__", NULL); /* removes it */
+    if (rc == 0)
+        rc = emit(o, rule, &base, metric, value, NULL, external_labels);
+    kcw_labels_clear(&base);
+    return rc;
+}
+
+int kcw_eval_prom_rule(const kcw_rule_t *rule, const struct kcw_prom_result *result,
+                       const kcw_labels_t *external_labels, kcw_instance_t **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!rule || !rule->expr || !result)
+        return -EINVAL;
+    out_list_t o = {0};
+    int rc = 0;
+    switch (result->type) {
+    case KCW_PROM_VECTOR:
+        for (size_t i = 0; rc == 0 && i < result->n; i++)
+            rc = eval_sample(&o, rule, &result->samples[i].metric, result->samples[i].value,
+                             external_labels);
+        break;
+    case KCW_PROM_SCALAR: {
+        /* Prometheus' rule query turns a scalar into one sample without labels. */
+        kcw_labels_t none = {0};
+        rc = eval_sample(&o, rule, &none, result->scalar, external_labels);
+        break;
+    }
+    default:
+        /* matrix and string results: "rule result is not a vector or scalar" */
+        rc = -EINVAL;
+        break;
+    }
+    /* "vector contains metrics with the same labelset after applying alert
+     * labels": the whole evaluation fails, nothing is returned. */
+    if (rc == 0)
+        rc = check_unique(o.items, o.n);
+    if (rc < 0) {
+        out_list_free(&o);
+        return rc;
     }
     *out = o.items;
     *n_out = o.n;

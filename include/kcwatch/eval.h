@@ -23,4 +23,16 @@ int kcw_eval_connect_rule(const kcw_rule_t *rule, const kcw_cluster_status_t *co
                           size_t n_clusters, const kcw_labels_t *external_labels,
                           kcw_instance_t **out, size_t *n_out);
 
+/* For PromQL rules: a query result -> instances, exactly as Prometheus'
+ * alerting rules do it: each sample's labels minus __name__, plus the rule's
+ * labels templated with $labels/$value (rule labels win), alertname last;
+ * annotations templated; value = the sample value. A scalar result is one
+ * sample with no labels. Two samples with the same resulting label set are an
+ * error (-EEXIST), as "vector contains metrics with the same labelset after
+ * applying alert labels". Same ownership as kcw_eval_connect_rule. */
+struct kcw_prom_result;
+int kcw_eval_prom_rule(const kcw_rule_t *rule, const struct kcw_prom_result *result,
+                       const kcw_labels_t *external_labels, kcw_instance_t **out,
+                       size_t *n_out);
+
 #endif

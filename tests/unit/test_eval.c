@@ -1,5 +1,6 @@
 /* test_eval.c: connect: rules against a hand-built Connect status model:
- * which instances match, their labels, values, traces and annotations. */
+ * which instances match, their labels, values, traces and annotations; and
+ * PromQL rules against hand-built query results (vectors, scalars). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "kcwatch/eval.h"
+#include "kcwatch/prom.h"
 
 #define TRACE_1                                                                                    \
     "org.apache.kafka.connect.errors.ConnectException: sink write failed\n"                        \
@@ -391,6 +393,205 @@ static void test_expr_rule_rejected(void **state)
     assert_int_equal(n, 0);
 }
 
+/* --- PromQL rules ---------------------------------------------------------- */
+
+/* Loads one rule as run() does, without evaluating it. */
+static kcw_ruleset_t *load_rule(const char *rule_yaml)
+{
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml), "groups:\n  - name: g\n    rules:\n      - %s\n", rule_yaml);
+    kcw_ruleset_t *rs = NULL;
+    kcw_errors_t errs = {0};
+    if (kcw_rules_load_string(yaml, "prom.yaml", &rs, &errs) != 0) {
+        kcw_errors_print(&errs, stderr);
+        fail_msg("rule did not load");
+    }
+    kcw_errors_clear(&errs);
+    assert_int_equal(rs->groups[0].n_rules, 1);
+    return rs;
+}
+
+/* A sample from "name=value" pairs, NULL-terminated. */
+static void sample_set(kcw_prom_sample_t *s, double value, ...)
+{
+    memset(s, 0, sizeof(*s));
+    s->value = value;
+    s->ts_ms = 1000;
+    va_list ap;
+    va_start(ap, value);
+    for (const char *name = va_arg(ap, const char *); name; name = va_arg(ap, const char *))
+        assert_int_equal(kcw_labels_set(&s->metric, name, va_arg(ap, const char *)), 0);
+    va_end(ap);
+}
+
+static void samples_clear(kcw_prom_sample_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kcw_labels_clear(&s[i].metric);
+}
+
+static void instances_free(kcw_instance_t *inst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kcw_instance_clear(&inst[i]);
+    free(inst);
+}
+
+static const char *const prom_rule_yaml =
+    "alert: ConnectorTaskLag\n"
+    "        expr: kafka_connect_lag > 100\n"
+    "        labels:\n"
+    "          severity: '{{ if eq $labels.env \"prod\" }}page{{ else }}ticket{{ end }}'\n"
+    "          env: override\n"
+    "          level: 'v{{ $value }}'\n"
+    "          instance: ''\n"
+    "          alertname: Renamed\n"
+    "          job: '{{ $labels.nope }}'\n"
+    "        annotations:\n"
+    "          summary: '{{ $labels.connector }}/{{ $labels.task }} lag {{ $value }} "
+    "({{ $labels.__name__ }}, {{ $externalLabels.dc }})'\n";
+
+static void test_prom_vector(void **state)
+{
+    (void)state;
+    kcw_ruleset_t *rs = load_rule(prom_rule_yaml);
+    kcw_prom_sample_t samples[2];
+    sample_set(&samples[0], 250, "__name__", "kafka_connect_lag", "connector", "orders-sink",
+               "task", "1", "env", "prod", "instance", "w1:9404", "job", "connect", NULL);
+    sample_set(&samples[1], 0.5, "__name__", "kafka_connect_lag", "connector", "users-source",
+               "task", "0", "env", "dev", NULL);
+    kcw_prom_result_t res = {.type = KCW_PROM_VECTOR, .samples = samples, .n = 2};
+    kcw_labels_t ext = {0};
+    assert_int_equal(kcw_labels_set(&ext, "dc", "eu-1"), 0);
+
+    kcw_instance_t *inst = NULL;
+    size_t n = 0;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, &ext, &inst, &n), 0);
+    assert_int_equal(n, 2);
+
+    const kcw_instance_t *in = &inst[0];
+    assert_null(label(in, "__name__")); /* dropped from the labels... */
+    assert_string_equal(label(in, "alertname"), "ConnectorTaskLag"); /* set last */
+    assert_string_equal(label(in, "connector"), "orders-sink");
+    assert_string_equal(label(in, "task"), "1");
+    /* rule labels are templated against the sample's own labels, then win */
+    assert_string_equal(label(in, "severity"), "page");
+    assert_string_equal(label(in, "env"), "override");
+    assert_string_equal(label(in, "level"), "v250");
+    assert_null(label(in, "instance")); /* empty rule label removes the sample's */
+    assert_null(label(in, "job"));      /* so does a template that expands empty */
+    assert_int_equal(in->labels.n, 6);
+    assert_true(in->value == 250);
+    assert_null(in->trace);
+    /* ...but templates see it in $labels, as in Prometheus */
+    assert_string_equal(kcw_labels_get(&in->annotations, "summary"),
+                        "orders-sink/1 lag 250 (kafka_connect_lag, eu-1)");
+
+    in = &inst[1];
+    assert_string_equal(label(in, "connector"), "users-source");
+    assert_string_equal(label(in, "severity"), "ticket");
+    assert_string_equal(label(in, "env"), "override");
+    assert_string_equal(label(in, "level"), "v0.5");
+    assert_true(in->value == 0.5);
+    assert_string_equal(kcw_labels_get(&in->annotations, "summary"),
+                        "users-source/0 lag 0.5 (kafka_connect_lag, eu-1)");
+
+    instances_free(inst, n);
+    kcw_labels_clear(&ext);
+    samples_clear(samples, 2);
+
+    /* an empty vector: nothing to alert on */
+    res = (kcw_prom_result_t){.type = KCW_PROM_VECTOR};
+    inst = (kcw_instance_t *)1;
+    n = 7;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(inst);
+    kcw_ruleset_free(rs);
+}
+
+static void test_prom_scalar(void **state)
+{
+    (void)state;
+    kcw_ruleset_t *rs = load_rule("alert: TooFewWorkers\n"
+                                  "        expr: scalar(count(up{job=\"connect\"})) < 3\n"
+                                  "        labels: {severity: critical}\n"
+                                  "        annotations: {s: 'only {{ $value }} workers'}\n");
+    kcw_prom_result_t res = {.type = KCW_PROM_SCALAR, .scalar = 2, .scalar_ts_ms = 1000};
+    kcw_instance_t *inst = NULL;
+    size_t n = 0;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(inst[0].labels.n, 2); /* no sample labels: alertname + severity */
+    assert_string_equal(label(&inst[0], "alertname"), "TooFewWorkers");
+    assert_string_equal(label(&inst[0], "severity"), "critical");
+    assert_true(inst[0].value == 2);
+    assert_string_equal(kcw_labels_get(&inst[0].annotations, "s"), "only 2 workers");
+    instances_free(inst, n);
+    kcw_ruleset_free(rs);
+}
+
+static void test_prom_duplicate_labelset(void **state)
+{
+    (void)state;
+    /* Two series that differ only in __name__, or only in a label the rule
+     * overrides, are the same alert: Prometheus fails the evaluation. */
+    kcw_ruleset_t *rs = load_rule("alert: A\n        expr: a > 0 or b > 0\n");
+    kcw_prom_sample_t samples[3];
+    sample_set(&samples[0], 1, "__name__", "a", "job", "connect", NULL);
+    sample_set(&samples[1], 2, "__name__", "other", "job", "x", NULL);
+    sample_set(&samples[2], 3, "__name__", "b", "job", "connect", NULL);
+    kcw_prom_result_t res = {.type = KCW_PROM_VECTOR, .samples = samples, .n = 3};
+    kcw_instance_t *inst = (kcw_instance_t *)1;
+    size_t n = 7;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), -EEXIST);
+    assert_null(inst);
+    assert_int_equal(n, 0);
+    kcw_ruleset_free(rs);
+
+    rs = load_rule("alert: A\n        expr: a > 0\n        labels: {job: all}\n");
+    res.samples = &samples[1]; /* job="x" and job="connect" both become job="all" */
+    res.n = 2;
+    inst = (kcw_instance_t *)1;
+    n = 7;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), -EEXIST);
+    assert_null(inst);
+    assert_int_equal(n, 0);
+
+    /* distinct label sets are fine, also when the fingerprints are compared */
+    res.samples = samples;
+    kcw_ruleset_free(rs);
+    rs = load_rule("alert: A\n        expr: a > 0\n");
+    res.n = 2;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), 0);
+    assert_int_equal(n, 2);
+    instances_free(inst, n);
+    samples_clear(samples, 3);
+    kcw_ruleset_free(rs);
+}
+
+static void test_prom_bad_input(void **state)
+{
+    (void)state;
+    kcw_ruleset_t *rs = load_rule("alert: A\n        expr: rate(x[5m])[10m:]\n");
+    /* a matrix (or string) result is not something an alerting rule takes */
+    kcw_prom_result_t res = {.type = (kcw_prom_result_type_t)(KCW_PROM_SCALAR + 1)};
+    kcw_instance_t *inst = (kcw_instance_t *)1;
+    size_t n = 7;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), -EINVAL);
+    assert_null(inst);
+    assert_int_equal(n, 0);
+    kcw_ruleset_free(rs);
+
+    /* a connect: rule has no query to take a result for */
+    rs = load_rule("alert: A\n        connect: {state: FAILED}\n");
+    res.type = KCW_PROM_SCALAR;
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], &res, NULL, &inst, &n), -EINVAL);
+    assert_null(inst);
+    assert_int_equal(kcw_eval_prom_rule(&rs->groups[0].rules[0], NULL, NULL, &inst, &n), -EINVAL);
+    kcw_ruleset_free(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +605,10 @@ int main(void)
         cmocka_unit_test(test_render_error_is_not_fatal),
         cmocka_unit_test(test_shipped_rules_render),
         cmocka_unit_test(test_expr_rule_rejected),
+        cmocka_unit_test(test_prom_vector),
+        cmocka_unit_test(test_prom_scalar),
+        cmocka_unit_test(test_prom_duplicate_labelset),
+        cmocka_unit_test(test_prom_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
