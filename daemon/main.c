@@ -15,6 +15,7 @@
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/ruletest.h"
 #include "kcwatch/watchdog.h"
 
 static const char usage_text[] =
@@ -24,6 +25,8 @@ static const char usage_text[] =
     "  run     [-c FILE]                 run the watchdog in the foreground\n"
     "  check   [-c FILE] [RULE_FILE...]  validate config, rules and templates; exit 1 on errors\n"
     "  status  [-c FILE] [--json]        poll every Connect cluster once and print its state\n"
+    "  test    TEST_FILE...              run rule unit tests (see rules.d/tests/README.md);\n"
+    "                                    exit 1 when a test fails, 2 when a file is invalid\n"
     "  version                           print the version\n"
     "\n"
     "Without -c the config is " KCW_DEFAULT_CONFIG_PATH " when it exists, else the\n"
@@ -370,6 +373,9 @@ int main(int argc, char **argv)
         return cmd_check(config, argv + optind, (size_t)(argc - optind));
     if (strcmp(cmd, "status") == 0 && optind == argc)
         return cmd_status(config, json);
+    if (strcmp(cmd, "test") == 0 && optind < argc && !json && !config)
+        return kcw_ruletest_run((const char *const *)argv + optind, (size_t)(argc - optind),
+                                stdout);
     fprintf(stderr, "kcwatch: unknown command or arguments: %s\n", cmd);
     usage(stderr);
     return 2;

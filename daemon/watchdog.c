@@ -16,12 +16,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "kcwatch/admin.h"
 #include "kcwatch/alerts.h"
+#include "kcwatch/api.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/eval.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/notify.h"
+#include "kcwatch/prom.h"
 #include "kcwatch/remediate.h"
 
 #define BUDGET_ALERT "KcwatchRestartBudgetExhausted"
@@ -31,15 +34,40 @@ typedef struct rule_state {
     const kcw_rule_t *rule;
     const kcw_rule_group_t *group;
     kcw_alert_set_t *set;
-    bool warned_expr;
+    kcw_rule_health_t health;
+    char *last_error;
+    int64_t last_eval_ms;
+    double eval_seconds;
 } rule_state_t;
+
+struct group_state;
+
+/* One PromQL query of a group evaluation in flight. */
+typedef struct query_slot {
+    struct group_state *gs;
+    size_t rule; /* index into the generation's rule states */
+    kcw_prom_result_t *result;
+    kcw_prom_error_t error;
+    bool failed;
+} query_slot_t;
 
 typedef struct group_state {
     kcw_watchdog_t *wd;
+    struct generation *gen;
     const kcw_rule_group_t *group;
     size_t first_rule, n_rules;
-    bool has_connect;
+    bool has_connect, has_expr;
     uv_timer_t timer;
+    /* The PromQL half of an evaluation: queries out, results in. A group
+     * never overlaps itself: a tick while queries are out is skipped. */
+    query_slot_t *slots;
+    size_t n_slots, pending;
+    bool in_flight;
+    int64_t eval_ts_ms;
+    uint64_t started_ns;
+    int64_t last_eval_ms;
+    double eval_seconds;
+    uint64_t missed;
 } group_state_t;
 
 /* One configuration generation: config, rules, the state built on them and the
@@ -50,6 +78,9 @@ typedef struct generation {
     kcw_config_t *cfg;
     kcw_ruleset_t *rules;
     kcw_connect_t *cn;
+    kcw_prom_t *prom;
+    bool running; /* timers initialised, client started */
+    bool retired;
     rule_state_t *rs;
     size_t n_rs;
     group_state_t **gs;
@@ -73,7 +104,8 @@ struct kcw_watchdog {
     kcw_alert_set_t *budget_set;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t notify_soon; /* delivers remediation news without waiting for an evaluation */
-    bool started, stopping;
+    kcw_admin_t *admin;
+    bool started, stopping, ready;
     int retiring; /* generations still closing */
     flush_req_t *flush;
     size_t n_flush, cap_flush;
@@ -114,18 +146,66 @@ static void log_transitions(kcw_alert_set_t *set, int64_t now)
     }
 }
 
-static void eval_rule(kcw_watchdog_t *wd, rule_state_t *r, int64_t now)
+static void set_health(rule_state_t *r, kcw_rule_health_t health, const char *error)
 {
-    generation_t *g = wd->gen;
-    const kcw_rule_t *rule = r->rule;
-    if (!rule->connect) {
-        if (!r->warned_expr) {
-            kcw_log(KCW_LOG_WARN, "PromQL rule not evaluated: the Prometheus client is not built in yet",
-                    "rule", rule->alert, "group", r->group->name, "file", rule->file, NULL);
-            r->warned_expr = true;
+    r->health = health;
+    free(r->last_error);
+    r->last_error = error ? strdup(error) : NULL;
+}
+
+static void free_instances(kcw_instance_t *inst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kcw_instance_clear(&inst[i]);
+    free(inst);
+}
+
+/* Applies one evaluation's instances (or its failure rc) to the rule's alert
+ * set at time now, the way Prometheus does: a failure leaves the alerts as
+ * they were; more alerts than the group's limit drops them all and fails. */
+static void apply_instances(rule_state_t *r, int rc, kcw_instance_t *inst, size_t n_inst,
+                            int64_t now, const char *error)
+{
+    char msg[256];
+    r->last_eval_ms = now;
+    if (rc == 0 && r->group->limit > 0 && n_inst > (size_t)r->group->limit) {
+        snprintf(msg, sizeof(msg), "exceeded limit of %d with %zu alerts", r->group->limit,
+                 n_inst);
+        kcw_alert_set_t *fresh =
+            kcw_alert_set_new(r->rule->alert, r->rule->for_ms, r->rule->keep_firing_for_ms);
+        if (fresh) {
+            kcw_alert_set_free(r->set);
+            r->set = fresh;
         }
+        rc = -E2BIG;
+        error = msg;
+    } else if (rc == 0) {
+        rc = kcw_alert_set_update(r->set, inst, n_inst, now);
+        if (rc == -EEXIST)
+            error = "vector contains metrics with the same labelset after applying alert labels";
+    } else if (!error) {
+        snprintf(msg, sizeof(msg), "%s", strerror(-rc));
+        error = msg;
+    }
+    free_instances(inst, n_inst);
+    if (rc < 0) {
+        if (r->health != KCW_RULE_HEALTH_ERR || !r->last_error || strcmp(r->last_error, error) != 0)
+            kcw_log(KCW_LOG_WARN, "rule evaluation failed", "rule", r->rule->alert, "group",
+                    r->group->name, "error", error, NULL);
+        set_health(r, KCW_RULE_HEALTH_ERR, error);
         return;
     }
+    if (r->health == KCW_RULE_HEALTH_ERR)
+        kcw_log(KCW_LOG_INFO, "rule evaluation recovered", "rule", r->rule->alert, "group",
+                r->group->name, NULL);
+    set_health(r, KCW_RULE_HEALTH_OK, NULL);
+    log_transitions(r->set, now);
+}
+
+static void eval_connect_rule(kcw_watchdog_t *wd, rule_state_t *r, int64_t now)
+{
+    generation_t *g = wd->gen;
+    uint64_t t0 = uv_hrtime();
     size_t n_clusters = kcw_connect_cluster_count(g->cn);
     const kcw_cluster_status_t **clusters = calloc(n_clusters ? n_clusters : 1, sizeof(*clusters));
     if (!clusters)
@@ -134,34 +214,11 @@ static void eval_rule(kcw_watchdog_t *wd, rule_state_t *r, int64_t now)
         clusters[i] = kcw_connect_cluster(g->cn, i);
     kcw_instance_t *inst = NULL;
     size_t n_inst = 0;
-    int rc = kcw_eval_connect_rule(rule, clusters, n_clusters, &g->cfg->external_labels, &inst,
+    int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, &g->cfg->external_labels, &inst,
                                    &n_inst);
     free(clusters);
-    if (rc < 0) {
-        kcw_log(KCW_LOG_ERROR, "rule evaluation failed", "rule", rule->alert, "error",
-                strerror(-rc), NULL);
-        return;
-    }
-    if (r->group->limit > 0 && n_inst > (size_t)r->group->limit) {
-        /* Prometheus: exceeding the limit fails the rule and leaves its alerts as they were. */
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%zu > %d", n_inst, r->group->limit);
-        kcw_log(KCW_LOG_WARN, "rule evaluation failed: alert limit exceeded", "rule", rule->alert,
-                "count", buf, NULL);
-        for (size_t i = 0; i < n_inst; i++)
-            kcw_instance_clear(&inst[i]);
-        free(inst);
-        return;
-    }
-    rc = kcw_alert_set_update(r->set, inst, n_inst, now);
-    if (rc == -EEXIST)
-        kcw_log(KCW_LOG_WARN, "rule evaluation failed: instances with the same label set",
-                "rule", rule->alert, NULL);
-    else
-        log_transitions(r->set, now);
-    for (size_t i = 0; i < n_inst; i++)
-        kcw_instance_clear(&inst[i]);
-    free(inst);
+    apply_instances(r, rc, inst, n_inst, now, NULL);
+    r->eval_seconds = (double)(uv_hrtime() - t0) / 1e9;
 }
 
 static void remediate_rule(kcw_watchdog_t *wd, rule_state_t *r, int64_t now)
@@ -270,31 +327,139 @@ static void notify_all(kcw_watchdog_t *wd, int64_t now)
     free(views);
 }
 
-/* Evaluates the given groups (NULL: every group with connect rules), then
- * remediation and notification over all alerts. */
-static void evaluate(kcw_watchdog_t *wd, group_state_t *only)
+/* What follows every evaluation: remediation of firing alerts, kcwatch's own
+ * budget alert, and notification of everything. */
+static void after_evaluation(kcw_watchdog_t *wd, int64_t now)
 {
-    if (wd->stopping)
-        return;
     generation_t *g = wd->gen;
-    int64_t now = wall_now_ms();
-    for (size_t gi = 0; gi < g->n_gs; gi++) {
-        group_state_t *gs = g->gs[gi];
-        if (only ? gs != only : !gs->has_connect)
-            continue;
-        for (size_t i = 0; i < gs->n_rules; i++)
-            eval_rule(wd, &g->rs[gs->first_rule + i], now);
-    }
     for (size_t i = 0; i < g->n_rs; i++)
         remediate_rule(wd, &g->rs[i], now);
     eval_budget_alerts(wd, now);
     notify_all(wd, now);
+    wd->ready = true;
+}
+
+/* Evaluates the connect rules of the given group (NULL: of every group). */
+static void evaluate_connect(kcw_watchdog_t *wd, group_state_t *only, int64_t now)
+{
+    generation_t *g = wd->gen;
+    for (size_t gi = 0; gi < g->n_gs; gi++) {
+        group_state_t *gs = g->gs[gi];
+        if ((only && gs != only) || !gs->has_connect)
+            continue;
+        uint64_t t0 = uv_hrtime();
+        for (size_t i = 0; i < gs->n_rules; i++) {
+            rule_state_t *r = &g->rs[gs->first_rule + i];
+            if (r->rule->connect)
+                eval_connect_rule(wd, r, now);
+        }
+        if (!gs->has_expr) {
+            gs->last_eval_ms = now;
+            gs->eval_seconds = (double)(uv_hrtime() - t0) / 1e9;
+        }
+    }
+}
+
+/* All queries of a group evaluation are back: apply them at the evaluation's
+ * timestamp, as Prometheus applies a group's results. */
+static void group_queries_done(group_state_t *gs)
+{
+    kcw_watchdog_t *wd = gs->wd;
+    generation_t *g = gs->gen;
+    gs->in_flight = false;
+    bool current = !wd->stopping && wd->gen == g && !g->retired;
+    for (size_t i = 0; i < gs->n_slots; i++) {
+        query_slot_t *q = &gs->slots[i];
+        rule_state_t *r = &g->rs[q->rule];
+        if (!current || (q->failed && q->error.kind == KCW_PROM_ERR_CANCELLED)) {
+            kcw_prom_result_free(q->result);
+            q->result = NULL;
+            continue;
+        }
+        if (q->failed) {
+            /* A failed query leaves the alerts as they were: Prometheus being
+             * briefly down must not flap every alert to resolved. */
+            apply_instances(r, -EIO, NULL, 0, gs->eval_ts_ms, q->error.msg);
+        } else {
+            for (size_t w = 0; w < q->result->n_warnings; w++)
+                kcw_log(KCW_LOG_DEBUG, "query warning", "rule", r->rule->alert, "warning",
+                        q->result->warnings[w], NULL);
+            kcw_instance_t *inst = NULL;
+            size_t n_inst = 0;
+            int rc = kcw_eval_prom_rule(r->rule, q->result, &g->cfg->external_labels, &inst,
+                                        &n_inst);
+            apply_instances(r, rc, inst, n_inst, gs->eval_ts_ms,
+                            rc == -EINVAL ? "query result is not a vector or scalar" : NULL);
+        }
+        r->eval_seconds = (double)(uv_hrtime() - gs->started_ns) / 1e9;
+        kcw_prom_result_free(q->result);
+        q->result = NULL;
+    }
+    if (!current)
+        return;
+    gs->last_eval_ms = gs->eval_ts_ms;
+    gs->eval_seconds = (double)(uv_hrtime() - gs->started_ns) / 1e9;
+    after_evaluation(wd, wall_now_ms());
+}
+
+static void on_query_done(kcw_prom_result_t *result, const kcw_prom_error_t *error, void *arg)
+{
+    query_slot_t *q = arg;
+    q->result = result;
+    q->failed = error != NULL;
+    if (error)
+        q->error = *error;
+    if (--q->gs->pending == 0)
+        group_queries_done(q->gs);
+}
+
+/* Starts the PromQL half of a group evaluation at now. */
+static void evaluate_promql(kcw_watchdog_t *wd, group_state_t *gs, int64_t now)
+{
+    generation_t *g = wd->gen;
+    if (gs->in_flight) {
+        /* Prometheus calls these missed iterations: a slow Prometheus delays
+         * the group, it does not pile up queries. */
+        gs->missed++;
+        kcw_log(KCW_LOG_WARN, "group evaluation skipped: the previous one is still running",
+                "group", gs->group->name, NULL);
+        return;
+    }
+    gs->in_flight = true;
+    gs->eval_ts_ms = now;
+    gs->started_ns = uv_hrtime();
+    gs->pending = gs->n_slots + 1; /* +1: no callback completes the round early */
+    for (size_t i = 0; i < gs->n_slots; i++) {
+        query_slot_t *q = &gs->slots[i];
+        q->result = NULL;
+        q->failed = false;
+        const kcw_rule_t *rule = g->rs[q->rule].rule;
+        int rc = g->prom ? kcw_prom_query(g->prom, rule->expr, now - gs->group->query_offset_ms,
+                                          on_query_done, q)
+                         : -ENOTCONN;
+        if (rc < 0) {
+            q->failed = true;
+            q->error.kind = KCW_PROM_ERR_TRANSPORT;
+            snprintf(q->error.msg, sizeof(q->error.msg), "query not sent: %s", strerror(-rc));
+            gs->pending--;
+        }
+    }
+    if (--gs->pending == 0)
+        group_queries_done(gs);
 }
 
 static void on_group_timer(uv_timer_t *t)
 {
     group_state_t *gs = t->data;
-    evaluate(gs->wd, gs);
+    kcw_watchdog_t *wd = gs->wd;
+    if (wd->stopping || wd->gen != gs->gen)
+        return;
+    int64_t now = wall_now_ms();
+    evaluate_connect(wd, gs, now);
+    if (gs->has_expr)
+        evaluate_promql(wd, gs, now);
+    else
+        after_evaluation(wd, now);
 }
 
 static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
@@ -306,8 +471,11 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
     kcw_remediator_observe(wd->rem, idx, kcw_connect_cluster(cn, idx), now);
     /* An unchanged body still matters when reachability flipped; the client
      * reports that as changed too. Unchanged: the group timers keep time. */
-    if (changed)
-        evaluate(wd, NULL);
+    if (changed) {
+        int64_t now_ms = wall_now_ms();
+        evaluate_connect(wd, NULL, now_ms);
+        after_evaluation(wd, now_ms);
+    }
 }
 
 static void on_notify_soon(uv_timer_t *t)
@@ -364,11 +532,16 @@ static void generation_free(generation_t *g)
 {
     if (!g)
         return;
-    for (size_t i = 0; i < g->n_rs; i++)
+    for (size_t i = 0; i < g->n_rs; i++) {
         kcw_alert_set_free(g->rs[i].set);
+        free(g->rs[i].last_error);
+    }
     free(g->rs);
-    for (size_t i = 0; i < g->n_gs; i++)
+    for (size_t i = 0; i < g->n_gs; i++) {
+        if (g->gs[i])
+            free(g->gs[i]->slots);
         free(g->gs[i]);
+    }
     free(g->gs);
     kcw_ruleset_free(g->rules);
     kcw_config_free(g->cfg);
@@ -413,6 +586,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
             return -ENOMEM;
         g->gs[g->n_gs++] = gs;
         gs->wd = wd;
+        gs->gen = g;
         gs->group = grp;
         gs->first_rule = at;
         gs->n_rules = grp->n_rules;
@@ -423,6 +597,8 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
             r->group = grp;
             if (rule->connect)
                 gs->has_connect = true;
+            else
+                gs->has_expr = true;
             for (size_t pi = 0; prev && pi < prev->n_rs; pi++) {
                 rule_state_t *p = &prev->rs[pi];
                 if (p->set && strcmp(p->group->name, grp->name) == 0 &&
@@ -441,6 +617,24 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
         }
     }
     g->n_rs = at;
+    /* One query slot per PromQL rule, allocated once: callbacks point at them. */
+    for (size_t gi = 0; gi < g->n_gs; gi++) {
+        group_state_t *gs = g->gs[gi];
+        for (size_t i = 0; i < gs->n_rules; i++)
+            if (!g->rs[gs->first_rule + i].rule->connect)
+                gs->n_slots++;
+        if (gs->n_slots == 0)
+            continue;
+        gs->slots = calloc(gs->n_slots, sizeof(*gs->slots));
+        if (!gs->slots)
+            return -ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < gs->n_rules; i++)
+            if (!g->rs[gs->first_rule + i].rule->connect) {
+                gs->slots[k].gs = gs;
+                gs->slots[k++].rule = gs->first_rule + i;
+            }
+    }
     return 0;
 }
 
@@ -449,6 +643,16 @@ static int generation_start(kcw_watchdog_t *wd, generation_t *g)
     g->cn = kcw_connect_new(wd->loop, wd->http, g->cfg, on_poll, wd);
     if (!g->cn)
         return -ENOMEM;
+    g->running = true;
+    bool any_expr = false;
+    for (size_t i = 0; i < g->n_gs; i++)
+        any_expr = any_expr || g->gs[i]->has_expr;
+    if (any_expr) {
+        g->prom = kcw_prom_new(wd->http, &g->cfg->prometheus);
+        if (!g->prom)
+            kcw_log(KCW_LOG_ERROR, "PromQL rules cannot run: no usable Prometheus client", "url",
+                    g->cfg->prometheus.url ? g->cfg->prometheus.url : "", NULL);
+    }
     for (size_t i = 0; i < g->n_gs; i++) {
         group_state_t *gs = g->gs[i];
         uv_timer_init(wd->loop, &gs->timer);
@@ -471,7 +675,11 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
     if (!g)
         return;
     wd->retiring++;
-    for (size_t i = 0; i < g->n_gs; i++) {
+    g->retired = true;
+    /* Queries in flight come back cancelled, from inside this call. */
+    kcw_prom_free(g->prom);
+    g->prom = NULL;
+    for (size_t i = 0; g->running && i < g->n_gs; i++) {
         g->gs[i]->timer.data = g;
         uv_close((uv_handle_t *)&g->gs[i]->timer, on_timer_closed);
     }
@@ -510,6 +718,139 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     return wd;
 }
 
+/* --- admin API ------------------------------------------------------------ */
+
+/* Views of the running rule groups for the API builders; freed by the caller
+ * with free_views. */
+static kcw_api_group_view_t *build_views(kcw_watchdog_t *wd, size_t *n_out)
+{
+    generation_t *g = wd->gen;
+    *n_out = 0;
+    if (!g)
+        return NULL;
+    kcw_api_group_view_t *views = calloc(g->n_gs ? g->n_gs : 1, sizeof(*views));
+    if (!views)
+        return NULL;
+    for (size_t gi = 0; gi < g->n_gs; gi++) {
+        group_state_t *gs = g->gs[gi];
+        kcw_api_rule_view_t *rv = calloc(gs->n_rules ? gs->n_rules : 1, sizeof(*rv));
+        if (!rv)
+            break;
+        for (size_t i = 0; i < gs->n_rules; i++) {
+            rule_state_t *r = &g->rs[gs->first_rule + i];
+            rv[i] = (kcw_api_rule_view_t){.rule = r->rule,
+                                          .alerts = r->set,
+                                          .health = r->health,
+                                          .last_error = r->last_error,
+                                          .last_eval_ms = r->last_eval_ms,
+                                          .eval_seconds = r->eval_seconds};
+        }
+        int64_t interval =
+            gs->group->interval_ms > 0 ? gs->group->interval_ms : g->cfg->evaluation_interval_ms;
+        views[gi] = (kcw_api_group_view_t){.group = gs->group,
+                                           .interval_ms = interval,
+                                           .rules = rv,
+                                           .n_rules = gs->n_rules,
+                                           .last_eval_ms = gs->last_eval_ms,
+                                           .eval_seconds = gs->eval_seconds};
+        *n_out = gi + 1;
+    }
+    return views;
+}
+
+static void free_views(kcw_api_group_view_t *views, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((void *)views[i].rules);
+    free(views);
+}
+
+static int handle_alerts(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    (void)req;
+    kcw_watchdog_t *wd = arg;
+    size_t n = 0;
+    kcw_api_group_view_t *views = build_views(wd, &n);
+    const kcw_alert_set_t *extra[] = {wd->budget_set};
+    json_t *data = kcw_api_alerts(views, n, extra, 1);
+    free_views(views, n);
+    if (!data)
+        return -ENOMEM;
+    return kcw_admin_response_success(resp, data);
+}
+
+static int handle_rules(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    const char *type = kcw_admin_request_arg(req, "type");
+    if (type && strcmp(type, "alert") != 0 && strcmp(type, "record") != 0)
+        return kcw_admin_response_error(resp, 400, "bad_data", "invalid query parameter type");
+    size_t n = 0;
+    kcw_api_group_view_t *views = build_views(wd, &n);
+    json_t *data = kcw_api_rules(views, n, type);
+    free_views(views, n);
+    if (!data)
+        return -ENOMEM;
+    return kcw_admin_response_success(resp, data);
+}
+
+static int handle_healthz(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    (void)req;
+    (void)arg;
+    return kcw_admin_response_text(resp, 200, NULL, "kcwatch is healthy.\n");
+}
+
+static int handle_readyz(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    (void)req;
+    kcw_watchdog_t *wd = arg;
+    if (!wd->ready)
+        return kcw_admin_response_text(resp, 503, NULL,
+                                       "kcwatch is not ready: no evaluation has completed yet.\n");
+    return kcw_admin_response_text(resp, 200, NULL, "kcwatch is ready.\n");
+}
+
+static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    (void)req;
+    kcw_watchdog_t *wd = arg;
+    kcw_log(KCW_LOG_INFO, "reload requested over HTTP", NULL);
+    if (kcw_watchdog_reload(wd) < 0)
+        return kcw_admin_response_text(resp, 500, NULL,
+                                       "failed to reload config: see the log for every error\n");
+    return kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
+}
+
+static int admin_start(kcw_watchdog_t *wd)
+{
+    const kcw_config_t *cfg = wd->gen->cfg;
+    char err[256] = "";
+    kcw_admin_opts_t opts = {.listen = cfg->listen};
+    wd->admin = kcw_admin_new(wd->loop, &opts, err, sizeof(err));
+    if (!wd->admin) {
+        kcw_log(KCW_LOG_ERROR, "admin server not started", "listen", cfg->listen, "error", err,
+                NULL);
+        return -EINVAL;
+    }
+    if (kcw_admin_route(wd->admin, "GET", "/healthz", handle_healthz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/readyz", handle_readyz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/api/v1/alerts", handle_alerts, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/api/v1/rules", handle_rules, wd) < 0 ||
+        kcw_admin_route(wd->admin, "POST", "/-/reload", handle_reload, wd) < 0)
+        return -ENOMEM;
+    int rc = kcw_admin_start(wd->admin, err, sizeof(err));
+    if (rc < 0) {
+        kcw_log(KCW_LOG_ERROR, "admin server cannot listen", "listen", cfg->listen, "error", err,
+                NULL);
+        return rc;
+    }
+    char port[16];
+    snprintf(port, sizeof(port), "%u", kcw_admin_port(wd->admin));
+    kcw_log(KCW_LOG_INFO, "admin API listening", "listen", cfg->listen, "port", port, NULL);
+    return 0;
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     kcw_watchdog_t *wd = s->data;
@@ -529,7 +870,10 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     wd->notifier = kcw_notifier_new(wd->loop, wd->http, g->cfg, on_notify, wd);
     if (!wd->rem || !wd->notifier)
         return -ENOMEM;
-    int rc = generation_start(wd, g);
+    int rc = admin_start(wd);
+    if (rc < 0)
+        return rc;
+    rc = generation_start(wd, g);
     if (rc < 0)
         return rc;
     kcw_remediator_set_connect(wd->rem, g->cn);
@@ -601,6 +945,9 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
                 NULL);
         return -ENOMEM;
     }
+    if (strcmp(old->cfg->listen, cfg->listen) != 0)
+        kcw_log(KCW_LOG_WARN, "global.listen changed: restart kcwatch for it to take effect",
+                "listening", old->cfg->listen, "configured", cfg->listen, NULL);
     wd->gen = g;
     kcw_remediator_set_conf(wd->rem, &cfg->remediation);
     kcw_notifier_set_config(wd->notifier, cfg);
@@ -646,6 +993,9 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     }
     generation_t *g = wd->gen;
     wd->gen = NULL;
+    if (wd->admin)
+        kcw_admin_close(wd->admin, NULL, NULL);
+    wd->admin = NULL;
     generation_retire(wd, g);
     if (wd->http)
         kcw_http_close(wd->http, on_http_closed, wd);
