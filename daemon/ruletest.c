@@ -1,0 +1,1675 @@
+/* ruletest.c: `kcwatch test`, unit tests for alert rules (see ruletest.h).
+ *
+ * A test file is read whole and loaded with libyaml's document loader, which
+ * keeps the start mark of every node, then walked against the test-file
+ * schema (rules.d/tests/README.md). Every problem is collected with
+ * FILE:LINE:COL, as the rule and config loaders do, and a file with any
+ * error runs no test. The rule files it names load through kcw_rules_load(),
+ * so they are checked exactly as the daemon would check them.
+ *
+ * Running a test: the Connect snapshots are turned into the same
+ * kcw_cluster_status_t model connect.c builds from a poll (an unreachable
+ * cluster keeps its previous connectors, stale, as connect.c keeps them), and
+ * canned query results into the kcw_prom_result_t prom.c hands over. Every
+ * group is evaluated at 0, interval, 2*interval, ... up to the last eval_time
+ * through kcw_eval_connect_rule / kcw_eval_prom_rule and
+ * kcw_alert_set_update, with the same failure handling as watchdog.c (a failed
+ * query leaves the alerts alone; more alerts than the group's limit drops them
+ * all). At each eval_time the alerts of one alertname are compared with the
+ * expected ones. The clock is the test's own: nothing here reads the time. */
+#include "kcwatch/ruletest.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#include "kcwatch/alerts.h"
+#include "kcwatch/connect.h"
+#include "kcwatch/duration.h"
+#include "kcwatch/errors.h"
+#include "kcwatch/eval.h"
+#include "kcwatch/labels.h"
+#include "kcwatch/prom.h"
+#include "kcwatch/rules.h"
+
+#define MAX_FILE_BYTES (8 * 1024 * 1024)
+#define MAX_LIST_ITEMS 100000    /* entries of any one list or mapping */
+#define MAX_NODE_VISITS 10000000 /* aliases can make a small file walk huge */
+#define MAX_EVALUATIONS 1000000  /* evaluation steps of one test */
+#define DEFAULT_INTERVAL_MS 60000
+#define DUPLICATE_LABELSET                                                                         \
+    "vector contains metrics with the same labelset after applying alert labels"
+/* The alert state machine and the cluster model use 0 for "never" (not
+ * resolved, not polled), so test time t runs at TEST_EPOCH_MS + t. Nothing
+ * shown to the user depends on it. */
+#define TEST_EPOCH_MS INT64_C(1000000000000)
+
+/* --- the loaded test file ------------------------------------------------ */
+
+typedef struct snapshot {
+    int64_t at_ms;
+    kcw_cluster_status_t *clusters;
+    size_t n_clusters;
+    const kcw_cluster_status_t **view; /* clusters as kcw_eval_connect_rule takes them */
+} snapshot_t;
+
+typedef enum {
+    CANNED_VECTOR = 0,
+    CANNED_SCALAR,
+    CANNED_ERROR,
+} canned_kind_t;
+
+typedef struct canned {
+    int64_t at_ms;
+    canned_kind_t kind;
+    kcw_prom_sample_t *samples;
+    size_t n_samples;
+    double scalar;
+    char *error;
+} canned_t;
+
+typedef struct query {
+    char *expr; /* whitespace-normalised */
+    int line, col;
+    canned_t *results;
+    size_t n_results;
+} query_t;
+
+typedef struct exp_alert {
+    kcw_labels_t labels;
+    kcw_labels_t annotations;
+    bool has_annotations;
+    kcw_alert_state_t state;
+} exp_alert_t;
+
+typedef struct check {
+    int64_t eval_ms;
+    char *alertname;
+    exp_alert_t *exp;
+    size_t n_exp;
+    bool want_pending; /* some expected alert is pending: show pending ones too */
+    size_t index;      /* position in the file, to keep the report in file order */
+} check_t;
+
+typedef struct test_case {
+    char *name;
+    snapshot_t *snaps;
+    size_t n_snaps;
+    query_t *queries;
+    size_t n_queries;
+    check_t *checks; /* sorted by eval_ms after loading */
+    size_t n_checks;
+} test_case_t;
+
+typedef struct pattern {
+    char *path; /* resolved against the test file's directory */
+    int line, col;
+} pattern_t;
+
+typedef struct test_file {
+    const char *path;
+    pattern_t *rule_files;
+    size_t n_rule_files;
+    int64_t interval_ms;
+    kcw_labels_t external_labels;
+    test_case_t *tests;
+    size_t n_tests;
+    kcw_ruleset_t *rules;
+} test_file_t;
+
+static void snapshot_clear(snapshot_t *s)
+{
+    for (size_t i = 0; i < s->n_clusters; i++)
+        kcw_cluster_status_clear(&s->clusters[i]);
+    free(s->clusters);
+    free(s->view);
+    memset(s, 0, sizeof(*s));
+}
+
+static void canned_clear(canned_t *c)
+{
+    for (size_t i = 0; i < c->n_samples; i++)
+        kcw_labels_clear(&c->samples[i].metric);
+    free(c->samples);
+    free(c->error);
+    memset(c, 0, sizeof(*c));
+}
+
+static void query_clear(query_t *q)
+{
+    for (size_t i = 0; i < q->n_results; i++)
+        canned_clear(&q->results[i]);
+    free(q->results);
+    free(q->expr);
+    memset(q, 0, sizeof(*q));
+}
+
+static void check_clear(check_t *c)
+{
+    for (size_t i = 0; i < c->n_exp; i++) {
+        kcw_labels_clear(&c->exp[i].labels);
+        kcw_labels_clear(&c->exp[i].annotations);
+    }
+    free(c->exp);
+    free(c->alertname);
+    memset(c, 0, sizeof(*c));
+}
+
+static void test_case_clear(test_case_t *t)
+{
+    for (size_t i = 0; i < t->n_snaps; i++)
+        snapshot_clear(&t->snaps[i]);
+    free(t->snaps);
+    for (size_t i = 0; i < t->n_queries; i++)
+        query_clear(&t->queries[i]);
+    free(t->queries);
+    for (size_t i = 0; i < t->n_checks; i++)
+        check_clear(&t->checks[i]);
+    free(t->checks);
+    free(t->name);
+    memset(t, 0, sizeof(*t));
+}
+
+static void test_file_clear(test_file_t *tf)
+{
+    for (size_t i = 0; i < tf->n_rule_files; i++)
+        free(tf->rule_files[i].path);
+    free(tf->rule_files);
+    kcw_labels_clear(&tf->external_labels);
+    for (size_t i = 0; i < tf->n_tests; i++)
+        test_case_clear(&tf->tests[i]);
+    free(tf->tests);
+    kcw_ruleset_free(tf->rules);
+    memset(tf, 0, sizeof(*tf));
+}
+
+/* --- YAML node helpers ----------------------------------------------------
+ * The same shape as rules.c's (libyaml document nodes with start marks); they
+ * are static there, so the few this walk needs live here too. */
+
+typedef struct loader {
+    yaml_document_t doc;
+    const char *file;
+    kcw_errors_t *errs;
+    size_t visits;
+    bool too_big; /* reported once */
+} loader_t;
+
+static void node_error(loader_t *l, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void node_error(loader_t *l, const yaml_node_t *n, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int line = n ? (int)n->start_mark.line + 1 : 0;
+    int col = n ? (int)n->start_mark.column + 1 : 0;
+    kcw_errors_add(l->errs, l->file, line, col, "%s", msg);
+}
+
+/* NULL once the walk has visited too many nodes (an alias bomb). */
+static yaml_node_t *node_at(loader_t *l, int idx)
+{
+    if (++l->visits > MAX_NODE_VISITS) {
+        if (!l->too_big)
+            kcw_errors_add(l->errs, l->file, 0, 0, "document too large to walk (aliases?)");
+        l->too_big = true;
+        return NULL;
+    }
+    return yaml_document_get_node(&l->doc, idx);
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = scalar(n);
+    return !*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+           strcmp(s, "NULL") == 0;
+}
+
+static const char *kind_name(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    default:
+        return "a scalar";
+    }
+}
+
+static size_t map_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+static size_t seq_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+/* A mapping whose keys are unique strings from allowed (NULL-terminated);
+ * each problem is reported at its key. false when n is not a usable mapping. */
+static bool check_map(loader_t *l, const yaml_node_t *n, const char *what,
+                      const char *const *allowed)
+{
+    if (n->type != YAML_MAPPING_NODE) {
+        node_error(l, n, "%s: expected a mapping, got %s", what, kind_name(n));
+        return false;
+    }
+    if (map_len(n) > MAX_LIST_ITEMS) {
+        node_error(l, n, "%s: more than %d entries", what, MAX_LIST_ITEMS);
+        return false;
+    }
+    const yaml_node_pair_t *start = n->data.mapping.pairs.start;
+    for (const yaml_node_pair_t *p = start; p < n->data.mapping.pairs.top && !l->too_big; p++) {
+        const yaml_node_t *k = node_at(l, p->key);
+        const char *key = scalar(k);
+        if (!key) {
+            if (k)
+                node_error(l, k, "%s: keys must be strings", what);
+            continue;
+        }
+        bool dup = false;
+        for (const yaml_node_pair_t *q = start; q < p && !dup; q++) {
+            const char *other = scalar(node_at(l, q->key));
+            dup = other && strcmp(other, key) == 0;
+        }
+        if (dup) {
+            node_error(l, k, "%s: duplicate key \"%s\"", what, key);
+            continue;
+        }
+        if (!allowed)
+            continue;
+        bool known = false;
+        for (size_t i = 0; allowed[i] && !known; i++)
+            known = strcmp(allowed[i], key) == 0;
+        if (!known) {
+            char list[512] = "";
+            size_t len = 0;
+            for (size_t i = 0; allowed[i] && len < sizeof(list); i++)
+                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+                                        allowed[i]);
+            node_error(l, k, "%s: unknown key \"%s\" (known: %s)", what, key, list);
+        }
+    }
+    return true;
+}
+
+/* The value of key in a mapping checked by check_map; NULL when absent or
+ * null, so defaults stand. */
+static yaml_node_t *map_get(loader_t *l, const yaml_node_t *map, const char *key)
+{
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const char *k = scalar(node_at(l, p->key));
+        if (k && strcmp(k, key) == 0) {
+            yaml_node_t *v = node_at(l, p->value);
+            return is_null(v) ? NULL : v;
+        }
+    }
+    return NULL;
+}
+
+/* A list of at most MAX_LIST_ITEMS; false (reported) otherwise. */
+static bool check_seq(loader_t *l, const yaml_node_t *n, const char *what)
+{
+    if (n->type != YAML_SEQUENCE_NODE) {
+        node_error(l, n, "%s: expected a list, got %s", what, kind_name(n));
+        return false;
+    }
+    if (seq_len(n) > MAX_LIST_ITEMS) {
+        node_error(l, n, "%s: more than %d entries", what, MAX_LIST_ITEMS);
+        return false;
+    }
+    return true;
+}
+
+static int get_string(loader_t *l, const yaml_node_t *n, const char *what, char **out)
+{
+    const char *s = scalar(n);
+    if (!s) {
+        node_error(l, n, "%s: expected a string, got %s", what, kind_name(n));
+        return -EINVAL;
+    }
+    if (!(*out = strdup(s))) {
+        node_error(l, n, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int get_duration(loader_t *l, const yaml_node_t *n, const char *what, int64_t *out)
+{
+    const char *s = scalar(n);
+    if (!s) {
+        node_error(l, n, "%s: expected a duration, got %s", what, kind_name(n));
+        return -EINVAL;
+    }
+    int rc = kcw_duration_parse(s, out);
+    if (rc == -ERANGE) {
+        node_error(l, n, "%s: duration \"%s\" out of range", what, s);
+        return rc;
+    }
+    if (rc < 0 || *out < 0) {
+        node_error(l, n, "%s: invalid duration \"%s\" (use e.g. 30s, 5m, 1h30m)", what, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int get_count(loader_t *l, const yaml_node_t *n, const char *what, int *out)
+{
+    const char *s = scalar(n);
+    if (s && *s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (*end == '\0' && errno == 0 && v >= 0 && v <= 100000) {
+            *out = (int)v;
+            return 0;
+        }
+    }
+    node_error(l, n, "%s: expected an integer from 0 to 100000", what);
+    return -EINVAL;
+}
+
+/* A sample value as Prometheus writes them: numbers, NaN, +Inf, -Inf. */
+static int get_value(loader_t *l, const yaml_node_t *n, const char *what, double *out)
+{
+    const char *s = scalar(n);
+    if (s && *s) {
+        char *end;
+        double v = strtod(s, &end);
+        if (*end == '\0') {
+            *out = v;
+            return 0;
+        }
+    }
+    node_error(l, n, "%s: expected a number (or NaN, +Inf, -Inf)", what);
+    return -EINVAL;
+}
+
+static bool label_name_ok(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return false;
+    for (s++; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_' ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+/* A mapping of label (or annotation) names to string values. */
+static int get_labels(loader_t *l, const yaml_node_t *n, const char *what, bool check_names,
+                      kcw_labels_t *out)
+{
+    if (!check_map(l, n, what, NULL))
+        return -EINVAL;
+    int rc = 0;
+    for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = node_at(l, p->key);
+        const yaml_node_t *v = node_at(l, p->value);
+        const char *name = scalar(k);
+        if (!name || !v)
+            continue; /* reported by check_map */
+        if (check_names && !label_name_ok(name)) {
+            node_error(l, k, "%s: invalid label name \"%s\"", what, name);
+            rc = -EINVAL;
+            continue;
+        }
+        const char *value = is_null(v) ? "" : scalar(v);
+        if (!value) {
+            node_error(l, v, "%s.%s: expected a string, got %s", what, name, kind_name(v));
+            rc = -EINVAL;
+            continue;
+        }
+        if (kcw_labels_set(out, name, value) < 0) {
+            node_error(l, v, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    return rc;
+}
+
+/* Allocates n zeroed items for a list, reporting failure at node. */
+static void *alloc_items(loader_t *l, const yaml_node_t *node, size_t n, size_t size)
+{
+    if (n == 0)
+        return NULL;
+    void *p = calloc(n, size);
+    if (!p)
+        node_error(l, node, "out of memory");
+    return p;
+}
+
+/* Runs of whitespace become one space and the ends are trimmed, so an expr
+ * written as a block scalar in the rule file matches a one-line copy. */
+static char *normalise_expr(const char *s)
+{
+    char *out = malloc(strlen(s) + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    bool space = false;
+    for (; *s; s++) {
+        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') {
+            space = n > 0;
+            continue;
+        }
+        if (space)
+            out[n++] = ' ';
+        space = false;
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* --- Connect snapshots ---------------------------------------------------- */
+
+static const char *const task_keys[] = {"id", "state", "worker_id", "trace", NULL};
+static const char *const connector_keys[] = {"type",  "state",        "worker_id", "trace",
+                                             "tasks", "task_configs", "tasks_max", NULL};
+static const char *const snapshot_keys[] = {"at", "clusters", "unreachable", NULL};
+
+/* A task or connector state; UNREACHABLE belongs to clusters only. */
+static int get_state(loader_t *l, const yaml_node_t *n, const char *what, kcw_state_t *out)
+{
+    const char *s = scalar(n);
+    kcw_state_t st = s ? kcw_state_parse(s) : KCW_STATE_UNKNOWN;
+    if (st == KCW_STATE_UNKNOWN || st == KCW_STATE_UNREACHABLE) {
+        node_error(l, n, "%s: expected RUNNING, FAILED, PAUSED, UNASSIGNED, RESTARTING or STOPPED",
+                   what);
+        return -EINVAL;
+    }
+    *out = st;
+    return 0;
+}
+
+static int cmp_task(const void *a, const void *b)
+{
+    const kcw_task_status_t *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int cmp_connector(const void *a, const void *b)
+{
+    const kcw_connector_status_t *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+static int parse_task(loader_t *l, const yaml_node_t *n, const kcw_connector_status_t *c,
+                      size_t index, kcw_task_status_t *t)
+{
+    t->id = (int)index;
+    t->state = KCW_STATE_RUNNING;
+    if (!check_map(l, n, "task", task_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v;
+    if ((v = map_get(l, n, "id")) && get_count(l, v, "id", &t->id) < 0)
+        rc = -EINVAL;
+    if ((v = map_get(l, n, "state")) && get_state(l, v, "state", &t->state) < 0)
+        rc = -EINVAL;
+    /* A task runs where its connector does unless the test says otherwise. */
+    if ((v = map_get(l, n, "worker_id"))) {
+        if (get_string(l, v, "worker_id", &t->worker_id) < 0)
+            rc = -EINVAL;
+    } else if (c->worker_id && !(t->worker_id = strdup(c->worker_id))) {
+        node_error(l, n, "out of memory");
+        rc = -ENOMEM;
+    }
+    if ((v = map_get(l, n, "trace")) && get_string(l, v, "trace", &t->trace) < 0)
+        rc = -EINVAL;
+    return rc;
+}
+
+static int parse_connector(loader_t *l, const yaml_node_t *k, const yaml_node_t *n,
+                           kcw_connector_status_t *c)
+{
+    c->state = KCW_STATE_RUNNING;
+    c->n_task_configs = -1;
+    c->tasks_max = -1;
+    if (get_string(l, k, "connector name", &c->name) < 0)
+        return -EINVAL;
+    if (is_null(n))
+        n = NULL;
+    if (n && !check_map(l, n, "connector", connector_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v;
+    if (n && (v = map_get(l, n, "type"))) {
+        const char *s = scalar(v);
+        if (s && strcmp(s, "source") == 0) {
+            c->type = KCW_CTYPE_SOURCE;
+        } else if (s && strcmp(s, "sink") == 0) {
+            c->type = KCW_CTYPE_SINK;
+        } else {
+            node_error(l, v, "type: expected source or sink");
+            rc = -EINVAL;
+        }
+    }
+    if (n && (v = map_get(l, n, "state")) && get_state(l, v, "state", &c->state) < 0)
+        rc = -EINVAL;
+    if (n && (v = map_get(l, n, "worker_id")) && get_string(l, v, "worker_id", &c->worker_id) < 0)
+        rc = -EINVAL;
+    if (n && (v = map_get(l, n, "trace")) && get_string(l, v, "trace", &c->trace) < 0)
+        rc = -EINVAL;
+    const yaml_node_t *tasks = n ? map_get(l, n, "tasks") : NULL;
+    if (tasks && check_seq(l, tasks, "tasks")) {
+        size_t count = seq_len(tasks);
+        c->tasks = alloc_items(l, tasks, count, sizeof(*c->tasks));
+        if (count && !c->tasks)
+            return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+            const yaml_node_t *tn = node_at(l, tasks->data.sequence.items.start[i]);
+            if (!tn)
+                continue;
+            if (parse_task(l, tn, c, i, &c->tasks[c->n_tasks++]) < 0)
+                rc = -EINVAL;
+            for (size_t j = 0; j + 1 < c->n_tasks; j++)
+                if (c->tasks[j].id == c->tasks[c->n_tasks - 1].id) {
+                    node_error(l, tn, "task %d listed twice", c->tasks[j].id);
+                    rc = -EINVAL;
+                    break;
+                }
+        }
+        if (c->n_tasks > 1)
+            qsort(c->tasks, c->n_tasks, sizeof(*c->tasks), cmp_task);
+    } else if (tasks) {
+        rc = -EINVAL;
+    }
+    /* A poll with expand=info has one task config per task (connect-rest.md
+     * §3.5); tests say task_configs when the two differ. */
+    c->has_info = true;
+    c->n_task_configs = (int)c->n_tasks;
+    if (n && (v = map_get(l, n, "task_configs")) &&
+        get_count(l, v, "task_configs", &c->n_task_configs) < 0)
+        rc = -EINVAL;
+    if (n && (v = map_get(l, n, "tasks_max")) && get_count(l, v, "tasks_max", &c->tasks_max) < 0)
+        rc = -EINVAL;
+    return rc;
+}
+
+static int parse_cluster(loader_t *l, const yaml_node_t *k, const yaml_node_t *n, int64_t poll_ms,
+                         kcw_cluster_status_t *cl)
+{
+    if (get_string(l, k, "cluster name", &cl->name) < 0)
+        return -EINVAL;
+    cl->reachable = true;
+    cl->ever_reachable = true;
+    cl->last_poll_ms = cl->last_ok_ms = poll_ms;
+    if (is_null(n))
+        return 0; /* a reachable cluster without connectors */
+    if (!check_map(l, n, "cluster", NULL))
+        return -EINVAL;
+    size_t count = map_len(n);
+    cl->connectors = alloc_items(l, n, count, sizeof(*cl->connectors));
+    if (count && !cl->connectors)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+        const yaml_node_t *ck = node_at(l, p->key);
+        const yaml_node_t *cv = node_at(l, p->value);
+        if (!ck || !cv || !scalar(ck))
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < cl->n_connectors && !dup; j++)
+            dup = strcmp(cl->connectors[j].name, scalar(ck)) == 0;
+        if (dup)
+            continue; /* reported by check_map */
+        if (parse_connector(l, ck, cv, &cl->connectors[cl->n_connectors++]) < 0)
+            rc = -EINVAL;
+    }
+    if (rc == 0 && cl->n_connectors > 1)
+        qsort(cl->connectors, cl->n_connectors, sizeof(*cl->connectors), cmp_connector);
+    return rc;
+}
+
+static const kcw_cluster_status_t *snapshot_find(const snapshot_t *s, const char *name)
+{
+    for (size_t i = 0; s && i < s->n_clusters; i++)
+        if (s->clusters[i].name && strcmp(s->clusters[i].name, name) == 0)
+            return &s->clusters[i];
+    return NULL;
+}
+
+/* A cluster no worker answered: connect.c keeps the connectors of its last
+ * good poll (stale), so the task alerts neither resolve nor change. */
+static int unreachable_cluster(loader_t *l, const yaml_node_t *n, const snapshot_t *prev,
+                               int64_t poll_ms, kcw_cluster_status_t *cl)
+{
+    if (get_string(l, n, "unreachable", &cl->name) < 0)
+        return -EINVAL;
+    cl->reachable = false;
+    cl->last_poll_ms = poll_ms;
+    if (!(cl->last_error = strdup("no worker reachable"))) {
+        node_error(l, n, "out of memory");
+        return -ENOMEM;
+    }
+    const kcw_cluster_status_t *old = snapshot_find(prev, cl->name);
+    if (!old)
+        return 0;
+    cl->ever_reachable = old->ever_reachable;
+    cl->last_ok_ms = old->last_ok_ms;
+    if (old->n_connectors == 0)
+        return 0;
+    cl->connectors = calloc(old->n_connectors, sizeof(*cl->connectors));
+    if (!cl->connectors) {
+        node_error(l, n, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < old->n_connectors; i++) {
+        if (kcw_connector_status_copy(&cl->connectors[i], &old->connectors[i]) < 0) {
+            node_error(l, n, "out of memory");
+            return -ENOMEM;
+        }
+        cl->n_connectors++;
+    }
+    return 0;
+}
+
+static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *prev, snapshot_t *s)
+{
+    if (!check_map(l, n, "connect snapshot", snapshot_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *at = map_get(l, n, "at");
+    if (!at) {
+        node_error(l, n, "connect snapshot: missing \"at\"");
+        rc = -EINVAL;
+    } else if (get_duration(l, at, "at", &s->at_ms) < 0) {
+        rc = -EINVAL;
+    } else if (prev && s->at_ms <= prev->at_ms) {
+        node_error(l, at, "at: snapshots must be in increasing time order");
+        rc = -EINVAL;
+    }
+    int64_t poll_ms = TEST_EPOCH_MS + s->at_ms;
+    const yaml_node_t *clusters = map_get(l, n, "clusters");
+    const yaml_node_t *down = map_get(l, n, "unreachable");
+    if (clusters && !check_map(l, clusters, "clusters", NULL)) {
+        clusters = NULL;
+        rc = -EINVAL;
+    }
+    if (down && !check_seq(l, down, "unreachable")) {
+        down = NULL;
+        rc = -EINVAL;
+    }
+    size_t total = (clusters ? map_len(clusters) : 0) + (down ? seq_len(down) : 0);
+    s->clusters = alloc_items(l, n, total, sizeof(*s->clusters));
+    if (total && !s->clusters)
+        return -ENOMEM;
+    for (size_t i = 0; clusters && i < map_len(clusters); i++) {
+        const yaml_node_pair_t *p = &clusters->data.mapping.pairs.start[i];
+        const yaml_node_t *k = node_at(l, p->key);
+        const yaml_node_t *v = node_at(l, p->value);
+        if (!k || !v || !scalar(k) || snapshot_find(s, scalar(k)))
+            continue; /* reported by check_map */
+        if (parse_cluster(l, k, v, poll_ms, &s->clusters[s->n_clusters++]) < 0)
+            rc = -EINVAL;
+    }
+    for (size_t i = 0; down && i < seq_len(down); i++) {
+        const yaml_node_t *v = node_at(l, down->data.sequence.items.start[i]);
+        if (!v)
+            continue;
+        if (scalar(v) && snapshot_find(s, scalar(v))) {
+            node_error(l, v, "unreachable: cluster \"%s\" is listed twice in this snapshot",
+                       scalar(v));
+            rc = -EINVAL;
+            continue;
+        }
+        if (unreachable_cluster(l, v, prev, poll_ms, &s->clusters[s->n_clusters++]) < 0)
+            rc = -EINVAL;
+    }
+    if (rc == 0) {
+        s->view = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(*s->view));
+        if (!s->view) {
+            node_error(l, n, "out of memory");
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->n_clusters; i++)
+            s->view[i] = &s->clusters[i];
+    }
+    return rc;
+}
+
+/* --- canned query results -------------------------------------------------- */
+
+static const char *const query_keys[] = {"expr", "results", NULL};
+static const char *const result_keys[] = {"at", "vector", "scalar", "error", NULL};
+static const char *const sample_keys[] = {"labels", "value", NULL};
+
+static int parse_sample(loader_t *l, const yaml_node_t *n, kcw_prom_sample_t *s)
+{
+    if (!check_map(l, n, "sample", sample_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v = map_get(l, n, "labels");
+    if (v && get_labels(l, v, "labels", true, &s->metric) < 0)
+        rc = -EINVAL;
+    if (!(v = map_get(l, n, "value"))) {
+        node_error(l, n, "sample: missing \"value\"");
+        rc = -EINVAL;
+    } else if (get_value(l, v, "value", &s->value) < 0) {
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+static int parse_result(loader_t *l, const yaml_node_t *n, const canned_t *prev, canned_t *c)
+{
+    if (!check_map(l, n, "result", result_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *at = map_get(l, n, "at");
+    if (!at) {
+        node_error(l, n, "result: missing \"at\"");
+        rc = -EINVAL;
+    } else if (get_duration(l, at, "at", &c->at_ms) < 0) {
+        rc = -EINVAL;
+    } else if (prev && c->at_ms <= prev->at_ms) {
+        node_error(l, at, "at: results must be in increasing time order");
+        rc = -EINVAL;
+    }
+    const yaml_node_t *vec = NULL, *sc = NULL, *err = NULL;
+    int kinds = 0;
+    /* `vector: []` is a real (empty) answer, so presence is what counts. */
+    for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+         p++) {
+        const char *k = scalar(node_at(l, p->key));
+        const yaml_node_t *v = node_at(l, p->value);
+        if (!k || !v)
+            continue;
+        if (strcmp(k, "vector") == 0)
+            vec = v, kinds++;
+        else if (strcmp(k, "scalar") == 0)
+            sc = v, kinds++;
+        else if (strcmp(k, "error") == 0)
+            err = v, kinds++;
+    }
+    if (kinds != 1) {
+        node_error(l, n, "result: needs exactly one of vector, scalar or error");
+        return -EINVAL;
+    }
+    if (err) {
+        c->kind = CANNED_ERROR;
+        if (get_string(l, err, "error", &c->error) < 0)
+            rc = -EINVAL;
+    } else if (sc) {
+        c->kind = CANNED_SCALAR;
+        if (get_value(l, sc, "scalar", &c->scalar) < 0)
+            rc = -EINVAL;
+    } else if (!is_null(vec)) {
+        c->kind = CANNED_VECTOR;
+        if (!check_seq(l, vec, "vector"))
+            return -EINVAL;
+        size_t count = seq_len(vec);
+        c->samples = alloc_items(l, vec, count, sizeof(*c->samples));
+        if (count && !c->samples)
+            return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+            const yaml_node_t *sn = node_at(l, vec->data.sequence.items.start[i]);
+            if (!sn)
+                continue;
+            c->samples[c->n_samples].ts_ms = TEST_EPOCH_MS + c->at_ms;
+            if (parse_sample(l, sn, &c->samples[c->n_samples++]) < 0)
+                rc = -EINVAL;
+        }
+    }
+    return rc;
+}
+
+static int parse_query(loader_t *l, const yaml_node_t *n, query_t *q)
+{
+    q->line = (int)n->start_mark.line + 1;
+    q->col = (int)n->start_mark.column + 1;
+    if (!check_map(l, n, "promql", query_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v = map_get(l, n, "expr");
+    char *expr = NULL;
+    if (!v) {
+        node_error(l, n, "promql: missing \"expr\"");
+        rc = -EINVAL;
+    } else if (get_string(l, v, "expr", &expr) == 0) {
+        q->expr = normalise_expr(expr);
+        free(expr);
+        if (!q->expr) {
+            node_error(l, v, "out of memory");
+            return -ENOMEM;
+        }
+        q->line = (int)v->start_mark.line + 1;
+        q->col = (int)v->start_mark.column + 1;
+    } else {
+        rc = -EINVAL;
+    }
+    const yaml_node_t *res = map_get(l, n, "results");
+    if (!res)
+        return rc;
+    if (!check_seq(l, res, "results"))
+        return -EINVAL;
+    size_t count = seq_len(res);
+    q->results = alloc_items(l, res, count, sizeof(*q->results));
+    if (count && !q->results)
+        return -ENOMEM;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *rn = node_at(l, res->data.sequence.items.start[i]);
+        if (!rn)
+            continue;
+        const canned_t *prev = q->n_results ? &q->results[q->n_results - 1] : NULL;
+        if (parse_result(l, rn, prev, &q->results[q->n_results++]) < 0)
+            rc = -EINVAL;
+    }
+    return rc;
+}
+
+/* --- expected alerts --------------------------------------------------------- */
+
+static const char *const check_keys[] = {"eval_time", "alertname", "exp_alerts", NULL};
+static const char *const exp_keys[] = {"exp_labels", "exp_annotations", "exp_state", NULL};
+
+static int parse_exp_alert(loader_t *l, const yaml_node_t *n, const char *alertname, exp_alert_t *e)
+{
+    e->state = KCW_ALERT_FIRING;
+    if (is_null(n))
+        n = NULL;
+    if (n && !check_map(l, n, "exp_alert", exp_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v = n ? map_get(l, n, "exp_labels") : NULL;
+    if (v && get_labels(l, v, "exp_labels", true, &e->labels) < 0)
+        rc = -EINVAL;
+    /* As in promtool, alertname is implied by the test. */
+    const char *given = kcw_labels_get(&e->labels, "alertname");
+    if (given && alertname && strcmp(given, alertname) != 0) {
+        node_error(l, v, "exp_labels: alertname \"%s\" differs from the test's \"%s\"", given,
+                   alertname);
+        rc = -EINVAL;
+    }
+    if (alertname && kcw_labels_set(&e->labels, "alertname", alertname) < 0) {
+        node_error(l, n, "out of memory");
+        return -ENOMEM;
+    }
+    /* Present, even empty: the annotations are compared. */
+    for (const yaml_node_pair_t *p = n ? n->data.mapping.pairs.start : NULL;
+         n && p < n->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node_at(l, p->key));
+        if (k && strcmp(k, "exp_annotations") == 0)
+            e->has_annotations = true;
+    }
+    if (n && (v = map_get(l, n, "exp_annotations")) &&
+        get_labels(l, v, "exp_annotations", false, &e->annotations) < 0)
+        rc = -EINVAL;
+    if (n && (v = map_get(l, n, "exp_state"))) {
+        const char *s = scalar(v);
+        if (s && strcmp(s, "firing") == 0) {
+            e->state = KCW_ALERT_FIRING;
+        } else if (s && strcmp(s, "pending") == 0) {
+            e->state = KCW_ALERT_PENDING;
+        } else {
+            node_error(l, v, "exp_state: expected firing or pending");
+            rc = -EINVAL;
+        }
+    }
+    return rc;
+}
+
+static int parse_check(loader_t *l, const yaml_node_t *n, int64_t interval_ms, check_t *c)
+{
+    if (!check_map(l, n, "alert_rule_test", check_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v = map_get(l, n, "eval_time");
+    if (!v) {
+        node_error(l, n, "alert_rule_test: missing \"eval_time\"");
+        rc = -EINVAL;
+    } else if (get_duration(l, v, "eval_time", &c->eval_ms) < 0) {
+        rc = -EINVAL;
+    } else if (c->eval_ms / interval_ms >= MAX_EVALUATIONS) {
+        node_error(l, v, "eval_time: more than %d evaluations at this evaluation_interval",
+                   MAX_EVALUATIONS);
+        rc = -EINVAL;
+    }
+    if (!(v = map_get(l, n, "alertname"))) {
+        node_error(l, n, "alert_rule_test: missing \"alertname\"");
+        rc = -EINVAL;
+    } else if (get_string(l, v, "alertname", &c->alertname) < 0) {
+        rc = -EINVAL;
+    }
+    const yaml_node_t *exp = map_get(l, n, "exp_alerts");
+    if (!exp)
+        return rc; /* no alerts expected */
+    if (!check_seq(l, exp, "exp_alerts"))
+        return -EINVAL;
+    size_t count = seq_len(exp);
+    c->exp = alloc_items(l, exp, count, sizeof(*c->exp));
+    if (count && !c->exp)
+        return -ENOMEM;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *en = node_at(l, exp->data.sequence.items.start[i]);
+        if (!en)
+            continue;
+        exp_alert_t *e = &c->exp[c->n_exp++];
+        if (parse_exp_alert(l, en, c->alertname, e) < 0)
+            rc = -EINVAL;
+        if (e->state == KCW_ALERT_PENDING)
+            c->want_pending = true;
+    }
+    return rc;
+}
+
+/* --- tests and the file ------------------------------------------------------ */
+
+static const char *const test_keys[] = {"name", "connect", "promql", "alert_rule_test", NULL};
+static const char *const file_keys[] = {"rule_files", "evaluation_interval", "external_labels",
+                                        "tests", NULL};
+
+static int cmp_check(const void *a, const void *b)
+{
+    const check_t *x = a, *y = b;
+    if (x->eval_ms != y->eval_ms)
+        return x->eval_ms < y->eval_ms ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static int parse_test(loader_t *l, const yaml_node_t *n, size_t index, int64_t interval_ms,
+                      test_case_t *t)
+{
+    if (!check_map(l, n, "test", test_keys))
+        return -EINVAL;
+    int rc = 0;
+    const yaml_node_t *v = map_get(l, n, "name");
+    if (v) {
+        if (get_string(l, v, "name", &t->name) < 0)
+            rc = -EINVAL;
+    } else if (asprintf(&t->name, "#%zu", index + 1) < 0) {
+        t->name = NULL;
+        node_error(l, n, "out of memory");
+        return -ENOMEM;
+    }
+
+    const yaml_node_t *snaps = map_get(l, n, "connect");
+    if (snaps && check_seq(l, snaps, "connect")) {
+        size_t count = seq_len(snaps);
+        t->snaps = alloc_items(l, snaps, count, sizeof(*t->snaps));
+        if (count && !t->snaps)
+            return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+            const yaml_node_t *sn = node_at(l, snaps->data.sequence.items.start[i]);
+            if (!sn)
+                continue;
+            const snapshot_t *prev = t->n_snaps ? &t->snaps[t->n_snaps - 1] : NULL;
+            if (parse_snapshot(l, sn, prev, &t->snaps[t->n_snaps++]) < 0)
+                rc = -EINVAL;
+        }
+    } else if (snaps) {
+        rc = -EINVAL;
+    }
+
+    const yaml_node_t *queries = map_get(l, n, "promql");
+    if (queries && check_seq(l, queries, "promql")) {
+        size_t count = seq_len(queries);
+        t->queries = alloc_items(l, queries, count, sizeof(*t->queries));
+        if (count && !t->queries)
+            return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+            const yaml_node_t *qn = node_at(l, queries->data.sequence.items.start[i]);
+            if (!qn)
+                continue;
+            query_t *q = &t->queries[t->n_queries++];
+            if (parse_query(l, qn, q) < 0)
+                rc = -EINVAL;
+            for (size_t j = 0; q->expr && j + 1 < t->n_queries; j++)
+                if (t->queries[j].expr && strcmp(t->queries[j].expr, q->expr) == 0) {
+                    kcw_errors_add(l->errs, l->file, q->line, q->col,
+                                   "promql: expr already has results in this test (line %d)",
+                                   t->queries[j].line);
+                    rc = -EINVAL;
+                    break;
+                }
+        }
+    } else if (queries) {
+        rc = -EINVAL;
+    }
+
+    const yaml_node_t *checks = map_get(l, n, "alert_rule_test");
+    if (checks && check_seq(l, checks, "alert_rule_test")) {
+        size_t count = seq_len(checks);
+        t->checks = alloc_items(l, checks, count, sizeof(*t->checks));
+        if (count && !t->checks)
+            return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+            const yaml_node_t *cn = node_at(l, checks->data.sequence.items.start[i]);
+            if (!cn)
+                continue;
+            check_t *c = &t->checks[t->n_checks++];
+            c->index = i;
+            if (parse_check(l, cn, interval_ms, c) < 0)
+                rc = -EINVAL;
+        }
+        if (t->n_checks > 1)
+            qsort(t->checks, t->n_checks, sizeof(*t->checks), cmp_check);
+    } else if (checks) {
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+/* The directory part of path with its trailing slash ("" for a bare name). */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) + 1 : 0;
+    char *dir = malloc(len + 1);
+    if (dir) {
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    return dir;
+}
+
+static int parse_rule_files(loader_t *l, const yaml_node_t *n, test_file_t *tf)
+{
+    if (!check_seq(l, n, "rule_files"))
+        return -EINVAL;
+    size_t count = seq_len(n);
+    tf->rule_files = alloc_items(l, n, count, sizeof(*tf->rule_files));
+    if (count && !tf->rule_files)
+        return -ENOMEM;
+    char *dir = dir_of(l->file);
+    if (!dir) {
+        node_error(l, n, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *v = node_at(l, n->data.sequence.items.start[i]);
+        if (!v)
+            continue;
+        const char *p = scalar(v);
+        if (!p || !*p) {
+            node_error(l, v, "rule_files: expected a file name or glob");
+            rc = -EINVAL;
+            continue;
+        }
+        pattern_t *pat = &tf->rule_files[tf->n_rule_files];
+        if (asprintf(&pat->path, "%s%s", p[0] == '/' ? "" : dir, p) < 0) {
+            pat->path = NULL;
+            node_error(l, v, "out of memory");
+            rc = -ENOMEM;
+            break;
+        }
+        pat->line = (int)v->start_mark.line + 1;
+        pat->col = (int)v->start_mark.column + 1;
+        tf->n_rule_files++;
+    }
+    free(dir);
+    return rc;
+}
+
+static void parse_root(loader_t *l, const yaml_node_t *root, test_file_t *tf)
+{
+    tf->interval_ms = DEFAULT_INTERVAL_MS;
+    if (!check_map(l, root, "test file", file_keys))
+        return;
+    const yaml_node_t *v = map_get(l, root, "rule_files");
+    if (v)
+        parse_rule_files(l, v, tf);
+    else
+        node_error(l, root, "test file: missing \"rule_files\"");
+    if ((v = map_get(l, root, "evaluation_interval")) &&
+        get_duration(l, v, "evaluation_interval", &tf->interval_ms) == 0 && tf->interval_ms <= 0) {
+        node_error(l, v, "evaluation_interval: must be more than 0");
+        tf->interval_ms = DEFAULT_INTERVAL_MS;
+    }
+    if ((v = map_get(l, root, "external_labels")))
+        get_labels(l, v, "external_labels", true, &tf->external_labels);
+    const yaml_node_t *tests = map_get(l, root, "tests");
+    if (!tests) {
+        node_error(l, root, "test file: missing \"tests\"");
+        return;
+    }
+    if (!check_seq(l, tests, "tests"))
+        return;
+    size_t count = seq_len(tests);
+    tf->tests = alloc_items(l, tests, count, sizeof(*tf->tests));
+    if (count && !tf->tests)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *tn = node_at(l, tests->data.sequence.items.start[i]);
+        if (tn)
+            parse_test(l, tn, i, tf->interval_ms, &tf->tests[tf->n_tests++]);
+    }
+}
+
+static void yaml_error(loader_t *l, const yaml_parser_t *p)
+{
+    const yaml_mark_t *m = p->problem ? &p->problem_mark : &p->context_mark;
+    kcw_errors_add(l->errs, l->file, (int)m->line + 1, (int)m->column + 1, "yaml: %s%s%s",
+                   p->problem ? p->problem : "syntax error", p->context ? " " : "",
+                   p->context ? p->context : "");
+}
+
+/* Reads path whole, bounded. NULL with an error added. */
+static char *read_file(const char *path, size_t *len, kcw_errors_t *errs)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        kcw_errors_add(errs, path, 0, 0, "cannot open test file: %s", strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    const char *why = NULL;
+    if (fstat(fileno(f), &st) < 0)
+        why = strerror(errno);
+    else if (S_ISDIR(st.st_mode))
+        why = "is a directory";
+    else if (st.st_size > MAX_FILE_BYTES)
+        why = "larger than 8 MiB";
+    if (why) {
+        kcw_errors_add(errs, path, 0, 0, "cannot read test file: %s", why);
+        fclose(f);
+        return NULL;
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    if (!text) {
+        fclose(f);
+        kcw_errors_add(errs, path, 0, 0, "out of memory");
+        return NULL;
+    }
+    *len = fread(text, 1, (size_t)st.st_size, f);
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(text);
+        kcw_errors_add(errs, path, 0, 0, "cannot read test file");
+        return NULL;
+    }
+    text[*len] = '\0';
+    return text;
+}
+
+/* Parses the test file's YAML into tf. Errors go to errs. */
+static void parse_text(const char *path, const char *text, size_t len, test_file_t *tf,
+                       kcw_errors_t *errs)
+{
+    loader_t l = {.file = path, .errs = errs};
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        kcw_errors_add(errs, path, 0, 0, "out of memory");
+        return;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &l.doc)) {
+        yaml_error(&l, &parser);
+        yaml_parser_delete(&parser);
+        return;
+    }
+    yaml_parser_delete(&parser);
+    const yaml_node_t *root = yaml_document_get_root_node(&l.doc);
+    if (!root || is_null(root))
+        kcw_errors_add(errs, path, 0, 0, "empty test file");
+    else
+        parse_root(&l, root, tf);
+    yaml_document_delete(&l.doc);
+}
+
+/* Every promql entry must feed some rule: a typo in an expr would otherwise
+ * just look like an empty result. */
+static void check_queries(const test_file_t *tf, kcw_errors_t *errs)
+{
+    for (size_t t = 0; t < tf->n_tests; t++) {
+        for (size_t q = 0; q < tf->tests[t].n_queries; q++) {
+            const query_t *qu = &tf->tests[t].queries[q];
+            bool used = false;
+            for (size_t g = 0; g < tf->rules->n_groups && !used; g++) {
+                const kcw_rule_group_t *grp = &tf->rules->groups[g];
+                for (size_t r = 0; r < grp->n_rules && !used; r++) {
+                    if (!grp->rules[r].expr)
+                        continue;
+                    char *norm = normalise_expr(grp->rules[r].expr);
+                    if (!norm) {
+                        kcw_errors_add(errs, tf->path, 0, 0, "out of memory");
+                        return;
+                    }
+                    used = strcmp(norm, qu->expr) == 0;
+                    free(norm);
+                }
+            }
+            if (!used)
+                kcw_errors_add(errs, tf->path, qu->line, qu->col,
+                               "promql: no rule in rule_files has the expr \"%s\"", qu->expr);
+        }
+    }
+}
+
+/* Loads a test file and its rules; 0, or -EINVAL with errors in errs. */
+static int test_file_load(const char *path, test_file_t *tf, kcw_errors_t *errs)
+{
+    size_t before = errs->n;
+    tf->path = path;
+    size_t len = 0;
+    char *text = read_file(path, &len, errs);
+    if (!text)
+        return -EINVAL;
+    parse_text(path, text, len, tf, errs);
+    free(text);
+    /* The rule files are checked even when the test file has errors, so one
+     * run shows every problem. */
+    bool test_errors = errs->n > before;
+
+    const char **paths = calloc(tf->n_rule_files ? tf->n_rule_files : 1, sizeof(*paths));
+    if (!paths) {
+        kcw_errors_add(errs, path, 0, 0, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < tf->n_rule_files; i++) {
+        const pattern_t *p = &tf->rule_files[i];
+        paths[i] = p->path;
+        if (!strpbrk(p->path, "*?["))
+            continue; /* a missing named file is reported by the rule loader */
+        glob_t gl;
+        memset(&gl, 0, sizeof(gl));
+        if (glob(p->path, 0, NULL, &gl) != 0)
+            kcw_errors_add(errs, path, p->line, p->col, "rule_files: \"%s\" matches no file",
+                           p->path);
+        globfree(&gl);
+    }
+    kcw_rules_load(paths, tf->n_rule_files, &tf->rules, errs);
+    free(paths);
+    if (test_errors || errs->n > before)
+        return -EINVAL;
+    check_queries(tf, errs);
+    return errs->n > before ? -EINVAL : 0;
+}
+
+/* --- running ------------------------------------------------------------------ */
+
+typedef struct rule_run {
+    const kcw_rule_t *rule;
+    const kcw_rule_group_t *group;
+    char *expr;           /* normalised, expr rules only */
+    const query_t *query; /* canned results for expr, NULL: always empty */
+    size_t next_result;   /* query->results[next_result] is not in force yet */
+    kcw_alert_set_t *set;
+    bool warned;
+} rule_run_t;
+
+typedef struct run {
+    const test_file_t *tf;
+    const test_case_t *tc;
+    FILE *out;
+    rule_run_t *rules;
+    size_t n_rules;
+    bool header_done; /* the FAIL line of this test was printed */
+} run_t;
+
+static void run_free(run_t *r)
+{
+    for (size_t i = 0; i < r->n_rules; i++) {
+        kcw_alert_set_free(r->rules[i].set);
+        free(r->rules[i].expr);
+    }
+    free(r->rules);
+}
+
+static int run_init(run_t *r)
+{
+    const kcw_ruleset_t *rs = r->tf->rules;
+    size_t total = 0;
+    for (size_t g = 0; g < rs->n_groups; g++)
+        total += rs->groups[g].n_rules;
+    r->rules = calloc(total ? total : 1, sizeof(*r->rules));
+    if (!r->rules)
+        return -ENOMEM;
+    for (size_t g = 0; g < rs->n_groups; g++) {
+        for (size_t i = 0; i < rs->groups[g].n_rules; i++) {
+            rule_run_t *rr = &r->rules[r->n_rules++];
+            rr->group = &rs->groups[g];
+            rr->rule = &rs->groups[g].rules[i];
+            rr->set =
+                kcw_alert_set_new(rr->rule->alert, rr->rule->for_ms, rr->rule->keep_firing_for_ms);
+            if (!rr->set)
+                return -ENOMEM;
+            if (!rr->rule->expr)
+                continue;
+            if (!(rr->expr = normalise_expr(rr->rule->expr)))
+                return -ENOMEM;
+            for (size_t q = 0; q < r->tc->n_queries; q++)
+                if (strcmp(r->tc->queries[q].expr, rr->expr) == 0)
+                    rr->query = &r->tc->queries[q];
+        }
+    }
+    return 0;
+}
+
+static void fail_header(run_t *r)
+{
+    if (r->header_done)
+        return;
+    fprintf(r->out, "FAIL %s: test \"%s\"\n", r->tf->path, r->tc->name);
+    r->header_done = true;
+}
+
+/* An evaluation that failed for a reason the test did not script (a duplicate
+ * label set, a group limit): shown once per rule, the test goes on. */
+static void warn_eval(run_t *r, rule_run_t *rr, int64_t t, const char *msg)
+{
+    if (rr->warned)
+        return;
+    rr->warned = true;
+    char when[32];
+    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n", r->tf->path,
+            r->tc->name, kcw_duration_format(t, when, sizeof(when)), rr->rule->alert,
+            rr->group->name, msg);
+}
+
+/* Applies one evaluation the way watchdog.c does. Takes the instances. */
+static int apply(run_t *r, rule_run_t *rr, int64_t t, kcw_instance_t *inst, size_t n)
+{
+    int rc = 0;
+    int limit = rr->group->limit;
+    if (limit > 0 && n > (size_t)limit) {
+        kcw_alert_set_t *fresh =
+            kcw_alert_set_new(rr->rule->alert, rr->rule->for_ms, rr->rule->keep_firing_for_ms);
+        if (!fresh) {
+            rc = -ENOMEM;
+        } else {
+            kcw_alert_set_free(rr->set);
+            rr->set = fresh;
+            char msg[96];
+            snprintf(msg, sizeof(msg), "exceeded limit of %d with %zu alerts", limit, n);
+            warn_eval(r, rr, t, msg);
+        }
+    } else {
+        rc = kcw_alert_set_update(rr->set, inst, n, TEST_EPOCH_MS + t);
+        inst = NULL; /* cleared by the update, whatever it returned */
+        if (rc == -EEXIST) {
+            warn_eval(r, rr, t, DUPLICATE_LABELSET);
+            rc = 0;
+        }
+    }
+    for (size_t i = 0; inst && i < n; i++)
+        kcw_instance_clear(&inst[i]);
+    return rc;
+}
+
+/* The canned answer in force at time t: the last one at or before it. Time
+ * only moves forward, so the search goes on from where it stopped. */
+static const canned_t *canned_at(rule_run_t *rr, int64_t t)
+{
+    const query_t *q = rr->query;
+    while (q && rr->next_result < q->n_results && q->results[rr->next_result].at_ms <= t)
+        rr->next_result++;
+    return rr->next_result > 0 ? &q->results[rr->next_result - 1] : NULL;
+}
+
+static int eval_rule(run_t *r, rule_run_t *rr, const snapshot_t *snap, int64_t t)
+{
+    kcw_instance_t *inst = NULL;
+    size_t n = 0;
+    int rc;
+    if (rr->rule->connect) {
+        /* Before the first snapshot no cluster is known. */
+        rc = kcw_eval_connect_rule(rr->rule, snap ? snap->view : NULL, snap ? snap->n_clusters : 0,
+                                   &r->tf->external_labels, &inst, &n);
+    } else {
+        /* The daemon queries at now - query_offset; so does the test. */
+        const canned_t *c = canned_at(rr, t - rr->group->query_offset_ms);
+        if (c && c->kind == CANNED_ERROR)
+            return 0; /* a failed query leaves the alerts as they were */
+        kcw_prom_result_t res = {.type = KCW_PROM_VECTOR};
+        if (c && c->kind == CANNED_SCALAR) {
+            res.type = KCW_PROM_SCALAR;
+            res.scalar = c->scalar;
+            res.scalar_ts_ms = TEST_EPOCH_MS + t;
+        } else if (c) {
+            res.samples = c->samples;
+            res.n = c->n_samples;
+        }
+        rc = kcw_eval_prom_rule(rr->rule, &res, &r->tf->external_labels, &inst, &n);
+    }
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc == -EEXIST) {
+        warn_eval(r, rr, t, DUPLICATE_LABELSET);
+        return 0;
+    }
+    if (rc < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "evaluation failed: %s", strerror(-rc));
+        warn_eval(r, rr, t, msg);
+        return 0;
+    }
+    rc = apply(r, rr, t, inst, n);
+    free(inst);
+    return rc;
+}
+
+/* Writes s quoted the way Prometheus prints label values. */
+static void put_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", out);
+        else if (ch == '\t')
+            fputs("\\t", out);
+        else if (ch < 0x20)
+            fprintf(out, "\\x%02x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+static void put_labels(FILE *out, const kcw_labels_t *l)
+{
+    fputc('{', out);
+    for (size_t i = 0; i < l->n; i++) {
+        fprintf(out, "%s%s=", i ? ", " : "", l->items[i].name);
+        put_quoted(out, l->items[i].value);
+    }
+    fputc('}', out);
+}
+
+static int cmp_labels(const kcw_labels_t *a, const kcw_labels_t *b)
+{
+    for (size_t i = 0; i < a->n && i < b->n; i++) {
+        int c = strcmp(a->items[i].name, b->items[i].name);
+        if (c == 0)
+            c = strcmp(a->items[i].value, b->items[i].value);
+        if (c != 0)
+            return c;
+    }
+    return (a->n > b->n) - (a->n < b->n);
+}
+
+static int cmp_alert_ptr(const void *a, const void *b)
+{
+    const kcw_alert_t *x = *(const kcw_alert_t *const *)a, *y = *(const kcw_alert_t *const *)b;
+    int c = cmp_labels(&x->labels, &y->labels);
+    return c ? c : (int)x->state - (int)y->state;
+}
+
+static int cmp_exp_ptr(const void *a, const void *b)
+{
+    const exp_alert_t *x = *(const exp_alert_t *const *)a, *y = *(const exp_alert_t *const *)b;
+    int c = cmp_labels(&x->labels, &y->labels);
+    return c ? c : (int)x->state - (int)y->state;
+}
+
+static bool exp_matches(const exp_alert_t *e, const kcw_alert_t *a)
+{
+    return e->state == a->state && kcw_labels_equal(&e->labels, &a->labels) &&
+           (!e->has_annotations || kcw_labels_equal(&e->annotations, &a->annotations));
+}
+
+static void report_check(run_t *r, const check_t *c, const exp_alert_t **exp,
+                         const kcw_alert_t **got, size_t n_got)
+{
+    char when[32];
+    fail_header(r);
+    fprintf(r->out, "  alertname: %s, eval_time: %s\n", c->alertname,
+            kcw_duration_format(c->eval_ms, when, sizeof(when)));
+    fprintf(r->out, "    expected:%s\n", c->n_exp ? "" : " none");
+    for (size_t i = 0; i < c->n_exp; i++) {
+        fprintf(r->out, "      %s ", kcw_alert_state_name(exp[i]->state));
+        put_labels(r->out, &exp[i]->labels);
+        fputc('\n', r->out);
+        if (exp[i]->has_annotations) {
+            fputs("        annotations: ", r->out);
+            put_labels(r->out, &exp[i]->annotations);
+            fputc('\n', r->out);
+        }
+    }
+    fprintf(r->out, "    got:%s\n", n_got ? "" : " none");
+    for (size_t i = 0; i < n_got; i++) {
+        fprintf(r->out, "      %s ", kcw_alert_state_name(got[i]->state));
+        put_labels(r->out, &got[i]->labels);
+        fputs("\n        annotations: ", r->out);
+        put_labels(r->out, &got[i]->annotations);
+        fputc('\n', r->out);
+    }
+}
+
+/* Compares the alerts of c->alertname with the expected ones: 1 equal, 0 not
+ * (reported), -ENOMEM. */
+static int run_check(run_t *r, const check_t *c)
+{
+    size_t n_got = 0, cap = 0;
+    for (size_t i = 0; i < r->n_rules; i++)
+        if (strcmp(r->rules[i].rule->alert, c->alertname) == 0)
+            cap += kcw_alert_set_count(r->rules[i].set);
+    const kcw_alert_t **got = calloc(cap ? cap : 1, sizeof(*got));
+    const exp_alert_t **exp = calloc(c->n_exp ? c->n_exp : 1, sizeof(*exp));
+    bool *used = calloc(cap ? cap : 1, sizeof(*used));
+    if (!got || !exp || !used) {
+        free(got);
+        free(exp);
+        free(used);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < r->n_rules; i++) {
+        if (strcmp(r->rules[i].rule->alert, c->alertname) != 0)
+            continue;
+        for (size_t j = 0; j < kcw_alert_set_count(r->rules[i].set); j++) {
+            const kcw_alert_t *a = kcw_alert_set_at(r->rules[i].set, j);
+            if (a->state == KCW_ALERT_FIRING || (c->want_pending && a->state == KCW_ALERT_PENDING))
+                got[n_got++] = a;
+        }
+    }
+    for (size_t i = 0; i < c->n_exp; i++)
+        exp[i] = &c->exp[i];
+    qsort(got, n_got, sizeof(*got), cmp_alert_ptr);
+    qsort(exp, c->n_exp, sizeof(*exp), cmp_exp_ptr);
+
+    bool ok = n_got == c->n_exp;
+    for (size_t i = 0; ok && i < c->n_exp; i++) {
+        bool found = false;
+        for (size_t j = 0; j < n_got && !found; j++)
+            if (!used[j] && exp_matches(exp[i], got[j]))
+                found = used[j] = true;
+        ok = found;
+    }
+    if (!ok)
+        report_check(r, c, exp, got, n_got);
+    free(got);
+    free(exp);
+    free(used);
+    return ok ? 1 : 0;
+}
+
+/* Runs one test: 1 passed, 0 failed (reported), -ENOMEM. */
+static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
+{
+    run_t r = {.tf = tf, .tc = tc, .out = out};
+    int rc = run_init(&r);
+    bool passed = true;
+    if (rc == 0 && tc->n_checks > 0) {
+        const int64_t step = tf->interval_ms;
+        const int64_t last = tc->checks[tc->n_checks - 1].eval_ms;
+        size_t snap = 0, next_check = 0;
+        const snapshot_t *in_force = NULL;
+        /* Counted in steps so that a huge interval cannot overflow t. */
+        for (int64_t k = 0; rc == 0 && k <= last / step; k++) {
+            const int64_t t = k * step;
+            while (snap < tc->n_snaps && tc->snaps[snap].at_ms <= t)
+                in_force = &tc->snaps[snap++];
+            /* Groups in file order, rules in group order, as the daemon. */
+            for (size_t i = 0; rc == 0 && i < r.n_rules; i++)
+                rc = eval_rule(&r, &r.rules[i], in_force, t);
+            /* An eval_time between two steps sees the state of the earlier. */
+            while (rc == 0 && next_check < tc->n_checks &&
+                   tc->checks[next_check].eval_ms - t < step) {
+                int ok = run_check(&r, &tc->checks[next_check++]);
+                if (ok < 0)
+                    rc = ok;
+                else if (!ok)
+                    passed = false;
+            }
+        }
+    }
+    run_free(&r);
+    if (rc < 0) {
+        fprintf(out, "FAIL %s: test \"%s\": %s\n", tf->path, tc->name, strerror(-rc));
+        return rc;
+    }
+    return passed ? 1 : 0;
+}
+
+int kcw_ruletest_run(const char *const *files, size_t n, FILE *out)
+{
+    size_t passed = 0, failed = 0;
+    bool load_failed = false;
+    for (size_t f = 0; f < n; f++) {
+        test_file_t tf = {0};
+        kcw_errors_t errs = {0};
+        if (test_file_load(files[f], &tf, &errs) < 0) {
+            kcw_errors_print(&errs, out);
+            kcw_errors_clear(&errs);
+            test_file_clear(&tf);
+            load_failed = true;
+            continue;
+        }
+        kcw_errors_clear(&errs);
+        size_t file_failed = 0;
+        for (size_t t = 0; t < tf.n_tests; t++) {
+            if (run_test(&tf, &tf.tests[t], out) == 1)
+                passed++;
+            else
+                file_failed++;
+        }
+        failed += file_failed;
+        if (file_failed)
+            fprintf(out, "FAIL %s: %zu of %zu tests failed\n", tf.path, file_failed, tf.n_tests);
+        else
+            fprintf(out, "ok   %s: %zu tests passed\n", tf.path, tf.n_tests);
+        test_file_clear(&tf);
+    }
+    fprintf(out, "rule tests: %zu passed, %zu failed\n", passed, failed);
+    return load_failed ? 2 : failed ? 1 : 0;
+}
