@@ -1,10 +1,17 @@
 #!/bin/sh
 # Installs what kcwatch needs to build, test and run its demo on Debian 12,
 # from Debian's packages only. Safe to run again: apt-get skips what is there.
+#
+# `prometheus` is here for its binaries only (the integration tests start
+# /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
+# Its package would start a system Prometheus on :9090 from its postinst; we
+# keep it from starting during the install (policy-rc.d), and stop and disable
+# one that an earlier install left running, so nothing packaged is listening.
 set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
-  libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind"
+  libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
+  prometheus"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -12,7 +19,37 @@ done
 if [ -n "$missing" ]; then
     echo "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
+    # invoke-rc.d asks /usr/sbin/policy-rc.d whether a postinst may start a
+    # service; exit 101 means no. Only add one (and remove it again) when
+    # the machine has none of its own.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=""
+    if [ ! -e "$policy" ]; then
+        own_policy=yes
+        trap 'rm -f "$policy"' EXIT
+        printf '#!/bin/sh\n# kcwatch install-deps.sh: no service starts now\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+    fi
     apt-get update -qq
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    if [ -n "$own_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
+fi
+# The packaged service, if it runs anyway (an earlier install, a policy that
+# allowed it), would answer on :9090, kcwatch's default Prometheus URL: stop it
+# and keep it from starting at boot. The tests never rely on it.
+if [ -x /etc/init.d/prometheus ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl stop prometheus.service >/dev/null 2>&1 || true
+        systemctl disable prometheus.service >/dev/null 2>&1 || true
+    else
+        if [ -e /run/prometheus/prometheus.pid ]; then
+            /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        fi
+        deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+    fi
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi
