@@ -23,6 +23,7 @@
 #include "kcwatch/connect.h"
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
+#include "kcwatch/yamlnode.h"
 
 #define MAX_FILE_BYTES (8 * 1024 * 1024)
 #define MAX_GROUPS_PER_FILE 1000
@@ -30,11 +31,9 @@
 #define MAX_TEMPLATES_PER_RULE 64 /* labels, and separately annotations */
 
 typedef struct loader {
-    yaml_document_t doc;
-    const char *file;
+    kcw_ydoc_t y; /* doc, file name, error list */
     const char *text;
     size_t len;
-    kcw_errors_t *errs;
     size_t n_rules; /* alerting rules so far, for the bound */
     size_t n_recording;
 } loader_t;
@@ -94,100 +93,10 @@ void kcw_ruleset_free(kcw_ruleset_t *rs)
 
 /* --- node helpers ----------------------------------------------------- */
 
-static yaml_node_t *node_at(loader_t *l, int idx)
-{
-    return yaml_document_get_node(&l->doc, idx);
-}
-
-static void node_error(loader_t *l, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void node_error(loader_t *l, const yaml_node_t *n, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    int line = n ? (int)n->start_mark.line + 1 : 0;
-    int col = n ? (int)n->start_mark.column + 1 : 0;
-    kcw_errors_add(l->errs, l->file, line, col, "%s", msg);
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static bool is_plain(const yaml_node_t *n)
-{
-    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-}
-
-/* `key:` with nothing after it, or an explicit null. */
-static bool is_null(const yaml_node_t *n)
-{
-    if (!n || !is_plain(n))
-        return false;
-    const char *s = scalar(n);
-    return !*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
-           strcmp(s, "NULL") == 0;
-}
-
-static const char *kind_name(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    default:
-        return "a scalar";
-    }
-}
-
-/* Strict string: a scalar (numbers and words alike, as YAML has them). */
-static int get_string(loader_t *l, const yaml_node_t *n, const char *key, char **out)
-{
-    if (n->type != YAML_SCALAR_NODE) {
-        node_error(l, n, "%s: expected a string, got %s", key, kind_name(n));
-        return -EINVAL;
-    }
-    *out = strdup(is_null(n) ? "" : scalar(n));
-    if (!*out) {
-        node_error(l, n, "out of memory");
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static int get_duration(loader_t *l, const yaml_node_t *n, const char *key, int64_t *out)
-{
-    if (is_null(n)) {
-        *out = 0;
-        return 0;
-    }
-    const char *s = scalar(n);
-    if (!s) {
-        node_error(l, n, "%s: expected a duration, got %s", key, kind_name(n));
-        return -EINVAL;
-    }
-    int rc = kcw_duration_parse(s, out);
-    if (rc == -ERANGE) {
-        node_error(l, n, "%s: duration \"%s\" out of range", key, s);
-        return rc;
-    }
-    if (rc < 0 || *out < 0) {
-        node_error(l, n, "%s: invalid duration \"%s\" (use e.g. 30s, 5m, 1h30m)", key, s);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 static int get_bool(loader_t *l, const yaml_node_t *n, const char *key, bool *out)
 {
-    const char *s = scalar(n);
-    if (s && is_plain(n)) {
+    const char *s = kcw_ynode_scalar(n);
+    if (s && kcw_ynode_is_plain(n)) {
         if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) {
             *out = true;
             return 0;
@@ -197,14 +106,14 @@ static int get_bool(loader_t *l, const yaml_node_t *n, const char *key, bool *ou
             return 0;
         }
     }
-    node_error(l, n, "%s: expected true or false", key);
+    kcw_ydoc_error(&l->y, n, "%s: expected true or false", key);
     return -EINVAL;
 }
 
 static int get_int(loader_t *l, const yaml_node_t *n, const char *key, int *out)
 {
-    const char *s = scalar(n);
-    if (s && is_plain(n) && *s) {
+    const char *s = kcw_ynode_scalar(n);
+    if (s && kcw_ynode_is_plain(n) && *s) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
@@ -213,24 +122,25 @@ static int get_int(loader_t *l, const yaml_node_t *n, const char *key, int *out)
             return 0;
         }
     }
-    node_error(l, n, "%s: expected a non-negative integer", key);
+    kcw_ydoc_error(&l->y, n, "%s: expected a non-negative integer", key);
     return -EINVAL;
 }
 
 static int get_regex(loader_t *l, const yaml_node_t *n, const char *key, bool anchored,
                      kcw_regex_t **out)
 {
-    const char *s = scalar(n);
+    const char *s = kcw_ynode_scalar(n);
     if (!s) {
-        node_error(l, n, "%s: expected a regular expression, got %s", key, kind_name(n));
+        kcw_ydoc_error(&l->y, n, "%s: expected a regular expression, got %s", key,
+                       kcw_ynode_kind(n));
         return -EINVAL;
     }
     char err[512];
     int rc = kcw_regex_compile(s, anchored, out, err, sizeof(err));
     if (rc == -ENOMEM)
-        node_error(l, n, "%s: out of memory", key);
+        kcw_ydoc_error(&l->y, n, "%s: out of memory", key);
     else if (rc < 0)
-        node_error(l, n, "%s: %s", key, err);
+        kcw_ydoc_error(&l->y, n, "%s: %s", key, err);
     return rc;
 }
 
@@ -252,28 +162,28 @@ typedef int (*pair_fn)(loader_t *l, const char *key, yaml_node_t *k, yaml_node_t
 static int walk_mapping(loader_t *l, yaml_node_t *map, const char *what, pair_fn fn, void *arg)
 {
     if (map->type != YAML_MAPPING_NODE) {
-        node_error(l, map, "%s: expected a mapping, got %s", what, kind_name(map));
+        kcw_ydoc_error(&l->y, map, "%s: expected a mapping, got %s", what, kcw_ynode_kind(map));
         return -EINVAL;
     }
     int rc = 0;
     yaml_node_pair_t *start = map->data.mapping.pairs.start;
     yaml_node_pair_t *top = map->data.mapping.pairs.top;
     for (yaml_node_pair_t *p = start; p < top; p++) {
-        yaml_node_t *k = node_at(l, p->key);
-        yaml_node_t *v = node_at(l, p->value);
-        const char *key = scalar(k);
+        yaml_node_t *k = kcw_ydoc_node(&l->y, p->key);
+        yaml_node_t *v = kcw_ydoc_node(&l->y, p->value);
+        const char *key = kcw_ynode_scalar(k);
         if (!k || !v || !key) {
-            node_error(l, k, "%s: keys must be strings", what);
+            kcw_ydoc_error(&l->y, k, "%s: keys must be strings", what);
             rc = -EINVAL;
             continue;
         }
         bool dup = false;
         for (yaml_node_pair_t *q = start; q < p && !dup; q++) {
-            const char *other = scalar(node_at(l, q->key));
+            const char *other = kcw_ynode_scalar(kcw_ydoc_node(&l->y, q->key));
             dup = other && strcmp(other, key) == 0;
         }
         if (dup) {
-            node_error(l, k, "%s: duplicate key \"%s\"", what, key);
+            kcw_ydoc_error(&l->y, k, "%s: duplicate key \"%s\"", what, key);
             rc = -EINVAL;
             continue;
         }
@@ -281,12 +191,6 @@ static int walk_mapping(loader_t *l, yaml_node_t *map, const char *what, pair_fn
             rc = -EINVAL;
     }
     return rc;
-}
-
-static void unknown_key(loader_t *l, const yaml_node_t *k, const char *what, const char *key,
-                        const char *known)
-{
-    node_error(l, k, "%s: unknown key \"%s\" (known: %s)", what, key, known);
 }
 
 /* --- templates -------------------------------------------------------- */
@@ -301,9 +205,9 @@ static int compile_scalar_template(loader_t *l, const yaml_node_t *n, const char
     int col = (int)n->start_mark.column + 1;
     yaml_scalar_style_t style = n->data.scalar.style;
     if (style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-        return kcw_template_compile(src, l->file, line, col + 1, out, l->errs);
+        return kcw_template_compile(src, l->y.file, line, col + 1, out, l->y.errs);
     if (style != YAML_LITERAL_SCALAR_STYLE && style != YAML_FOLDED_SCALAR_STYLE)
-        return kcw_template_compile(src, l->file, line, col, out, l->errs);
+        return kcw_template_compile(src, l->y.file, line, col, out, l->y.errs);
     /* Find the indentation of the first non-blank line after the indicator. */
     const char *p = l->text;
     const char *end = l->text + l->len;
@@ -323,7 +227,7 @@ static int compile_scalar_template(loader_t *l, const yaml_node_t *n, const char
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         p = nl ? nl + 1 : end;
     }
-    return kcw_template_compile_block(src, l->file, line + 1, indent + 1, indent, out, l->errs);
+    return kcw_template_compile_block(src, l->y.file, line + 1, indent + 1, indent, out, l->y.errs);
 }
 
 typedef struct tmpl_list {
@@ -336,18 +240,18 @@ static int on_template_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_n
 {
     tmpl_list_t *tl = arg;
     if (!valid_label_name(key) || strcmp(key, "__name__") == 0) {
-        node_error(l, k, "%s: invalid name \"%s\" (must match [a-zA-Z_][a-zA-Z0-9_]*)", tl->what,
-                   key);
+        kcw_ydoc_error(&l->y, k, "%s: invalid name \"%s\" (must match [a-zA-Z_][a-zA-Z0-9_]*)",
+                       tl->what, key);
         return -EINVAL;
     }
     if (tl->n >= MAX_TEMPLATES_PER_RULE) {
-        node_error(l, k, "%s: more than %d entries", tl->what, MAX_TEMPLATES_PER_RULE);
+        kcw_ydoc_error(&l->y, k, "%s: more than %d entries", tl->what, MAX_TEMPLATES_PER_RULE);
         return -EINVAL;
     }
     char what[160];
     snprintf(what, sizeof(what), "%s.%s", tl->what, key);
     char *src = NULL;
-    if (get_string(l, v, what, &src) < 0)
+    if (kcw_ydoc_get_string(&l->y, v, what, true, &src) < 0)
         return -EINVAL;
     kcw_template_t *t = NULL;
     if (compile_scalar_template(l, v, src, &t) < 0) {
@@ -362,7 +266,7 @@ static int on_template_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_n
         free(name);
         free(src);
         kcw_template_free(t);
-        node_error(l, k, "out of memory");
+        kcw_ydoc_error(&l->y, k, "out of memory");
         return -ENOMEM;
     }
     tl->items = items;
@@ -373,7 +277,7 @@ static int on_template_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_n
 static int get_templates(loader_t *l, yaml_node_t *v, const char *what, kcw_rule_template_t **out,
                          size_t *n_out)
 {
-    if (is_null(v))
+    if (kcw_ynode_is_null(v))
         return 0;
     tmpl_list_t tl = {.what = what};
     int rc = walk_mapping(l, v, what, on_template_pair, &tl);
@@ -400,7 +304,7 @@ static int get_name_mask(loader_t *l, yaml_node_t *v, const char *key, int (*loo
         it = v->data.sequence.items.start;
         top = v->data.sequence.items.top;
         if (it == top) {
-            node_error(l, v, "%s: empty list", key);
+            kcw_ydoc_error(&l->y, v, "%s: empty list", key);
             return -EINVAL;
         }
     }
@@ -409,15 +313,15 @@ static int get_name_mask(loader_t *l, yaml_node_t *v, const char *key, int (*loo
         if (it) {
             if (it >= top)
                 break;
-            one = node_at(l, *it++);
+            one = kcw_ydoc_node(&l->y, *it++);
         }
-        const char *s = scalar(one);
+        const char *s = kcw_ynode_scalar(one);
         int bit = s ? lookup(s) : -1;
         if (bit < 0) {
             if (s)
-                node_error(l, one, "%s: unknown value \"%s\" (one of %s)", key, s, allowed);
+                kcw_ydoc_error(&l->y, one, "%s: unknown value \"%s\" (one of %s)", key, s, allowed);
             else
-                node_error(l, one, "%s: expected a name or a list of names", key);
+                kcw_ydoc_error(&l->y, one, "%s: expected a name or a list of names", key);
             rc = -EINVAL;
         } else {
             *mask |= 1u << bit;
@@ -468,7 +372,7 @@ static int on_connect_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_no
     }
     if (strcmp(key, "target") == 0) {
         cp->target_node = v;
-        const char *s = scalar(v);
+        const char *s = kcw_ynode_scalar(v);
         if (s && strcmp(s, "task") == 0)
             c->target = KCW_TARGET_TASK;
         else if (s && strcmp(s, "connector") == 0)
@@ -476,7 +380,7 @@ static int on_connect_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_no
         else if (s && strcmp(s, "cluster") == 0)
             c->target = KCW_TARGET_CLUSTER;
         else {
-            node_error(l, v, "connect.target: expected task, connector or cluster");
+            kcw_ydoc_error(&l->y, v, "connect.target: expected task, connector or cluster");
             return -EINVAL;
         }
         return 0;
@@ -492,7 +396,7 @@ static int on_connect_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_no
         cp->tbc_key = k;
         return get_bool(l, v, "connect.tasks_below_configs", &c->tasks_below_configs);
     }
-    unknown_key(l, k, "connect", key, connect_keys);
+    kcw_ydoc_unknown_key(&l->y, k, "connect", key, connect_keys);
     return -EINVAL;
 }
 
@@ -505,7 +409,7 @@ static int check_connect(loader_t *l, const yaml_node_t *map, connect_parse_t *c
     unsigned unreachable = 1u << KCW_STATE_UNREACHABLE;
     if (c->target == KCW_TARGET_CLUSTER) {
         if (c->state_mask != unreachable) {
-            node_error(l, cp->state_node ? cp->state_node : map,
+            kcw_ydoc_error(&l->y, cp->state_node ? cp->state_node : map,
                        "connect: target cluster needs state: UNREACHABLE (the only cluster "
                        "state)");
             rc = -EINVAL;
@@ -514,27 +418,28 @@ static int check_connect(loader_t *l, const yaml_node_t *map, connect_parse_t *c
         const char *names[] = {"connector", "type", "tasks_below_configs"};
         for (size_t i = 0; i < 3; i++) {
             if (bad[i]) {
-                node_error(l, bad[i], "connect.%s does not apply to target cluster", names[i]);
+                kcw_ydoc_error(&l->y, bad[i], "connect.%s does not apply to target cluster",
+                               names[i]);
                 rc = -EINVAL;
             }
         }
         return rc;
     }
     if (c->state_mask & unreachable) {
-        node_error(l, cp->state_node,
+        kcw_ydoc_error(&l->y, cp->state_node,
                    "connect.state: UNREACHABLE is only valid with target: "
                    "cluster");
         rc = -EINVAL;
     }
     if (c->target == KCW_TARGET_TASK && (c->state_mask & (1u << KCW_STATE_STOPPED))) {
         /* connect-rest.md §4: STOPPED is a connector state; a stopped connector has no tasks. */
-        node_error(l, cp->state_node,
+        kcw_ydoc_error(&l->y, cp->state_node,
                    "connect.state: tasks are never STOPPED (use target: "
                    "connector)");
         rc = -EINVAL;
     }
     if (cp->tbc_key && c->target != KCW_TARGET_CONNECTOR) {
-        node_error(l, cp->tbc_key, "connect.tasks_below_configs needs target: connector");
+        kcw_ydoc_error(&l->y, cp->tbc_key, "connect.tasks_below_configs needs target: connector");
         rc = -EINVAL;
     }
     return rc;
@@ -544,11 +449,11 @@ static int get_connect(loader_t *l, yaml_node_t *v, kcw_connect_cond_t **out)
 {
     kcw_connect_cond_t *c = calloc(1, sizeof(*c));
     if (!c) {
-        node_error(l, v, "out of memory");
+        kcw_ydoc_error(&l->y, v, "out of memory");
         return -ENOMEM;
     }
     *out = c;
-    if (is_null(v))
+    if (kcw_ynode_is_null(v))
         return check_connect(l, v, &(connect_parse_t){.c = c});
     connect_parse_t cp = {.c = c};
     int rc = walk_mapping(l, v, "connect", on_connect_pair, &cp);
@@ -567,7 +472,7 @@ static int on_restart_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_no
     restart_parse_t *rp = arg;
     if (strcmp(key, "scope") == 0) {
         rp->scope_node = v;
-        const char *s = scalar(v);
+        const char *s = kcw_ynode_scalar(v);
         if (s && strcmp(s, "failed") == 0)
             rp->spec->scope = KCW_SCOPE_FAILED;
         else if (s && strcmp(s, "task") == 0)
@@ -575,14 +480,14 @@ static int on_restart_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_no
         else if (s && strcmp(s, "connector") == 0)
             rp->spec->scope = KCW_SCOPE_CONNECTOR;
         else {
-            node_error(l, v, "restart.scope: expected failed, task or connector");
+            kcw_ydoc_error(&l->y, v, "restart.scope: expected failed, task or connector");
             return -EINVAL;
         }
         return 0;
     }
     if (strcmp(key, "unless_trace") == 0)
         return get_regex(l, v, "restart.unless_trace", false, &rp->spec->unless_trace);
-    unknown_key(l, k, "restart", key, "scope, unless_trace");
+    kcw_ydoc_unknown_key(&l->y, k, "restart", key, "scope, unless_trace");
     return -EINVAL;
 }
 
@@ -590,12 +495,12 @@ static int get_restart(loader_t *l, yaml_node_t *v, kcw_restart_spec_t *spec,
                        const yaml_node_t **scope_node)
 {
     memset(spec, 0, sizeof(*spec));
-    if (is_null(v))
+    if (kcw_ynode_is_null(v))
         return 0;
     if (v->type == YAML_SCALAR_NODE)
         return get_bool(l, v, "restart", &spec->enabled);
     if (v->type != YAML_MAPPING_NODE) {
-        node_error(l, v, "restart: expected true, false or {scope, unless_trace}");
+        kcw_ydoc_error(&l->y, v, "restart: expected true, false or {scope, unless_trace}");
         return -EINVAL;
     }
     spec->enabled = true;
@@ -622,13 +527,13 @@ static int on_rule_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_
     kcw_rule_t *r = rp->r;
     if (strcmp(key, "alert") == 0) {
         rp->alert_key = k;
-        return get_string(l, v, key, &r->alert);
+        return kcw_ydoc_get_string(&l->y, v, key, true, &r->alert);
     }
     if (strcmp(key, "expr") == 0) {
         rp->expr_key = k;
-        int rc = get_string(l, v, key, &r->expr);
+        int rc = kcw_ydoc_get_string(&l->y, v, key, true, &r->expr);
         if (rc == 0 && !*r->expr) {
-            node_error(l, v, "expr: empty expression");
+            kcw_ydoc_error(&l->y, v, "expr: empty expression");
             rc = -EINVAL;
         }
         return rc;
@@ -638,9 +543,9 @@ static int on_rule_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_
         return get_connect(l, v, &r->connect);
     }
     if (strcmp(key, "for") == 0)
-        return get_duration(l, v, key, &r->for_ms);
+        return kcw_ydoc_get_duration(&l->y, v, key, true, &r->for_ms);
     if (strcmp(key, "keep_firing_for") == 0)
-        return get_duration(l, v, key, &r->keep_firing_for_ms);
+        return kcw_ydoc_get_duration(&l->y, v, key, true, &r->keep_firing_for_ms);
     if (strcmp(key, "labels") == 0)
         return get_templates(l, v, key, &r->labels, &r->n_labels);
     if (strcmp(key, "annotations") == 0)
@@ -649,7 +554,7 @@ static int on_rule_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_
         rp->restart_node = v;
         return get_restart(l, v, &r->restart, &rp->scope_node);
     }
-    unknown_key(l, k, "rule", key, rule_keys);
+    kcw_ydoc_unknown_key(&l->y, k, "rule", key, rule_keys);
     return -EINVAL;
 }
 
@@ -658,51 +563,51 @@ static int parse_rule(loader_t *l, yaml_node_t *n, kcw_rule_t *r)
 {
     memset(r, 0, sizeof(*r));
     if (n->type != YAML_MAPPING_NODE) {
-        node_error(l, n, "rule: expected a mapping, got %s", kind_name(n));
+        kcw_ydoc_error(&l->y, n, "rule: expected a mapping, got %s", kcw_ynode_kind(n));
         return -EINVAL;
     }
     /* A recording rule is skipped whole: kcwatch does not write series. */
     bool has_alert = false, has_record = false;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        const char *key = scalar(node_at(l, p->key));
+        const char *key = kcw_ynode_scalar(kcw_ydoc_node(&l->y, p->key));
         has_alert = has_alert || (key && strcmp(key, "alert") == 0);
         has_record = has_record || (key && strcmp(key, "record") == 0);
     }
     if (has_record && has_alert) {
-        node_error(l, n, "rule: only one of 'record' and 'alert' may be set");
+        kcw_ydoc_error(&l->y, n, "rule: only one of 'record' and 'alert' may be set");
         return -EINVAL;
     }
     if (has_record)
         return 1;
     r->line = (int)n->start_mark.line + 1;
     r->col = (int)n->start_mark.column + 1;
-    r->file = strdup(l->file);
+    r->file = strdup(l->y.file);
     if (!r->file) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(&l->y, n, "out of memory");
         return -ENOMEM;
     }
     rule_parse_t rp = {.r = r};
     int rc = walk_mapping(l, n, "rule", on_rule_pair, &rp);
     if (!r->alert || !*r->alert) {
-        node_error(l, rp.alert_key ? rp.alert_key : n,
+        kcw_ydoc_error(&l->y, rp.alert_key ? rp.alert_key : n,
                    "rule: alert name is missing (one of 'record' or 'alert' must be set)");
         rc = -EINVAL;
     }
     if (rp.expr_key && rp.connect_key) {
-        node_error(l, rp.connect_key, "rule: expr and connect are mutually exclusive");
+        kcw_ydoc_error(&l->y, rp.connect_key, "rule: expr and connect are mutually exclusive");
         rc = -EINVAL;
     } else if (!rp.expr_key && !rp.connect_key) {
-        node_error(l, n, "rule: one of expr or connect is required");
+        kcw_ydoc_error(&l->y, n, "rule: one of expr or connect is required");
         rc = -EINVAL;
     }
     if (r->restart.enabled && r->connect) {
         if (r->connect->target == KCW_TARGET_CLUSTER) {
-            node_error(l, rp.restart_node,
+            kcw_ydoc_error(&l->y, rp.restart_node,
                        "restart: a target: cluster rule has no connector to restart");
             rc = -EINVAL;
         } else if (r->connect->target == KCW_TARGET_CONNECTOR &&
                    r->restart.scope == KCW_SCOPE_TASK) {
-            node_error(l, rp.scope_node ? rp.scope_node : rp.restart_node,
+            kcw_ydoc_error(&l->y, rp.scope_node ? rp.scope_node : rp.restart_node,
                        "restart.scope: task needs task instances (this rule targets "
                        "connectors)");
             rc = -EINVAL;
@@ -723,46 +628,46 @@ static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node
     kcw_rule_group_t *g = gp->g;
     if (strcmp(key, "name") == 0) {
         gp->name_node = v;
-        return get_string(l, v, key, &g->name);
+        return kcw_ydoc_get_string(&l->y, v, key, true, &g->name);
     }
     if (strcmp(key, "interval") == 0)
-        return get_duration(l, v, key, &g->interval_ms);
+        return kcw_ydoc_get_duration(&l->y, v, key, true, &g->interval_ms);
     if (strcmp(key, "query_offset") == 0)
-        return get_duration(l, v, key, &g->query_offset_ms);
+        return kcw_ydoc_get_duration(&l->y, v, key, true, &g->query_offset_ms);
     if (strcmp(key, "limit") == 0)
         return get_int(l, v, key, &g->limit);
     if (strcmp(key, "rules") == 0) {
         gp->rules_node = v;
         return 0;
     }
-    unknown_key(l, k, "group", key, "name, interval, limit, query_offset, rules");
+    kcw_ydoc_unknown_key(&l->y, k, "group", key, "name, interval, limit, query_offset, rules");
     return -EINVAL;
 }
 
 static int parse_rules(loader_t *l, yaml_node_t *seq, kcw_rule_group_t *g)
 {
-    if (is_null(seq))
+    if (kcw_ynode_is_null(seq))
         return 0;
     if (seq->type != YAML_SEQUENCE_NODE) {
-        node_error(l, seq, "rules: expected a list, got %s", kind_name(seq));
+        kcw_ydoc_error(&l->y, seq, "rules: expected a list, got %s", kcw_ynode_kind(seq));
         return -EINVAL;
     }
-    size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    size_t n = kcw_ynode_seq_len(seq);
     if (n == 0)
         return 0;
     g->rules = calloc(n, sizeof(*g->rules));
     if (!g->rules) {
-        node_error(l, seq, "out of memory");
+        kcw_ydoc_error(&l->y, seq, "out of memory");
         return -ENOMEM;
     }
     int rc = 0;
     for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top;
          it++) {
-        yaml_node_t *rn = node_at(l, *it);
+        yaml_node_t *rn = kcw_ydoc_node(&l->y, *it);
         if (!rn)
             continue;
         if (l->n_rules >= MAX_RULES_PER_FILE) {
-            node_error(l, rn, "more than %d rules in one file", MAX_RULES_PER_FILE);
+            kcw_ydoc_error(&l->y, rn, "more than %d rules in one file", MAX_RULES_PER_FILE);
             return -EINVAL;
         }
         kcw_rule_t *r = &g->rules[g->n_rules];
@@ -784,9 +689,9 @@ static int parse_group(loader_t *l, yaml_node_t *n, kcw_rule_group_t *g, kcw_rul
                        size_t n_prev)
 {
     memset(g, 0, sizeof(*g));
-    g->file = strdup(l->file);
+    g->file = strdup(l->y.file);
     if (!g->file) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(&l->y, n, "out of memory");
         return -ENOMEM;
     }
     group_parse_t gp = {.g = g};
@@ -794,13 +699,13 @@ static int parse_group(loader_t *l, yaml_node_t *n, kcw_rule_group_t *g, kcw_rul
     if (n->type != YAML_MAPPING_NODE)
         return -EINVAL;
     if (!g->name || !*g->name) {
-        node_error(l, gp.name_node ? gp.name_node : n, "group: name is missing");
+        kcw_ydoc_error(&l->y, gp.name_node ? gp.name_node : n, "group: name is missing");
         rc = -EINVAL;
     } else {
         for (size_t i = 0; i < n_prev; i++) {
             if (prev[i].name && strcmp(prev[i].name, g->name) == 0) {
-                node_error(l, gp.name_node, "groupname: \"%s\" is repeated in the same file",
-                           g->name);
+                kcw_ydoc_error(&l->y, gp.name_node,
+                               "groupname: \"%s\" is repeated in the same file", g->name);
                 rc = -EINVAL;
                 break;
             }
@@ -822,75 +727,43 @@ static int on_top_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_t
         fp->groups = v;
         return 0;
     }
-    unknown_key(l, k, "rule file", key, "groups");
+    kcw_ydoc_unknown_key(&l->y, k, "rule file", key, "groups");
     return -EINVAL;
 }
 
-static void yaml_error(loader_t *l, const yaml_parser_t *p)
-{
-    const yaml_mark_t *m = p->problem ? &p->problem_mark : &p->context_mark;
-    if (p->context)
-        kcw_errors_add(l->errs, l->file, (int)m->line + 1, (int)m->column + 1, "yaml: %s %s",
-                       p->problem ? p->problem : "syntax error", p->context);
-    else
-        kcw_errors_add(l->errs, l->file, (int)m->line + 1, (int)m->column + 1, "yaml: %s",
-                       p->problem ? p->problem : "syntax error");
-}
-
-/* Parses one file's text into groups (*groups / *n). Errors go to l->errs. */
+/* Parses one file's text into groups (*groups / *n). Errors go to l->y.errs. */
 static void parse_file(loader_t *l, kcw_rule_group_t **groups, size_t *n)
 {
     *groups = NULL;
     *n = 0;
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        kcw_errors_add(l->errs, l->file, 0, 0, "out of memory");
+    /* Prometheus reads one document per rule file; a second one would be
+     * silently ignored there, which hides rules. */
+    if (kcw_ydoc_load(&l->y, l->text, l->len, "only one YAML document per rule file") < 0)
         return;
-    }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)l->text, l->len);
-    if (!yaml_parser_load(&parser, &l->doc)) {
-        yaml_error(l, &parser);
-        yaml_parser_delete(&parser);
-        return;
-    }
-    yaml_node_t *root = yaml_document_get_root_node(&l->doc);
-    if (root) {
-        /* Prometheus reads one document per rule file; a second one would be
-         * silently ignored there, which hides rules. */
-        yaml_document_t extra;
-        if (!yaml_parser_load(&parser, &extra)) {
-            yaml_error(l, &parser);
-        } else {
-            yaml_node_t *xroot = yaml_document_get_root_node(&extra);
-            if (xroot)
-                node_error(l, xroot, "only one YAML document per rule file");
-            yaml_document_delete(&extra);
-        }
-    }
-    yaml_parser_delete(&parser);
-    if (!root || is_null(root)) {
-        yaml_document_delete(&l->doc);
+    yaml_node_t *root = yaml_document_get_root_node(&l->y.doc);
+    if (!root || kcw_ynode_is_null(root)) {
+        kcw_ydoc_free(&l->y);
         return; /* an empty file has no groups */
     }
     file_parse_t fp = {0};
     walk_mapping(l, root, "rule file", on_top_pair, &fp);
     yaml_node_t *seq = fp.groups;
-    if (seq && !is_null(seq)) {
+    if (seq && !kcw_ynode_is_null(seq)) {
         if (seq->type != YAML_SEQUENCE_NODE) {
-            node_error(l, seq, "groups: expected a list, got %s", kind_name(seq));
+            kcw_ydoc_error(&l->y, seq, "groups: expected a list, got %s", kcw_ynode_kind(seq));
         } else {
-            size_t count = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+            size_t count = kcw_ynode_seq_len(seq);
             if (count > MAX_GROUPS_PER_FILE) {
-                node_error(l, seq, "more than %d groups in one file", MAX_GROUPS_PER_FILE);
+                kcw_ydoc_error(&l->y, seq, "more than %d groups in one file", MAX_GROUPS_PER_FILE);
                 count = 0;
             }
             *groups = count ? calloc(count, sizeof(**groups)) : NULL;
             if (count && !*groups) {
-                node_error(l, seq, "out of memory");
+                kcw_ydoc_error(&l->y, seq, "out of memory");
                 count = 0;
             }
             for (size_t i = 0; i < count; i++) {
-                yaml_node_t *gn = node_at(l, seq->data.sequence.items.start[i]);
+                yaml_node_t *gn = kcw_ydoc_node(&l->y, seq->data.sequence.items.start[i]);
                 if (!gn)
                     continue;
                 parse_group(l, gn, &(*groups)[*n], *groups, *n);
@@ -898,13 +771,13 @@ static void parse_file(loader_t *l, kcw_rule_group_t **groups, size_t *n)
             }
         }
     }
-    yaml_document_delete(&l->doc);
+    kcw_ydoc_free(&l->y);
 }
 
 static int load_buffer(const char *text, size_t len, const char *name, kcw_ruleset_t **rs,
                        kcw_errors_t *errs)
 {
-    loader_t l = {.file = name, .text = text, .len = len, .errs = errs};
+    loader_t l = {.y = {.file = name, .errs = errs}, .text = text, .len = len};
     size_t before = errs->n;
     kcw_rule_group_t *groups;
     size_t n;
@@ -949,43 +822,27 @@ int kcw_rules_load_string(const char *yaml, const char *name, kcw_ruleset_t **rs
 /* Reads path whole (bounded) and loads it. */
 static int load_path(const char *path, bool named, kcw_ruleset_t **rs, kcw_errors_t *errs)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        kcw_errors_add(errs, path, 0, 0, "cannot open rule file: %s", strerror(errno));
-        return -EINVAL;
+    char *text;
+    size_t got;
+    kcw_read_step_t step;
+    int rc = kcw_file_read_bounded(path, MAX_FILE_BYTES, &text, &got, &step);
+    if (rc == -EISDIR && !named)
+        return 0; /* a glob that also matches a directory (rules.d/tests) */
+    if (rc < 0) {
+        if (step == KCW_READ_OPEN)
+            kcw_errors_add(errs, path, 0, 0, "cannot open rule file: %s", strerror(-rc));
+        else if (rc == -EFBIG)
+            kcw_errors_add(errs, path, 0, 0, "rule file larger than %d bytes", MAX_FILE_BYTES);
+        else if (step == KCW_READ_STAT)
+            kcw_errors_add(errs, path, 0, 0, "cannot read rule file: %s",
+                           rc == -EISDIR ? "is a directory" : strerror(-rc));
+        else if (rc == -ENOMEM)
+            kcw_errors_add(errs, path, 0, 0, "out of memory");
+        else
+            kcw_errors_add(errs, path, 0, 0, "cannot read rule file");
+        return rc == -ENOMEM ? -ENOMEM : -EINVAL;
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) < 0 || S_ISDIR(st.st_mode)) {
-        int e = errno;
-        fclose(f);
-        if (!named && S_ISDIR(st.st_mode))
-            return 0; /* a glob that also matches a directory (rules.d/tests) */
-        kcw_errors_add(errs, path, 0, 0, "cannot read rule file: %s",
-                       S_ISDIR(st.st_mode) ? "is a directory" : strerror(e));
-        return -EINVAL;
-    }
-    if (st.st_size > MAX_FILE_BYTES) {
-        fclose(f);
-        kcw_errors_add(errs, path, 0, 0, "rule file larger than %d bytes", MAX_FILE_BYTES);
-        return -EINVAL;
-    }
-    size_t size = (size_t)st.st_size;
-    char *text = malloc(size + 1);
-    if (!text) {
-        fclose(f);
-        kcw_errors_add(errs, path, 0, 0, "out of memory");
-        return -ENOMEM;
-    }
-    size_t got = fread(text, 1, size, f);
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(text);
-        kcw_errors_add(errs, path, 0, 0, "cannot read rule file");
-        return -EINVAL;
-    }
-    text[got] = '\0';
-    int rc = load_buffer(text, got, path, rs, errs);
+    rc = load_buffer(text, got, path, rs, errs);
     free(text);
     return rc;
 }

@@ -37,6 +37,7 @@
 #include "kcwatch/labels.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/yamlnode.h"
 
 #define MAX_FILE_BYTES (8 * 1024 * 1024)
 #define MAX_LIST_ITEMS 100000    /* entries of any one list or mapping */
@@ -190,127 +191,9 @@ static void test_file_clear(test_file_t *tf)
 }
 
 /* --- YAML node helpers ----------------------------------------------------
- * The same shape as rules.c's (libyaml document nodes with start marks); they
- * are static there, so the few this walk needs live here too. */
+ * The shared ones are in yamlnode.h; these few are this schema's own. */
 
-typedef struct loader {
-    yaml_document_t doc;
-    const char *file;
-    kcw_errors_t *errs;
-    size_t visits;
-    bool too_big; /* reported once */
-} loader_t;
-
-static void node_error(loader_t *l, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void node_error(loader_t *l, const yaml_node_t *n, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    int line = n ? (int)n->start_mark.line + 1 : 0;
-    int col = n ? (int)n->start_mark.column + 1 : 0;
-    kcw_errors_add(l->errs, l->file, line, col, "%s", msg);
-}
-
-/* NULL once the walk has visited too many nodes (an alias bomb). */
-static yaml_node_t *node_at(loader_t *l, int idx)
-{
-    if (++l->visits > MAX_NODE_VISITS) {
-        if (!l->too_big)
-            kcw_errors_add(l->errs, l->file, 0, 0, "document too large to walk (aliases?)");
-        l->too_big = true;
-        return NULL;
-    }
-    return yaml_document_get_node(&l->doc, idx);
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static bool is_null(const yaml_node_t *n)
-{
-    if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    const char *s = scalar(n);
-    return !*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
-           strcmp(s, "NULL") == 0;
-}
-
-static const char *kind_name(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    default:
-        return "a scalar";
-    }
-}
-
-static size_t map_len(const yaml_node_t *n)
-{
-    return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-}
-
-static size_t seq_len(const yaml_node_t *n)
-{
-    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-}
-
-/* A mapping whose keys are unique strings from allowed (NULL-terminated);
- * each problem is reported at its key. false when n is not a usable mapping. */
-static bool check_map(loader_t *l, const yaml_node_t *n, const char *what,
-                      const char *const *allowed)
-{
-    if (n->type != YAML_MAPPING_NODE) {
-        node_error(l, n, "%s: expected a mapping, got %s", what, kind_name(n));
-        return false;
-    }
-    if (map_len(n) > MAX_LIST_ITEMS) {
-        node_error(l, n, "%s: more than %d entries", what, MAX_LIST_ITEMS);
-        return false;
-    }
-    const yaml_node_pair_t *start = n->data.mapping.pairs.start;
-    for (const yaml_node_pair_t *p = start; p < n->data.mapping.pairs.top && !l->too_big; p++) {
-        const yaml_node_t *k = node_at(l, p->key);
-        const char *key = scalar(k);
-        if (!key) {
-            if (k)
-                node_error(l, k, "%s: keys must be strings", what);
-            continue;
-        }
-        bool dup = false;
-        for (const yaml_node_pair_t *q = start; q < p && !dup; q++) {
-            const char *other = scalar(node_at(l, q->key));
-            dup = other && strcmp(other, key) == 0;
-        }
-        if (dup) {
-            node_error(l, k, "%s: duplicate key \"%s\"", what, key);
-            continue;
-        }
-        if (!allowed)
-            continue;
-        bool known = false;
-        for (size_t i = 0; allowed[i] && !known; i++)
-            known = strcmp(allowed[i], key) == 0;
-        if (!known) {
-            char list[512] = "";
-            size_t len = 0;
-            for (size_t i = 0; allowed[i] && len < sizeof(list); i++)
-                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
-                                        allowed[i]);
-            node_error(l, k, "%s: unknown key \"%s\" (known: %s)", what, key, list);
-        }
-    }
-    return true;
-}
+typedef kcw_ydoc_t loader_t;
 
 /* The value of key in a mapping checked by check_map; NULL when absent or
  * null, so defaults stand. */
@@ -318,10 +201,10 @@ static yaml_node_t *map_get(loader_t *l, const yaml_node_t *map, const char *key
 {
     for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
-        const char *k = scalar(node_at(l, p->key));
+        const char *k = kcw_ynode_scalar(kcw_ydoc_node(l, p->key));
         if (k && strcmp(k, key) == 0) {
-            yaml_node_t *v = node_at(l, p->value);
-            return is_null(v) ? NULL : v;
+            yaml_node_t *v = kcw_ydoc_node(l, p->value);
+            return kcw_ynode_is_null(v) ? NULL : v;
         }
     }
     return NULL;
@@ -331,52 +214,19 @@ static yaml_node_t *map_get(loader_t *l, const yaml_node_t *map, const char *key
 static bool check_seq(loader_t *l, const yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_SEQUENCE_NODE) {
-        node_error(l, n, "%s: expected a list, got %s", what, kind_name(n));
+        kcw_ydoc_error(l, n, "%s: expected a list, got %s", what, kcw_ynode_kind(n));
         return false;
     }
-    if (seq_len(n) > MAX_LIST_ITEMS) {
-        node_error(l, n, "%s: more than %d entries", what, MAX_LIST_ITEMS);
+    if (kcw_ynode_seq_len(n) > MAX_LIST_ITEMS) {
+        kcw_ydoc_error(l, n, "%s: more than %d entries", what, MAX_LIST_ITEMS);
         return false;
     }
     return true;
 }
 
-static int get_string(loader_t *l, const yaml_node_t *n, const char *what, char **out)
-{
-    const char *s = scalar(n);
-    if (!s) {
-        node_error(l, n, "%s: expected a string, got %s", what, kind_name(n));
-        return -EINVAL;
-    }
-    if (!(*out = strdup(s))) {
-        node_error(l, n, "out of memory");
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static int get_duration(loader_t *l, const yaml_node_t *n, const char *what, int64_t *out)
-{
-    const char *s = scalar(n);
-    if (!s) {
-        node_error(l, n, "%s: expected a duration, got %s", what, kind_name(n));
-        return -EINVAL;
-    }
-    int rc = kcw_duration_parse(s, out);
-    if (rc == -ERANGE) {
-        node_error(l, n, "%s: duration \"%s\" out of range", what, s);
-        return rc;
-    }
-    if (rc < 0 || *out < 0) {
-        node_error(l, n, "%s: invalid duration \"%s\" (use e.g. 30s, 5m, 1h30m)", what, s);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 static int get_count(loader_t *l, const yaml_node_t *n, const char *what, int *out)
 {
-    const char *s = scalar(n);
+    const char *s = kcw_ynode_scalar(n);
     if (s && *s) {
         char *end;
         errno = 0;
@@ -386,14 +236,14 @@ static int get_count(loader_t *l, const yaml_node_t *n, const char *what, int *o
             return 0;
         }
     }
-    node_error(l, n, "%s: expected an integer from 0 to 100000", what);
+    kcw_ydoc_error(l, n, "%s: expected an integer from 0 to 100000", what);
     return -EINVAL;
 }
 
 /* A sample value as Prometheus writes them: numbers, NaN, +Inf, -Inf. */
 static int get_value(loader_t *l, const yaml_node_t *n, const char *what, double *out)
 {
-    const char *s = scalar(n);
+    const char *s = kcw_ynode_scalar(n);
     if (s && *s) {
         char *end;
         double v = strtod(s, &end);
@@ -402,7 +252,7 @@ static int get_value(loader_t *l, const yaml_node_t *n, const char *what, double
             return 0;
         }
     }
-    node_error(l, n, "%s: expected a number (or NaN, +Inf, -Inf)", what);
+    kcw_ydoc_error(l, n, "%s: expected a number (or NaN, +Inf, -Inf)", what);
     return -EINVAL;
 }
 
@@ -421,29 +271,29 @@ static bool label_name_ok(const char *s)
 static int get_labels(loader_t *l, const yaml_node_t *n, const char *what, bool check_names,
                       kcw_labels_t *out)
 {
-    if (!check_map(l, n, what, NULL))
+    if (!kcw_ydoc_check_map(l, n, what, NULL, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
          p++) {
-        const yaml_node_t *k = node_at(l, p->key);
-        const yaml_node_t *v = node_at(l, p->value);
-        const char *name = scalar(k);
+        const yaml_node_t *k = kcw_ydoc_node(l, p->key);
+        const yaml_node_t *v = kcw_ydoc_node(l, p->value);
+        const char *name = kcw_ynode_scalar(k);
         if (!name || !v)
             continue; /* reported by check_map */
         if (check_names && !label_name_ok(name)) {
-            node_error(l, k, "%s: invalid label name \"%s\"", what, name);
+            kcw_ydoc_error(l, k, "%s: invalid label name \"%s\"", what, name);
             rc = -EINVAL;
             continue;
         }
-        const char *value = is_null(v) ? "" : scalar(v);
+        const char *value = kcw_ynode_is_null(v) ? "" : kcw_ynode_scalar(v);
         if (!value) {
-            node_error(l, v, "%s.%s: expected a string, got %s", what, name, kind_name(v));
+            kcw_ydoc_error(l, v, "%s.%s: expected a string, got %s", what, name, kcw_ynode_kind(v));
             rc = -EINVAL;
             continue;
         }
         if (kcw_labels_set(out, name, value) < 0) {
-            node_error(l, v, "out of memory");
+            kcw_ydoc_error(l, v, "out of memory");
             return -ENOMEM;
         }
     }
@@ -457,7 +307,7 @@ static void *alloc_items(loader_t *l, const yaml_node_t *node, size_t n, size_t 
         return NULL;
     void *p = calloc(n, size);
     if (!p)
-        node_error(l, node, "out of memory");
+        kcw_ydoc_error(l, node, "out of memory");
     return p;
 }
 
@@ -494,11 +344,11 @@ static const char *const snapshot_keys[] = {"at", "clusters", "unreachable", NUL
 /* A task or connector state; UNREACHABLE belongs to clusters only. */
 static int get_state(loader_t *l, const yaml_node_t *n, const char *what, kcw_state_t *out)
 {
-    const char *s = scalar(n);
+    const char *s = kcw_ynode_scalar(n);
     kcw_state_t st = s ? kcw_state_parse(s) : KCW_STATE_UNKNOWN;
     if (st == KCW_STATE_UNKNOWN || st == KCW_STATE_UNREACHABLE) {
-        node_error(l, n, "%s: expected RUNNING, FAILED, PAUSED, UNASSIGNED, RESTARTING or STOPPED",
-                   what);
+        kcw_ydoc_error(
+            l, n, "%s: expected RUNNING, FAILED, PAUSED, UNASSIGNED, RESTARTING or STOPPED", what);
         return -EINVAL;
     }
     *out = st;
@@ -522,7 +372,7 @@ static int parse_task(loader_t *l, const yaml_node_t *n, const kcw_connector_sta
 {
     t->id = (int)index;
     t->state = KCW_STATE_RUNNING;
-    if (!check_map(l, n, "task", task_keys))
+    if (!kcw_ydoc_check_map(l, n, "task", task_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v;
@@ -532,13 +382,13 @@ static int parse_task(loader_t *l, const yaml_node_t *n, const kcw_connector_sta
         rc = -EINVAL;
     /* A task runs where its connector does unless the test says otherwise. */
     if ((v = map_get(l, n, "worker_id"))) {
-        if (get_string(l, v, "worker_id", &t->worker_id) < 0)
+        if (kcw_ydoc_get_string(l, v, "worker_id", false, &t->worker_id) < 0)
             rc = -EINVAL;
     } else if (c->worker_id && !(t->worker_id = strdup(c->worker_id))) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(l, n, "out of memory");
         rc = -ENOMEM;
     }
-    if ((v = map_get(l, n, "trace")) && get_string(l, v, "trace", &t->trace) < 0)
+    if ((v = map_get(l, n, "trace")) && kcw_ydoc_get_string(l, v, "trace", false, &t->trace) < 0)
         rc = -EINVAL;
     return rc;
 }
@@ -549,46 +399,48 @@ static int parse_connector(loader_t *l, const yaml_node_t *k, const yaml_node_t 
     c->state = KCW_STATE_RUNNING;
     c->n_task_configs = -1;
     c->tasks_max = -1;
-    if (get_string(l, k, "connector name", &c->name) < 0)
+    if (kcw_ydoc_get_string(l, k, "connector name", false, &c->name) < 0)
         return -EINVAL;
-    if (is_null(n))
+    if (kcw_ynode_is_null(n))
         n = NULL;
-    if (n && !check_map(l, n, "connector", connector_keys))
+    if (n && !kcw_ydoc_check_map(l, n, "connector", connector_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v;
     if (n && (v = map_get(l, n, "type"))) {
-        const char *s = scalar(v);
+        const char *s = kcw_ynode_scalar(v);
         if (s && strcmp(s, "source") == 0) {
             c->type = KCW_CTYPE_SOURCE;
         } else if (s && strcmp(s, "sink") == 0) {
             c->type = KCW_CTYPE_SINK;
         } else {
-            node_error(l, v, "type: expected source or sink");
+            kcw_ydoc_error(l, v, "type: expected source or sink");
             rc = -EINVAL;
         }
     }
     if (n && (v = map_get(l, n, "state")) && get_state(l, v, "state", &c->state) < 0)
         rc = -EINVAL;
-    if (n && (v = map_get(l, n, "worker_id")) && get_string(l, v, "worker_id", &c->worker_id) < 0)
+    if (n && (v = map_get(l, n, "worker_id")) &&
+        kcw_ydoc_get_string(l, v, "worker_id", false, &c->worker_id) < 0)
         rc = -EINVAL;
-    if (n && (v = map_get(l, n, "trace")) && get_string(l, v, "trace", &c->trace) < 0)
+    if (n && (v = map_get(l, n, "trace")) &&
+        kcw_ydoc_get_string(l, v, "trace", false, &c->trace) < 0)
         rc = -EINVAL;
     const yaml_node_t *tasks = n ? map_get(l, n, "tasks") : NULL;
     if (tasks && check_seq(l, tasks, "tasks")) {
-        size_t count = seq_len(tasks);
+        size_t count = kcw_ynode_seq_len(tasks);
         c->tasks = alloc_items(l, tasks, count, sizeof(*c->tasks));
         if (count && !c->tasks)
             return -ENOMEM;
         for (size_t i = 0; i < count; i++) {
-            const yaml_node_t *tn = node_at(l, tasks->data.sequence.items.start[i]);
+            const yaml_node_t *tn = kcw_ydoc_node(l, tasks->data.sequence.items.start[i]);
             if (!tn)
                 continue;
             if (parse_task(l, tn, c, i, &c->tasks[c->n_tasks++]) < 0)
                 rc = -EINVAL;
             for (size_t j = 0; j + 1 < c->n_tasks; j++)
                 if (c->tasks[j].id == c->tasks[c->n_tasks - 1].id) {
-                    node_error(l, tn, "task %d listed twice", c->tasks[j].id);
+                    kcw_ydoc_error(l, tn, "task %d listed twice", c->tasks[j].id);
                     rc = -EINVAL;
                     break;
                 }
@@ -613,29 +465,29 @@ static int parse_connector(loader_t *l, const yaml_node_t *k, const yaml_node_t 
 static int parse_cluster(loader_t *l, const yaml_node_t *k, const yaml_node_t *n, int64_t poll_ms,
                          kcw_cluster_status_t *cl)
 {
-    if (get_string(l, k, "cluster name", &cl->name) < 0)
+    if (kcw_ydoc_get_string(l, k, "cluster name", false, &cl->name) < 0)
         return -EINVAL;
     cl->reachable = true;
     cl->ever_reachable = true;
     cl->last_poll_ms = cl->last_ok_ms = poll_ms;
-    if (is_null(n))
+    if (kcw_ynode_is_null(n))
         return 0; /* a reachable cluster without connectors */
-    if (!check_map(l, n, "cluster", NULL))
+    if (!kcw_ydoc_check_map(l, n, "cluster", NULL, MAX_LIST_ITEMS))
         return -EINVAL;
-    size_t count = map_len(n);
+    size_t count = kcw_ynode_map_len(n);
     cl->connectors = alloc_items(l, n, count, sizeof(*cl->connectors));
     if (count && !cl->connectors)
         return -ENOMEM;
     int rc = 0;
     for (size_t i = 0; i < count; i++) {
         const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
-        const yaml_node_t *ck = node_at(l, p->key);
-        const yaml_node_t *cv = node_at(l, p->value);
-        if (!ck || !cv || !scalar(ck))
+        const yaml_node_t *ck = kcw_ydoc_node(l, p->key);
+        const yaml_node_t *cv = kcw_ydoc_node(l, p->value);
+        if (!ck || !cv || !kcw_ynode_scalar(ck))
             continue;
         bool dup = false;
         for (size_t j = 0; j < cl->n_connectors && !dup; j++)
-            dup = strcmp(cl->connectors[j].name, scalar(ck)) == 0;
+            dup = strcmp(cl->connectors[j].name, kcw_ynode_scalar(ck)) == 0;
         if (dup)
             continue; /* reported by check_map */
         if (parse_connector(l, ck, cv, &cl->connectors[cl->n_connectors++]) < 0)
@@ -659,12 +511,12 @@ static const kcw_cluster_status_t *snapshot_find(const snapshot_t *s, const char
 static int unreachable_cluster(loader_t *l, const yaml_node_t *n, const snapshot_t *prev,
                                int64_t poll_ms, kcw_cluster_status_t *cl)
 {
-    if (get_string(l, n, "unreachable", &cl->name) < 0)
+    if (kcw_ydoc_get_string(l, n, "unreachable", false, &cl->name) < 0)
         return -EINVAL;
     cl->reachable = false;
     cl->last_poll_ms = poll_ms;
     if (!(cl->last_error = strdup("no worker reachable"))) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
     const kcw_cluster_status_t *old = snapshot_find(prev, cl->name);
@@ -676,12 +528,12 @@ static int unreachable_cluster(loader_t *l, const yaml_node_t *n, const snapshot
         return 0;
     cl->connectors = calloc(old->n_connectors, sizeof(*cl->connectors));
     if (!cl->connectors) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
     for (size_t i = 0; i < old->n_connectors; i++) {
         if (kcw_connector_status_copy(&cl->connectors[i], &old->connectors[i]) < 0) {
-            node_error(l, n, "out of memory");
+            kcw_ydoc_error(l, n, "out of memory");
             return -ENOMEM;
         }
         cl->n_connectors++;
@@ -691,23 +543,23 @@ static int unreachable_cluster(loader_t *l, const yaml_node_t *n, const snapshot
 
 static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *prev, snapshot_t *s)
 {
-    if (!check_map(l, n, "connect snapshot", snapshot_keys))
+    if (!kcw_ydoc_check_map(l, n, "connect snapshot", snapshot_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *at = map_get(l, n, "at");
     if (!at) {
-        node_error(l, n, "connect snapshot: missing \"at\"");
+        kcw_ydoc_error(l, n, "connect snapshot: missing \"at\"");
         rc = -EINVAL;
-    } else if (get_duration(l, at, "at", &s->at_ms) < 0) {
+    } else if (kcw_ydoc_get_duration(l, at, "at", false, &s->at_ms) < 0) {
         rc = -EINVAL;
     } else if (prev && s->at_ms <= prev->at_ms) {
-        node_error(l, at, "at: snapshots must be in increasing time order");
+        kcw_ydoc_error(l, at, "at: snapshots must be in increasing time order");
         rc = -EINVAL;
     }
     int64_t poll_ms = TEST_EPOCH_MS + s->at_ms;
     const yaml_node_t *clusters = map_get(l, n, "clusters");
     const yaml_node_t *down = map_get(l, n, "unreachable");
-    if (clusters && !check_map(l, clusters, "clusters", NULL)) {
+    if (clusters && !kcw_ydoc_check_map(l, clusters, "clusters", NULL, MAX_LIST_ITEMS)) {
         clusters = NULL;
         rc = -EINVAL;
     }
@@ -715,26 +567,27 @@ static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *p
         down = NULL;
         rc = -EINVAL;
     }
-    size_t total = (clusters ? map_len(clusters) : 0) + (down ? seq_len(down) : 0);
+    size_t total =
+        (clusters ? kcw_ynode_map_len(clusters) : 0) + (down ? kcw_ynode_seq_len(down) : 0);
     s->clusters = alloc_items(l, n, total, sizeof(*s->clusters));
     if (total && !s->clusters)
         return -ENOMEM;
-    for (size_t i = 0; clusters && i < map_len(clusters); i++) {
+    for (size_t i = 0; clusters && i < kcw_ynode_map_len(clusters); i++) {
         const yaml_node_pair_t *p = &clusters->data.mapping.pairs.start[i];
-        const yaml_node_t *k = node_at(l, p->key);
-        const yaml_node_t *v = node_at(l, p->value);
-        if (!k || !v || !scalar(k) || snapshot_find(s, scalar(k)))
+        const yaml_node_t *k = kcw_ydoc_node(l, p->key);
+        const yaml_node_t *v = kcw_ydoc_node(l, p->value);
+        if (!k || !v || !kcw_ynode_scalar(k) || snapshot_find(s, kcw_ynode_scalar(k)))
             continue; /* reported by check_map */
         if (parse_cluster(l, k, v, poll_ms, &s->clusters[s->n_clusters++]) < 0)
             rc = -EINVAL;
     }
-    for (size_t i = 0; down && i < seq_len(down); i++) {
-        const yaml_node_t *v = node_at(l, down->data.sequence.items.start[i]);
+    for (size_t i = 0; down && i < kcw_ynode_seq_len(down); i++) {
+        const yaml_node_t *v = kcw_ydoc_node(l, down->data.sequence.items.start[i]);
         if (!v)
             continue;
-        if (scalar(v) && snapshot_find(s, scalar(v))) {
-            node_error(l, v, "unreachable: cluster \"%s\" is listed twice in this snapshot",
-                       scalar(v));
+        if (kcw_ynode_scalar(v) && snapshot_find(s, kcw_ynode_scalar(v))) {
+            kcw_ydoc_error(l, v, "unreachable: cluster \"%s\" is listed twice in this snapshot",
+                       kcw_ynode_scalar(v));
             rc = -EINVAL;
             continue;
         }
@@ -744,7 +597,7 @@ static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *p
     if (rc == 0) {
         s->view = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(*s->view));
         if (!s->view) {
-            node_error(l, n, "out of memory");
+            kcw_ydoc_error(l, n, "out of memory");
             return -ENOMEM;
         }
         for (size_t i = 0; i < s->n_clusters; i++)
@@ -761,14 +614,14 @@ static const char *const sample_keys[] = {"labels", "value", NULL};
 
 static int parse_sample(loader_t *l, const yaml_node_t *n, kcw_prom_sample_t *s)
 {
-    if (!check_map(l, n, "sample", sample_keys))
+    if (!kcw_ydoc_check_map(l, n, "sample", sample_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v = map_get(l, n, "labels");
     if (v && get_labels(l, v, "labels", true, &s->metric) < 0)
         rc = -EINVAL;
     if (!(v = map_get(l, n, "value"))) {
-        node_error(l, n, "sample: missing \"value\"");
+        kcw_ydoc_error(l, n, "sample: missing \"value\"");
         rc = -EINVAL;
     } else if (get_value(l, v, "value", &s->value) < 0) {
         rc = -EINVAL;
@@ -778,17 +631,17 @@ static int parse_sample(loader_t *l, const yaml_node_t *n, kcw_prom_sample_t *s)
 
 static int parse_result(loader_t *l, const yaml_node_t *n, const canned_t *prev, canned_t *c)
 {
-    if (!check_map(l, n, "result", result_keys))
+    if (!kcw_ydoc_check_map(l, n, "result", result_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *at = map_get(l, n, "at");
     if (!at) {
-        node_error(l, n, "result: missing \"at\"");
+        kcw_ydoc_error(l, n, "result: missing \"at\"");
         rc = -EINVAL;
-    } else if (get_duration(l, at, "at", &c->at_ms) < 0) {
+    } else if (kcw_ydoc_get_duration(l, at, "at", false, &c->at_ms) < 0) {
         rc = -EINVAL;
     } else if (prev && c->at_ms <= prev->at_ms) {
-        node_error(l, at, "at: results must be in increasing time order");
+        kcw_ydoc_error(l, at, "at: results must be in increasing time order");
         rc = -EINVAL;
     }
     const yaml_node_t *vec = NULL, *sc = NULL, *err = NULL;
@@ -796,8 +649,8 @@ static int parse_result(loader_t *l, const yaml_node_t *n, const canned_t *prev,
     /* `vector: []` is a real (empty) answer, so presence is what counts. */
     for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
          p++) {
-        const char *k = scalar(node_at(l, p->key));
-        const yaml_node_t *v = node_at(l, p->value);
+        const char *k = kcw_ynode_scalar(kcw_ydoc_node(l, p->key));
+        const yaml_node_t *v = kcw_ydoc_node(l, p->value);
         if (!k || !v)
             continue;
         if (strcmp(k, "vector") == 0)
@@ -808,27 +661,27 @@ static int parse_result(loader_t *l, const yaml_node_t *n, const canned_t *prev,
             err = v, kinds++;
     }
     if (kinds != 1) {
-        node_error(l, n, "result: needs exactly one of vector, scalar or error");
+        kcw_ydoc_error(l, n, "result: needs exactly one of vector, scalar or error");
         return -EINVAL;
     }
     if (err) {
         c->kind = CANNED_ERROR;
-        if (get_string(l, err, "error", &c->error) < 0)
+        if (kcw_ydoc_get_string(l, err, "error", false, &c->error) < 0)
             rc = -EINVAL;
     } else if (sc) {
         c->kind = CANNED_SCALAR;
         if (get_value(l, sc, "scalar", &c->scalar) < 0)
             rc = -EINVAL;
-    } else if (!is_null(vec)) {
+    } else if (!kcw_ynode_is_null(vec)) {
         c->kind = CANNED_VECTOR;
         if (!check_seq(l, vec, "vector"))
             return -EINVAL;
-        size_t count = seq_len(vec);
+        size_t count = kcw_ynode_seq_len(vec);
         c->samples = alloc_items(l, vec, count, sizeof(*c->samples));
         if (count && !c->samples)
             return -ENOMEM;
         for (size_t i = 0; i < count; i++) {
-            const yaml_node_t *sn = node_at(l, vec->data.sequence.items.start[i]);
+            const yaml_node_t *sn = kcw_ydoc_node(l, vec->data.sequence.items.start[i]);
             if (!sn)
                 continue;
             c->samples[c->n_samples].ts_ms = TEST_EPOCH_MS + c->at_ms;
@@ -843,19 +696,19 @@ static int parse_query(loader_t *l, const yaml_node_t *n, query_t *q)
 {
     q->line = (int)n->start_mark.line + 1;
     q->col = (int)n->start_mark.column + 1;
-    if (!check_map(l, n, "promql", query_keys))
+    if (!kcw_ydoc_check_map(l, n, "promql", query_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v = map_get(l, n, "expr");
     char *expr = NULL;
     if (!v) {
-        node_error(l, n, "promql: missing \"expr\"");
+        kcw_ydoc_error(l, n, "promql: missing \"expr\"");
         rc = -EINVAL;
-    } else if (get_string(l, v, "expr", &expr) == 0) {
+    } else if (kcw_ydoc_get_string(l, v, "expr", false, &expr) == 0) {
         q->expr = normalise_expr(expr);
         free(expr);
         if (!q->expr) {
-            node_error(l, v, "out of memory");
+            kcw_ydoc_error(l, v, "out of memory");
             return -ENOMEM;
         }
         q->line = (int)v->start_mark.line + 1;
@@ -868,12 +721,12 @@ static int parse_query(loader_t *l, const yaml_node_t *n, query_t *q)
         return rc;
     if (!check_seq(l, res, "results"))
         return -EINVAL;
-    size_t count = seq_len(res);
+    size_t count = kcw_ynode_seq_len(res);
     q->results = alloc_items(l, res, count, sizeof(*q->results));
     if (count && !q->results)
         return -ENOMEM;
     for (size_t i = 0; i < count; i++) {
-        const yaml_node_t *rn = node_at(l, res->data.sequence.items.start[i]);
+        const yaml_node_t *rn = kcw_ydoc_node(l, res->data.sequence.items.start[i]);
         if (!rn)
             continue;
         const canned_t *prev = q->n_results ? &q->results[q->n_results - 1] : NULL;
@@ -891,9 +744,9 @@ static const char *const exp_keys[] = {"exp_labels", "exp_annotations", "exp_sta
 static int parse_exp_alert(loader_t *l, const yaml_node_t *n, const char *alertname, exp_alert_t *e)
 {
     e->state = KCW_ALERT_FIRING;
-    if (is_null(n))
+    if (kcw_ynode_is_null(n))
         n = NULL;
-    if (n && !check_map(l, n, "exp_alert", exp_keys))
+    if (n && !kcw_ydoc_check_map(l, n, "exp_alert", exp_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v = n ? map_get(l, n, "exp_labels") : NULL;
@@ -902,18 +755,18 @@ static int parse_exp_alert(loader_t *l, const yaml_node_t *n, const char *alertn
     /* As in promtool, alertname is implied by the test. */
     const char *given = kcw_labels_get(&e->labels, "alertname");
     if (given && alertname && strcmp(given, alertname) != 0) {
-        node_error(l, v, "exp_labels: alertname \"%s\" differs from the test's \"%s\"", given,
+        kcw_ydoc_error(l, v, "exp_labels: alertname \"%s\" differs from the test's \"%s\"", given,
                    alertname);
         rc = -EINVAL;
     }
     if (alertname && kcw_labels_set(&e->labels, "alertname", alertname) < 0) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
     /* Present, even empty: the annotations are compared. */
     for (const yaml_node_pair_t *p = n ? n->data.mapping.pairs.start : NULL;
          n && p < n->data.mapping.pairs.top; p++) {
-        const char *k = scalar(node_at(l, p->key));
+        const char *k = kcw_ynode_scalar(kcw_ydoc_node(l, p->key));
         if (k && strcmp(k, "exp_annotations") == 0)
             e->has_annotations = true;
     }
@@ -921,13 +774,13 @@ static int parse_exp_alert(loader_t *l, const yaml_node_t *n, const char *alertn
         get_labels(l, v, "exp_annotations", false, &e->annotations) < 0)
         rc = -EINVAL;
     if (n && (v = map_get(l, n, "exp_state"))) {
-        const char *s = scalar(v);
+        const char *s = kcw_ynode_scalar(v);
         if (s && strcmp(s, "firing") == 0) {
             e->state = KCW_ALERT_FIRING;
         } else if (s && strcmp(s, "pending") == 0) {
             e->state = KCW_ALERT_PENDING;
         } else {
-            node_error(l, v, "exp_state: expected firing or pending");
+            kcw_ydoc_error(l, v, "exp_state: expected firing or pending");
             rc = -EINVAL;
         }
     }
@@ -936,24 +789,24 @@ static int parse_exp_alert(loader_t *l, const yaml_node_t *n, const char *alertn
 
 static int parse_check(loader_t *l, const yaml_node_t *n, int64_t interval_ms, check_t *c)
 {
-    if (!check_map(l, n, "alert_rule_test", check_keys))
+    if (!kcw_ydoc_check_map(l, n, "alert_rule_test", check_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v = map_get(l, n, "eval_time");
     if (!v) {
-        node_error(l, n, "alert_rule_test: missing \"eval_time\"");
+        kcw_ydoc_error(l, n, "alert_rule_test: missing \"eval_time\"");
         rc = -EINVAL;
-    } else if (get_duration(l, v, "eval_time", &c->eval_ms) < 0) {
+    } else if (kcw_ydoc_get_duration(l, v, "eval_time", false, &c->eval_ms) < 0) {
         rc = -EINVAL;
     } else if (c->eval_ms / interval_ms >= MAX_EVALUATIONS) {
-        node_error(l, v, "eval_time: more than %d evaluations at this evaluation_interval",
+        kcw_ydoc_error(l, v, "eval_time: more than %d evaluations at this evaluation_interval",
                    MAX_EVALUATIONS);
         rc = -EINVAL;
     }
     if (!(v = map_get(l, n, "alertname"))) {
-        node_error(l, n, "alert_rule_test: missing \"alertname\"");
+        kcw_ydoc_error(l, n, "alert_rule_test: missing \"alertname\"");
         rc = -EINVAL;
-    } else if (get_string(l, v, "alertname", &c->alertname) < 0) {
+    } else if (kcw_ydoc_get_string(l, v, "alertname", false, &c->alertname) < 0) {
         rc = -EINVAL;
     }
     const yaml_node_t *exp = map_get(l, n, "exp_alerts");
@@ -961,12 +814,12 @@ static int parse_check(loader_t *l, const yaml_node_t *n, int64_t interval_ms, c
         return rc; /* no alerts expected */
     if (!check_seq(l, exp, "exp_alerts"))
         return -EINVAL;
-    size_t count = seq_len(exp);
+    size_t count = kcw_ynode_seq_len(exp);
     c->exp = alloc_items(l, exp, count, sizeof(*c->exp));
     if (count && !c->exp)
         return -ENOMEM;
     for (size_t i = 0; i < count; i++) {
-        const yaml_node_t *en = node_at(l, exp->data.sequence.items.start[i]);
+        const yaml_node_t *en = kcw_ydoc_node(l, exp->data.sequence.items.start[i]);
         if (!en)
             continue;
         exp_alert_t *e = &c->exp[c->n_exp++];
@@ -995,27 +848,27 @@ static int cmp_check(const void *a, const void *b)
 static int parse_test(loader_t *l, const yaml_node_t *n, size_t index, int64_t interval_ms,
                       test_case_t *t)
 {
-    if (!check_map(l, n, "test", test_keys))
+    if (!kcw_ydoc_check_map(l, n, "test", test_keys, MAX_LIST_ITEMS))
         return -EINVAL;
     int rc = 0;
     const yaml_node_t *v = map_get(l, n, "name");
     if (v) {
-        if (get_string(l, v, "name", &t->name) < 0)
+        if (kcw_ydoc_get_string(l, v, "name", false, &t->name) < 0)
             rc = -EINVAL;
     } else if (asprintf(&t->name, "#%zu", index + 1) < 0) {
         t->name = NULL;
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
 
     const yaml_node_t *snaps = map_get(l, n, "connect");
     if (snaps && check_seq(l, snaps, "connect")) {
-        size_t count = seq_len(snaps);
+        size_t count = kcw_ynode_seq_len(snaps);
         t->snaps = alloc_items(l, snaps, count, sizeof(*t->snaps));
         if (count && !t->snaps)
             return -ENOMEM;
         for (size_t i = 0; i < count; i++) {
-            const yaml_node_t *sn = node_at(l, snaps->data.sequence.items.start[i]);
+            const yaml_node_t *sn = kcw_ydoc_node(l, snaps->data.sequence.items.start[i]);
             if (!sn)
                 continue;
             const snapshot_t *prev = t->n_snaps ? &t->snaps[t->n_snaps - 1] : NULL;
@@ -1028,12 +881,12 @@ static int parse_test(loader_t *l, const yaml_node_t *n, size_t index, int64_t i
 
     const yaml_node_t *queries = map_get(l, n, "promql");
     if (queries && check_seq(l, queries, "promql")) {
-        size_t count = seq_len(queries);
+        size_t count = kcw_ynode_seq_len(queries);
         t->queries = alloc_items(l, queries, count, sizeof(*t->queries));
         if (count && !t->queries)
             return -ENOMEM;
         for (size_t i = 0; i < count; i++) {
-            const yaml_node_t *qn = node_at(l, queries->data.sequence.items.start[i]);
+            const yaml_node_t *qn = kcw_ydoc_node(l, queries->data.sequence.items.start[i]);
             if (!qn)
                 continue;
             query_t *q = &t->queries[t->n_queries++];
@@ -1054,12 +907,12 @@ static int parse_test(loader_t *l, const yaml_node_t *n, size_t index, int64_t i
 
     const yaml_node_t *checks = map_get(l, n, "alert_rule_test");
     if (checks && check_seq(l, checks, "alert_rule_test")) {
-        size_t count = seq_len(checks);
+        size_t count = kcw_ynode_seq_len(checks);
         t->checks = alloc_items(l, checks, count, sizeof(*t->checks));
         if (count && !t->checks)
             return -ENOMEM;
         for (size_t i = 0; i < count; i++) {
-            const yaml_node_t *cn = node_at(l, checks->data.sequence.items.start[i]);
+            const yaml_node_t *cn = kcw_ydoc_node(l, checks->data.sequence.items.start[i]);
             if (!cn)
                 continue;
             check_t *c = &t->checks[t->n_checks++];
@@ -1092,30 +945,30 @@ static int parse_rule_files(loader_t *l, const yaml_node_t *n, test_file_t *tf)
 {
     if (!check_seq(l, n, "rule_files"))
         return -EINVAL;
-    size_t count = seq_len(n);
+    size_t count = kcw_ynode_seq_len(n);
     tf->rule_files = alloc_items(l, n, count, sizeof(*tf->rule_files));
     if (count && !tf->rule_files)
         return -ENOMEM;
     char *dir = dir_of(l->file);
     if (!dir) {
-        node_error(l, n, "out of memory");
+        kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
     int rc = 0;
     for (size_t i = 0; i < count; i++) {
-        const yaml_node_t *v = node_at(l, n->data.sequence.items.start[i]);
+        const yaml_node_t *v = kcw_ydoc_node(l, n->data.sequence.items.start[i]);
         if (!v)
             continue;
-        const char *p = scalar(v);
+        const char *p = kcw_ynode_scalar(v);
         if (!p || !*p) {
-            node_error(l, v, "rule_files: expected a file name or glob");
+            kcw_ydoc_error(l, v, "rule_files: expected a file name or glob");
             rc = -EINVAL;
             continue;
         }
         pattern_t *pat = &tf->rule_files[tf->n_rule_files];
         if (asprintf(&pat->path, "%s%s", p[0] == '/' ? "" : dir, p) < 0) {
             pat->path = NULL;
-            node_error(l, v, "out of memory");
+            kcw_ydoc_error(l, v, "out of memory");
             rc = -ENOMEM;
             break;
         }
@@ -1130,108 +983,74 @@ static int parse_rule_files(loader_t *l, const yaml_node_t *n, test_file_t *tf)
 static void parse_root(loader_t *l, const yaml_node_t *root, test_file_t *tf)
 {
     tf->interval_ms = DEFAULT_INTERVAL_MS;
-    if (!check_map(l, root, "test file", file_keys))
+    if (!kcw_ydoc_check_map(l, root, "test file", file_keys, MAX_LIST_ITEMS))
         return;
     const yaml_node_t *v = map_get(l, root, "rule_files");
     if (v)
         parse_rule_files(l, v, tf);
     else
-        node_error(l, root, "test file: missing \"rule_files\"");
+        kcw_ydoc_error(l, root, "test file: missing \"rule_files\"");
     if ((v = map_get(l, root, "evaluation_interval")) &&
-        get_duration(l, v, "evaluation_interval", &tf->interval_ms) == 0 && tf->interval_ms <= 0) {
-        node_error(l, v, "evaluation_interval: must be more than 0");
+        kcw_ydoc_get_duration(l, v, "evaluation_interval", false, &tf->interval_ms) == 0 &&
+        tf->interval_ms <= 0) {
+        kcw_ydoc_error(l, v, "evaluation_interval: must be more than 0");
         tf->interval_ms = DEFAULT_INTERVAL_MS;
     }
     if ((v = map_get(l, root, "external_labels")))
         get_labels(l, v, "external_labels", true, &tf->external_labels);
     const yaml_node_t *tests = map_get(l, root, "tests");
     if (!tests) {
-        node_error(l, root, "test file: missing \"tests\"");
+        kcw_ydoc_error(l, root, "test file: missing \"tests\"");
         return;
     }
     if (!check_seq(l, tests, "tests"))
         return;
-    size_t count = seq_len(tests);
+    size_t count = kcw_ynode_seq_len(tests);
     tf->tests = alloc_items(l, tests, count, sizeof(*tf->tests));
     if (count && !tf->tests)
         return;
     for (size_t i = 0; i < count; i++) {
-        const yaml_node_t *tn = node_at(l, tests->data.sequence.items.start[i]);
+        const yaml_node_t *tn = kcw_ydoc_node(l, tests->data.sequence.items.start[i]);
         if (tn)
             parse_test(l, tn, i, tf->interval_ms, &tf->tests[tf->n_tests++]);
     }
 }
 
-static void yaml_error(loader_t *l, const yaml_parser_t *p)
-{
-    const yaml_mark_t *m = p->problem ? &p->problem_mark : &p->context_mark;
-    kcw_errors_add(l->errs, l->file, (int)m->line + 1, (int)m->column + 1, "yaml: %s%s%s",
-                   p->problem ? p->problem : "syntax error", p->context ? " " : "",
-                   p->context ? p->context : "");
-}
-
 /* Reads path whole, bounded. NULL with an error added. */
 static char *read_file(const char *path, size_t *len, kcw_errors_t *errs)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        kcw_errors_add(errs, path, 0, 0, "cannot open test file: %s", strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    const char *why = NULL;
-    if (fstat(fileno(f), &st) < 0)
-        why = strerror(errno);
-    else if (S_ISDIR(st.st_mode))
-        why = "is a directory";
-    else if (st.st_size > MAX_FILE_BYTES)
-        why = "larger than 8 MiB";
-    if (why) {
-        kcw_errors_add(errs, path, 0, 0, "cannot read test file: %s", why);
-        fclose(f);
-        return NULL;
-    }
-    char *text = malloc((size_t)st.st_size + 1);
-    if (!text) {
-        fclose(f);
+    char *text;
+    kcw_read_step_t step;
+    int rc = kcw_file_read_bounded(path, MAX_FILE_BYTES, &text, len, &step);
+    if (rc == 0)
+        return text;
+    if (step == KCW_READ_OPEN)
+        kcw_errors_add(errs, path, 0, 0, "cannot open test file: %s", strerror(-rc));
+    else if (step == KCW_READ_STAT)
+        kcw_errors_add(errs, path, 0, 0, "cannot read test file: %s",
+                       rc == -EISDIR  ? "is a directory"
+                       : rc == -EFBIG ? "larger than 8 MiB"
+                                      : strerror(-rc));
+    else if (rc == -ENOMEM)
         kcw_errors_add(errs, path, 0, 0, "out of memory");
-        return NULL;
-    }
-    *len = fread(text, 1, (size_t)st.st_size, f);
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(text);
+    else
         kcw_errors_add(errs, path, 0, 0, "cannot read test file");
-        return NULL;
-    }
-    text[*len] = '\0';
-    return text;
+    return NULL;
 }
 
 /* Parses the test file's YAML into tf. Errors go to errs. */
 static void parse_text(const char *path, const char *text, size_t len, test_file_t *tf,
                        kcw_errors_t *errs)
 {
-    loader_t l = {.file = path, .errs = errs};
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        kcw_errors_add(errs, path, 0, 0, "out of memory");
+    loader_t l = {.file = path, .errs = errs, .max_visits = MAX_NODE_VISITS};
+    if (kcw_ydoc_load(&l, text, len, NULL) < 0)
         return;
-    }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &l.doc)) {
-        yaml_error(&l, &parser);
-        yaml_parser_delete(&parser);
-        return;
-    }
-    yaml_parser_delete(&parser);
     const yaml_node_t *root = yaml_document_get_root_node(&l.doc);
-    if (!root || is_null(root))
+    if (!root || kcw_ynode_is_null(root))
         kcw_errors_add(errs, path, 0, 0, "empty test file");
     else
         parse_root(&l, root, tf);
-    yaml_document_delete(&l.doc);
+    kcw_ydoc_free(&l);
 }
 
 /* Every promql entry must feed some rule: a typo in an expr would otherwise

@@ -1,0 +1,94 @@
+/* yamlnode.h: positioned YAML nodes for the file loaders (rules, rule tests).
+ *
+ * A document is loaded whole with libyaml's document loader, which keeps the
+ * start mark of every node; the helpers here read scalars, durations and
+ * mappings off it and append every problem to a kcw_errors_t with the
+ * FILE:LINE:COL of the offending node. Messages are the callers' own: each
+ * getter takes the name the user wrote ("for", "groups[0].interval", ...). */
+#ifndef KCWATCH_YAMLNODE_H
+#define KCWATCH_YAMLNODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+#include "kcwatch/errors.h"
+
+typedef struct kcw_ydoc {
+    yaml_document_t doc;
+    const char *file;   /* for messages */
+    kcw_errors_t *errs; /* where problems go */
+    size_t max_visits;  /* kcw_ydoc_node bound (aliases can make a walk huge); 0: none */
+    size_t visits;
+    bool too_big; /* max_visits was hit (reported once) */
+} kcw_ydoc_t;
+
+/* Loads the first YAML document of text into d->doc (d->file and d->errs set
+ * by the caller). 0: d->doc is loaded, release it with kcw_ydoc_free. Negative
+ * errno with the error added: nothing to release. When extra_doc_msg is not
+ * NULL, a second document with content is reported at its root with that
+ * text (the first one is still loaded). */
+int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra_doc_msg);
+void kcw_ydoc_free(kcw_ydoc_t *d);
+
+/* Appends a libyaml parser error at its mark ("yaml: PROBLEM CONTEXT"). */
+void kcw_ydoc_parser_error(kcw_ydoc_t *d, const yaml_parser_t *p);
+
+/* Appends fmt at n's position (0:0 when n is NULL). */
+void kcw_ydoc_error(kcw_ydoc_t *d, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Node idx of the document; NULL for a bad index or once more than
+ * d->max_visits nodes were asked for (reported once). */
+yaml_node_t *kcw_ydoc_node(kcw_ydoc_t *d, int idx);
+
+/* The text of a scalar node, NULL for anything else (and NULL). */
+const char *kcw_ynode_scalar(const yaml_node_t *n);
+bool kcw_ynode_is_plain(const yaml_node_t *n);
+/* The YAML spellings of null: "", ~, null, Null, NULL. */
+bool kcw_yaml_null_word(const char *s);
+/* `key:` with nothing after it, or a plain null word. false for NULL. */
+bool kcw_ynode_is_null(const yaml_node_t *n);
+/* "a mapping", "a list" or "a scalar", for "expected X, got Y" messages. */
+const char *kcw_ynode_kind(const yaml_node_t *n);
+static inline size_t kcw_ynode_map_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+static inline size_t kcw_ynode_seq_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+/* A scalar, copied. null_empty: a null scalar gives "" rather than its text.
+ * -EINVAL ("WHAT: expected a string, got ...") or -ENOMEM, reported. */
+int kcw_ydoc_get_string(kcw_ydoc_t *d, const yaml_node_t *n, const char *what, bool null_empty,
+                        char **out);
+
+/* A non-negative duration (duration.h syntax). null_zero: a null scalar is 0.
+ * -EINVAL or -ERANGE, reported. */
+int kcw_ydoc_get_duration(kcw_ydoc_t *d, const yaml_node_t *n, const char *what, bool null_zero,
+                          int64_t *out);
+
+/* Reports "WHAT: unknown key \"KEY\" (known: KNOWN)" at k. */
+void kcw_ydoc_unknown_key(kcw_ydoc_t *d, const yaml_node_t *k, const char *what, const char *key,
+                          const char *known);
+
+/* A mapping of at most max_entries entries whose keys are unique strings,
+ * and, when allowed (NULL-terminated) is given, from allowed; each problem is
+ * reported at its key. false when n is not a usable mapping. */
+bool kcw_ydoc_check_map(kcw_ydoc_t *d, const yaml_node_t *n, const char *what,
+                        const char *const *allowed, size_t max_entries);
+
+/* Which step of kcw_file_read_bounded failed. */
+typedef enum { KCW_READ_OPEN, KCW_READ_STAT, KCW_READ_READ } kcw_read_step_t;
+
+/* Reads a regular file whole into a NUL-terminated buffer (*text, free it)
+ * of *len bytes. 0, or: -EISDIR for a directory, -EFBIG when larger than
+ * max bytes, -ENOMEM, -EIO for a read error, another negative errno from
+ * open/fstat; *step says where it failed, so callers word their messages. */
+int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len,
+                          kcw_read_step_t *step);
+
+#endif
