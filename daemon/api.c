@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include "kcwatch/connect.h"
+#include "kcwatch/labels_json.h"
 
 /* Longest Go 'e' text of a double ("-2.2250738585072014e-308") plus NUL. */
 #define VALUE_TEXT_MAX 32
@@ -133,73 +134,6 @@ static json_t *json_time(int64_t ms)
     return json_string(kcw_api_time(ms, buf, sizeof(buf)));
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), 0 when it is not one. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-/* A JSON string of s. Text is normally UTF-8 already, but a template output
- * cut at its bound can end inside a character: like Go's encoder, each
- * invalid byte becomes U+FFFD instead of failing the whole response. */
-static json_t *json_text(const char *s)
-{
-    if (!s)
-        s = "";
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t len = strlen(s);
-    if (len > (SIZE_MAX - 1) / 3)
-        return NULL;
-    char *fixed = malloc(len * 3 + 1);
-    if (!fixed)
-        return NULL;
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq_len(p);
-        if (n == 0) {
-            memcpy(fixed + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            p++;
-        } else {
-            memcpy(fixed + o, p, n);
-            o += n;
-            p += n;
-        }
-    }
-    j = json_stringn(fixed, o);
-    free(fixed);
-    return j;
-}
-
 /* Adds key: value, taking value (NULL = a failed constructor). 0 or -ENOMEM. */
 static int put(json_t *obj, const char *key, json_t *value)
 {
@@ -209,21 +143,6 @@ static int put(json_t *obj, const char *key, json_t *value)
 static int append(json_t *arr, json_t *value)
 {
     return json_array_append_new(arr, value) == 0 ? 0 : -ENOMEM;
-}
-
-/* A label set (already sorted by name) as an object. */
-static json_t *json_labels(const kcw_labels_t *l)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    for (size_t i = 0; l && i < l->n; i++) {
-        if (put(o, l->items[i].name, json_text(l->items[i].value)) < 0) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
 }
 
 static int cmp_template_name(const void *a, const void *b)
@@ -251,7 +170,7 @@ static json_t *json_templates(const kcw_rule_template_t *t, size_t n)
         sorted[i] = &t[i];
     qsort(sorted, n, sizeof(*sorted), cmp_template_name);
     for (size_t i = 0; i < n; i++) {
-        if (put(o, sorted[i]->name, json_text(sorted[i]->source)) < 0) {
+        if (put(o, sorted[i]->name, kcw_json_text(sorted[i]->source)) < 0) {
             json_decref(o);
             o = NULL;
             break;
@@ -276,9 +195,9 @@ static json_t *json_alert(const kcw_alert_t *a)
         return NULL;
     char value[VALUE_TEXT_MAX];
     format_value(a->value, value, sizeof(value));
-    int rc = put(o, "labels", json_labels(&a->labels));
+    int rc = put(o, "labels", kcw_labels_to_json(&a->labels));
     if (rc == 0)
-        rc = put(o, "annotations", json_labels(&a->annotations));
+        rc = put(o, "annotations", kcw_labels_to_json(&a->annotations));
     if (rc == 0)
         rc = put(o, "state", json_string(kcw_alert_state_name(a->state)));
     if (rc == 0)
@@ -442,7 +361,7 @@ static json_t *json_expr(const char *expr)
     char *copy = strndup(expr, len);
     if (!copy)
         return NULL;
-    json_t *j = json_text(copy);
+    json_t *j = kcw_json_text(copy);
     free(copy);
     return j;
 }
@@ -456,7 +375,7 @@ static json_t *json_query(const kcw_rule_t *rule)
     char *text = connect_query(rule->connect);
     if (!text)
         return NULL;
-    json_t *j = json_text(text);
+    json_t *j = kcw_json_text(text);
     free(text);
     return j;
 }
@@ -500,7 +419,7 @@ static json_t *json_rule(const kcw_api_rule_view_t *v)
     }
     int rc = put(o, "state", json_string(kcw_alert_state_name(rule_state(v->alerts))));
     if (rc == 0)
-        rc = put(o, "name", json_text(rule->alert));
+        rc = put(o, "name", kcw_json_text(rule->alert));
     if (rc == 0)
         rc = put(o, "query", json_query(rule));
     if (rc == 0)
@@ -518,7 +437,7 @@ static json_t *json_rule(const kcw_api_rule_view_t *v)
     if (rc == 0)
         rc = put(o, "health", json_string(health_name(v->health)));
     if (rc == 0 && v->last_error && *v->last_error) /* omitempty */
-        rc = put(o, "lastError", json_text(v->last_error));
+        rc = put(o, "lastError", kcw_json_text(v->last_error));
     if (rc == 0)
         rc = put(o, "evaluationTime", json_seconds(v->eval_seconds));
     if (rc == 0)
@@ -543,9 +462,9 @@ static json_t *json_group(const kcw_api_group_view_t *g, bool with_alerting)
         json_decref(o);
         return NULL;
     }
-    int rc = put(o, "name", json_text(grp->name));
+    int rc = put(o, "name", kcw_json_text(grp->name));
     if (rc == 0)
-        rc = put(o, "file", json_text(grp->file));
+        rc = put(o, "file", kcw_json_text(grp->file));
     for (size_t i = 0; rc == 0 && with_alerting && g->rules && i < g->n_rules; i++)
         if (g->rules[i].rule)
             rc = append(rules, json_rule(&g->rules[i]));

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "kcwatch/labels_json.h"
+
 /* Alertmanager's zero time for "not ended yet" (Go's time.Time{}). */
 #define ZERO_TIME "0001-01-01T00:00:00Z"
 #define GENERATOR_PATH "/api/v1/alerts"
@@ -74,66 +76,6 @@ static int compare_alerts(const void *pa, const void *pb)
     return a->index < b->index ? -1 : (a->index > b->index);
 }
 
-/* Length of the valid UTF-8 sequence at s, 0 when it is not one. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    unsigned cp;
-    if ((s[0] & 0xe0) == 0xc0) {
-        len = 2, min = 0x80, cp = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3, min = 0x800, cp = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        len = 4, min = 0x10000, cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* A JSON string of s. Values normally are UTF-8, but annotations may carry
- * text from a Java stack trace of unknown encoding: rather than lose the
- * whole notification, invalid bytes become U+FFFD. */
-static json_t *text(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t len = strlen(s);
-    if (len > (SIZE_MAX - 1) / 3)
-        return NULL;
-    char *clean = malloc(len * 3 + 1);
-    if (!clean)
-        return NULL;
-    size_t out = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t sl = utf8_seq_len(p);
-        if (sl == 0) {
-            memcpy(clean + out, "\xef\xbf\xbd", 3);
-            out += 3;
-            p++;
-        } else {
-            memcpy(clean + out, p, sl);
-            out += sl;
-            p += sl;
-        }
-    }
-    clean[out] = '\0';
-    j = json_string(clean);
-    free(clean);
-    return j;
-}
-
 /* json_object_set_new steals value even when it fails, so a NULL value (an
  * allocation that failed) needs no cleanup here. */
 static int put(json_t *obj, const char *key, json_t *value)
@@ -141,20 +83,6 @@ static int put(json_t *obj, const char *key, json_t *value)
     if (!value)
         return -1;
     return json_object_set_new(obj, key, value);
-}
-
-static json_t *labels_json(const kcw_labels_t *l)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    for (size_t i = 0; l && i < l->n; i++) {
-        if (put(o, l->items[i].name, text(l->items[i].value)) < 0) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
 }
 
 /* Pairs of the first alert's labels (or annotations) that every other alert
@@ -175,7 +103,7 @@ static json_t *common_json(const ordered_t *alerts, size_t n, bool annotations)
             const char *v = kcw_labels_get(other, p->name);
             shared = v && strcmp(v, p->value) == 0;
         }
-        if (shared && put(o, p->name, text(p->value)) < 0) {
+        if (shared && put(o, p->name, kcw_json_text(p->value)) < 0) {
             json_decref(o);
             return NULL;
         }
@@ -196,11 +124,13 @@ static json_t *alert_json(const kcw_alert_t *a, const char *generator_url)
     else
         snprintf(ends, sizeof(ends), "%s", ZERO_TIME);
     snprintf(fp, sizeof(fp), "%016" PRIx64, fingerprint_of(a));
-    if (put(o, "status", text(resolved ? "resolved" : "firing")) < 0 ||
-        put(o, "labels", labels_json(&a->labels)) < 0 ||
-        put(o, "annotations", labels_json(&a->annotations)) < 0 ||
-        put(o, "startsAt", text(starts)) < 0 || put(o, "endsAt", text(ends)) < 0 ||
-        put(o, "generatorURL", text(generator_url)) < 0 || put(o, "fingerprint", text(fp)) < 0) {
+    if (put(o, "status", kcw_json_text(resolved ? "resolved" : "firing")) < 0 ||
+        put(o, "labels", kcw_labels_to_json(&a->labels)) < 0 ||
+        put(o, "annotations", kcw_labels_to_json(&a->annotations)) < 0 ||
+        put(o, "startsAt", kcw_json_text(starts)) < 0 ||
+        put(o, "endsAt", kcw_json_text(ends)) < 0 ||
+        put(o, "generatorURL", kcw_json_text(generator_url)) < 0 ||
+        put(o, "fingerprint", kcw_json_text(fp)) < 0) {
         json_decref(o);
         return NULL;
     }
@@ -245,14 +175,15 @@ static json_t *payload_json(const char *receiver, const char *group_key,
             return NULL;
         }
     }
-    if (put(root, "receiver", text(receiver ? receiver : "")) < 0 ||
-        put(root, "status", text(firing ? "firing" : "resolved")) < 0 ||
-        put(root, "alerts", list) < 0 || put(root, "groupLabels", labels_json(group_labels)) < 0 ||
+    if (put(root, "receiver", kcw_json_text(receiver ? receiver : "")) < 0 ||
+        put(root, "status", kcw_json_text(firing ? "firing" : "resolved")) < 0 ||
+        put(root, "alerts", list) < 0 ||
+        put(root, "groupLabels", kcw_labels_to_json(group_labels)) < 0 ||
         put(root, "commonLabels", common_json(alerts, n_sent, false)) < 0 ||
         put(root, "commonAnnotations", common_json(alerts, n_sent, true)) < 0 ||
-        put(root, "externalURL", text(external_url ? external_url : "")) < 0 ||
-        put(root, "version", text("4")) < 0 ||
-        put(root, "groupKey", text(group_key ? group_key : "")) < 0 ||
+        put(root, "externalURL", kcw_json_text(external_url ? external_url : "")) < 0 ||
+        put(root, "version", kcw_json_text("4")) < 0 ||
+        put(root, "groupKey", kcw_json_text(group_key ? group_key : "")) < 0 ||
         put(root, "truncatedAlerts", json_integer((json_int_t)n_truncated)) < 0) {
         json_decref(root);
         return NULL;
