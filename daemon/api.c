@@ -256,30 +256,17 @@ fail:
 /* Writes s as Go's strconv.Quote would for printable text. */
 static void quote(FILE *f, const char *s)
 {
+    /* Characters with a one-letter escape, and that letter. */
+    static const char special[] = "\"\\\n\t\r", letter[] = "\"\\ntr";
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7F)
-                fprintf(f, "\\x%02x", *p);
-            else
-                fputc(*p, f);
-        }
+        const char *hit = strchr(special, *p); /* never NUL here: strchr would match it */
+        if (hit)
+            fprintf(f, "\\%c", letter[hit - special]);
+        else if (*p < 0x20 || *p == 0x7F)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }

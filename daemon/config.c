@@ -101,28 +101,33 @@ typedef struct node {
     size_t n, cap;
 } node_t;
 
+static void verrf(ctx_t *c, int line, int col, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void verrf(ctx_t *c, int line, int col, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    kcw_errors_add(c->errs, c->file, line, col, "%s", msg);
+}
+
 static void errf(ctx_t *c, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void errf(ctx_t *c, int line, int col, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    verrf(c, line, col, fmt, ap);
     va_end(ap);
-    kcw_errors_add(c->errs, c->file, line, col, "%s", msg);
 }
 
 static void err_node(ctx_t *c, const node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void err_node(ctx_t *c, const node_t *n, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    verrf(c, n ? n->line : 0, n ? n->col : 0, fmt, ap);
     va_end(ap);
-    kcw_errors_add(c->errs, c->file, n ? n->line : 0, n ? n->col : 0, "%s", msg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -578,27 +583,28 @@ static void check_keys(ctx_t *c, const node_t *map, const char *path, const char
     }
 }
 
-/* The mapping at node, or NULL: absent/null silently, other kinds reported. */
-static const node_t *as_map(ctx_t *c, const node_t *n, const char *path)
+/* The node when it is of kind (what names it), or NULL: absent/null
+ * silently, other kinds reported. */
+static const node_t *as_kind(ctx_t *c, const node_t *n, const char *path, node_kind_t kind,
+                             const char *what)
 {
     if (is_null(n))
         return NULL;
-    if (n->kind != NODE_MAP) {
-        err_node(c, n, "%s: expected a mapping, got %s", path, kind_name(n));
+    if (n->kind != kind) {
+        err_node(c, n, "%s: expected %s, got %s", path, what, kind_name(n));
         return NULL;
     }
     return n;
 }
 
+static const node_t *as_map(ctx_t *c, const node_t *n, const char *path)
+{
+    return as_kind(c, n, path, NODE_MAP, "a mapping");
+}
+
 static const node_t *as_seq(ctx_t *c, const node_t *n, const char *path)
 {
-    if (is_null(n))
-        return NULL;
-    if (n->kind != NODE_SEQ) {
-        err_node(c, n, "%s: expected a list, got %s", path, kind_name(n));
-        return NULL;
-    }
-    return n;
+    return as_kind(c, n, path, NODE_SEQ, "a list");
 }
 
 static bool env_name_ok(const char *s, size_t n)
@@ -754,19 +760,44 @@ static char *resolve_path(ctx_t *c, const char *p)
  * null (so defaults stand), and reports problems at the value. They return
  * 0 when *dst was set, 1 when absent, -1 on error. */
 
-static int get_string(ctx_t *c, const node_t *map, const char *parent, const char *key, char **dst)
+/* The scalar under key: its node *v, its path in path (PATH_LEN) and its
+ * expanded text *s (caller frees); returns as scalar_value does. */
+static int field(ctx_t *c, const node_t *map, const char *parent, const char *key, const char *what,
+                 char *path, const node_t **v, char **s)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "a string", &s);
-    if (rc != 0)
-        return rc;
-    if (!*s) {
-        err_node(c, v, "%s: must not be empty", path);
-        free(s);
+    *v = map_get(map, key);
+    return scalar_value(c, *v, join(path, parent, key), what, s);
+}
+
+/* field() that also rejects the empty string. */
+static int nonempty_field(ctx_t *c, const node_t *map, const char *parent, const char *key,
+                          const char *what, char *path, const node_t **v, char **s)
+{
+    int rc = field(c, map, parent, key, what, path, v, s);
+    if (rc == 0 && !**s) {
+        err_node(c, *v, "%s: must not be empty", path);
+        free(*s);
+        *s = NULL;
         return -1;
     }
+    return rc;
+}
+
+/* Passes rc through, reporting "missing required key" at map when it says absent. */
+static int required(ctx_t *c, int rc, const node_t *map, const char *path, const char *key)
+{
+    if (rc == 1)
+        err_node(c, map, "%s: missing required key \"%s\"", path, key);
+    return rc;
+}
+
+static int get_string(ctx_t *c, const node_t *map, const char *parent, const char *key, char **dst)
+{
+    char path[PATH_LEN], *s;
+    const node_t *v;
+    int rc = nonempty_field(c, map, parent, key, "a string", path, &v, &s);
+    if (rc != 0)
+        return rc;
     replace(dst, s);
     return 0;
 }
@@ -774,10 +805,9 @@ static int get_string(ctx_t *c, const node_t *map, const char *parent, const cha
 static int get_duration(ctx_t *c, const node_t *map, const char *parent, const char *key,
                         int64_t *dst, bool positive)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "a duration", &s);
+    char path[PATH_LEN], *s;
+    const node_t *v;
+    int rc = field(c, map, parent, key, "a duration", path, &v, &s);
     if (rc != 0)
         return rc;
     int64_t ms = 0;
@@ -799,10 +829,9 @@ static int get_duration(ctx_t *c, const node_t *map, const char *parent, const c
 
 static int get_bool(ctx_t *c, const node_t *map, const char *parent, const char *key, bool *dst)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "true or false", &s);
+    char path[PATH_LEN], *s;
+    const node_t *v;
+    int rc = field(c, map, parent, key, "true or false", path, &v, &s);
     if (rc != 0)
         return rc;
     if (strcmp(s, "true") == 0 || strcmp(s, "True") == 0 || strcmp(s, "TRUE") == 0) {
@@ -820,10 +849,9 @@ static int get_bool(ctx_t *c, const node_t *map, const char *parent, const char 
 static int get_int(ctx_t *c, const node_t *map, const char *parent, const char *key, int *dst,
                    long long lo, long long hi)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "an integer", &s);
+    char path[PATH_LEN], *s;
+    const node_t *v;
+    int rc = field(c, map, parent, key, "an integer", path, &v, &s);
     if (rc != 0)
         return rc;
     char *end;
@@ -845,10 +873,9 @@ static int get_int(ctx_t *c, const node_t *map, const char *parent, const char *
 static int get_double(ctx_t *c, const node_t *map, const char *parent, const char *key, double *dst,
                       double lo, double hi)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "a number", &s);
+    char path[PATH_LEN], *s;
+    const node_t *v;
+    int rc = field(c, map, parent, key, "a number", path, &v, &s);
     if (rc != 0)
         return rc;
     char *end;
@@ -932,23 +959,30 @@ static int get_url(ctx_t *c, const node_t *map, const char *parent, const char *
     return rc;
 }
 
+/* nonempty_field() for a file path: *full is it resolved (caller frees). */
+static int path_field(ctx_t *c, const node_t *map, const char *parent, const char *key, char *path,
+                      const node_t **v, char **full)
+{
+    char *s;
+    *full = NULL;
+    int rc = nonempty_field(c, map, parent, key, "a file path", path, v, &s);
+    if (rc != 0)
+        return rc;
+    *full = resolve_path(c, s);
+    free(s);
+    return *full ? 0 : -1;
+}
+
 /* A file the daemon will open later (TLS material): resolved, and checked
  * now so `kcwatch check` catches a typo instead of the first request. */
 static int get_file_path(ctx_t *c, const node_t *map, const char *parent, const char *key,
                          char **dst)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "a file path", &s);
+    char path[PATH_LEN], *full;
+    const node_t *v;
+    int rc = path_field(c, map, parent, key, path, &v, &full);
     if (rc != 0)
         return rc;
-    char *full = *s ? resolve_path(c, s) : NULL;
-    if (!*s)
-        err_node(c, v, "%s: must not be empty", path);
-    free(s);
-    if (!full)
-        return -1;
     if (access(full, R_OK) != 0) {
         err_node(c, v, "%s: cannot read \"%s\": %s", path, full, strerror(errno));
         free(full);
@@ -1017,21 +1051,11 @@ static int read_secret(const char *file, char **out, char *why, size_t n)
 static int get_secret_file(ctx_t *c, const node_t *map, const char *parent, const char *key,
                            char **dst)
 {
-    char path[PATH_LEN];
-    const node_t *v = map_get(map, key);
-    char *s;
-    int rc = scalar_value(c, v, join(path, parent, key), "a file path", &s);
+    char path[PATH_LEN], *full;
+    const node_t *v;
+    int rc = path_field(c, map, parent, key, path, &v, &full);
     if (rc != 0)
         return rc;
-    if (!*s) {
-        err_node(c, v, "%s: must not be empty", path);
-        free(s);
-        return -1;
-    }
-    char *full = resolve_path(c, s);
-    free(s);
-    if (!full)
-        return -1;
     char why[128], *secret;
     rc = read_secret(full, &secret, why, sizeof(why));
     if (rc == -ENOMEM) {
@@ -1049,9 +1073,9 @@ static int get_secret_file(ctx_t *c, const node_t *map, const char *parent, cons
 /* An inline secret (password: ${PW}); registered for redaction at once. */
 static int get_secret(ctx_t *c, const node_t *map, const char *parent, const char *key, char **dst)
 {
-    char path[PATH_LEN];
-    char *s;
-    int rc = scalar_value(c, map_get(map, key), join(path, parent, key), "a string", &s);
+    char path[PATH_LEN], *s;
+    const node_t *v;
+    int rc = field(c, map, parent, key, "a string", path, &v, &s);
     if (rc != 0)
         return rc;
     kcw_log_add_secret(s);
@@ -1090,6 +1114,18 @@ static bool exclusive(ctx_t *c, const node_t *map, const char *path, const char 
     return false;
 }
 
+/* The mapping under key with its keys checked, its path left in path
+ * (PATH_LEN); NULL when absent or null (silently) or not a mapping (reported). */
+static const node_t *sub_map(ctx_t *c, const node_t *parent_map, const char *parent,
+                             const char *key, const char *const *keys, const char *const *later,
+                             char *path)
+{
+    const node_t *m = as_map(c, map_get(parent_map, key), join(path, parent, key));
+    if (m)
+        check_keys(c, m, path, keys, later);
+    return m;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Blocks shared by several sections                                         */
 
@@ -1113,13 +1149,10 @@ static void parse_basic_auth(ctx_t *c, const node_t *parent_map, const char *par
 {
     static const char *const keys[] = {"username", "password", "password_file", NULL};
     char path[PATH_LEN];
-    join(path, parent, "basic_auth");
-    const node_t *m = as_map(c, map_get(parent_map, "basic_auth"), path);
+    const node_t *m = sub_map(c, parent_map, parent, "basic_auth", keys, NULL, path);
     if (!m)
         return;
-    check_keys(c, m, path, keys, NULL);
-    if (get_string(c, m, path, "username", &ba->username) == 1)
-        err_node(c, m, "%s: missing required key \"username\"", path);
+    required(c, get_string(c, m, path, "username", &ba->username), m, path, "username");
     if (exclusive(c, m, path, "password", "password_file")) {
         get_secret(c, m, path, "password", &ba->password);
         get_secret_file(c, m, path, "password_file", &ba->password);
@@ -1130,11 +1163,9 @@ static void parse_tls(ctx_t *c, const node_t *parent_map, const char *parent, kc
 {
     static const char *const keys[] = {"ca_file", "cert_file", "key_file", "insecure", NULL};
     char path[PATH_LEN];
-    join(path, parent, "tls");
-    const node_t *m = as_map(c, map_get(parent_map, "tls"), path);
+    const node_t *m = sub_map(c, parent_map, parent, "tls", keys, NULL, path);
     if (!m)
         return;
-    check_keys(c, m, path, keys, NULL);
     get_file_path(c, m, path, "ca_file", &t->ca_file);
     int cert = get_file_path(c, m, path, "cert_file", &t->cert_file);
     int key = get_file_path(c, m, path, "key_file", &t->key_file);
@@ -1155,6 +1186,90 @@ static void parse_bearer(ctx_t *c, const node_t *m, const char *path, char **tok
         return;
     get_secret(c, m, path, "bearer_token", token);
     get_secret_file(c, m, path, "bearer_token_file", token);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lists                                                                     */
+
+/* Passes rc through, reporting a null list item when it says absent. */
+static int item_null(ctx_t *c, int rc, const node_t *v, const char *path, const char *what)
+{
+    if (rc == 1)
+        err_node(c, v, "%s: expected %s, got null", path, what);
+    return rc;
+}
+
+/* Reads one list item into *out: 0 to keep it, otherwise reported and skipped. */
+typedef int (*read_item_fn)(ctx_t *c, const node_t *v, const char *path, char **out);
+
+/* Fills a new array *out / *n from the items of seq that read_item keeps. */
+static void string_list(ctx_t *c, const node_t *seq, const char *path, read_item_fn read_item,
+                        char ***out, size_t *n)
+{
+    if (seq->n == 0)
+        return;
+    if (!(*out = calloc(seq->n, sizeof(char *)))) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        char ip[PATH_LEN], *s;
+        if (read_item(c, seq->kids[i], join_index(ip, path, i), &s) == 0)
+            (*out)[(*n)++] = s;
+    }
+}
+
+/* A required, non-empty list of mappings under key: the sequence, with
+ * *items a zeroed array of seq->n elements of item_size; NULL when absent or
+ * null (silently), or not a list, empty or out of memory (reported). */
+static const node_t *map_list(ctx_t *c, const node_t *root, const char *key, const char *noun,
+                              size_t item_size, void **items)
+{
+    const node_t *seq = as_seq(c, map_get(root, key), key);
+    if (!seq)
+        return NULL;
+    if (seq->n == 0) {
+        err_node(c, seq, "%s: at least one %s is required", key, noun);
+        return NULL;
+    }
+    if (!(*items = calloc(seq->n, item_size))) {
+        c->oom = true;
+        return NULL;
+    }
+    return seq;
+}
+
+/* Item i of a map_list() with its keys checked and its path left in path
+ * (PATH_LEN); NULL when it is not a mapping (reported, null included). */
+static const node_t *map_list_item(ctx_t *c, const node_t *seq, size_t i, const char *key,
+                                   const char *const *keys, const char *const *later, char *path)
+{
+    const node_t *m = as_map(c, seq->kids[i], join_index(path, key, i));
+    if (!m) {
+        if (is_null(seq->kids[i]))
+            err_node(c, seq->kids[i], "%s: expected a mapping, got null", path);
+        return NULL;
+    }
+    check_keys(c, m, path, keys, later);
+    return m;
+}
+
+/* Reports name when an earlier item j < i of a map_list() already carries
+ * it; name_at(items, j) reads item j's name as stored (after expansion). */
+static void check_unique_name(ctx_t *c, const node_t *seq, size_t i, const char *path,
+                              const char *noun, const char *name, const void *items,
+                              const char *(*name_at)(const void *items, size_t j))
+{
+    for (size_t j = 0; j < i; j++) {
+        const char *prev = name_at(items, j);
+        if (prev && strcmp(prev, name) == 0) {
+            const node_t *first = map_get(seq->kids[j], "name");
+            err_node(c, map_get(seq->kids[i], "name"),
+                     "%s.name: duplicate %s name \"%s\" (first at line %d)", path, noun, name,
+                     first ? first->line : 0);
+            return;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1187,10 +1302,10 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
                                        "log",
                                        NULL};
     static const char *const log_keys[] = {"format", "level", NULL};
-    const node_t *m = as_map(c, map_get(root, "global"), "global");
+    char gp[PATH_LEN], lp[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "global", keys, NULL, gp);
     if (!m)
         return;
-    check_keys(c, m, "global", keys, NULL);
     get_duration(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms, true);
     get_string(c, m, "global", "state_dir", &cfg->state_dir);
     if (get_string(c, m, "global", "listen", &cfg->listen) == 0 && !listen_ok(cfg->listen))
@@ -1223,11 +1338,10 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
         free(val);
     }
 
-    const node_t *log = as_map(c, map_get(m, "log"), "global.log");
+    const node_t *log = sub_map(c, m, gp, "log", log_keys, NULL, lp);
     if (log) {
-        check_keys(c, log, "global.log", log_keys, NULL);
         char *s = NULL;
-        if (get_string(c, log, "global.log", "format", &s) == 0) {
+        if (get_string(c, log, lp, "format", &s) == 0) {
             if (strcmp(s, "logfmt") == 0)
                 cfg->log_format = KCW_LOG_LOGFMT;
             else if (strcmp(s, "json") == 0)
@@ -1238,7 +1352,7 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
         }
         free(s);
         s = NULL;
-        if (get_string(c, log, "global.log", "level", &s) == 0) {
+        if (get_string(c, log, lp, "level", &s) == 0) {
             int lvl = kcw_log_level_parse(s);
             if (lvl < 0)
                 err_node(c, map_get(log, "level"),
@@ -1254,15 +1368,15 @@ static void parse_prometheus(ctx_t *c, const node_t *root, kcw_prometheus_conf_t
 {
     static const char *const keys[] = {
         "url", "timeout", "basic_auth", "bearer_token", "bearer_token_file", "tls", NULL};
-    const node_t *m = as_map(c, map_get(root, "prometheus"), "prometheus");
+    char pp[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "prometheus", keys, NULL, pp);
     if (!m)
         return;
-    check_keys(c, m, "prometheus", keys, NULL);
-    get_url(c, m, "prometheus", "url", &p->url, true);
-    get_duration(c, m, "prometheus", "timeout", &p->timeout_ms, true);
-    parse_basic_auth(c, m, "prometheus", &p->basic_auth);
-    parse_bearer(c, m, "prometheus", &p->bearer_token);
-    parse_tls(c, m, "prometheus", &p->tls);
+    get_url(c, m, pp, "url", &p->url, true);
+    get_duration(c, m, pp, "timeout", &p->timeout_ms, true);
+    parse_basic_auth(c, m, pp, &p->basic_auth);
+    parse_bearer(c, m, pp, &p->bearer_token);
+    parse_tls(c, m, pp, &p->tls);
 }
 
 static bool cluster_name_ok(const char *s)
@@ -1276,6 +1390,11 @@ static bool cluster_name_ok(const char *s)
             return false;
     }
     return true;
+}
+
+static int url_item(ctx_t *c, const node_t *v, const char *path, char **out)
+{
+    return item_null(c, url_value(c, v, path, true, out), v, path, "a URL");
 }
 
 static void parse_cluster_urls(ctx_t *c, const node_t *m, const char *path, kcw_cluster_conf_t *cl)
@@ -1305,76 +1424,48 @@ static void parse_cluster_urls(ctx_t *c, const node_t *m, const char *path, kcw_
         return;
     }
     const node_t *seq = as_seq(c, v, join(p, path, "urls"));
-    if (!seq) {
-        if (is_null(v))
+    if (!seq || seq->n == 0) {
+        if (seq || is_null(v)) /* seq is v when set */
             err_node(c, v, "%s: at least one URL is required", p);
         return;
     }
-    if (seq->n == 0) {
-        err_node(c, seq, "%s: at least one URL is required", p);
-        return;
-    }
-    if (!(cl->urls = calloc(seq->n, sizeof(char *)))) {
-        c->oom = true;
-        return;
-    }
-    for (size_t i = 0; i < seq->n; i++) {
-        char ip[PATH_LEN];
-        char *u;
-        int rc = url_value(c, seq->kids[i], join_index(ip, p, i), true, &u);
-        if (rc == 1)
-            err_node(c, seq->kids[i], "%s: expected a URL, got null", ip);
-        if (rc == 0)
-            cl->urls[cl->n_urls++] = u;
-    }
+    string_list(c, seq, p, url_item, &cl->urls, &cl->n_urls);
+}
+
+static void cluster_defaults(kcw_cluster_conf_t *cl)
+{
+    cl->poll_interval_ms = 5 * SEC;
+    cl->timeout_ms = 10 * SEC;
+}
+
+static const char *cluster_name_at(const void *items, size_t j)
+{
+    return ((const kcw_cluster_conf_t *)items)[j].name;
 }
 
 static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
     static const char *const keys[] = {"name",    "urls",       "url", "poll_interval",
                                        "timeout", "basic_auth", "tls", NULL};
-    const node_t *seq = as_seq(c, map_get(root, "connect"), "connect");
+    void *items;
+    const node_t *seq = map_list(c, root, "connect", "cluster", sizeof(*cfg->clusters), &items);
     if (!seq)
         return;
-    if (seq->n == 0) {
-        err_node(c, seq, "connect: at least one cluster is required");
-        return;
-    }
-    cfg->clusters = calloc(seq->n, sizeof(*cfg->clusters));
-    if (!cfg->clusters) {
-        c->oom = true;
-        return;
-    }
+    cfg->clusters = items;
     for (size_t i = 0; i < seq->n; i++) {
         kcw_cluster_conf_t *cl = &cfg->clusters[cfg->n_clusters++];
-        cl->poll_interval_ms = 5 * SEC;
-        cl->timeout_ms = 10 * SEC;
+        cluster_defaults(cl);
         char path[PATH_LEN];
-        join_index(path, "connect", i);
-        const node_t *m = as_map(c, seq->kids[i], path);
-        if (!m) {
-            if (is_null(seq->kids[i]))
-                err_node(c, seq->kids[i], "%s: expected a mapping, got null", path);
+        const node_t *m = map_list_item(c, seq, i, "connect", keys, NULL, path);
+        if (!m)
             continue;
-        }
-        check_keys(c, m, path, keys, NULL);
-        const node_t *name = map_get(m, "name");
-        int rc = get_string(c, m, path, "name", &cl->name);
-        if (rc == 1)
-            err_node(c, m, "%s: missing required key \"name\"", path);
-        if (rc == 0 && !cluster_name_ok(cl->name)) {
-            err_node(c, name, "%s.name: \"%s\" may only contain letters, digits, '_', '.', '-'",
-                     path, cl->name);
-        } else if (rc == 0) {
-            for (size_t j = 0; j + 1 < cfg->n_clusters; j++) {
-                if (cfg->clusters[j].name && strcmp(cfg->clusters[j].name, cl->name) == 0) {
-                    const node_t *first = map_get(seq->kids[j], "name");
-                    err_node(c, name, "%s.name: duplicate cluster name \"%s\" (first at line %d)",
-                             path, cl->name, first ? first->line : 0);
-                    break;
-                }
-            }
-        }
+        int rc = required(c, get_string(c, m, path, "name", &cl->name), m, path, "name");
+        if (rc == 0 && !cluster_name_ok(cl->name))
+            err_node(c, map_get(m, "name"),
+                     "%s.name: \"%s\" may only contain letters, digits, '_', '.', '-'", path,
+                     cl->name);
+        else if (rc == 0)
+            check_unique_name(c, seq, i, path, "cluster", cl->name, cfg->clusters, cluster_name_at);
         parse_cluster_urls(c, m, path, cl);
         get_duration(c, m, path, "poll_interval", &cl->poll_interval_ms, true);
         get_duration(c, m, path, "timeout", &cl->timeout_ms, true);
@@ -1383,30 +1474,24 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     }
 }
 
-/* Reads a list of regex strings into *out / *n (validated). */
+/* A regex is kept even when it does not compile: the error fails the load. */
+static int trace_item(ctx_t *c, const node_t *v, const char *path, char **out)
+{
+    int rc = item_null(c, scalar_value(c, v, path, "a regex", out), v, path, "a regex");
+    if (rc == 0)
+        check_regex(c, v, path, *out, false);
+    return rc;
+}
+
+/* Reads the list of regex strings (validated). */
 static void parse_traces(ctx_t *c, const node_t *v, kcw_remediation_conf_t *r)
 {
     const char *path = "remediation.unrecoverable_traces";
     const node_t *seq = as_seq(c, v, path);
-    if (!seq)
-        return;
-    if (seq->n == 0)
-        return; /* an explicit empty list disables the built-in patterns */
-    r->unrecoverable_traces = calloc(seq->n, sizeof(char *));
-    if (!r->unrecoverable_traces) {
-        c->oom = true;
-        return;
-    }
-    for (size_t i = 0; i < seq->n; i++) {
-        char ip[PATH_LEN], *s;
-        int rc = scalar_value(c, seq->kids[i], join_index(ip, path, i), "a regex", &s);
-        if (rc == 1)
-            err_node(c, seq->kids[i], "%s: expected a regex, got null", ip);
-        if (rc != 0)
-            continue;
-        check_regex(c, seq->kids[i], ip, s, false);
-        r->unrecoverable_traces[r->n_unrecoverable_traces++] = s;
-    }
+    /* An explicit empty list disables the built-in patterns: string_list
+     * leaves an empty array. */
+    if (seq)
+        string_list(c, seq, path, trace_item, &r->unrecoverable_traces, &r->n_unrecoverable_traces);
 }
 
 static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf_t *r,
@@ -1418,21 +1503,18 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     static const char *const backoff_keys[] = {"initial", "max", "multiplier", "jitter", NULL};
     static const char *const budget_keys[] = {"max_restarts", "window", NULL};
     static const char *const exclude_keys[] = {"connector", NULL};
-    const char *p = "remediation";
-    const node_t *m = as_map(c, map_get(root, p), p);
+    char p[PATH_LEN], bp[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "remediation", keys, NULL, p);
     if (!m)
         return;
-    check_keys(c, m, p, keys, NULL);
     get_bool(c, m, p, "enabled", &r->enabled);
     get_bool(c, m, p, "dry_run", &r->dry_run);
     get_int(c, m, p, "max_concurrent", &r->max_concurrent, 1, 1000);
     get_duration(c, m, p, "stable_period", &r->stable_period_ms, true);
     get_duration(c, m, p, "verify_timeout", &r->verify_timeout_ms, true);
 
-    const node_t *b = as_map(c, map_get(m, "backoff"), "remediation.backoff");
+    const node_t *b = sub_map(c, m, p, "backoff", backoff_keys, NULL, bp);
     if (b) {
-        const char *bp = "remediation.backoff";
-        check_keys(c, b, bp, backoff_keys, NULL);
         int ri = get_duration(c, b, bp, "initial", &r->backoff_initial_ms, true);
         int rm = get_duration(c, b, bp, "max", &r->backoff_max_ms, true);
         get_double(c, b, bp, "multiplier", &r->backoff_multiplier, 1.0, 100.0);
@@ -1445,16 +1527,14 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
                      kcw_duration_format(r->backoff_max_ms, z, sizeof(z)));
         }
     }
-    const node_t *bu = as_map(c, map_get(m, "budget"), "remediation.budget");
+    const node_t *bu = sub_map(c, m, p, "budget", budget_keys, NULL, bp);
     if (bu) {
-        check_keys(c, bu, "remediation.budget", budget_keys, NULL);
-        get_int(c, bu, "remediation.budget", "max_restarts", &r->budget_max_restarts, 1, 1000000);
-        get_duration(c, bu, "remediation.budget", "window", &r->budget_window_ms, true);
+        get_int(c, bu, bp, "max_restarts", &r->budget_max_restarts, 1, 1000000);
+        get_duration(c, bu, bp, "window", &r->budget_window_ms, true);
     }
-    const node_t *ex = as_map(c, map_get(m, "exclude"), "remediation.exclude");
+    const node_t *ex = sub_map(c, m, p, "exclude", exclude_keys, NULL, bp);
     if (ex) {
-        check_keys(c, ex, "remediation.exclude", exclude_keys, NULL);
-        if (get_string(c, ex, "remediation.exclude", "connector", &r->exclude_connector) == 0)
+        if (get_string(c, ex, bp, "connector", &r->exclude_connector) == 0)
             check_regex(c, map_get(ex, "connector"), "remediation.exclude.connector",
                         r->exclude_connector, true);
     }
@@ -1465,35 +1545,31 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     }
 }
 
+/* A glob, resolved against the config's directory; null counts as empty. */
+static int rule_file_item(ctx_t *c, const node_t *v, const char *path, char **out)
+{
+    char *s;
+    int rc = scalar_value(c, v, path, "a glob", &s);
+    if (rc == 0 && !*s) {
+        free(s);
+        rc = 1;
+    }
+    if (rc == 1)
+        err_node(c, v, "%s: must not be empty", path);
+    if (rc != 0)
+        return rc;
+    *out = resolve_path(c, s);
+    free(s);
+    return *out ? 0 : -1;
+}
+
 static void parse_rule_files(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *set)
 {
     const node_t *seq = as_seq(c, map_get(root, "rule_files"), "rule_files");
     if (!seq)
         return;
     *set = true;
-    if (seq->n == 0)
-        return;
-    cfg->rule_files = calloc(seq->n, sizeof(char *));
-    if (!cfg->rule_files) {
-        c->oom = true;
-        return;
-    }
-    for (size_t i = 0; i < seq->n; i++) {
-        char ip[PATH_LEN], *s;
-        int rc = scalar_value(c, seq->kids[i], join_index(ip, "rule_files", i), "a glob", &s);
-        if (rc == 0 && !*s) {
-            free(s);
-            rc = 1;
-        }
-        if (rc == 1)
-            err_node(c, seq->kids[i], "%s: must not be empty", ip);
-        if (rc != 0)
-            continue;
-        char *full = resolve_path(c, s);
-        free(s);
-        if (full)
-            cfg->rule_files[cfg->n_rule_files++] = full;
-    }
+    string_list(c, seq, "rule_files", rule_file_item, &cfg->rule_files, &cfg->n_rule_files);
 }
 
 static void parse_webhook(ctx_t *c, const node_t *v, const char *path, kcw_receiver_conf_t *r)
@@ -1510,8 +1586,7 @@ static void parse_webhook(ctx_t *c, const node_t *v, const char *path, kcw_recei
     if (!m)
         return;
     check_keys(c, m, path, keys, NULL);
-    if (get_url(c, m, path, "url", &r->url, false) == 1)
-        err_node(c, m, "%s: missing required key \"url\"", path);
+    required(c, get_url(c, m, path, "url", &r->url, false), m, path, "url");
     get_duration(c, m, path, "timeout", &r->timeout_ms, true);
     get_bool(c, m, path, "send_resolved", &r->send_resolved);
     get_int(c, m, path, "max_alerts", &r->max_alerts, 0, INT_MAX);
@@ -1520,48 +1595,37 @@ static void parse_webhook(ctx_t *c, const node_t *v, const char *path, kcw_recei
     parse_tls(c, m, path, &r->tls);
 }
 
+static void receiver_defaults(kcw_receiver_conf_t *r)
+{
+    r->kind = KCW_RECEIVER_LOG;
+    r->timeout_ms = 10 * SEC;
+    r->send_resolved = true;
+}
+
+static const char *receiver_name_at(const void *items, size_t j)
+{
+    return ((const kcw_receiver_conf_t *)items)[j].name;
+}
+
 static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
     static const char *const keys[] = {"name", "webhook", "log", NULL};
     static const char *const later[] = {"slack", "pagerduty", "alertmanager", NULL};
-    const node_t *seq = as_seq(c, map_get(root, "receivers"), "receivers");
+    void *items;
+    const node_t *seq = map_list(c, root, "receivers", "receiver", sizeof(*cfg->receivers), &items);
     if (!seq)
         return;
-    if (seq->n == 0) {
-        err_node(c, seq, "receivers: at least one receiver is required");
-        return;
-    }
-    cfg->receivers = calloc(seq->n, sizeof(*cfg->receivers));
-    if (!cfg->receivers) {
-        c->oom = true;
-        return;
-    }
+    cfg->receivers = items;
     for (size_t i = 0; i < seq->n; i++) {
         kcw_receiver_conf_t *r = &cfg->receivers[cfg->n_receivers++];
-        r->kind = KCW_RECEIVER_LOG;
-        r->timeout_ms = 10 * SEC;
-        r->send_resolved = true;
+        receiver_defaults(r);
         char path[PATH_LEN];
-        join_index(path, "receivers", i);
-        const node_t *m = as_map(c, seq->kids[i], path);
-        if (!m) {
-            if (is_null(seq->kids[i]))
-                err_node(c, seq->kids[i], "%s: expected a mapping, got null", path);
+        const node_t *m = map_list_item(c, seq, i, "receivers", keys, later, path);
+        if (!m)
             continue;
-        }
-        check_keys(c, m, path, keys, later);
-        int rc = get_string(c, m, path, "name", &r->name);
-        if (rc == 1)
-            err_node(c, m, "%s: missing required key \"name\"", path);
-        for (size_t j = 0; rc == 0 && j + 1 < cfg->n_receivers; j++) {
-            if (cfg->receivers[j].name && strcmp(cfg->receivers[j].name, r->name) == 0) {
-                const node_t *first = map_get(seq->kids[j], "name");
-                err_node(c, map_get(m, "name"),
-                         "%s.name: duplicate receiver name \"%s\" (first at line %d)", path,
-                         r->name, first ? first->line : 0);
-                break;
-            }
-        }
+        if (required(c, get_string(c, m, path, "name", &r->name), m, path, "name") == 0)
+            check_unique_name(c, seq, i, path, "receiver", r->name, cfg->receivers,
+                              receiver_name_at);
         /* Exactly one kind; not-yet-supported kinds were reported by check_keys. */
         const node_t *kinds[2] = {map_key(m, "webhook"), map_key(m, "log")};
         if (kinds[0] && kinds[1]) {
@@ -1584,17 +1648,29 @@ static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     }
 }
 
+/* A label name, or "..." for every label. */
+static int group_by_item(ctx_t *c, const node_t *v, const char *path, char **out)
+{
+    int rc = item_null(c, scalar_value(c, v, path, "a label name", out), v, path, "a label name");
+    if (rc == 0 && strcmp(*out, "...") != 0 && !label_name_ok(*out)) {
+        err_node(c, v, "%s: invalid label name \"%s\"", path, *out);
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return rc;
+}
+
 static void parse_route(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool receivers_set)
 {
     static const char *const keys[] = {"receiver",       "group_by",        "group_wait",
                                        "group_interval", "repeat_interval", NULL};
     static const char *const later[] = {"routes", "matchers", "continue", NULL};
-    const char *p = "route";
+    char p[PATH_LEN];
     kcw_route_conf_t *rt = &cfg->route;
-    const node_t *m = as_map(c, map_get(root, p), p);
+    const node_t *m = sub_map(c, root, "", "route", keys, later, p);
     if (!m)
         return;
-    check_keys(c, m, p, keys, later);
     /* Without a receivers list the built-in "log" receiver is the only one. */
     if (get_string(c, m, p, "receiver", &rt->receiver) == 0 &&
         (receivers_set ? !kcw_config_receiver(cfg, rt->receiver)
@@ -1605,27 +1681,8 @@ static void parse_route(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool re
     get_duration(c, m, p, "group_interval", &rt->group_interval_ms, true);
     get_duration(c, m, p, "repeat_interval", &rt->repeat_interval_ms, true);
     const node_t *seq = as_seq(c, map_get(m, "group_by"), "route.group_by");
-    if (!seq || seq->n == 0)
-        return;
-    if (!(rt->group_by = calloc(seq->n, sizeof(char *)))) {
-        c->oom = true;
-        return;
-    }
-    for (size_t i = 0; i < seq->n; i++) {
-        char ip[PATH_LEN], *s;
-        int rc =
-            scalar_value(c, seq->kids[i], join_index(ip, "route.group_by", i), "a label name", &s);
-        if (rc == 1)
-            err_node(c, seq->kids[i], "%s: expected a label name, got null", ip);
-        if (rc != 0)
-            continue;
-        if (strcmp(s, "...") != 0 && !label_name_ok(s)) {
-            err_node(c, seq->kids[i], "%s: invalid label name \"%s\"", ip, s);
-            free(s);
-            continue;
-        }
-        rt->group_by[rt->n_group_by++] = s;
-    }
+    if (seq)
+        string_list(c, seq, "route.group_by", group_by_item, &rt->group_by, &rt->n_group_by);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1670,8 +1727,7 @@ static int set_list_defaults(kcw_config_t *cfg, bool connect_set, bool rules_set
             return -ENOMEM;
         kcw_cluster_conf_t *cl = &cfg->clusters[0];
         cfg->n_clusters = 1;
-        cl->poll_interval_ms = 5 * SEC;
-        cl->timeout_ms = 10 * SEC;
+        cluster_defaults(cl);
         cl->name = strdup("default");
         cl->urls = calloc(1, sizeof(char *));
         if (!cl->name || !cl->urls || !(cl->urls[0] = strdup("http://localhost:8083")))
@@ -1689,9 +1745,7 @@ static int set_list_defaults(kcw_config_t *cfg, bool connect_set, bool rules_set
         if (!cfg->receivers)
             return -ENOMEM;
         cfg->n_receivers = 1;
-        cfg->receivers[0].kind = KCW_RECEIVER_LOG;
-        cfg->receivers[0].timeout_ms = 10 * SEC;
-        cfg->receivers[0].send_resolved = true;
+        receiver_defaults(&cfg->receivers[0]);
         if (!(cfg->receivers[0].name = strdup("log")))
             return -ENOMEM;
     }
