@@ -39,6 +39,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from httpbody import read_body  # noqa: E402
+
 STATES = ("UNASSIGNED", "RUNNING", "PAUSED", "FAILED", "RESTARTING", "STOPPED")
 
 DEFAULT_TRACE = (
@@ -65,24 +67,6 @@ def parse_version(v):
     if not m:
         raise ValueError("bad version %r" % (v,))
     return int(m.group(1)), int(m.group(2))
-
-
-def read_body(handler, limit=16 * 1024 * 1024):
-    """Request body by Content-Length or chunked transfer coding."""
-    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
-        out = b""
-        while True:
-            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return out
-            out += handler.rfile.read(size)
-            handler.rfile.readline()
-            if len(out) > limit:
-                raise ValueError("body too large")
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length > 0 else b""
 
 
 class Request:
