@@ -42,7 +42,8 @@ static const char *const migrations[KCW_STORE_SCHEMA_VERSION] = {
     "  state INTEGER NOT NULL, value REAL NOT NULL DEFAULT 0,"
     "  active_at INTEGER NOT NULL DEFAULT 0, fired_at INTEGER NOT NULL DEFAULT 0,"
     "  resolved_at INTEGER NOT NULL DEFAULT 0, last_eval INTEGER NOT NULL DEFAULT 0,"
-    "  keep_firing_since INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, fp));"
+    "  keep_firing_since INTEGER NOT NULL DEFAULT 0, annotations TEXT,"
+    "  PRIMARY KEY (rule, fp));"
     "CREATE TABLE notify_group ("
     "  receiver TEXT NOT NULL, group_key TEXT NOT NULL, last_notified INTEGER NOT NULL,"
     "  sent_firing BLOB, sent_resolved BLOB, PRIMARY KEY (receiver, group_key));"
@@ -89,11 +90,11 @@ typedef enum {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_ALERT_PUT] = "INSERT OR REPLACE INTO alert_state (rule, fp, labels, state, value, "
-                     "active_at, fired_at, resolved_at, last_eval, keep_firing_since) "
-                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     "active_at, fired_at, resolved_at, last_eval, keep_firing_since, "
+                     "annotations) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     [ST_ALERT_DEL] = "DELETE FROM alert_state WHERE rule = ? AND fp = ?",
     [ST_ALERT_LOAD] = "SELECT rule, labels, state, value, active_at, fired_at, resolved_at, "
-                      "last_eval, keep_firing_since FROM alert_state",
+                      "last_eval, keep_firing_since, annotations FROM alert_state",
     [ST_GROUP_PUT] = "INSERT OR REPLACE INTO notify_group (receiver, group_key, last_notified, "
                      "sent_firing, sent_resolved) VALUES (?,?,?,?,?)",
     [ST_GROUP_DEL] = "DELETE FROM notify_group WHERE receiver = ? AND group_key = ?",
@@ -583,6 +584,20 @@ static void on_prune_closed(uv_handle_t *h)
     free(h->data);
 }
 
+static void on_prune_stopped(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void kcw_store_prune_stop(kcw_store_t *s)
+{
+    if (!s || !s->prune_running)
+        return;
+    s->prune_running = false;
+    uv_timer_stop(&s->prune_timer);
+    uv_close((uv_handle_t *)&s->prune_timer, on_prune_stopped);
+}
+
 void kcw_store_close(kcw_store_t *s)
 {
     if (!s)
@@ -694,10 +709,14 @@ int kcw_store_alert_put(kcw_store_t *s, const char *rule_key, const kcw_alert_t 
 {
     sqlite3_stmt *st = stmt(s, ST_ALERT_PUT);
     json_t *lj = kcw_labels_to_json(&a->labels);
+    json_t *aj = kcw_labels_to_json(&a->annotations);
     char *labels = lj ? json_dumps(lj, JSON_COMPACT) : NULL;
+    char *annotations = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
     json_decref(lj);
-    if (!st || !labels) {
+    json_decref(aj);
+    if (!st || !labels || !annotations) {
         free(labels);
+        free(annotations);
         return -ENOMEM;
     }
     sqlite3_bind_text(st, 1, rule_key, -1, SQLITE_TRANSIENT);
@@ -710,7 +729,14 @@ int kcw_store_alert_put(kcw_store_t *s, const char *rule_key, const kcw_alert_t 
     sqlite3_bind_int64(st, 8, a->resolved_at_ms);
     sqlite3_bind_int64(st, 9, a->last_eval_ms);
     sqlite3_bind_int64(st, 10, a->keep_firing_since_ms);
+    sqlite3_bind_text(st, 11, annotations, -1, free);
     return step_write(s, st);
+}
+
+int kcw_store_alert_clear(kcw_store_t *s)
+{
+    int rc = exec_sql(s->db, "DELETE FROM alert_state");
+    return rc == SQLITE_OK ? 0 : write_failed(s, rc);
 }
 
 int kcw_store_alert_delete(kcw_store_t *s, const char *rule_key, const kcw_labels_t *labels)
@@ -772,9 +798,13 @@ static int alert_row(sqlite3_stmt *st, void *arg, bool *used)
     a.resolved_at_ms = sqlite3_column_int64(st, 6);
     a.last_eval_ms = sqlite3_column_int64(st, 7);
     a.keep_firing_since_ms = sqlite3_column_int64(st, 8);
+    /* Annotations are a courtesy (the next evaluation renders them again). */
+    if (col_text(st, 9) && labels_from_json(col_text(st, 9), &a.annotations) < 0)
+        memset(&a.annotations, 0, sizeof(a.annotations));
     *used = true;
     int stop = ((kcw_store_alert_cb)c->cb)(rule, &a, c->arg);
     kcw_labels_clear(&a.labels);
+    kcw_labels_clear(&a.annotations);
     return stop;
 }
 

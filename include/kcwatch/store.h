@@ -62,6 +62,9 @@ void kcw_store_set_audit_retention(kcw_store_t *s, int64_t retention_ms);
 /* Prunes the audit log at once and then every `every_ms` on loop (an unref'd
  * timer: it never keeps the loop alive). 0 or negative errno. */
 int kcw_store_prune_start(kcw_store_t *s, uv_loop_t *loop, uint64_t every_ms);
+/* Closes the prune timer (before the loop ends; the store stays usable and
+ * kcw_store_close then frees at once once the loop has run the close). */
+void kcw_store_prune_stop(kcw_store_t *s);
 /* Deletes audit rows older than now - retention; returns how many. */
 long kcw_store_audit_prune(kcw_store_t *s, int64_t now_ms);
 
@@ -76,10 +79,13 @@ int kcw_store_commit(kcw_store_t *s);
 /* --- alert state ------------------------------------------------------------ */
 
 /* rule_key names the rule the alert belongs to (e.g. "group/alertname");
- * the alert is keyed by rule_key + its label fingerprint. Annotations and
- * trace are not kept: the next evaluation renders them again. */
+ * the alert is keyed by rule_key + its label fingerprint. The trace is not
+ * kept (the next evaluation reads it again). */
 int kcw_store_alert_put(kcw_store_t *s, const char *rule_key, const kcw_alert_t *a);
 int kcw_store_alert_delete(kcw_store_t *s, const char *rule_key, const kcw_labels_t *labels);
+/* Deletes every saved alert: with puts of all current alerts in the same
+ * round, a snapshot that also forgets alerts that left their sets. */
+int kcw_store_alert_clear(kcw_store_t *s);
 /* Every saved alert, in no particular order; a row that cannot be decoded is
  * skipped with an ERROR. The alert passed to cb lives only during the call.
  * cb returning non-zero stops the walk. Returns the rows handed out or a
