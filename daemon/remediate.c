@@ -659,6 +659,8 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
                                  .rule = t->rule,
                                  .trace = t->trace,
                                  .policy = &t->policy,
+                                 .said = t->said,
+                                 .exhausted_reported = t->exhausted_reported,
                                  .mark_ids = ids,
                                  .mark_hashes = hashes,
                                  .mark_left = left,
@@ -1471,6 +1473,8 @@ static int on_stored_track(const kcw_store_track_t *row, void *arg)
         return 1;
     t->scope = (kcw_restart_scope_t)row->scope;
     t->policy = *row->policy;
+    t->said = row->said;
+    t->exhausted_reported = row->exhausted_reported;
     t->last_seen_ms = r->clock_ms;
     if (row->rule && !t->rule)
         t->rule = strdup(row->rule);

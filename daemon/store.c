@@ -285,6 +285,17 @@ static int migrate(sqlite3 *db, int target)
     return SQLITE_OK;
 }
 
+/* Copies src's main database into dst (the SQLite backup API). */
+static int copy_into(sqlite3 *dst, sqlite3 *src)
+{
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (!b)
+        return sqlite3_errcode(dst);
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Moves the state into an in-memory database (a copy of the file's committed
  * state when it can still be read). Never fails short of OOM. */
 static int go_memory(kcw_store_t *s, const char *why, int max_version)
@@ -296,15 +307,24 @@ static int go_memory(kcw_store_t *s, const char *why, int max_version)
         return -ENOMEM;
     }
     finalize_all(s);
+    int copied = SQLITE_ERROR;
     if (s->db) {
         if (!sqlite3_get_autocommit(s->db))
             exec_sql(s->db, "ROLLBACK");
-        sqlite3_backup *b = sqlite3_backup_init(mem, "main", s->db, "main");
-        if (b) {
-            sqlite3_backup_step(b, -1);
-            sqlite3_backup_finish(b);
-        }
+        copied = copy_into(mem, s->db);
         sqlite3_close(s->db);
+        s->db = NULL;
+    }
+    if (copied != SQLITE_OK && s->path && access(s->path, R_OK) == 0) {
+        /* A WAL database on a read-only filesystem cannot be opened the
+         * usual way (no -shm can be made); as immutable it can be read. */
+        char *uri = sqlite3_mprintf("file:%s?immutable=1", s->path);
+        sqlite3 *ro = NULL;
+        if (uri && sqlite3_open_v2(uri, &ro, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) ==
+                       SQLITE_OK)
+            copy_into(mem, ro);
+        sqlite3_close(ro);
+        sqlite3_free(uri);
     }
     s->db = mem;
     int rc = migrate(mem, max_version);
@@ -975,34 +995,41 @@ long kcw_store_outbox_load(kcw_store_t *s, kcw_store_outbox_cb cb, void *arg)
 
 /* --- restart tracks ---------------------------------------------------------------- */
 
-static char *policy_json(const kcw_restart_track_t *p)
+static char *policy_json(const kcw_store_track_t *t)
 {
+    const kcw_restart_track_t *p = t->policy;
     json_t *att = json_array();
     for (int i = 0; att && i < p->n_attempts && i < KCW_RESTART_MAX_HISTORY; i++)
         json_array_append_new(att, json_integer(p->attempts_ms[i]));
-    json_t *j = json_pack("{s:o?, s:i, s:I, s:I, s:I, s:b, s:b, s:b, s:b}", "attempts", att,
-                          "consecutive", p->consecutive, "next_allowed", (json_int_t)p->next_allowed_ms,
-                          "last_restart", (json_int_t)p->last_restart_ms, "running_since",
+    char said[24];
+    snprintf(said, sizeof(said), "%016llx", (unsigned long long)t->said);
+    json_t *j = json_pack("{s:o?, s:i, s:I, s:I, s:I, s:b, s:b, s:b, s:b, s:s, s:b}", "attempts",
+                          att, "consecutive", p->consecutive, "next_allowed",
+                          (json_int_t)p->next_allowed_ms, "last_restart",
+                          (json_int_t)p->last_restart_ms, "running_since",
                           (json_int_t)p->running_since_ms, "verifying", p->verifying,
                           "saw_transition", p->saw_transition, "exhausted", p->exhausted,
-                          "recovered", p->recovered);
+                          "recovered", p->recovered, "said", said, "exhausted_reported",
+                          t->exhausted_reported);
     char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return out;
 }
 
-static int policy_parse(const char *text, kcw_restart_track_t *p)
+static int policy_parse(const char *text, kcw_restart_track_t *p, kcw_store_track_t *t)
 {
     memset(p, 0, sizeof(*p));
     json_t *j = text ? json_loads(text, 0, NULL) : NULL;
     json_t *att = NULL;
     json_int_t next = 0, last = 0, since = 0;
-    int consecutive = 0, verifying = 0, saw = 0, exhausted = 0, recovered = 0;
-    if (!j || json_unpack(j, "{s:o, s:i, s:I, s:I, s:I, s:b, s:b, s:b, s:b}", "attempts", &att,
-                          "consecutive", &consecutive, "next_allowed", &next, "last_restart",
-                          &last, "running_since", &since, "verifying", &verifying,
-                          "saw_transition", &saw, "exhausted", &exhausted, "recovered",
-                          &recovered) != 0 ||
+    int consecutive = 0, verifying = 0, saw = 0, exhausted = 0, recovered = 0, reported = 0;
+    const char *said = NULL;
+    if (!j || json_unpack(j, "{s:o, s:i, s:I, s:I, s:I, s:b, s:b, s:b, s:b, s?s, s?b}",
+                          "attempts", &att, "consecutive", &consecutive, "next_allowed", &next,
+                          "last_restart", &last, "running_since", &since, "verifying",
+                          &verifying, "saw_transition", &saw, "exhausted", &exhausted,
+                          "recovered", &recovered, "said", &said, "exhausted_reported",
+                          &reported) != 0 ||
         !json_is_array(att)) {
         json_decref(j);
         return -EINVAL;
@@ -1023,6 +1050,8 @@ static int policy_parse(const char *text, kcw_restart_track_t *p)
     p->saw_transition = saw;
     p->exhausted = exhausted;
     p->recovered = recovered;
+    t->said = said ? strtoull(said, NULL, 16) : 0;
+    t->exhausted_reported = reported;
     json_decref(j);
     return 0;
 }
@@ -1030,7 +1059,7 @@ static int policy_parse(const char *text, kcw_restart_track_t *p)
 int kcw_store_track_put(kcw_store_t *s, const kcw_store_track_t *t)
 {
     sqlite3_stmt *st = stmt(s, ST_TRACK_PUT);
-    char *policy = policy_json(t->policy);
+    char *policy = policy_json(t);
     json_t *marks = json_array();
     for (size_t i = 0; marks && i < t->n_marks; i++) {
         char hash[24];
@@ -1081,7 +1110,7 @@ static int track_row(sqlite3_stmt *st, void *arg, bool *used)
         .trace = col_text(st, 5),
         .policy = &policy,
     };
-    if (!t.cluster || !t.connector || policy_parse(col_text(st, 6), &policy) < 0) {
+    if (!t.cluster || !t.connector || policy_parse(col_text(st, 6), &policy, &t) < 0) {
         kcw_log(KCW_LOG_ERROR, "state store: skipping a restart track that cannot be decoded",
                 "connector", t.connector ? t.connector : "", NULL);
         return 0;

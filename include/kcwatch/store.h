@@ -143,6 +143,11 @@ typedef struct kcw_store_track {
     const char *rule; /* may be NULL */
     const char *trace;
     const kcw_restart_track_t *policy;
+    /* What was already reported, so a restart of kcwatch does not report
+     * (and page) it again: the last repeated decision's hash (0: none) and
+     * whether the exhausted budget was. */
+    uint64_t said;
+    bool exhausted_reported;
     /* Restarted instances whose old FAILED record must not count again. */
     const int *mark_ids;
     const uint64_t *mark_hashes;

@@ -293,6 +293,8 @@ typedef struct seen_tracks {
     int mark_id;
     uint64_t mark_hash;
     bool mark_left;
+    uint64_t said;
+    bool reported;
 } seen_tracks_t;
 
 static int on_track(const kcw_store_track_t *t, void *arg)
@@ -304,6 +306,8 @@ static int on_track(const kcw_store_track_t *t, void *arg)
     s->task = t->task;
     s->scope = t->scope;
     s->n_marks = t->n_marks;
+    s->said = t->said;
+    s->reported = t->exhausted_reported;
     if (t->n_marks > 0) {
         s->mark_id = t->mark_ids[0];
         s->mark_hash = t->mark_hashes[0];
@@ -331,7 +335,8 @@ static void test_track_round_trip(void **state)
     bool left[] = {true};
     kcw_store_track_t t = {.cluster = "c1", .connector = "orders", .task = 0, .scope = 1,
                            .rule = "ConnectTaskFailed", .trace = "java.lang.Boom",
-                           .policy = &p, .mark_ids = ids, .mark_hashes = hashes,
+                           .policy = &p, .said = 0xfedcba9876543210ULL,
+                           .exhausted_reported = true, .mark_ids = ids, .mark_hashes = hashes,
                            .mark_left = left, .n_marks = 1};
     assert_int_equal(kcw_store_track_put(s, &t), 0);
     kcw_store_close(s);
@@ -350,6 +355,8 @@ static void test_track_round_trip(void **state)
     assert_int_equal(seen.n_marks, 1);
     assert_true(seen.mark_hash == 0x8000000000000001ULL);
     assert_true(seen.mark_left);
+    assert_true(seen.said == 0xfedcba9876543210ULL);
+    assert_true(seen.reported);
     assert_int_equal(kcw_store_track_delete(s, "c1", "orders", 0), 0);
     memset(&seen, 0, sizeof(seen));
     assert_int_equal(kcw_store_track_load(s, on_track, &seen), 0);
