@@ -1286,6 +1286,18 @@ long kcw_store_audit_read(const char *state_dir, int64_t since_ms, kcw_audit_cb 
         sqlite3_busy_timeout(s.db, BUSY_TIMEOUT_MS);
         rc = read_user_version(s.db, &version);
     }
+    if (rc != SQLITE_OK && access(path, W_OK) != 0) {
+        /* On a read-only filesystem no -shm can be made, so no daemon can be
+         * writing there either: read the file as immutable. */
+        char *uri = sqlite3_mprintf("file:%s?immutable=1", path);
+        sqlite3_close(s.db);
+        s.db = NULL;
+        rc = uri ? sqlite3_open_v2(uri, &s.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL)
+                 : SQLITE_NOMEM;
+        sqlite3_free(uri);
+        if (rc == SQLITE_OK)
+            rc = read_user_version(s.db, &version);
+    }
     long n;
     if (rc != SQLITE_OK) {
         set_err(err, errlen, "%s: %s", path, sqlite3_errstr(rc));
