@@ -803,6 +803,13 @@ static line_t *line_get(kcw_notifier_t *n, const char *receiver, const char *gro
     return l;
 }
 
+static void line_free(line_t *l)
+{
+    free(l->receiver);
+    free(l->group_key);
+    free(l);
+}
+
 /* Forgets a line with nothing queued or in flight. */
 static void line_release(kcw_notifier_t *n, line_t *l)
 {
@@ -822,9 +829,7 @@ static void line_release(kcw_notifier_t *n, line_t *l)
     else
         n->lines_tail = l->prev;
     n->n_lines--;
-    free(l->receiver);
-    free(l->group_key);
-    free(l);
+    line_free(l);
 }
 
 static void lines_clear(kcw_notifier_t *n)
@@ -832,9 +837,7 @@ static void lines_clear(kcw_notifier_t *n)
     line_t *next;
     for (line_t *l = n->lines; l; l = next) {
         next = l->next;
-        free(l->receiver);
-        free(l->group_key);
-        free(l);
+        line_free(l);
     }
     n->lines = n->lines_tail = NULL;
     n->n_lines = 0;

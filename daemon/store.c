@@ -457,6 +457,23 @@ static void rename_aside(const char *path)
     }
 }
 
+/* Runs a pragma answering one text row: SQLITE_OK when it is `want`,
+ * otherwise `mismatch`, or the error that stopped it. */
+static int pragma_expect(sqlite3 *db, const char *sql, const char *want, int mismatch)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *res = (const char *)sqlite3_column_text(st, 0);
+            rc = res && strcmp(res, want) == 0 ? SQLITE_OK : mismatch;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Opens path and checks it can be read. SQLITE_OK, a corruption code, or
  * another error. */
 static int open_checked(kcw_store_t *s)
@@ -466,17 +483,7 @@ static int open_checked(kcw_store_t *s)
         return rc;
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            const char *res = col_text(st, 0);
-            rc = res && strcmp(res, "ok") == 0 ? SQLITE_OK : SQLITE_CORRUPT;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return pragma_expect(s->db, "PRAGMA quick_check", "ok", SQLITE_CORRUPT);
 }
 
 static void close_db(kcw_store_t *s)
@@ -498,16 +505,8 @@ static int open_file(kcw_store_t *s, int max_version)
         return go_memory(s, sqlite3_errstr(rc), max_version);
     if (sqlite3_db_readonly(s->db, "main") == 1)
         return go_memory(s, "database is read-only", max_version);
-    sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            const char *mode = col_text(st, 0);
-            rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_READONLY;
-        }
-    }
-    sqlite3_finalize(st);
+    /* A database that cannot switch to WAL cannot be written either. */
+    rc = pragma_expect(s->db, "PRAGMA journal_mode = WAL", "wal", SQLITE_READONLY);
     if (rc == SQLITE_OK)
         rc = exec_sql(s->db, "PRAGMA synchronous = NORMAL");
     if (rc == SQLITE_OK) {
@@ -797,6 +796,18 @@ typedef struct cb_ctx {
     void *arg;
 } cb_ctx_t;
 
+typedef int (*row_fn)(sqlite3_stmt *, void *, bool *);
+
+/* Hands every row of a loading statement to cb through row(). */
+static long load_rows(kcw_store_t *s, stmt_id_t id, row_fn row, void *cb, void *arg)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (!st)
+        return -ENOMEM;
+    cb_ctx_t c = {cb, arg};
+    return walk(s, st, row, &c);
+}
+
 static int alert_row(sqlite3_stmt *st, void *arg, bool *used)
 {
     cb_ctx_t *c = arg;
@@ -830,11 +841,7 @@ static int alert_row(sqlite3_stmt *st, void *arg, bool *used)
 
 long kcw_store_alert_load(kcw_store_t *s, kcw_store_alert_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, ST_ALERT_LOAD);
-    if (!st)
-        return -ENOMEM;
-    cb_ctx_t c = {(void *)cb, arg};
-    return walk(s, st, alert_row, &c);
+    return load_rows(s, ST_ALERT_LOAD, alert_row, (void *)cb, arg);
 }
 
 /* --- notification groups ---------------------------------------------------------- */
@@ -914,11 +921,7 @@ static int group_row(sqlite3_stmt *st, void *arg, bool *used)
 
 long kcw_store_group_load(kcw_store_t *s, kcw_store_group_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, ST_GROUP_LOAD);
-    if (!st)
-        return -ENOMEM;
-    cb_ctx_t c = {(void *)cb, arg};
-    return walk(s, st, group_row, &c);
+    return load_rows(s, ST_GROUP_LOAD, group_row, (void *)cb, arg);
 }
 
 /* --- outbox ------------------------------------------------------------------------ */
@@ -986,11 +989,7 @@ static int outbox_row(sqlite3_stmt *st, void *arg, bool *used)
 
 long kcw_store_outbox_load(kcw_store_t *s, kcw_store_outbox_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, ST_OUTBOX_LOAD);
-    if (!st)
-        return -ENOMEM;
-    cb_ctx_t c = {(void *)cb, arg};
-    return walk(s, st, outbox_row, &c);
+    return load_rows(s, ST_OUTBOX_LOAD, outbox_row, (void *)cb, arg);
 }
 
 /* --- restart tracks ---------------------------------------------------------------- */
@@ -1149,11 +1148,7 @@ static int track_row(sqlite3_stmt *st, void *arg, bool *used)
 
 long kcw_store_track_load(kcw_store_t *s, kcw_store_track_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, ST_TRACK_LOAD);
-    if (!st)
-        return -ENOMEM;
-    cb_ctx_t c = {(void *)cb, arg};
-    return walk(s, st, track_row, &c);
+    return load_rows(s, ST_TRACK_LOAD, track_row, (void *)cb, arg);
 }
 
 /* --- audit log ------------------------------------------------------------------------ */

@@ -77,15 +77,21 @@ def restart_rows(h, connector, reason=None):
             if r["kind"] == "restart" and (reason is None or r["reason"] == reason)]
 
 
+def fail_during_outage(h):
+    """The receiver is down (503) when orders/0 fails; returns once kcwatch
+    has tried to send the firing notification."""
+    h.fake.add_connector("orders", tasks=1)
+    h.sink.fail_matching("", 503)
+    h.start_daemon(rules=ALERT_ONLY)
+    h.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
+    h.wait_for(lambda: attempts(h, "orders", "firing"), what="a firing attempt (503)")
+
+
 def test_outage_kill9_delivers_firing_and_resolved():
     """The receiver is down while the task fails and recovers; kill -9; after
     the start both the firing and the resolved notification arrive."""
     with Harness("dur-outage") as h:
-        h.fake.add_connector("orders", tasks=1)
-        h.sink.fail_matching("", 503)
-        h.start_daemon(rules=ALERT_ONLY)
-        h.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
-        h.wait_for(lambda: attempts(h, "orders", "firing"), what="a firing attempt (503)")
+        fail_during_outage(h)
         h.fake.set_task_state("orders", 0, "RUNNING")
         h.wait_for(lambda: h.log_records(msg="alert resolved"), what="the alert to resolve")
         h.wait_polls(5)  # > group_interval: the resolution is flushed into the outbox
@@ -107,11 +113,7 @@ def test_recovered_while_dead_still_resolves():
     while kcwatch is down; after the start the firing (outbox) and the
     resolution (restored alert state + group log) are both delivered."""
     with Harness("dur-dead") as h:
-        h.fake.add_connector("orders", tasks=1)
-        h.sink.fail_matching("", 503)
-        h.start_daemon(rules=ALERT_ONLY)
-        h.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
-        h.wait_for(lambda: attempts(h, "orders", "firing"), what="a firing attempt (503)")
+        fail_during_outage(h)
         kill9(h)
         h.fake.set_task_state("orders", 0, "RUNNING")
         h.sink.clear_failures()
@@ -265,11 +267,7 @@ def test_rejected_group_blocks_no_other():
 
 def test_sigterm_keeps_the_queue():
     with Harness("dur-sigterm") as h:
-        h.fake.add_connector("orders", tasks=1)
-        h.sink.fail_matching("", 503)
-        h.start_daemon(rules=ALERT_ONLY)
-        h.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
-        h.wait_for(lambda: attempts(h, "orders", "firing"), what="a firing attempt (503)")
+        fail_during_outage(h)
         h.proc.send_signal(signal.SIGTERM)
         h.check(h.proc.wait(5) == 0, "SIGTERM exit status")
         kept = h.log_records(msg="notifier closed; undelivered notifications kept in the outbox "
