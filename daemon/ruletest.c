@@ -42,6 +42,7 @@
 #define MAX_FILE_BYTES (8 * 1024 * 1024)
 #define MAX_LIST_ITEMS 100000    /* entries of any one list or mapping */
 #define MAX_NODE_VISITS 10000000 /* aliases can make a small file walk huge */
+#define MAX_NODES 2000000        /* a test file's YAML nodes, alias copies included */
 #define MAX_EVALUATIONS 1000000  /* evaluation steps of one test */
 #define DEFAULT_INTERVAL_MS 60000
 /* The alert state machine and the cluster model use 0 for "never" (not
@@ -1026,8 +1027,9 @@ static char *read_file(const char *path, size_t *len, kcw_errors_t *errs)
         kcw_errors_add(errs, path, 0, 0, "cannot open test file: %s", strerror(-rc));
     else if (step == KCW_READ_STAT)
         kcw_errors_add(errs, path, 0, 0, "cannot read test file: %s",
-                       rc == -EISDIR  ? "is a directory"
-                       : rc == -EFBIG ? "larger than 8 MiB"
+                       rc == -EISDIR    ? "is a directory"
+                       : rc == -ENOTSUP ? "not a regular file"
+                       : rc == -EFBIG   ? "larger than 8 MiB"
                                       : strerror(-rc));
     else if (rc == -ENOMEM)
         kcw_errors_add(errs, path, 0, 0, "out of memory");
@@ -1040,7 +1042,8 @@ static char *read_file(const char *path, size_t *len, kcw_errors_t *errs)
 static void parse_text(const char *path, const char *text, size_t len, test_file_t *tf,
                        kcw_errors_t *errs)
 {
-    loader_t l = {.file = path, .errs = errs, .max_visits = MAX_NODE_VISITS};
+    loader_t l = {.file = path, .errs = errs, .max_visits = MAX_NODE_VISITS,
+                  .max_nodes = MAX_NODES};
     if (kcw_ydoc_load(&l, text, len, NULL) < 0)
         return;
     const yaml_node_t *root = yaml_document_get_root_node(&l.doc);

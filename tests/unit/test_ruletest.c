@@ -402,7 +402,7 @@ static void test_yaml_syntax_and_missing_file(void **state)
     const char *path = write_file(f, "syntax.yaml", "rule_files: [a.yaml\ntests: []\n");
     assert_int_equal(run_one(f, "syntax.yaml"), 2);
     char line[512];
-    snprintf(line, sizeof(line), "%s:2:6: yaml: ", path);
+    snprintf(line, sizeof(line), "%s:2:6: YAML syntax error: ", path);
     assert_output_has(f, line);
 
     assert_int_equal(run_one(f, "does-not-exist.yaml"), 2);
