@@ -1,13 +1,14 @@
 /* config.c: kcwatch.yaml -> validated kcw_config_t (see config.h).
  *
- * Two passes. First, libyaml's event parser builds a small tree of nodes
- * (scalar, sequence, mapping), each carrying the 1-based line and column of
- * its first character; aliases are resolved by copying the anchored node.
- * Then one walker per config block checks keys and types against the tree,
- * fills the structs and appends every problem to the caller's error list with
- * the position of the offending key or value, so `kcwatch check` shows them
- * all at once. A YAML syntax error ends the first pass and is the only error
- * reported: a half-built tree would only produce misleading follow-ups.
+ * The file is loaded with yamlnode.c (the loader rule files and rule tests
+ * use too): libyaml events build a positioned document, bounded in nodes
+ * (alias copies included: a "billion laughs" document stops there) and in
+ * nesting depth, with aliases positioned where they are used. A YAML syntax
+ * error ends loading and is the only error reported: a half-built document
+ * would only produce misleading follow-ups. Then one walker per config block
+ * checks keys and types, fills the structs and appends every problem to the
+ * caller's error list with the position of the offending key or value, so
+ * `kcwatch check` shows them all at once.
  *
  * Scalars in value position go through ${VAR} expansion before they are
  * interpreted. Secrets (passwords, bearer tokens) are read from their *_file
@@ -31,6 +32,7 @@
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/yamlnode.h"
 
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
 #define MAX_SECRET_BYTES (64 * 1024)
@@ -84,22 +86,15 @@ const char *const *kcw_config_default_unrecoverable_traces(void)
 /* Load context and errors                                                   */
 
 typedef struct ctx {
+    kcw_ydoc_t y;     /* the document and its bounds */
     const char *file; /* name used in errors */
     char *base_dir;   /* relative paths resolve here; NULL: current directory */
     kcw_errors_t *errs;
     bool oom;
 } ctx_t;
 
-typedef enum { NODE_SCALAR, NODE_SEQ, NODE_MAP } node_kind_t;
-
-typedef struct node {
-    node_kind_t kind;
-    int line, col;      /* 1-based */
-    bool plain;         /* unquoted scalar: may be a YAML null */
-    char *value;        /* scalar text */
-    struct node **kids; /* sequence items; mapping keys and values interleaved */
-    size_t n, cap;
-} node_t;
+/* The document's nodes, read through the accessors below. */
+typedef yaml_node_t node_t;
 
 static void verrf(ctx_t *c, int line, int col, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
@@ -110,379 +105,60 @@ static void verrf(ctx_t *c, int line, int col, const char *fmt, va_list ap)
     kcw_errors_add(c->errs, c->file, line, col, "%s", msg);
 }
 
-static void errf(ctx_t *c, int line, int col, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void errf(ctx_t *c, int line, int col, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    verrf(c, line, col, fmt, ap);
-    va_end(ap);
-}
-
 static void err_node(ctx_t *c, const node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void err_node(ctx_t *c, const node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    verrf(c, n ? n->line : 0, n ? n->col : 0, fmt, ap);
+    verrf(c, n ? (int)n->start_mark.line + 1 : 0, n ? (int)n->start_mark.column + 1 : 0, fmt, ap);
     va_end(ap);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Pass 1: YAML events -> node tree                                          */
-
-static void node_free(node_t *n)
-{
-    if (!n)
-        return;
-    for (size_t i = 0; i < n->n; i++)
-        node_free(n->kids[i]);
-    free(n->kids);
-    free(n->value);
-    free(n);
-}
-
-typedef struct anchor {
-    char *name;
-    const node_t *node;
-} anchor_t;
-
-typedef struct builder {
-    ctx_t *c;
-    node_t *root;
-    node_t *open[MAX_DEPTH];
-    char *open_anchor[MAX_DEPTH]; /* a collection's anchor, registered when it closes */
-    size_t depth;
-    anchor_t *anchors;
-    size_t n_anchors, cap_anchors;
-    size_t n_nodes;
-} builder_t;
-
-/* Builder steps return 0, -1 (error reported) or -ENOMEM. */
-
-static int count_node(builder_t *b, int line, int col)
-{
-    if (++b->n_nodes > MAX_NODES) {
-        errf(b->c, line, col, "document too large: more than %d YAML nodes", MAX_NODES);
-        return -1;
-    }
-    return 0;
-}
-
-static node_t *node_new(node_kind_t kind, yaml_mark_t mark)
-{
-    node_t *n = calloc(1, sizeof(*n));
-    if (!n)
-        return NULL;
-    n->kind = kind;
-    n->line = (int)mark.line + 1;
-    n->col = (int)mark.column + 1;
-    return n;
-}
-
-static int node_push(node_t *parent, node_t *kid)
-{
-    if (parent->n == parent->cap) {
-        size_t cap = parent->cap ? parent->cap * 2 : 4;
-        node_t **kids = realloc(parent->kids, cap * sizeof(*kids));
-        if (!kids)
-            return -ENOMEM;
-        parent->kids = kids;
-        parent->cap = cap;
-    }
-    parent->kids[parent->n++] = kid;
-    return 0;
-}
-
-/* Hands node to its parent (or makes it the root); frees it on failure. */
-static int attach(builder_t *b, node_t *n)
-{
-    if (b->depth == 0) {
-        if (b->root) { /* only one document is let through, so unreachable */
-            node_free(n);
-            return -1;
-        }
-        b->root = n;
-        return 0;
-    }
-    if (node_push(b->open[b->depth - 1], n) < 0) {
-        node_free(n);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static int anchor_add(builder_t *b, char *name, const node_t *n)
-{
-    if (b->n_anchors == b->cap_anchors) {
-        size_t cap = b->cap_anchors ? b->cap_anchors * 2 : 8;
-        anchor_t *a = realloc(b->anchors, cap * sizeof(*a));
-        if (!a)
-            return -ENOMEM;
-        b->anchors = a;
-        b->cap_anchors = cap;
-    }
-    b->anchors[b->n_anchors].name = name;
-    b->anchors[b->n_anchors].node = n;
-    b->n_anchors++;
-    return 0;
-}
-
-/* Nodes in the subtree, counting stops just past limit. */
-static size_t subtree_size(const node_t *n, size_t limit)
-{
-    size_t total = 1;
-    for (size_t i = 0; i < n->n && total <= limit; i++)
-        total += subtree_size(n->kids[i], limit - total);
-    return total;
-}
-
-/* Deep copy; the caller has checked the node budget. */
-static int node_copy(const node_t *src, node_t **out)
-{
-    *out = NULL;
-    node_t *n = calloc(1, sizeof(*n));
-    if (!n)
-        return -ENOMEM;
-    n->kind = src->kind;
-    n->line = src->line;
-    n->col = src->col;
-    n->plain = src->plain;
-    if (src->value && !(n->value = strdup(src->value))) {
-        free(n);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < src->n; i++) {
-        node_t *kid;
-        int rc = node_copy(src->kids[i], &kid);
-        if (rc == 0 && (rc = node_push(n, kid)) < 0)
-            node_free(kid);
-        if (rc < 0) {
-            node_free(n);
-            return rc;
-        }
-    }
-    *out = n;
-    return 0;
-}
-
-static int on_alias(builder_t *b, const yaml_event_t *ev)
-{
-    const char *name = (const char *)ev->data.alias.anchor;
-    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
-    /* Latest definition wins: YAML lets an anchor name be reused. */
-    for (size_t i = b->n_anchors; i-- > 0;) {
-        if (strcmp(b->anchors[i].name, name) != 0)
-            continue;
-        size_t left = MAX_NODES - b->n_nodes;
-        size_t size = subtree_size(b->anchors[i].node, left);
-        if (size > left) {
-            errf(b->c, line, col, "document too large: alias \"*%s\" expands past %d YAML nodes",
-                 name, MAX_NODES);
-            return -1;
-        }
-        b->n_nodes += size;
-        node_t *n;
-        int rc = node_copy(b->anchors[i].node, &n);
-        if (rc < 0)
-            return rc;
-        /* Type errors about the alias as a whole should point at the alias. */
-        n->line = line;
-        n->col = col;
-        return attach(b, n);
-    }
-    errf(b->c, line, col, "unknown alias \"*%s\"", name);
-    return -1;
-}
-
-static int on_scalar(builder_t *b, const yaml_event_t *ev)
-{
-    if (count_node(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1) < 0)
-        return -1;
-    if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
-        errf(b->c, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
-             "NUL character in a string");
-        return -1;
-    }
-    node_t *n = node_new(NODE_SCALAR, ev->start_mark);
-    if (!n)
-        return -ENOMEM;
-    n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-    n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
-    if (!n->value) {
-        free(n);
-        return -ENOMEM;
-    }
-    int rc = attach(b, n);
-    if (rc == 0 && ev->data.scalar.anchor) {
-        char *name = strdup((const char *)ev->data.scalar.anchor);
-        if (!name)
-            return -ENOMEM;
-        if ((rc = anchor_add(b, name, n)) < 0)
-            free(name);
-    }
-    return rc;
-}
-
-static int on_start(builder_t *b, const yaml_event_t *ev, node_kind_t kind)
-{
-    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
-    if (count_node(b, line, col) < 0)
-        return -1;
-    if (b->depth == MAX_DEPTH) {
-        errf(b->c, line, col, "nesting deeper than %d levels", MAX_DEPTH);
-        return -1;
-    }
-    node_t *n = node_new(kind, ev->start_mark);
-    if (!n)
-        return -ENOMEM;
-    int rc = attach(b, n);
-    if (rc < 0)
-        return rc;
-    const yaml_char_t *anchor =
-        kind == NODE_MAP ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
-    char *name = NULL;
-    if (anchor && !(name = strdup((const char *)anchor)))
-        return -ENOMEM;
-    b->open[b->depth] = n;
-    b->open_anchor[b->depth] = name;
-    b->depth++;
-    return 0;
-}
-
-static int on_end(builder_t *b)
-{
-    if (b->depth == 0)
-        return -1;
-    b->depth--;
-    char *name = b->open_anchor[b->depth];
-    b->open_anchor[b->depth] = NULL;
-    if (name && anchor_add(b, name, b->open[b->depth]) < 0) {
-        free(name);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-/* libyaml's reader errors carry a byte offset only; turn it into line:col. */
-static void offset_to_pos(const char *text, size_t len, size_t off, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off && i < len; i++) {
-        if (text[i] == '\n') {
-            (*line)++;
-            *col = 1;
-        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
-            (*col)++;
-        }
-    }
-}
-
-static void report_yaml_error(ctx_t *c, const yaml_parser_t *p, const char *text, size_t len)
-{
-    if (p->error == YAML_MEMORY_ERROR) {
-        c->oom = true;
-        return;
-    }
-    const char *problem = p->problem ? p->problem : "unknown error";
-    int line, col;
-    if (p->error == YAML_READER_ERROR) {
-        offset_to_pos(text, len, p->problem_offset, &line, &col);
-        errf(c, line, col, "YAML syntax error: %s", problem);
-        return;
-    }
-    line = (int)p->problem_mark.line + 1;
-    col = (int)p->problem_mark.column + 1;
-    if (p->problem_mark.index < len && text[p->problem_mark.index] == '\t')
-        errf(c, line, col, "YAML syntax error: %s (tabs cannot indent YAML; use spaces)", problem);
-    else if (p->context)
-        errf(c, line, col, "YAML syntax error: %s (%s started at line %d, column %d)", problem,
-             p->context, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-    else
-        errf(c, line, col, "YAML syntax error: %s", problem);
-}
-
-/* 0 with *root (NULL for an empty document), -1 on a reported error, -ENOMEM. */
-static int build_tree(ctx_t *c, const char *text, size_t len, node_t **root)
-{
-    *root = NULL;
-    builder_t b;
-    memset(&b, 0, sizeof(b));
-    b.c = c;
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser))
-        return -ENOMEM;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    int rc = 0, docs = 0;
-    bool done = false;
-    while (!done && rc == 0) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&parser, &ev)) {
-            report_yaml_error(c, &parser, text, len);
-            rc = c->oom ? -ENOMEM : -1;
-            break;
-        }
-        switch (ev.type) {
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) {
-                errf(c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
-                     "only one YAML document is allowed in a config file");
-                rc = -1;
-            }
-            break;
-        case YAML_SCALAR_EVENT:
-            rc = on_scalar(&b, &ev);
-            break;
-        case YAML_ALIAS_EVENT:
-            rc = on_alias(&b, &ev);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            rc = on_start(&b, &ev, NODE_SEQ);
-            break;
-        case YAML_MAPPING_START_EVENT:
-            rc = on_start(&b, &ev, NODE_MAP);
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            rc = on_end(&b);
-            break;
-        case YAML_STREAM_END_EVENT:
-            done = true;
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-    }
-    yaml_parser_delete(&parser);
-    for (size_t i = 0; i < b.depth; i++)
-        free(b.open_anchor[i]);
-    for (size_t i = 0; i < b.n_anchors; i++)
-        free(b.anchors[i].name);
-    free(b.anchors);
-    if (rc < 0) {
-        node_free(b.root);
-        if (rc == -ENOMEM)
-            c->oom = true;
-        return rc;
-    }
-    *root = b.root;
-    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Pass 2 helpers: keys, kinds, scalars                                      */
 
+static int node_line(const node_t *n)
+{
+    return (int)n->start_mark.line + 1;
+}
+
+static int node_col(const node_t *n)
+{
+    return (int)n->start_mark.column + 1;
+}
+
+static const char *sval(const node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* Children: a sequence's items; a mapping's keys and values interleaved
+ * (key i/2 at even i, its value at i + 1). */
+static size_t nkids(const node_t *n)
+{
+    if (n->type == YAML_SEQUENCE_NODE)
+        return kcw_ynode_seq_len(n);
+    if (n->type == YAML_MAPPING_NODE)
+        return 2 * kcw_ynode_map_len(n);
+    return 0;
+}
+
+static const node_t *kid(ctx_t *c, const node_t *n, size_t i)
+{
+    int idx = n->type == YAML_SEQUENCE_NODE ? n->data.sequence.items.start[i]
+              : i % 2 == 0                  ? n->data.mapping.pairs.start[i / 2].key
+                                            : n->data.mapping.pairs.start[i / 2].value;
+    return yaml_document_get_node(&c->y.doc, idx);
+}
+
 static bool is_null(const node_t *n)
 {
     if (!n)
         return true;
-    if (n->kind != NODE_SCALAR || !n->plain)
+    if (n->type != YAML_SCALAR_NODE || !kcw_ynode_is_plain(n))
         return false;
-    const char *v = n->value;
+    const char *v = sval(n);
     return !*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
            strcmp(v, "NULL") == 0;
 }
@@ -491,10 +167,10 @@ static const char *kind_name(const node_t *n)
 {
     if (is_null(n))
         return "null";
-    switch (n->kind) {
-    case NODE_SEQ:
+    switch (n->type) {
+    case YAML_SEQUENCE_NODE:
         return "sequence";
-    case NODE_MAP:
+    case YAML_MAPPING_NODE:
         return "mapping";
     default:
         return "scalar";
@@ -522,23 +198,23 @@ static const char *join_index(char *buf, const char *parent, size_t i)
     return mark_cut(buf, snprintf(buf, PATH_LEN, "%s[%zu]", parent, i));
 }
 
-static const node_t *map_key(const node_t *map, const char *key)
+static const node_t *map_key(ctx_t *c, const node_t *map, const char *key)
 {
-    if (!map || map->kind != NODE_MAP)
+    if (!map || map->type != YAML_MAPPING_NODE)
         return NULL;
-    for (size_t i = 0; i + 1 < map->n; i += 2)
-        if (map->kids[i]->kind == NODE_SCALAR && strcmp(map->kids[i]->value, key) == 0)
-            return map->kids[i];
+    for (size_t i = 0; i + 1 < nkids(map); i += 2)
+        if (kid(c, map, i)->type == YAML_SCALAR_NODE && strcmp(sval(kid(c, map, i)), key) == 0)
+            return kid(c, map, i);
     return NULL;
 }
 
-static const node_t *map_get(const node_t *map, const char *key)
+static const node_t *map_get(ctx_t *c, const node_t *map, const char *key)
 {
-    if (!map || map->kind != NODE_MAP)
+    if (!map || map->type != YAML_MAPPING_NODE)
         return NULL;
-    for (size_t i = 0; i + 1 < map->n; i += 2)
-        if (map->kids[i]->kind == NODE_SCALAR && strcmp(map->kids[i]->value, key) == 0)
-            return map->kids[i + 1];
+    for (size_t i = 0; i + 1 < nkids(map); i += 2)
+        if (kid(c, map, i)->type == YAML_SCALAR_NODE && strcmp(sval(kid(c, map, i)), key) == 0)
+            return kid(c, map, i + 1);
     return NULL;
 }
 
@@ -559,38 +235,38 @@ static void check_keys(ctx_t *c, const node_t *map, const char *path, const char
         snprintf(where, sizeof(where), "in %s", path);
     else
         snprintf(where, sizeof(where), "at top level");
-    for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const node_t *k = map->kids[i];
-        if (k->kind != NODE_SCALAR) {
+    for (size_t i = 0; i + 1 < nkids(map); i += 2) {
+        const node_t *k = kid(c, map, i);
+        if (k->type != YAML_SCALAR_NODE) {
             err_node(c, k, "keys must be strings, got %s %s", kind_name(k), where);
             continue;
         }
         bool dup = false;
         for (size_t j = 0; j < i && !dup; j += 2) {
-            const node_t *prev = map->kids[j];
-            if (prev->kind == NODE_SCALAR && strcmp(prev->value, k->value) == 0) {
-                err_node(c, k, "duplicate key \"%s\" %s (first at line %d)", k->value, where,
-                         prev->line);
+            const node_t *prev = kid(c, map, j);
+            if (prev->type == YAML_SCALAR_NODE && strcmp(sval(prev), sval(k)) == 0) {
+                err_node(c, k, "duplicate key \"%s\" %s (first at line %d)", sval(k), where,
+                         node_line(prev));
                 dup = true;
             }
         }
         if (dup)
             continue;
-        if (in_list(k->value, later))
-            err_node(c, k, "\"%s\" %s is not supported yet", k->value, where);
-        else if (!in_list(k->value, allowed))
-            err_node(c, k, "unknown key \"%s\" %s", k->value, where);
+        if (in_list(sval(k), later))
+            err_node(c, k, "\"%s\" %s is not supported yet", sval(k), where);
+        else if (!in_list(sval(k), allowed))
+            err_node(c, k, "unknown key \"%s\" %s", sval(k), where);
     }
 }
 
 /* The node when it is of kind (what names it), or NULL: absent/null
  * silently, other kinds reported. */
-static const node_t *as_kind(ctx_t *c, const node_t *n, const char *path, node_kind_t kind,
+static const node_t *as_kind(ctx_t *c, const node_t *n, const char *path, yaml_node_type_t kind,
                              const char *what)
 {
     if (is_null(n))
         return NULL;
-    if (n->kind != kind) {
+    if (n->type != kind) {
         err_node(c, n, "%s: expected %s, got %s", path, what, kind_name(n));
         return NULL;
     }
@@ -599,12 +275,12 @@ static const node_t *as_kind(ctx_t *c, const node_t *n, const char *path, node_k
 
 static const node_t *as_map(ctx_t *c, const node_t *n, const char *path)
 {
-    return as_kind(c, n, path, NODE_MAP, "a mapping");
+    return as_kind(c, n, path, YAML_MAPPING_NODE, "a mapping");
 }
 
 static const node_t *as_seq(ctx_t *c, const node_t *n, const char *path)
 {
-    return as_kind(c, n, path, NODE_SEQ, "a list");
+    return as_kind(c, n, path, YAML_SEQUENCE_NODE, "a list");
 }
 
 static bool env_name_ok(const char *s, size_t n)
@@ -651,7 +327,7 @@ static char *expand_env(ctx_t *c, const node_t *n, const char *path)
     bool bad = false;
     if (sb_add(&b, "", 0) < 0)
         goto oom;
-    for (const char *p = n->value; *p;) {
+    for (const char *p = sval(n); *p;) {
         if (p[0] == '$' && p[1] == '$') {
             if (sb_add(&b, "$", 1) < 0)
                 goto oom;
@@ -719,7 +395,7 @@ static int scalar_value(ctx_t *c, const node_t *n, const char *path, const char 
     *out = NULL;
     if (is_null(n))
         return 1;
-    if (n->kind != NODE_SCALAR) {
+    if (n->type != YAML_SCALAR_NODE) {
         err_node(c, n, "%s: expected %s, got %s", path, what, kind_name(n));
         return -1;
     }
@@ -765,7 +441,7 @@ static char *resolve_path(ctx_t *c, const char *p)
 static int field(ctx_t *c, const node_t *map, const char *parent, const char *key, const char *what,
                  char *path, const node_t **v, char **s)
 {
-    *v = map_get(map, key);
+    *v = map_get(c, map, key);
     return scalar_value(c, *v, join(path, parent, key), what, s);
 }
 
@@ -953,7 +629,7 @@ static int get_url(ctx_t *c, const node_t *map, const char *parent, const char *
 {
     char path[PATH_LEN];
     char *s;
-    int rc = url_value(c, map_get(map, key), join(path, parent, key), strip, &s);
+    int rc = url_value(c, map_get(c, map, key), join(path, parent, key), strip, &s);
     if (rc == 0)
         replace(dst, s);
     return rc;
@@ -996,44 +672,20 @@ static int get_file_path(ctx_t *c, const node_t *map, const char *parent, const 
 static int read_secret(const char *file, char **out, char *why, size_t n)
 {
     *out = NULL;
-    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        snprintf(why, n, "%s", strerror(errno));
+    char *buf;
+    size_t len;
+    kcw_read_step_t step;
+    /* Never blocks: a FIFO or a device is refused, not waited on. */
+    int rc = kcw_file_read_bounded(file, MAX_SECRET_BYTES, &buf, &len, &step);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        snprintf(why, n, "%s",
+                 rc == -ENOTSUP || rc == -EISDIR ? "not a regular file"
+                 : rc == -EFBIG                  ? "larger than 64 KiB"
+                                                 : strerror(-rc));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(why, n, "not a regular file");
-        close(fd);
-        return -1;
-    }
-    char *buf = malloc(MAX_SECRET_BYTES + 1);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + len, MAX_SECRET_BYTES + 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(why, n, "%s", strerror(errno));
-            free(buf);
-            close(fd);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len > MAX_SECRET_BYTES) {
-            snprintf(why, n, "larger than %d bytes", MAX_SECRET_BYTES);
-            free(buf);
-            close(fd);
-            return -1;
-        }
-    }
-    close(fd);
     if (memchr(buf, '\0', len)) {
         snprintf(why, n, "contains a NUL byte");
         free(buf);
@@ -1104,11 +756,11 @@ static bool label_name_ok(const char *s)
 /* Two keys that exclude each other: reports at the second when both appear. */
 static bool exclusive(ctx_t *c, const node_t *map, const char *path, const char *a, const char *b)
 {
-    const node_t *ka = map_key(map, a), *kb = map_key(map, b);
+    const node_t *ka = map_key(c, map, a), *kb = map_key(c, map, b);
     if (!ka || !kb)
         return true;
     const node_t *later =
-        ka->line > kb->line || (ka->line == kb->line && ka->col > kb->col) ? ka : kb;
+        node_line(ka) > node_line(kb) || (node_line(ka) == node_line(kb) && node_col(ka) > node_col(kb)) ? ka : kb;
     err_node(c, later, "%s: \"%s\" and \"%s\" are mutually exclusive", *path ? path : "top level",
              a, b);
     return false;
@@ -1120,7 +772,7 @@ static const node_t *sub_map(ctx_t *c, const node_t *parent_map, const char *par
                              const char *key, const char *const *keys, const char *const *later,
                              char *path)
 {
-    const node_t *m = as_map(c, map_get(parent_map, key), join(path, parent, key));
+    const node_t *m = as_map(c, map_get(c, parent_map, key), join(path, parent, key));
     if (m)
         check_keys(c, m, path, keys, later);
     return m;
@@ -1171,9 +823,9 @@ static void parse_tls(ctx_t *c, const node_t *parent_map, const char *parent, kc
     int key = get_file_path(c, m, path, "key_file", &t->key_file);
     get_bool(c, m, path, "insecure", &t->insecure);
     if (cert == 1 && key != 1)
-        err_node(c, map_key(m, "key_file"), "%s: key_file needs cert_file", path);
+        err_node(c, map_key(c, m, "key_file"), "%s: key_file needs cert_file", path);
     else if (key == 1 && cert != 1)
-        err_node(c, map_key(m, "cert_file"), "%s: cert_file needs key_file", path);
+        err_node(c, map_key(c, m, "cert_file"), "%s: cert_file needs key_file", path);
 }
 
 /* bearer_token_file or inline bearer_token, excluding basic_auth. */
@@ -1206,33 +858,33 @@ typedef int (*read_item_fn)(ctx_t *c, const node_t *v, const char *path, char **
 static void string_list(ctx_t *c, const node_t *seq, const char *path, read_item_fn read_item,
                         char ***out, size_t *n)
 {
-    if (seq->n == 0)
+    if (nkids(seq) == 0)
         return;
-    if (!(*out = calloc(seq->n, sizeof(char *)))) {
+    if (!(*out = calloc(nkids(seq), sizeof(char *)))) {
         c->oom = true;
         return;
     }
-    for (size_t i = 0; i < seq->n; i++) {
+    for (size_t i = 0; i < nkids(seq); i++) {
         char ip[PATH_LEN], *s;
-        if (read_item(c, seq->kids[i], join_index(ip, path, i), &s) == 0)
+        if (read_item(c, kid(c, seq, i), join_index(ip, path, i), &s) == 0)
             (*out)[(*n)++] = s;
     }
 }
 
 /* A required, non-empty list of mappings under key: the sequence, with
- * *items a zeroed array of seq->n elements of item_size; NULL when absent or
+ * *items a zeroed array of nkids(seq) elements of item_size; NULL when absent or
  * null (silently), or not a list, empty or out of memory (reported). */
 static const node_t *map_list(ctx_t *c, const node_t *root, const char *key, const char *noun,
                               size_t item_size, void **items)
 {
-    const node_t *seq = as_seq(c, map_get(root, key), key);
+    const node_t *seq = as_seq(c, map_get(c, root, key), key);
     if (!seq)
         return NULL;
-    if (seq->n == 0) {
+    if (nkids(seq) == 0) {
         err_node(c, seq, "%s: at least one %s is required", key, noun);
         return NULL;
     }
-    if (!(*items = calloc(seq->n, item_size))) {
+    if (!(*items = calloc(nkids(seq), item_size))) {
         c->oom = true;
         return NULL;
     }
@@ -1244,10 +896,10 @@ static const node_t *map_list(ctx_t *c, const node_t *root, const char *key, con
 static const node_t *map_list_item(ctx_t *c, const node_t *seq, size_t i, const char *key,
                                    const char *const *keys, const char *const *later, char *path)
 {
-    const node_t *m = as_map(c, seq->kids[i], join_index(path, key, i));
+    const node_t *m = as_map(c, kid(c, seq, i), join_index(path, key, i));
     if (!m) {
-        if (is_null(seq->kids[i]))
-            err_node(c, seq->kids[i], "%s: expected a mapping, got null", path);
+        if (is_null(kid(c, seq, i)))
+            err_node(c, kid(c, seq, i), "%s: expected a mapping, got null", path);
         return NULL;
     }
     check_keys(c, m, path, keys, later);
@@ -1263,10 +915,10 @@ static void check_unique_name(ctx_t *c, const node_t *seq, size_t i, const char 
     for (size_t j = 0; j < i; j++) {
         const char *prev = name_at(items, j);
         if (prev && strcmp(prev, name) == 0) {
-            const node_t *first = map_get(seq->kids[j], "name");
-            err_node(c, map_get(seq->kids[i], "name"),
+            const node_t *first = map_get(c, kid(c, seq, j), "name");
+            err_node(c, map_get(c, kid(c, seq, i), "name"),
                      "%s.name: duplicate %s name \"%s\" (first at line %d)", path, noun, name,
-                     first ? first->line : 0);
+                     first ? node_line(first) : 0);
             return;
         }
     }
@@ -1313,31 +965,31 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
     get_duration(c, m, "global", "audit_retention", &cfg->audit_retention_ms, true);
     get_duration(c, m, "global", "notification_max_age", &cfg->notification_max_age_ms, true);
     if (get_string(c, m, "global", "listen", &cfg->listen) == 0 && !listen_ok(cfg->listen))
-        err_node(c, map_get(m, "listen"),
+        err_node(c, map_get(c, m, "listen"),
                  "global.listen: expected host:port (e.g. 127.0.0.1:9464), got \"%s\"",
                  cfg->listen);
     *external_url_set = get_url(c, m, "global", "external_url", &cfg->external_url, true) == 0;
 
-    const node_t *labels = as_map(c, map_get(m, "external_labels"), "global.external_labels");
-    for (size_t i = 0; labels && i + 1 < labels->n; i += 2) {
-        const node_t *k = labels->kids[i];
-        if (k->kind != NODE_SCALAR) {
+    const node_t *labels = as_map(c, map_get(c, m, "external_labels"), "global.external_labels");
+    for (size_t i = 0; labels && i + 1 < nkids(labels); i += 2) {
+        const node_t *k = kid(c, labels, i);
+        if (k->type != YAML_SCALAR_NODE) {
             err_node(c, k, "global.external_labels: label names must be strings");
             continue;
         }
-        if (!label_name_ok(k->value)) {
-            err_node(c, k, "global.external_labels: invalid label name \"%s\"", k->value);
+        if (!label_name_ok(sval(k))) {
+            err_node(c, k, "global.external_labels: invalid label name \"%s\"", sval(k));
             continue;
         }
-        if (kcw_labels_get(&cfg->external_labels, k->value)) {
-            err_node(c, k, "global.external_labels: duplicate label \"%s\"", k->value);
+        if (kcw_labels_get(&cfg->external_labels, sval(k))) {
+            err_node(c, k, "global.external_labels: duplicate label \"%s\"", sval(k));
             continue;
         }
         char path[PATH_LEN], *val;
-        if (scalar_value(c, labels->kids[i + 1], join(path, "global.external_labels", k->value),
+        if (scalar_value(c, kid(c, labels, i + 1), join(path, "global.external_labels", sval(k)),
                          "a string", &val) != 0)
             continue;
-        if (kcw_labels_set(&cfg->external_labels, k->value, val) < 0)
+        if (kcw_labels_set(&cfg->external_labels, sval(k), val) < 0)
             c->oom = true;
         free(val);
     }
@@ -1351,7 +1003,7 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
             else if (strcmp(s, "json") == 0)
                 cfg->log_format = KCW_LOG_JSON;
             else
-                err_node(c, map_get(log, "format"),
+                err_node(c, map_get(c, log, "format"),
                          "global.log.format: expected logfmt or json, got \"%s\"", s);
         }
         free(s);
@@ -1359,7 +1011,7 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
         if (get_string(c, log, lp, "level", &s) == 0) {
             int lvl = kcw_log_level_parse(s);
             if (lvl < 0)
-                err_node(c, map_get(log, "level"),
+                err_node(c, map_get(c, log, "level"),
                          "global.log.level: expected debug, info, warn or error, got \"%s\"", s);
             else
                 cfg->log_level = lvl;
@@ -1406,11 +1058,11 @@ static void parse_cluster_urls(ctx_t *c, const node_t *m, const char *path, kcw_
     if (!exclusive(c, m, path, "url", "urls"))
         return;
     char p[PATH_LEN];
-    if (map_key(m, "url")) {
+    if (map_key(c, m, "url")) {
         char *u;
-        int rc = url_value(c, map_get(m, "url"), join(p, path, "url"), true, &u);
+        int rc = url_value(c, map_get(c, m, "url"), join(p, path, "url"), true, &u);
         if (rc == 1)
-            err_node(c, map_get(m, "url"), "%s: must not be empty", p);
+            err_node(c, map_get(c, m, "url"), "%s: must not be empty", p);
         if (rc != 0)
             return;
         if (!(cl->urls = calloc(1, sizeof(char *)))) {
@@ -1422,13 +1074,13 @@ static void parse_cluster_urls(ctx_t *c, const node_t *m, const char *path, kcw_
         cl->n_urls = 1;
         return;
     }
-    const node_t *v = map_get(m, "urls");
+    const node_t *v = map_get(c, m, "urls");
     if (!v) {
         err_node(c, m, "%s: missing required key \"urls\"", path);
         return;
     }
     const node_t *seq = as_seq(c, v, join(p, path, "urls"));
-    if (!seq || seq->n == 0) {
+    if (!seq || nkids(seq) == 0) {
         if (seq || is_null(v)) /* seq is v when set */
             err_node(c, v, "%s: at least one URL is required", p);
         return;
@@ -1456,7 +1108,7 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     if (!seq)
         return;
     cfg->clusters = items;
-    for (size_t i = 0; i < seq->n; i++) {
+    for (size_t i = 0; i < nkids(seq); i++) {
         kcw_cluster_conf_t *cl = &cfg->clusters[cfg->n_clusters++];
         cluster_defaults(cl);
         char path[PATH_LEN];
@@ -1465,7 +1117,7 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
             continue;
         int rc = required(c, get_string(c, m, path, "name", &cl->name), m, path, "name");
         if (rc == 0 && !cluster_name_ok(cl->name))
-            err_node(c, map_get(m, "name"),
+            err_node(c, map_get(c, m, "name"),
                      "%s.name: \"%s\" may only contain letters, digits, '_', '.', '-'", path,
                      cl->name);
         else if (rc == 0)
@@ -1525,7 +1177,7 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
         get_double(c, b, bp, "jitter", &r->backoff_jitter, 0.0, 1.0);
         if (ri >= 0 && rm >= 0 && r->backoff_max_ms < r->backoff_initial_ms) {
             char a[64], z[64];
-            const node_t *at = rm == 0 ? map_get(b, "max") : map_get(b, "initial");
+            const node_t *at = rm == 0 ? map_get(c, b, "max") : map_get(c, b, "initial");
             err_node(c, at, "%s: initial (%s) is larger than max (%s)", bp,
                      kcw_duration_format(r->backoff_initial_ms, a, sizeof(a)),
                      kcw_duration_format(r->backoff_max_ms, z, sizeof(z)));
@@ -1539,10 +1191,10 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     const node_t *ex = sub_map(c, m, p, "exclude", exclude_keys, NULL, bp);
     if (ex) {
         if (get_string(c, ex, bp, "connector", &r->exclude_connector) == 0)
-            check_regex(c, map_get(ex, "connector"), "remediation.exclude.connector",
+            check_regex(c, map_get(c, ex, "connector"), "remediation.exclude.connector",
                         r->exclude_connector, true);
     }
-    const node_t *tr = map_get(m, "unrecoverable_traces");
+    const node_t *tr = map_get(c, m, "unrecoverable_traces");
     if (!is_null(tr)) {
         *traces_set = true;
         parse_traces(c, tr, r);
@@ -1569,7 +1221,7 @@ static int rule_file_item(ctx_t *c, const node_t *v, const char *path, char **ou
 
 static void parse_rule_files(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *set)
 {
-    const node_t *seq = as_seq(c, map_get(root, "rule_files"), "rule_files");
+    const node_t *seq = as_seq(c, map_get(c, root, "rule_files"), "rule_files");
     if (!seq)
         return;
     *set = true;
@@ -1620,7 +1272,7 @@ static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     if (!seq)
         return;
     cfg->receivers = items;
-    for (size_t i = 0; i < seq->n; i++) {
+    for (size_t i = 0; i < nkids(seq); i++) {
         kcw_receiver_conf_t *r = &cfg->receivers[cfg->n_receivers++];
         receiver_defaults(r);
         char path[PATH_LEN];
@@ -1631,21 +1283,21 @@ static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
             check_unique_name(c, seq, i, path, "receiver", r->name, cfg->receivers,
                               receiver_name_at);
         /* Exactly one kind; not-yet-supported kinds were reported by check_keys. */
-        const node_t *kinds[2] = {map_key(m, "webhook"), map_key(m, "log")};
+        const node_t *kinds[2] = {map_key(c, m, "webhook"), map_key(c, m, "log")};
         if (kinds[0] && kinds[1]) {
-            const node_t *later_key = kinds[0]->line > kinds[1]->line ? kinds[0] : kinds[1];
+            const node_t *later_key = node_line(kinds[0]) > node_line(kinds[1]) ? kinds[0] : kinds[1];
             err_node(c, later_key, "%s: a receiver has exactly one kind (webhook or log)", path);
         } else if (kinds[0]) {
             char wp[PATH_LEN];
-            parse_webhook(c, map_get(m, "webhook"), join(wp, path, "webhook"), r);
+            parse_webhook(c, map_get(c, m, "webhook"), join(wp, path, "webhook"), r);
         } else if (kinds[1]) {
-            const node_t *lv = map_get(m, "log");
-            if (!is_null(lv) && !(lv->kind == NODE_MAP && lv->n == 0))
+            const node_t *lv = map_get(c, m, "log");
+            if (!is_null(lv) && !(lv->type == YAML_MAPPING_NODE && nkids(lv) == 0))
                 err_node(c, lv, "%s.log: takes no settings (write log: {})", path);
         } else {
             bool other = false;
             for (const char *const *k = later; *k; k++)
-                other = other || map_key(m, *k);
+                other = other || map_key(c, m, *k);
             if (!other)
                 err_node(c, m, "%s: needs a kind: webhook or log", path);
         }
@@ -1679,12 +1331,12 @@ static void parse_route(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool re
     if (get_string(c, m, p, "receiver", &rt->receiver) == 0 &&
         (receivers_set ? !kcw_config_receiver(cfg, rt->receiver)
                        : strcmp(rt->receiver, "log") != 0))
-        err_node(c, map_get(m, "receiver"), "route.receiver: unknown receiver \"%s\"",
+        err_node(c, map_get(c, m, "receiver"), "route.receiver: unknown receiver \"%s\"",
                  rt->receiver);
     get_duration(c, m, p, "group_wait", &rt->group_wait_ms, false);
     get_duration(c, m, p, "group_interval", &rt->group_interval_ms, true);
     get_duration(c, m, p, "repeat_interval", &rt->repeat_interval_ms, true);
-    const node_t *seq = as_seq(c, map_get(m, "group_by"), "route.group_by");
+    const node_t *seq = as_seq(c, map_get(c, m, "group_by"), "route.group_by");
     if (seq)
         string_list(c, seq, "route.group_by", group_by_item, &rt->group_by, &rt->n_group_by);
 }
@@ -1791,14 +1443,14 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     bool external_url_set = false, rules_set = false, traces_set = false;
     const node_t *m = NULL;
     if (!is_null(root)) {
-        if (root->kind != NODE_MAP)
+        if (root->type != YAML_MAPPING_NODE)
             err_node(c, root, "top level: expected a mapping, got %s", kind_name(root));
         else
             m = root;
     }
     /* A present-but-invalid list must not be papered over by its default. */
-    bool connect_set = !is_null(map_get(m, "connect"));
-    bool receivers_set = !is_null(map_get(m, "receivers"));
+    bool connect_set = !is_null(map_get(c, m, "connect"));
+    bool receivers_set = !is_null(map_get(c, m, "receivers"));
     if (m) {
         check_keys(c, m, "", keys, later);
         parse_global(c, m, cfg, &external_url_set);
@@ -1854,10 +1506,16 @@ static int load_text(const char *text, size_t len, const char *name, kcw_config_
         free(c.base_dir);
         return -ENOMEM;
     }
-    node_t *root = NULL;
-    if (build_tree(&c, text, len, &root) == 0)
-        walk(&c, root, cfg);
-    node_free(root);
+    c.y = (kcw_ydoc_t){.file = name, .errs = errs, .max_nodes = MAX_NODES,
+                       .max_depth = MAX_DEPTH, .single_document = true};
+    int lrc = kcw_ydoc_load(&c.y, text, len,
+                            "only one YAML document is allowed in a config file");
+    if (lrc == 0) {
+        walk(&c, yaml_document_get_root_node(&c.y.doc), cfg);
+        kcw_ydoc_free(&c.y);
+    } else if (lrc == -ENOMEM) {
+        c.oom = true;
+    }
     free(c.base_dir);
     int rc = 0;
     if (c.oom) {
@@ -1886,41 +1544,24 @@ int kcw_config_load(const char *path, kcw_config_t **out, kcw_errors_t *errs)
     *out = NULL;
     if (!path)
         return load_text("", 0, NULL, out, errs);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        kcw_errors_add(errs, path, 0, 0, "cannot open config: %s", strerror(e));
-        return -e;
+    char *text;
+    size_t len;
+    kcw_read_step_t step;
+    int rc = kcw_file_read_bounded(path, MAX_CONFIG_BYTES, &text, &len, &step);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        if (step == KCW_READ_OPEN)
+            kcw_errors_add(errs, path, 0, 0, "cannot open config: %s", strerror(-rc));
+        else if (step == KCW_READ_STAT)
+            kcw_errors_add(errs, path, 0, 0,
+                           "config must be a regular file of at most %d bytes",
+                           MAX_CONFIG_BYTES);
+        else
+            kcw_errors_add(errs, path, 0, 0, "cannot read config: %s", strerror(-rc));
+        return step == KCW_READ_OPEN ? rc : -EINVAL;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG_BYTES) {
-        kcw_errors_add(errs, path, 0, 0, "config must be a regular file of at most %d bytes",
-                       MAX_CONFIG_BYTES);
-        close(fd);
-        return -EINVAL;
-    }
-    char *text = malloc((size_t)st.st_size + 1);
-    if (!text) {
-        close(fd);
-        return -ENOMEM;
-    }
-    size_t len = 0;
-    while (len < (size_t)st.st_size) {
-        ssize_t r = read(fd, text + len, (size_t)st.st_size - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : EIO;
-            kcw_errors_add(errs, path, 0, 0, "cannot read config: %s", strerror(e));
-            free(text);
-            close(fd);
-            return -e;
-        }
-        len += (size_t)r;
-    }
-    close(fd);
-    text[len] = '\0';
-    int rc = load_text(text, len, path, out, errs);
+    rc = load_text(text, len, path, out, errs);
     free(text);
     return rc;
 }

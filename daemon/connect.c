@@ -912,6 +912,7 @@ static int round_start(cluster_t *cl)
     if (cl->polling)
         return 1;
     cl->polling = true;
+    cl->status.poll_started_ms = wall_ms();
     cl->round_url = cl->cur_url;
     cl->round_tries = 0;
     cl->round_answered = false;

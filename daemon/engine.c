@@ -450,15 +450,21 @@ static void eval_connect(kcw_engine_t *e, group_state_t *only,
         if ((only && gs != only) || !gs->has_connect)
             continue;
         uint64_t t0 = hrtime(e);
+        size_t failed = 0;
         for (size_t i = 0; i < gs->n_rules; i++) {
             rule_state_t *r = &e->rs[gs->first_rule + i];
-            if (r->rule->connect)
-                eval_connect_rule(e, r, clusters, n_clusters, now);
+            if (!r->rule->connect)
+                continue;
+            eval_connect_rule(e, r, clusters, n_clusters, now);
+            failed += r->health == KCW_RULE_HEALTH_ERR;
         }
         if (!gs->has_expr) {
             gs->last_eval_ms = now;
             gs->eval_seconds = seconds_since(e, t0);
         }
+        /* A tick reports its group once its whole round is done. */
+        if (!only && e->hooks.evaluated)
+            e->hooks.evaluated(e->hooks.arg, gs->group, failed, seconds_since(e, t0), now);
     }
 }
 
@@ -722,6 +728,12 @@ void kcw_engine_group_finish(kcw_engine_t *e, size_t gi, int64_t now_ms)
     }
     gs->last_eval_ms = gs->round_ms;
     gs->eval_seconds = seconds_since(e, gs->started_ns);
+    if (e->hooks.evaluated) {
+        size_t failed = 0;
+        for (size_t i = 0; i < gs->n_rules; i++)
+            failed += e->rs[gs->first_rule + i].health == KCW_RULE_HEALTH_ERR;
+        e->hooks.evaluated(e->hooks.arg, gs->group, failed, gs->eval_seconds, gs->round_ms);
+    }
     if (now_ms < gs->round_ms)
         now_ms = gs->round_ms;
     after_round(e, now_ms);

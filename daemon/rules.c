@@ -835,7 +835,9 @@ static int load_path(const char *path, bool named, kcw_ruleset_t **rs, kcw_error
             kcw_errors_add(errs, path, 0, 0, "rule file larger than %d bytes", MAX_FILE_BYTES);
         else if (step == KCW_READ_STAT)
             kcw_errors_add(errs, path, 0, 0, "cannot read rule file: %s",
-                           rc == -EISDIR ? "is a directory" : strerror(-rc));
+                           rc == -EISDIR    ? "is a directory"
+                           : rc == -ENOTSUP ? "not a regular file"
+                                            : strerror(-rc));
         else if (rc == -ENOMEM)
             kcw_errors_add(errs, path, 0, 0, "out of memory");
         else

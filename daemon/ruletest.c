@@ -7,16 +7,16 @@
  * error runs no test. The rule files it names load through kcw_rules_load(),
  * so they are checked exactly as the daemon would check them.
  *
- * Running a test: the Connect snapshots are turned into the same
+ * Running a test drives the daemon's own evaluation engine (engine.h) on a
+ * simulated clock: the Connect snapshots are turned into the same
  * kcw_cluster_status_t model connect.c builds from a poll (an unreachable
  * cluster keeps its previous connectors, stale, as connect.c keeps them), and
- * canned query results into the kcw_prom_result_t prom.c hands over. Every
- * group is evaluated at 0, interval, 2*interval, ... up to the last eval_time
- * through kcw_eval_connect_rule / kcw_eval_prom_rule and
- * kcw_alert_set_update, with the same failure handling as watchdog.c (a failed
- * query leaves the alerts alone; more alerts than the group's limit drops them
- * all). At each eval_time the alerts of one alertname are compared with the
- * expected ones. The clock is the test's own: nothing here reads the time. */
+ * canned query results into the kcw_prom_result_t prom.c hands over. A
+ * snapshot that differs from the one before is a changed poll and evaluates
+ * the connect: rules at once, as the daemon does; every group also ticks at
+ * 0, interval, 2*interval, ... up to the last eval_time (as promtool, every
+ * group at every step). At each eval_time the alerts of one alertname are
+ * compared with the expected ones. The clock is the test's own: nothing here reads the time. */
 #include "kcwatch/ruletest.h"
 
 #include <errno.h>
@@ -33,7 +33,7 @@
 #include "kcwatch/connect.h"
 #include "kcwatch/duration.h"
 #include "kcwatch/errors.h"
-#include "kcwatch/eval.h"
+#include "kcwatch/engine.h"
 #include "kcwatch/labels.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/rules.h"
@@ -42,10 +42,9 @@
 #define MAX_FILE_BYTES (8 * 1024 * 1024)
 #define MAX_LIST_ITEMS 100000    /* entries of any one list or mapping */
 #define MAX_NODE_VISITS 10000000 /* aliases can make a small file walk huge */
+#define MAX_NODES 2000000        /* a test file's YAML nodes, alias copies included */
 #define MAX_EVALUATIONS 1000000  /* evaluation steps of one test */
 #define DEFAULT_INTERVAL_MS 60000
-#define DUPLICATE_LABELSET                                                                         \
-    "vector contains metrics with the same labelset after applying alert labels"
 /* The alert state machine and the cluster model use 0 for "never" (not
  * resolved, not polled), so test time t runs at TEST_EPOCH_MS + t. Nothing
  * shown to the user depends on it. */
@@ -1028,8 +1027,9 @@ static char *read_file(const char *path, size_t *len, kcw_errors_t *errs)
         kcw_errors_add(errs, path, 0, 0, "cannot open test file: %s", strerror(-rc));
     else if (step == KCW_READ_STAT)
         kcw_errors_add(errs, path, 0, 0, "cannot read test file: %s",
-                       rc == -EISDIR  ? "is a directory"
-                       : rc == -EFBIG ? "larger than 8 MiB"
+                       rc == -EISDIR    ? "is a directory"
+                       : rc == -ENOTSUP ? "not a regular file"
+                       : rc == -EFBIG   ? "larger than 8 MiB"
                                       : strerror(-rc));
     else if (rc == -ENOMEM)
         kcw_errors_add(errs, path, 0, 0, "out of memory");
@@ -1042,7 +1042,8 @@ static char *read_file(const char *path, size_t *len, kcw_errors_t *errs)
 static void parse_text(const char *path, const char *text, size_t len, test_file_t *tf,
                        kcw_errors_t *errs)
 {
-    loader_t l = {.file = path, .errs = errs, .max_visits = MAX_NODE_VISITS};
+    loader_t l = {.file = path, .errs = errs, .max_visits = MAX_NODE_VISITS,
+                  .max_nodes = MAX_NODES};
     if (kcw_ydoc_load(&l, text, len, NULL) < 0)
         return;
     const yaml_node_t *root = yaml_document_get_root_node(&l.doc);
@@ -1124,59 +1125,95 @@ static int test_file_load(const char *path, test_file_t *tf, kcw_errors_t *errs)
 
 /* --- running ------------------------------------------------------------------ */
 
-typedef struct rule_run {
+/* The canned answers of one PromQL query slot of the engine. */
+typedef struct query_run {
     const kcw_rule_t *rule;
-    const kcw_rule_group_t *group;
-    char *expr;           /* normalised, expr rules only */
-    const query_t *query; /* canned results for expr, NULL: always empty */
+    const query_t *query; /* NULL: always an empty vector */
     size_t next_result;   /* query->results[next_result] is not in force yet */
-    kcw_alert_set_t *set;
-    bool warned;
-} rule_run_t;
+    bool scripted_error;  /* the canned answer of this round is an error */
+} query_run_t;
 
 typedef struct run {
     const test_file_t *tf;
     const test_case_t *tc;
     FILE *out;
-    rule_run_t *rules;
-    size_t n_rules;
+    kcw_engine_t *engine;
+    query_run_t **queries; /* per group, per engine query slot */
+    const kcw_rule_t **warned;
+    size_t n_warned;
     bool header_done; /* the FAIL line of this test was printed */
+    bool oom;
 } run_t;
 
 static void run_free(run_t *r)
 {
-    for (size_t i = 0; i < r->n_rules; i++) {
-        kcw_alert_set_free(r->rules[i].set);
-        free(r->rules[i].expr);
+    for (size_t g = 0; r->queries && g < r->tf->rules->n_groups; g++)
+        free(r->queries[g]);
+    free(r->queries);
+    free(r->warned);
+    kcw_engine_free(r->engine);
+}
+
+/* An evaluation that failed for a reason the test did not script (a duplicate
+ * label set, a group limit): shown once per rule, the test goes on. */
+static void on_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                      const char *error, int64_t now_ms)
+{
+    run_t *r = arg;
+    if (!error)
+        return;
+    for (size_t g = 0; g < r->tf->rules->n_groups; g++)
+        for (size_t q = 0; q < kcw_engine_group_query_count(r->engine, g); q++)
+            if (r->queries[g][q].rule == rule && r->queries[g][q].scripted_error)
+                return;
+    for (size_t i = 0; i < r->n_warned; i++)
+        if (r->warned[i] == rule)
+            return;
+    const kcw_rule_t **nw = realloc(r->warned, (r->n_warned + 1) * sizeof(*nw));
+    if (!nw) {
+        r->oom = true;
+        return;
     }
-    free(r->rules);
+    r->warned = nw;
+    r->warned[r->n_warned++] = rule;
+    char when[32];
+    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n", r->tf->path,
+            r->tc->name, kcw_duration_format(now_ms - TEST_EPOCH_MS, when, sizeof(when)),
+            rule->alert, group->name, error);
 }
 
 static int run_init(run_t *r)
 {
     const kcw_ruleset_t *rs = r->tf->rules;
-    size_t total = 0;
-    for (size_t g = 0; g < rs->n_groups; g++)
-        total += rs->groups[g].n_rules;
-    r->rules = calloc(total ? total : 1, sizeof(*r->rules));
-    if (!r->rules)
+    /* promtool's way: every group at every step of the file's interval. */
+    kcw_engine_opts_t opts = {.default_interval_ms = r->tf->interval_ms,
+                              .interval_override_ms = r->tf->interval_ms,
+                              .spread = false,
+                              .external_labels = &r->tf->external_labels};
+    kcw_engine_hooks_t hooks = {.arg = r, .health = on_health};
+    r->engine = kcw_engine_new(rs, &opts, &hooks, NULL, TEST_EPOCH_MS);
+    r->queries = calloc(rs->n_groups ? rs->n_groups : 1, sizeof(*r->queries));
+    if (!r->engine || !r->queries)
         return -ENOMEM;
     for (size_t g = 0; g < rs->n_groups; g++) {
-        for (size_t i = 0; i < rs->groups[g].n_rules; i++) {
-            rule_run_t *rr = &r->rules[r->n_rules++];
-            rr->group = &rs->groups[g];
-            rr->rule = &rs->groups[g].rules[i];
-            rr->set =
-                kcw_alert_set_new(rr->rule->alert, rr->rule->for_ms, rr->rule->keep_firing_for_ms);
-            if (!rr->set)
-                return -ENOMEM;
-            if (!rr->rule->expr)
+        size_t n = kcw_engine_group_query_count(r->engine, g);
+        r->queries[g] = calloc(n ? n : 1, sizeof(**r->queries));
+        if (!r->queries[g])
+            return -ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < rs->groups[g].n_rules && k < n; i++) {
+            const kcw_rule_t *rule = &rs->groups[g].rules[i];
+            if (!rule->expr)
                 continue;
-            if (!(rr->expr = normalise_expr(rr->rule->expr)))
+            query_run_t *qr = &r->queries[g][k++];
+            qr->rule = rule;
+            char *expr = normalise_expr(rule->expr);
+            if (!expr)
                 return -ENOMEM;
             for (size_t q = 0; q < r->tc->n_queries; q++)
-                if (strcmp(r->tc->queries[q].expr, rr->expr) == 0)
-                    rr->query = &r->tc->queries[q];
+                if (strcmp(r->tc->queries[q].expr, expr) == 0)
+                    qr->query = &r->tc->queries[q];
+            free(expr);
         }
     }
     return 0;
@@ -1190,99 +1227,82 @@ static void fail_header(run_t *r)
     r->header_done = true;
 }
 
-/* An evaluation that failed for a reason the test did not script (a duplicate
- * label set, a group limit): shown once per rule, the test goes on. */
-static void warn_eval(run_t *r, rule_run_t *rr, int64_t t, const char *msg)
-{
-    if (rr->warned)
-        return;
-    rr->warned = true;
-    char when[32];
-    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n", r->tf->path,
-            r->tc->name, kcw_duration_format(t, when, sizeof(when)), rr->rule->alert,
-            rr->group->name, msg);
-}
-
-/* Applies one evaluation the way watchdog.c does. Takes the instances. */
-static int apply(run_t *r, rule_run_t *rr, int64_t t, kcw_instance_t *inst, size_t n)
-{
-    int rc = 0;
-    int limit = rr->group->limit;
-    if (limit > 0 && n > (size_t)limit) {
-        kcw_alert_set_t *fresh =
-            kcw_alert_set_new(rr->rule->alert, rr->rule->for_ms, rr->rule->keep_firing_for_ms);
-        if (!fresh) {
-            rc = -ENOMEM;
-        } else {
-            kcw_alert_set_free(rr->set);
-            rr->set = fresh;
-            char msg[96];
-            snprintf(msg, sizeof(msg), "exceeded limit of %d with %zu alerts", limit, n);
-            warn_eval(r, rr, t, msg);
-        }
-    } else {
-        rc = kcw_alert_set_update(rr->set, inst, n, TEST_EPOCH_MS + t);
-        inst = NULL; /* cleared by the update, whatever it returned */
-        if (rc == -EEXIST) {
-            warn_eval(r, rr, t, DUPLICATE_LABELSET);
-            rc = 0;
-        }
-    }
-    for (size_t i = 0; inst && i < n; i++)
-        kcw_instance_clear(&inst[i]);
-    return rc;
-}
-
 /* The canned answer in force at time t: the last one at or before it. Time
  * only moves forward, so the search goes on from where it stopped. */
-static const canned_t *canned_at(rule_run_t *rr, int64_t t)
+static const canned_t *canned_at(query_run_t *qr, int64_t t)
 {
-    const query_t *q = rr->query;
-    while (q && rr->next_result < q->n_results && q->results[rr->next_result].at_ms <= t)
-        rr->next_result++;
-    return rr->next_result > 0 ? &q->results[rr->next_result - 1] : NULL;
+    const query_t *q = qr->query;
+    while (q && qr->next_result < q->n_results && q->results[qr->next_result].at_ms <= t)
+        qr->next_result++;
+    return qr->next_result > 0 ? &q->results[qr->next_result - 1] : NULL;
 }
 
-static int eval_rule(run_t *r, rule_run_t *rr, const snapshot_t *snap, int64_t t)
+/* One tick of group g at test time t, answered from the canned results. */
+static void tick_group(run_t *r, size_t g, const snapshot_t *snap, int64_t t)
 {
-    kcw_instance_t *inst = NULL;
-    size_t n = 0;
-    int rc;
-    if (rr->rule->connect) {
-        /* Before the first snapshot no cluster is known. */
-        rc = kcw_eval_connect_rule(rr->rule, snap ? snap->view : NULL, snap ? snap->n_clusters : 0,
-                                   &r->tf->external_labels, &inst, &n);
-    } else {
-        /* The daemon queries at now - query_offset; so does the test. */
-        const canned_t *c = canned_at(rr, t - rr->group->query_offset_ms);
-        if (c && c->kind == CANNED_ERROR)
-            return 0; /* a failed query leaves the alerts as they were */
+    size_t n_queries = 0;
+    if (kcw_engine_group_begin(r->engine, g, snap ? snap->view : NULL,
+                               snap ? snap->n_clusters : 0, TEST_EPOCH_MS + t, &n_queries) < 0)
+        return;
+    /* The daemon queries at now - query_offset; so does the test. */
+    int64_t at = kcw_engine_query_time_ms(r->engine, g) - TEST_EPOCH_MS;
+    for (size_t q = 0; q < n_queries; q++) {
+        query_run_t *qr = &r->queries[g][q];
+        const canned_t *c = canned_at(qr, at);
+        qr->scripted_error = c && c->kind == CANNED_ERROR;
         kcw_prom_result_t res = {.type = KCW_PROM_VECTOR};
         if (c && c->kind == CANNED_SCALAR) {
             res.type = KCW_PROM_SCALAR;
             res.scalar = c->scalar;
-            res.scalar_ts_ms = TEST_EPOCH_MS + t;
-        } else if (c) {
+            res.scalar_ts_ms = TEST_EPOCH_MS + at;
+        } else if (c && c->kind == CANNED_VECTOR) {
             res.samples = c->samples;
             res.n = c->n_samples;
         }
-        rc = kcw_eval_prom_rule(rr->rule, &res, &r->tf->external_labels, &inst, &n);
+        kcw_engine_group_result(r->engine, g, q, qr->scripted_error ? NULL : &res,
+                                qr->scripted_error ? c->error : NULL);
     }
-    if (rc == -ENOMEM)
-        return rc;
-    if (rc == -EEXIST) {
-        warn_eval(r, rr, t, DUPLICATE_LABELSET);
-        return 0;
+    kcw_engine_group_finish(r->engine, g, TEST_EPOCH_MS + t);
+    for (size_t q = 0; q < n_queries; q++)
+        r->queries[g][q].scripted_error = false;
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool connector_equal(const kcw_connector_status_t *a, const kcw_connector_status_t *b)
+{
+    if (!str_equal(a->name, b->name) || a->type != b->type || a->state != b->state ||
+        !str_equal(a->worker_id, b->worker_id) || !str_equal(a->trace, b->trace) ||
+        a->n_tasks != b->n_tasks || a->n_task_configs != b->n_task_configs ||
+        a->tasks_max != b->tasks_max || a->missing_polls != b->missing_polls)
+        return false;
+    for (size_t i = 0; i < a->n_tasks; i++) {
+        const kcw_task_status_t *x = &a->tasks[i], *y = &b->tasks[i];
+        if (x->id != y->id || x->state != y->state || !str_equal(x->worker_id, y->worker_id) ||
+            !str_equal(x->trace, y->trace))
+            return false;
     }
-    if (rc < 0) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "evaluation failed: %s", strerror(-rc));
-        warn_eval(r, rr, t, msg);
-        return 0;
+    return true;
+}
+
+/* Would the daemon's poll of snapshot b after a have reported a change? */
+static bool snapshot_changed(const snapshot_t *a, const snapshot_t *b)
+{
+    if (!a || a->n_clusters != b->n_clusters)
+        return true;
+    for (size_t i = 0; i < a->n_clusters; i++) {
+        const kcw_cluster_status_t *x = &a->clusters[i], *y = &b->clusters[i];
+        if (!str_equal(x->name, y->name) || x->reachable != y->reachable ||
+            x->n_connectors != y->n_connectors)
+            return true;
+        for (size_t c = 0; c < x->n_connectors; c++)
+            if (!connector_equal(&x->connectors[c], &y->connectors[c]))
+                return true;
     }
-    rc = apply(r, rr, t, inst, n);
-    free(inst);
-    return rc;
+    return false;
 }
 
 /* Writes s quoted the way Prometheus prints label values. */
@@ -1379,10 +1399,10 @@ static void report_check(run_t *r, const check_t *c, const exp_alert_t **exp,
  * (reported), -ENOMEM. */
 static int run_check(run_t *r, const check_t *c)
 {
-    size_t n_got = 0, cap = 0;
-    for (size_t i = 0; i < r->n_rules; i++)
-        if (strcmp(r->rules[i].rule->alert, c->alertname) == 0)
-            cap += kcw_alert_set_count(r->rules[i].set);
+    size_t n_got = 0, cap = 0, n_rules = kcw_engine_rule_count(r->engine);
+    for (size_t i = 0; i < n_rules; i++)
+        if (strcmp(kcw_engine_rule(r->engine, i)->alert, c->alertname) == 0)
+            cap += kcw_alert_set_count(kcw_engine_rule_alerts(r->engine, i));
     const kcw_alert_t **got = calloc(cap ? cap : 1, sizeof(*got));
     const exp_alert_t **exp = calloc(c->n_exp ? c->n_exp : 1, sizeof(*exp));
     bool *used = calloc(cap ? cap : 1, sizeof(*used));
@@ -1392,11 +1412,12 @@ static int run_check(run_t *r, const check_t *c)
         free(used);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < r->n_rules; i++) {
-        if (strcmp(r->rules[i].rule->alert, c->alertname) != 0)
+    for (size_t i = 0; i < n_rules; i++) {
+        if (strcmp(kcw_engine_rule(r->engine, i)->alert, c->alertname) != 0)
             continue;
-        for (size_t j = 0; j < kcw_alert_set_count(r->rules[i].set); j++) {
-            const kcw_alert_t *a = kcw_alert_set_at(r->rules[i].set, j);
+        const kcw_alert_set_t *set = kcw_engine_rule_alerts(r->engine, i);
+        for (size_t j = 0; j < kcw_alert_set_count(set); j++) {
+            const kcw_alert_t *a = kcw_alert_set_at(set, j);
             if (a->state == KCW_ALERT_FIRING || (c->want_pending && a->state == KCW_ALERT_PENDING))
                 got[n_got++] = a;
         }
@@ -1422,7 +1443,27 @@ static int run_check(run_t *r, const check_t *c)
     return ok ? 1 : 0;
 }
 
-/* Runs one test: 1 passed, 0 failed (reported), -ENOMEM. */
+/* Runs the checks due before time `until` (all of them: INT64_MAX). */
+static int run_checks_before(run_t *r, size_t *next, int64_t until, bool *passed)
+{
+    const test_case_t *tc = r->tc;
+    while (*next < tc->n_checks && tc->checks[*next].eval_ms < until) {
+        int ok = run_check(r, &tc->checks[(*next)++]);
+        if (ok < 0)
+            return ok;
+        if (!ok)
+            *passed = false;
+    }
+    return 0;
+}
+
+/* Runs one test: 1 passed, 0 failed (reported), -ENOMEM.
+ *
+ * The daemon's two triggers, on the test's clock: a snapshot that differs
+ * from the one before is a poll whose status changed, and evaluates the
+ * connect: rules at its `at`; every step of the interval is a group tick. At
+ * one time the poll comes first. A check sees every evaluation at or before
+ * its eval_time. */
 static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
 {
     run_t r = {.tf = tf, .tc = tc, .out = out};
@@ -1434,24 +1475,35 @@ static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
         size_t snap = 0, next_check = 0;
         const snapshot_t *in_force = NULL;
         /* Counted in steps so that a huge interval cannot overflow t. */
-        for (int64_t k = 0; rc == 0 && k <= last / step; k++) {
-            const int64_t t = k * step;
-            while (snap < tc->n_snaps && tc->snaps[snap].at_ms <= t)
+        int64_t k = 0;
+        while (rc == 0 && !r.oom) {
+            bool step_left = k <= last / step;
+            bool snap_left = snap < tc->n_snaps && tc->snaps[snap].at_ms <= last;
+            if (!step_left && !snap_left)
+                break;
+            int64_t t = step_left ? k * step : INT64_MAX;
+            if (snap_left && tc->snaps[snap].at_ms < t)
+                t = tc->snaps[snap].at_ms;
+            if ((rc = run_checks_before(&r, &next_check, t, &passed)) < 0)
+                break;
+            if (snap_left && tc->snaps[snap].at_ms == t) {
+                const snapshot_t *prev = in_force;
                 in_force = &tc->snaps[snap++];
-            /* Groups in file order, rules in group order, as the daemon. */
-            for (size_t i = 0; rc == 0 && i < r.n_rules; i++)
-                rc = eval_rule(&r, &r.rules[i], in_force, t);
-            /* An eval_time between two steps sees the state of the earlier. */
-            while (rc == 0 && next_check < tc->n_checks &&
-                   tc->checks[next_check].eval_ms - t < step) {
-                int ok = run_check(&r, &tc->checks[next_check++]);
-                if (ok < 0)
-                    rc = ok;
-                else if (!ok)
-                    passed = false;
+                if (snapshot_changed(prev, in_force))
+                    kcw_engine_connect_changed(r.engine, in_force->view, in_force->n_clusters,
+                                               TEST_EPOCH_MS + t);
+            }
+            if (step_left && k * step == t) {
+                for (size_t g = 0; g < tf->rules->n_groups; g++)
+                    tick_group(&r, g, in_force, t);
+                k++;
             }
         }
+        if (rc == 0)
+            rc = run_checks_before(&r, &next_check, INT64_MAX, &passed);
     }
+    if (rc == 0 && r.oom)
+        rc = -ENOMEM;
     run_free(&r);
     if (rc < 0) {
         fprintf(out, "FAIL %s: test \"%s\": %s\n", tf->path, tc->name, strerror(-rc));

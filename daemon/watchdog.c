@@ -22,6 +22,7 @@
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,7 @@
 #include "kcwatch/engine.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
+#include "kcwatch/metrics.h"
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/remediate.h"
@@ -49,6 +51,7 @@ typedef struct group_timer group_timer_t;
 typedef struct query_ctx {
     group_timer_t *gt;
     size_t qi;
+    uint64_t sent_ns;
 } query_ctx_t;
 
 struct group_timer {
@@ -90,7 +93,10 @@ struct kcw_watchdog {
     kcw_store_t *store;
     uv_timer_t snapshot;
     bool snapshot_on;
+    kcw_metrics_t *metrics;
     bool started, stopping, ready;
+    bool reload_ok;
+    int64_t reload_ok_ms;
     int retiring; /* generations still closing */
 };
 
@@ -190,6 +196,18 @@ static void hook_health(void *arg, const kcw_rule_group_t *group, const kcw_rule
                 group->name, NULL);
 }
 
+static void hook_evaluated(void *arg, const kcw_rule_group_t *group, size_t failed,
+                           double seconds, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    const char *l[] = {"group", group->name, NULL};
+    kcw_metrics_add(wd->metrics, "kcwatch_rule_evaluations_total", l, 1);
+    kcw_metrics_add(wd->metrics, "kcwatch_rule_evaluation_failures_total", l, (double)failed);
+    kcw_metrics_observe(wd->metrics, "kcwatch_rule_evaluation_duration_seconds", l, seconds);
+    kcw_metrics_set(wd->metrics, "kcwatch_rule_group_last_evaluation_timestamp_seconds", l,
+                    (double)now_ms / 1000.0);
+}
+
 /* --- rounds -------------------------------------------------------------- */
 
 /* The clusters as the engine takes them; free() the array. */
@@ -227,6 +245,16 @@ static void on_query_done(kcw_prom_result_t *result, const kcw_prom_error_t *err
     query_ctx_t *q = arg;
     group_timer_t *gt = q->gt;
     generation_t *g = gt->gen;
+    kcw_metrics_t *m = g->wd->metrics;
+    if (!error || error->kind != KCW_PROM_ERR_CANCELLED) {
+        const char *l[] = {"result", result ? "success" : "error", NULL};
+        kcw_metrics_add(m, "kcwatch_prometheus_queries_total", l, 1);
+        kcw_metrics_observe(m, "kcwatch_prometheus_query_duration_seconds", NULL,
+                            (double)(uv_hrtime() - q->sent_ns) / 1e9);
+        /* A query Prometheus rejected still means it answered. */
+        kcw_metrics_set(m, "kcwatch_prometheus_up", NULL,
+                        result || error->kind == KCW_PROM_ERR_QUERY ? 1 : 0);
+    }
     if (result) {
         for (size_t w = 0; w < result->n_warnings; w++)
             kcw_log(KCW_LOG_DEBUG, "query warning", "expr",
@@ -266,6 +294,7 @@ static void on_group_timer(uv_timer_t *t)
     int64_t at = kcw_engine_query_time_ms(g->engine, gt->gi);
     for (size_t qi = 0; qi < n_queries && qi < gt->n_queries; qi++) {
         const char *expr = kcw_engine_query_expr(g->engine, gt->gi, qi);
+        gt->queries[qi].sent_ns = uv_hrtime();
         rc = g->prom ? kcw_prom_query(g->prom, expr, at, on_query_done, &gt->queries[qi])
                      : -ENOTCONN;
         if (rc < 0) {
@@ -288,6 +317,13 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
     const kcw_cluster_status_t *status = kcw_connect_cluster(cn, idx);
     kcw_store_begin(wd->store); /* the poll: one transaction */
     kcw_remediator_observe(wd->rem, idx, status, now);
+    const char *l[] = {"cluster", status->name, NULL};
+    if (status->poll_started_ms > 0 && status->last_poll_ms >= status->poll_started_ms)
+        kcw_metrics_observe(wd->metrics, "kcwatch_connect_poll_duration_seconds", l,
+                            (double)(status->last_poll_ms - status->poll_started_ms) / 1000.0);
+    const char *lr[] = {"cluster", status->name, "result", status->reachable ? "success" : "error",
+                        NULL};
+    kcw_metrics_add(wd->metrics, "kcwatch_connect_polls_total", lr, 1);
     /* An unchanged body still matters when reachability flipped; the client
      * reports that as changed too. Unchanged: the group timers keep time. */
     if (!changed) {
@@ -315,6 +351,18 @@ static void on_notify_soon(uv_timer_t *t)
 static void on_remediation(const kcw_remediation_event_t *ev, void *arg)
 {
     kcw_watchdog_t *wd = arg;
+    const char *cluster = ev->cluster ? ev->cluster : "";
+    const char *le[] = {"cluster", cluster, "event", kcw_remediation_event_name(ev->kind), NULL};
+    kcw_metrics_add(wd->metrics, "kcwatch_remediation_events_total", le, 1);
+    const char *result = ev->kind == KCW_REMEDIATION_SENT        ? "sent"
+                         : ev->kind == KCW_REMEDIATION_DRY_RUN   ? "dry_run"
+                         : ev->kind == KCW_REMEDIATION_RECOVERED ? "recovered"
+                         : ev->kind == KCW_REMEDIATION_FAILED    ? "failed"
+                                                                 : NULL;
+    if (result) {
+        const char *lr[] = {"cluster", cluster, "result", result, NULL};
+        kcw_metrics_add(wd->metrics, "kcwatch_restarts_total", lr, 1);
+    }
     /* Each of these changes what the alert's notification should say. */
     if (ev->kind != KCW_REMEDIATION_UNRECOVERABLE &&
         ev->kind != KCW_REMEDIATION_BUDGET_EXHAUSTED && ev->kind != KCW_REMEDIATION_SENT &&
@@ -326,6 +374,136 @@ static void on_remediation(const kcw_remediation_event_t *ev, void *arg)
     /* Events can arrive from inside a round; notify from a fresh stack. */
     if (wd->started && !wd->stopping)
         uv_timer_start(&wd->notify_soon, on_notify_soon, 0, 0);
+}
+
+static void on_notify_event(const char *receiver, const char *group_key, bool ok,
+                            long http_status, const char *detail, void *arg)
+{
+    (void)group_key;
+    (void)http_status;
+    (void)detail;
+    kcw_watchdog_t *wd = arg;
+    const char *l[] = {"receiver", receiver, "result", ok ? "success" : "failure", NULL};
+    kcw_metrics_add(wd->metrics, "kcwatch_notifications_total", l, 1);
+}
+
+/* --- self-metrics -------------------------------------------------------- */
+
+static int metrics_declare(kcw_metrics_t *m)
+{
+    static const struct {
+        kcw_metric_type_t type;
+        const char *name, *help;
+    } fams[] = {
+        {KCW_METRIC_GAUGE, "kcwatch_build_info", "kcwatch's version, as a label; always 1."},
+        {KCW_METRIC_COUNTER, "kcwatch_rule_evaluations_total", "Rule group evaluations."},
+        {KCW_METRIC_COUNTER, "kcwatch_rule_evaluation_failures_total",
+         "Rule evaluations that failed (query errors, limit, duplicate label sets)."},
+        {KCW_METRIC_HISTOGRAM, "kcwatch_rule_evaluation_duration_seconds",
+         "Time one rule group evaluation took, queries included."},
+        {KCW_METRIC_GAUGE, "kcwatch_rule_group_last_evaluation_timestamp_seconds",
+         "Evaluation time of the group's last evaluation."},
+        {KCW_METRIC_GAUGE, "kcwatch_alerts", "Alerts by name and state (pending, firing)."},
+        {KCW_METRIC_GAUGE, "kcwatch_connect_up",
+         "1 when the last poll of the Connect cluster got an answer, else 0."},
+        {KCW_METRIC_GAUGE, "kcwatch_connect_last_poll_timestamp_seconds",
+         "When the last poll of the Connect cluster completed."},
+        {KCW_METRIC_COUNTER, "kcwatch_connect_polls_total", "Polls of the Connect status."},
+        {KCW_METRIC_HISTOGRAM, "kcwatch_connect_poll_duration_seconds",
+         "Time one poll of a Connect cluster took."},
+        {KCW_METRIC_GAUGE, "kcwatch_prometheus_up",
+         "1 when the last PromQL query got an answer from Prometheus, else 0."},
+        {KCW_METRIC_COUNTER, "kcwatch_prometheus_queries_total", "PromQL queries sent."},
+        {KCW_METRIC_HISTOGRAM, "kcwatch_prometheus_query_duration_seconds",
+         "Time one PromQL query took."},
+        {KCW_METRIC_COUNTER, "kcwatch_restarts_total",
+         "Restarts by outcome: sent, dry_run, recovered, failed."},
+        {KCW_METRIC_COUNTER, "kcwatch_remediation_events_total",
+         "Every remediation decision and outcome, by event."},
+        {KCW_METRIC_COUNTER, "kcwatch_notifications_total",
+         "Notification deliveries by receiver and result."},
+        {KCW_METRIC_GAUGE, "kcwatch_notification_queue_length",
+         "Notifications waiting for delivery."},
+        {KCW_METRIC_COUNTER, "kcwatch_notifications_expired_total",
+         "Notifications dropped undelivered after global.notification_max_age."},
+        {KCW_METRIC_GAUGE, "kcwatch_state_store_durable",
+         "1 while state is written to global.state_dir, 0 when it is kept in memory only."},
+        {KCW_METRIC_GAUGE, "kcwatch_config_last_reload_successful",
+         "1 when the last configuration (re)load succeeded."},
+        {KCW_METRIC_GAUGE, "kcwatch_config_last_reload_success_timestamp_seconds",
+         "When the configuration was last loaded successfully."},
+        {KCW_METRIC_GAUGE, "kcwatch_ready", "1 once the first evaluation completed."},
+        {KCW_METRIC_COUNTER, "process_cpu_seconds_total",
+         "Total user and system CPU time spent in seconds."},
+        {KCW_METRIC_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes."},
+        {KCW_METRIC_GAUGE, "process_virtual_memory_bytes", "Virtual memory size in bytes."},
+        {KCW_METRIC_GAUGE, "process_open_fds", "Number of open file descriptors."},
+        {KCW_METRIC_GAUGE, "process_max_fds", "Maximum number of open file descriptors."},
+        {KCW_METRIC_GAUGE, "process_start_time_seconds",
+         "Start time of the process since unix epoch in seconds."},
+    };
+    for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+        if (kcw_metrics_declare(m, fams[i].type, fams[i].name, fams[i].help, NULL, 0) < 0)
+            return -ENOMEM;
+    const char *l[] = {"version", KCW_VERSION, NULL};
+    return kcw_metrics_set(m, "kcwatch_build_info", l, 1);
+}
+
+static void count_alerts(kcw_metrics_t *m, const kcw_alert_set_t *set)
+{
+    size_t n = set ? kcw_alert_set_count(set) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(set, i);
+        if (a->state == KCW_ALERT_INACTIVE)
+            continue;
+        const char *l[] = {"alertname", kcw_labels_get(&a->labels, "alertname"), "state",
+                           kcw_alert_state_name(a->state), NULL};
+        double v = kcw_metrics_value(m, "kcwatch_alerts", l);
+        kcw_metrics_set(m, "kcwatch_alerts", l, isnan(v) ? 1 : v + 1);
+    }
+}
+
+/* The figures read at scrape time rather than counted as they happen. */
+static void metrics_refresh(kcw_watchdog_t *wd)
+{
+    kcw_metrics_t *m = wd->metrics;
+    generation_t *g = wd->gen;
+    kcw_metrics_clear(m, "kcwatch_alerts");
+    for (size_t i = 0; g && i < kcw_engine_rule_count(g->engine); i++)
+        count_alerts(m, kcw_engine_rule_alerts(g->engine, i));
+    if (g)
+        count_alerts(m, kcw_engine_budget_alerts(g->engine));
+    kcw_metrics_clear(m, "kcwatch_connect_up");
+    kcw_metrics_clear(m, "kcwatch_connect_last_poll_timestamp_seconds");
+    for (size_t i = 0; g && g->cn && i < kcw_connect_cluster_count(g->cn); i++) {
+        const kcw_cluster_status_t *st = kcw_connect_cluster(g->cn, i);
+        const char *l[] = {"cluster", st->name, NULL};
+        kcw_metrics_set(m, "kcwatch_connect_up", l, st->last_poll_ms && st->reachable ? 1 : 0);
+        if (st->last_poll_ms)
+            kcw_metrics_set(m, "kcwatch_connect_last_poll_timestamp_seconds", l,
+                            (double)st->last_poll_ms / 1000.0);
+    }
+    if (wd->notifier) {
+        kcw_metrics_set(m, "kcwatch_notification_queue_length", NULL,
+                        (double)kcw_notifier_queue_length(wd->notifier));
+        kcw_metrics_set(m, "kcwatch_notifications_expired_total", NULL,
+                        (double)kcw_notifier_expired_total(wd->notifier));
+    }
+    kcw_metrics_set(m, "kcwatch_state_store_durable", NULL,
+                    kcw_store_durable(wd->store) ? 1 : 0);
+    kcw_metrics_set(m, "kcwatch_config_last_reload_successful", NULL, wd->reload_ok ? 1 : 0);
+    kcw_metrics_set(m, "kcwatch_config_last_reload_success_timestamp_seconds", NULL,
+                    (double)wd->reload_ok_ms / 1000.0);
+    kcw_metrics_set(m, "kcwatch_ready", NULL, wd->ready ? 1 : 0);
+    kcw_process_stats_t ps;
+    if (kcw_metrics_process_read(&ps) == 0) {
+        kcw_metrics_set(m, "process_cpu_seconds_total", NULL, ps.cpu_seconds);
+        kcw_metrics_set(m, "process_resident_memory_bytes", NULL, ps.resident_bytes);
+        kcw_metrics_set(m, "process_virtual_memory_bytes", NULL, ps.virtual_bytes);
+        kcw_metrics_set(m, "process_open_fds", NULL, ps.open_fds);
+        kcw_metrics_set(m, "process_max_fds", NULL, ps.max_fds);
+        kcw_metrics_set(m, "process_start_time_seconds", NULL, ps.start_time_seconds);
+    }
 }
 
 /* --- generations --------------------------------------------------------- */
@@ -378,6 +556,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .transition = hook_transition,
                                 .state = hook_state,
                                 .health = hook_health,
+                                .evaluated = hook_evaluated,
                                 .hrtime = uv_hrtime};
     size_t n = g->rules->n_groups;
     g->timers = calloc(n ? n : 1, sizeof(*g->timers));
@@ -417,7 +596,11 @@ static int generation_start(kcw_watchdog_t *wd, generation_t *g)
     }
     /* The schedule starts now, on both clocks. */
     uv_update_time(wd->loop);
-    kcw_engine_set_start(g->engine, wall_now_ms());
+    int64_t start = wall_now_ms();
+    kcw_engine_set_start(g->engine, start);
+    char at[24];
+    snprintf(at, sizeof(at), "%lld", (long long)start);
+    kcw_log(KCW_LOG_DEBUG, "rule group schedule starts", "start_ms", at, NULL);
     for (size_t i = 0; i < g->n_timers; i++) {
         group_timer_t *gt = &g->timers[i];
         uv_timer_init(wd->loop, &gt->timer);
@@ -471,7 +654,11 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     g->rules = rules;
     wd->gen = g;
     wd->http = kcw_http_new(loop);
-    if (!wd->http || generation_build(wd, g, NULL) < 0) {
+    wd->metrics = kcw_metrics_new();
+    wd->reload_ok = true;
+    wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
+    if (!wd->http || !wd->metrics || metrics_declare(wd->metrics) < 0 ||
+        generation_build(wd, g, NULL) < 0) {
         kcw_watchdog_free(wd);
         return NULL;
     }
@@ -507,6 +694,20 @@ static int handle_rules(const kcw_admin_request_t *req, kcw_admin_response_t *re
     if (!data)
         return -ENOMEM;
     return kcw_admin_response_success(resp, data);
+}
+
+static int handle_metrics(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    (void)req;
+    kcw_watchdog_t *wd = arg;
+    metrics_refresh(wd);
+    size_t len = 0;
+    char *text = kcw_metrics_render(wd->metrics, &len);
+    if (!text)
+        return -ENOMEM;
+    int rc = kcw_admin_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+    free(text);
+    return rc;
 }
 
 static int handle_healthz(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
@@ -550,6 +751,7 @@ static int admin_start(kcw_watchdog_t *wd)
     }
     if (kcw_admin_route(wd->admin, "GET", "/healthz", handle_healthz, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/readyz", handle_readyz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/metrics", handle_metrics, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/alerts", handle_alerts, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/rules", handle_rules, wd) < 0 ||
         kcw_admin_route(wd->admin, "POST", "/-/reload", handle_reload, wd) < 0)
@@ -668,7 +870,7 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
 {
     generation_t *g = wd->gen;
     wd->rem = kcw_remediator_new(wd->loop, NULL, &g->cfg->remediation, on_remediation, wd);
-    wd->notifier = kcw_notifier_new(wd->loop, wd->http, g->cfg, NULL, NULL);
+    wd->notifier = kcw_notifier_new(wd->loop, wd->http, g->cfg, on_notify_event, wd);
     if (!wd->rem || !wd->notifier)
         return -ENOMEM;
     int rc = store_start(wd);
@@ -719,6 +921,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
             kcw_log(KCW_LOG_ERROR, "reload rejected", "error", line, NULL);
         }
         kcw_log(KCW_LOG_ERROR, "reload failed: keeping the running configuration", NULL);
+        wd->reload_ok = false;
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
@@ -758,6 +961,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     generation_retire(wd, old);
     kcw_log(KCW_LOG_INFO, "configuration reloaded", "config", path ? path : "(built-in defaults)",
             NULL);
+    wd->reload_ok = true;
+    wd->reload_ok_ms = wall_now_ms();
     return rc;
 }
 
@@ -820,5 +1025,6 @@ void kcw_watchdog_free(kcw_watchdog_t *wd)
         generation_free(wd->gen);
     kcw_remediator_free(wd->rem);
     kcw_store_close(wd->store); /* after the notifier: its queue stays in the outbox */
+    kcw_metrics_free(wd->metrics);
     free(wd);
 }

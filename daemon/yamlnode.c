@@ -8,6 +8,9 @@
 #include "kcwatch/yamlnode.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,39 +19,429 @@
 
 #include "kcwatch/duration.h"
 
-void kcw_ydoc_parser_error(kcw_ydoc_t *d, const yaml_parser_t *p)
+/* libyaml's reader errors carry a byte offset only; turn it into line:col
+ * (columns count UTF-8 characters, as the scanner's marks do). */
+static void offset_to_pos(const char *text, size_t len, size_t off, int *line, int *col)
 {
-    const yaml_mark_t *m = p->problem ? &p->problem_mark : &p->context_mark;
-    kcw_errors_add(d->errs, d->file, (int)m->line + 1, (int)m->column + 1, "yaml: %s%s%s",
-                   p->problem ? p->problem : "syntax error", p->context ? " " : "",
-                   p->context ? p->context : "");
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            (*col)++;
+        }
+    }
+}
+
+void kcw_ydoc_parser_error(kcw_ydoc_t *d, const yaml_parser_t *p, const char *text, size_t len)
+{
+    if (p->error == YAML_MEMORY_ERROR) {
+        kcw_errors_add(d->errs, d->file, 0, 0, "out of memory");
+        return;
+    }
+    const char *problem = p->problem ? p->problem : "unknown error";
+    int line, col;
+    if (p->error == YAML_READER_ERROR) {
+        offset_to_pos(text, len, p->problem_offset, &line, &col);
+        kcw_errors_add(d->errs, d->file, line, col, "YAML syntax error: %s", problem);
+        return;
+    }
+    line = (int)p->problem_mark.line + 1;
+    col = (int)p->problem_mark.column + 1;
+    if (p->problem_mark.index < len && text[p->problem_mark.index] == '\t')
+        kcw_errors_add(d->errs, d->file, line, col,
+                       "YAML syntax error: %s (tabs cannot indent YAML; use spaces)", problem);
+    else if (p->context)
+        kcw_errors_add(d->errs, d->file, line, col,
+                       "YAML syntax error: %s (%s started at line %d, column %d)", problem,
+                       p->context, (int)p->context_mark.line + 1,
+                       (int)p->context_mark.column + 1);
+    else
+        kcw_errors_add(d->errs, d->file, line, col, "YAML syntax error: %s", problem);
+}
+
+/* --- building the document from events --------------------------------------
+ *
+ * libyaml's own document loader has no bound on nesting (deeply nested flow
+ * collections cost it quadratic time) nor on what aliases expand to, so the
+ * document is built here from parser events with both bounds, through
+ * libyaml's document API. An alias becomes a copy of its anchor's subtree
+ * whose root carries the alias's position: an error about the aliased value
+ * points at the alias. Copies count against the node bound ("billion
+ * laughs" stops there). */
+
+typedef struct anchor {
+    char *name;
+    int node;
+} anchor_t;
+
+typedef struct builder {
+    kcw_ydoc_t *d;
+    size_t max_nodes;
+    int max_depth;
+    int open[KCW_YDOC_MAX_DEPTH_CAP];
+    int open_key[KCW_YDOC_MAX_DEPTH_CAP]; /* mapping: key waiting for its value, 0: none */
+    char *open_anchor[KCW_YDOC_MAX_DEPTH_CAP];
+    int depth;
+    anchor_t *anchors;
+    size_t n_anchors, cap_anchors;
+    size_t n_nodes;
+} builder_t;
+
+static void err_at(builder_t *b, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_at(builder_t *b, yaml_mark_t m, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kcw_errors_add(b->d->errs, b->d->file, (int)m.line + 1, (int)m.column + 1, "%s", msg);
+}
+
+static yaml_node_t *doc_node(builder_t *b, int idx)
+{
+    return yaml_document_get_node(&b->d->doc, idx);
+}
+
+/* Builder steps return 0, -EINVAL (reported) or -ENOMEM. */
+
+static int attach(builder_t *b, int idx)
+{
+    if (b->depth == 0)
+        return 0; /* the root: the document's first node */
+    int parent = b->open[b->depth - 1];
+    yaml_node_t *p = doc_node(b, parent);
+    int ok;
+    if (p->type == YAML_SEQUENCE_NODE) {
+        ok = yaml_document_append_sequence_item(&b->d->doc, parent, idx);
+    } else if (!b->open_key[b->depth - 1]) {
+        b->open_key[b->depth - 1] = idx;
+        return 0;
+    } else {
+        ok = yaml_document_append_mapping_pair(&b->d->doc, parent, b->open_key[b->depth - 1],
+                                               idx);
+        b->open_key[b->depth - 1] = 0;
+    }
+    return ok ? 0 : -ENOMEM;
+}
+
+static int count_nodes(builder_t *b, yaml_mark_t m, size_t n)
+{
+    if (b->n_nodes + n > b->max_nodes) {
+        err_at(b, m, "document too large: more than %zu YAML nodes", b->max_nodes);
+        return -EINVAL;
+    }
+    b->n_nodes += n;
+    return 0;
+}
+
+static int anchor_add(builder_t *b, char *name, int node)
+{
+    if (b->n_anchors == b->cap_anchors) {
+        size_t cap = b->cap_anchors ? b->cap_anchors * 2 : 8;
+        anchor_t *a = realloc(b->anchors, cap * sizeof(*a));
+        if (!a)
+            return -ENOMEM;
+        b->anchors = a;
+        b->cap_anchors = cap;
+    }
+    b->anchors[b->n_anchors++] = (anchor_t){.name = name, .node = node};
+    return 0;
+}
+
+static int anchor_take(builder_t *b, const yaml_char_t *anchor, int node)
+{
+    if (!anchor)
+        return 0;
+    char *name = strdup((const char *)anchor);
+    if (!name || anchor_add(b, name, node) < 0) {
+        free(name);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Nodes in the subtree of idx, counting stops just past limit. */
+static size_t subtree_size(builder_t *b, int idx, size_t limit)
+{
+    const yaml_node_t *n = doc_node(b, idx);
+    size_t total = 1;
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (const yaml_node_item_t *i = n->data.sequence.items.start;
+             i < n->data.sequence.items.top && total <= limit; i++)
+            total += subtree_size(b, *i, limit - total);
+    } else if (n->type == YAML_MAPPING_NODE) {
+        for (const yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             p < n->data.mapping.pairs.top && total <= limit; p++) {
+            total += subtree_size(b, p->key, limit - total);
+            if (total <= limit)
+                total += subtree_size(b, p->value, limit - total);
+        }
+    }
+    return total;
+}
+
+/* Deep copy of node src as a new node (*out). Adding nodes can move the node
+ * array, so nodes are looked up again after every addition. */
+static int copy_node(builder_t *b, int src, yaml_mark_t mark, int *out)
+{
+    yaml_document_t *doc = &b->d->doc;
+    yaml_node_t *n = doc_node(b, src);
+    int idx = 0;
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        idx = yaml_document_add_scalar(doc, n->tag, n->data.scalar.value,
+                                       (int)n->data.scalar.length, n->data.scalar.style);
+        break;
+    case YAML_SEQUENCE_NODE:
+        idx = yaml_document_add_sequence(doc, n->tag, n->data.sequence.style);
+        break;
+    default:
+        idx = yaml_document_add_mapping(doc, n->tag, n->data.mapping.style);
+        break;
+    }
+    if (!idx)
+        return -ENOMEM;
+    doc_node(b, idx)->start_mark = mark;
+    n = doc_node(b, src);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        for (size_t i = 0; i < count; i++) {
+            int item = doc_node(b, src)->data.sequence.items.start[i], copy;
+            int rc = copy_node(b, item, doc_node(b, item)->start_mark, &copy);
+            if (rc < 0)
+                return rc;
+            if (!yaml_document_append_sequence_item(doc, idx, copy))
+                return -ENOMEM;
+        }
+    } else if (n->type == YAML_MAPPING_NODE) {
+        size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_pair_t pair = doc_node(b, src)->data.mapping.pairs.start[i];
+            int k, v, rc = copy_node(b, pair.key, doc_node(b, pair.key)->start_mark, &k);
+            if (rc == 0)
+                rc = copy_node(b, pair.value, doc_node(b, pair.value)->start_mark, &v);
+            if (rc < 0)
+                return rc;
+            if (!yaml_document_append_mapping_pair(doc, idx, k, v))
+                return -ENOMEM;
+        }
+    }
+    *out = idx;
+    return 0;
+}
+
+/* The height of the subtree of idx (1 for a scalar), stopping past limit. */
+static int subtree_height(builder_t *b, int idx, int limit)
+{
+    const yaml_node_t *n = doc_node(b, idx);
+    int h = 0;
+    if (limit <= 0)
+        return 1;
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (const yaml_node_item_t *i = n->data.sequence.items.start;
+             i < n->data.sequence.items.top && h < limit; i++) {
+            int k = subtree_height(b, *i, limit - 1);
+            h = k > h ? k : h;
+        }
+    } else if (n->type == YAML_MAPPING_NODE) {
+        for (const yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             p < n->data.mapping.pairs.top && h < limit; p++) {
+            int k = subtree_height(b, p->value, limit - 1);
+            h = k > h ? k : h;
+        }
+    }
+    return h + 1;
+}
+
+static int on_alias(builder_t *b, const yaml_event_t *ev)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    /* Latest definition wins: YAML lets an anchor name be reused. */
+    for (size_t i = b->n_anchors; i-- > 0;) {
+        if (strcmp(b->anchors[i].name, name) != 0)
+            continue;
+        int src = b->anchors[i].node;
+        size_t left = b->max_nodes - b->n_nodes;
+        if (subtree_size(b, src, left) > left) {
+            err_at(b, ev->start_mark, "document too large: alias \"*%s\" expands past %zu YAML nodes",
+                   name, b->max_nodes);
+            return -EINVAL;
+        }
+        if (b->depth + subtree_height(b, src, b->max_depth) > b->max_depth + 1) {
+            err_at(b, ev->start_mark, "nesting deeper than %d levels (alias \"*%s\")",
+                   b->max_depth, name);
+            return -EINVAL;
+        }
+        b->n_nodes += subtree_size(b, src, left);
+        int idx;
+        int rc = copy_node(b, src, ev->start_mark, &idx);
+        return rc < 0 ? rc : attach(b, idx);
+    }
+    err_at(b, ev->start_mark, "unknown alias \"*%s\"", name);
+    return -EINVAL;
+}
+
+static int on_scalar(builder_t *b, const yaml_event_t *ev)
+{
+    if (count_nodes(b, ev->start_mark, 1) < 0)
+        return -EINVAL;
+    if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
+        err_at(b, ev->start_mark, "NUL character in a string");
+        return -EINVAL;
+    }
+    if (ev->data.scalar.length > INT_MAX)
+        return -ENOMEM;
+    int idx = yaml_document_add_scalar(&b->d->doc, ev->data.scalar.tag, ev->data.scalar.value,
+                                       (int)ev->data.scalar.length, ev->data.scalar.style);
+    if (!idx)
+        return -ENOMEM;
+    doc_node(b, idx)->start_mark = ev->start_mark;
+    int rc = attach(b, idx);
+    return rc < 0 ? rc : anchor_take(b, ev->data.scalar.anchor, idx);
+}
+
+static int on_start(builder_t *b, const yaml_event_t *ev, bool mapping)
+{
+    if (count_nodes(b, ev->start_mark, 1) < 0)
+        return -EINVAL;
+    if (b->depth >= b->max_depth) {
+        err_at(b, ev->start_mark, "nesting deeper than %d levels", b->max_depth);
+        return -EINVAL;
+    }
+    int idx = mapping ? yaml_document_add_mapping(&b->d->doc, ev->data.mapping_start.tag,
+                                                  ev->data.mapping_start.style)
+                      : yaml_document_add_sequence(&b->d->doc, ev->data.sequence_start.tag,
+                                                   ev->data.sequence_start.style);
+    if (!idx)
+        return -ENOMEM;
+    doc_node(b, idx)->start_mark = ev->start_mark;
+    int rc = attach(b, idx);
+    if (rc < 0)
+        return rc;
+    const yaml_char_t *anchor =
+        mapping ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+    char *name = NULL;
+    if (anchor && !(name = strdup((const char *)anchor)))
+        return -ENOMEM;
+    b->open[b->depth] = idx;
+    b->open_key[b->depth] = 0;
+    b->open_anchor[b->depth] = name;
+    b->depth++;
+    return 0;
+}
+
+static int on_end(builder_t *b)
+{
+    if (b->depth == 0)
+        return -EINVAL;
+    b->depth--;
+    /* Registered when closed: a collection cannot contain an alias to itself. */
+    char *name = b->open_anchor[b->depth];
+    b->open_anchor[b->depth] = NULL;
+    if (name && anchor_add(b, name, b->open[b->depth]) < 0) {
+        free(name);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra_doc_msg)
 {
+    memset(&d->doc, 0, sizeof(d->doc));
+    if (!yaml_document_initialize(&d->doc, NULL, NULL, NULL, 1, 1)) {
+        kcw_errors_add(d->errs, d->file, 0, 0, "out of memory");
+        return -ENOMEM;
+    }
+    builder_t b = {.d = d,
+                   .max_nodes = d->max_nodes ? d->max_nodes : KCW_YDOC_DEFAULT_MAX_NODES,
+                   .max_depth = d->max_depth > 0 && d->max_depth < KCW_YDOC_MAX_DEPTH_CAP
+                                    ? d->max_depth
+                                    : KCW_YDOC_DEFAULT_MAX_DEPTH};
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
+        yaml_document_delete(&d->doc);
         kcw_errors_add(d->errs, d->file, 0, 0, "out of memory");
         return -ENOMEM;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &d->doc)) {
-        kcw_ydoc_parser_error(d, &parser);
-        yaml_parser_delete(&parser);
-        return -EINVAL;
-    }
-    if (extra_doc_msg && yaml_document_get_root_node(&d->doc)) {
-        yaml_document_t extra;
-        if (!yaml_parser_load(&parser, &extra)) {
-            kcw_ydoc_parser_error(d, &parser);
-        } else {
-            yaml_node_t *xroot = yaml_document_get_root_node(&extra);
-            if (xroot)
-                kcw_ydoc_error(d, xroot, "%s", extra_doc_msg);
-            yaml_document_delete(&extra);
+    int rc = 0, docs = 0;
+    bool done = false, in_extra = false;
+    while (!done && rc == 0) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            kcw_ydoc_parser_error(d, &parser, text, len);
+            rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+            break;
         }
+        if (in_extra) {
+            /* A second document: named at its first node, the rest ignored. */
+            if (ev.type == YAML_SCALAR_EVENT || ev.type == YAML_ALIAS_EVENT ||
+                ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
+                bool empty = ev.type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0 &&
+                             ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                if (!empty)
+                    err_at(&b, ev.start_mark, "%s", extra_doc_msg);
+                done = true;
+            } else if (ev.type == YAML_STREAM_END_EVENT) {
+                done = true;
+            }
+            yaml_event_delete(&ev);
+            continue;
+        }
+        switch (ev.type) {
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) {
+                if (d->single_document) {
+                    err_at(&b, ev.start_mark, "%s",
+                           extra_doc_msg ? extra_doc_msg : "only one YAML document is allowed");
+                    rc = -EINVAL;
+                } else if (extra_doc_msg) {
+                    in_extra = true;
+                } else {
+                    done = true;
+                }
+            }
+            break;
+        case YAML_SCALAR_EVENT:
+            rc = on_scalar(&b, &ev);
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = on_alias(&b, &ev);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            rc = on_start(&b, &ev, ev.type == YAML_MAPPING_START_EVENT);
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            rc = on_end(&b);
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
     }
     yaml_parser_delete(&parser);
+    for (int i = 0; i < b.depth; i++)
+        free(b.open_anchor[i]);
+    for (size_t i = 0; i < b.n_anchors; i++)
+        free(b.anchors[i].name);
+    free(b.anchors);
+    if (rc < 0) {
+        if (rc == -ENOMEM)
+            kcw_errors_add(d->errs, d->file, 0, 0, "out of memory");
+        yaml_document_delete(&d->doc);
+        memset(&d->doc, 0, sizeof(d->doc));
+        return rc;
+    }
     return 0;
 }
 
@@ -210,34 +603,50 @@ int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len
     *text = NULL;
     *len = 0;
     *step = KCW_READ_OPEN;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused
+     * below like any other file that is not a regular one. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
         return errno ? -errno : -EIO;
     *step = KCW_READ_STAT;
     struct stat st;
     int rc = 0;
-    if (fstat(fileno(f), &st) < 0)
+    if (fstat(fd, &st) < 0)
         rc = errno ? -errno : -EIO;
     else if (S_ISDIR(st.st_mode))
         rc = -EISDIR;
+    else if (!S_ISREG(st.st_mode))
+        rc = -ENOTSUP;
     else if (st.st_size < 0 || (uintmax_t)st.st_size > max)
         rc = -EFBIG;
     if (rc < 0) {
-        fclose(f);
+        close(fd);
         return rc;
     }
     *step = KCW_READ_READ;
     char *buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return -ENOMEM;
     }
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
+    /* Never more than the size seen: a file growing while read is cut there. */
+    size_t got = 0, want = (size_t)st.st_size;
+    while (got < want) {
+        ssize_t r = read(fd, buf + got, want - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -EIO;
+            break;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (rc < 0) {
         free(buf);
-        return -EIO;
+        return rc;
     }
     buf[got] = '\0';
     *text = buf;

@@ -72,6 +72,7 @@ typedef struct kcw_cluster_status {
     bool ever_reachable;
     int64_t last_poll_ms;  /* wall clock ms of the last completed poll */
     int64_t last_ok_ms;
+    int64_t poll_started_ms; /* wall clock ms the last poll round began */
     char *last_error;      /* NULL when the last poll succeeded */
     char *worker_url;      /* URL that answered last */
     char *version;         /* worker version from GET / (NULL unknown) */

@@ -81,6 +81,10 @@ typedef struct kcw_engine_hooks {
      * recovered. Called once per change, not per round. */
     void (*health)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
                    const char *error, int64_t now_ms);
+    /* A group was evaluated (a tick's round, or its connect: rules on a
+     * changed poll): how many of its rules failed, and how long it took. */
+    void (*evaluated)(void *arg, const kcw_rule_group_t *group, size_t failed_rules,
+                      double seconds, int64_t now_ms);
     /* Monotonic nanoseconds, for evaluation durations only; NULL: 0 s. */
     uint64_t (*hrtime)(void);
 } kcw_engine_hooks_t;

@@ -3,10 +3,10 @@
  * A test file (YAML, modelled on promtool's rule test files) names rule files
  * and, per test, canned Connect status snapshots and canned PromQL results
  * over time plus the alerts expected at given evaluation times. The runner
- * loads the rules as the daemon does, evaluates every group at 0, interval,
- * 2*interval, ... up to the last eval_time on a clock it owns, feeding the
- * same evaluators and alert state machine as the daemon (eval.h, alerts.h),
- * and compares the firing (or pending) alerts with the expected ones: exact
+ * loads the rules as the daemon does and drives the daemon's evaluation
+ * engine (engine.h) on a clock it owns: a changed snapshot is a changed poll
+ * (connect: rules evaluated at once), and every group ticks at 0, interval,
+ * 2*interval, ... up to the last eval_time; it then compares the firing (or pending) alerts with the expected ones: exact
  * label sets, annotations when given. The format is documented in
  * rules.d/tests/README.md. No I/O besides reading the files and writing the
  * report. */

@@ -15,25 +15,43 @@
 
 #include "kcwatch/errors.h"
 
+#define KCW_YDOC_DEFAULT_MAX_NODES 100000
+#define KCW_YDOC_DEFAULT_MAX_DEPTH 64
+#define KCW_YDOC_MAX_DEPTH_CAP 256
+
 typedef struct kcw_ydoc {
     yaml_document_t doc;
     const char *file;   /* for messages */
     kcw_errors_t *errs; /* where problems go */
+    /* Load bounds: nodes (alias copies included; 0: the default) and
+     * nesting depth (0: the default). */
+    size_t max_nodes;
+    int max_depth;
+    /* A second document is an error at its start and fails the load (config
+     * files), rather than one reported at its first node (rule files). */
+    bool single_document;
     size_t max_visits;  /* kcw_ydoc_node bound (aliases can make a walk huge); 0: none */
     size_t visits;
     bool too_big; /* max_visits was hit (reported once) */
 } kcw_ydoc_t;
 
-/* Loads the first YAML document of text into d->doc (d->file and d->errs set
- * by the caller). 0: d->doc is loaded, release it with kcw_ydoc_free. Negative
+/* Loads the first YAML document of text into d->doc (d->file, d->errs and the
+ * bounds set by the caller), from libyaml's events: nesting deeper than
+ * max_depth, more than max_nodes nodes (alias copies count), an unknown
+ * alias, a NUL in a string and syntax errors fail the load with one
+ * positioned error. An alias is a copy of its anchor's value positioned at
+ * the alias. 0: d->doc is loaded, release it with kcw_ydoc_free. Negative
  * errno with the error added: nothing to release. When extra_doc_msg is not
- * NULL, a second document with content is reported at its root with that
- * text (the first one is still loaded). */
+ * NULL, a second document with content is reported at its first node with
+ * that text (the first one is still loaded), or at its start with a failed
+ * load when d->single_document is set. */
 int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra_doc_msg);
 void kcw_ydoc_free(kcw_ydoc_t *d);
 
-/* Appends a libyaml parser error at its mark ("yaml: PROBLEM CONTEXT"). */
-void kcw_ydoc_parser_error(kcw_ydoc_t *d, const yaml_parser_t *p);
+/* Appends a libyaml parser error ("YAML syntax error: PROBLEM (CONTEXT started
+ * at line L, column C)"), at its mark, or for reader errors (invalid UTF-8)
+ * at the line:col of the offending byte of text. */
+void kcw_ydoc_parser_error(kcw_ydoc_t *d, const yaml_parser_t *p, const char *text, size_t len);
 
 /* Appends fmt at n's position (0:0 when n is NULL). */
 void kcw_ydoc_error(kcw_ydoc_t *d, const yaml_node_t *n, const char *fmt, ...)
@@ -85,7 +103,9 @@ bool kcw_ydoc_check_map(kcw_ydoc_t *d, const yaml_node_t *n, const char *what,
 typedef enum { KCW_READ_OPEN, KCW_READ_STAT, KCW_READ_READ } kcw_read_step_t;
 
 /* Reads a regular file whole into a NUL-terminated buffer (*text, free it)
- * of *len bytes. 0, or: -EISDIR for a directory, -EFBIG when larger than
+ * of *len bytes, never blocking on open (FIFOs, devices and sockets are
+ * refused with -ENOTSUP: /dev/zero is not an empty file). 0, or: -EISDIR for
+ * a directory, -EFBIG when larger than
  * max bytes, -ENOMEM, -EIO for a read error, another negative errno from
  * open/fstat; *step says where it failed, so callers word their messages. */
 int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len,

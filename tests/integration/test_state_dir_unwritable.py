@@ -14,6 +14,7 @@ import errno
 import os
 import subprocess
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -57,6 +58,16 @@ def fill(directory):
     return st.f_bavail * st.f_frsize
 
 
+def durable_gauge(h):
+    """kcwatch_state_store_durable from the daemon's /metrics."""
+    url = "http://%s/metrics" % h.config["global"]["listen"]
+    with urllib.request.urlopen(url, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("kcwatch_state_store_durable "):
+                return float(line.split()[1])
+    return None
+
+
 def test_full_filesystem_keeps_healing():
     with Harness("unwritable-full") as h:
         state = os.path.join(h.tmp, "state")
@@ -65,6 +76,7 @@ def test_full_filesystem_keeps_healing():
         try:
             h.fake.add_connector("orders", tasks=1)
             h.start_daemon()
+            h.check(durable_gauge(h) == 1, "the store should start durable")
             left = fill(state)
             h.check(left == 0, "the tmpfs still has %d bytes free" % left)
             h.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
@@ -76,6 +88,7 @@ def test_full_filesystem_keeps_healing():
                        what="the notifications (watching)")
             h.check(h.log_records(msg=MEMORY_ONLY, level="error"),
                     "no error saying the state is kept in memory only")
+            h.check(durable_gauge(h) == 0, "kcwatch_state_store_durable should say 0")
             h.finish()
         finally:
             stop_daemon(h)

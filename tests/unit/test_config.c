@@ -891,6 +891,26 @@ static void test_load_file(void **state)
     assert_int_equal(errs.n, 1);
     assert_non_null(strstr(errs.items[0].msg, "No such file"));
     kcw_errors_clear(&errs);
+
+    /* A FIFO as the config or as a password_file is refused at once: open()
+     * must never wait for a writer. */
+    char fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(kcw_config_load(fifo, &cfg, &errs), -EINVAL);
+    assert_non_null(strstr(errs.items[0].msg, "regular file"));
+    kcw_errors_clear(&errs);
+    write_file(f->dir, "fifo-secret.yaml",
+               "connect:\n"
+               "  - name: a\n"
+               "    url: http://a:8083\n"
+               "    basic_auth: {username: u, password_file: fifo}\n");
+    snprintf(path, sizeof(path), "%s/fifo-secret.yaml", f->dir);
+    assert_int_equal(kcw_config_load(path, &cfg, &errs), -EINVAL);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.items[0].msg, "not a regular file"));
+    kcw_errors_clear(&errs);
+    unlink(fifo);
 }
 
 static void test_default_traces(void **state)

@@ -335,13 +335,31 @@ static void test_every_error_in_one_pass(void **state)
     kcw_errors_clear(&errs);
 }
 
+/* A deeply nested rule file stops at 64 levels with one positioned error,
+ * instead of freezing a reload in libyaml's quadratic flow parsing. */
+static void test_nesting_bound(void **state)
+{
+    (void)state;
+    size_t n = 200000;
+    char *yaml = malloc(n + 1);
+    assert_non_null(yaml);
+    memcpy(yaml, "groups: ", 8);
+    memset(yaml + 8, '[', n - 8);
+    yaml[n] = '\0';
+    kcw_errors_t errs = load_bad(yaml);
+    assert_int_equal(errs.n, 1);
+    expect_error_at(&errs, 1, 72, "nesting deeper than 64 levels");
+    kcw_errors_clear(&errs);
+    free(yaml);
+}
+
 static void test_single_errors(void **state)
 {
     (void)state;
     /* YAML syntax errors are positioned too */
     kcw_errors_t errs = load_bad("groups:\n  - name: x\n    rules: [\n");
     assert_int_equal(errs.n, 1);
-    assert_non_null(strstr(errs.items[0].msg, "yaml:"));
+    assert_non_null(strstr(errs.items[0].msg, "YAML syntax error"));
     assert_int_equal(errs.items[0].line, 4);
     kcw_errors_clear(&errs);
 
@@ -521,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_empty_files),
         cmocka_unit_test(test_every_error_in_one_pass),
         cmocka_unit_test(test_single_errors),
+        cmocka_unit_test(test_nesting_bound),
         cmocka_unit_test(test_error_keeps_existing_set),
         cmocka_unit_test(test_load_globs),
         cmocka_unit_test(test_shipped_rules),

@@ -402,7 +402,7 @@ static void test_yaml_syntax_and_missing_file(void **state)
     const char *path = write_file(f, "syntax.yaml", "rule_files: [a.yaml\ntests: []\n");
     assert_int_equal(run_one(f, "syntax.yaml"), 2);
     char line[512];
-    snprintf(line, sizeof(line), "%s:2:6: yaml: ", path);
+    snprintf(line, sizeof(line), "%s:2:6: YAML syntax error: ", path);
     assert_output_has(f, line);
 
     assert_int_equal(run_one(f, "does-not-exist.yaml"), 2);
@@ -534,6 +534,47 @@ static void test_pending_vs_firing(void **state)
     assert_output_has(f, "    got: none\n");
     assert_output_has(f, "    got:\n      pending {alertname=\"TaskUnassigned\", cluster=\"c1\", "
                          "connector=\"o\", state=\"UNASSIGNED\", task=\"0\"}\n");
+}
+
+/* A snapshot between two steps is a changed poll, as in the daemon: connect
+ * rules are evaluated at its time, so a `for` counts from the poll, not from
+ * the next step. An identical snapshot is an unchanged poll. */
+static void test_changed_poll_evaluates_at_once(void **state)
+{
+    fixture_t *f = *state;
+    write_file(f, "rules.yaml", connect_rules);
+    write_file(
+        f, "poll.yaml",
+        "rule_files: [rules.yaml]\n"
+        "tests:\n"
+        "  - connect:\n"
+        "      - {at: 0s, clusters: {c1: {o: {tasks: [{state: RUNNING}]}}}}\n"
+        "      - {at: 10s, clusters: {c1: {o: {tasks: [{state: FAILED}]}}}}\n"
+        "      - {at: 20s, clusters: {c1: {o: {tasks: [{state: UNASSIGNED}]}}}}\n"
+        "      - {at: 40s, clusters: {c1: {o: {tasks: [{state: UNASSIGNED}]}}}}\n"
+        "    alert_rule_test:\n"
+        /* for: 0 fires on the poll at 10s, long before the step at 1m */
+        "      - eval_time: 10s\n"
+        "        alertname: TaskFailed\n"
+        "        exp_alerts: [{exp_labels: {cluster: c1, connector: o, task: '0',\n"
+        "                     state: FAILED, severity: warning}}]\n"
+        /* and resolves on the poll at 20s */
+        "      - {eval_time: 20s, alertname: TaskFailed}\n"
+        /* for: 2m from the poll at 20s: still pending at the 2m step ... */
+        "      - eval_time: 2m\n"
+        "        alertname: TaskUnassigned\n"
+        "        exp_alerts: [{exp_state: pending, exp_labels: {cluster: c1, connector: o,\n"
+        "                     task: '0', state: UNASSIGNED}}]\n"
+        /* ... firing at the 3m step (2m20s after the poll; the unchanged
+         * snapshot at 40s is an unchanged poll) */
+        "      - eval_time: 3m\n"
+        "        alertname: TaskUnassigned\n"
+        "        exp_alerts: [{exp_labels: {cluster: c1, connector: o, task: '0',\n"
+        "                     state: UNASSIGNED}}]\n");
+    int rc = run_one(f, "poll.yaml");
+    if (rc != 0)
+        print_error("%s", f->output);
+    assert_int_equal(rc, 0);
 }
 
 /* --- canned PromQL results ------------------------------------------------------------- */
@@ -684,6 +725,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_several_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_timeline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_vs_firing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changed_poll_evaluates_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promql_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promql_offset_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promql_duplicate_labelset, setup, teardown),

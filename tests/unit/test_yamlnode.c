@@ -78,7 +78,7 @@ static void test_syntax_error_is_positioned(void **state)
     const char *text = "a: 1\nb: [1, 2\n";
     assert_int_equal(kcw_ydoc_load(&f->d, text, strlen(text), NULL), -EINVAL);
     assert_int_equal(f->errs.n, 1);
-    assert_int_equal(strncmp(f->errs.items[0].msg, "yaml: ", 6), 0);
+    assert_int_equal(strncmp(f->errs.items[0].msg, "YAML syntax error: ", 19), 0);
     assert_true(f->errs.items[0].line >= 2);
 }
 
@@ -238,6 +238,99 @@ static void test_read_bounded(void **state)
     rmdir(dir);
 }
 
+/* Deep nesting stops at the depth bound with one error, in linear time: a
+ * 200 KB `[[[[...` would cost libyaml's own loader quadratic time. */
+static void test_depth_bound(void **state)
+{
+    fixture_t *f = *state;
+    size_t n = 100000;
+    char *text = malloc(n + 1);
+    assert_non_null(text);
+    memcpy(text, "groups: ", 8);
+    memset(text + 8, '[', n - 8);
+    text[n] = '\0';
+    assert_int_equal(kcw_ydoc_load(&f->d, text, n, NULL), -EINVAL);
+    assert_int_equal(f->errs.n, 1);
+    /* the root mapping is level 1: the 64th "[" is one too many */
+    assert_error(&f->errs, 0, 1, 8 + 64, "nesting deeper than 64 levels");
+    free(text);
+}
+
+static void test_alias_copy_positioned_at_alias(void **state)
+{
+    fixture_t *f = *state;
+    const char *text = "a: &x {k: v}\nb: *x\n";
+    assert_int_equal(kcw_ydoc_load(&f->d, text, strlen(text), NULL), 0);
+    f->loaded = true;
+    yaml_node_t *root = yaml_document_get_root_node(&f->d.doc);
+    yaml_node_t *b = value_of(f, root, "b");
+    assert_int_equal(b->type, YAML_MAPPING_NODE);
+    assert_int_equal(b->start_mark.line, 1);
+    assert_int_equal(b->start_mark.column, 3);
+    assert_string_equal(kcw_ynode_scalar(value_of(f, b, "k")), "v");
+    assert_int_equal(f->errs.n, 0);
+}
+
+static void test_node_bound_and_bad_aliases(void **state)
+{
+    fixture_t *f = *state;
+    f->d.max_nodes = 50;
+    const char *bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                       "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n";
+    assert_int_equal(kcw_ydoc_load(&f->d, bomb, strlen(bomb), NULL), -EINVAL);
+    assert_int_equal(f->errs.n, 1);
+    assert_non_null(strstr(f->errs.items[0].msg, "document too large: alias \"*a\""));
+    kcw_errors_clear(&f->errs);
+    const char *unknown = "a: *nope\n";
+    assert_int_equal(kcw_ydoc_load(&f->d, unknown, strlen(unknown), NULL), -EINVAL);
+    assert_error(&f->errs, 0, 1, 4, "unknown alias \"*nope\"");
+    kcw_errors_clear(&f->errs);
+    const char nul[] = "a: \"x\\0y\"\n";
+    assert_int_equal(kcw_ydoc_load(&f->d, nul, strlen(nul), NULL), -EINVAL);
+    assert_error(&f->errs, 0, 1, 4, "NUL character in a string");
+}
+
+static void test_invalid_utf8_positioned(void **state)
+{
+    fixture_t *f = *state;
+    const char *text = "a: 1\nbb: \"\xff\"\n";
+    assert_int_equal(kcw_ydoc_load(&f->d, text, strlen(text), NULL), -EINVAL);
+    assert_int_equal(f->errs.n, 1);
+    assert_int_equal(f->errs.items[0].line, 2);
+    assert_int_equal(f->errs.items[0].col, 6);
+    assert_non_null(strstr(f->errs.items[0].msg, "invalid leading UTF-8"));
+}
+
+static void test_single_document(void **state)
+{
+    fixture_t *f = *state;
+    f->d.single_document = true;
+    const char *text = "a: 1\n---\nb: 2\n";
+    assert_int_equal(kcw_ydoc_load(&f->d, text, strlen(text), "only one"), -EINVAL);
+    assert_error(&f->errs, 0, 2, 1, "only one");
+}
+
+/* A FIFO would block open() forever and /dev/zero never ends: only regular
+ * files are read. */
+static void test_read_refuses_special_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kcw-yamlnode-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    char *text = NULL;
+    size_t len = 0;
+    kcw_read_step_t step;
+    assert_int_equal(kcw_file_read_bounded(path, 100, &text, &len, &step), -ENOTSUP);
+    assert_int_equal(step, KCW_READ_STAT);
+    assert_int_equal(kcw_file_read_bounded("/dev/zero", 100, &text, &len, &step), -ENOTSUP);
+    assert_null(text);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +344,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_visit_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_without_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_depth_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alias_copy_positioned_at_alias, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_bound_and_bad_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_utf8_positioned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_document, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_refuses_special_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
