@@ -386,6 +386,22 @@ static void report_transitions(kcw_engine_t *e, const rule_state_t *r, const kcw
     }
 }
 
+/* Copies of the labels of the set's pending alerts (for the gone hook);
+ * returns how many (0 when out of memory: nothing is reported then). */
+static size_t pending_labels(const kcw_alert_set_t *set, kcw_labels_t **out)
+{
+    size_t n = kcw_alert_set_count_state(set, KCW_ALERT_PENDING), k = 0;
+    *out = n ? calloc(n, sizeof(**out)) : NULL;
+    if (!*out)
+        return 0;
+    for (size_t i = 0; i < kcw_alert_set_count(set) && k < n; i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(set, i);
+        if (a->state == KCW_ALERT_PENDING && kcw_labels_copy(&(*out)[k], &a->labels) == 0)
+            k++;
+    }
+    return k;
+}
+
 /* Applies one evaluation's instances (taken) or its failure rc to the rule's
  * alert set at now, as Prometheus does: a failure leaves the alerts as they
  * were; more alerts than the group's limit drops them all and fails. */
@@ -410,9 +426,17 @@ static void apply(kcw_engine_t *e, rule_state_t *r, int rc, kcw_instance_t *inst
         rc = -E2BIG;
         error = msg;
     } else if (rc == 0) {
+        kcw_labels_t *pending = NULL;
+        size_t n_pending = e->hooks.gone ? pending_labels(r->set, &pending) : 0;
         rc = kcw_alert_set_update(r->set, inst, n_inst, now);
         if (rc == -EEXIST)
             error = DUPLICATE_LABELSET;
+        for (size_t i = 0; i < n_pending; i++) {
+            if (rc == 0 && !kcw_alert_set_find(r->set, &pending[i]))
+                e->hooks.gone(e->hooks.arg, r->group, r->rule, &pending[i]);
+            kcw_labels_clear(&pending[i]);
+        }
+        free(pending);
     }
     if (rc < 0 && !error) {
         snprintf(msg, sizeof(msg), "%s", rc == -EEXIST ? DUPLICATE_LABELSET : strerror(-rc));

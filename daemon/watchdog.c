@@ -183,6 +183,17 @@ static void hook_state(void *arg, const kcw_rule_group_t *group, const kcw_rule_
                         alert);
 }
 
+/* A pending alert went away: its saved activeAt must not come back. */
+static void hook_gone(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                      const kcw_labels_t *labels)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->store)
+        return;
+    char key[512];
+    kcw_store_alert_delete(wd->store, rule_key(group, rule->alert, key, sizeof(key)), labels);
+}
+
 static void hook_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
                         const char *error, int64_t now_ms)
 {
@@ -555,6 +566,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .flush = hook_flush,
                                 .transition = hook_transition,
                                 .state = hook_state,
+                                .gone = hook_gone,
                                 .health = hook_health,
                                 .evaluated = hook_evaluated,
                                 .hrtime = uv_hrtime};

@@ -77,6 +77,10 @@ typedef struct kcw_engine_hooks {
      * kcwatch must not forget (see kcw_engine_restore_alert). */
     void (*state)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
                   const kcw_alert_t *alert, int64_t now_ms);
+    /* A pending alert left its rule's set (its instance went away before
+     * `for` passed): its saved state is void. */
+    void (*gone)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                 const kcw_labels_t *labels);
     /* A rule's health changed: error is the new last error, NULL when it
      * recovered. Called once per change, not per round. */
     void (*health)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
