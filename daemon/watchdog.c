@@ -14,6 +14,7 @@
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/remediate.h"
+#include "kcwatch/sdnotify.h"
 
 struct generation;
 
@@ -78,6 +80,7 @@ struct kcw_watchdog {
     uv_timer_t notify_soon; /* delivers remediation news without waiting for a round */
     kcw_admin_t *admin;
     kcw_metrics_t *metrics;
+    kcw_sdnotify_t *sd;
     bool started, stopping, ready;
     bool reload_ok;
     int64_t reload_ok_ms;
@@ -118,6 +121,14 @@ static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, i
     kcw_watchdog_t *wd = arg;
     if (wd->notifier)
         kcw_notifier_update(wd->notifier, alerts, n, now_ms);
+    /* What `systemctl status` shows; sent only when it changes. */
+    size_t firing = 0;
+    for (size_t i = 0; i < n; i++)
+        firing += alerts[i]->state == KCW_ALERT_FIRING;
+    char status[128];
+    snprintf(status, sizeof(status), "watching %zu cluster(s); %zu alert(s) firing",
+             wd->gen && wd->gen->cn ? kcw_connect_cluster_count(wd->gen->cn) : 0, firing);
+    kcw_sdnotify_status(wd->sd, status);
 }
 
 static void hook_flush(void *arg, const kcw_labels_t *labels)
@@ -695,6 +706,8 @@ static int admin_start(kcw_watchdog_t *wd)
     }
     if (kcw_admin_route(wd->admin, "GET", "/healthz", handle_healthz, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/readyz", handle_readyz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/-/healthy", handle_healthz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/-/ready", handle_readyz, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/metrics", handle_metrics, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/alerts", handle_alerts, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/rules", handle_rules, wd) < 0 ||
@@ -747,6 +760,9 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     }
     uv_timer_init(wd->loop, &wd->notify_soon);
     wd->notify_soon.data = wd;
+    /* A peer closing a connection must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+    wd->sd = kcw_sdnotify_new(wd->loop);
     wd->started = true;
     size_t n_rules = kcw_engine_rule_count(g->engine);
     char buf_c[32], buf_r[32];
@@ -755,6 +771,7 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     kcw_log(KCW_LOG_INFO, "kcwatch started", "version", KCW_VERSION, "clusters", buf_c, "rules",
             buf_r, "config", g->cfg->path ? g->cfg->path : "(built-in defaults)", "dry_run",
             g->cfg->remediation.dry_run ? "true" : "false", NULL);
+    kcw_sdnotify_ready(wd->sd);
     return 0;
 }
 
@@ -763,6 +780,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     if (wd->stopping)
         return -ECANCELED;
     const char *path = wd->gen->cfg->path;
+    kcw_sdnotify_reloading(wd->sd);
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;
     kcw_ruleset_t *rules = NULL;
@@ -777,6 +795,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         }
         kcw_log(KCW_LOG_ERROR, "reload failed: keeping the running configuration", NULL);
         wd->reload_ok = false;
+        kcw_sdnotify_ready(wd->sd);
+        kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
@@ -798,6 +818,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         generation_free(g);
         kcw_log(KCW_LOG_ERROR, "reload failed: out of memory; keeping the running configuration",
                 NULL);
+        wd->reload_ok = false;
+        kcw_sdnotify_ready(wd->sd);
         return -ENOMEM;
     }
     if (strcmp(old->cfg->listen, cfg->listen) != 0)
@@ -813,6 +835,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
             NULL);
     wd->reload_ok = true;
     wd->reload_ok_ms = wall_now_ms();
+    kcw_sdnotify_ready(wd->sd);
     return rc;
 }
 
@@ -842,6 +865,9 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     if (wd->stopping)
         return;
     wd->stopping = true;
+    kcw_sdnotify_stopping(wd->sd);
+    kcw_sdnotify_close(wd->sd);
+    wd->sd = NULL;
     if (wd->started) {
         uv_close((uv_handle_t *)&wd->sig_term, on_handle_closed_noop);
         uv_close((uv_handle_t *)&wd->sig_int, on_handle_closed_noop);
