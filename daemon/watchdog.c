@@ -22,6 +22,7 @@
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/remediate.h"
+#include "kcwatch/sdnotify.h"
 #include "kcwatch/store.h"
 
 #define STORE_PRUNE_MS (60 * 60 * 1000)     /* audit retention pruning */
@@ -94,6 +96,7 @@ struct kcw_watchdog {
     uv_timer_t snapshot;
     bool snapshot_on;
     kcw_metrics_t *metrics;
+    kcw_sdnotify_t *sd;
     bool started, stopping, ready;
     bool reload_ok;
     int64_t reload_ok_ms;
@@ -134,6 +137,14 @@ static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, i
     kcw_watchdog_t *wd = arg;
     if (wd->notifier)
         kcw_notifier_update(wd->notifier, alerts, n, now_ms);
+    /* What `systemctl status` shows; sent only when it changes. */
+    size_t firing = 0;
+    for (size_t i = 0; i < n; i++)
+        firing += alerts[i]->state == KCW_ALERT_FIRING;
+    char status[128];
+    snprintf(status, sizeof(status), "watching %zu cluster(s); %zu alert(s) firing",
+             wd->gen && wd->gen->cn ? kcw_connect_cluster_count(wd->gen->cn) : 0, firing);
+    kcw_sdnotify_status(wd->sd, status);
 }
 
 static void hook_flush(void *arg, const kcw_labels_t *labels)
@@ -400,66 +411,6 @@ static void on_notify_event(const char *receiver, const char *group_key, bool ok
 
 /* --- self-metrics -------------------------------------------------------- */
 
-static int metrics_declare(kcw_metrics_t *m)
-{
-    static const struct {
-        kcw_metric_type_t type;
-        const char *name, *help;
-    } fams[] = {
-        {KCW_METRIC_GAUGE, "kcwatch_build_info", "kcwatch's version, as a label; always 1."},
-        {KCW_METRIC_COUNTER, "kcwatch_rule_evaluations_total", "Rule group evaluations."},
-        {KCW_METRIC_COUNTER, "kcwatch_rule_evaluation_failures_total",
-         "Rule evaluations that failed (query errors, limit, duplicate label sets)."},
-        {KCW_METRIC_HISTOGRAM, "kcwatch_rule_evaluation_duration_seconds",
-         "Time one rule group evaluation took, queries included."},
-        {KCW_METRIC_GAUGE, "kcwatch_rule_group_last_evaluation_timestamp_seconds",
-         "Evaluation time of the group's last evaluation."},
-        {KCW_METRIC_GAUGE, "kcwatch_alerts", "Alerts by name and state (pending, firing)."},
-        {KCW_METRIC_GAUGE, "kcwatch_connect_up",
-         "1 when the last poll of the Connect cluster got an answer, else 0."},
-        {KCW_METRIC_GAUGE, "kcwatch_connect_last_poll_timestamp_seconds",
-         "When the last poll of the Connect cluster completed."},
-        {KCW_METRIC_COUNTER, "kcwatch_connect_polls_total", "Polls of the Connect status."},
-        {KCW_METRIC_HISTOGRAM, "kcwatch_connect_poll_duration_seconds",
-         "Time one poll of a Connect cluster took."},
-        {KCW_METRIC_GAUGE, "kcwatch_prometheus_up",
-         "1 when the last PromQL query got an answer from Prometheus, else 0."},
-        {KCW_METRIC_COUNTER, "kcwatch_prometheus_queries_total", "PromQL queries sent."},
-        {KCW_METRIC_HISTOGRAM, "kcwatch_prometheus_query_duration_seconds",
-         "Time one PromQL query took."},
-        {KCW_METRIC_COUNTER, "kcwatch_restarts_total",
-         "Restarts by outcome: sent, dry_run, recovered, failed."},
-        {KCW_METRIC_COUNTER, "kcwatch_remediation_events_total",
-         "Every remediation decision and outcome, by event."},
-        {KCW_METRIC_COUNTER, "kcwatch_notifications_total",
-         "Notification deliveries by receiver and result."},
-        {KCW_METRIC_GAUGE, "kcwatch_notification_queue_length",
-         "Notifications waiting for delivery."},
-        {KCW_METRIC_COUNTER, "kcwatch_notifications_expired_total",
-         "Notifications dropped undelivered after global.notification_max_age."},
-        {KCW_METRIC_GAUGE, "kcwatch_state_store_durable",
-         "1 while state is written to global.state_dir, 0 when it is kept in memory only."},
-        {KCW_METRIC_GAUGE, "kcwatch_config_last_reload_successful",
-         "1 when the last configuration (re)load succeeded."},
-        {KCW_METRIC_GAUGE, "kcwatch_config_last_reload_success_timestamp_seconds",
-         "When the configuration was last loaded successfully."},
-        {KCW_METRIC_GAUGE, "kcwatch_ready", "1 once the first evaluation completed."},
-        {KCW_METRIC_COUNTER, "process_cpu_seconds_total",
-         "Total user and system CPU time spent in seconds."},
-        {KCW_METRIC_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes."},
-        {KCW_METRIC_GAUGE, "process_virtual_memory_bytes", "Virtual memory size in bytes."},
-        {KCW_METRIC_GAUGE, "process_open_fds", "Number of open file descriptors."},
-        {KCW_METRIC_GAUGE, "process_max_fds", "Maximum number of open file descriptors."},
-        {KCW_METRIC_GAUGE, "process_start_time_seconds",
-         "Start time of the process since unix epoch in seconds."},
-    };
-    for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
-        if (kcw_metrics_declare(m, fams[i].type, fams[i].name, fams[i].help, NULL, 0) < 0)
-            return -ENOMEM;
-    const char *l[] = {"version", KCW_VERSION, NULL};
-    return kcw_metrics_set(m, "kcwatch_build_info", l, 1);
-}
-
 static void count_alerts(kcw_metrics_t *m, const kcw_alert_set_t *set)
 {
     size_t n = set ? kcw_alert_set_count(set) : 0;
@@ -669,7 +620,7 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->metrics = kcw_metrics_new();
     wd->reload_ok = true;
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
-    if (!wd->http || !wd->metrics || metrics_declare(wd->metrics) < 0 ||
+    if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
         generation_build(wd, g, NULL) < 0) {
         kcw_watchdog_free(wd);
         return NULL;
@@ -763,6 +714,8 @@ static int admin_start(kcw_watchdog_t *wd)
     }
     if (kcw_admin_route(wd->admin, "GET", "/healthz", handle_healthz, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/readyz", handle_readyz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/-/healthy", handle_healthz, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/-/ready", handle_readyz, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/metrics", handle_metrics, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/alerts", handle_alerts, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/rules", handle_rules, wd) < 0 ||
@@ -904,6 +857,9 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     }
     uv_timer_init(wd->loop, &wd->notify_soon);
     wd->notify_soon.data = wd;
+    /* A peer closing a connection must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+    wd->sd = kcw_sdnotify_new(wd->loop);
     wd->started = true;
     size_t n_rules = kcw_engine_rule_count(g->engine);
     char buf_c[32], buf_r[32];
@@ -912,6 +868,7 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     kcw_log(KCW_LOG_INFO, "kcwatch started", "version", KCW_VERSION, "clusters", buf_c, "rules",
             buf_r, "config", g->cfg->path ? g->cfg->path : "(built-in defaults)", "dry_run",
             g->cfg->remediation.dry_run ? "true" : "false", NULL);
+    kcw_sdnotify_ready(wd->sd);
     return 0;
 }
 
@@ -920,6 +877,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     if (wd->stopping)
         return -ECANCELED;
     const char *path = wd->gen->cfg->path;
+    kcw_sdnotify_reloading(wd->sd);
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;
     kcw_ruleset_t *rules = NULL;
@@ -934,6 +892,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         }
         kcw_log(KCW_LOG_ERROR, "reload failed: keeping the running configuration", NULL);
         wd->reload_ok = false;
+        kcw_sdnotify_ready(wd->sd);
+        kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
@@ -955,6 +915,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         generation_free(g);
         kcw_log(KCW_LOG_ERROR, "reload failed: out of memory; keeping the running configuration",
                 NULL);
+        wd->reload_ok = false;
+        kcw_sdnotify_ready(wd->sd);
         return -ENOMEM;
     }
     if (strcmp(old->cfg->listen, cfg->listen) != 0)
@@ -975,6 +937,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
             NULL);
     wd->reload_ok = true;
     wd->reload_ok_ms = wall_now_ms();
+    kcw_sdnotify_ready(wd->sd);
     return rc;
 }
 
@@ -1004,6 +967,9 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     if (wd->stopping)
         return;
     wd->stopping = true;
+    kcw_sdnotify_stopping(wd->sd);
+    kcw_sdnotify_close(wd->sd);
+    wd->sd = NULL;
     if (wd->started) {
         uv_close((uv_handle_t *)&wd->sig_term, on_handle_closed_noop);
         uv_close((uv_handle_t *)&wd->sig_int, on_handle_closed_noop);

@@ -2,6 +2,8 @@
 # Installs what kcwatch needs to build, test and run its demo on Debian 12,
 # from Debian's packages only. Safe to run again: apt-get skips what is there.
 #
+# systemd is here for systemd-analyze (the package test verifies the unit),
+# dpkg-dev for cpack's dpkg-shlibdeps, man-db for man.
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
 # Its package would start a system Prometheus on :9090 from its postinst; we
@@ -11,7 +13,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
-  prometheus"
+  prometheus systemd dpkg-dev man-db"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

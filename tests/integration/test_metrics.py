@@ -76,6 +76,12 @@ def test_metrics_count_what_happened():
         h.check(value(text, "kcwatch_config_last_reload_successful") == 1, "reload ok")
         h.check(value(text, "process_open_fds") > 0, "open fds read from /proc")
         h.check(value(text, "kcwatch_build_info") == 1, "build info")
+        # Prometheus' own health paths answer as /healthz and /readyz do.
+        for path, want in (("/-/healthy", "healthy"), ("/-/ready", "ready")):
+            with urllib.request.urlopen("http://%s%s" % (h.config["global"]["listen"], path),
+                                        timeout=5) as r:
+                body = r.read().decode()
+                h.check(r.status == 200 and want in body, "%s: %s %r" % (path, r.status, body))
 
         # Prometheus' own linter accepts the exposition.
         promtool = shutil.which("promtool") or "/usr/bin/promtool"
