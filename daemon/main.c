@@ -438,18 +438,20 @@ static int cmd_history(int argc, char **argv)
         {"since", required_argument, NULL, 's'},
         {"connector", required_argument, NULL, 'C'},
         {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *given = NULL, *since = "24h", *connector = NULL;
     bool json = false;
     optind = 2;
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': given = optarg; break;
         case 's': since = optarg; break;
         case 'C': connector = optarg; break;
         case 'j': json = true; break;
+        case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }

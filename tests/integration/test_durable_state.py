@@ -190,6 +190,10 @@ def test_kill9_between_restart_and_verification():
         rc, table, _ = history(h, "--connector", "orders")
         h.check(rc == 0 and "ConnectTaskFailed" in table and "recovered" in table,
                 "history table:\n%s" % table)
+        rc, table, _ = history(h, "--connector", "other-.*")
+        h.check(rc == 0 and "orders" not in table, "--connector did not filter:\n%s" % table)
+        rc, _, err = history(h, "--since", "yesterday")
+        h.check(rc == 2 and "--since yesterday: not a duration" in err, "bad --since: %s" % err)
         h.finish()
 
 
