@@ -428,9 +428,12 @@ def shipped_prometheus_config(connect_targets, kcwatch_target, interval):
 # ---------------------------------------------------------------- the stack
 
 class Stack:
-    def __init__(self, workers=1, exporter_config=EXPORTER_CONFIG, keep=False):
+    def __init__(self, workers=1, spare_workers=0, exporter_config=EXPORTER_CONFIG, keep=False):
+        """spare_workers: workers whose ports are chosen (and handed to kcwatch
+        and Prometheus) but which start only when start_worker(i) says so."""
         self.tmp = tempfile.mkdtemp(prefix="kcw-stack-")
         self.n_workers = workers
+        self.n_spare = spare_workers
         self.exporter_config = exporter_config
         self.keep = keep or bool(os.environ.get("KCWATCH_KEEP_TMP"))
         self.broker = None
@@ -447,9 +450,9 @@ class Stack:
     def start(self):
         self.cp, self.agent = resolve_jars(self.tmp)
         self.broker = Broker(self.tmp, self.cp).start()
-        for i in range(self.n_workers):
-            self.add_worker(wait=False)
-        for w in self.workers:
+        for i in range(self.n_workers + self.n_spare):
+            self.add_worker(start=i < self.n_workers)
+        for w in self.workers[:self.n_workers]:
             w.wait_ready()
         self.sink = WebhookSink().start()
         self.kcw_listen = "127.0.0.1:%d" % free_port()
@@ -457,11 +460,12 @@ class Stack:
                                     self.kcw_listen).start(timeout=60)
         return self
 
-    def add_worker(self, wait=True):
+    def add_worker(self, start=True, wait=False):
         w = Worker(self.tmp, len(self.workers), self.cp, self.agent, self.broker.bootstrap,
                    self.exporter_config)
         self.workers.append(w)
-        w.start(wait=wait)
+        if start:
+            w.start(wait=wait)
         return w
 
     @property
@@ -611,7 +615,7 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start everything and wait for Ctrl-C / SIGTERM")
     up.add_argument("--kcwatch", help="kcwatch binary (default: build/kcwatch if built)")
-    up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--workers", type=int, default=1, help="Connect workers (default 1)")
     up.add_argument("--exporter-config", default=EXPORTER_CONFIG)
     up.add_argument("--keep", action="store_true", help="keep the temp dir at exit")
     args = ap.parse_args()
