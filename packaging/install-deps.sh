@@ -2,6 +2,10 @@
 # Installs what kcwatch needs to build, test and run its demo on Debian 12,
 # from Debian's packages only. Safe to run again: apt-get skips what is there.
 #
+# maven and openjdk-17-jdk-headless run the real Kafka/Connect stack of
+# tests/stack (the jars come from Maven Central through mvn); python3-yaml
+# reads the shipped YAML in those tests.
+#
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
 # Its package would start a system Prometheus on :9090 from its postinst; we
@@ -11,7 +15,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
-  prometheus"
+  prometheus maven openjdk-17-jdk-headless python3-yaml"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
