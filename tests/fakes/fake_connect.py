@@ -1019,7 +1019,11 @@ class FakeConnectCluster:
         ctype = "sink" if "topics" in cfg or "topics.regex" in cfg else "source"
         self.add_connector(name, type=ctype, tasks=tasks, config=cfg)
         with self._lock:
-            return self._json(201, self._info_json(self._connectors[name]))
+            info = self._info_json(self._connectors[name])
+            # The worker answers before the connector generated its task
+            # configs: a real 201 lists no tasks (docs/connect-rest.md §14).
+            info["tasks"] = []
+            return self._json(201, info)
 
     def _list(self, rec, version):
         with self._lock:

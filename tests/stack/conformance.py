@@ -99,10 +99,8 @@ def facts(side, sink_dir):
     ok_cfg = {"connector.class": "FileStreamSink", "tasks.max": "1", "topics": "conformance",
               "file": os.path.join(sink_dir, "ok.txt")}
     fail_cfg = dict(ok_cfg, file=os.path.join(sink_dir, "missing-dir", "fail.txt"))
-    rec("create", "POST", "/connectors", {"name": "conf-ok", "config": ok_cfg},
-        keep=("status", "message"))
-    rec("create-2", "POST", "/connectors", {"name": "conf-fail", "config": fail_cfg},
-        keep=("status", "message"))
+    rec("create", "POST", "/connectors", {"name": "conf-ok", "config": ok_cfg})
+    rec("create-2", "POST", "/connectors", {"name": "conf-fail", "config": fail_cfg})
     rec("create-existing", "POST", "/connectors", {"name": "conf-ok", "config": ok_cfg})
     rec("create-bad-body", "POST", "/connectors", {"config": ok_cfg}, keep=("status",))
     side.wait_states("conf-ok", "RUNNING", ["RUNNING"])
@@ -123,6 +121,8 @@ def facts(side, sink_dir):
     rec("status ok", "GET", "/connectors/conf-ok/status")
     rec("status failed", "GET", "/connectors/conf-fail/status")
     rec("status missing", "GET", "/connectors/nope/status")
+    rec("info missing", "GET", "/connectors/nope")
+    rec("config missing", "GET", "/connectors/nope/config")
     rec("task status", "GET", "/connectors/conf-ok/tasks/0/status")
     rec("task status missing", "GET", "/connectors/conf-ok/tasks/9/status")
     rec("unknown path", "GET", "/nope")
@@ -141,6 +141,10 @@ def facts(side, sink_dir):
         "/connectors/conf-fail/restart?includeTasks=true&onlyFailed=true")
     # The restart fails again (directory still missing): FAILED once more.
     side.wait_states("conf-fail", "RUNNING", ["FAILED"])
+    # A paused connector keeps its FAILED task FAILED.
+    rec("pause failed", "PUT", "/connectors/conf-fail/pause")
+    side.wait_states("conf-fail", "PAUSED", ["FAILED"])
+    rec("status paused failed", "GET", "/connectors/conf-fail/status")
     rec("task restart", "POST", "/connectors/conf-ok/tasks/0/restart")
     side.wait_states("conf-ok", "RUNNING", ["RUNNING"])
     rec("task restart missing task", "POST", "/connectors/conf-ok/tasks/9/restart")
