@@ -14,7 +14,8 @@ It runs what users run, from the jars of Maven Central and Debian's packages:
 Every listener is on 127.0.0.1 at a port chosen at run time; every process
 runs in its own process group and is stopped by its PID. The jars are
 resolved by `mvn` from tests/stack/pom.xml: online the first time, from
-~/.m2 afterwards (an offline attempt comes first).
+~/.m2 afterwards (an offline attempt comes first). KCWATCH_STACK_MAVEN_SETTINGS
+names a Maven settings.xml to use instead of the default (mirrors, proxies).
 
 By hand (a sandbox; Ctrl-C or SIGTERM stops everything and removes the temp
 dir unless --keep):
@@ -136,9 +137,13 @@ def resolve_jars(workdir):
     log = os.path.join(workdir, "mvn.log")
     goals = ["dependency:build-classpath", "-Dmdep.outputFile=" + cp_file,
              "dependency:copy", "-DoutputDirectory=" + agent_dir]
+    # A settings.xml of one's own (a mirror, a proxy, another local repository).
+    settings = []
+    if os.environ.get("KCWATCH_STACK_MAVEN_SETTINGS"):
+        settings = ["-s", os.environ["KCWATCH_STACK_MAVEN_SETTINGS"]]
     last = ""
     for offline in (True, False):
-        cmd = [mvn, "-B", "-q", "-f", POM] + (["-o"] if offline else []) + goals
+        cmd = [mvn, "-B", "-q", "-f", POM] + (["-o"] if offline else []) + settings + goals
         with open(log, "ab") as f:
             rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)
