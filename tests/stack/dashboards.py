@@ -5,11 +5,6 @@ import json
 import os
 import re
 
-try:
-    import yaml
-except ImportError:
-    yaml = None
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONNECT_DASHBOARD = os.path.join(ROOT, "packaging", "grafana", "dashboards", "kafka-connect.json")
@@ -36,6 +31,7 @@ def exporter_metric_names(expr):
 
 
 def rule_metric_names(path):
+    from stack import yaml
     with open(path) as f:
         doc = yaml.safe_load(f)
     out = set()

@@ -54,10 +54,26 @@ import harness  # noqa: E402
 from prom_harness import PrometheusServer, http_json  # noqa: E402
 from webhook_sink import WebhookSink  # noqa: E402
 
-try:
-    import yaml  # Debian python3-yaml
-except ImportError:  # pragma: no cover - install-deps.sh installs it
-    yaml = None
+def import_yaml():
+    """PyYAML, or None. Debian's python3-yaml (install-deps.sh) is found even
+    when python3 on PATH is another interpreter without it."""
+    try:
+        import yaml
+        return yaml
+    except ImportError:
+        pass
+    debian = "/usr/lib/python3/dist-packages"
+    if os.path.isdir(os.path.join(debian, "yaml")) and debian not in sys.path:
+        sys.path.append(debian)
+        try:
+            import yaml
+            return yaml
+        except ImportError:
+            pass
+    return None
+
+
+yaml = import_yaml()
 
 POM = os.path.join(HERE, "pom.xml")
 EXPORTER_CONFIG = os.path.join(ROOT, "packaging", "jmx-exporter", "kafka-connect.yml")
@@ -537,7 +553,7 @@ class Stack:
             f.write(harness.to_yaml(cfg))
         log = open(self.kcw_log, "ab")
         try:
-            self.kcw_proc = subprocess.Popen([binary, "run", "-c", self.kcw_config],
+            self.kcw_proc = subprocess.Popen([os.path.abspath(binary), "run", "-c", self.kcw_config],
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                              cwd=self.tmp, start_new_session=True)
         finally:

@@ -17,13 +17,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("KCWATCH_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402
-
-try:
-    import yaml
-except ImportError:
-    yaml = None
+sys.path.insert(0, HERE)
+from stack import yaml  # noqa: E402
+import harness  # noqa: E402  (tests/integration, on the path via stack)
 
 COMPOSE_DIR = os.path.join(ROOT, "packaging", "compose")
 COMPOSE = os.path.join(COMPOSE_DIR, "docker-compose.yml")

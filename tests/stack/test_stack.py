@@ -30,10 +30,7 @@ import dashboards  # noqa: E402
 
 import harness  # noqa: E402  (tests/integration, on the path via stack)
 
-try:
-    import yaml
-except ImportError:
-    yaml = None
+yaml = stack.yaml
 
 STATUS_RULES = os.path.join(stack.ROOT, "rules.d", "connect-status.yaml")
 T = 90  # seconds: a deadline for things a real worker does in a few seconds
