@@ -43,14 +43,7 @@ def get_json(url, path, **kw):
 
 
 def wait_for(pred, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
+    return harness.wait_until(pred, timeout, what)
 
 
 def eq(a, b, msg=""):

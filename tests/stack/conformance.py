@@ -18,13 +18,12 @@ do while the directory is missing.
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakes"))
 
 from fake_connect import FakeConnectCluster  # noqa: E402
-from stack import rest  # noqa: E402
+from stack import rest, wait_until  # noqa: E402
 
 # (call label, what) -> why the fake differs on purpose.
 DELIBERATE = {
@@ -63,14 +62,7 @@ class Side:
         return body if st == 200 else None
 
     def wait(self, pred, what, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() >= deadline:
-                raise AssertionError("%s: timed out waiting for %s" % (self.name, what))
-            time.sleep(0.2)
+        return wait_until(pred, timeout, "%s: %s" % (self.name, what))
 
     def wait_states(self, connector, conn_state, task_states, timeout=60):
         def ok():

@@ -71,39 +71,38 @@ def substitute(expr):
     return expr
 
 
+def run_panels(prom, path):
+    """[(title, query, series or None if Prometheus refused it, error)]."""
+    out = []
+    for title, exprs in panels(path):
+        for e in exprs:
+            q = substitute(e)
+            try:
+                out.append((title, q, prom.query(q), None))
+            except AssertionError as err:
+                out.append((title, q, None, err))
+    return out
+
+
 def check_panels(prom):
     """([problem], [report line]): every Connect dashboard query must return
     at least one series; kcwatch dashboard queries must be accepted by
     Prometheus (their data needs kcwatch's /metrics)."""
     problems, report = [], []
-    conn = panels(CONNECT_DASHBOARD)
+    conn = run_panels(prom, CONNECT_DASHBOARD)
     if len(conn) < 10:
-        problems.append("only %d panels with queries in %s" % (len(conn), CONNECT_DASHBOARD))
-    for title, exprs in conn:
-        for e in exprs:
-            q = substitute(e)
-            try:
-                res = prom.query(q)
-            except AssertionError as err:
-                problems.append("%s: %s fails: %s" % (title, q, err))
-                continue
-            if not res:
-                problems.append("%s: %s returns no data" % (title, q))
-            else:
-                report.append("data  %-45s %d series" % (title[:45], len(res)))
-    kc = panels(KCWATCH_DASHBOARD)
-    nodata = 0
-    for title, exprs in kc:
-        for e in exprs:
-            q = substitute(e)
-            try:
-                res = prom.query(q)
-            except AssertionError as err:
-                problems.append("kcwatch dashboard %s: %s is not valid PromQL: %s"
-                                % (title, q, err))
-                continue
-            if not res:
-                nodata += 1
-    report.append("kcwatch dashboard: %d queries valid, %d without data (kcwatch serves no "
-                  "/metrics yet)" % (sum(len(x) for _, x in kc), nodata))
+        problems.append("only %d queries in %s" % (len(conn), CONNECT_DASHBOARD))
+    for title, q, res, err in conn:
+        if err is not None:
+            problems.append("%s: %s fails: %s" % (title, q, err))
+        elif not res:
+            problems.append("%s: %s returns no data" % (title, q))
+        else:
+            report.append("data  %-45s %d series" % (title[:45], len(res)))
+    kc = run_panels(prom, KCWATCH_DASHBOARD)
+    for title, q, res, err in kc:
+        if err is not None:
+            problems.append("kcwatch dashboard %s: %s is not valid PromQL: %s" % (title, q, err))
+    report.append("kcwatch dashboard: %d queries, %d without data (kcwatch serves no "
+                  "/metrics yet)" % (len(kc), sum(1 for x in kc if not x[2])))
     return problems, report

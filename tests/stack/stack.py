@@ -36,13 +36,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,16 +91,7 @@ def free_port():
 
 
 def wait_until(pred, timeout, what, on_timeout=None, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            extra = on_timeout() if on_timeout else ""
-            raise AssertionError("timed out after %.0fs waiting for %s%s"
-                                 % (timeout, what, ("\n" + extra) if extra else ""))
-        time.sleep(interval)
+    return harness.wait_until(pred, timeout, what, on_timeout, interval)
 
 
 def tail(path, n=40):
@@ -118,22 +106,7 @@ def tail(path, n=40):
 def rest(method, url, body=None, timeout=30.0):
     """(status, decoded JSON or None, raw text) of one REST call; status 0
     when the connection failed."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json",
-                                          "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    except (urllib.error.URLError, OSError):
-        return 0, None, ""
-    text = raw.decode("utf-8", "replace")
-    try:
-        return status, (json.loads(text) if text else None), text
-    except ValueError:
-        return status, None, text
+    return http_json(url, timeout, method, body)
 
 
 # ---------------------------------------------------------------- jars
@@ -539,7 +512,7 @@ class Stack:
                             "backoff": {"initial": "2s", "max": "10s", "multiplier": 2,
                                         "jitter": 0},
                             "budget": {"max_restarts": 10, "window": "1h"},
-                            "stable_period": "5s", "verify_timeout": "30s"},
+                            "stable_period": "5s", "verify_timeout": "5s"},
             "rule_files": list(rule_files),
             "receivers": [{"name": "hook", "webhook": {"url": self.sink.url + "/hook"}}],
             "route": {"receiver": "hook", "group_by": ["alertname", "cluster", "connector"],

@@ -448,12 +448,36 @@ def test_7_second_worker_joins_and_polling_fails_over():
           "ConnectClusterUnreachable fired although worker 1 answered")
 
 
+def test_z_kcwatch_ran_throughout_and_exits_cleanly():
+    """kcwatch survived every scenario and exits 0 on SIGTERM."""
+    check(W.st.kcw_proc is not None and W.st.kcw_proc.poll() is None, "kcwatch is not running")
+    rc = W.st.stop_kcwatch()
+    check(rc == 0, "kcwatch exited %s on SIGTERM" % rc)
+
+
+# Scenario order: the paused/stopped check reads what kcwatch did since it
+# started, the worker is killed only once the single-worker scenarios ran,
+# and the second worker comes last.
+ORDER = [
+    "test_1_walkthrough_source_runs_and_is_scraped",
+    "test_2_missing_directory_is_healed",
+    "test_3a_missing_converter_class_not_restarted",
+    "test_3b_poison_record_not_restarted",
+    "test_6_promql_alert_from_real_exporter",
+    "test_4_paused_and_stopped_never_restarted",
+    "test_conformance_real_worker_vs_fake",
+    "test_exporter_metric_names_used_by_rules_and_dashboards",
+    "test_dashboard_panels_have_data",
+    "test_5_worker_killed_then_back",
+    "test_7a_restart_meeting_config_change_gets_409_and_is_retried",
+    "test_7_second_worker_joins_and_polling_fails_over",
+    "test_z_kcwatch_ran_throughout_and_exits_cleanly",
+]
+
+
 def main():
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    order = ["test_1", "test_2", "test_3a", "test_3b", "test_6", "test_4", "test_conformance",
-             "test_exporter", "test_dashboard", "test_5", "test_7a", "test_7_"]
-    tests.sort(key=lambda nf: next(i for i, p in enumerate(order) if nf[0].startswith(p)))
-    passed = failed = 0
+    tests = {"__file__": __file__}
+    tests.update((n, globals()[n]) for n in ORDER)
     W.t0 = time.monotonic()
     try:
         try:
@@ -464,32 +488,14 @@ def main():
         except Exception as e:
             why = str(e) if isinstance(e, StackUnavailable) else traceback.format_exc()
             print("the real stack did not start: %s" % why)
-            for n, _ in tests:
+            for n in ORDER:
                 print("FAIL %s (no stack)" % n)
-            print("0 passed, %d failed" % len(tests))
+            print("0 passed, %d failed" % len(ORDER))
             return 1
-        for n, f in tests:
-            t0 = time.monotonic()
-            try:
-                f()
-            except Exception:
-                failed += 1
-                print("FAIL %s (%.1fs)" % (n, time.monotonic() - t0))
-                traceback.print_exc(file=sys.stdout)
-            else:
-                passed += 1
-                print("PASS %s (%.1fs)" % (n, time.monotonic() - t0))
-            sys.stdout.flush()
-        rc = W.st.stop_kcwatch()
-        if rc != 0:
-            failed += 1
-            print("FAIL kcwatch exited %s on SIGTERM" % rc)
+        harness.run_tests(tests)  # exits with the summary line
     finally:
         if W.st is not None:
             W.st.close()
-    print("stack scenarios took %.0fs" % (time.monotonic() - W.t0))
-    print("%d passed, %d failed" % (passed, failed))
-    return 0 if failed == 0 else 1
 
 
 if __name__ == "__main__":
