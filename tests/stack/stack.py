@@ -429,7 +429,7 @@ class Stack:
         self.n_workers = workers
         self.n_spare = spare_workers
         self.exporter_config = exporter_config
-        self.keep = keep or bool(os.environ.get("KCWATCH_KEEP_TMP"))
+        self.keep = keep
         self.broker = None
         self.workers = []
         self.prom = None
@@ -589,10 +589,7 @@ class Stack:
             self.prom.close()
         if self.sink:
             self.sink.stop()
-        if self.keep:
-            print("kept %s" % self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        harness.remove_tmp(self.tmp, self.keep)
 
     def __enter__(self):
         return self
