@@ -1,7 +1,9 @@
 """conformance.py: the same REST calls against the real Connect worker and
 tests/fakes/fake_connect.py, compared.
 
-What is compared, call by call: the HTTP status, the JSON shape of the body
+What is compared, call by call (restart codes 202/204/404/409 included:
+the real worker's 409 is provoked by config changes made meanwhile, the
+fake's by its fault injection): the HTTP status, the JSON shape of the body
 (keys and value types, recursively; lists by their first element), the
 connector and task states, and error messages (with the connector name
 written as NAME). Differences the fake keeps on purpose are listed in
@@ -18,6 +20,7 @@ do while the directory is missing.
 import json
 import os
 import sys
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakes"))
@@ -49,10 +52,13 @@ def states(body):
 
 
 class Side:
-    def __init__(self, name, url, fail_task):
+    def __init__(self, name, url, fail_task, meet_rebalance):
         self.name = name
         self.url = url
         self.fail_task = fail_task
+        # meet_rebalance(path): (status, JSON, text) of a restart POSTed to
+        # path while the worker expects a rebalance.
+        self.meet_rebalance = meet_rebalance
 
     def call(self, method, path, body=None):
         return rest(method, self.url + path, body, timeout=30)
@@ -137,6 +143,13 @@ def facts(side, sink_dir):
     rec("pause failed", "PUT", "/connectors/conf-fail/pause")
     side.wait_states("conf-fail", "PAUSED", ["FAILED"])
     rec("status paused failed", "GET", "/connectors/conf-fail/status")
+    for label, p in (("restart during config change",
+                      "/connectors/conf-ok/restart?includeTasks=true&onlyFailed=true"),
+                     ("task restart during config change",
+                      "/connectors/conf-ok/tasks/0/restart")):
+        st, js, text = side.meet_rebalance(p)
+        out.append((label, {"status": st, "shape": shape(js),
+                            "message": (js or {}).get("message")}))
     rec("task restart", "POST", "/connectors/conf-ok/tasks/0/restart")
     side.wait_states("conf-ok", "RUNNING", ["RUNNING"])
     rec("task restart missing task", "POST", "/connectors/conf-ok/tasks/9/restart")
@@ -180,6 +193,35 @@ def compare(real, fake):
     return diffs
 
 
+def real_rebalance(st, tmp):
+    """meet_rebalance for the real worker: other connectors are created and
+    deleted in a loop (each a config change the worker must rebalance for)
+    while the restart is sent again until one meets a pending rebalance."""
+    def meet(path):
+        stop = threading.Event()
+
+        def churn(k):
+            i = 0
+            while not stop.is_set():
+                name = "conf-churn-%d-%d" % (k, i)
+                rest("POST", st.url + "/connectors", {"name": name, "config": {
+                    "connector.class": "FileStreamSink", "tasks.max": "1", "topics": "churn",
+                    "file": os.path.join(tmp, name)}}, timeout=10)
+                rest("DELETE", st.url + "/connectors/" + name, timeout=10)
+                i += 1
+        threads = [threading.Thread(target=churn, args=(k,), daemon=True) for k in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            return wait_until(lambda: (lambda r: r if r[0] == 409 else None)(
+                rest("POST", st.url + path, timeout=10)), 60, "a restart to meet a rebalance")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+    return meet
+
+
 def run(st, tmp):
     """Runs the calls against the stack's first worker and a fresh fake of
     the same version; returns the differences (empty: conformant)."""
@@ -187,14 +229,17 @@ def run(st, tmp):
     os.makedirs(sink_dir, exist_ok=True)
     _, root, _ = rest("GET", st.url + "/")
     version = root["version"]
-    real = facts(Side("real", st.url, lambda c: None), sink_dir)
+    real = facts(Side("real", st.url, lambda c: None, real_rebalance(st, sink_dir)), sink_dir)
     fake = FakeConnectCluster(workers=1, version=version, restart_process_delay=0.1,
                               restarting_delay=0.4).start()
     try:
         def fail(c):
             fake.fail_task(c, 0)
             fake.set_restart_outcome(c, "fail_again")
-        fake_facts = facts(Side("fake", fake.urls[0], fail), sink_dir)
+        def rebalance(path):
+            fake.inject_restart_faults(409)
+            return rest("POST", fake.urls[0] + path)
+        fake_facts = facts(Side("fake", fake.urls[0], fail, rebalance), sink_dir)
     finally:
         fake.stop()
     if os.environ.get("KCWATCH_CONFORMANCE_DUMP"):
