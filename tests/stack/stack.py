@@ -407,12 +407,14 @@ def shipped_prometheus_config(connect_targets, kcwatch_target, interval):
     cfg["rule_files"] = [JMX_RULES]
     jobs = []
     for job in cfg["scrape_configs"]:
+        # Only the targets change; the shipped static labels stay.
+        static = (job.get("static_configs") or [{}])[0]
         if job["job_name"] == CONNECT_JOB:
-            job["static_configs"] = [{"targets": list(connect_targets)}]
+            job["static_configs"] = [dict(static, targets=list(connect_targets))]
         elif job["job_name"] == KCWATCH_JOB:
             if not kcwatch_target:
                 continue
-            job["static_configs"] = [{"targets": [kcwatch_target]}]
+            job["static_configs"] = [dict(static, targets=[kcwatch_target])]
         jobs.append(job)
     cfg["scrape_configs"] = jobs
     cfg.pop("alerting", None)
