@@ -449,8 +449,12 @@ def test_7_second_worker_joins_and_polling_fails_over():
 
 
 def test_z_kcwatch_ran_throughout_and_exits_cleanly():
-    """kcwatch survived every scenario and exits 0 on SIGTERM."""
+    """kcwatch survived every scenario, every webhook it sent was a valid
+    Alertmanager payload, and it exits 0 on SIGTERM."""
     check(W.st.kcw_proc is not None and W.st.kcw_proc.poll() is None, "kcwatch is not running")
+    check(W.st.sink.deliveries(), "no webhook was delivered at all")
+    v = W.st.sink.violations
+    check(not v, "webhook payload violations:\n  " + "\n  ".join(v))
     rc = W.st.stop_kcwatch()
     check(rc == 0, "kcwatch exited %s on SIGTERM" % rc)
 
