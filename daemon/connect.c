@@ -939,6 +939,13 @@ static void round_failover(cluster_t *cl, const req_t *r, const kcw_http_resp_t 
     round_step_or_fail(cl); /* version is read again from the new worker */
 }
 
+/* Stamps for kcw_cluster_status_t.generation; the loop is single-threaded. */
+static uint64_t next_generation(void)
+{
+    static uint64_t last;
+    return ++last;
+}
+
 /* Replaces the model's connectors with fresh (sorted, consumed), keeping the
  * ones that went missing for up to MISSING_POLLS_DROP polls (§3.5, §7.5). */
 static int merge_connectors(cluster_t *cl, kcw_connector_status_t *fresh, size_t n_fresh)
@@ -991,6 +998,7 @@ static int merge_connectors(cluster_t *cl, kcw_connector_status_t *fresh, size_t
     connectors_free(st->connectors, st->n_connectors);
     st->connectors = out;
     st->n_connectors = n;
+    st->generation = next_generation();
     return 0;
 }
 
@@ -1018,6 +1026,8 @@ static bool age_missing(cluster_t *cl)
         n++;
     }
     st->n_connectors = n;
+    if (any)
+        st->generation = next_generation();
     return any;
 }
 
