@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "kcwatch/log.h"
+#include "kcwatch/url.h"
 
 /* A connector absent from this many consecutive polls is dropped (§3.5). */
 #define MISSING_POLLS_DROP 3
@@ -762,8 +763,10 @@ static int req_send(req_t *r)
     kcw_connect_t *cn = cl->cn;
     if (cn->closing)
         return -ESHUTDOWN; /* a callback closed us; nothing new may start */
-    char *url = NULL;
-    if (asprintf(&url, "%s%s", url_of(cl, r->url_idx), r->path) < 0)
+    /* Joined with libcurl's URL API: a base URL's own path prefix and query
+     * (an access token for a proxy) stay, the API path goes onto the path. */
+    char *url = kcw_url_join(url_of(cl, r->url_idx), r->path);
+    if (!url)
         return -ENOMEM;
     kcw_http_req_t hr = {
         .method = r->method,
@@ -867,12 +870,12 @@ static void round_ok(cluster_t *cl, bool changed)
     st->reachable = true;
     st->ever_reachable = true;
     st->last_poll_ms = st->last_ok_ms = wall_ms();
-    if (!st->worker_url || strcmp(st->worker_url, url) != 0) {
-        char *u = strdup(url);
-        if (u) {
-            free(st->worker_url);
-            st->worker_url = u;
-        }
+    char *u = kcw_url_redact(url); /* printed by status and the API */
+    if (u && (!st->worker_url || strcmp(st->worker_url, u) != 0)) {
+        free(st->worker_url);
+        st->worker_url = u;
+    } else {
+        free(u);
     }
     poll_notify(cl, changed);
 }
@@ -1629,8 +1632,12 @@ char *kcw_connect_restart_describe(const kcw_connect_t *cn, size_t cluster_idx,
         return buf;
     const cluster_t *cl = &cn->clusters[cluster_idx];
     char *path = restart_path(connector, task, kind);
-    if (path)
-        snprintf(buf, n, "POST %s%s", url_of(cl, cl->cur_url), path);
+    char *full = path ? kcw_url_join(url_of(cl, cl->cur_url), path) : NULL;
+    char *shown = full ? kcw_url_redact(full) : NULL;
+    if (shown)
+        snprintf(buf, n, "POST %s", shown);
+    free(shown);
+    free(full);
     free(path);
     return buf;
 }

@@ -13,6 +13,7 @@
  * "cancelled"), closes the poll handles and the timer, cleans up the multi, and
  * frees the client from the last uv_close callback. */
 #include "kcwatch/http_client.h"
+#include "kcwatch/url.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -474,10 +475,37 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
             return -EINVAL;                                                                        \
     } while (0)
 
+/* The URL without userinfo, and credentials: the configured basic auth, or
+ * else the URL's userinfo (percent-decoded), sent preemptively as Basic. */
+static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
+{
+    const kcw_basic_auth_conf_t *ba =
+        req->basic_auth && req->basic_auth->username ? req->basic_auth : NULL;
+    char *bare = NULL, *user = NULL, *pass = NULL;
+    if (strchr(req->url, '@') &&
+        kcw_url_credentials(req->url, &bare, &user, &pass) == -ENOMEM)
+        return -ENOMEM; /* -EINVAL: libcurl reports the bad URL itself */
+    const char *name = ba ? ba->username : user;
+    const char *secret = ba ? (ba->password ? ba->password : "") : (pass ? pass : "");
+    bool ok = curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
+    /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
+     * go out on the first request (connect-rest.md §8). */
+    if (ok && name)
+        ok = curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) == CURLE_OK &&
+             curl_easy_setopt(e, CURLOPT_USERNAME, name) == CURLE_OK &&
+             curl_easy_setopt(e, CURLOPT_PASSWORD, secret) == CURLE_OK;
+    free(bare);
+    free(user);
+    free(pass);
+    return ok ? 0 : -EINVAL;
+}
+
 static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
 {
     CURL *e = t->easy;
-    SETOPT(e, CURLOPT_URL, req->url);
+    int rc = setup_url_auth(e, req);
+    if (rc < 0)
+        return rc;
     SETOPT(e, CURLOPT_PRIVATE, (void *)t);
     SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
     SETOPT(e, CURLOPT_NOSIGNAL, 1L);
@@ -509,13 +537,6 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
         }
     }
 
-    /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
-     * go out on the first request (connect-rest.md §8). */
-    if (req->basic_auth && req->basic_auth->username) {
-        SETOPT(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        SETOPT(e, CURLOPT_USERNAME, req->basic_auth->username);
-        SETOPT(e, CURLOPT_PASSWORD, req->basic_auth->password ? req->basic_auth->password : "");
-    }
     if (req->tls) {
         if (req->tls->ca_file)
             SETOPT(e, CURLOPT_CAINFO, req->tls->ca_file);
