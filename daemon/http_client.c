@@ -234,7 +234,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 }
 
 /* Retry-After is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
-static int64_t parse_retry_after(const char *v)
+int64_t kcw_http_retry_after_parse(const char *v)
 {
     while (*v == ' ' || *v == '\t')
         v++;
@@ -278,7 +278,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
         while (vl > 0 && (value[vl - 1] == '\r' || value[vl - 1] == '\n' || value[vl - 1] == ' ' ||
                           value[vl - 1] == '\t'))
             value[--vl] = '\0';
-        t->retry_after_ms = parse_retry_after(value);
+        t->retry_after_ms = kcw_http_retry_after_parse(value);
     }
     return n;
 }

@@ -2,6 +2,7 @@
 # Installs what kcwatch needs to build, test and run its demo on Debian 12,
 # from Debian's packages only. Safe to run again: apt-get skips what is there.
 #
+# clang and its runtime build the libFuzzer targets (tests/fuzz).
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
 # Its package would start a system Prometheus on :9090 from its postinst; we
@@ -11,6 +12,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
+  clang libclang-rt-14-dev
   prometheus"
 missing=""
 for p in $pkgs; do
