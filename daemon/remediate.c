@@ -1073,8 +1073,11 @@ static void action_finish(action_t *a)
             break;
         case OUT_FAILED:
             kind = KCW_REMEDIATION_FAILED;
-            snprintf(detail, sizeof(detail), "restart failed: HTTP %ld%s%s (%s)", q->http,
-                     q->err ? ": " : "", q->err ? q->err : "", at);
+            /* The client's error already reads "HTTP 429: message". */
+            if (q->err)
+                snprintf(detail, sizeof(detail), "restart failed: %s (%s)", q->err, at);
+            else
+                snprintf(detail, sizeof(detail), "restart failed: HTTP %ld (%s)", q->http, at);
             break;
         case OUT_RETRY:
             kind = KCW_REMEDIATION_RETRY;
