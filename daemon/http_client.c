@@ -67,6 +67,7 @@ struct kcw_http {
     sock_ctx_t *socks;   /* polls not yet closed */
     size_t open_handles; /* uv handles whose close callback has not run */
     bool closing;
+    CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
     void (*on_closed)(void *arg);
     void *on_closed_arg;
 };
@@ -117,6 +118,23 @@ static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
 
 /* --- curl -> libuv ------------------------------------------------------- */
 
+/* curl_multi_socket_action, with its failure logged: once per distinct code
+ * while it repeats. A transfer it could not drive still ends through its
+ * own timeout (CURLOPT_TIMEOUT_MS), so nothing waits forever. */
+static void socket_action(kcw_http_t *http, curl_socket_t fd, int flags)
+{
+    int running = 0;
+    CURLMcode mc = curl_multi_socket_action(http->multi, fd, flags, &running);
+    if (mc == CURLM_OK || mc == CURLM_BAD_SOCKET) {
+        /* BAD_SOCKET: the socket went away between the wake-up and now */
+        http->last_multi_error = CURLM_OK;
+        return;
+    }
+    if (mc != http->last_multi_error)
+        kcw_log(KCW_LOG_ERROR, "http: curl multi failed", "error", curl_multi_strerror(mc), NULL);
+    http->last_multi_error = mc;
+}
+
 static void poll_cb(uv_poll_t *p, int status, int events)
 {
     sock_ctx_t *ctx = p->data;
@@ -130,9 +148,8 @@ static void poll_cb(uv_poll_t *p, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
-    int running = 0;
     /* ctx may be closed by socket_cb during this call; don't touch it after. */
-    curl_multi_socket_action(http->multi, ctx->fd, flags, &running);
+    socket_action(http, ctx->fd, flags);
     check_multi_info(http);
 }
 
@@ -185,8 +202,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void on_timeout(uv_timer_t *t)
 {
     kcw_http_t *http = t->data;
-    int running = 0;
-    curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    socket_action(http, CURL_SOCKET_TIMEOUT, 0);
     check_multi_info(http);
 }
 
