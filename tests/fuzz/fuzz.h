@@ -1,10 +1,12 @@
 /* fuzz.h: what every libFuzzer target shares.
  *
- * Each target defines LLVMFuzzerTestOneInput and wraps its work in
- * kcw_fuzz_begin()/kcw_fuzz_end(size): an input that takes more than
- * KCW_FUZZ_SLOW_MS and more than KCW_FUZZ_NS_PER_BYTE per input byte aborts,
- * so superlinear (quadratic) inputs are findings like crashes. Linear parsing
- * costs well under a microsecond a byte even under ASan. */
+ * Each target's LLVMFuzzerTestOneInput hands its work to kcw_fuzz_timed(),
+ * which times it: an input that takes more than KCW_FUZZ_SLOW_MS and more
+ * than KCW_FUZZ_NS_PER_BYTE per input byte, in the fastest of three runs
+ * (one slow run is usually the machine, not the input), aborts, so
+ * superlinear (quadratic) inputs are findings like crashes. Linear parsing
+ * costs well under a microsecond a byte even under ASan. The work must be
+ * repeatable: no state kept between runs. */
 #ifndef KCWATCH_FUZZ_H
 #define KCWATCH_FUZZ_H
 
@@ -16,8 +18,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-void kcw_fuzz_begin(void);
-void kcw_fuzz_end(size_t size);
+/* Runs fn(data, size), timed as above. Returns 0 (libFuzzer's "keep"). */
+int kcw_fuzz_timed(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data,
+                   size_t size);
 /* data as a NUL-terminated string (malloc'd; embedded NULs cut it short). */
 char *kcw_fuzz_string(const uint8_t *data, size_t size);
 

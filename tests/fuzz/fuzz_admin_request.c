@@ -27,14 +27,13 @@ static void setup(void)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void one_input(const uint8_t *data, size_t size)
 {
     if (!servers[0])
         setup();
     if (size == 0)
-        return 0;
+        return;
     char *s = kcw_fuzz_string(data + 1, size - 1);
-    kcw_fuzz_begin();
     kcw_admin_host_allowed(servers[data[0] % 3], s);
     struct sockaddr_storage addr;
     char err[256], msg[512];
@@ -48,7 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(esc);
     free(red);
     free(kcw_url_join("http://w:8083/p?q=1", s));
-    kcw_fuzz_end(size);
     free(s);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return kcw_fuzz_timed(one_input, data, size);
 }

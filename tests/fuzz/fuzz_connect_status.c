@@ -6,11 +6,10 @@
 #include "fuzz.h"
 #include "kcwatch/connect.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void one_input(const uint8_t *data, size_t size)
 {
     const char *json = (const char *)data;
     char err[256];
-    kcw_fuzz_begin();
     kcw_connector_status_t one = {0};
     if (kcw_connect_parse_status(json, size, &one, err, sizeof err) == 0)
         kcw_connector_status_clear(&one);
@@ -24,6 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(names);
     }
     kcw_cluster_status_clear(&cl);
-    kcw_fuzz_end(size);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return kcw_fuzz_timed(one_input, data, size);
 }

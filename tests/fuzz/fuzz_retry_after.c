@@ -6,16 +6,18 @@
 #include "fuzz.h"
 #include "kcwatch/http_client.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void one_input(const uint8_t *data, size_t size)
 {
     char *v = kcw_fuzz_string(data, size);
-    kcw_fuzz_begin();
     int64_t ms = kcw_http_retry_after_parse(v);
     if (ms < -1 || ms > 24LL * 3600 * 1000) {
         fprintf(stderr, "Retry-After %lld ms out of range\n", (long long)ms);
         abort();
     }
-    kcw_fuzz_end(size);
     free(v);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return kcw_fuzz_timed(one_input, data, size);
 }

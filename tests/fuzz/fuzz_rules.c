@@ -6,16 +6,18 @@
 #include "kcwatch/errors.h"
 #include "kcwatch/rules.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void one_input(const uint8_t *data, size_t size)
 {
     char *yaml = kcw_fuzz_string(data, size);
-    kcw_fuzz_begin();
     kcw_ruleset_t *rs = NULL;
     kcw_errors_t errs = {0};
     kcw_rules_load_string(yaml, "fuzz-rules.yaml", &rs, &errs);
     kcw_ruleset_free(rs);
     kcw_errors_clear(&errs);
-    kcw_fuzz_end(size);
     free(yaml);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return kcw_fuzz_timed(one_input, data, size);
 }

@@ -7,7 +7,7 @@
 #include "kcwatch/labels.h"
 #include "kcwatch/template.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void one_input(const uint8_t *data, size_t size)
 {
     char *src = kcw_fuzz_string(data, size);
     kcw_labels_t labels = {0}, ext = {0};
@@ -15,7 +15,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kcw_labels_set(&labels, "task", "3");
     kcw_labels_set(&labels, "value", "12.5");
     kcw_labels_set(&ext, "env", "prod");
-    kcw_fuzz_begin();
     kcw_template_t *t = NULL;
     kcw_errors_t errs = {0};
     if (kcw_template_compile(src, "fuzz", 1, 1, &t, &errs) == 0) {
@@ -32,9 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     kcw_template_free(t);
     kcw_errors_clear(&errs);
-    kcw_fuzz_end(size);
     kcw_labels_clear(&labels);
     kcw_labels_clear(&ext);
     free(src);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return kcw_fuzz_timed(one_input, data, size);
 }
