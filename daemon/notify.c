@@ -739,8 +739,11 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
     char status_s[24], delay_s[24];
     snprintf(status_s, sizeof(status_s), "%ld", status);
     snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
-    kcw_log(KCW_LOG_WARN, "notification failed, will retry", "receiver", d->receiver, "group",
-            d->group_key, "http_status", status_s, "error", detail, "retry_in", delay_s, NULL);
+    /* Loud once per episode: the retries of a receiver that stays down are
+     * DEBUG until a delivery succeeds again. */
+    kcw_log(r && r->failures > 1 ? KCW_LOG_DEBUG : KCW_LOG_WARN, "notification failed, will retry",
+            "receiver", d->receiver, "group", d->group_key, "http_status", status_s, "error",
+            detail, "retry_in", delay_s, NULL);
     event(n, d->receiver, d->group_key, false, status, detail);
     give_up_old(n, d->receiver, now);
 }
@@ -778,8 +781,10 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         n->http_gone = true;
         return;
     }
-    kcw_delivery_result_t res =
-        resp->status == 0 ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
+    /* A transfer that failed after the status line (reset mid-body, cut
+     * short) proves nothing was taken: retry it like no answer. */
+    bool broken = resp->status == 0 || resp->curl_code != 0;
+    kcw_delivery_result_t res = broken ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
     if (res == KCW_DELIVERY_OK) {
         log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
         char detail[48];
@@ -794,7 +799,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         delivery_rejected(n, d, resp->status, resp->body);
     } else {
         char detail[300];
-        if (resp->status != 0)
+        if (!broken)
             snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
         else
             snprintf(detail, sizeof(detail), "%s", resp->error[0] ? resp->error : "no response");
