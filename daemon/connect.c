@@ -1418,6 +1418,8 @@ kcw_connect_t *kcw_connect_new(uv_loop_t *loop, kcw_http_t *http, const kcw_conf
         cl->cn = cn;
         cl->idx = i;
         cl->conf = &cfg->clusters[i];
+        for (size_t u = 0; u < cl->conf->n_urls; u++)
+            kcw_url_register_secrets(cl->conf->urls[u]);
         cl->version_url = SIZE_MAX;
         cl->status.name = strdup(cl->conf->name);
         if (!cl->status.name) {

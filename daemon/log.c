@@ -127,6 +127,11 @@ static char *redact(const char *v)
     return s;
 }
 
+char *kcw_log_redact(const char *text)
+{
+    return redact(text);
+}
+
 static void append(char *buf, size_t *len, const char *s, size_t n)
 {
     if (*len + n >= MAX_LINE - 1)

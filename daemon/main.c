@@ -65,7 +65,7 @@ static void errors_print(const kcw_errors_t *errs, FILE *out)
     char buf[2048];
     for (size_t i = 0; i < stored; i++) {
         kcw_error_format(&errs->items[i], buf, sizeof(buf));
-        char *red = kcw_url_redact_text(buf);
+        char *red = kcw_log_redact(buf);
         char *shown = red ? kcw_text_escape(red, 0) : NULL;
         fprintf(out, "%s\n", shown ? shown : "(out of memory)");
         free(shown);
@@ -231,7 +231,7 @@ static void print_line(const char *const cols[7])
 {
     static const int widths[7] = {-12, -28, -7, -10, -11, -22, 0};
     for (int i = 0; i < 7; i++) {
-        char *red = kcw_url_redact_text(cols[i] ? cols[i] : "");
+        char *red = kcw_log_redact(cols[i] ? cols[i] : "");
         char *e = red ? kcw_text_escape(red, 0) : NULL;
         free(red);
         if (i < 6)
@@ -307,7 +307,7 @@ static int print_json(const kcw_connect_t *cn)
         json_object_set_new(cl, "state", json_string(s->reachable ? "REACHABLE" : "UNREACHABLE"));
         json_object_set_new(cl, "worker_url", json_str_or_null(s->worker_url));
         json_object_set_new(cl, "version", json_str_or_null(s->version));
-        char *error = s->last_error ? kcw_url_redact_text(s->last_error) : NULL;
+        char *error = s->last_error ? kcw_log_redact(s->last_error) : NULL;
         json_object_set_new(cl, "error", json_str_or_null(error));
         free(error);
         for (size_t c = 0; c < s->n_connectors; c++) {

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kcwatch/log.h"
+#include "kcwatch/url.h"
 #include "kcwatch/webhook.h"
 
 #define QUEUE_MAX 10000
@@ -1120,11 +1121,19 @@ static bool route_same(const kcw_notifier_t *n, const kcw_route_conf_t *rt)
     return true;
 }
 
+/* Receiver URLs may carry tokens (?token=, userinfo): mask them in logs. */
+static void register_url_secrets(const kcw_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_receivers; i++)
+        kcw_url_register_secrets(cfg->receivers[i].url);
+}
+
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                  kcw_notify_event_cb cb, void *arg)
 {
     if (!loop || !cfg)
         return NULL;
+    register_url_secrets(cfg);
     kcw_notifier_t *n = calloc(1, sizeof(*n));
     if (!n)
         return NULL;
@@ -1166,6 +1175,7 @@ void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
 {
     if (!n || !cfg || n->closing)
         return;
+    register_url_secrets(cfg);
     bool regroup = !route_same(n, &cfg->route);
     n->cfg = cfg;
     if (regroup) {

@@ -434,6 +434,7 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf)
 
     /* A base URL with a path prefix (behind a proxy) keeps it, and so does
      * its query; a trailing slash must not double. */
+    kcw_url_register_secrets(conf->url);
     prom->query_url = kcw_url_join(conf->url, QUERY_PATH);
     if (!prom->query_url) {
         prom_release(prom);

@@ -2,6 +2,8 @@
  * (curl_url). See url.h. */
 #include "kcwatch/url.h"
 
+#include "kcwatch/log.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -221,6 +223,44 @@ const char *kcw_url_redact_buf(const char *url, char *buf, size_t n)
     snprintf(buf, n, "%s", r ? r : KCW_URL_REDACTED);
     free(r);
     return buf;
+}
+
+static void register_part(CURLU *u, CURLUPart part, unsigned flags)
+{
+    char *v = NULL;
+    if (curl_url_get(u, part, &v, flags) == CURLUE_OK && v && *v)
+        kcw_log_add_secret(v);
+    curl_free(v);
+}
+
+void kcw_url_register_secrets(const char *url)
+{
+    if (!url || !strpbrk(url, "@?"))
+        return;
+    CURLU *u = url_parse(url);
+    if (!u)
+        return;
+    register_part(u, CURLUPART_USER, 0);
+    register_part(u, CURLUPART_USER, CURLU_URLDECODE);
+    register_part(u, CURLUPART_PASSWORD, 0);
+    register_part(u, CURLUPART_PASSWORD, CURLU_URLDECODE);
+    char *q = NULL;
+    if (curl_url_get(u, CURLUPART_QUERY, &q, 0) == CURLUE_OK && q) {
+        for (char *save = NULL, *part = strtok_r(q, "&", &save); part;
+             part = strtok_r(NULL, "&", &save)) {
+            char *eq = strchr(part, '=');
+            const char *val = eq ? eq + 1 : part;
+            if (strlen(val) < KCW_URL_SECRET_MIN)
+                continue;
+            kcw_log_add_secret(val);
+            char *dec = curl_easy_unescape(NULL, val, 0, NULL);
+            if (dec && strlen(dec) >= KCW_URL_SECRET_MIN)
+                kcw_log_add_secret(dec);
+            curl_free(dec);
+        }
+    }
+    curl_free(q);
+    curl_url_cleanup(u);
 }
 
 static bool scheme_char(char c)

@@ -31,6 +31,10 @@ int kcw_log_level_parse(const char *s);
  * keeps the 1024 most recently added (adding a known one refreshes it):
  * register every secret of a config each time it is loaded. */
 void kcw_log_add_secret(const char *secret);
+/* A copy of text as a log value would show it: registered secrets and URL
+ * credentials hidden (not escaped). For text that leaves other than through
+ * the log (API answers, status output). NULL on allocation failure. */
+char *kcw_log_redact(const char *text);
 /* How many secrets are remembered (tests). */
 size_t kcw_log_secret_count(void);
 /* Forget all secrets and restore defaults (tests, shutdown). */

@@ -32,6 +32,14 @@ int kcw_url_credentials(const char *url, char **bare, char **user, char **passwo
  * allocation failure. */
 char *kcw_url_redact(const char *url);
 
+/* Registers the secrets a configured URL carries with the log's redaction
+ * (kcw_log_add_secret): its userinfo (user and password, decoded and as
+ * written) and every query value of KCW_URL_SECRET_MIN or more characters,
+ * so a peer that echoes them back into an error body is masked too. Call it
+ * for each URL of a config when a client is built from it. */
+#define KCW_URL_SECRET_MIN 4
+void kcw_url_register_secrets(const char *url);
+
 /* kcw_url_redact into buf (truncated, always terminated). Returns buf. */
 const char *kcw_url_redact_buf(const char *url, char *buf, size_t n);
 
