@@ -3,7 +3,8 @@
 
 It stands in front of one real peer (a fake Connect worker, a webhook sink,
 a real Prometheus) and forwards every request to it unchanged while no fault
-is set. A fault applies to the next `count` requests (None: until cleared),
+is set. A fault applies to the next `count` requests (None: until cleared), or
+with probability=p to that share of requests until cleared,
 so a test opens an episode, checks what kcwatch did, clears it and checks
 that kcwatch recovered on its own. Faults (tests/FAULTS.md):
 
@@ -24,6 +25,7 @@ or when the proxy stops. Each request is recorded (method, path, fault).
 """
 
 import http.client
+import random
 import socket
 import struct
 import threading
@@ -49,6 +51,7 @@ class FaultProxy:
         self._count = None
         self._kw = {}
         self.records = []
+        self._rng = random.Random(20)
         self._stop = threading.Event()
         self._srv = None
         self._port = port
@@ -128,6 +131,10 @@ class FaultProxy:
     def _take(self):
         with self._lock:
             f, kw = self._fault, dict(self._kw)
+            # probability=p: each request is faulted with that chance (a
+            # flaky peer); the fault stays set.
+            if f is not None and "probability" in kw:
+                return (f, kw) if self._rng.random() < kw["probability"] else (None, {})
             if f is not None and self._count is not None:
                 self._count -= 1
                 if self._count <= 0:
