@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,6 +716,23 @@ static bool instance_at(const kcw_connector_status_t *cs, size_t i, int *id, kcw
     return true;
 }
 
+/* First index of arr[0..n) (elements of size stride, sorted by the int at
+ * offset off) whose id is >= id; n when none. */
+static size_t lower_bound_id(const void *arr, size_t n, size_t stride, size_t off, int id)
+{
+    size_t a = 0, b = n;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        int v;
+        memcpy(&v, (const char *)arr + m * stride + off, sizeof(v));
+        if (v < id)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a;
+}
+
 /* The instance indexes [*lo, *hi) that scope covers: one task is found by
  * binary search (tasks are sorted by id), so a per-task target costs
  * O(log tasks), not a walk over the whole connector. */
@@ -726,14 +744,8 @@ static void scope_range(const kcw_connector_status_t *cs, kcw_restart_scope_t sc
     if (scope == KCW_SCOPE_CONNECTOR) {
         *hi = 1;
     } else if (scope == KCW_SCOPE_TASK) {
-        size_t a = 0, b = cs->n_tasks;
-        while (a < b) {
-            size_t m = a + (b - a) / 2;
-            if (cs->tasks[m].id < task)
-                a = m + 1;
-            else
-                b = m;
-        }
+        size_t a = lower_bound_id(cs->tasks, cs->n_tasks, sizeof(*cs->tasks),
+                                  offsetof(kcw_task_status_t, id), task);
         bool found = a < cs->n_tasks && cs->tasks[a].id == task;
         *lo = found ? a + 1 : 0;
         *hi = found ? a + 2 : 0;
@@ -1667,14 +1679,7 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
 /* The mark of instance id (marks are in instance order, so sorted by id). */
 static mark_t *mark_find(target_t *t, int id)
 {
-    size_t a = 0, b = t->n_marks;
-    while (a < b) {
-        size_t m = a + (b - a) / 2;
-        if (t->marks[m].id < id)
-            a = m + 1;
-        else
-            b = m;
-    }
+    size_t a = lower_bound_id(t->marks, t->n_marks, sizeof(*t->marks), offsetof(mark_t, id), id);
     return a < t->n_marks && t->marks[a].id == id ? &t->marks[a] : NULL;
 }
 
