@@ -271,10 +271,14 @@ int64_t kcw_http_retry_after_parse(const char *v)
     time_t when = curl_getdate(v, NULL);
     if (when == -1)
         return -1;
-    int64_t ms = ((int64_t)when - (int64_t)time(NULL)) * 1000;
-    if (ms < 0)
+    /* Compared in seconds first: a date in the year 620000000 is a valid
+     * answer to curl_getdate, and its milliseconds overflow. */
+    int64_t now = (int64_t)time(NULL);
+    if ((int64_t)when <= now)
         return 0;
-    return ms > MAX_RETRY_AFTER_MS ? MAX_RETRY_AFTER_MS : ms;
+    if ((int64_t)when - now > MAX_RETRY_AFTER_MS / 1000)
+        return MAX_RETRY_AFTER_MS;
+    return ((int64_t)when - now) * 1000;
 }
 
 static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
