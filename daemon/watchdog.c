@@ -91,6 +91,12 @@ static void hook_restart(void *arg, const kcw_rule_t *rule, const kcw_alert_t *a
                          int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
+    /* Nothing is restarted from a model the last poll could not refresh. */
+    const char *cluster = kcw_labels_get(&alert->labels, "cluster");
+    int ci = cluster && wd->gen ? kcw_connect_cluster_index(wd->gen->cn, cluster) : -1;
+    const kcw_cluster_status_t *cs = ci >= 0 ? kcw_connect_cluster(wd->gen->cn, (size_t)ci) : NULL;
+    if (cs && cs->reachable && !cs->readable)
+        return;
     if (wd->rem)
         kcw_remediator_consider(wd->rem, rule, alert, now_ms);
 }
@@ -244,7 +250,9 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
         return;
     int64_t now = wall_now_ms();
     const kcw_cluster_status_t *status = kcw_connect_cluster(cn, idx);
-    kcw_remediator_observe(wd->rem, idx, status, now);
+    /* A stale model of a cluster that answered must not verify or judge restarts. */
+    if (status->readable || !status->reachable)
+        kcw_remediator_observe(wd->rem, idx, status, now);
     /* An unchanged body still matters when reachability flipped; the client
      * reports that as changed too. Unchanged: the group timers keep time. */
     if (!changed)
@@ -480,6 +488,18 @@ static int handle_readyz(const kcw_admin_request_t *req, kcw_admin_response_t *r
     if (!wd->ready)
         return kcw_admin_response_text(resp, 503, NULL,
                                        "kcwatch is not ready: no evaluation has completed yet.\n");
+    /* A cluster that answers with a status kcwatch cannot read leaves it blind. */
+    kcw_connect_t *cn = wd->gen ? wd->gen->cn : NULL;
+    for (size_t i = 0; i < kcw_connect_cluster_count(cn); i++) {
+        const kcw_cluster_status_t *cs = kcw_connect_cluster(cn, i);
+        if (kcw_cluster_status_state(cs) == KCW_STATE_UNREADABLE) {
+            char msg[600];
+            snprintf(msg, sizeof(msg),
+                     "kcwatch is not ready: the status of Connect cluster %s cannot be read: %s\n",
+                     cs->name, cs->last_error ? cs->last_error : "unknown error");
+            return kcw_admin_response_text(resp, 503, NULL, msg);
+        }
+    }
     return kcw_admin_response_text(resp, 200, NULL, "kcwatch is ready.\n");
 }
 
