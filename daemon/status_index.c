@@ -23,8 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Parent links keep jsmn linear: without them it walks back over every
+ * earlier token to find the enclosing object at each ',' and closing bracket,
+ * which is quadratic in the number of connectors (84% of kcwatch's CPU at
+ * 3,000 connectors under callgrind). */
 #define JSMN_STATIC
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
 typedef struct entry {

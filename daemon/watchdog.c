@@ -14,6 +14,7 @@
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -421,6 +422,12 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
 
 kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset_t *rules)
 {
+    /* Status bodies are MBs and come every second. glibc raises its mmap
+     * threshold to the largest block freed so far, after which such buffers
+     * come from the heap and their pages stay resident; a fixed threshold
+     * keeps them mapped and returned on free (bench/README.md: RssAnon 24 ->
+     * 8 MiB at 10,000 connectors). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     kcw_watchdog_t *wd = calloc(1, sizeof(*wd));
     generation_t *g = calloc(1, sizeof(*g));
     if (!wd || !g) {
