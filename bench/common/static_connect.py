@@ -71,6 +71,7 @@ class Cluster:
         self.body_status = None
         self.body_both = None
         self.failed_at = {}   # (c, t) -> time of failure (monotonic)
+        self.ever_failed = set()
         self.latencies = []   # restart time - failure time, seconds
         self.unrestarted = 0  # failed tasks whose failure was replaced before a restart
         self.requests = {}    # kind -> count
@@ -119,12 +120,16 @@ class Cluster:
         self.body_status = self.body_both = None
 
     def fail_one(self):
+        """Fails a task of a connector that has not failed before in this run:
+        a second failure of the same connector is held back by kcwatch's
+        restart back-off on purpose, which is not what this measures."""
         with self.lock:
             while True:
                 i = self.rng.randrange(len(self.names))
                 t = self.rng.randrange(self.tasks)
-                if self.state[i][t] == "RUNNING":
+                if i not in self.ever_failed and self.state[i][t] == "RUNNING":
                     break
+            self.ever_failed.add(i)
             self._set(i, t, "FAILED")
             self.failed_at[(i, t)] = time.monotonic()
 
@@ -226,6 +231,10 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # kcwatch stopped between runs while a poll was being written.
+        pass
+
 
 def start(cluster, port=0):
     srv = Server(("127.0.0.1", port), Handler)
@@ -235,7 +244,9 @@ def start(cluster, port=0):
 
 
 class FailureDriver:
-    """Fails one task every `every` seconds until stopped."""
+    """Fails one task every `every` seconds on average until stopped. Each gap
+    is drawn uniformly from [0.5, 1.5] x every, so failures land at every
+    phase of the poll cycle rather than at one fixed offset from it."""
 
     def __init__(self, cluster, every=1.0):
         self.cluster = cluster
@@ -245,9 +256,10 @@ class FailureDriver:
 
     def start(self):
         def run():
+            rng = random.Random(self.cluster.rng.random())
             nxt = time.monotonic()
             while not self.stop_ev.is_set():
-                nxt += self.every
+                nxt += self.every * rng.uniform(0.5, 1.5)
                 self.cluster.fail_one()
                 self.fails += 1
                 self.stop_ev.wait(max(0, nxt - time.monotonic()))

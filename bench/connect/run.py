@@ -21,43 +21,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 import procstat  # noqa: E402
+from sink import start_sink  # noqa: E402
 import static_connect  # noqa: E402
 from build import kcwatch_binary, free_port, wait_for  # noqa: E402
-
-
-class Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
-        try:
-            self.server.alerts += len(json.loads(body).get("alerts", []))
-        except ValueError:
-            pass
-        self.server.posts += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-def start_sink():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    srv.daemon_threads = True
-    srv.posts = srv.alerts = 0
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 def write_config(tmp, connect_port, sink_port, listen_port):
@@ -110,7 +82,7 @@ def one_run(binary, n_conn, seconds, seed, wrap=None):
         time.sleep(3)
         polls0 = cluster.requests.get("poll", 0)
         bytes0 = cluster.bytes_sent
-        sampler = procstat.Sampler({"kcwatch": proc.pid}).start()
+        sampler = procstat.Sampler({"kcwatch": proc.pid}, every=0.02).start()
         win = procstat.CpuWindow({"kcwatch": proc.pid}).start()
         driver = static_connect.FailureDriver(cluster, 1.0).start()
         time.sleep(seconds)

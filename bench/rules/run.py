@@ -30,10 +30,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -41,6 +39,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fakes"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import procstat  # noqa: E402
+from sink import start_sink  # noqa: E402
 import static_connect  # noqa: E402
 from build import free_port, kcwatch_binary, wait_for  # noqa: E402
 from jmx_exporter import JmxExporter  # noqa: E402
@@ -83,42 +82,6 @@ def rule_file(path, n_quiet, n_firing, n_groups=1):
     with open(path, "w") as f:
         f.write(out)
     return len(rules)
-
-
-class Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
-        try:
-            doc = json.loads(body)
-            alerts = doc.get("alerts", []) if isinstance(doc, dict) else doc
-            with self.server.lock:
-                self.server.posts += 1
-                self.server.alerts += len(alerts)
-                for a in alerts:
-                    # Webhook payloads say "status"; Alertmanager's API v2 (vmalert) does not.
-                    if a.get("status", "firing") == "firing":
-                        self.server.names.add(json.dumps(a.get("labels", {}), sort_keys=True))
-        except ValueError:
-            pass
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-def start_sink():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    srv.daemon_threads = True
-    srv.lock = threading.Lock()
-    srv.posts = srv.alerts = 0
-    srv.names = set()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 def queries_served(prom):
@@ -256,6 +219,41 @@ def startup_reload(binary, prom, cl_port, sink, tmp, runs=5):
             "reload_ms_median": statistics.median(res["reload_ms"]), **res}
 
 
+class Environment:
+    """The JMX-shaped exporter (1,200 tasks), the real Prometheus scraping it,
+    a one-connector Connect stand-in (kcwatch needs a cluster) and the sink."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+
+    def start(self):
+        self.exp = JmxExporter()
+        self.exp.add_worker_defaults(connectors=N_CONNECTORS, tasks=2 * N_CONNECTORS)
+        for c in range(N_CONNECTORS):
+            name = "conn-%03d-sink" % c
+            self.exp.add_connector(name, tasks=2)
+            for t in range(2):
+                self.exp.add_task(name, t, "sink")
+        self.exp.start()
+        self.csrv = static_connect.start(static_connect.Cluster(1))
+        self.connect_port = self.csrv.server_address[1]
+        self.sink = start_sink()
+        self.prom = PrometheusServer(self.tmp, targets=[self.exp.address], scrape_interval="5s",
+                                     evaluation_interval="1m").start(timeout=60)
+        n = "count(kafka_connect_connector_task_metrics_offset_commit_failure_percentage)"
+        wait_for(lambda: (http_json(self.prom.url + "/api/v1/query?query=" +
+                                    urllib.request.quote(n))[1] or {}).get("data", {})
+                 .get("result") not in (None, []), 60, "Prometheus to have the data")
+        return self
+
+    def stop(self):
+        self.prom.stop()
+        self.prom.close()
+        self.exp.stop()
+        self.csrv.shutdown()
+        self.sink.shutdown()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default="quiet,storm,single")
@@ -271,28 +269,13 @@ def main():
     WRAP = a.wrap.split() if a.wrap else []
     binary = a.kcwatch or kcwatch_binary()
     tmp = tempfile.mkdtemp(prefix="kcw-bench-rules-")
-    exp = JmxExporter()
-    exp.add_worker_defaults(connectors=N_CONNECTORS, tasks=2 * N_CONNECTORS)
-    for c in range(N_CONNECTORS):
-        name = "conn-%03d-sink" % c
-        exp.add_connector(name, tasks=2)
-        for t in range(2):
-            exp.add_task(name, t, "sink")
-    exp.start()
-    cluster = static_connect.Cluster(1)
-    csrv = static_connect.start(cluster)
-    sink = start_sink()
-    prom = PrometheusServer(tmp, targets=[exp.address], scrape_interval="5s",
-                            evaluation_interval="1m").start(timeout=60)
+    env = Environment(tmp).start()
+    prom, sink = env.prom, env.sink
     try:
-        n = "count(kafka_connect_connector_task_metrics_offset_commit_failure_percentage)"
-        wait_for(lambda: (http_json(prom.url + "/api/v1/query?query=" +
-                                    urllib.request.quote(n))[1] or {}).get("data", {})
-                 .get("result") not in (None, []), 60, "Prometheus to have the data")
         results = {}
         for r in range(a.runs):
             for p in a.profiles.split(","):
-                o = run_profile(p, binary, prom, csrv.server_address[1], sink, tmp, a.seconds,
+                o = run_profile(p, binary, prom, env.connect_port, sink, tmp, a.seconds,
                                 a.warmup)
                 o["run"] = r + 1
                 print(json.dumps(o), flush=True)
@@ -309,14 +292,10 @@ def main():
             summary[p] = s
         print("summary " + json.dumps(summary), flush=True)
         if a.startup:
-            print("startup " + json.dumps(startup_reload(binary, prom, csrv.server_address[1],
-                                                         sink, tmp)), flush=True)
+            print("startup " + json.dumps(startup_reload(binary, prom, env.connect_port, sink,
+                                                         tmp)), flush=True)
     finally:
-        prom.stop()
-        prom.close()
-        exp.stop()
-        csrv.shutdown()
-        sink.shutdown()
+        env.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
