@@ -40,3 +40,39 @@ def wait_for(pred, timeout, what, proc=None, interval=0.05):
         if time.monotonic() > deadline:
             raise RuntimeError("timed out after %ss waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def write_kcwatch_config(tmp, rules_path, connect_port, sink_port, poll_interval="1s",
+                         prometheus_url=None, remediation="{enabled: false}",
+                         group_interval="5s", log_level="warn"):
+    """Writes tmp/kcwatch.yaml for one Connect cluster and a webhook sink;
+    returns (path, listen address of the admin API)."""
+    listen = "127.0.0.1:%d" % free_port()
+    prom = ("prometheus:\n  url: %s\n  timeout: 10s\n" % prometheus_url
+            if prometheus_url else "")
+    cfg = f"""global:
+  evaluation_interval: 1s
+  state_dir: {tmp}/state
+  listen: {listen}
+  log: {{format: logfmt, level: {log_level}}}
+{prom}connect:
+  - name: bench
+    urls: [http://127.0.0.1:{connect_port}]
+    poll_interval: {poll_interval}
+    timeout: 10s
+remediation: {remediation}
+rule_files: [{rules_path}]
+receivers:
+  - name: sink
+    webhook: {{url: "http://127.0.0.1:{sink_port}/hook"}}
+route:
+  receiver: sink
+  group_by: [alertname, cluster, connector]
+  group_wait: 0s
+  group_interval: {group_interval}
+  repeat_interval: 1h
+"""
+    path = os.path.join(tmp, "kcwatch.yaml")
+    with open(path, "w") as f:
+        f.write(cfg)
+    return path, listen

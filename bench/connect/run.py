@@ -29,38 +29,15 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 import procstat  # noqa: E402
 from sink import start_sink  # noqa: E402
 import static_connect  # noqa: E402
-from build import kcwatch_binary, free_port, wait_for  # noqa: E402
+from build import kcwatch_binary, wait_for, write_kcwatch_config  # noqa: E402
 
 
-def write_config(tmp, connect_port, sink_port, listen_port):
+def write_config(tmp, connect_port, sink_port):
     rules = os.path.join(ROOT, "rules.d", "connect-status.yaml")
-    cfg = f"""global:
-  evaluation_interval: 1s
-  state_dir: {tmp}/state
-  listen: 127.0.0.1:{listen_port}
-  log: {{format: logfmt, level: info}}
-connect:
-  - name: bench
-    urls: [http://127.0.0.1:{connect_port}]
-    poll_interval: 1s
-    timeout: 10s
-remediation:
-  enabled: true
-  max_concurrent: 4
-  budget: {{max_restarts: 100, window: 1h}}
-rule_files: [{rules}]
-receivers:
-  - name: sink
-    webhook: {{url: "http://127.0.0.1:{sink_port}/hook"}}
-route:
-  receiver: sink
-  group_by: [alertname, cluster, connector]
-  group_wait: 0s
-  group_interval: 1s
-"""
-    path = os.path.join(tmp, "kcwatch.yaml")
-    with open(path, "w") as f:
-        f.write(cfg)
+    path, _ = write_kcwatch_config(
+        tmp, rules, connect_port, sink_port, poll_interval="1s", log_level="info",
+        group_interval="1s",
+        remediation="{enabled: true, max_concurrent: 4, budget: {max_restarts: 100, window: 1h}}")
     return path
 
 
@@ -69,7 +46,7 @@ def one_run(binary, n_conn, seconds, seed, wrap=None):
     srv = static_connect.start(cluster)
     sink = start_sink()
     tmp = tempfile.mkdtemp(prefix="kcw-bench-connect-")
-    cfg = write_config(tmp, srv.server_address[1], sink.server_address[1], free_port())
+    cfg = write_config(tmp, srv.server_address[1], sink.server_address[1])
     log = open(os.path.join(tmp, "kcwatch.log"), "wb")
     proc = subprocess.Popen((wrap or []) + [binary, "run", "-c", cfg], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=log, start_new_session=True)

@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import procstat  # noqa: E402
 from sink import start_sink  # noqa: E402
 import static_connect  # noqa: E402
-from build import free_port, kcwatch_binary, wait_for  # noqa: E402
+from build import free_port, kcwatch_binary, wait_for, write_kcwatch_config  # noqa: E402
 from jmx_exporter import JmxExporter  # noqa: E402
 from prom_harness import PrometheusServer, http_json  # noqa: E402
 
@@ -94,34 +94,10 @@ def queries_served(prom):
 
 
 def kcwatch_cmd(binary, tmp, rules_path, prom, connect_port, sink_port):
-    cfg = f"""global:
-  evaluation_interval: 1s
-  state_dir: {tmp}/state
-  listen: 127.0.0.1:{free_port()}
-  log: {{format: logfmt, level: warn}}
-prometheus:
-  url: {prom.url}
-  timeout: 10s
-connect:
-  - name: bench
-    urls: [http://127.0.0.1:{connect_port}]
-    poll_interval: 5s
-remediation: {{enabled: false}}
-rule_files: [{rules_path}]
-receivers:
-  - name: sink
-    webhook: {{url: "http://127.0.0.1:{sink_port}/hook"}}
-route:
-  receiver: sink
-  group_by: [alertname, cluster, connector]
-  group_wait: 0s
-  group_interval: 5s
-  repeat_interval: 1h
-"""
-    path = os.path.join(tmp, "kcwatch.yaml")
-    with open(path, "w") as f:
-        f.write(cfg)
-    return WRAP + [binary, "run", "-c", path], cfg
+    """Command line and admin listen address of kcwatch on these rules."""
+    path, listen = write_kcwatch_config(tmp, rules_path, connect_port, sink_port,
+                                        poll_interval="5s", prometheus_url=prom.url)
+    return WRAP + [binary, "run", "-c", path], listen
 
 
 def vmalert_cmd(tmp, rules_path, prom, sink_port):
@@ -194,12 +170,12 @@ def startup_reload(binary, prom, cl_port, sink, tmp, runs=5):
     rule_file(rules_path, 1000, 0, n_groups=10)
     res = {"startup_ms": [], "reload_ms": []}
     for _ in range(runs):
-        cmd, cfg = kcwatch_cmd(binary, tmp, rules_path, prom, cl_port, sink.server_address[1])
-        listen = re.search(r"listen: (\S+)", cfg).group(1)
+        cmd, listen = kcwatch_cmd(binary, tmp, rules_path, prom, cl_port,
+                                  sink.server_address[1])
         logp = os.path.join(tmp, "startup.log")
         log = open(logp, "wb")
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd[:3] + [cmd[3]], stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, start_new_session=True)
         try:
             wait_for(lambda: http_json("http://%s/healthz" % listen, timeout=1)[0] == 200, 30,
