@@ -32,6 +32,9 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
+/* jansson's JSON_PARSER_MAX_DEPTH (not in its public header). */
+#define MAX_DEPTH 2048
+
 typedef struct entry {
     char *name; /* decoded key */
     size_t name_len;
@@ -201,6 +204,24 @@ static int split(const char *body, size_t len, member_t **out, size_t *n_out)
     member_t *m = NULL;
     size_t n_m = 0;
     if (jsmn_parse(&p, body, len, tok, (unsigned)n_tok) != n_tok || tok[0].type != JSMN_OBJECT)
+        goto done;
+    /* jansson refuses nesting deeper than JSON_PARSER_MAX_DEPTH over the whole
+     * body; a member parsed alone is one level shallower. A body that deep
+     * goes to the full parse, which gives jansson's own verdict. */
+    int *depth = malloc((size_t)n_tok * sizeof(*depth));
+    if (!depth) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    int deepest = 0;
+    for (int t = 0; t < n_tok; t++) {
+        int up = tok[t].parent >= 0 ? depth[tok[t].parent] : 0;
+        depth[t] = up + (tok[t].type == JSMN_OBJECT || tok[t].type == JSMN_ARRAY);
+        if (depth[t] > deepest)
+            deepest = depth[t];
+    }
+    free(depth);
+    if (deepest > MAX_DEPTH)
         goto done;
     size_t obj_end = (size_t)tok[0].end; /* one past '}' */
     if (!gap_ok(body, 0, (size_t)tok[0].start, 0) || !gap_ok(body, obj_end, len, 0))

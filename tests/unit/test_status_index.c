@@ -486,12 +486,36 @@ static void test_plain_array_and_non_object(void **state)
     kcw_status_index_free(ix);
 }
 
+/* jansson's depth limit applies to the whole body, not to one member. */
+static void test_depth_limit_as_full_parse(void **state)
+{
+    (void)state;
+    for (int levels = 2040; levels <= 2050; levels++) {
+        buf_t b = {0};
+        put(&b, "{\"deep\":{\"status\":null,\"x\":");
+        for (int i = 0; i < levels; i++)
+            put(&b, "[");
+        for (int i = 0; i < levels; i++)
+            put(&b, "]");
+        put(&b, "}}");
+        run_t run = {.ix = kcw_status_index_new()};
+        check_body(&run, b.p, b.n, (uint64_t)levels);
+        assert_int_equal(run.accepted + run.rejected, 1);
+        /* 2 levels of objects above the arrays: jansson's 2048 is the edge. */
+        assert_int_equal(run.accepted, levels + 2 <= 2048 ? 1 : 0);
+        model_free(run.model, run.n_model);
+        kcw_status_index_free(run.ix);
+        free(b.p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incremental_equals_full),
         cmocka_unit_test(test_one_change_parses_one_member),
         cmocka_unit_test(test_plain_array_and_non_object),
+        cmocka_unit_test(test_depth_limit_as_full_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
