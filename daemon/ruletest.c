@@ -338,7 +338,8 @@ static char *normalise_expr(const char *s)
 static const char *const task_keys[] = {"id", "state", "worker_id", "trace", NULL};
 static const char *const connector_keys[] = {"type",  "state",        "worker_id", "trace",
                                              "tasks", "task_configs", "tasks_max", NULL};
-static const char *const snapshot_keys[] = {"at", "clusters", "unreachable", NULL};
+static const char *const snapshot_keys[] = {"at", "clusters", "unreachable", "unreadable",
+                                            NULL};
 
 /* A task or connector state; UNREACHABLE belongs to clusters only. */
 static int get_state(loader_t *l, const yaml_node_t *n, const char *what, kcw_state_t *out)
@@ -467,6 +468,7 @@ static int parse_cluster(loader_t *l, const yaml_node_t *k, const yaml_node_t *n
     if (kcw_ydoc_get_string(l, k, "cluster name", false, &cl->name) < 0)
         return -EINVAL;
     cl->reachable = true;
+    cl->readable = true;
     cl->ever_reachable = true;
     cl->last_poll_ms = cl->last_ok_ms = poll_ms;
     if (kcw_ynode_is_null(n))
@@ -505,16 +507,21 @@ static const kcw_cluster_status_t *snapshot_find(const snapshot_t *s, const char
     return NULL;
 }
 
-/* A cluster no worker answered: connect.c keeps the connectors of its last
- * good poll (stale), so the task alerts neither resolve nor change. */
-static int unreachable_cluster(loader_t *l, const yaml_node_t *n, const snapshot_t *prev,
-                               int64_t poll_ms, kcw_cluster_status_t *cl)
+/* A cluster no worker answered (key "unreachable"), or whose status body
+ * could not be read (key "unreadable"): connect.c keeps the connectors of its
+ * last good poll (stale), so the task alerts neither resolve nor change. */
+static int stale_cluster(loader_t *l, const yaml_node_t *n, const char *key, const snapshot_t *prev,
+                         int64_t poll_ms, kcw_cluster_status_t *cl)
 {
-    if (kcw_ydoc_get_string(l, n, "unreachable", false, &cl->name) < 0)
+    if (kcw_ydoc_get_string(l, n, key, false, &cl->name) < 0)
         return -EINVAL;
-    cl->reachable = false;
+    bool unreadable = strcmp(key, "unreadable") == 0;
+    cl->reachable = unreadable;
+    cl->readable = false;
     cl->last_poll_ms = poll_ms;
-    if (!(cl->last_error = strdup("no worker reachable"))) {
+    if (!(cl->last_error = strdup(unreadable ? "unreadable connector list: response body larger "
+                                               "than the limit"
+                                             : "no worker reachable"))) {
         kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
@@ -557,17 +564,21 @@ static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *p
     }
     int64_t poll_ms = TEST_EPOCH_MS + s->at_ms;
     const yaml_node_t *clusters = map_get(l, n, "clusters");
-    const yaml_node_t *down = map_get(l, n, "unreachable");
+    static const char *const stale_keys[] = {"unreachable", "unreadable"};
+    const yaml_node_t *stale[2];
     if (clusters && !kcw_ydoc_check_map(l, clusters, "clusters", NULL, MAX_LIST_ITEMS)) {
         clusters = NULL;
         rc = -EINVAL;
     }
-    if (down && !check_seq(l, down, "unreachable")) {
-        down = NULL;
-        rc = -EINVAL;
+    size_t total = clusters ? kcw_ynode_map_len(clusters) : 0;
+    for (size_t k = 0; k < 2; k++) {
+        stale[k] = map_get(l, n, stale_keys[k]);
+        if (stale[k] && !check_seq(l, stale[k], stale_keys[k])) {
+            stale[k] = NULL;
+            rc = -EINVAL;
+        }
+        total += stale[k] ? kcw_ynode_seq_len(stale[k]) : 0;
     }
-    size_t total =
-        (clusters ? kcw_ynode_map_len(clusters) : 0) + (down ? kcw_ynode_seq_len(down) : 0);
     s->clusters = alloc_items(l, n, total, sizeof(*s->clusters));
     if (total && !s->clusters)
         return -ENOMEM;
@@ -580,18 +591,22 @@ static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *p
         if (parse_cluster(l, k, v, poll_ms, &s->clusters[s->n_clusters++]) < 0)
             rc = -EINVAL;
     }
-    for (size_t i = 0; down && i < kcw_ynode_seq_len(down); i++) {
-        const yaml_node_t *v = kcw_ydoc_node(l, down->data.sequence.items.start[i]);
-        if (!v)
-            continue;
-        if (kcw_ynode_scalar(v) && snapshot_find(s, kcw_ynode_scalar(v))) {
-            kcw_ydoc_error(l, v, "unreachable: cluster \"%s\" is listed twice in this snapshot",
-                       kcw_ynode_scalar(v));
-            rc = -EINVAL;
-            continue;
+    for (size_t k = 0; k < 2; k++) {
+        const yaml_node_t *down = stale[k];
+        for (size_t i = 0; down && i < kcw_ynode_seq_len(down); i++) {
+            const yaml_node_t *v = kcw_ydoc_node(l, down->data.sequence.items.start[i]);
+            if (!v)
+                continue;
+            if (kcw_ynode_scalar(v) && snapshot_find(s, kcw_ynode_scalar(v))) {
+                kcw_ydoc_error(l, v, "%s: cluster \"%s\" is listed twice in this snapshot",
+                               stale_keys[k], kcw_ynode_scalar(v));
+                rc = -EINVAL;
+                continue;
+            }
+            if (stale_cluster(l, v, stale_keys[k], prev, poll_ms,
+                              &s->clusters[s->n_clusters++]) < 0)
+                rc = -EINVAL;
         }
-        if (unreachable_cluster(l, v, prev, poll_ms, &s->clusters[s->n_clusters++]) < 0)
-            rc = -EINVAL;
     }
     if (rc == 0) {
         s->view = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(*s->view));

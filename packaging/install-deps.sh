@@ -11,6 +11,9 @@
 # clang and its runtime build the libFuzzer targets (tests/fuzz).
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
+# `victoria-metrics` likewise, for /usr/bin/vmalert, which bench/rules runs
+# beside kcwatch on the same rules. `libjsmn-dev` is the header-only JSON
+# tokenizer daemon/status_index.c splits status bodies with.
 # Its package would start a system Prometheus on :9090 from its postinst; we
 # keep it from starting during the install (policy-rc.d), and stop and disable
 # one that an earlier install left running, so nothing packaged is listening.
@@ -18,7 +21,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libjsmn-dev victoria-metrics
   prometheus systemd dpkg-dev man-db maven openjdk-17-jdk-headless python3-yaml"
 missing=""
 for p in $pkgs; do
@@ -60,4 +63,14 @@ if [ -x /etc/init.d/prometheus ]; then
         deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
     fi
     update-rc.d prometheus disable >/dev/null 2>&1 || true
+fi
+# Same for victoria-metrics: only its vmalert binary is used, by bench/.
+if [ -e /lib/systemd/system/victoria-metrics.service ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl stop victoria-metrics.service >/dev/null 2>&1 || true
+        systemctl disable victoria-metrics.service >/dev/null 2>&1 || true
+    else
+        deb-systemd-helper disable victoria-metrics.service >/dev/null 2>&1 || true
+    fi
+    update-rc.d victoria-metrics disable >/dev/null 2>&1 || true
 fi
