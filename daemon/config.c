@@ -32,6 +32,7 @@
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/url.h"
 #include "kcwatch/yamlnode.h"
 
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
@@ -613,8 +614,13 @@ static int url_value(ctx_t *c, const node_t *v, const char *path, bool strip, ch
     if (rc != 0)
         return rc;
     char why[128];
+    /* Userinfo and query values may be credentials: masked in logs from
+     * now on, even when this config is rejected, and never in an error. */
+    kcw_url_register_secrets(s);
     if (!url_ok(c, s, why, sizeof(why))) {
-        err_node(c, v, "%s: invalid URL \"%s\": %s", path, s, why);
+        char *shown = kcw_url_redact_text(s);
+        err_node(c, v, "%s: invalid URL \"%s\": %s", path, shown ? shown : "<redacted>", why);
+        free(shown);
         free(s);
         return -1;
     }

@@ -37,6 +37,7 @@
 #include "kcwatch/labels.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/text.h"
 #include "kcwatch/yamlnode.h"
 
 #define MAX_FILE_BYTES (8 * 1024 * 1024)
@@ -49,6 +50,28 @@
  * resolved, not polled), so test time t runs at TEST_EPOCH_MS + t. Nothing
  * shown to the user depends on it. */
 #define TEST_EPOCH_MS INT64_C(1000000000000)
+
+/* Text from the test file or a rule file, safe to print on a terminal. */
+typedef struct esc {
+    char *s[6];
+    size_t n;
+} esc_t;
+
+static const char *esc(esc_t *e, const char *s)
+{
+    if (e->n == sizeof(e->s) / sizeof(e->s[0]))
+        return "?";
+    char *x = kcw_text_escape(s, 0);
+    e->s[e->n++] = x;
+    return x ? x : "?";
+}
+
+static void esc_free(esc_t *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->s[i]);
+    e->n = 0;
+}
 
 /* --- the loaded test file ------------------------------------------------ */
 
@@ -1192,9 +1215,12 @@ static void on_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t
     r->warned = nw;
     r->warned[r->n_warned++] = rule;
     char when[32];
-    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n", r->tf->path,
-            r->tc->name, kcw_duration_format(now_ms - TEST_EPOCH_MS, when, sizeof(when)),
-            rule->alert, group->name, error);
+    esc_t e = {0};
+    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n",
+            esc(&e, r->tf->path), esc(&e, r->tc->name),
+            kcw_duration_format(now_ms - TEST_EPOCH_MS, when, sizeof(when)), esc(&e, rule->alert),
+            esc(&e, group->name), esc(&e, error));
+    esc_free(&e);
 }
 
 static int run_init(run_t *r)
@@ -1238,7 +1264,9 @@ static void fail_header(run_t *r)
 {
     if (r->header_done)
         return;
-    fprintf(r->out, "FAIL %s: test \"%s\"\n", r->tf->path, r->tc->name);
+    esc_t e = {0};
+    fprintf(r->out, "FAIL %s: test \"%s\"\n", esc(&e, r->tf->path), esc(&e, r->tc->name));
+    esc_free(&e);
     r->header_done = true;
 }
 
@@ -1387,8 +1415,10 @@ static void report_check(run_t *r, const check_t *c, const exp_alert_t **exp,
 {
     char when[32];
     fail_header(r);
-    fprintf(r->out, "  alertname: %s, eval_time: %s\n", c->alertname,
+    esc_t e = {0};
+    fprintf(r->out, "  alertname: %s, eval_time: %s\n", esc(&e, c->alertname),
             kcw_duration_format(c->eval_ms, when, sizeof(when)));
+    esc_free(&e);
     fprintf(r->out, "    expected:%s\n", c->n_exp ? "" : " none");
     for (size_t i = 0; i < c->n_exp; i++) {
         fprintf(r->out, "      %s ", kcw_alert_state_name(exp[i]->state));
@@ -1521,7 +1551,10 @@ static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
         rc = -ENOMEM;
     run_free(&r);
     if (rc < 0) {
-        fprintf(out, "FAIL %s: test \"%s\": %s\n", tf->path, tc->name, strerror(-rc));
+        esc_t e = {0};
+        fprintf(out, "FAIL %s: test \"%s\": %s\n", esc(&e, tf->path), esc(&e, tc->name),
+                strerror(-rc));
+        esc_free(&e);
         return rc;
     }
     return passed ? 1 : 0;
@@ -1550,10 +1583,13 @@ int kcw_ruletest_run(const char *const *files, size_t n, FILE *out)
                 file_failed++;
         }
         failed += file_failed;
+        esc_t e = {0};
         if (file_failed)
-            fprintf(out, "FAIL %s: %zu of %zu tests failed\n", tf.path, file_failed, tf.n_tests);
+            fprintf(out, "FAIL %s: %zu of %zu tests failed\n", esc(&e, tf.path), file_failed,
+                    tf.n_tests);
         else
-            fprintf(out, "ok   %s: %zu tests passed\n", tf.path, tf.n_tests);
+            fprintf(out, "ok   %s: %zu tests passed\n", esc(&e, tf.path), tf.n_tests);
+        esc_free(&e);
         test_file_clear(&tf);
     }
     fprintf(out, "rule tests: %zu passed, %zu failed\n", passed, failed);

@@ -638,6 +638,10 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
         generation_build(wd, g, NULL) < 0) {
+        /* The client's handles close when the caller runs the loop. */
+        if (wd->http)
+            kcw_http_close(wd->http, NULL, NULL);
+        wd->http = NULL;
         kcw_watchdog_free(wd);
         return NULL;
     }
@@ -878,17 +882,26 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     kcw_remediator_set_connect(wd->rem, g->cn);
     uv_signal_t *sigs[] = {&wd->sig_term, &wd->sig_int, &wd->sig_hup};
     int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    /* Handles are initialised before anything can fail, so stop() can close
+     * them all; a daemon that cannot catch SIGTERM or SIGHUP does not start. */
     for (int i = 0; i < 3; i++) {
         uv_signal_init(wd->loop, sigs[i]);
         sigs[i]->data = wd;
-        uv_signal_start(sigs[i], on_signal, nums[i]);
     }
     uv_timer_init(wd->loop, &wd->notify_soon);
     wd->notify_soon.data = wd;
+    wd->started = true;
+    for (int i = 0; i < 3; i++) {
+        int src = uv_signal_start(sigs[i], on_signal, nums[i]);
+        if (src < 0) {
+            kcw_log(KCW_LOG_ERROR, "cannot handle a signal", "signal", strsignal(nums[i]),
+                    "error", uv_strerror(src), NULL);
+            return src;
+        }
+    }
     /* A peer closing a connection must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
     wd->sd = kcw_sdnotify_new(wd->loop);
-    wd->started = true;
     size_t n_rules = kcw_engine_rule_count(g->engine);
     char buf_c[32], buf_r[32];
     snprintf(buf_c, sizeof(buf_c), "%zu", kcw_connect_cluster_count(g->cn));
