@@ -142,10 +142,12 @@ void kcw_restart_policy_defer(kcw_restart_track_t *t, const kcw_remediation_conf
 }
 
 void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
-                              int64_t now_ms)
+                              int64_t now_ms, int64_t retry_after_ms)
 {
     int64_t d = conf->backoff_initial_ms < RETRY_DELAY_MAX_MS ? conf->backoff_initial_ms
                                                               : RETRY_DELAY_MAX_MS;
+    if (retry_after_ms > d)
+        d = retry_after_ms; /* the server said when; http_client caps it at a day */
     t->next_allowed_ms = now_ms + (d > 0 ? d : 0);
 }
 
@@ -314,6 +316,7 @@ typedef struct req {
     int task;
     char *line;
     long http;
+    int64_t retry_after_ms; /* the answer's Retry-After, -1 if none */
     char *err;
 } req_t;
 
@@ -1013,7 +1016,7 @@ static void action_retry(action_t *a, const char *why)
     char detail[NOTE_MAX];
     snprintf(detail, sizeof(detail), "restart deferred: %s; retried later, not counted",
              why ? why : "error");
-    kcw_restart_policy_retry(&t->policy, r->conf, clock_now(r));
+    kcw_restart_policy_retry(&t->policy, r->conf, clock_now(r), -1);
     say_once(r, t, KCW_REMEDIATION_RETRY, detail, NULL);
 }
 
@@ -1044,6 +1047,7 @@ static req_t *action_add_req(action_t *a, kcw_restart_kind_t kind, int task)
         return NULL;
     q->a = a;
     q->kind = kind;
+    q->retry_after_ms = -1;
     q->task = task;
     char line[REQUEST_MAX];
     line[0] = '\0';
@@ -1065,8 +1069,8 @@ static outcome_t classify(long http)
         return OUT_OK;
     if (http == 404)
         return OUT_GONE; /* connector (or task config) gone: nothing to restart */
-    if (http == 409 || http == 0)
-        return OUT_RETRY; /* §7.2 rebalance, or transport: not counted */
+    if (http == 409 || http == 429 || http == 0)
+        return OUT_RETRY; /* §7.2 rebalance, rate limited, or transport: not counted */
     return OUT_FAILED;    /* 500 (§7.3/§7.4) and anything else: a failed attempt */
 }
 
@@ -1108,7 +1112,10 @@ static void action_finish(action_t *a)
     const kcw_remediation_conf_t *conf = r->conf;
     int64_t now = clock_now(r);
     bool ok = false, failed = false, retry = false;
+    int64_t retry_after = -1;
     for (size_t i = 0; i < a->n_reqs; i++) {
+        if (a->reqs[i]->retry_after_ms > retry_after)
+            retry_after = a->reqs[i]->retry_after_ms;
         switch (classify(a->reqs[i]->http)) {
         case OUT_OK:
             ok = true;
@@ -1132,7 +1139,7 @@ static void action_finish(action_t *a)
         if (failed)
             t->policy.verifying = false; /* the reply itself is the verdict */
     } else if (retry) {
-        kcw_restart_policy_retry(&t->policy, conf, now);
+        kcw_restart_policy_retry(&t->policy, conf, now, retry_after);
     }
     int attempt = t->policy.n_attempts;
     char at[96];
@@ -1160,6 +1167,11 @@ static void action_finish(action_t *a)
                 snprintf(detail, sizeof(detail),
                          "restart deferred: HTTP 409 (rebalance under way); retried later, not "
                          "counted");
+            else if (q->http == 429)
+                snprintf(detail, sizeof(detail),
+                         "restart deferred: HTTP 429 (rate limited); retried after %lld ms, not "
+                         "counted",
+                         (long long)(t->policy.next_allowed_ms - now));
             else
                 snprintf(detail, sizeof(detail), "restart deferred: %s; retried later, not counted",
                          q->err ? q->err : "request failed");
@@ -1187,7 +1199,7 @@ static void req_done(action_t *a)
 }
 
 static void on_restart(long http_status, const kcw_connector_status_t *status, const char *err,
-                       void *arg);
+                       int64_t retry_after_ms, void *arg);
 
 /* Sends q; a reply is owed unless it could not be queued (then it is
  * recorded as a transport failure right away). */
@@ -1206,7 +1218,7 @@ static void req_send(action_t *a, req_t *q)
 }
 
 static void on_restart(long http_status, const kcw_connector_status_t *status, const char *err,
-                       void *arg)
+                       int64_t retry_after_ms, void *arg)
 {
     (void)status;
     req_t *q = arg;
@@ -1216,6 +1228,7 @@ static void on_restart(long http_status, const kcw_connector_status_t *status, c
         return;
     }
     q->http = http_status;
+    q->retry_after_ms = retry_after_ms;
     free(q->err);
     q->err = err ? strdup(err) : NULL;
     if (http_status == 204 && q->kind == KCW_RESTART_FAILED_KIP745 && a->cn == a->r->cn) {

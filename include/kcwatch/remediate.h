@@ -95,9 +95,11 @@ int kcw_restart_policy_observe(kcw_restart_track_t *t, const kcw_remediation_con
  * schedules the back-off and raises consecutive, counts nothing. */
 void kcw_restart_policy_defer(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
                               int64_t now_ms, double rand01);
-/* 409 / transport error: try again after min(backoff initial, 5s); not counted. */
+/* 409 / 429 / transport error: try again after min(backoff initial, 5s), or
+ * after the answer's Retry-After when that is later (retry_after_ms < 0: none);
+ * not counted. */
 void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
-                              int64_t now_ms);
+                              int64_t now_ms, int64_t retry_after_ms);
 
 /* --- the remediator on the loop ----------------------------------------- */
 
