@@ -292,6 +292,7 @@ typedef struct target {
     char note[NOTE_MAX];
     uint64_t said; /* last repeated decision already reported (0: none) */
     bool in_flight;
+    bool restart_running; /* a PromQL rule asks: its alert is the evidence */
     bool exhausted_reported;
     int64_t last_seen_ms; /* last consider */
     /* What the last poll says about this target, worked out once per model
@@ -332,6 +333,8 @@ typedef struct action {
     char *connector;
     kcw_restart_scope_t scope;
     int task;
+    bool restart_running; /* the target may be RUNNING (PromQL rule) */
+    bool was_running;     /* it was: the events say why it was restarted */
     char *unless_src; /* the rule's unless_trace, compiled again after the re-read */
     kcw_connector_status_t fresh;
     bool have_fresh;
@@ -846,6 +849,29 @@ static bool scope_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t s
     return true;
 }
 
+/* A PromQL alert (expr rule) under scope task or connector names one
+ * instance and is itself the evidence that it needs a restart, whatever
+ * Connect says: a RUNNING task stuck on record errors, for example. Scope
+ * failed restarts only FAILED instances by definition. */
+static bool restarts_running(const kcw_rule_t *rule, kcw_restart_scope_t scope)
+{
+    return rule->expr && (scope == KCW_SCOPE_TASK || scope == KCW_SCOPE_CONNECTOR);
+}
+
+/* The instance in scope is RUNNING (scope task or connector only). */
+static bool scope_running(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+{
+    size_t lo, hi;
+    int id;
+    kcw_state_t st;
+    const char *tr;
+    scope_range(cs, scope, task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++)
+        if (in_scope(scope, task, id))
+            return st == KCW_STATE_RUNNING;
+    return false;
+}
+
 static bool operator_stopped(const kcw_connector_status_t *cs)
 {
     return cs->state == KCW_STATE_PAUSED || cs->state == KCW_STATE_STOPPED;
@@ -1151,7 +1177,13 @@ static void action_finish(action_t *a)
         switch (classify(q->http)) {
         case OUT_OK:
             kind = KCW_REMEDIATION_SENT;
-            snprintf(detail, sizeof(detail), "restart sent (%s)", at);
+            if (a->was_running)
+                snprintf(detail, sizeof(detail),
+                         "restart sent: %s was RUNNING, restarted because %s fires (%s)",
+                         q->task >= 0 ? "task" : "connector", t->rule ? t->rule : "its alert",
+                         at);
+            else
+                snprintf(detail, sizeof(detail), "restart sent (%s)", at);
             break;
         case OUT_FAILED:
             kind = KCW_REMEDIATION_FAILED;
@@ -1184,8 +1216,13 @@ static void action_finish(action_t *a)
         }
         emit(r, t, kind, q->task, q->line, q->http, detail, t->trace, attempt);
     }
-    if (counted && !failed)
-        snprintf(t->note, sizeof(t->note), "restart sent (%s)", at);
+    if (counted && !failed) {
+        if (a->was_running)
+            snprintf(t->note, sizeof(t->note), "restart sent: was RUNNING, the alert asked (%s)",
+                     at);
+        else
+            snprintf(t->note, sizeof(t->note), "restart sent (%s)", at);
+    }
     if (retry || counted)
         track_save(r, t);
     kcw_store_commit(r->store);
@@ -1411,10 +1448,14 @@ static void on_status(long http_status, const kcw_connector_status_t *status, co
     }
     const char *trace = NULL;
     if (!scope_failed(cs, a->scope, a->task, &trace)) {
-        snprintf(t->note, sizeof(t->note), "not restarted: no longer FAILED");
-        action_end(a);
-        action_unref(a);
-        return;
+        if (a->restart_running && scope_running(cs, a->scope, a->task)) {
+            a->was_running = true;
+        } else {
+            snprintf(t->note, sizeof(t->note), "not restarted: no longer FAILED");
+            action_end(a);
+            action_unref(a);
+            return;
+        }
     }
     kcw_regex_t *rule_re = NULL;
     if (a->unless_src) {
@@ -1475,6 +1516,7 @@ static void action_start(kcw_remediator_t *r, target_t *t, const kcw_rule_t *rul
     a->slot = (size_t)slot;
     a->scope = scope;
     a->task = t->task;
+    a->restart_running = t->restart_running;
     a->next = r->actions;
     if (r->actions)
         r->actions->prev = a;
@@ -1723,6 +1765,7 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
         return;
     }
     t->scope = scope;
+    t->restart_running = restarts_running(rule, scope);
     t->last_seen_ms = now_ms;
     if (rule->alert && (!t->rule || strcmp(t->rule, rule->alert) != 0)) {
         char *name = strdup(rule->alert);
@@ -1767,7 +1810,25 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
         if (!t->verdict.failed) {
             if (!generation)
                 t->verdict.valid = false;
-            return; /* alert not resolved yet, but nothing is FAILED */
+            if (!t->restart_running) {
+                if (rule->expr) {
+                    /* Silence here read as a restart that never came. */
+                    snprintf(detail, sizeof(detail),
+                             "not restarted: nothing in scope is FAILED (restart scope failed "
+                             "restarts FAILED instances only; use scope task or connector to "
+                             "restart what this alert names)");
+                    say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+                }
+                return; /* alert not resolved yet, but nothing is FAILED */
+            }
+            if (!scope_running(cs, scope, task)) {
+                snprintf(detail, sizeof(detail),
+                         "not restarted: the %s is neither RUNNING nor FAILED (in transition "
+                         "or gone)",
+                         task >= 0 ? "task" : "connector");
+                say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+                return;
+            }
         }
     }
     verify_overdue(r, t, now_ms);
