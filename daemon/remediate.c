@@ -275,6 +275,7 @@ typedef struct mark {
     int id;
     uint64_t trace_hash;
     bool left_failed; /* seen in another state since the restart */
+    bool held;        /* FAILED with an unrecoverable trace: left out of the restart */
 } mark_t;
 
 typedef struct target {
@@ -293,6 +294,8 @@ typedef struct target {
     uint64_t said; /* last repeated decision already reported (0: none) */
     bool in_flight;
     bool restart_running; /* a PromQL rule asks: its alert is the evidence */
+    bool partial; /* scope failed: fixable instances restart one by one, the
+                   * unrecoverable ones are left (check_unrecoverable) */
     bool exhausted_reported;
     int64_t last_seen_ms; /* last consider */
     /* What the last poll says about this target, worked out once per model
@@ -304,6 +307,8 @@ typedef struct target {
         uint64_t generation, rules; /* model stamp; unrecoverable_key() */
         kcw_restart_scope_t scope;
         bool failed;    /* an instance in scope is FAILED */
+        bool fixable;   /* a FAILED instance in scope is not unrecoverable */
+        bool unrec_connector; /* the connector instance itself is unrecoverable */
         size_t unrec;   /* instance index of the first unrecoverable one, or SIZE_MAX */
         long pattern;   /* -1 rule_re, else index in r->unrecoverable */
     } verdict;
@@ -334,6 +339,7 @@ typedef struct action {
     kcw_restart_scope_t scope;
     int task;
     bool restart_running; /* the target may be RUNNING (PromQL rule) */
+    bool partial;         /* restarts only the fixable FAILED instances, task by task */
     bool was_running;     /* it was: the events say why it was restarted */
     char *unless_src; /* the rule's unless_trace, compiled again after the re-read */
     kcw_connector_status_t fresh;
@@ -927,6 +933,8 @@ static void scope_verdict(kcw_remediator_t *r, target_t *t, const kcw_regex_t *r
     t->verdict.rules = key;
     t->verdict.scope = scope;
     t->verdict.failed = false;
+    t->verdict.fixable = false;
+    t->verdict.unrec_connector = false;
     t->verdict.unrec = SIZE_MAX;
     t->verdict.pattern = -2;
     size_t lo, hi;
@@ -939,25 +947,81 @@ static void scope_verdict(kcw_remediator_t *r, target_t *t, const kcw_regex_t *r
             continue;
         t->verdict.failed = true;
         long p = unrecoverable_index(r, rule_re, tr);
-        if (p != -2) {
+        if (p == -2) {
+            t->verdict.fixable = true;
+            continue;
+        }
+        if (id < 0)
+            t->verdict.unrec_connector = true;
+        if (t->verdict.unrec == SIZE_MAX) {
             t->verdict.unrec = i;
             t->verdict.pattern = p;
-            break;
         }
     }
 }
 
-/* Checks every FAILED trace in scope plus extra (the alert's). Restarts are
- * all-or-nothing per target (KIP-745 restarts every FAILED instance), so one
- * unrecoverable instance holds the whole target. true when reported.
+/* The note (and, when its siblings are restarted without it, the event) of
+ * each unrecoverable FAILED task in scope goes to that task's own target, so
+ * every alert's note is about its own task. */
+static void note_unrecoverable_tasks(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
+                                     const kcw_connector_status_t *cs, bool emit_events)
+{
+    size_t lo, hi;
+    int id;
+    kcw_state_t st;
+    const char *tr;
+    scope_range(cs, t->scope, t->task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++) {
+        if (id < 0 || !in_scope(t->scope, t->task, id) || st != KCW_STATE_FAILED)
+            continue;
+        long p = unrecoverable_index(r, rule_re, tr);
+        if (p == -2)
+            continue;
+        target_t *own = target_get(r, t->cluster, t->cluster_name, t->connector, id);
+        if (!own || own == t)
+            continue;
+        if (!own->in_flight && !track_has_history(&own->policy))
+            own->scope = KCW_SCOPE_TASK;
+        own->last_seen_ms = t->last_seen_ms;
+        const char *origin = NULL;
+        const char *pattern = pattern_source(r, rule_re, p, &origin);
+        char detail[NOTE_MAX];
+        snprintf(detail, sizeof(detail),
+                 "not restarted: trace matches unrecoverable pattern '%s' (%s); restarting "
+                 "cannot fix this failure",
+                 pattern, origin);
+        set_trace(own, tr);
+        if (emit_events)
+            say_once(r, own, KCW_REMEDIATION_UNRECOVERABLE, detail, tr);
+        else
+            snprintf(own->note, sizeof(own->note), "%s", detail);
+    }
+}
+
+/* Checks every FAILED trace in scope plus extra (the alert's). Under scope
+ * failed, unrecoverable tasks beside fixable FAILED ones do not hold their
+ * siblings: t->partial is set, the fixable ones are restarted task by task
+ * and false is returned. Otherwise one unrecoverable instance holds the
+ * whole target (KIP-745 restarts every FAILED instance). true when reported.
  * generation stamps cs (0: not cached, a one-off model such as a re-read). */
 static bool check_unrecoverable(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
                                 const kcw_connector_status_t *cs, uint64_t generation,
                                 kcw_restart_scope_t scope, const char *extra)
 {
     const char *origin = NULL, *pattern = NULL, *trace = NULL;
+    t->partial = false;
     if (cs) {
         scope_verdict(r, t, rule_re, cs, generation, scope);
+        if (t->verdict.unrec != SIZE_MAX && scope == KCW_SCOPE_FAILED) {
+            bool split = t->verdict.fixable && !t->verdict.unrec_connector;
+            note_unrecoverable_tasks(r, t, rule_re, cs, split);
+            if (split) {
+                t->partial = true;
+                if (!generation)
+                    t->verdict.valid = false;
+                return false;
+            }
+        }
         if (t->verdict.unrec != SIZE_MAX) {
             int id;
             kcw_state_t st;
@@ -1100,6 +1164,15 @@ static outcome_t classify(long http)
     return OUT_FAILED;    /* 500 (§7.3/§7.4) and anything else: a failed attempt */
 }
 
+/* A request of a restarts instance id. */
+static bool action_restarts(const action_t *a, int id)
+{
+    for (size_t i = 0; i < a->n_reqs; i++)
+        if (a->reqs[i]->task == id)
+            return true;
+    return false;
+}
+
 /* The instances this attempt restarts, for verification. */
 static void remember_marks(target_t *t, const action_t *a)
 {
@@ -1122,6 +1195,7 @@ static void remember_marks(target_t *t, const action_t *a)
             m[n].id = id;
             m[n].trace_hash = trace_hash(tr);
             m[n].left_failed = false;
+            m[n].held = a->partial && !action_restarts(a, id);
             n++;
         }
     }
@@ -1357,6 +1431,34 @@ static void action_plan(action_t *a, bool legacy)
     action_dispatch(a);
 }
 
+/* Scope failed with unrecoverable tasks beside fixable ones: the fixable
+ * FAILED tasks by per-task restarts (every version has them), the rest left.
+ * The held ones were reported by check_unrecoverable(). */
+static void action_plan_partial(action_t *a)
+{
+    kcw_remediator_t *r = a->r;
+    const kcw_connector_status_t *cs = &a->fresh;
+    kcw_regex_t *rule_re = NULL;
+    if (a->unless_src) {
+        char e[256];
+        if (kcw_regex_compile(a->unless_src, false, &rule_re, e, sizeof(e)) < 0)
+            rule_re = NULL;
+    }
+    bool ok = true;
+    for (size_t i = 0; ok && i < cs->n_tasks; i++) {
+        const kcw_task_status_t *ts = &cs->tasks[i];
+        if (ts->state == KCW_STATE_FAILED && unrecoverable_index(r, rule_re, ts->trace) == -2)
+            ok = action_add_req(a, KCW_RESTART_TASK, ts->id) != NULL;
+    }
+    kcw_regex_free(rule_re);
+    if (!ok) {
+        action_retry(a, "out of memory");
+        action_end(a);
+        return;
+    }
+    action_dispatch(a);
+}
+
 static void on_version(const char *version, const char *err, void *arg)
 {
     action_t *a = arg;
@@ -1464,14 +1566,33 @@ static void on_status(long http_status, const kcw_connector_status_t *status, co
             rule_re = NULL; /* it compiled at rule load; only OOM gets here */
     }
     bool unrecoverable = check_unrecoverable(r, t, rule_re, cs, 0, a->scope, NULL);
-    kcw_regex_free(rule_re);
     if (unrecoverable) {
+        kcw_regex_free(rule_re);
         action_end(a);
         action_unref(a);
         return;
     }
+    if (t->partial && a->scope == KCW_SCOPE_FAILED) {
+        /* The fixable FAILED tasks on their own; their trace for the events. */
+        trace = NULL;
+        a->partial = true;
+        for (size_t i = 0; i < cs->n_tasks; i++) {
+            const kcw_task_status_t *ts = &cs->tasks[i];
+            if (ts->state != KCW_STATE_FAILED ||
+                unrecoverable_index(r, rule_re, ts->trace) != -2)
+                continue;
+            if (!trace)
+                trace = ts->trace;
+        }
+    }
+    kcw_regex_free(rule_re);
     set_trace(t, trace);
     if (action_stale_client(a)) {
+        action_unref(a);
+        return;
+    }
+    if (a->partial) {
+        action_plan_partial(a);
         action_unref(a);
         return;
     }
@@ -1660,7 +1781,7 @@ static int on_stored_track(const kcw_store_track_t *row, void *arg)
     t->marks = row->n_marks ? calloc(row->n_marks, sizeof(*t->marks)) : NULL;
     t->n_marks = t->marks ? row->n_marks : 0;
     for (size_t i = 0; i < t->n_marks; i++)
-        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i]};
+        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i], false};
     return 0;
 }
 
@@ -1883,8 +2004,10 @@ static kcw_state_t target_state(target_t *t, const kcw_connector_status_t *cs, b
     for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++) {
         if (!in_scope(t->scope, t->task, id))
             continue;
-        any = true;
         mark_t *m = mark_find(t, id);
+        if (m && m->held && st == KCW_STATE_FAILED && m->trace_hash == trace_hash(tr))
+            continue; /* left out of the restart: not its verdict */
+        any = true;
         if (st == KCW_STATE_FAILED) {
             any_failed = true;
             if (!m || m->left_failed || m->trace_hash != trace_hash(tr))
