@@ -451,6 +451,64 @@ static void apply(kcw_engine_t *e, rule_state_t *r, int rc, kcw_instance_t *inst
     report_transitions(e, r, r->set, now);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Firing alerts of a restart: rule whose instance went away while the
+ * healing hook says kcwatch's restart of the target is being verified: their
+ * instance is put back as it was, so the alert stays firing (a restart's
+ * RESTARTING is not a recovery). Linear-logarithmic in the rule's alerts.
+ * Out of memory: the alerts resolve as before. */
+static void hold_healing(kcw_engine_t *e, rule_state_t *r, kcw_instance_t **inst, size_t *n_inst,
+                         int64_t now)
+{
+    if (!e->hooks.healing || !r->rule->restart.enabled || !r->set)
+        return;
+    size_t n_set = kcw_alert_set_count(r->set);
+    size_t n_firing = kcw_alert_set_count_state(r->set, KCW_ALERT_FIRING);
+    if (n_firing == 0)
+        return;
+    uint64_t *fps = *n_inst ? malloc(*n_inst * sizeof(*fps)) : NULL;
+    if (*n_inst && !fps)
+        return;
+    for (size_t i = 0; i < *n_inst; i++)
+        fps[i] = kcw_labels_fingerprint(&(*inst)[i].labels);
+    qsort(fps, *n_inst, sizeof(*fps), cmp_u64);
+    kcw_instance_t *grown = NULL;
+    size_t n = *n_inst;
+    for (size_t i = 0; i < n_set; i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(r->set, i);
+        if (a->state != KCW_ALERT_FIRING)
+            continue;
+        uint64_t fp = kcw_labels_fingerprint(&a->labels);
+        if (*n_inst && bsearch(&fp, fps, *n_inst, sizeof(*fps), cmp_u64))
+            continue;
+        if (!e->hooks.healing(e->hooks.arg, &a->labels, now))
+            continue;
+        if (!grown) {
+            grown = realloc(*inst, (*n_inst + n_firing) * sizeof(*grown));
+            if (!grown)
+                break;
+            *inst = grown;
+        }
+        kcw_instance_t *in = &grown[n];
+        memset(in, 0, sizeof(*in));
+        in->value = a->value;
+        if (kcw_labels_copy(&in->labels, &a->labels) < 0 ||
+            kcw_labels_copy(&in->annotations, &a->annotations) < 0 ||
+            (a->trace && !(in->trace = strdup(a->trace)))) {
+            kcw_instance_clear(in);
+            break;
+        }
+        n++;
+    }
+    *n_inst = n;
+    free(fps);
+}
+
 static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
                               const kcw_cluster_status_t *const *clusters, size_t n_clusters,
                               int64_t now)
@@ -460,6 +518,8 @@ static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
     size_t n_inst = 0;
     int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, e->opts.external_labels, &inst,
                                    &n_inst);
+    if (rc == 0)
+        hold_healing(e, r, &inst, &n_inst, now);
     apply(e, r, rc, inst, n_inst, NULL, now);
     r->eval_seconds = seconds_since(e, t0);
 }

@@ -960,11 +960,10 @@ static void scope_verdict(kcw_remediator_t *r, target_t *t, const kcw_regex_t *r
     }
 }
 
-/* The note (and, when its siblings are restarted without it, the event) of
- * each unrecoverable FAILED task in scope goes to that task's own target, so
- * every alert's note is about its own task. */
+/* The note and event of each unrecoverable FAILED task in scope go to that
+ * task's own target, so every alert's note is about its own task. */
 static void note_unrecoverable_tasks(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
-                                     const kcw_connector_status_t *cs, bool emit_events)
+                                     const kcw_connector_status_t *cs)
 {
     size_t lo, hi;
     int id;
@@ -991,10 +990,7 @@ static void note_unrecoverable_tasks(kcw_remediator_t *r, target_t *t, const kcw
                  "cannot fix this failure",
                  pattern, origin);
         set_trace(own, tr);
-        if (emit_events)
-            say_once(r, own, KCW_REMEDIATION_UNRECOVERABLE, detail, tr);
-        else
-            snprintf(own->note, sizeof(own->note), "%s", detail);
+        say_once(r, own, KCW_REMEDIATION_UNRECOVERABLE, detail, tr);
     }
 }
 
@@ -1012,15 +1008,15 @@ static bool check_unrecoverable(kcw_remediator_t *r, target_t *t, const kcw_rege
     t->partial = false;
     if (cs) {
         scope_verdict(r, t, rule_re, cs, generation, scope);
-        if (t->verdict.unrec != SIZE_MAX && scope == KCW_SCOPE_FAILED) {
-            bool split = t->verdict.fixable && !t->verdict.unrec_connector;
-            note_unrecoverable_tasks(r, t, rule_re, cs, split);
-            if (split) {
-                t->partial = true;
-                if (!generation)
-                    t->verdict.valid = false;
-                return false;
-            }
+        if (t->verdict.unrec != SIZE_MAX && scope == KCW_SCOPE_FAILED &&
+            !t->verdict.unrec_connector) {
+            /* Only tasks are unrecoverable: each is reported on its own
+             * target; the connector target's note stays about its siblings. */
+            note_unrecoverable_tasks(r, t, rule_re, cs);
+            t->partial = t->verdict.fixable;
+            if (!generation)
+                t->verdict.valid = false;
+            return !t->partial;
         }
         if (t->verdict.unrec != SIZE_MAX) {
             int id;
@@ -2206,6 +2202,32 @@ int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *
     *out = v;
     *n_out = n;
     return 0;
+}
+
+static bool target_healing(const kcw_remediator_t *r, const target_t *t, int64_t now_ms)
+{
+    if (!t)
+        return false;
+    const kcw_restart_track_t *p = &t->policy;
+    if (t->in_flight || p->verifying)
+        return true;
+    return p->recovered && p->running_since_ms != 0 &&
+           now_ms - p->running_since_ms < r->conf->verify_timeout_ms;
+}
+
+bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_labels, int64_t now_ms)
+{
+    if (!r || !alert_labels || !r->conf)
+        return false;
+    const char *connector = kcw_labels_get(alert_labels, "connector");
+    size_t cidx;
+    const char *cname;
+    if (!connector || !resolve_cluster(r, alert_labels, &cidx, &cname))
+        return false;
+    int task = parse_task(alert_labels);
+    if (task >= 0 && target_healing(r, target_find(r, cname, connector, task), now_ms))
+        return true;
+    return target_healing(r, target_find(r, cname, connector, -1), now_ms);
 }
 
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)

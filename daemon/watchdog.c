@@ -139,6 +139,12 @@ static const char *hook_note(void *arg, const kcw_labels_t *labels)
     return wd->rem ? kcw_remediator_note(wd->rem, labels) : NULL;
 }
 
+static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    return wd->rem && kcw_remediator_healing(wd->rem, labels, now_ms);
+}
+
 static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
@@ -523,6 +529,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .restart = hook_restart,
                                 .budget = hook_budget,
                                 .note = hook_note,
+                                .healing = hook_healing,
                                 .notify = hook_notify,
                                 .flush = hook_flush,
                                 .transition = hook_transition,

@@ -63,6 +63,12 @@ typedef struct kcw_engine_hooks {
     int (*budget)(void *arg, kcw_instance_t **out, size_t *n_out);
     /* The remediation note of the alert's target, or NULL. */
     const char *(*note)(void *arg, const kcw_labels_t *alert_labels);
+    /* kcwatch's own restart of the alert's target is under way or being
+     * verified at now: a firing alert of a connect: rule with restart:
+     * whose instance went away (RESTARTING, or RUNNING for less than the
+     * verify period) stays firing, with its activeAt, instead of resolving.
+     * A restart must not fake a recovery. */
+    bool (*healing)(void *arg, const kcw_labels_t *alert_labels, int64_t now_ms);
     /* Every firing and resolved alert after a round; pointers live for the
      * call only. */
     void (*notify)(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms);

@@ -106,6 +106,12 @@ void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf
 typedef struct kcw_remediator kcw_remediator_t;
 typedef struct kcw_store kcw_store_t; /* store.h */
 
+/* kcwatch's restart of the alert's target (task target, else connector
+ * target) is in flight, awaiting its verdict, or judged recovered less than
+ * verify_timeout ago and not yet stable: the alert must not resolve yet
+ * (engine healing hook). */
+bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_labels, int64_t now_ms);
+
 /* cn may be NULL (until kcw_remediator_set_connect, or in tests): then the
  * cluster is the alert's cluster label and only the decisions that need no
  * Connect call are made. conf must outlive r (or be replaced with
