@@ -59,6 +59,7 @@ typedef struct group_state {
 typedef struct news {
     char *cluster, *connector;
     int task;
+    bool urgent; /* for a human now (flush), else with the group's next notification */
 } news_t;
 
 struct kcw_engine {
@@ -664,12 +665,16 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
             ptrs[i] = &v.items[i].alert;
         if (e->hooks.notify)
             e->hooks.notify(e->hooks.arg, ptrs, v.n, now_ms);
-        /* Remediation news is for a human now, not after group_wait. */
-        for (size_t f = 0; e->hooks.flush && f < e->n_news; f++)
-            for (size_t i = 0; i < v.n; i++)
+        /* Urgent remediation news is for a human now, not after group_wait;
+         * the rest goes out at once only to groups already notified. */
+        for (size_t f = 0; f < e->n_news; f++) {
+            void (*hook)(void *, const kcw_labels_t *) =
+                e->news[f].urgent ? e->hooks.flush : e->hooks.refresh;
+            for (size_t i = 0; hook && i < v.n; i++)
                 if (v.items[i].alert.state == KCW_ALERT_FIRING &&
                     news_matches(&v.items[i].alert.labels, &e->news[f]))
-                    e->hooks.flush(e->hooks.arg, &v.items[i].alert.labels);
+                    hook(e->hooks.arg, &v.items[i].alert.labels);
+        }
         free(ptrs);
     }
     news_clear(e);
@@ -678,16 +683,18 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
     free(v.items);
 }
 
-int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char *connector,
-                                int task)
+static int news_add(kcw_engine_t *e, const char *cluster, const char *connector, int task,
+                    bool urgent)
 {
     if (!connector)
         return -EINVAL;
     for (size_t i = 0; i < e->n_news; i++) {
-        const news_t *f = &e->news[i];
+        news_t *f = &e->news[i];
         if (f->task == task && strcmp(f->connector, connector) == 0 &&
-            ((!f->cluster && !cluster) || (f->cluster && cluster && !strcmp(f->cluster, cluster))))
+            ((!f->cluster && !cluster) || (f->cluster && cluster && !strcmp(f->cluster, cluster)))) {
+            f->urgent = f->urgent || urgent;
             return 0; /* already queued */
+        }
     }
     if (e->n_news >= MAX_NEWS)
         return -ENOBUFS;
@@ -703,6 +710,7 @@ int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char
     f->cluster = cluster ? strdup(cluster) : NULL;
     f->connector = strdup(connector);
     f->task = task;
+    f->urgent = urgent;
     if (!f->connector || (cluster && !f->cluster)) {
         free(f->cluster);
         free(f->connector);
@@ -710,6 +718,18 @@ int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char
     }
     e->n_news++;
     return 0;
+}
+
+int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char *connector,
+                                int task)
+{
+    return news_add(e, cluster, connector, task, true);
+}
+
+int kcw_engine_remediation_update(kcw_engine_t *e, const char *cluster, const char *connector,
+                                  int task)
+{
+    return news_add(e, cluster, connector, task, false);
 }
 
 bool kcw_engine_news_pending(const kcw_engine_t *e)

@@ -167,6 +167,13 @@ static void hook_flush(void *arg, const kcw_labels_t *labels)
         kcw_notifier_flush_for(wd->notifier, labels);
 }
 
+static void hook_refresh(void *arg, const kcw_labels_t *labels)
+{
+    kcw_watchdog_t *wd = arg;
+    if (wd->notifier)
+        kcw_notifier_refresh_for(wd->notifier, labels);
+}
+
 /* The moment of detection, visible without a receiver. */
 static void hook_transition(void *arg, const kcw_alert_t *a, const char *what, int64_t now_ms)
 {
@@ -400,13 +407,22 @@ static void on_remediation(const kcw_remediation_event_t *ev, void *arg)
         const char *lr[] = {"cluster", cluster, "result", result, NULL};
         kcw_metrics_add(wd->metrics, "kcwatch_restarts_total", lr, 1);
     }
-    /* Each of these changes what the alert's notification should say. */
-    if (ev->kind != KCW_REMEDIATION_UNRECOVERABLE &&
-        ev->kind != KCW_REMEDIATION_BUDGET_EXHAUSTED && ev->kind != KCW_REMEDIATION_SENT &&
-        ev->kind != KCW_REMEDIATION_SKIPPED && ev->kind != KCW_REMEDIATION_DRY_RUN)
+    /* Each of these changes what the alert's notification should say. A
+     * refusal needs a human now: its group goes out without waiting for
+     * group_wait. A restart sent does not: a group not yet notified keeps
+     * its group_wait, so a blip that a restart fixes pages nobody early. */
+    bool urgent = ev->kind == KCW_REMEDIATION_UNRECOVERABLE ||
+                  ev->kind == KCW_REMEDIATION_BUDGET_EXHAUSTED ||
+                  ev->kind == KCW_REMEDIATION_SKIPPED || ev->kind == KCW_REMEDIATION_DRY_RUN;
+    if (!urgent && ev->kind != KCW_REMEDIATION_SENT)
         return;
-    if (!wd->gen || kcw_engine_remediation_news(wd->gen->engine, ev->cluster, ev->connector,
-                                                ev->task) < 0)
+    if (!wd->gen)
+        return;
+    int rc = urgent ? kcw_engine_remediation_news(wd->gen->engine, ev->cluster, ev->connector,
+                                                  ev->task)
+                    : kcw_engine_remediation_update(wd->gen->engine, ev->cluster,
+                                                    ev->connector, ev->task);
+    if (rc < 0)
         return;
     /* Events can arrive from inside a round; notify from a fresh stack. */
     if (wd->started && !wd->stopping)
@@ -532,6 +548,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .healing = hook_healing,
                                 .notify = hook_notify,
                                 .flush = hook_flush,
+                                .refresh = hook_refresh,
                                 .transition = hook_transition,
                                 .state = hook_state,
                                 .gone = hook_gone,
