@@ -826,8 +826,10 @@ static void scope_range(const kcw_connector_status_t *cs, kcw_restart_scope_t sc
     }
 }
 
-/* First FAILED instance index in scope, or SIZE_MAX. */
-static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+/* First instance index in scope (only FAILED ones if failed_only), or
+ * SIZE_MAX. */
+static size_t first_in_scope(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task,
+                             bool failed_only)
 {
     size_t lo, hi;
     int id;
@@ -835,9 +837,14 @@ static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t
     const char *tr;
     scope_range(cs, scope, task, &lo, &hi);
     for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++)
-        if (in_scope(scope, task, id) && st == KCW_STATE_FAILED)
+        if (in_scope(scope, task, id) && (!failed_only || st == KCW_STATE_FAILED))
             return i;
     return SIZE_MAX;
+}
+
+static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+{
+    return first_in_scope(cs, scope, task, true);
 }
 
 /* First FAILED instance in scope (its trace via *trace), or false. */
@@ -867,15 +874,11 @@ static bool restarts_running(const kcw_rule_t *rule, kcw_restart_scope_t scope)
 /* The instance in scope is RUNNING (scope task or connector only). */
 static bool scope_running(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
 {
-    size_t lo, hi;
     int id;
-    kcw_state_t st;
+    kcw_state_t st = KCW_STATE_UNKNOWN;
     const char *tr;
-    scope_range(cs, scope, task, &lo, &hi);
-    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++)
-        if (in_scope(scope, task, id))
-            return st == KCW_STATE_RUNNING;
-    return false;
+    size_t i = first_in_scope(cs, scope, task, false);
+    return i != SIZE_MAX && instance_at(cs, i, &id, &st, &tr) && st == KCW_STATE_RUNNING;
 }
 
 static bool operator_stopped(const kcw_connector_status_t *cs)
