@@ -477,7 +477,8 @@ static void hold_healing(kcw_engine_t *e, rule_state_t *r, kcw_instance_t **inst
         return;
     for (size_t i = 0; i < *n_inst; i++)
         fps[i] = kcw_labels_fingerprint(&(*inst)[i].labels);
-    qsort(fps, *n_inst, sizeof(*fps), cmp_u64);
+    if (*n_inst)
+        qsort(fps, *n_inst, sizeof(*fps), cmp_u64);
     kcw_instance_t *grown = NULL;
     size_t n = *n_inst;
     for (size_t i = 0; i < n_set; i++) {
