@@ -1427,7 +1427,7 @@ static void on_poll_resp(cluster_t *cl, const req_t *r, const kcw_http_resp_t *r
 
 /* --- one-off calls ----------------------------------------------------------------- */
 
-static void deliver_error(req_t *r, long status, const char *err)
+static void deliver_error_after(req_t *r, long status, const char *err, int64_t retry_after_ms)
 {
     switch (r->kind) {
     case REQ_FETCH_STATUS:
@@ -1437,11 +1437,16 @@ static void deliver_error(req_t *r, long status, const char *err)
         r->cb.version(NULL, err, r->arg);
         break;
     case REQ_RESTART:
-        r->cb.restart(status, NULL, err, r->arg);
+        r->cb.restart(status, NULL, err, retry_after_ms, r->arg);
         break;
     default:
         break;
     }
+}
+
+static void deliver_error(req_t *r, long status, const char *err)
+{
+    deliver_error_after(r, status, err, -1);
 }
 
 /* Nothing left the machine: safe to send even a POST to another worker. */
@@ -1512,7 +1517,7 @@ static bool on_call_resp(req_t *r, const kcw_http_resp_t *resp)
                 return false;
             }
             if (r->kind == REQ_RESTART)
-                r->cb.restart(resp->status, &st, NULL, r->arg);
+                r->cb.restart(resp->status, &st, NULL, -1, r->arg);
             else
                 r->cb.status(resp->status, &st, NULL, r->arg);
             kcw_connector_status_clear(&st);
@@ -1524,7 +1529,7 @@ static bool on_call_resp(req_t *r, const kcw_http_resp_t *resp)
             return false;
         }
         describe_http_error(resp, msg, sizeof(msg));
-        deliver_error(r, resp->status, msg);
+        deliver_error_after(r, resp->status, msg, resp->retry_after_ms);
         return false;
     }
     default:

@@ -59,6 +59,7 @@ typedef struct group_state {
 typedef struct news {
     char *cluster, *connector;
     int task;
+    bool urgent; /* for a human now (flush), else with the group's next notification */
 } news_t;
 
 struct kcw_engine {
@@ -451,6 +452,65 @@ static void apply(kcw_engine_t *e, rule_state_t *r, int rc, kcw_instance_t *inst
     report_transitions(e, r, r->set, now);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Firing alerts of a restart: rule whose instance went away while the
+ * healing hook says kcwatch's restart of the target is being verified: their
+ * instance is put back as it was, so the alert stays firing (a restart's
+ * RESTARTING is not a recovery). Linear-logarithmic in the rule's alerts.
+ * Out of memory: the alerts resolve as before. */
+static void hold_healing(kcw_engine_t *e, rule_state_t *r, kcw_instance_t **inst, size_t *n_inst,
+                         int64_t now)
+{
+    if (!e->hooks.healing || !r->rule->restart.enabled || !r->set)
+        return;
+    size_t n_set = kcw_alert_set_count(r->set);
+    size_t n_firing = kcw_alert_set_count_state(r->set, KCW_ALERT_FIRING);
+    if (n_firing == 0)
+        return;
+    uint64_t *fps = *n_inst ? malloc(*n_inst * sizeof(*fps)) : NULL;
+    if (*n_inst && !fps)
+        return;
+    for (size_t i = 0; i < *n_inst; i++)
+        fps[i] = kcw_labels_fingerprint(&(*inst)[i].labels);
+    if (*n_inst)
+        qsort(fps, *n_inst, sizeof(*fps), cmp_u64);
+    kcw_instance_t *grown = NULL;
+    size_t n = *n_inst;
+    for (size_t i = 0; i < n_set; i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(r->set, i);
+        if (a->state != KCW_ALERT_FIRING)
+            continue;
+        uint64_t fp = kcw_labels_fingerprint(&a->labels);
+        if (*n_inst && bsearch(&fp, fps, *n_inst, sizeof(*fps), cmp_u64))
+            continue;
+        if (!e->hooks.healing(e->hooks.arg, &a->labels, now))
+            continue;
+        if (!grown) {
+            grown = realloc(*inst, (*n_inst + n_firing) * sizeof(*grown));
+            if (!grown)
+                break;
+            *inst = grown;
+        }
+        kcw_instance_t *in = &grown[n];
+        memset(in, 0, sizeof(*in));
+        in->value = a->value;
+        if (kcw_labels_copy(&in->labels, &a->labels) < 0 ||
+            kcw_labels_copy(&in->annotations, &a->annotations) < 0 ||
+            (a->trace && !(in->trace = strdup(a->trace)))) {
+            kcw_instance_clear(in);
+            break;
+        }
+        n++;
+    }
+    *n_inst = n;
+    free(fps);
+}
+
 static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
                               const kcw_cluster_status_t *const *clusters, size_t n_clusters,
                               int64_t now)
@@ -460,6 +520,8 @@ static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
     size_t n_inst = 0;
     int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, e->opts.external_labels, &inst,
                                    &n_inst);
+    if (rc == 0)
+        hold_healing(e, r, &inst, &n_inst, now);
     apply(e, r, rc, inst, n_inst, NULL, now);
     r->eval_seconds = seconds_since(e, t0);
 }
@@ -604,12 +666,16 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
             ptrs[i] = &v.items[i].alert;
         if (e->hooks.notify)
             e->hooks.notify(e->hooks.arg, ptrs, v.n, now_ms);
-        /* Remediation news is for a human now, not after group_wait. */
-        for (size_t f = 0; e->hooks.flush && f < e->n_news; f++)
-            for (size_t i = 0; i < v.n; i++)
+        /* Urgent remediation news is for a human now, not after group_wait;
+         * the rest goes out at once only to groups already notified. */
+        for (size_t f = 0; f < e->n_news; f++) {
+            void (*hook)(void *, const kcw_labels_t *) =
+                e->news[f].urgent ? e->hooks.flush : e->hooks.refresh;
+            for (size_t i = 0; hook && i < v.n; i++)
                 if (v.items[i].alert.state == KCW_ALERT_FIRING &&
                     news_matches(&v.items[i].alert.labels, &e->news[f]))
-                    e->hooks.flush(e->hooks.arg, &v.items[i].alert.labels);
+                    hook(e->hooks.arg, &v.items[i].alert.labels);
+        }
         free(ptrs);
     }
     news_clear(e);
@@ -618,16 +684,18 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
     free(v.items);
 }
 
-int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char *connector,
-                                int task)
+static int news_add(kcw_engine_t *e, const char *cluster, const char *connector, int task,
+                    bool urgent)
 {
     if (!connector)
         return -EINVAL;
     for (size_t i = 0; i < e->n_news; i++) {
-        const news_t *f = &e->news[i];
+        news_t *f = &e->news[i];
         if (f->task == task && strcmp(f->connector, connector) == 0 &&
-            ((!f->cluster && !cluster) || (f->cluster && cluster && !strcmp(f->cluster, cluster))))
+            ((!f->cluster && !cluster) || (f->cluster && cluster && !strcmp(f->cluster, cluster)))) {
+            f->urgent = f->urgent || urgent;
             return 0; /* already queued */
+        }
     }
     if (e->n_news >= MAX_NEWS)
         return -ENOBUFS;
@@ -643,6 +711,7 @@ int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char
     f->cluster = cluster ? strdup(cluster) : NULL;
     f->connector = strdup(connector);
     f->task = task;
+    f->urgent = urgent;
     if (!f->connector || (cluster && !f->cluster)) {
         free(f->cluster);
         free(f->connector);
@@ -650,6 +719,18 @@ int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char
     }
     e->n_news++;
     return 0;
+}
+
+int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char *connector,
+                                int task)
+{
+    return news_add(e, cluster, connector, task, true);
+}
+
+int kcw_engine_remediation_update(kcw_engine_t *e, const char *cluster, const char *connector,
+                                  int task)
+{
+    return news_add(e, cluster, connector, task, false);
 }
 
 bool kcw_engine_news_pending(const kcw_engine_t *e)

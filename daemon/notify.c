@@ -1591,7 +1591,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
     arm_group_timer(n);
 }
 
-void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels)
+static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool before_first)
 {
     if (!n || !labels || n->closing)
         return;
@@ -1599,9 +1599,21 @@ void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels)
     group_t *g = group_find(n, group_hash(rt, group_by_all(rt), labels), labels);
     if (!g)
         return; /* not firing yet: its group will be notified in due course */
+    if (!before_first && !g->notified)
+        return; /* its first notification, after group_wait, carries the news */
     g->due_ms = INT64_MIN;
     g->forced = true;
     arm_group_timer(n);
+}
+
+void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels)
+{
+    group_force(n, labels, true);
+}
+
+void kcw_notifier_refresh_for(kcw_notifier_t *n, const kcw_labels_t *labels)
+{
+    group_force(n, labels, false);
 }
 
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n)

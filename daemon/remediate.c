@@ -142,10 +142,12 @@ void kcw_restart_policy_defer(kcw_restart_track_t *t, const kcw_remediation_conf
 }
 
 void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
-                              int64_t now_ms)
+                              int64_t now_ms, int64_t retry_after_ms)
 {
     int64_t d = conf->backoff_initial_ms < RETRY_DELAY_MAX_MS ? conf->backoff_initial_ms
                                                               : RETRY_DELAY_MAX_MS;
+    if (retry_after_ms > d)
+        d = retry_after_ms; /* the server said when; http_client caps it at a day */
     t->next_allowed_ms = now_ms + (d > 0 ? d : 0);
 }
 
@@ -273,6 +275,7 @@ typedef struct mark {
     int id;
     uint64_t trace_hash;
     bool left_failed; /* seen in another state since the restart */
+    bool held;        /* FAILED with an unrecoverable trace: left out of the restart */
 } mark_t;
 
 typedef struct target {
@@ -290,6 +293,9 @@ typedef struct target {
     char note[NOTE_MAX];
     uint64_t said; /* last repeated decision already reported (0: none) */
     bool in_flight;
+    bool restart_running; /* a PromQL rule asks: its alert is the evidence */
+    bool partial; /* scope failed: fixable instances restart one by one, the
+                   * unrecoverable ones are left (check_unrecoverable) */
     bool exhausted_reported;
     int64_t last_seen_ms; /* last consider */
     /* What the last poll says about this target, worked out once per model
@@ -301,6 +307,8 @@ typedef struct target {
         uint64_t generation, rules; /* model stamp; unrecoverable_key() */
         kcw_restart_scope_t scope;
         bool failed;    /* an instance in scope is FAILED */
+        bool fixable;   /* a FAILED instance in scope is not unrecoverable */
+        bool unrec_connector; /* the connector instance itself is unrecoverable */
         size_t unrec;   /* instance index of the first unrecoverable one, or SIZE_MAX */
         long pattern;   /* -1 rule_re, else index in r->unrecoverable */
     } verdict;
@@ -314,6 +322,7 @@ typedef struct req {
     int task;
     char *line;
     long http;
+    int64_t retry_after_ms; /* the answer's Retry-After, -1 if none */
     char *err;
 } req_t;
 
@@ -329,6 +338,9 @@ typedef struct action {
     char *connector;
     kcw_restart_scope_t scope;
     int task;
+    bool restart_running; /* the target may be RUNNING (PromQL rule) */
+    bool partial;         /* restarts only the fixable FAILED instances, task by task */
+    bool was_running;     /* it was: the events say why it was restarted */
     char *unless_src; /* the rule's unless_trace, compiled again after the re-read */
     kcw_connector_status_t fresh;
     bool have_fresh;
@@ -814,8 +826,10 @@ static void scope_range(const kcw_connector_status_t *cs, kcw_restart_scope_t sc
     }
 }
 
-/* First FAILED instance index in scope, or SIZE_MAX. */
-static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+/* First instance index in scope (only FAILED ones if failed_only), or
+ * SIZE_MAX. */
+static size_t first_in_scope(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task,
+                             bool failed_only)
 {
     size_t lo, hi;
     int id;
@@ -823,9 +837,14 @@ static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t
     const char *tr;
     scope_range(cs, scope, task, &lo, &hi);
     for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++)
-        if (in_scope(scope, task, id) && st == KCW_STATE_FAILED)
+        if (in_scope(scope, task, id) && (!failed_only || st == KCW_STATE_FAILED))
             return i;
     return SIZE_MAX;
+}
+
+static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+{
+    return first_in_scope(cs, scope, task, true);
 }
 
 /* First FAILED instance in scope (its trace via *trace), or false. */
@@ -841,6 +860,25 @@ static bool scope_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t s
         instance_at(cs, i, &id, &st, trace);
     }
     return true;
+}
+
+/* A PromQL alert (expr rule) under scope task or connector names one
+ * instance and is itself the evidence that it needs a restart, whatever
+ * Connect says: a RUNNING task stuck on record errors, for example. Scope
+ * failed restarts only FAILED instances by definition. */
+static bool restarts_running(const kcw_rule_t *rule, kcw_restart_scope_t scope)
+{
+    return rule->expr && (scope == KCW_SCOPE_TASK || scope == KCW_SCOPE_CONNECTOR);
+}
+
+/* The instance in scope is RUNNING (scope task or connector only). */
+static bool scope_running(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+{
+    int id;
+    kcw_state_t st = KCW_STATE_UNKNOWN;
+    const char *tr;
+    size_t i = first_in_scope(cs, scope, task, false);
+    return i != SIZE_MAX && instance_at(cs, i, &id, &st, &tr) && st == KCW_STATE_RUNNING;
 }
 
 static bool operator_stopped(const kcw_connector_status_t *cs)
@@ -898,6 +936,8 @@ static void scope_verdict(kcw_remediator_t *r, target_t *t, const kcw_regex_t *r
     t->verdict.rules = key;
     t->verdict.scope = scope;
     t->verdict.failed = false;
+    t->verdict.fixable = false;
+    t->verdict.unrec_connector = false;
     t->verdict.unrec = SIZE_MAX;
     t->verdict.pattern = -2;
     size_t lo, hi;
@@ -910,25 +950,77 @@ static void scope_verdict(kcw_remediator_t *r, target_t *t, const kcw_regex_t *r
             continue;
         t->verdict.failed = true;
         long p = unrecoverable_index(r, rule_re, tr);
-        if (p != -2) {
+        if (p == -2) {
+            t->verdict.fixable = true;
+            continue;
+        }
+        if (id < 0)
+            t->verdict.unrec_connector = true;
+        if (t->verdict.unrec == SIZE_MAX) {
             t->verdict.unrec = i;
             t->verdict.pattern = p;
-            break;
         }
     }
 }
 
-/* Checks every FAILED trace in scope plus extra (the alert's). Restarts are
- * all-or-nothing per target (KIP-745 restarts every FAILED instance), so one
- * unrecoverable instance holds the whole target. true when reported.
+/* The note and event of each unrecoverable FAILED task in scope go to that
+ * task's own target, so every alert's note is about its own task. */
+static void note_unrecoverable_tasks(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
+                                     const kcw_connector_status_t *cs)
+{
+    size_t lo, hi;
+    int id;
+    kcw_state_t st;
+    const char *tr;
+    scope_range(cs, t->scope, t->task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++) {
+        if (id < 0 || !in_scope(t->scope, t->task, id) || st != KCW_STATE_FAILED)
+            continue;
+        long p = unrecoverable_index(r, rule_re, tr);
+        if (p == -2)
+            continue;
+        target_t *own = target_get(r, t->cluster, t->cluster_name, t->connector, id);
+        if (!own || own == t)
+            continue;
+        if (!own->in_flight && !track_has_history(&own->policy))
+            own->scope = KCW_SCOPE_TASK;
+        own->last_seen_ms = t->last_seen_ms;
+        const char *origin = NULL;
+        const char *pattern = pattern_source(r, rule_re, p, &origin);
+        char detail[NOTE_MAX];
+        snprintf(detail, sizeof(detail),
+                 "not restarted: trace matches unrecoverable pattern '%s' (%s); restarting "
+                 "cannot fix this failure",
+                 pattern, origin);
+        set_trace(own, tr);
+        say_once(r, own, KCW_REMEDIATION_UNRECOVERABLE, detail, tr);
+    }
+}
+
+/* Checks every FAILED trace in scope plus extra (the alert's). Under scope
+ * failed, unrecoverable tasks beside fixable FAILED ones do not hold their
+ * siblings: t->partial is set, the fixable ones are restarted task by task
+ * and false is returned. Otherwise one unrecoverable instance holds the
+ * whole target (KIP-745 restarts every FAILED instance). true when reported.
  * generation stamps cs (0: not cached, a one-off model such as a re-read). */
 static bool check_unrecoverable(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
                                 const kcw_connector_status_t *cs, uint64_t generation,
                                 kcw_restart_scope_t scope, const char *extra)
 {
     const char *origin = NULL, *pattern = NULL, *trace = NULL;
+    t->partial = false;
     if (cs) {
         scope_verdict(r, t, rule_re, cs, generation, scope);
+        if (t->verdict.unrec != SIZE_MAX && scope == KCW_SCOPE_FAILED &&
+            !t->verdict.unrec_connector) {
+            /* Only tasks are unrecoverable: each is reported on its own
+             * target; the connector target's note stays about its siblings. */
+            note_unrecoverable_tasks(r, t, rule_re, cs);
+            t->partial = t->verdict.fixable;
+            if (!generation)
+                t->verdict.valid = false;
+            return !t->partial;
+        }
         if (t->verdict.unrec != SIZE_MAX) {
             int id;
             kcw_state_t st;
@@ -1013,7 +1105,7 @@ static void action_retry(action_t *a, const char *why)
     char detail[NOTE_MAX];
     snprintf(detail, sizeof(detail), "restart deferred: %s; retried later, not counted",
              why ? why : "error");
-    kcw_restart_policy_retry(&t->policy, r->conf, clock_now(r));
+    kcw_restart_policy_retry(&t->policy, r->conf, clock_now(r), -1);
     say_once(r, t, KCW_REMEDIATION_RETRY, detail, NULL);
 }
 
@@ -1044,6 +1136,7 @@ static req_t *action_add_req(action_t *a, kcw_restart_kind_t kind, int task)
         return NULL;
     q->a = a;
     q->kind = kind;
+    q->retry_after_ms = -1;
     q->task = task;
     char line[REQUEST_MAX];
     line[0] = '\0';
@@ -1065,9 +1158,18 @@ static outcome_t classify(long http)
         return OUT_OK;
     if (http == 404)
         return OUT_GONE; /* connector (or task config) gone: nothing to restart */
-    if (http == 409 || http == 0)
-        return OUT_RETRY; /* §7.2 rebalance, or transport: not counted */
+    if (http == 409 || http == 429 || http == 0)
+        return OUT_RETRY; /* §7.2 rebalance, rate limited, or transport: not counted */
     return OUT_FAILED;    /* 500 (§7.3/§7.4) and anything else: a failed attempt */
+}
+
+/* A request of a restarts instance id. */
+static bool action_restarts(const action_t *a, int id)
+{
+    for (size_t i = 0; i < a->n_reqs; i++)
+        if (a->reqs[i]->task == id)
+            return true;
+    return false;
 }
 
 /* The instances this attempt restarts, for verification. */
@@ -1092,6 +1194,7 @@ static void remember_marks(target_t *t, const action_t *a)
             m[n].id = id;
             m[n].trace_hash = trace_hash(tr);
             m[n].left_failed = false;
+            m[n].held = a->partial && !action_restarts(a, id);
             n++;
         }
     }
@@ -1108,7 +1211,10 @@ static void action_finish(action_t *a)
     const kcw_remediation_conf_t *conf = r->conf;
     int64_t now = clock_now(r);
     bool ok = false, failed = false, retry = false;
+    int64_t retry_after = -1;
     for (size_t i = 0; i < a->n_reqs; i++) {
+        if (a->reqs[i]->retry_after_ms > retry_after)
+            retry_after = a->reqs[i]->retry_after_ms;
         switch (classify(a->reqs[i]->http)) {
         case OUT_OK:
             ok = true;
@@ -1132,7 +1238,7 @@ static void action_finish(action_t *a)
         if (failed)
             t->policy.verifying = false; /* the reply itself is the verdict */
     } else if (retry) {
-        kcw_restart_policy_retry(&t->policy, conf, now);
+        kcw_restart_policy_retry(&t->policy, conf, now, retry_after);
     }
     int attempt = t->policy.n_attempts;
     char at[96];
@@ -1144,7 +1250,13 @@ static void action_finish(action_t *a)
         switch (classify(q->http)) {
         case OUT_OK:
             kind = KCW_REMEDIATION_SENT;
-            snprintf(detail, sizeof(detail), "restart sent (%s)", at);
+            if (a->was_running)
+                snprintf(detail, sizeof(detail),
+                         "restart sent: %s was RUNNING, restarted because %s fires (%s)",
+                         q->task >= 0 ? "task" : "connector", t->rule ? t->rule : "its alert",
+                         at);
+            else
+                snprintf(detail, sizeof(detail), "restart sent (%s)", at);
             break;
         case OUT_FAILED:
             kind = KCW_REMEDIATION_FAILED;
@@ -1160,6 +1272,11 @@ static void action_finish(action_t *a)
                 snprintf(detail, sizeof(detail),
                          "restart deferred: HTTP 409 (rebalance under way); retried later, not "
                          "counted");
+            else if (q->http == 429)
+                snprintf(detail, sizeof(detail),
+                         "restart deferred: HTTP 429 (rate limited); retried after %lld ms, not "
+                         "counted",
+                         (long long)(t->policy.next_allowed_ms - now));
             else
                 snprintf(detail, sizeof(detail), "restart deferred: %s; retried later, not counted",
                          q->err ? q->err : "request failed");
@@ -1172,8 +1289,13 @@ static void action_finish(action_t *a)
         }
         emit(r, t, kind, q->task, q->line, q->http, detail, t->trace, attempt);
     }
-    if (counted && !failed)
-        snprintf(t->note, sizeof(t->note), "restart sent (%s)", at);
+    if (counted && !failed) {
+        if (a->was_running)
+            snprintf(t->note, sizeof(t->note), "restart sent: was RUNNING, the alert asked (%s)",
+                     at);
+        else
+            snprintf(t->note, sizeof(t->note), "restart sent (%s)", at);
+    }
     if (retry || counted)
         track_save(r, t);
     kcw_store_commit(r->store);
@@ -1187,7 +1309,7 @@ static void req_done(action_t *a)
 }
 
 static void on_restart(long http_status, const kcw_connector_status_t *status, const char *err,
-                       void *arg);
+                       int64_t retry_after_ms, void *arg);
 
 /* Sends q; a reply is owed unless it could not be queued (then it is
  * recorded as a transport failure right away). */
@@ -1206,7 +1328,7 @@ static void req_send(action_t *a, req_t *q)
 }
 
 static void on_restart(long http_status, const kcw_connector_status_t *status, const char *err,
-                       void *arg)
+                       int64_t retry_after_ms, void *arg)
 {
     (void)status;
     req_t *q = arg;
@@ -1216,6 +1338,7 @@ static void on_restart(long http_status, const kcw_connector_status_t *status, c
         return;
     }
     q->http = http_status;
+    q->retry_after_ms = retry_after_ms;
     free(q->err);
     q->err = err ? strdup(err) : NULL;
     if (http_status == 204 && q->kind == KCW_RESTART_FAILED_KIP745 && a->cn == a->r->cn) {
@@ -1299,6 +1422,34 @@ static void action_plan(action_t *a, bool legacy)
             ok = action_add_req(a, KCW_RESTART_CONNECTOR, -1) != NULL;
         break;
     }
+    if (!ok) {
+        action_retry(a, "out of memory");
+        action_end(a);
+        return;
+    }
+    action_dispatch(a);
+}
+
+/* Scope failed with unrecoverable tasks beside fixable ones: the fixable
+ * FAILED tasks by per-task restarts (every version has them), the rest left.
+ * The held ones were reported by check_unrecoverable(). */
+static void action_plan_partial(action_t *a)
+{
+    kcw_remediator_t *r = a->r;
+    const kcw_connector_status_t *cs = &a->fresh;
+    kcw_regex_t *rule_re = NULL;
+    if (a->unless_src) {
+        char e[256];
+        if (kcw_regex_compile(a->unless_src, false, &rule_re, e, sizeof(e)) < 0)
+            rule_re = NULL;
+    }
+    bool ok = true;
+    for (size_t i = 0; ok && i < cs->n_tasks; i++) {
+        const kcw_task_status_t *ts = &cs->tasks[i];
+        if (ts->state == KCW_STATE_FAILED && unrecoverable_index(r, rule_re, ts->trace) == -2)
+            ok = action_add_req(a, KCW_RESTART_TASK, ts->id) != NULL;
+    }
+    kcw_regex_free(rule_re);
     if (!ok) {
         action_retry(a, "out of memory");
         action_end(a);
@@ -1398,10 +1549,14 @@ static void on_status(long http_status, const kcw_connector_status_t *status, co
     }
     const char *trace = NULL;
     if (!scope_failed(cs, a->scope, a->task, &trace)) {
-        snprintf(t->note, sizeof(t->note), "not restarted: no longer FAILED");
-        action_end(a);
-        action_unref(a);
-        return;
+        if (a->restart_running && scope_running(cs, a->scope, a->task)) {
+            a->was_running = true;
+        } else {
+            snprintf(t->note, sizeof(t->note), "not restarted: no longer FAILED");
+            action_end(a);
+            action_unref(a);
+            return;
+        }
     }
     kcw_regex_t *rule_re = NULL;
     if (a->unless_src) {
@@ -1410,14 +1565,33 @@ static void on_status(long http_status, const kcw_connector_status_t *status, co
             rule_re = NULL; /* it compiled at rule load; only OOM gets here */
     }
     bool unrecoverable = check_unrecoverable(r, t, rule_re, cs, 0, a->scope, NULL);
-    kcw_regex_free(rule_re);
     if (unrecoverable) {
+        kcw_regex_free(rule_re);
         action_end(a);
         action_unref(a);
         return;
     }
+    if (t->partial && a->scope == KCW_SCOPE_FAILED) {
+        /* The fixable FAILED tasks on their own; their trace for the events. */
+        trace = NULL;
+        a->partial = true;
+        for (size_t i = 0; i < cs->n_tasks; i++) {
+            const kcw_task_status_t *ts = &cs->tasks[i];
+            if (ts->state != KCW_STATE_FAILED ||
+                unrecoverable_index(r, rule_re, ts->trace) != -2)
+                continue;
+            if (!trace)
+                trace = ts->trace;
+        }
+    }
+    kcw_regex_free(rule_re);
     set_trace(t, trace);
     if (action_stale_client(a)) {
+        action_unref(a);
+        return;
+    }
+    if (a->partial) {
+        action_plan_partial(a);
         action_unref(a);
         return;
     }
@@ -1462,6 +1636,7 @@ static void action_start(kcw_remediator_t *r, target_t *t, const kcw_rule_t *rul
     a->slot = (size_t)slot;
     a->scope = scope;
     a->task = t->task;
+    a->restart_running = t->restart_running;
     a->next = r->actions;
     if (r->actions)
         r->actions->prev = a;
@@ -1605,7 +1780,7 @@ static int on_stored_track(const kcw_store_track_t *row, void *arg)
     t->marks = row->n_marks ? calloc(row->n_marks, sizeof(*t->marks)) : NULL;
     t->n_marks = t->marks ? row->n_marks : 0;
     for (size_t i = 0; i < t->n_marks; i++)
-        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i]};
+        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i], false};
     return 0;
 }
 
@@ -1710,6 +1885,7 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
         return;
     }
     t->scope = scope;
+    t->restart_running = restarts_running(rule, scope);
     t->last_seen_ms = now_ms;
     if (rule->alert && (!t->rule || strcmp(t->rule, rule->alert) != 0)) {
         char *name = strdup(rule->alert);
@@ -1754,7 +1930,25 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
         if (!t->verdict.failed) {
             if (!generation)
                 t->verdict.valid = false;
-            return; /* alert not resolved yet, but nothing is FAILED */
+            if (!t->restart_running) {
+                if (rule->expr) {
+                    /* Silence here read as a restart that never came. */
+                    snprintf(detail, sizeof(detail),
+                             "not restarted: nothing in scope is FAILED (restart scope failed "
+                             "restarts FAILED instances only; use scope task or connector to "
+                             "restart what this alert names)");
+                    say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+                }
+                return; /* alert not resolved yet, but nothing is FAILED */
+            }
+            if (!scope_running(cs, scope, task)) {
+                snprintf(detail, sizeof(detail),
+                         "not restarted: the %s is neither RUNNING nor FAILED (in transition "
+                         "or gone)",
+                         task >= 0 ? "task" : "connector");
+                say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+                return;
+            }
         }
     }
     verify_overdue(r, t, now_ms);
@@ -1809,8 +2003,10 @@ static kcw_state_t target_state(target_t *t, const kcw_connector_status_t *cs, b
     for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++) {
         if (!in_scope(t->scope, t->task, id))
             continue;
-        any = true;
         mark_t *m = mark_find(t, id);
+        if (m && m->held && st == KCW_STATE_FAILED && m->trace_hash == trace_hash(tr))
+            continue; /* left out of the restart: not its verdict */
+        any = true;
         if (st == KCW_STATE_FAILED) {
             any_failed = true;
             if (!m || m->left_failed || m->trace_hash != trace_hash(tr))
@@ -2009,6 +2205,32 @@ int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *
     *out = v;
     *n_out = n;
     return 0;
+}
+
+static bool target_healing(const kcw_remediator_t *r, const target_t *t, int64_t now_ms)
+{
+    if (!t)
+        return false;
+    const kcw_restart_track_t *p = &t->policy;
+    if (t->in_flight || p->verifying)
+        return true;
+    return p->recovered && p->running_since_ms != 0 &&
+           now_ms - p->running_since_ms < r->conf->verify_timeout_ms;
+}
+
+bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_labels, int64_t now_ms)
+{
+    if (!r || !alert_labels || !r->conf)
+        return false;
+    const char *connector = kcw_labels_get(alert_labels, "connector");
+    size_t cidx;
+    const char *cname;
+    if (!connector || !resolve_cluster(r, alert_labels, &cidx, &cname))
+        return false;
+    int task = parse_task(alert_labels);
+    if (task >= 0 && target_healing(r, target_find(r, cname, connector, task), now_ms))
+        return true;
+    return target_healing(r, target_find(r, cname, connector, -1), now_ms);
 }
 
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)

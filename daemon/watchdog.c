@@ -139,6 +139,12 @@ static const char *hook_note(void *arg, const kcw_labels_t *labels)
     return wd->rem ? kcw_remediator_note(wd->rem, labels) : NULL;
 }
 
+static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    return wd->rem && kcw_remediator_healing(wd->rem, labels, now_ms);
+}
+
 static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
@@ -159,6 +165,13 @@ static void hook_flush(void *arg, const kcw_labels_t *labels)
     kcw_watchdog_t *wd = arg;
     if (wd->notifier)
         kcw_notifier_flush_for(wd->notifier, labels);
+}
+
+static void hook_refresh(void *arg, const kcw_labels_t *labels)
+{
+    kcw_watchdog_t *wd = arg;
+    if (wd->notifier)
+        kcw_notifier_refresh_for(wd->notifier, labels);
 }
 
 /* The moment of detection, visible without a receiver. */
@@ -394,13 +407,22 @@ static void on_remediation(const kcw_remediation_event_t *ev, void *arg)
         const char *lr[] = {"cluster", cluster, "result", result, NULL};
         kcw_metrics_add(wd->metrics, "kcwatch_restarts_total", lr, 1);
     }
-    /* Each of these changes what the alert's notification should say. */
-    if (ev->kind != KCW_REMEDIATION_UNRECOVERABLE &&
-        ev->kind != KCW_REMEDIATION_BUDGET_EXHAUSTED && ev->kind != KCW_REMEDIATION_SENT &&
-        ev->kind != KCW_REMEDIATION_SKIPPED && ev->kind != KCW_REMEDIATION_DRY_RUN)
+    /* Each of these changes what the alert's notification should say. A
+     * refusal needs a human now: its group goes out without waiting for
+     * group_wait. A restart sent does not: a group not yet notified keeps
+     * its group_wait, so a blip that a restart fixes pages nobody early. */
+    bool urgent = ev->kind == KCW_REMEDIATION_UNRECOVERABLE ||
+                  ev->kind == KCW_REMEDIATION_BUDGET_EXHAUSTED ||
+                  ev->kind == KCW_REMEDIATION_SKIPPED || ev->kind == KCW_REMEDIATION_DRY_RUN;
+    if (!urgent && ev->kind != KCW_REMEDIATION_SENT)
         return;
-    if (!wd->gen || kcw_engine_remediation_news(wd->gen->engine, ev->cluster, ev->connector,
-                                                ev->task) < 0)
+    if (!wd->gen)
+        return;
+    int rc = urgent ? kcw_engine_remediation_news(wd->gen->engine, ev->cluster, ev->connector,
+                                                  ev->task)
+                    : kcw_engine_remediation_update(wd->gen->engine, ev->cluster,
+                                                    ev->connector, ev->task);
+    if (rc < 0)
         return;
     /* Events can arrive from inside a round; notify from a fresh stack. */
     if (wd->started && !wd->stopping)
@@ -523,8 +545,10 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .restart = hook_restart,
                                 .budget = hook_budget,
                                 .note = hook_note,
+                                .healing = hook_healing,
                                 .notify = hook_notify,
                                 .flush = hook_flush,
+                                .refresh = hook_refresh,
                                 .transition = hook_transition,
                                 .state = hook_state,
                                 .gone = hook_gone,

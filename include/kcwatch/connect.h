@@ -184,10 +184,12 @@ char *kcw_connect_restart_describe(const kcw_connect_t *cn, size_t cluster_idx,
                                    const char *connector, int task, kcw_restart_kind_t kind,
                                    char *buf, size_t n);
 
-/* Result of a restart call: http_status 202/204/404/409/500..., or 0 with err
- * on transport failure. status is the parsed 202 body (tasks sorted) or NULL. */
+/* Result of a restart call: http_status 202/204/404/409/429/500..., or 0 with
+ * err on transport failure. status is the parsed 202 body (tasks sorted) or
+ * NULL. retry_after_ms is the answer's Retry-After (a 429 or 503 from the
+ * worker or a proxy in front of it), -1 when absent. */
 typedef void (*kcw_connect_restart_cb)(long http_status, const kcw_connector_status_t *status,
-                                       const char *err, void *arg);
+                                       const char *err, int64_t retry_after_ms, void *arg);
 int kcw_connect_restart(kcw_connect_t *cn, size_t cluster_idx, const char *connector, int task,
                         kcw_restart_kind_t kind, kcw_connect_restart_cb cb, void *arg);
 

@@ -63,11 +63,21 @@ typedef struct kcw_engine_hooks {
     int (*budget)(void *arg, kcw_instance_t **out, size_t *n_out);
     /* The remediation note of the alert's target, or NULL. */
     const char *(*note)(void *arg, const kcw_labels_t *alert_labels);
+    /* kcwatch's own restart of the alert's target is under way or being
+     * verified at now: a firing alert of a connect: rule with restart:
+     * whose instance went away (RESTARTING, or RUNNING for less than the
+     * verify period) stays firing, with its activeAt, instead of resolving.
+     * A restart must not fake a recovery. */
+    bool (*healing)(void *arg, const kcw_labels_t *alert_labels, int64_t now_ms);
     /* Every firing and resolved alert after a round; pointers live for the
      * call only. */
     void (*notify)(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms);
     /* The group of this firing alert must go out now (remediation news). */
     void (*flush)(void *arg, const kcw_labels_t *alert_labels);
+    /* The group of this firing alert has a new note (remediation update):
+     * out now if it was notified before, else with its first notification
+     * after group_wait. */
+    void (*refresh)(void *arg, const kcw_labels_t *alert_labels);
     /* An alert became pending, firing or resolved ("alert pending", "alert
      * firing", "alert resolved") at now_ms. */
     void (*transition)(void *arg, const kcw_alert_t *alert, const char *what, int64_t now_ms);
@@ -167,6 +177,12 @@ void kcw_engine_group_cancel(kcw_engine_t *e, size_t gi);
  * next kcw_engine_notify, without waiting for group_wait. */
 int kcw_engine_remediation_news(kcw_engine_t *e, const char *cluster, const char *connector,
                                 int task);
+/* Remediation did something routine for this target (a restart sent): its
+ * firing alerts' groups go out at the next kcw_engine_notify only if they
+ * were notified before (refresh hook); a group's first notification still
+ * waits for group_wait, so a blip that a restart fixes pages nobody early. */
+int kcw_engine_remediation_update(kcw_engine_t *e, const char *cluster, const char *connector,
+                                  int task);
 bool kcw_engine_news_pending(const kcw_engine_t *e);
 /* Hands every alert to the notify hook now and flushes the groups that have
  * remediation news. Also part of every round. */

@@ -47,6 +47,9 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
  * group_wait, even when its alerts are unchanged since the last notification
  * (used when remediation acted or refused to: that is news for a human now). */
 void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels);
+/* As kcw_notifier_flush_for for a group already notified; a group not yet
+ * notified keeps its group_wait (routine news such as a restart sent). */
+void kcw_notifier_refresh_for(kcw_notifier_t *n, const kcw_labels_t *labels);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
 /* Makes delivery durable. Every webhook notification is written to the
  * store's outbox (committed with the flush that made it) before its first

@@ -95,14 +95,22 @@ int kcw_restart_policy_observe(kcw_restart_track_t *t, const kcw_remediation_con
  * schedules the back-off and raises consecutive, counts nothing. */
 void kcw_restart_policy_defer(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
                               int64_t now_ms, double rand01);
-/* 409 / transport error: try again after min(backoff initial, 5s); not counted. */
+/* 409 / 429 / transport error: try again after min(backoff initial, 5s), or
+ * after the answer's Retry-After when that is later (retry_after_ms < 0: none);
+ * not counted. */
 void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf_t *conf,
-                              int64_t now_ms);
+                              int64_t now_ms, int64_t retry_after_ms);
 
 /* --- the remediator on the loop ----------------------------------------- */
 
 typedef struct kcw_remediator kcw_remediator_t;
 typedef struct kcw_store kcw_store_t; /* store.h */
+
+/* kcwatch's restart of the alert's target (task target, else connector
+ * target) is in flight, awaiting its verdict, or judged recovered less than
+ * verify_timeout ago and not yet stable: the alert must not resolve yet
+ * (engine healing hook). */
+bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_labels, int64_t now_ms);
 
 /* cn may be NULL (until kcw_remediator_set_connect, or in tests): then the
  * cluster is the alert's cluster label and only the decisions that need no

@@ -122,9 +122,10 @@ class _Connector:
 
 
 class HttpError(Exception):
-    def __init__(self, status, message=None, generic=False):
+    def __init__(self, status, message=None, generic=False, headers=None):
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
         if message is None or generic:
             message = {404: "HTTP 404 Not Found", 405: "HTTP 405 Method Not Allowed"}.get(
                 status, message or "error")
@@ -563,15 +564,19 @@ class FakeConnectCluster:
             c = self._get(connector)
             c.outcome, c.outcome_trace, c.outcome_times = outcome, trace, times
 
-    def inject_restart_faults(self, status, count=1, message=None):
+    def inject_restart_faults(self, status, count=1, message=None, retry_after=None):
         """The next `count` restart calls (connector or task) answer `status`
-        (409 rebalance, 500 timeout/forwarding) without restarting anything."""
+        (409 rebalance, 429 rate limit from a proxy in front of the workers,
+        500 timeout/forwarding) without restarting anything. retry_after:
+        the Retry-After header value sent with each answer."""
         if message is None:
             message = {409: "Cannot complete request momentarily due to stale configuration "
                             "(typically caused by a concurrent config change)",
+                       429: "Too Many Requests",
                        500: "Request timed out"}.get(status, "injected error")
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         with self._lock:
-            self._restart_faults.extend([(status, message)] * count)
+            self._restart_faults.extend([(status, message, headers)] * count)
 
     def inject_poll_faults(self, kind, count=1):
         """The next `count` GET /connectors answers are broken: "malformed"
@@ -853,7 +858,11 @@ class FakeConnectCluster:
         return status, "application/json", json.dumps(obj).encode(), dict(extra or {})
 
     def _error(self, e):
-        return self._json(e.status, {"error_code": e.status, "message": e.message})
+        status, ctype, payload, extra = self._json(
+            e.status, {"error_code": e.status, "message": e.message})
+        extra = dict(extra)
+        extra.update(e.headers)
+        return status, ctype, payload, extra
 
     def _check_auth(self, rec, segs):
         if self._auth is None:
@@ -1071,7 +1080,7 @@ class FakeConnectCluster:
             fault = self._take_fault()
             if fault:
                 rec.fault = "restart-%d" % fault[0]
-                raise HttpError(fault[0], fault[1])
+                raise HttpError(fault[0], fault[1], headers=fault[2])
             c = self._need(name, "Unknown connector: %s")
             include_tasks, only_failed = flag("includeTasks"), flag("onlyFailed")
             if version >= (3, 0) and (include_tasks or only_failed):
@@ -1100,7 +1109,7 @@ class FakeConnectCluster:
             fault = self._take_fault()
             if fault:
                 rec.fault = "restart-%d" % fault[0]
-                raise HttpError(fault[0], fault[1])
+                raise HttpError(fault[0], fault[1], headers=fault[2])
             c = self._need(name)
             # Task ids are task configs, not status records (§5.1).
             if task < 0 or task >= c.n_task_configs:

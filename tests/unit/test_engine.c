@@ -61,6 +61,8 @@ typedef struct seen {
     char last_state_rule[64];
     kcw_alert_state_t last_state;
     char last_gone[64];
+    bool healing; /* the healing hook's answer */
+    int healing_asked;
 } seen_t;
 
 static void on_restart(void *arg, const kcw_rule_t *rule, const kcw_alert_t *a, int64_t now)
@@ -96,6 +98,15 @@ static const char *on_note(void *arg, const kcw_labels_t *labels)
     (void)arg;
     const char *c = kcw_labels_get(labels, "connector");
     return c && strcmp(c, "orders") == 0 ? "restart sent (attempt 1 of 5 in 1h)" : NULL;
+}
+
+static bool on_healing(void *arg, const kcw_labels_t *labels, int64_t now)
+{
+    seen_t *s = arg;
+    (void)now;
+    s->healing_asked++;
+    const char *c = kcw_labels_get(labels, "connector");
+    return s->healing && c && strcmp(c, "orders") == 0;
 }
 
 static void on_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now)
@@ -167,6 +178,7 @@ static int setup(void **state)
                                     .restart = on_restart,
                                     .budget = on_budget,
                                     .note = on_note,
+                                    .healing = on_healing,
                                     .notify = on_notify,
                                     .flush = on_flush,
                                     .transition = on_transition,
@@ -237,6 +249,45 @@ static void prom_round(fixture_t *f, size_t gi, int64_t now, kcw_prom_sample_t *
         kcw_engine_group_result(f->e, gi, q, samples ? &res : NULL, samples ? NULL : "boom");
     }
     kcw_engine_group_finish(f->e, gi, now);
+}
+
+/* kcwatch's own restart is being verified: the task's RESTARTING (its
+ * instance gone) is no recovery. The alert stays firing with its activeAt
+ * and resolves once the healing hook lets go; rules without restart: are
+ * not held. */
+static void test_healing_holds_firing_alert(void **state)
+{
+    fixture_t *f = *state;
+    size_t ri = rule_index(f->e, "TaskFailed");
+    f->tasks[1].state = KCW_STATE_FAILED;
+    kcw_engine_connect_changed(f->e, f->view, 1, T0);
+    assert_int_equal(count_state(f->e, "TaskFailed", KCW_ALERT_FIRING), 1);
+    int64_t active = kcw_alert_set_at(kcw_engine_rule_alerts(f->e, ri), 0)->active_at_ms;
+    assert_int_equal(active, T0);
+
+    f->seen.healing = true;
+    f->tasks[1].state = KCW_STATE_RESTARTING;
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 1000);
+    assert_true(f->seen.healing_asked > 0);
+    assert_int_equal(count_state(f->e, "TaskFailed", KCW_ALERT_FIRING), 1);
+    assert_int_equal(count_state(f->e, "TaskFailed", KCW_ALERT_INACTIVE), 0);
+    assert_int_equal(count_state(f->e, "TaskFailedLong", KCW_ALERT_PENDING), 0);
+
+    /* FAILED again after the restart: the same alert, same activeAt. */
+    f->tasks[1].state = KCW_STATE_FAILED;
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 2000);
+    assert_int_equal(kcw_alert_set_count(kcw_engine_rule_alerts(f->e, ri)), 1);
+    assert_int_equal(kcw_alert_set_at(kcw_engine_rule_alerts(f->e, ri), 0)->active_at_ms, active);
+
+    f->tasks[1].state = KCW_STATE_RUNNING;
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 3000);
+    assert_int_equal(count_state(f->e, "TaskFailed", KCW_ALERT_FIRING), 1);
+    f->seen.healing = false; /* RUNNING past the verify period */
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 9000);
+    assert_int_equal(count_state(f->e, "TaskFailed", KCW_ALERT_FIRING), 0);
+    assert_int_equal(count_state(f->e, "TaskFailed", KCW_ALERT_INACTIVE), 1);
+    assert_int_equal(kcw_alert_set_at(kcw_engine_rule_alerts(f->e, ri), 0)->resolved_at_ms,
+                     T0 + 9000);
 }
 
 static void test_schedule_spread(void **state)
@@ -589,6 +640,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schedule_spread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_healing_holds_firing_alert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_spread_and_override, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skipped_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_query_keeps_alerts, setup, teardown),

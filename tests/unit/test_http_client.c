@@ -966,6 +966,7 @@ typedef struct call {
     int n_tasks;
     int first_task;
     kcw_state_t first_state;
+    int64_t retry_after_ms;
     char err[256];
 } call_t;
 
@@ -982,6 +983,14 @@ static void on_call(long http_status, const kcw_connector_status_t *status, cons
         c->first_state = status->n_tasks ? status->tasks[0].state : KCW_STATE_UNKNOWN;
     }
     snprintf(c->err, sizeof(c->err), "%s", err ? err : "");
+}
+
+static void on_restart_call(long http_status, const kcw_connector_status_t *status,
+                            const char *err, int64_t retry_after_ms, void *arg)
+{
+    call_t *c = arg;
+    c->retry_after_ms = retry_after_ms;
+    on_call(http_status, status, err, arg);
 }
 
 static bool call_done(const void *arg)
@@ -1019,7 +1028,7 @@ static void test_connect_restart_lines(void **state)
     /* Refused before anything was sent: safe to go to the next worker. */
     call_t r = {0};
     run_call(fx,
-             kcw_connect_restart(cn, 0, "orders sink", -1, KCW_RESTART_FAILED_KIP745, on_call, &r),
+             kcw_connect_restart(cn, 0, "orders sink", -1, KCW_RESTART_FAILED_KIP745, on_restart_call, &r),
              &r);
     assert_int_equal(r.status, 202);
     assert_string_equal(r.err, "");
@@ -1033,14 +1042,14 @@ static void test_connect_restart_lines(void **state)
     assert_string_equal(line, want);
 
     r = (call_t){0};
-    run_call(fx, kcw_connect_restart(cn, 0, "orders sink", -1, KCW_RESTART_CONNECTOR, on_call, &r),
+    run_call(fx, kcw_connect_restart(cn, 0, "orders sink", -1, KCW_RESTART_CONNECTOR, on_restart_call, &r),
              &r);
     assert_int_equal(r.status, 204);
     assert_false(r.has_status);
     assert_string_equal(r.err, "");
 
     r = (call_t){0};
-    run_call(fx, kcw_connect_restart(cn, 0, "orders sink", 3, KCW_RESTART_TASK, on_call, &r), &r);
+    run_call(fx, kcw_connect_restart(cn, 0, "orders sink", 3, KCW_RESTART_TASK, on_restart_call, &r), &r);
     assert_int_equal(r.status, 204);
 
     pthread_mutex_lock(&fx->srv.mu);
@@ -1051,8 +1060,8 @@ static void test_connect_restart_lines(void **state)
     assert_string_equal(fx->srv.restarts[2], "POST /connectors/orders sink/tasks/3/restart");
     pthread_mutex_unlock(&fx->srv.mu);
 
-    assert_int_equal(kcw_connect_restart(cn, 0, "x", -1, KCW_RESTART_TASK, on_call, &r), -EINVAL);
-    assert_int_equal(kcw_connect_restart(cn, 5, "x", -1, KCW_RESTART_CONNECTOR, on_call, &r),
+    assert_int_equal(kcw_connect_restart(cn, 0, "x", -1, KCW_RESTART_TASK, on_restart_call, &r), -EINVAL);
+    assert_int_equal(kcw_connect_restart(cn, 5, "x", -1, KCW_RESTART_CONNECTOR, on_restart_call, &r),
                      -EINVAL);
 
     /* fetch_status: 200 with a body, 404 without. */
@@ -1077,7 +1086,7 @@ static void test_connect_restart_timeout_not_retried(void **state)
     kcw_connect_t *cn = kcw_connect_new(&fx->loop, fx->http, &c.cfg, NULL, NULL);
     call_t r = {0};
     run_call(fx,
-             kcw_connect_restart(cn, 0, "orders sink", -1, KCW_RESTART_FAILED_KIP745, on_call, &r),
+             kcw_connect_restart(cn, 0, "orders sink", -1, KCW_RESTART_FAILED_KIP745, on_restart_call, &r),
              &r);
     /* The worker may have acted on it: no second POST anywhere. */
     assert_int_equal(r.status, 0);
@@ -1133,7 +1142,7 @@ static void test_connect_close_cancels_calls(void **state)
     make_cfg(&c, fx->hang_url, NULL, 30000);
     kcw_connect_t *cn = kcw_connect_new(&fx->loop, fx->http, &c.cfg, NULL, NULL);
     call_t r = {0};
-    assert_int_equal(kcw_connect_restart(cn, 0, "x", -1, KCW_RESTART_FAILED_KIP745, on_call, &r),
+    assert_int_equal(kcw_connect_restart(cn, 0, "x", -1, KCW_RESTART_FAILED_KIP745, on_restart_call, &r),
                      0);
     assert_int_equal(kcw_http_pending(fx->http), 1);
     bool closed = false;

@@ -478,6 +478,27 @@ static void test_flush_for(void **state)
     assert_int_equal(kcw_notifier_next_due(f->n), 1 + INTERVAL_MS);
 }
 
+/* Routine news (a restart sent) keeps a new group's group_wait, and goes
+ * out at once only for a group notified before. */
+static void test_refresh_for(void **state)
+{
+    fx_t *f = *state;
+    start(f);
+    fire(f, 0, "ConnectorFailed", "orders", 0);
+    update(f, 0, 0, -1);
+    kcw_notifier_refresh_for(f->n, &f->al[0].labels);
+    assert_int_equal(kcw_notifier_next_due(f->n), WAIT_MS);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 1), 0);
+    assert_int_equal(f->n_sent, 0);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS), 1);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(kcw_notifier_next_due(f->n), WAIT_MS + INTERVAL_MS);
+    kcw_notifier_refresh_for(f->n, &f->al[0].labels);
+    assert_true(kcw_notifier_next_due(f->n) <= WAIT_MS + 1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS + 1), 1);
+    assert_int_equal(f->n_sent, 2);
+}
+
 static void test_classify_and_backoff(void **state)
 {
     (void)state;
@@ -1060,6 +1081,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vanished_alert_resolves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_by_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_for, setup, teardown),
         cmocka_unit_test(test_classify_and_backoff),
         cmocka_unit_test_setup_teardown(test_log_receiver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_retried_then_delivered, setup, teardown),

@@ -259,14 +259,20 @@ static void test_defer_and_retry_not_counted(void **state)
     assert_int_equal(t.next_allowed_ms, T0 + 90 * SEC);
 
     kcw_restart_track_t u = {0};
-    kcw_restart_policy_retry(&u, &c, T0);
+    kcw_restart_policy_retry(&u, &c, T0, -1);
     assert_int_equal(u.next_allowed_ms, T0 + 5 * SEC);
     assert_int_equal(u.consecutive, 0);
     assert_int_equal(u.n_attempts, 0);
     assert_int_equal(kcw_restart_policy_check(&u, &c, T0 + 4 * SEC), -EAGAIN);
     assert_int_equal(kcw_restart_policy_check(&u, &c, T0 + 5 * SEC), 0);
     c.backoff_initial_ms = 2 * SEC;
-    kcw_restart_policy_retry(&u, &c, T0);
+    kcw_restart_policy_retry(&u, &c, T0, -1);
+    assert_int_equal(u.next_allowed_ms, T0 + 2 * SEC);
+    /* A 429's Retry-After: later than the default wins, earlier does not. */
+    kcw_restart_policy_retry(&u, &c, T0, 30 * SEC);
+    assert_int_equal(u.next_allowed_ms, T0 + 30 * SEC);
+    assert_int_equal(u.n_attempts, 0);
+    kcw_restart_policy_retry(&u, &c, T0, 1 * SEC);
     assert_int_equal(u.next_allowed_ms, T0 + 2 * SEC);
 }
 
@@ -1095,19 +1101,34 @@ static void test_loop_409_retried_not_counted(void **state)
     kcw_remediator_free(r);
 }
 
-/* A worker (or a proxy before it) answering 429: the detail names the
- * status once ("HTTP 429: HTTP 429: fake" repeated itself). */
+/* A worker (or a proxy before it) answering 503: the detail names the
+ * status once ("HTTP 503: HTTP 503: fake" repeated itself). */
 static void test_loop_error_status_said_once(void **state)
+{
+    loop_fixture_t *lf = *state;
+    lf->w.kip745_code = 503;
+    poll_now(lf);
+    kcw_remediator_t *r = loop_remediator(lf);
+    consider_until(lf, r, T0, 1);
+    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_FAILED);
+    assert_int_equal(lf->rec.http[0], 503);
+    assert_non_null(strstr(lf->rec.detail[0], "restart failed: HTTP 503: fake"));
+    assert_null(strstr(lf->rec.detail[0], "HTTP 503: HTTP 503"));
+    kcw_remediator_free(r);
+}
+
+/* 429 (rate limited): deferred and retried like a 409, never counted. */
+static void test_loop_429_retried_not_counted(void **state)
 {
     loop_fixture_t *lf = *state;
     lf->w.kip745_code = 429;
     poll_now(lf);
     kcw_remediator_t *r = loop_remediator(lf);
     consider_until(lf, r, T0, 1);
-    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_FAILED);
+    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_RETRY);
     assert_int_equal(lf->rec.http[0], 429);
-    assert_non_null(strstr(lf->rec.detail[0], "restart failed: HTTP 429: fake"));
-    assert_null(strstr(lf->rec.detail[0], "HTTP 429: HTTP 429"));
+    assert_int_equal(lf->rec.attempt[0], 0);
+    assert_non_null(strstr(lf->rec.detail[0], "HTTP 429 (rate limited)"));
     kcw_remediator_free(r);
 }
 
@@ -1333,6 +1354,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_paused_is_left_alone, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_dry_run_sends_nothing, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_409_retried_not_counted, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(test_loop_429_retried_not_counted, loop_setup,
                                         loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_error_status_said_once, loop_setup,
                                         loop_teardown),
