@@ -3,7 +3,8 @@
  * Limits from PagerDuty's documentation: summary at most 1024 characters,
  * the whole event under 512 KB. Summaries are cut at a UTF-8 boundary with
  * an ellipsis; an event over the size bound is rebuilt with smaller details
- * (no traces, then no per-alert detail) rather than rejected. */
+ * (no traces, then no annotations or per-alert detail) rather than
+ * rejected. */
 #include "kcwatch/pagerduty.h"
 
 #include <errno.h>
@@ -118,8 +119,12 @@ static json_t *alert_details(const kcw_alert_t *a, detail_t level)
     if (kcw_payload_put(o, "status",
                         json_string(kcw_payload_alert_resolved(a) ? "resolved" : "firing")) < 0 ||
         kcw_payload_put(o, "labels", kcw_labels_to_json(&a->labels)) < 0 ||
-        kcw_payload_put(o, "annotations", kcw_labels_to_json(&a->annotations)) < 0 ||
         kcw_payload_put(o, "startsAt", json_string(starts)) < 0)
+        goto fail;
+    /* Annotations can be large (a trace pasted into a description): the
+     * smallest form leaves them out. */
+    if (level != DETAIL_MINIMAL &&
+        kcw_payload_put(o, "annotations", kcw_labels_to_json(&a->annotations)) < 0)
         goto fail;
     if (level == DETAIL_FULL && a->trace) {
         char *trace = kcw_payload_first_lines(a->trace, TRACE_LINES, TRACE_BYTES);
