@@ -51,8 +51,19 @@ static int finish(kcw_route_t *r, const kcw_route_t *parent, const char *id, int
         return -EINVAL;
     }
     free(r->id);
+    free(r->key);
+    r->key = NULL;
     if (!(r->id = strdup(id)))
         return -ENOMEM;
+    char *matchers = kcw_matchers_format(&r->matchers);
+    int krc = !matchers ? -1
+              : parent  ? asprintf(&r->key, "%s/%s", parent->key, matchers)
+                        : asprintf(&r->key, "{}");
+    free(matchers);
+    if (krc < 0) {
+        r->key = NULL;
+        return -ENOMEM;
+    }
     if (parent) {
         if (!r->receiver && !(r->receiver = strdup(parent->receiver)))
             return -ENOMEM;
@@ -169,6 +180,7 @@ void kcw_route_clear(kcw_route_t *r)
     free(r->group_by);
     free(r->receiver);
     free(r->id);
+    free(r->key);
     kcw_matchers_clear(&r->matchers);
     memset(r, 0, sizeof(*r));
 }

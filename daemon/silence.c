@@ -247,8 +247,8 @@ static int matchers_from_json(const json_t *list, kcw_matchers_t *ms, char *err,
     return 0;
 }
 
-int kcw_silence_from_json(const json_t *j, int64_t now_ms, kcw_silence_t *out, char *err,
-                          size_t errlen)
+static int from_json(const json_t *j, int64_t now_ms, bool restore, kcw_silence_t *out,
+                     char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (!json_is_object(j))
@@ -282,6 +282,17 @@ int kcw_silence_from_json(const json_t *j, int64_t now_ms, kcw_silence_t *out, c
         rc = fail(err, errlen, "endsAt must be after startsAt%s", NULL);
         goto bad;
     }
+    if (restore) {
+        /* As saved: expired ones too, ids and update times kept. */
+        if (!out->id[0]) {
+            rc = fail(err, errlen, "a saved silence has no id%s", NULL);
+            goto bad;
+        }
+        if (json_object_get(j, "updatedAt") &&
+            (rc = time_member(j, "updatedAt", &out->updated_at_ms, err, errlen)) < 0)
+            goto bad;
+        return 0;
+    }
     if (out->ends_at_ms <= now_ms) {
         rc = fail(err, errlen, "endsAt is in the past%s", NULL);
         goto bad;
@@ -294,6 +305,17 @@ int kcw_silence_from_json(const json_t *j, int64_t now_ms, kcw_silence_t *out, c
 bad:
     kcw_silence_clear(out);
     return rc;
+}
+
+int kcw_silence_from_json(const json_t *j, int64_t now_ms, kcw_silence_t *out, char *err,
+                          size_t errlen)
+{
+    return from_json(j, now_ms, false, out, err, errlen);
+}
+
+int kcw_silence_restore_json(const json_t *j, kcw_silence_t *out, char *err, size_t errlen)
+{
+    return from_json(j, 0, true, out, err, errlen);
 }
 
 static int put(json_t *o, const char *key, json_t *v)

@@ -42,7 +42,10 @@ typedef struct kcw_route {
 
     /* Filled by kcw_route_finish(). */
     bool group_by_all;
-    char *id; /* "0", "0/2", ...: position in the tree, part of group keys */
+    char *id;  /* "0", "0/2", ...: position in the tree (unique) */
+    char *key; /* Alertmanager's route key: "{}" for the root, then the
+                * parent's key + "/" + the matchers ({}/{severity="critical"});
+                * the first part of a groupKey */
 } kcw_route_t;
 
 /* Alertmanager's defaults for the root. */

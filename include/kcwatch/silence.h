@@ -75,6 +75,9 @@ void kcw_silence_id_make(uint64_t r1, uint64_t r2, char out[KCW_SILENCE_ID_LEN +
  * regexes. An "id" member is kept (an update). 0 or -EINVAL with err. */
 int kcw_silence_from_json(const json_t *j, int64_t now_ms, kcw_silence_t *out, char *err,
                           size_t errlen);
+/* A silence as kcw_silence_to_json wrote it (the store's copy): id required,
+ * no checks on its times, expired ones accepted. 0 or -EINVAL with err. */
+int kcw_silence_restore_json(const json_t *j, kcw_silence_t *out, char *err, size_t errlen);
 /* gettableSilence: id, status{state}, updatedAt, matchers[{name, value,
  * isRegex, isEqual}], startsAt, endsAt, createdBy, comment (config silences
  * also say "source":"config" and list their weekly windows). NULL on OOM. */

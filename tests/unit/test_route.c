@@ -81,6 +81,9 @@ static void test_example_tree(void **state)
     assert_string_equal(hit[1]->receiver, "slack");
     assert_string_equal(hit[0]->id, "0/0");
     assert_string_equal(hit[1]->id, "0/1");
+    assert_string_equal(root.key, "{}");
+    assert_string_equal(hit[0]->key, "{}/{severity=\"critical\"}");
+    assert_string_equal(hit[1]->key, "{}/{}");
 
     kcw_labels_t warn = labels_of((const char *[]){"alertname", "ConnectConnectorPaused",
                                                    "severity", "warning", NULL});

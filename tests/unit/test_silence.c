@@ -101,6 +101,22 @@ static void test_api_silence_lifecycle(void **state)
     assert_string_equal(json_string_value(json_object_get(out, "createdBy")), "ops");
     json_decref(out);
 
+    /* The stored form reads back as it was, expired or not. */
+    json_t *saved = kcw_silence_to_json(found, MONDAY);
+    kcw_silence_t back;
+    assert_int_equal(kcw_silence_restore_json(saved, &back, err, sizeof(err)), 0);
+    assert_string_equal(back.id, id);
+    assert_int_equal(back.starts_at_ms, found->starts_at_ms);
+    assert_int_equal(back.ends_at_ms, found->ends_at_ms);
+    assert_int_equal(back.updated_at_ms, found->updated_at_ms);
+    assert_int_equal(back.matchers.n, 2);
+    assert_int_equal(back.matchers.items[1].op, KCW_MATCH_RE);
+    assert_string_equal(back.comment, "deploy");
+    kcw_silence_clear(&back);
+    json_object_del(saved, "id");
+    assert_int_equal(kcw_silence_restore_json(saved, &back, err, sizeof(err)), -EINVAL);
+    json_decref(saved);
+
     /* Expire (DELETE): ends now; a second expiry is refused. */
     assert_int_equal(kcw_silences_expire(set, id, MONDAY + 2 * HOUR), 0);
     assert_null(kcw_silences_muting(set, &orders, MONDAY + 2 * HOUR));
