@@ -1232,6 +1232,7 @@ static void receiver_defaults(kcw_receiver_conf_t *r)
     r->kind = KCW_RECEIVER_LOG;
     r->timeout_ms = 10 * SEC;
     r->send_resolved = true;
+    r->resend_interval_ms = MIN; /* Prometheus' --rules.alert.resend-delay */
 }
 
 const char *kcw_receiver_kind_name(kcw_receiver_kind_t kind)
@@ -1396,9 +1397,9 @@ static void parse_pagerduty(ctx_t *c, const node_t *v, const char *path, kcw_rec
 static void parse_alertmanager(ctx_t *c, const node_t *v, const char *path,
                                kcw_receiver_conf_t *r)
 {
-    static const char *const keys[] = {"urls",         "timeout",           "basic_auth",
-                                       "bearer_token", "bearer_token_file", "tls",
-                                       NULL};
+    static const char *const keys[] = {"urls",         "resend_interval",   "timeout",
+                                       "basic_auth",   "bearer_token",      "bearer_token_file",
+                                       "tls",          NULL};
     r->kind = KCW_RECEIVER_ALERTMANAGER;
     const node_t *m = kind_map(c, v, path, "urls", keys);
     if (!m)
@@ -1414,6 +1415,7 @@ static void parse_alertmanager(ctx_t *c, const node_t *v, const char *path,
         else if (seq || is_null(uv))
             err_node(c, uv, "%s: at least one URL is required", p);
     }
+    get_duration(c, m, path, "resend_interval", &r->resend_interval_ms, true);
     get_duration(c, m, path, "timeout", &r->timeout_ms, true);
     parse_basic_auth(c, m, path, &r->basic_auth);
     parse_bearer(c, m, path, &r->bearer_token);

@@ -100,6 +100,7 @@ typedef struct kcw_receiver_conf {
     char *url;
     char **urls;              /* alertmanager: base URLs, each gets every alert */
     size_t n_urls;
+    int64_t resend_interval_ms; /* alertmanager: firing alerts re-sent this often, default 1m */
     int64_t timeout_ms;       /* default 10s */
     bool send_resolved;       /* default true */
     int max_alerts;           /* 0 = unlimited (webhook truncation, as Alertmanager) */

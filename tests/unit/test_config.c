@@ -190,6 +190,10 @@ static void check_defaults_rules(const kcw_config_t *cfg, const char *rules_glob
     assert_int_equal(cfg->route.group_wait_ms, 30 * SEC);
     assert_int_equal(cfg->route.group_interval_ms, 5 * MIN);
     assert_int_equal(cfg->route.repeat_interval_ms, 4 * HOUR);
+    assert_int_equal(cfg->route.n_routes, 0);
+    assert_string_equal(cfg->route.key, "{}");
+    assert_int_equal(cfg->n_silences, 0);
+    assert_int_equal(cfg->n_inhibit_rules, 0);
 }
 
 static void check_defaults(const kcw_config_t *cfg)
