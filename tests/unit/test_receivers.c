@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "kcwatch/alertmanager.h"
+#include "kcwatch/config.h"
+#include "kcwatch/receiver.h"
 #include "kcwatch/pagerduty.h"
 #include "kcwatch/slack.h"
 
@@ -340,6 +342,91 @@ static void test_alertmanager_payload(void **state)
     alert_clear(&resolved);
 }
 
+/* ------------------------------------------------------------ per kind */
+
+static void test_receiver_requests(void **state)
+{
+    (void)state;
+    kcw_config_t *cfg = NULL;
+    kcw_errors_t errs = {0};
+    int rc = kcw_config_load_string(
+        "receivers:\n"
+        "  - {name: am, alertmanager: {urls: ['http://am1:9093', 'http://am2:9093/'],"
+        " resend_interval: 30s}}\n"
+        "  - {name: slack, slack: {url: 'https://hooks.example/services/T/B/X'}}\n"
+        "  - {name: pd, pagerduty: {routing_key: k, send_resolved: false}}\n"
+        "  - {name: hook, webhook: {url: 'http://h/x'}}\n"
+        "  - {name: log, log: {}}\n",
+        "kcwatch.yaml", &cfg, &errs);
+    if (rc != 0)
+        kcw_errors_print(&errs, stderr);
+    assert_int_equal(rc, 0);
+    const kcw_receiver_conf_t *am = kcw_config_receiver(cfg, "am");
+    const kcw_receiver_conf_t *slack = kcw_config_receiver(cfg, "slack");
+    const kcw_receiver_conf_t *pd = kcw_config_receiver(cfg, "pd");
+    const kcw_receiver_conf_t *hook = kcw_config_receiver(cfg, "hook");
+    const kcw_receiver_conf_t *log = kcw_config_receiver(cfg, "log");
+
+    kcw_alert_t firing, resolved;
+    alert_init(&firing, "ConnectTaskFailed", "critical", "0", false);
+    alert_init(&resolved, "ConnectTaskFailed", "critical", "1", true);
+    assert_true(kcw_receiver_wants(pd, &firing));
+    assert_false(kcw_receiver_wants(pd, &resolved));
+    assert_true(kcw_receiver_wants(am, &resolved));
+    assert_true(kcw_receiver_wants(slack, &resolved));
+    assert_int_equal(kcw_receiver_repeat_ms(am, 3600000), 30000);
+    assert_int_equal(kcw_receiver_repeat_ms(slack, 3600000), 3600000);
+
+    const kcw_alert_t *alerts[] = {&firing, &resolved};
+    kcw_notification_t nt = {.receiver = "x", .group_key = "{}:{}", .alerts = alerts,
+                             .n_alerts = 2, .now_ms = T0, .cfg = cfg};
+    kcw_outgoing_t *out;
+    size_t n;
+    /* Every Alertmanager URL gets the same alerts. */
+    assert_int_equal(kcw_receiver_build(am, &nt, &out, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].target, 0);
+    assert_int_equal(out[1].target, 1);
+    assert_string_equal(out[0].body, out[1].body);
+    assert_true(out[0].firing);
+    char *url = kcw_receiver_target_url(am, 1);
+    assert_string_equal(url, "http://am2:9093/api/v2/alerts");
+    free(url);
+    assert_null(kcw_receiver_target_url(am, 2));
+    assert_int_equal(kcw_receiver_targets(am), 2);
+    kcw_outgoing_free(out, n);
+    /* PagerDuty: one event per alert. */
+    assert_int_equal(kcw_receiver_build(pd, &nt, &out, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(out[0].firing);
+    assert_false(out[1].firing); /* the resolve */
+    kcw_outgoing_free(out, n);
+    assert_int_equal(kcw_receiver_build(slack, &nt, &out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(out[0].body, "\"text\""));
+    kcw_outgoing_free(out, n);
+    assert_int_equal(kcw_receiver_build(hook, &nt, &out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(out[0].body, "\"version\":\"4\""));
+    kcw_outgoing_free(out, n);
+    assert_int_equal(kcw_receiver_build(log, &nt, &out, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(kcw_receiver_targets(log), 0);
+
+    assert_int_equal(kcw_receiver_verdict(pd, 202), KCW_RECEIVER_ACCEPTED);
+    assert_int_equal(kcw_receiver_verdict(pd, 429), KCW_RECEIVER_RETRY);
+    assert_int_equal(kcw_receiver_verdict(pd, 503), KCW_RECEIVER_RETRY);
+    assert_int_equal(kcw_receiver_verdict(pd, 0), KCW_RECEIVER_RETRY);
+    assert_int_equal(kcw_receiver_verdict(pd, 400), KCW_RECEIVER_CONFIG_ERROR);
+    assert_int_equal(kcw_receiver_verdict(slack, 404), KCW_RECEIVER_CONFIG_ERROR);
+    assert_int_equal(kcw_receiver_verdict(hook, 404), KCW_RECEIVER_REJECTED);
+    assert_int_equal(kcw_receiver_verdict(am, 400), KCW_RECEIVER_REJECTED);
+
+    alert_clear(&firing);
+    alert_clear(&resolved);
+    kcw_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_pagerduty_per_alert),
         cmocka_unit_test(test_pagerduty_limits_and_groups),
         cmocka_unit_test(test_alertmanager_payload),
+        cmocka_unit_test(test_receiver_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
