@@ -155,6 +155,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def kill_group(proc, wait=5):
+    """SIGKILLs proc's process group (peers run with start_new_session) and
+    reaps it; a group already gone is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 # ---------------------------------------------------------------- rules
 
 def connect_rule(alert, target="task", state="FAILED", restart=None, for_="0s", labels=None,

@@ -187,14 +187,7 @@ class PrometheusServer:
     def _kill(self):
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        harness.kill_group(self.proc)
         self.proc = None
 
     def close(self):
