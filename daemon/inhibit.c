@@ -4,7 +4,9 @@
  * (an alert matching the rule's source matchers) under the hash of its
  * `equal` values; the entries are sorted by hash. mutes() hashes the target's
  * equal values per rule whose target matchers it matches and checks only the
- * sources under that hash (comparing the values, since hashes collide). */
+ * sources under that hash (comparing the values, since hashes collide).
+ * Sources keep their own copy of their equal values, so the index outlives
+ * the alerts it was built from. */
 #include "kcwatch/inhibit.h"
 
 #include <errno.h>
@@ -14,8 +16,8 @@
 typedef struct source {
     uint64_t hash;
     uint64_t fp;
-    const kcw_labels_t *labels; /* borrowed from the alert */
-    bool matches_target;        /* also matches the rule's target matchers */
+    kcw_labels_t equal; /* owned: the source's values of the rule's equal labels */
+    bool matches_target; /* also matches the rule's target matchers */
 } source_t;
 
 typedef struct rule_index {
@@ -88,8 +90,11 @@ static bool equal_values(const kcw_inhibit_rule_t *r, const kcw_labels_t *a,
 static void index_free(kcw_inhibitor_t *inh)
 {
     if (inh->index)
-        for (size_t i = 0; i < inh->n_rules; i++)
+        for (size_t i = 0; i < inh->n_rules; i++) {
+            for (size_t j = 0; j < inh->index[i].n; j++)
+                kcw_labels_clear(&inh->index[i].items[j].equal);
             free(inh->index[i].items);
+        }
     free(inh->index);
     inh->index = NULL;
     inh->valid = false;
@@ -143,12 +148,19 @@ int kcw_inhibitor_update(kcw_inhibitor_t *inh, const kcw_alert_t *const *alerts,
                 ix->items = items;
                 ix->cap = cap;
             }
-            ix->items[ix->n++] = (source_t){
+            source_t *src = &ix->items[ix->n++];
+            *src = (source_t){
                 .hash = equal_hash(rule, &al->labels),
                 .fp = al->fingerprint ? al->fingerprint : kcw_labels_fingerprint(&al->labels),
-                .labels = &al->labels,
                 .matches_target = kcw_matchers_match(&rule->target, &al->labels),
             };
+            for (size_t e = 0; e < rule->n_equal; e++) {
+                const char *v = kcw_labels_get(&al->labels, rule->equal[e]);
+                if (v && kcw_labels_set(&src->equal, rule->equal[e], v) < 0) {
+                    index_free(inh);
+                    return -ENOMEM;
+                }
+            }
         }
     }
     for (size_t r = 0; r < inh->n_rules; r++)
@@ -181,7 +193,7 @@ bool kcw_inhibitor_mutes(const kcw_inhibitor_t *inh, const kcw_labels_t *labels,
             const source_t *s = &ix->items[i];
             if (s->fp == fp || (two_sided && s->matches_target))
                 continue;
-            if (equal_values(rule, s->labels, labels))
+            if (equal_values(rule, &s->equal, labels))
                 return true;
         }
     }

@@ -41,9 +41,9 @@ typedef struct kcw_inhibitor kcw_inhibitor_t;
 kcw_inhibitor_t *kcw_inhibitor_new(const kcw_inhibit_rule_t *rules, size_t n_rules);
 void kcw_inhibitor_set_rules(kcw_inhibitor_t *inh, const kcw_inhibit_rule_t *rules,
                              size_t n_rules);
-/* Indexes the sources: every alert that is firing now among alerts[]. The
- * alerts are borrowed until the next update. 0 or -ENOMEM (then nothing is
- * inhibited until an update succeeds). */
+/* Indexes the sources: every alert that is firing now among alerts[] (what
+ * the index needs is copied: the alerts need only live during the call).
+ * 0 or -ENOMEM (then nothing is inhibited until an update succeeds). */
 int kcw_inhibitor_update(kcw_inhibitor_t *inh, const kcw_alert_t *const *alerts, size_t n);
 /* Whether the alert with these labels and fingerprint is inhibited. */
 bool kcw_inhibitor_mutes(const kcw_inhibitor_t *inh, const kcw_labels_t *labels, uint64_t fp);

@@ -327,6 +327,15 @@ static void test_inhibition(void **state)
     assert_false(kcw_inhibitor_mutes(inh, &crit.labels, crit.fingerprint));
     assert_false(kcw_inhibitor_mutes(inh, &crit2.labels, crit2.fingerprint));
 
+    /* The index keeps what it needs: the alerts may go away after update. */
+    kcw_alert_t gone = alert((const char *[]){"alertname", "Lag", "severity", "critical",
+                                              "connector", "z", NULL},
+                             KCW_ALERT_FIRING);
+    const kcw_alert_t *transient[] = {&gone};
+    assert_int_equal(kcw_inhibitor_update(inh, transient, 1), 0);
+    kcw_labels_clear(&gone.labels);
+    assert_true(kcw_inhibitor_mutes(inh, &warn.labels, warn.fingerprint));
+
     kcw_alert_t *owned[] = {&down_c1, &task_c1, &task_c2, &crit, &crit2, &warn};
     for (size_t i = 0; i < 6; i++)
         kcw_labels_clear(&owned[i]->labels);
