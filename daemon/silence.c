@@ -533,13 +533,30 @@ int kcw_silences_expire(kcw_silences_t *set, const char *id, int64_t now_ms)
     return 0;
 }
 
-size_t kcw_silences_gc(kcw_silences_t *set, int64_t now_ms)
+int kcw_silences_restore(kcw_silences_t *set, const kcw_silence_t *s)
+{
+    if (!s->id[0])
+        return -EINVAL;
+    if (find_index(set, s->id) >= 0)
+        return -EEXIST;
+    if (set->n >= KCW_SILENCES_MAX)
+        return -E2BIG;
+    if (reserve(set, set->n + 1) < 0 || kcw_silence_copy(&set->items[set->n], s) < 0)
+        return -ENOMEM;
+    set->items[set->n++].from_config = false;
+    return 0;
+}
+
+size_t kcw_silences_gc(kcw_silences_t *set, int64_t now_ms,
+                       void (*dropped_cb)(const kcw_silence_t *s, void *arg), void *arg)
 {
     size_t k = 0, dropped = 0;
     for (size_t i = 0; i < set->n; i++) {
         kcw_silence_t *s = &set->items[i];
         if (!s->from_config && s->ends_at_ms != 0 &&
             now_ms - s->ends_at_ms > KCW_SILENCE_RETENTION_MS) {
+            if (dropped_cb)
+                dropped_cb(s, arg);
             kcw_silence_clear(s);
             dropped++;
             continue;

@@ -100,8 +100,13 @@ int kcw_silences_put(kcw_silences_t *set, kcw_silence_t *s, const char *new_id, 
 /* Expires an API silence: an active one ends now, a pending one ends before
  * it starts. 0, -ENOENT, -EPERM (config), -EALREADY (already expired). */
 int kcw_silences_expire(kcw_silences_t *set, const char *id, int64_t now_ms);
-/* Drops API silences expired longer than the retention ago; returns how many. */
-size_t kcw_silences_gc(kcw_silences_t *set, int64_t now_ms);
+/* Puts back an API silence saved before a restart (copied, id kept). 0,
+ * -EEXIST (id taken), -E2BIG, -EINVAL (no id), -ENOMEM. */
+int kcw_silences_restore(kcw_silences_t *set, const kcw_silence_t *s);
+/* Drops API silences expired longer than the retention ago, telling
+ * dropped_cb (may be NULL) about each first; returns how many. */
+size_t kcw_silences_gc(kcw_silences_t *set, int64_t now_ms,
+                       void (*dropped_cb)(const kcw_silence_t *s, void *arg), void *arg);
 size_t kcw_silences_count(const kcw_silences_t *set);
 const kcw_silence_t *kcw_silences_at(const kcw_silences_t *set, size_t i);
 const kcw_silence_t *kcw_silences_find(const kcw_silences_t *set, const char *id);

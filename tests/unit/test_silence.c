@@ -59,6 +59,12 @@ static json_t *postable(const char *starts, const char *ends, const char *matche
     return j;
 }
 
+static void count_dropped(const kcw_silence_t *s, void *arg)
+{
+    assert_non_null(s->id);
+    (*(size_t *)arg)++;
+}
+
 static void test_api_silence_lifecycle(void **state)
 {
     (void)state;
@@ -123,9 +129,23 @@ static void test_api_silence_lifecycle(void **state)
     assert_int_equal(kcw_silences_expire(set, id, MONDAY + 2 * HOUR), -EALREADY);
     assert_int_equal(kcw_silences_expire(set, "nope", MONDAY), -ENOENT);
     /* Kept for the retention, then collected. */
-    assert_int_equal(kcw_silences_gc(set, MONDAY + 3 * HOUR), 0);
+    assert_int_equal(kcw_silences_gc(set, MONDAY + 3 * HOUR, NULL, NULL), 0);
     assert_int_equal(kcw_silences_count(set), 1);
-    assert_int_equal(kcw_silences_gc(set, MONDAY + 2 * HOUR + KCW_SILENCE_RETENTION_MS + 1), 1);
+    /* A saved copy comes back under its id, once. */
+    kcw_silence_t copy;
+    assert_int_equal(kcw_silence_copy(&copy, kcw_silences_find(set, id)), 0);
+    kcw_silences_t *other = kcw_silences_new();
+    assert_int_equal(kcw_silences_restore(other, &copy), 0);
+    assert_int_equal(kcw_silences_restore(other, &copy), -EEXIST);
+    assert_false(kcw_silences_at(other, 0)->from_config);
+    assert_int_equal(kcw_silences_expire(other, id, MONDAY + 3 * HOUR), -EALREADY);
+    kcw_silence_clear(&copy);
+    kcw_silences_free(other);
+    size_t seen = 0;
+    assert_int_equal(kcw_silences_gc(set, MONDAY + 2 * HOUR + KCW_SILENCE_RETENTION_MS + 1,
+                                     count_dropped, &seen),
+                     1);
+    assert_int_equal(seen, 1);
     assert_int_equal(kcw_silences_count(set), 0);
 
     kcw_labels_clear(&orders);
