@@ -61,7 +61,7 @@ static json_t *postable(const char *starts, const char *ends, const char *matche
 
 static void count_dropped(const kcw_silence_t *s, void *arg)
 {
-    assert_non_null(s->id);
+    assert_true(s->id[0] != 0);
     (*(size_t *)arg)++;
 }
 
@@ -134,13 +134,13 @@ static void test_api_silence_lifecycle(void **state)
     /* A saved copy comes back under its id, once. */
     kcw_silence_t copy;
     assert_int_equal(kcw_silence_copy(&copy, kcw_silences_find(set, id)), 0);
-    kcw_silences_t *other = kcw_silences_new();
-    assert_int_equal(kcw_silences_restore(other, &copy), 0);
-    assert_int_equal(kcw_silences_restore(other, &copy), -EEXIST);
-    assert_false(kcw_silences_at(other, 0)->from_config);
-    assert_int_equal(kcw_silences_expire(other, id, MONDAY + 3 * HOUR), -EALREADY);
+    kcw_silences_t *restored = kcw_silences_new();
+    assert_int_equal(kcw_silences_restore(restored, &copy), 0);
+    assert_int_equal(kcw_silences_restore(restored, &copy), -EEXIST);
+    assert_false(kcw_silences_at(restored, 0)->from_config);
+    assert_int_equal(kcw_silences_expire(restored, id, MONDAY + 3 * HOUR), -EALREADY);
     kcw_silence_clear(&copy);
-    kcw_silences_free(other);
+    kcw_silences_free(restored);
     size_t seen = 0;
     assert_int_equal(kcw_silences_gc(set, MONDAY + 2 * HOUR + KCW_SILENCE_RETENTION_MS + 1,
                                      count_dropped, &seen),
