@@ -469,8 +469,10 @@ int kcw_silences_set_config(kcw_silences_t *set, const kcw_silence_t *cfg, size_
         else
             api[k++] = set->items[i];
     }
-    memcpy(set->items, fresh, n * sizeof(*fresh));
-    memcpy(set->items + n, api, n_api * sizeof(*api));
+    if (n + n_api > 0) { /* items is still NULL for an empty set */
+        memcpy(set->items, fresh, n * sizeof(*fresh));
+        memcpy(set->items + n, api, n_api * sizeof(*api));
+    }
     set->n = n + n_api;
     free(fresh);
     free(api);
