@@ -191,7 +191,8 @@ char *kcw_slack_payload(const kcw_slack_opts_t *opts, const kcw_labels_t *group_
     const kcw_alert_t **sorted = calloc(n_alerts ? n_alerts : 1, sizeof(*sorted));
     if (!sorted)
         return NULL;
-    memcpy(sorted, alerts, n_alerts * sizeof(*sorted));
+    if (n_alerts)
+        memcpy(sorted, alerts, n_alerts * sizeof(*sorted));
     qsort(sorted, n_alerts, sizeof(*sorted), order_firing_first);
 
     buf_t b = {0};
