@@ -18,6 +18,7 @@
 #include "kcwatch/receiver.h"
 #include "kcwatch/pagerduty.h"
 #include "kcwatch/slack.h"
+#include "payload_check.h"
 
 /* 2024-01-02T03:04:05.678Z */
 #define T0 1704164645678LL
@@ -47,31 +48,6 @@ static void alert_init(kcw_alert_t *a, const char *alertname, const char *severi
     a->active_at_ms = T0 - 60000;
     a->fired_at_ms = T0;
     a->resolved_at_ms = resolved ? T0 + 120000 : 0;
-}
-
-static void alert_clear(kcw_alert_t *a)
-{
-    kcw_labels_clear(&a->labels);
-    kcw_labels_clear(&a->annotations);
-}
-
-static json_t *parse(char *text)
-{
-    assert_non_null(text);
-    json_error_t err;
-    json_t *j = json_loads(text, 0, &err);
-    if (!j)
-        fail_msg("not JSON: %s: %s", err.text, text);
-    free(text);
-    return j;
-}
-
-static const char *str(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    if (!json_is_string(v))
-        fail_msg("%s is not a string", key);
-    return json_string_value(v);
 }
 
 static void has(const char *hay, const char *needle)
