@@ -27,6 +27,11 @@ int64_t kcw_receiver_repeat_ms(const kcw_receiver_conf_t *rc, int64_t route_repe
     return route_repeat_ms;
 }
 
+int64_t kcw_receiver_interval_ms(const kcw_receiver_conf_t *rc, int64_t route_interval_ms)
+{
+    return kcw_receiver_repeat_ms(rc, route_interval_ms);
+}
+
 static bool any_firing(const kcw_alert_t *const *alerts, size_t n)
 {
     for (size_t i = 0; i < n; i++)

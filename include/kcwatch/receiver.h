@@ -43,10 +43,12 @@ typedef struct kcw_outgoing {
  * (alertmanager always: it must learn that an alert ended). */
 bool kcw_receiver_wants(const kcw_receiver_conf_t *rc, const kcw_alert_t *a);
 
-/* The repeat interval a group notified to rc really uses: an alertmanager
- * receiver re-sends its firing alerts every resend_interval, whatever the
- * route says, so they never expire there while they fire. */
+/* The repeat and group intervals a group notified to rc really uses: an
+ * alertmanager receiver re-sends its firing alerts every resend_interval,
+ * whatever the route says (its group is looked at that often too), so they
+ * never expire there while they fire. Others: the route's. */
 int64_t kcw_receiver_repeat_ms(const kcw_receiver_conf_t *rc, int64_t route_repeat_ms);
+int64_t kcw_receiver_interval_ms(const kcw_receiver_conf_t *rc, int64_t route_interval_ms);
 
 /* Builds the requests (*out, *n_out: free with kcw_outgoing_free). The log
  * receiver has none. 0 or -ENOMEM. */

@@ -352,6 +352,9 @@ static void test_receiver_requests(void **state)
     assert_true(kcw_receiver_wants(slack, &resolved));
     assert_int_equal(kcw_receiver_repeat_ms(am, 3600000), 30000);
     assert_int_equal(kcw_receiver_repeat_ms(slack, 3600000), 3600000);
+    assert_int_equal(kcw_receiver_interval_ms(am, 300000), 30000);
+    assert_int_equal(kcw_receiver_interval_ms(am, 10000), 10000);
+    assert_int_equal(kcw_receiver_interval_ms(slack, 300000), 300000);
 
     const kcw_alert_t *alerts[] = {&firing, &resolved};
     kcw_notification_t nt = {.receiver = "x", .group_key = "{}:{}", .alerts = alerts,
