@@ -429,6 +429,68 @@ char *kcw_metrics_render(const kcw_metrics_t *m, size_t *len)
     return b.s;
 }
 
+/* --- kcwatch's own families -------------------------------------------------- */
+
+int kcw_metrics_declare_self(kcw_metrics_t *m, const char *version)
+{
+    static const struct {
+        kcw_metric_type_t type;
+        const char *name, *help;
+    } fams[] = {
+        {KCW_METRIC_GAUGE, "kcwatch_build_info", "kcwatch's version, as a label; always 1."},
+        {KCW_METRIC_COUNTER, "kcwatch_rule_evaluations_total", "Rule group evaluations."},
+        {KCW_METRIC_COUNTER, "kcwatch_rule_evaluation_failures_total",
+         "Rule evaluations that failed (query errors, limit, duplicate label sets)."},
+        {KCW_METRIC_HISTOGRAM, "kcwatch_rule_evaluation_duration_seconds",
+         "Time one rule group evaluation took, queries included."},
+        {KCW_METRIC_GAUGE, "kcwatch_rule_group_last_evaluation_timestamp_seconds",
+         "Evaluation time of the group's last evaluation."},
+        {KCW_METRIC_GAUGE, "kcwatch_alerts", "Alerts by name and state (pending, firing)."},
+        {KCW_METRIC_GAUGE, "kcwatch_connect_up",
+         "1 when the last poll of the Connect cluster got an answer, else 0."},
+        {KCW_METRIC_GAUGE, "kcwatch_connect_last_poll_timestamp_seconds",
+         "When the last poll of the Connect cluster completed."},
+        {KCW_METRIC_COUNTER, "kcwatch_connect_polls_total", "Polls of the Connect status."},
+        {KCW_METRIC_HISTOGRAM, "kcwatch_connect_poll_duration_seconds",
+         "Time one poll of a Connect cluster took."},
+        {KCW_METRIC_GAUGE, "kcwatch_prometheus_up",
+         "1 when the last PromQL query got an answer from Prometheus, else 0."},
+        {KCW_METRIC_COUNTER, "kcwatch_prometheus_queries_total", "PromQL queries sent."},
+        {KCW_METRIC_HISTOGRAM, "kcwatch_prometheus_query_duration_seconds",
+         "Time one PromQL query took."},
+        {KCW_METRIC_COUNTER, "kcwatch_restarts_total",
+         "Restarts by outcome: sent, dry_run, recovered, failed."},
+        {KCW_METRIC_COUNTER, "kcwatch_remediation_events_total",
+         "Every remediation decision and outcome, by event."},
+        {KCW_METRIC_COUNTER, "kcwatch_notifications_total",
+         "Notification deliveries by receiver and result."},
+        {KCW_METRIC_GAUGE, "kcwatch_notification_queue_length",
+         "Notifications waiting for delivery."},
+        {KCW_METRIC_COUNTER, "kcwatch_notifications_expired_total",
+         "Notifications dropped undelivered after global.notification_max_age."},
+        {KCW_METRIC_GAUGE, "kcwatch_state_store_durable",
+         "1 while state is written to global.state_dir, 0 when it is kept in memory only."},
+        {KCW_METRIC_GAUGE, "kcwatch_config_last_reload_successful",
+         "1 when the last configuration (re)load succeeded."},
+        {KCW_METRIC_GAUGE, "kcwatch_config_last_reload_success_timestamp_seconds",
+         "When the configuration was last loaded successfully."},
+        {KCW_METRIC_GAUGE, "kcwatch_ready", "1 once the first evaluation completed."},
+        {KCW_METRIC_COUNTER, "process_cpu_seconds_total",
+         "Total user and system CPU time spent in seconds."},
+        {KCW_METRIC_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes."},
+        {KCW_METRIC_GAUGE, "process_virtual_memory_bytes", "Virtual memory size in bytes."},
+        {KCW_METRIC_GAUGE, "process_open_fds", "Number of open file descriptors."},
+        {KCW_METRIC_GAUGE, "process_max_fds", "Maximum number of open file descriptors."},
+        {KCW_METRIC_GAUGE, "process_start_time_seconds",
+         "Start time of the process since unix epoch in seconds."},
+    };
+    for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+        if (kcw_metrics_declare(m, fams[i].type, fams[i].name, fams[i].help, NULL, 0) < 0)
+            return -ENOMEM;
+    const char *l[] = {"version", version, NULL};
+    return kcw_metrics_set(m, "kcwatch_build_info", l, 1);
+}
+
 /* --- process figures --------------------------------------------------------- */
 
 int kcw_metrics_process_read(kcw_process_stats_t *out)

@@ -6,7 +6,8 @@
  * expanded in scalar values before they are interpreted; secrets come from
  * *_file keys or the environment and are registered with the log redactor.
  *
- * With path == NULL the built-in defaults of design.md are returned:
+ * With path == NULL the built-in defaults are returned (every one of them is
+ * shown in packaging/kcwatch.example.yaml):
  * Connect at http://localhost:8083, Prometheus at http://localhost:9090, the
  * shipped rules.d (see KCW_DEFAULT_RULES_DIR), log receiver only, state in
  * ./kcwatch-state. */
@@ -126,6 +127,8 @@ typedef struct kcw_config {
     int64_t evaluation_interval_ms; /* default 10s */
     kcw_labels_t external_labels;
     char *state_dir; /* default ./kcwatch-state */
+    int64_t audit_retention_ms;      /* audit log kept this long, default 30d */
+    int64_t notification_max_age_ms; /* undelivered notifications dropped after, default 24h */
     char *listen;    /* default 127.0.0.1:9464 */
     int log_format;  /* kcw_log_format_t */
     int log_level;   /* kcw_log_level_t */

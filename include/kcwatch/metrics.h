@@ -53,6 +53,11 @@ double kcw_metrics_value(const kcw_metrics_t *m, const char *name, const char *c
  * it. NULL when out of memory. */
 char *kcw_metrics_render(const kcw_metrics_t *m, size_t *len);
 
+/* Declares every kcwatch_* and process_* family the daemon exposes (their
+ * names are part of kcwatch's interface, see docs/metrics.md) and sets
+ * kcwatch_build_info{version}. 0 or -ENOMEM. */
+int kcw_metrics_declare_self(kcw_metrics_t *m, const char *version);
+
 /* This process as Prometheus' client libraries describe it. */
 typedef struct kcw_process_stats {
     double cpu_seconds;       /* user + system */

@@ -96,6 +96,26 @@ static void test_series_bound(void **state)
     kcw_metrics_free(m);
 }
 
+static void test_self_families(void **state)
+{
+    (void)state;
+    kcw_metrics_t *m = kcw_metrics_new();
+    assert_int_equal(kcw_metrics_declare_self(m, "1.2.3"), 0);
+    assert_int_equal(kcw_metrics_declare_self(m, "1.2.3"), 0); /* idempotent */
+    const char *c[] = {"cluster", "c1", "result", "sent", NULL};
+    assert_int_equal(kcw_metrics_add(m, "kcwatch_restarts_total", c, 1), 0);
+    assert_int_equal(kcw_metrics_observe(m, "kcwatch_connect_poll_duration_seconds", c, 0.2), 0);
+    size_t len;
+    char *text = kcw_metrics_render(m, &len);
+    assert_non_null(strstr(text, "kcwatch_build_info{version=\"1.2.3\"} 1\n"));
+    assert_non_null(strstr(text, "# TYPE kcwatch_restarts_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE kcwatch_notification_queue_length gauge\n"));
+    assert_non_null(strstr(text, "kcwatch_connect_poll_duration_seconds_bucket{cluster=\"c1\","
+                                 "result=\"sent\",le=\"0.25\"} 1\n"));
+    free(text);
+    kcw_metrics_free(m);
+}
+
 static void test_process_read(void **state)
 {
     (void)state;
@@ -114,6 +134,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exposition_text),
         cmocka_unit_test(test_series_bound),
+        cmocka_unit_test(test_self_families),
         cmocka_unit_test(test_process_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
