@@ -61,6 +61,19 @@ static char name_alertname[] = "alertname";
 static char name_connector[] = "connector";
 static char name_cluster[] = "cluster";
 static char name_all[] = "...";
+static char root_id[] = "0";
+static char root_key[] = "{}";
+
+/* What kcw_route_finish fills in for a config's root route (the fixture's
+ * strings are static, so the route is set up by hand). */
+static void route_ready(kcw_route_t *r)
+{
+    r->id = root_id;
+    r->key = root_key;
+    r->group_by_all = false;
+    for (size_t i = 0; i < r->n_group_by; i++)
+        r->group_by_all = r->group_by_all || strcmp(r->group_by[i], "...") == 0;
+}
 
 static void sink(const char *receiver, const char *group_key, const kcw_alert_t *const *alerts,
                  size_t n_alerts, void *arg)
@@ -122,6 +135,7 @@ static int setup(void **state)
 /* Creates the notifier with the sink (pure tests). */
 static kcw_notifier_t *start(fx_t *f)
 {
+    route_ready(&f->cfg.route);
     f->n = kcw_notifier_new(&f->loop, NULL, &f->cfg, on_event, f);
     assert_non_null(f->n);
     kcw_notifier_set_sink(f->n, sink, f);
@@ -431,6 +445,7 @@ static void test_group_by_variants(void **state)
     /* No group_by: everything in one group; the reload regroups. */
     kcw_config_t cfg2 = f->cfg;
     cfg2.route.n_group_by = 0;
+    route_ready(&cfg2.route);
     kcw_notifier_set_config(f->n, &cfg2);
     assert_int_equal(kcw_notifier_group_count(f->n), 0);
     update(f, 20000, 0, 1, -1);
@@ -444,6 +459,7 @@ static void test_group_by_variants(void **state)
     kcw_config_t cfg3 = f->cfg;
     cfg3.route.group_by = by;
     cfg3.route.n_group_by = 2;
+    route_ready(&cfg3.route);
     kcw_notifier_set_config(f->n, &cfg3);
     fire(f, 2, "Y", "we\"ird\\", 0);
     assert_int_equal(kcw_labels_set(&f->al[3].labels, "alertname", "Z"), 0);
@@ -514,6 +530,7 @@ static void test_log_receiver(void **state)
     kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_INFO, out);
     f->rcv.kind = KCW_RECEIVER_LOG;
     f->cfg.route.group_wait_ms = 0;
+    route_ready(&f->cfg.route);
     f->n = kcw_notifier_new(&f->loop, NULL, &f->cfg, on_event, f);
     assert_non_null(f->n);
     fire(f, 0, "ConnectorFailed", "orders", 0);
@@ -706,6 +723,7 @@ static void live_start(live_t *lv, fx_t *f, server_t *s)
     f->cfg.route.group_wait_ms = 0;
     lv->http = kcw_http_new(&f->loop);
     assert_non_null(lv->http);
+    route_ready(&f->cfg.route);
     f->n = kcw_notifier_new(&f->loop, lv->http, &f->cfg, on_event, f);
     assert_non_null(f->n);
     assert_int_equal(uv_timer_init(&f->loop, &lv->deadline), 0);
