@@ -253,9 +253,9 @@ static const kcw_receiver_conf_t *group_receiver(const kcw_notifier_t *n, const 
     return kcw_config_receiver(n->cfg, g->route->receiver);
 }
 
-static int64_t group_interval_ms(const group_t *g)
+static int64_t group_interval_ms(const kcw_notifier_t *n, const group_t *g)
 {
-    int64_t v = g->route->group_interval_ms;
+    int64_t v = kcw_receiver_interval_ms(group_receiver(n, g), g->route->group_interval_ms);
     return v < GROUP_INTERVAL_MIN_MS ? GROUP_INTERVAL_MIN_MS : v;
 }
 
@@ -1376,7 +1376,7 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
     if (!firing || !resolved || !list) {
         /* Try again on the next interval rather than lose the group. */
         kcw_log(KCW_LOG_ERROR, "notification delayed: out of memory", "group", g->key, NULL);
-        g->due_ms = now + group_interval_ms(g);
+        g->due_ms = now + group_interval_ms(n, g);
         free(firing);
         free(resolved);
         free(list);
@@ -1452,7 +1452,7 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
         group_delete(n, at);
     }
     else
-        g->due_ms = now + group_interval_ms(g);
+        g->due_ms = now + group_interval_ms(n, g);
     return produced;
 }
 
