@@ -476,6 +476,103 @@ static void test_group_by_variants(void **state)
     kcw_notifier_set_config(f->n, &f->cfg);
 }
 
+/* The routing tree, silences and inhibition together, on the test's clock:
+ * one alert fans out to two routes (continue), a silence mutes one connector
+ * until it ends, an inhibition rule mutes task alerts of a failed connector
+ * until the connector alert resolves. */
+static size_t sent_to(const fx_t *f, size_t from, const char *receiver, uint64_t fp)
+{
+    size_t hits = 0;
+    for (size_t i = from; i < f->n_sent; i++)
+        if (strcmp(f->sent[i].receiver, receiver) == 0 && sent_has(&f->sent[i], fp))
+            hits++;
+    return hits;
+}
+
+static void test_routes_silences_inhibition(void **state)
+{
+    fx_t *f = *state;
+    kcw_config_t *cfg = NULL;
+    kcw_errors_t errs = {0};
+    int rc = kcw_config_load_string(
+        "receivers:\n"
+        "  - {name: slack, log: {}}\n"
+        "  - {name: pd, log: {}}\n"
+        "route:\n"
+        "  receiver: slack\n"
+        "  group_by: [alertname, connector]\n"
+        "  group_wait: 1s\n"
+        "  group_interval: 10s\n"
+        "  repeat_interval: 1h\n"
+        "  routes:\n"
+        "    - {matchers: ['alertname=~\"Connector.*\"'], receiver: pd, continue: true}\n"
+        "    - {receiver: slack}\n"
+        "inhibit_rules:\n"
+        "  - source_matchers: ['alertname=\"ConnectorFailed\"']\n"
+        "    target_matchers: ['alertname=\"TaskFailed\"']\n"
+        "    equal: [connector]\n",
+        "kcwatch.yaml", &cfg, &errs);
+    if (rc != 0)
+        kcw_errors_print(&errs, stderr);
+    assert_int_equal(rc, 0);
+    f->n = kcw_notifier_new(&f->loop, NULL, cfg, on_event, f);
+    assert_non_null(f->n);
+    kcw_notifier_set_sink(f->n, sink, f);
+    kcw_silences_t *silences = kcw_silences_new();
+    kcw_silence_t quiet = {0};
+    snprintf(quiet.id, sizeof(quiet.id), "%s", "s1");
+    char err[128];
+    assert_int_equal(kcw_matchers_parse(&quiet.matchers, "connector=\"quiet\"", err, sizeof(err)),
+                     0);
+    quiet.ends_at_ms = 30000;
+    assert_int_equal(kcw_silences_restore(silences, &quiet), 0);
+    kcw_silence_clear(&quiet);
+    kcw_notifier_set_silences(f->n, silences);
+
+    fire(f, 0, "ConnectorFailed", "orders", 0); /* pd and slack */
+    fire(f, 1, "TaskFailed", "orders", 0);      /* inhibited by al[0] */
+    fire(f, 2, "TaskFailed", "clicks", 0);      /* slack */
+    fire(f, 3, "TaskFailed", "quiet", 0);       /* silenced until 30 s */
+    update(f, 0, 0, 1, 2, 3, -1);
+    assert_int_equal(kcw_notifier_group_count(f->n), 5); /* orders twice: two routes */
+    kcw_notifier_flush_due(f->n, 1000);
+    assert_int_equal(sent_to(f, 0, "pd", f->al[0].fingerprint), 1);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[0].fingerprint), 1);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[2].fingerprint), 1);
+    assert_int_equal(sent_to(f, 0, "pd", f->al[2].fingerprint), 0);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[1].fingerprint), 0);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[3].fingerprint), 0);
+    bool pd_key = false;
+    for (size_t i = 0; i < f->n_sent; i++)
+        pd_key = pd_key || strcmp(f->sent[i].key, "{}/{alertname=~\"Connector.*\"}:"
+                                                  "{alertname=\"ConnectorFailed\", "
+                                                  "connector=\"orders\"}") == 0;
+    assert_true(pd_key);
+
+    /* The silence ends at 30 s: the next group interval after it sends. */
+    size_t mark = f->n_sent;
+    update(f, 20000, 0, 1, 2, 3, -1);
+    kcw_notifier_flush_due(f->n, 21000);
+    assert_int_equal(sent_to(f, mark, "slack", f->al[3].fingerprint), 0);
+    update(f, 31000, 0, 1, 2, 3, -1);
+    kcw_notifier_flush_due(f->n, 31000);
+    assert_int_equal(sent_to(f, mark, "slack", f->al[3].fingerprint), 1);
+
+    /* The connector alert resolves: its task alert is no longer inhibited. */
+    mark = f->n_sent;
+    resolve(f, 0, 40000);
+    update(f, 40000, 0, 1, 2, 3, -1);
+    kcw_notifier_flush_due(f->n, 41000);
+    assert_int_equal(sent_to(f, mark, "slack", f->al[1].fingerprint), 1);
+    assert_int_equal(sent_to(f, mark, "pd", f->al[0].fingerprint), 1); /* the resolution */
+
+    kcw_notifier_close(f->n, on_closed, f);
+    f->n = NULL;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    kcw_silences_free(silences);
+    kcw_config_free(cfg);
+}
+
 static void test_flush_for(void **state)
 {
     fx_t *f = *state;
@@ -1078,6 +1175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vanished_alert_resolves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_by_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_silences_inhibition, setup, teardown),
         cmocka_unit_test(test_classify_and_backoff),
         cmocka_unit_test_setup_teardown(test_log_receiver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_retried_then_delivered, setup, teardown),
