@@ -28,12 +28,7 @@ DEFAULT_BIN = "/usr/bin/prometheus-alertmanager"
 
 
 def alertmanager_bin():
-    b = os.environ.get("ALERTMANAGER_BIN") or DEFAULT_BIN
-    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
-        raise AssertionError(
-            "%s is not an executable file: install Debian's `prometheus-alertmanager` "
-            "package (packaging/install-deps.sh does) or set ALERTMANAGER_BIN" % b)
-    return b
+    return harness.peer_binary("ALERTMANAGER_BIN", DEFAULT_BIN, "prometheus-alertmanager")
 
 
 class AlertmanagerServer:
