@@ -41,6 +41,7 @@
 #include "kcwatch/route.h"
 #include "kcwatch/silence.h"
 #include "kcwatch/store.h"
+#include "kcwatch/url.h"
 
 #define QUEUE_MAX 10000
 #define RECEIVER_PARALLEL 4 /* sends in flight per receiver */
@@ -1064,8 +1065,11 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
     char status_s[24], delay_s[24];
     snprintf(status_s, sizeof(status_s), "%ld", status);
     snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
-    kcw_log(KCW_LOG_WARN, "notification failed, will retry", "receiver", d->receiver, "group",
-            d->group_key, "http_status", status_s, "error", detail, "retry_in", delay_s, NULL);
+    /* Loud once per episode: the retries of a group whose receiver stays
+     * down are DEBUG until a delivery succeeds again. */
+    kcw_log(l && l->failures > 1 ? KCW_LOG_DEBUG : KCW_LOG_WARN, "notification failed, will retry",
+            "receiver", d->receiver, "group", d->group_key, "http_status", status_s, "error",
+            detail, "retry_in", delay_s, NULL);
     event(n, d->receiver, d->group_key, "failed", status, detail);
     delivery_expire(n, d);
 }
@@ -1113,8 +1117,12 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         return;
     }
     kcw_store_begin(n->store);
+    /* A transfer that failed after the status line (reset mid-body, cut
+     * short) proves nothing was taken: retry it like no answer. */
+    bool broken = resp->status == 0 || resp->curl_code != 0;
     kcw_receiver_verdict_t res =
-        kcw_receiver_verdict(kcw_config_receiver(n->cfg, d->receiver), resp->status);
+        broken ? KCW_RECEIVER_RETRY
+               : kcw_receiver_verdict(kcw_config_receiver(n->cfg, d->receiver), resp->status);
     if (res == KCW_RECEIVER_ACCEPTED) {
         log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
         char detail[48];
@@ -1129,7 +1137,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         delivery_rejected(n, d, resp->status, resp->body, res == KCW_RECEIVER_CONFIG_ERROR);
     } else {
         char detail[300];
-        if (resp->status != 0)
+        if (!broken)
             snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
         else
             snprintf(detail, sizeof(detail), "%s", resp->error[0] ? resp->error : "no response");
@@ -1524,11 +1532,22 @@ static bool group_repoint(const kcw_config_t *cfg, group_t *g)
     return true;
 }
 
+/* Receiver URLs may carry tokens (?token=, userinfo): mask them in logs. */
+static void register_url_secrets(const kcw_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_receivers; i++) {
+        kcw_url_register_secrets(cfg->receivers[i].url);
+        for (size_t u = 0; u < cfg->receivers[i].n_urls; u++)
+            kcw_url_register_secrets(cfg->receivers[i].urls[u]);
+    }
+}
+
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                  kcw_notify_event_cb cb, void *arg)
 {
     if (!loop || !cfg)
         return NULL;
+    register_url_secrets(cfg);
     kcw_notifier_t *n = calloc(1, sizeof(*n));
     if (!n)
         return NULL;
@@ -1571,6 +1590,7 @@ void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
 {
     if (!n || !cfg || n->closing)
         return;
+    register_url_secrets(cfg);
     /* Groups whose route changed start afresh rather than resolve
      * everything; the others keep their notification log. */
     kcw_store_begin(n->store);

@@ -8,6 +8,7 @@
 # tests/stack (the jars come from Maven Central through mvn); python3-yaml
 # reads the shipped YAML in those tests.
 #
+# clang and its runtime build the libFuzzer targets (tests/fuzz).
 # `prometheus` and `prometheus-alertmanager` are here for their binaries only
 # (the integration tests start /usr/bin/prometheus and
 # /usr/bin/prometheus-alertmanager on their own loopback ports, promtool
@@ -19,6 +20,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
+  clang libclang-rt-14-dev
   prometheus prometheus-alertmanager systemd dpkg-dev man-db maven openjdk-17-jdk-headless
   python3-yaml"
 missing=""
