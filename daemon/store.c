@@ -69,8 +69,8 @@ static const char *const migrations[KCW_STORE_SCHEMA_VERSION] = {
     /* 3: which URL of a receiver a queued notification goes to (every
      * member of an Alertmanager HA pair has its own); silences made through
      * the API, as Alertmanager's JSON. */
-    "ALTER TABLE outbox ADD COLUMN target INTEGER NOT NULL DEFAULT 0;"
-    "CREATE TABLE silence (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    ("ALTER TABLE outbox ADD COLUMN target INTEGER NOT NULL DEFAULT 0;"
+     "CREATE TABLE silence (id TEXT PRIMARY KEY, body TEXT NOT NULL);"),
 };
 
 typedef enum {
