@@ -31,6 +31,7 @@
 
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
+#include "kcwatch/rfc3339.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/url.h"
 #include "kcwatch/yamlnode.h"
@@ -91,6 +92,8 @@ typedef struct ctx {
     const char *file; /* name used in errors */
     char *base_dir;   /* relative paths resolve here; NULL: current directory */
     kcw_errors_t *errs;
+    const char *text; /* the file's text: templates locate their lines in it */
+    size_t len;
     bool oom;
 } ctx_t;
 
@@ -1240,20 +1243,105 @@ static void parse_rule_files(ctx_t *c, const node_t *root, kcw_config_t *cfg, bo
     string_list(c, seq, "rule_files", rule_file_item, &cfg->rule_files, &cfg->n_rule_files);
 }
 
+static void receiver_defaults(kcw_receiver_conf_t *r)
+{
+    r->kind = KCW_RECEIVER_LOG;
+    r->timeout_ms = 10 * SEC;
+    r->send_resolved = true;
+    r->resend_interval_ms = MIN; /* Prometheus' --rules.alert.resend-delay */
+}
+
+const char *kcw_receiver_kind_name(kcw_receiver_kind_t kind)
+{
+    switch (kind) {
+    case KCW_RECEIVER_LOG: return "log";
+    case KCW_RECEIVER_WEBHOOK: return "webhook";
+    case KCW_RECEIVER_SLACK: return "slack";
+    case KCW_RECEIVER_PAGERDUTY: return "pagerduty";
+    case KCW_RECEIVER_ALERTMANAGER: return "alertmanager";
+    }
+    return "unknown";
+}
+
+/* A URL that carries a token (Slack's incoming webhooks): from key or
+ * key_file, checked without ever echoing it, and registered with the log
+ * redactor whole and by its path (a log line may show only the path). */
+static void get_secret_url(ctx_t *c, const node_t *m, const char *path, const char *key,
+                           char **dst)
+{
+    char file_key[64], p[PATH_LEN];
+    snprintf(file_key, sizeof(file_key), "%s_file", key);
+    if (!exclusive(c, m, path, key, file_key))
+        return;
+    char *s = NULL;
+    const node_t *v = map_get(c, m, map_key(c, m, key) ? key : file_key);
+    if (map_key(c, m, key)) {
+        if (get_secret(c, m, path, key, &s) != 0)
+            return;
+    } else if (map_key(c, m, file_key)) {
+        if (get_secret_file(c, m, path, file_key, &s) != 0)
+            return;
+    } else {
+        err_node(c, m, "%s: missing required key \"%s\" (or %s)", path, key, file_key);
+        return;
+    }
+    join(p, path, map_key(c, m, key) ? key : file_key);
+    char why[128];
+    if (!url_ok(c, s, why, sizeof(why))) {
+        err_node(c, v, "%s: invalid URL (not shown: it is a secret): %s", p, why);
+        free(s);
+        return;
+    }
+    const char *after_scheme = strstr(s, "://");
+    const char *slash = after_scheme ? strchr(after_scheme + 3, '/') : NULL;
+    if (slash && strlen(slash) > 1)
+        kcw_log_add_secret(slash);
+    replace(dst, s);
+}
+
+/* A notification template (slack text, pagerduty summary), compiled where it
+ * stands in the file so errors point at the template's own characters. */
+static void get_template(ctx_t *c, const node_t *m, const char *path, const char *key,
+                         kcw_template_t **dst)
+{
+    char p[PATH_LEN], *s;
+    const node_t *v;
+    if (nonempty_field(c, m, path, key, "a template", p, &v, &s) != 0)
+        return;
+    kcw_template_t *t = NULL;
+    int rc = kcw_ydoc_compile_template(&c->y, c->text, c->len, v, s, &t);
+    if (rc == -ENOMEM)
+        c->oom = true;
+    free(s);
+    if (rc == 0) {
+        kcw_template_free(*dst);
+        *dst = t;
+    }
+}
+
+/* The kind's mapping under key, NULL (reported) when it is null or not a map. */
+static const node_t *kind_map(ctx_t *c, const node_t *v, const char *path, const char *required_key,
+                              const char *const *keys)
+{
+    if (is_null(v)) {
+        err_node(c, v, "%s: missing required key \"%s\"", path, required_key);
+        return NULL;
+    }
+    const node_t *m = as_map(c, v, path);
+    if (m)
+        check_keys(c, m, path, keys, NULL);
+    return m;
+}
+
 static void parse_webhook(ctx_t *c, const node_t *v, const char *path, kcw_receiver_conf_t *r)
 {
     static const char *const keys[] = {
         "url",          "timeout",           "send_resolved", "max_alerts", "basic_auth",
         "bearer_token", "bearer_token_file", "tls",           NULL};
     r->kind = KCW_RECEIVER_WEBHOOK;
-    if (is_null(v)) {
-        err_node(c, v, "%s: missing required key \"url\"", path);
-        return;
-    }
-    const node_t *m = as_map(c, v, path);
+    const node_t *m = kind_map(c, v, path, "url", keys);
     if (!m)
         return;
-    check_keys(c, m, path, keys, NULL);
     required(c, get_url(c, m, path, "url", &r->url, false), m, path, "url");
     get_duration(c, m, path, "timeout", &r->timeout_ms, true);
     get_bool(c, m, path, "send_resolved", &r->send_resolved);
@@ -1263,11 +1351,91 @@ static void parse_webhook(ctx_t *c, const node_t *v, const char *path, kcw_recei
     parse_tls(c, m, path, &r->tls);
 }
 
-static void receiver_defaults(kcw_receiver_conf_t *r)
+static void parse_slack(ctx_t *c, const node_t *v, const char *path, kcw_receiver_conf_t *r)
 {
-    r->kind = KCW_RECEIVER_LOG;
-    r->timeout_ms = 10 * SEC;
-    r->send_resolved = true;
+    static const char *const keys[] = {"url",      "url_file",   "channel",  "username",
+                                       "icon_emoji", "icon_url", "text",     "send_resolved",
+                                       "timeout",  "tls",        NULL};
+    r->kind = KCW_RECEIVER_SLACK;
+    const node_t *m = kind_map(c, v, path, "url", keys);
+    if (!m)
+        return;
+    get_secret_url(c, m, path, "url", &r->url);
+    get_string(c, m, path, "channel", &r->channel);
+    get_string(c, m, path, "username", &r->username);
+    get_string(c, m, path, "icon_emoji", &r->icon_emoji);
+    get_url(c, m, path, "icon_url", &r->icon_url, false);
+    get_template(c, m, path, "text", &r->text);
+    get_bool(c, m, path, "send_resolved", &r->send_resolved);
+    get_duration(c, m, path, "timeout", &r->timeout_ms, true);
+    parse_tls(c, m, path, &r->tls);
+}
+
+static void parse_pagerduty(ctx_t *c, const node_t *v, const char *path, kcw_receiver_conf_t *r)
+{
+    static const char *const keys[] = {"routing_key", "routing_key_file", "url",
+                                       "dedup",       "summary",          "send_resolved",
+                                       "timeout",     "tls",              NULL};
+    r->kind = KCW_RECEIVER_PAGERDUTY;
+    const node_t *m = kind_map(c, v, path, "routing_key", keys);
+    if (!m)
+        return;
+    if (exclusive(c, m, path, "routing_key", "routing_key_file")) {
+        int rc = map_key(c, m, "routing_key")
+                     ? get_secret(c, m, path, "routing_key", &r->routing_key)
+                     : get_secret_file(c, m, path, "routing_key_file", &r->routing_key);
+        if (rc == 1)
+            err_node(c, m, "%s: missing required key \"routing_key\" (or routing_key_file)",
+                     path);
+        else if (rc == 0 && !*r->routing_key)
+            err_node(c, map_get(c, m, "routing_key") ? map_get(c, m, "routing_key")
+                                                     : map_get(c, m, "routing_key_file"),
+                     "%s.routing_key: must not be empty", path);
+    }
+    if (get_url(c, m, path, "url", &r->url, false) == 1 &&
+        !(r->url = strdup(KCW_PAGERDUTY_DEFAULT_URL)))
+        c->oom = true;
+    char p[PATH_LEN], *dedup;
+    const node_t *dv;
+    if (field(c, m, path, "dedup", "alert or group", p, &dv, &dedup) == 0) {
+        if (strcmp(dedup, "group") == 0)
+            r->per_group = true;
+        else if (strcmp(dedup, "alert") != 0)
+            err_node(c, dv, "%s: expected alert or group, got \"%s\"", p, dedup);
+        free(dedup);
+    }
+    get_template(c, m, path, "summary", &r->summary);
+    get_bool(c, m, path, "send_resolved", &r->send_resolved);
+    get_duration(c, m, path, "timeout", &r->timeout_ms, true);
+    parse_tls(c, m, path, &r->tls);
+}
+
+static void parse_alertmanager(ctx_t *c, const node_t *v, const char *path,
+                               kcw_receiver_conf_t *r)
+{
+    static const char *const keys[] = {"urls",         "resend_interval",   "timeout",
+                                       "basic_auth",   "bearer_token",      "bearer_token_file",
+                                       "tls",          NULL};
+    r->kind = KCW_RECEIVER_ALERTMANAGER;
+    const node_t *m = kind_map(c, v, path, "urls", keys);
+    if (!m)
+        return;
+    char p[PATH_LEN];
+    const node_t *uv = map_get(c, m, "urls");
+    if (!uv) {
+        err_node(c, m, "%s: missing required key \"urls\"", path);
+    } else {
+        const node_t *seq = as_seq(c, uv, join(p, path, "urls"));
+        if (seq && nkids(seq) > 0)
+            string_list(c, seq, p, url_item, &r->urls, &r->n_urls);
+        else if (seq || is_null(uv))
+            err_node(c, uv, "%s: at least one URL is required", p);
+    }
+    get_duration(c, m, path, "resend_interval", &r->resend_interval_ms, true);
+    get_duration(c, m, path, "timeout", &r->timeout_ms, true);
+    parse_basic_auth(c, m, path, &r->basic_auth);
+    parse_bearer(c, m, path, &r->bearer_token);
+    parse_tls(c, m, path, &r->tls);
 }
 
 static const char *receiver_name_at(const void *items, size_t j)
@@ -1277,8 +1445,9 @@ static const char *receiver_name_at(const void *items, size_t j)
 
 static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
-    static const char *const keys[] = {"name", "webhook", "log", NULL};
-    static const char *const later[] = {"slack", "pagerduty", "alertmanager", NULL};
+    static const char *const kinds[] = {"webhook", "slack", "pagerduty", "alertmanager", "log"};
+    static const char *const keys[] = {"name",  "webhook", "slack", "pagerduty",
+                                       "alertmanager", "log", NULL};
     void *items;
     const node_t *seq = map_list(c, root, "receivers", "receiver", sizeof(*cfg->receivers), &items);
     if (!seq)
@@ -1288,39 +1457,57 @@ static void parse_receivers(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         kcw_receiver_conf_t *r = &cfg->receivers[cfg->n_receivers++];
         receiver_defaults(r);
         char path[PATH_LEN];
-        const node_t *m = map_list_item(c, seq, i, "receivers", keys, later, path);
+        const node_t *m = map_list_item(c, seq, i, "receivers", keys, NULL, path);
         if (!m)
             continue;
         if (required(c, get_string(c, m, path, "name", &r->name), m, path, "name") == 0)
             check_unique_name(c, seq, i, path, "receiver", r->name, cfg->receivers,
                               receiver_name_at);
-        /* Exactly one kind; not-yet-supported kinds were reported by check_keys. */
-        const node_t *kinds[2] = {map_key(c, m, "webhook"), map_key(c, m, "log")};
-        if (kinds[0] && kinds[1]) {
-            const node_t *later_key = node_line(kinds[0]) > node_line(kinds[1]) ? kinds[0] : kinds[1];
-            err_node(c, later_key, "%s: a receiver has exactly one kind (webhook or log)", path);
-        } else if (kinds[0]) {
-            char wp[PATH_LEN];
-            parse_webhook(c, map_get(c, m, "webhook"), join(wp, path, "webhook"), r);
-        } else if (kinds[1]) {
-            const node_t *lv = map_get(c, m, "log");
-            if (!is_null(lv) && !(lv->type == YAML_MAPPING_NODE && nkids(lv) == 0))
-                err_node(c, lv, "%s.log: takes no settings (write log: {})", path);
-        } else {
-            bool other = false;
-            for (const char *const *k = later; *k; k++)
-                other = other || map_key(c, m, *k);
-            if (!other)
-                err_node(c, m, "%s: needs a kind: webhook or log", path);
+        /* Exactly one kind: the first one in the file is parsed, later ones
+         * are reported where they stand. */
+        const node_t *first = NULL;
+        size_t first_kind = 0;
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+            const node_t *key = map_key(c, m, kinds[k]);
+            if (!key)
+                continue;
+            if (!first || node_line(key) < node_line(first) ||
+                (node_line(key) == node_line(first) && node_col(key) < node_col(first))) {
+                if (first)
+                    err_node(c, first, "%s: a receiver has exactly one kind (webhook, slack, "
+                                       "pagerduty, alertmanager or log)", path);
+                first = key;
+                first_kind = k;
+            } else {
+                err_node(c, key, "%s: a receiver has exactly one kind (webhook, slack, "
+                                 "pagerduty, alertmanager or log)", path);
+            }
+        }
+        if (!first) {
+            err_node(c, m, "%s: needs a kind: webhook, slack, pagerduty, alertmanager or log",
+                     path);
+            continue;
+        }
+        char kp[PATH_LEN];
+        const node_t *kv = map_get(c, m, kinds[first_kind]);
+        join(kp, path, kinds[first_kind]);
+        switch (first_kind) {
+        case 0: parse_webhook(c, kv, kp, r); break;
+        case 1: parse_slack(c, kv, kp, r); break;
+        case 2: parse_pagerduty(c, kv, kp, r); break;
+        case 3: parse_alertmanager(c, kv, kp, r); break;
+        default:
+            if (!is_null(kv) && !(kv->type == YAML_MAPPING_NODE && nkids(kv) == 0))
+                err_node(c, kv, "%s.log: takes no settings (write log: {})", path);
         }
     }
 }
 
-/* A label name, or "..." for every label. */
-static int group_by_item(ctx_t *c, const node_t *v, const char *path, char **out)
+/* A label name, or "..." for every label when all is allowed. */
+static int label_item(ctx_t *c, const node_t *v, const char *path, char **out, bool all)
 {
     int rc = item_null(c, scalar_value(c, v, path, "a label name", out), v, path, "a label name");
-    if (rc == 0 && strcmp(*out, "...") != 0 && !label_name_ok(*out)) {
+    if (rc == 0 && !(all && strcmp(*out, "...") == 0) && !label_name_ok(*out)) {
         err_node(c, v, "%s: invalid label name \"%s\"", path, *out);
         free(*out);
         *out = NULL;
@@ -1329,28 +1516,269 @@ static int group_by_item(ctx_t *c, const node_t *v, const char *path, char **out
     return rc;
 }
 
-static void parse_route(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool receivers_set)
+static int group_by_item(ctx_t *c, const node_t *v, const char *path, char **out)
 {
-    static const char *const keys[] = {"receiver",       "group_by",        "group_wait",
-                                       "group_interval", "repeat_interval", NULL};
-    static const char *const later[] = {"routes", "matchers", "continue", NULL};
+    return label_item(c, v, path, out, true);
+}
+
+static int equal_item(ctx_t *c, const node_t *v, const char *path, char **out)
+{
+    return label_item(c, v, path, out, false);
+}
+
+/* `matchers:` a list of Alertmanager matcher strings, each of which may hold
+ * several ('{a="1", b=~"x"}'); every bad one reported at its item. */
+static void parse_matchers(ctx_t *c, const node_t *m, const char *parent, const char *key,
+                           kcw_matchers_t *ms)
+{
     char p[PATH_LEN];
-    kcw_route_conf_t *rt = &cfg->route;
-    const node_t *m = sub_map(c, root, "", "route", keys, later, p);
-    if (!m)
-        return;
+    const node_t *seq = as_seq(c, map_get(c, m, key), join(p, parent, key));
+    for (size_t i = 0; seq && i < nkids(seq); i++) {
+        char ip[PATH_LEN], *text, why[512];
+        const node_t *v = kid(c, seq, i);
+        join_index(ip, p, i);
+        if (item_null(c, scalar_value(c, v, ip, "a matcher string", &text), v, ip,
+                      "a matcher string") != 0)
+            continue;
+        int rc = kcw_matchers_parse(ms, text, why, sizeof(why));
+        if (rc == -ENOMEM)
+            c->oom = true;
+        else if (rc < 0)
+            err_node(c, v, "%s: %s", ip, why);
+        free(text);
+    }
+}
+
+static void check_receiver_name(ctx_t *c, const node_t *m, const char *path, const char *name,
+                                const kcw_config_t *cfg, bool receivers_set)
+{
     /* Without a receivers list the built-in "log" receiver is the only one. */
-    if (get_string(c, m, p, "receiver", &rt->receiver) == 0 &&
-        (receivers_set ? !kcw_config_receiver(cfg, rt->receiver)
-                       : strcmp(rt->receiver, "log") != 0))
-        err_node(c, map_get(c, m, "receiver"), "route.receiver: unknown receiver \"%s\"",
-                 rt->receiver);
+    if (receivers_set ? !kcw_config_receiver(cfg, name) : strcmp(name, "log") != 0)
+        err_node(c, map_get(c, m, "receiver"), "%s.receiver: unknown receiver \"%s\"", path,
+                 name);
+}
+
+static void route_unset(kcw_route_conf_t *rt)
+{
+    rt->group_wait_ms = rt->group_interval_ms = rt->repeat_interval_ms = KCW_ROUTE_UNSET;
+}
+
+static void parse_route_node(ctx_t *c, const node_t *m, const char *p, kcw_route_conf_t *rt,
+                             const kcw_config_t *cfg, bool receivers_set, int depth)
+{
+    bool root = depth == 0;
+    if (get_string(c, m, p, "receiver", &rt->receiver) == 0)
+        check_receiver_name(c, m, p, rt->receiver, cfg, receivers_set);
     get_duration(c, m, p, "group_wait", &rt->group_wait_ms, false);
     get_duration(c, m, p, "group_interval", &rt->group_interval_ms, true);
     get_duration(c, m, p, "repeat_interval", &rt->repeat_interval_ms, true);
-    const node_t *seq = as_seq(c, map_get(c, m, "group_by"), "route.group_by");
-    if (seq)
-        string_list(c, seq, "route.group_by", group_by_item, &rt->group_by, &rt->n_group_by);
+    char gp[PATH_LEN];
+    const node_t *seq = as_seq(c, map_get(c, m, "group_by"), join(gp, p, "group_by"));
+    if (seq) {
+        string_list(c, seq, gp, group_by_item, &rt->group_by, &rt->n_group_by);
+        rt->group_by_set = true;
+    }
+    if (root) {
+        /* Alertmanager's rule: the root takes every alert. */
+        if (map_key(c, m, "matchers"))
+            err_node(c, map_key(c, m, "matchers"),
+                     "route.matchers: the root route matches every alert; put matchers on "
+                     "its routes");
+        if (map_key(c, m, "continue"))
+            err_node(c, map_key(c, m, "continue"),
+                     "route.continue: the root route cannot continue");
+    } else {
+        parse_matchers(c, m, p, "matchers", &rt->matchers);
+        get_bool(c, m, p, "continue", &rt->cont);
+    }
+    char rp[PATH_LEN];
+    const node_t *routes = as_seq(c, map_get(c, m, "routes"), join(rp, p, "routes"));
+    if (!routes || nkids(routes) == 0)
+        return;
+    if (depth >= KCW_ROUTE_DEPTH_MAX) {
+        err_node(c, routes, "%s: routes nest deeper than %d levels", rp, KCW_ROUTE_DEPTH_MAX);
+        return;
+    }
+    if (!(rt->routes = calloc(nkids(routes), sizeof(*rt->routes)))) {
+        c->oom = true;
+        return;
+    }
+    static const char *const keys[] = {"receiver",        "group_by", "group_wait",
+                                       "group_interval",  "repeat_interval", "matchers",
+                                       "continue",        "routes",   NULL};
+    for (size_t i = 0; i < nkids(routes); i++) {
+        kcw_route_conf_t *child = &rt->routes[rt->n_routes++];
+        route_unset(child);
+        char cp[PATH_LEN];
+        const node_t *cm = map_list_item(c, routes, i, rp, keys, NULL, cp);
+        if (cm)
+            parse_route_node(c, cm, cp, child, cfg, receivers_set, depth + 1);
+    }
+}
+
+static void parse_route(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool receivers_set)
+{
+    static const char *const keys[] = {"receiver",       "group_by",        "group_wait",
+                                       "group_interval", "repeat_interval", "routes",
+                                       "matchers",       "continue",        NULL};
+    char p[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "route", keys, NULL, p);
+    if (m)
+        parse_route_node(c, m, p, &cfg->route, cfg, receivers_set, 0);
+}
+
+/* A weekday name or range, as a list item. */
+static void parse_weekly(ctx_t *c, const node_t *seq, const char *path, kcw_silence_t *s)
+{
+    static const char *const keys[] = {"weekdays", "start_time", "end_time", NULL};
+    if (nkids(seq) > KCW_SILENCE_WINDOWS_MAX) {
+        err_node(c, seq, "%s: at most %d windows", path, KCW_SILENCE_WINDOWS_MAX);
+        return;
+    }
+    if (!(s->windows = calloc(nkids(seq), sizeof(*s->windows)))) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < nkids(seq); i++) {
+        char wp[PATH_LEN], fp[PATH_LEN], *text;
+        const node_t *w = map_list_item(c, seq, i, path, keys, NULL, wp), *v;
+        if (!w)
+            continue;
+        kcw_weekly_window_t win = {.weekdays = 0x7f, .start_min = 0, .end_min = 1440};
+        bool ok = true;
+        const node_t *days = as_seq(c, map_get(c, w, "weekdays"), join(fp, wp, "weekdays"));
+        if (days) {
+            win.weekdays = 0;
+            for (size_t d = 0; d < nkids(days); d++) {
+                char dp[PATH_LEN];
+                unsigned bits;
+                const node_t *dv = kid(c, days, d);
+                join_index(dp, fp, d);
+                if (item_null(c, scalar_value(c, dv, dp, "a weekday", &text), dv, dp,
+                              "a weekday") != 0) {
+                    ok = false;
+                    continue;
+                }
+                if (kcw_weekdays_parse(text, &bits) < 0) {
+                    err_node(c, dv, "%s: expected a weekday or a range (monday, sat, "
+                                    "monday:friday), got \"%s\"", dp, text);
+                    ok = false;
+                } else {
+                    win.weekdays |= bits;
+                }
+                free(text);
+            }
+        }
+        const char *times[2] = {"start_time", "end_time"};
+        int *mins[2] = {&win.start_min, &win.end_min};
+        for (int t = 0; t < 2; t++) {
+            int rc = required(c, field(c, w, wp, times[t], "a time (HH:MM)", fp, &v, &text), w,
+                              wp, times[t]);
+            if (rc != 0) {
+                ok = false;
+                continue;
+            }
+            if (kcw_time_of_day_parse(text, mins[t]) < 0) {
+                err_node(c, v, "%s: expected HH:MM (00:00 to 24:00), got \"%s\"", fp, text);
+                ok = false;
+            }
+            free(text);
+        }
+        if (ok && win.start_min == win.end_min) {
+            err_node(c, w, "%s: start_time and end_time are equal (an empty window)", wp);
+            ok = false;
+        }
+        if (ok)
+            s->windows[s->n_windows++] = win;
+    }
+}
+
+static int get_time(ctx_t *c, const node_t *m, const char *parent, const char *key, int64_t *dst)
+{
+    char p[PATH_LEN], *text;
+    const node_t *v;
+    int rc = field(c, m, parent, key, "an RFC 3339 time", p, &v, &text);
+    if (rc != 0)
+        return rc;
+    if (kcw_rfc3339_parse(text, dst) < 0) {
+        err_node(c, v, "%s: expected an RFC 3339 time (2026-12-01T02:00:00Z), got \"%s\"", p,
+                 text);
+        rc = -1;
+    }
+    free(text);
+    return rc;
+}
+
+static void parse_silences(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"matchers", "starts_at", "ends_at",
+                                       "weekly",   "comment",   "created_by", NULL};
+    void *items;
+    const node_t *seq = map_list(c, root, "silences", "silence", sizeof(*cfg->silences), &items);
+    if (!seq)
+        return;
+    cfg->silences = items;
+    if (nkids(seq) > KCW_SILENCES_MAX / 2)
+        err_node(c, seq, "silences: at most %d in the config", KCW_SILENCES_MAX / 2);
+    for (size_t i = 0; i < nkids(seq) && i < KCW_SILENCES_MAX / 2; i++) {
+        kcw_silence_t *s = &cfg->silences[cfg->n_silences++];
+        s->from_config = true;
+        snprintf(s->id, sizeof(s->id), "config-%zu", i + 1);
+        char path[PATH_LEN];
+        const node_t *m = map_list_item(c, seq, i, "silences", keys, NULL, path);
+        if (!m)
+            continue;
+        if (!map_key(c, m, "matchers"))
+            err_node(c, m, "%s: missing required key \"matchers\"", path);
+        size_t before = c->errs->n;
+        parse_matchers(c, m, path, "matchers", &s->matchers);
+        if (c->errs->n == before && map_key(c, m, "matchers") &&
+            kcw_matchers_match_empty(&s->matchers))
+            err_node(c, map_get(c, m, "matchers"),
+                     "%s.matchers: would match every alert (at least one matcher must not "
+                     "match an empty label set)", path);
+        get_time(c, m, path, "starts_at", &s->starts_at_ms);
+        if (get_time(c, m, path, "ends_at", &s->ends_at_ms) == 0 && s->starts_at_ms &&
+            s->ends_at_ms <= s->starts_at_ms)
+            err_node(c, map_get(c, m, "ends_at"), "%s.ends_at: must be after starts_at", path);
+        char wp[PATH_LEN];
+        const node_t *weekly = as_seq(c, map_get(c, m, "weekly"), join(wp, path, "weekly"));
+        if (weekly && nkids(weekly) > 0)
+            parse_weekly(c, weekly, wp, s);
+        get_string(c, m, path, "comment", &s->comment);
+        get_string(c, m, path, "created_by", &s->created_by);
+    }
+}
+
+static void parse_inhibit_rules(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"source_matchers", "target_matchers", "equal", NULL};
+    void *items;
+    const node_t *seq = map_list(c, root, "inhibit_rules", "rule", sizeof(*cfg->inhibit_rules),
+                                 &items);
+    if (!seq)
+        return;
+    cfg->inhibit_rules = items;
+    if (nkids(seq) > KCW_INHIBIT_RULES_MAX)
+        err_node(c, seq, "inhibit_rules: at most %d rules", KCW_INHIBIT_RULES_MAX);
+    for (size_t i = 0; i < nkids(seq) && i < KCW_INHIBIT_RULES_MAX; i++) {
+        kcw_inhibit_rule_t *r = &cfg->inhibit_rules[cfg->n_inhibit_rules++];
+        char path[PATH_LEN];
+        const node_t *m = map_list_item(c, seq, i, "inhibit_rules", keys, NULL, path);
+        if (!m)
+            continue;
+        const char *sides[2] = {"source_matchers", "target_matchers"};
+        kcw_matchers_t *lists[2] = {&r->source, &r->target};
+        for (int k = 0; k < 2; k++) {
+            if (!map_key(c, m, sides[k]))
+                err_node(c, m, "%s: missing required key \"%s\"", path, sides[k]);
+            parse_matchers(c, m, path, sides[k], lists[k]);
+        }
+        char ep[PATH_LEN];
+        const node_t *eq = as_seq(c, map_get(c, m, "equal"), join(ep, path, "equal"));
+        if (eq)
+            string_list(c, eq, ep, equal_item, &r->equal, &r->n_equal);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1449,9 +1877,9 @@ static int set_list_defaults(kcw_config_t *cfg, bool connect_set, bool rules_set
 
 static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
-    static const char *const keys[] = {"global",     "prometheus", "connect", "remediation",
-                                       "rule_files", "receivers",  "route",   NULL};
-    static const char *const later[] = {"silences", NULL};
+    static const char *const keys[] = {"global",    "prometheus", "connect",  "remediation",
+                                       "rule_files", "receivers", "route",    "silences",
+                                       "inhibit_rules", NULL};
     bool external_url_set = false, rules_set = false, traces_set = false;
     const node_t *m = NULL;
     if (!is_null(root)) {
@@ -1464,7 +1892,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     bool connect_set = !is_null(map_get(c, m, "connect"));
     bool receivers_set = !is_null(map_get(c, m, "receivers"));
     if (m) {
-        check_keys(c, m, "", keys, later);
+        check_keys(c, m, "", keys, NULL);
         parse_global(c, m, cfg, &external_url_set);
         parse_prometheus(c, m, &cfg->prometheus);
         parse_connect(c, m, cfg);
@@ -1472,10 +1900,20 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         parse_rule_files(c, m, cfg, &rules_set);
         parse_receivers(c, m, cfg);
         parse_route(c, m, cfg, receivers_set);
+        parse_silences(c, m, cfg);
+        parse_inhibit_rules(c, m, cfg);
     }
     if (set_list_defaults(cfg, connect_set, rules_set, receivers_set, traces_set,
                           external_url_set) < 0)
         c->oom = true;
+    /* Children take what they do not set from their parents, once, here. */
+    char why[256];
+    /* No root receiver: the receivers list is broken, and reported. */
+    int frc = c->oom || !cfg->route.receiver ? 0 : kcw_route_finish(&cfg->route, why, sizeof(why));
+    if (frc == -ENOMEM)
+        c->oom = true;
+    else if (frc < 0)
+        err_node(c, map_get(c, m, "route"), "route: %s", why);
 }
 
 /* Errors come out in walk order; show them in file order. Insertion sort is
@@ -1509,7 +1947,7 @@ static int load_text(const char *text, size_t len, const char *name, kcw_config_
 {
     *out = NULL;
     size_t before = errs->n;
-    ctx_t c = {.file = name, .errs = errs};
+    ctx_t c = {.file = name, .errs = errs, .text = text, .len = len};
     if (name && strchr(name, '/') && !(c.base_dir = dir_of(name)))
         return -ENOMEM;
     kcw_config_t *cfg = calloc(1, sizeof(*cfg));
@@ -1627,13 +2065,26 @@ void kcw_config_free(kcw_config_t *cfg)
         kcw_receiver_conf_t *r = &cfg->receivers[i];
         free(r->name);
         free(r->url);
+        strv_free(r->urls, r->n_urls);
         basic_auth_free(&r->basic_auth);
         free(r->bearer_token);
         tls_free(&r->tls);
+        free(r->channel);
+        free(r->username);
+        free(r->icon_emoji);
+        free(r->icon_url);
+        kcw_template_free(r->text);
+        free(r->routing_key);
+        kcw_template_free(r->summary);
     }
     free(cfg->receivers);
 
-    free(cfg->route.receiver);
-    strv_free(cfg->route.group_by, cfg->route.n_group_by);
+    kcw_route_clear(&cfg->route);
+    for (size_t i = 0; i < cfg->n_silences; i++)
+        kcw_silence_clear(&cfg->silences[i]);
+    free(cfg->silences);
+    for (size_t i = 0; i < cfg->n_inhibit_rules; i++)
+        kcw_inhibit_rule_clear(&cfg->inhibit_rules[i]);
+    free(cfg->inhibit_rules);
     free(cfg);
 }

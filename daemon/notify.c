@@ -34,10 +34,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kcwatch/inhibit.h"
 #include "kcwatch/log.h"
+#include "kcwatch/payload.h"
+#include "kcwatch/receiver.h"
+#include "kcwatch/route.h"
+#include "kcwatch/silence.h"
 #include "kcwatch/store.h"
 #include "kcwatch/url.h"
-#include "kcwatch/webhook.h"
 
 #define QUEUE_MAX 10000
 #define RECEIVER_PARALLEL 4 /* sends in flight per receiver */
@@ -50,15 +54,20 @@
 #define BODY_LOG_MAX 200
 #define LOG_LABELS_MAX 16 /* labels per "alert" log line; the rest are counted */
 #define LOG_PAIRS 20      /* key/value pairs log_pairs() passes to kcw_log */
+#define ROUTES_PER_ALERT 16 /* routes one alert may land on (continue: true) */
+#define TRACE_KEPT_LINES 20 /* of an alert's trace, for Slack and PagerDuty */
+#define TRACE_KEPT_BYTES 4000
 
 typedef struct member {
     uint64_t fp;
     uint64_t seen_gen; /* update generation that last listed it */
-    kcw_alert_t alert; /* own copy of labels and annotations; trace not kept */
+    kcw_alert_t alert; /* own copy of labels, annotations, the trace's first lines */
 } member_t;
 
 typedef struct group {
-    uint64_t hash; /* of the group labels: groups are sorted by it */
+    uint64_t hash; /* of the route and the group labels: groups are sorted by it */
+    const kcw_route_t *route; /* in the current config; re-pointed on reload */
+    char *route_id;
     uint64_t id;   /* unique per notifier; deliveries refer to groups by it */
     char *key;     /* Alertmanager groupKey */
     kcw_labels_t labels;
@@ -92,6 +101,7 @@ typedef struct delivery {
     char *group_key;
     uint64_t group_hash, group_id;
     char *payload;
+    int target; /* which URL of the receiver (receiver.h) */
     size_t n_alerts;
     bool firing;
     bool in_flight;
@@ -107,6 +117,7 @@ typedef struct line {
     struct line *chain;       /* hash bucket */
     uint64_t hash;
     char *receiver, *group_key;
+    int target;
     delivery_t *head, *tail;
     bool in_flight;
     int failures; /* consecutive */
@@ -139,10 +150,10 @@ struct kcw_notifier {
     kcw_notify_sink_cb sink;
     void *sink_arg;
 
-    /* The route the groups were made for, to notice when a reload regroups. */
-    char *route_receiver;
-    char **route_group_by;
-    size_t n_route_group_by;
+    /* What mutes notifications: silences (the caller's set) and inhibition
+     * (the config's rules, indexed at each update). */
+    const kcw_silences_t *silences;
+    kcw_inhibitor_t *inhibitor;
 
     group_t **groups; /* sorted by hash */
     size_t n_groups, cap_groups;
@@ -233,15 +244,19 @@ static uint64_t alert_fp(const kcw_alert_t *a)
     return a->fingerprint != 0 ? a->fingerprint : kcw_labels_fingerprint(&a->labels);
 }
 
-static const kcw_receiver_conf_t *route_receiver(const kcw_notifier_t *n)
+static const char *group_receiver_name(const group_t *g)
 {
-    const char *name = n->cfg->route.receiver;
-    return name ? kcw_config_receiver(n->cfg, name) : NULL;
+    return g->route->receiver ? g->route->receiver : "";
 }
 
-static int64_t group_interval_ms(const kcw_notifier_t *n)
+static const kcw_receiver_conf_t *group_receiver(const kcw_notifier_t *n, const group_t *g)
 {
-    int64_t v = n->cfg->route.group_interval_ms;
+    return kcw_config_receiver(n->cfg, g->route->receiver);
+}
+
+static int64_t group_interval_ms(const kcw_notifier_t *n, const group_t *g)
+{
+    int64_t v = kcw_receiver_interval_ms(group_receiver(n, g), g->route->group_interval_ms);
     return v < GROUP_INTERVAL_MIN_MS ? GROUP_INTERVAL_MIN_MS : v;
 }
 
@@ -271,17 +286,9 @@ static bool fp_subset(const uint64_t *sub, size_t n_sub, const uint64_t *set, si
 
 /* --- grouping ------------------------------------------------------------ */
 
-static bool group_by_all(const kcw_route_conf_t *rt)
+static bool grouped_on(const kcw_route_t *rt, const char *name)
 {
-    for (size_t i = 0; i < rt->n_group_by; i++)
-        if (strcmp(rt->group_by[i], "...") == 0)
-            return true;
-    return false;
-}
-
-static bool grouped_on(const kcw_route_conf_t *rt, bool all, const char *name)
-{
-    if (all)
+    if (rt->group_by_all)
         return true;
     for (size_t i = 0; i < rt->n_group_by; i++)
         if (strcmp(rt->group_by[i], name) == 0)
@@ -298,12 +305,13 @@ static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
     return h;
 }
 
-/* Hash of the alert's group labels, computed without building them. */
-static uint64_t group_hash(const kcw_route_conf_t *rt, bool all, const kcw_labels_t *l)
+/* Hash of the route and the alert's group labels, computed without building
+ * them. */
+static uint64_t group_hash(const kcw_route_t *rt, const kcw_labels_t *l)
 {
-    uint64_t h = 14695981039346656037ULL;
+    uint64_t h = fnv1a(14695981039346656037ULL, rt->id, strlen(rt->id) + 1);
     for (size_t i = 0; i < l->n; i++) {
-        if (!grouped_on(rt, all, l->items[i].name))
+        if (!grouped_on(rt, l->items[i].name))
             continue;
         h = fnv1a(h, l->items[i].name, strlen(l->items[i].name) + 1);
         h = fnv1a(h, l->items[i].value, strlen(l->items[i].value) + 1);
@@ -311,12 +319,13 @@ static uint64_t group_hash(const kcw_route_conf_t *rt, bool all, const kcw_label
     return h;
 }
 
-static bool group_matches(const group_t *g, const kcw_route_conf_t *rt, bool all,
-                          const kcw_labels_t *l)
+static bool group_matches(const group_t *g, const kcw_route_t *rt, const kcw_labels_t *l)
 {
+    if (g->route != rt)
+        return false;
     size_t matched = 0;
     for (size_t i = 0; i < l->n; i++) {
-        if (!grouped_on(rt, all, l->items[i].name))
+        if (!grouped_on(rt, l->items[i].name))
             continue;
         const char *v = kcw_labels_get(&g->labels, l->items[i].name);
         if (!v || strcmp(v, l->items[i].value) != 0)
@@ -340,12 +349,11 @@ static size_t group_lower_bound(const kcw_notifier_t *n, uint64_t h)
     return lo;
 }
 
-static group_t *group_find(const kcw_notifier_t *n, uint64_t h, const kcw_labels_t *alert_labels)
+static group_t *group_find(const kcw_notifier_t *n, const kcw_route_t *rt, uint64_t h,
+                           const kcw_labels_t *alert_labels)
 {
-    const kcw_route_conf_t *rt = &n->cfg->route;
-    bool all = group_by_all(rt);
     for (size_t i = group_lower_bound(n, h); i < n->n_groups && n->groups[i]->hash == h; i++)
-        if (group_matches(n->groups[i], rt, all, alert_labels))
+        if (group_matches(n->groups[i], rt, alert_labels))
             return n->groups[i];
     return NULL;
 }
@@ -377,14 +385,16 @@ static bool buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t 
     return true;
 }
 
-/* Alertmanager's groupKey for the top-level route: "{}:" (the route's own
- * matchers: none) then the group labels as {name="value", ...}, values quoted
- * the way Go's %q does for the characters that need it. */
-static char *group_key_new(const kcw_labels_t *labels)
+/* Alertmanager's groupKey: the route's key ("{}" for the root,
+ * "{}/{severity=\"critical\"}" below it), ":", then the group labels as
+ * {name="value", ...}, values quoted the way Go's %q does for the characters
+ * that need it. */
+static char *group_key_new(const kcw_route_t *rt, const kcw_labels_t *labels)
 {
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    bool ok = buf_add(&buf, &len, &cap, "{}:{", 4);
+    bool ok = buf_add(&buf, &len, &cap, rt->key, strlen(rt->key)) &&
+              buf_add(&buf, &len, &cap, ":{", 2);
     for (size_t i = 0; ok && i < labels->n; i++) {
         const char *name = labels->items[i].name;
         if (i > 0)
@@ -420,6 +430,8 @@ static void member_clear(member_t *m)
 {
     kcw_labels_clear(&m->alert.labels);
     kcw_labels_clear(&m->alert.annotations);
+    free(m->alert.trace);
+    m->alert.trace = NULL;
 }
 
 static void group_free(group_t *g)
@@ -433,34 +445,23 @@ static void group_free(group_t *g)
     free(g->sent_resolved);
     kcw_labels_clear(&g->labels);
     free(g->key);
+    free(g->route_id);
     free(g);
 }
 
 /* The group labels of an alert and their groupKey. 0 or -ENOMEM. */
-static int group_identity(const kcw_notifier_t *n, const kcw_labels_t *alert_labels,
+static int group_identity(const kcw_route_t *rt, const kcw_labels_t *alert_labels,
                           kcw_labels_t *labels, char **key)
 {
-    const kcw_route_conf_t *rt = &n->cfg->route;
-    bool all = group_by_all(rt);
     memset(labels, 0, sizeof(*labels));
     *key = NULL;
-    for (size_t i = 0; i < alert_labels->n; i++) {
-        const kcw_label_t *p = &alert_labels->items[i];
-        if (grouped_on(rt, all, p->name) && kcw_labels_set(labels, p->name, p->value) < 0) {
-            kcw_labels_clear(labels);
-            return -ENOMEM;
-        }
-    }
-    if (!(*key = group_key_new(labels))) {
+    if (kcw_route_group_labels(rt, alert_labels, labels) < 0)
+        return -ENOMEM;
+    if (!(*key = group_key_new(rt, labels))) {
         kcw_labels_clear(labels);
         return -ENOMEM;
     }
     return 0;
-}
-
-static const char *route_receiver_name(const kcw_notifier_t *n)
-{
-    return n->cfg->route.receiver ? n->cfg->route.receiver : "";
 }
 
 static void restored_clear(restored_t *r)
@@ -471,9 +472,8 @@ static void restored_clear(restored_t *r)
     free(r->resolved);
 }
 
-static long restored_find(const kcw_notifier_t *n, const char *key)
+static long restored_find(const kcw_notifier_t *n, const char *receiver, const char *key)
 {
-    const char *receiver = route_receiver_name(n);
     for (size_t i = 0; i < n->n_restored; i++)
         if (strcmp(n->restored[i].key, key) == 0 && strcmp(n->restored[i].receiver, receiver) == 0)
             return (long)i;
@@ -483,7 +483,7 @@ static long restored_find(const kcw_notifier_t *n, const char *key)
 /* A new group takes over what the store remembered of it. */
 static void restored_claim(kcw_notifier_t *n, group_t *g)
 {
-    long at = restored_find(n, g->key);
+    long at = restored_find(n, group_receiver_name(g), g->key);
     if (at < 0)
         return;
     restored_t *r = &n->restored[at];
@@ -500,14 +500,14 @@ static void restored_claim(kcw_notifier_t *n, group_t *g)
 
 /* Whether the store remembers telling a receiver that this alert fired:
  * then its resolution is owed even though no group holds it yet. */
-static bool restored_sent_firing(const kcw_notifier_t *n, const kcw_labels_t *alert_labels,
-                                 uint64_t fp)
+static bool restored_sent_firing(const kcw_notifier_t *n, const kcw_route_t *rt,
+                                 const kcw_labels_t *alert_labels, uint64_t fp)
 {
     kcw_labels_t labels;
     char *key = NULL;
-    if (n->n_restored == 0 || group_identity(n, alert_labels, &labels, &key) < 0)
+    if (n->n_restored == 0 || group_identity(rt, alert_labels, &labels, &key) < 0)
         return false;
-    long at = restored_find(n, key);
+    long at = restored_find(n, rt->receiver ? rt->receiver : "", key);
     bool sent = at >= 0 && fp_contains(n->restored[at].firing, n->restored[at].n_firing, fp);
     kcw_labels_clear(&labels);
     free(key);
@@ -536,7 +536,7 @@ static void group_save(kcw_notifier_t *n, const group_t *g)
 {
     if (!n->store || !g->notified)
         return;
-    kcw_store_group_t row = {.receiver = route_receiver_name(n),
+    kcw_store_group_t row = {.receiver = group_receiver_name(g),
                              .group_key = g->key,
                              .last_notified_ms = g->last_notified_ms,
                              .sent_firing = g->sent_firing,
@@ -546,10 +546,9 @@ static void group_save(kcw_notifier_t *n, const group_t *g)
     kcw_store_group_put(n->store, &row);
 }
 
-static group_t *group_new(kcw_notifier_t *n, uint64_t h, const kcw_labels_t *alert_labels,
-                          int64_t now)
+static group_t *group_new(kcw_notifier_t *n, const kcw_route_t *rt, uint64_t h,
+                          const kcw_labels_t *alert_labels, int64_t now)
 {
-    const kcw_route_conf_t *rt = &n->cfg->route;
     if (n->n_groups == n->cap_groups) {
         size_t ncap = n->cap_groups ? n->cap_groups * 2 : 16;
         group_t **ng = realloc(n->groups, ncap * sizeof(*ng));
@@ -561,10 +560,12 @@ static group_t *group_new(kcw_notifier_t *n, uint64_t h, const kcw_labels_t *ale
     group_t *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
-    if (group_identity(n, alert_labels, &g->labels, &g->key) < 0) {
+    if (group_identity(rt, alert_labels, &g->labels, &g->key) < 0 ||
+        !(g->route_id = strdup(rt->id))) {
         group_free(g);
         return NULL;
     }
+    g->route = rt;
     g->hash = h;
     g->id = ++n->next_group_id;
     g->due_ms = now + (rt->group_wait_ms > 0 ? rt->group_wait_ms : 0);
@@ -615,6 +616,17 @@ static int member_assign(member_t *m, const kcw_alert_t *a)
             return -ENOMEM;
         kcw_labels_clear(&m->alert.annotations);
         m->alert.annotations = copy;
+    }
+    /* Only the first lines: what Slack and PagerDuty show. Copied again only
+     * when they changed. */
+    char *trace = kcw_payload_first_lines(a->trace, TRACE_KEPT_LINES, TRACE_KEPT_BYTES);
+    if (a->trace && !trace)
+        return -ENOMEM;
+    if (!trace || !m->alert.trace || strcmp(trace, m->alert.trace) != 0) {
+        free(m->alert.trace);
+        m->alert.trace = trace;
+    } else {
+        free(trace);
     }
     m->alert.value = a->value;
     m->alert.state = a->state;
@@ -745,10 +757,11 @@ static receiver_state_t *receiver_state(kcw_notifier_t *n, const char *name, boo
     return r;
 }
 
-static uint64_t line_hash(const char *receiver, const char *group_key)
+static uint64_t line_hash(const char *receiver, const char *group_key, int target)
 {
     uint64_t h = fnv1a(14695981039346656037ULL, receiver, strlen(receiver) + 1);
-    return fnv1a(h, group_key, strlen(group_key));
+    h = fnv1a(h, group_key, strlen(group_key) + 1);
+    return fnv1a(h, (const char *)&target, sizeof(target));
 }
 
 static void lines_grow(kcw_notifier_t *n)
@@ -767,14 +780,16 @@ static void lines_grow(kcw_notifier_t *n)
     n->n_line_buckets = nb;
 }
 
-/* The line of (receiver, group_key), made when create; NULL on OOM. */
+/* The line of (receiver, group_key, target), made when create; NULL on OOM.
+ * Each URL of a receiver (the members of an Alertmanager pair) has its own
+ * line: one member down never holds back the other. */
 static line_t *line_get(kcw_notifier_t *n, const char *receiver, const char *group_key,
-                        bool create)
+                        int target, bool create)
 {
-    uint64_t h = line_hash(receiver, group_key);
+    uint64_t h = line_hash(receiver, group_key, target);
     if (n->n_line_buckets > 0)
         for (line_t *l = n->line_buckets[h & (n->n_line_buckets - 1)]; l; l = l->chain)
-            if (l->hash == h && strcmp(l->group_key, group_key) == 0 &&
+            if (l->hash == h && l->target == target && strcmp(l->group_key, group_key) == 0 &&
                 strcmp(l->receiver, receiver) == 0)
                 return l;
     if (!create)
@@ -791,6 +806,7 @@ static line_t *line_get(kcw_notifier_t *n, const char *receiver, const char *gro
         return NULL;
     }
     l->hash = h;
+    l->target = target;
     size_t at = (size_t)(h & (n->n_line_buckets - 1));
     l->chain = n->line_buckets[at];
     n->line_buckets[at] = l;
@@ -917,7 +933,7 @@ static bool queue_push(kcw_notifier_t *n, delivery_t *d)
             n->dropped_pending_log++;
         }
     }
-    line_t *l = line_get(n, d->receiver, d->group_key, true);
+    line_t *l = line_get(n, d->receiver, d->group_key, d->target, true);
     receiver_state_t *r = l ? receiver_state(n, d->receiver, true) : NULL;
     if (!r) {
         line_release(n, l);
@@ -1058,14 +1074,21 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
     delivery_expire(n, d);
 }
 
-/* A response from which the receiver will never take this notification. */
-static void delivery_rejected(kcw_notifier_t *n, delivery_t *d, long status, const char *body)
+/* A response from which the receiver will never take this notification.
+ * config_error: Slack or PagerDuty said the URL, key or payload is wrong (its
+ * answer, e.g. PagerDuty's error list, is in the log line). */
+static void delivery_rejected(kcw_notifier_t *n, delivery_t *d, long status, const char *body,
+                              bool config_error)
 {
     char status_s[24], snippet[BODY_LOG_MAX + 1];
     snprintf(status_s, sizeof(status_s), "%ld", status);
-    snprintf(snippet, sizeof(snippet), "%s", body ? body : "");
-    kcw_log(KCW_LOG_ERROR, "notification rejected, dropped", "receiver", d->receiver, "group",
-            d->group_key, "http_status", status_s, "body", snippet, NULL);
+    size_t cut = kcw_payload_utf8_cut(body ? body : "", body ? strlen(body) : 0, BODY_LOG_MAX);
+    snprintf(snippet, sizeof(snippet), "%.*s", (int)cut, body ? body : "");
+    kcw_log(KCW_LOG_ERROR,
+            config_error ? "notification rejected: configuration error, not retried"
+                         : "notification rejected, dropped",
+            "receiver", d->receiver, "group", d->group_key, "http_status", status_s, "body",
+            snippet, NULL);
     event(n, d->receiver, d->group_key, "dropped", status, snippet);
     if (d->line)
         d->line->failures = 0;
@@ -1097,8 +1120,10 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
     /* A transfer that failed after the status line (reset mid-body, cut
      * short) proves nothing was taken: retry it like no answer. */
     bool broken = resp->status == 0 || resp->curl_code != 0;
-    kcw_delivery_result_t res = broken ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
-    if (res == KCW_DELIVERY_OK) {
+    kcw_receiver_verdict_t res =
+        broken ? KCW_RECEIVER_RETRY
+               : kcw_receiver_verdict(kcw_config_receiver(n->cfg, d->receiver), resp->status);
+    if (res == KCW_RECEIVER_ACCEPTED) {
         log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
         char detail[48];
         snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
@@ -1108,8 +1133,8 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
             d->line->next_attempt_mono = 0;
         }
         delivery_finish(n, d, true);
-    } else if (res == KCW_DELIVERY_DROP) {
-        delivery_rejected(n, d, resp->status, resp->body);
+    } else if (res == KCW_RECEIVER_CONFIG_ERROR || res == KCW_RECEIVER_REJECTED) {
+        delivery_rejected(n, d, resp->status, resp->body, res == KCW_RECEIVER_CONFIG_ERROR);
     } else {
         char detail[300];
         if (!broken)
@@ -1126,18 +1151,21 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
 static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d)
 {
     const kcw_receiver_conf_t *rc = kcw_config_receiver(n->cfg, d->receiver);
-    if (!rc || rc->kind != KCW_RECEIVER_WEBHOOK || !rc->url || !n->http) {
-        const char *why = !rc ? "receiver no longer configured"
-                              : (!n->http ? "no HTTP client" : "receiver is not a webhook");
+    char *url = rc ? kcw_receiver_target_url(rc, d->target) : NULL;
+    if (!url || !n->http) {
+        const char *why = !rc    ? "receiver no longer configured"
+                          : !url ? "receiver URL no longer configured"
+                                 : "no HTTP client";
         kcw_log(KCW_LOG_ERROR, "notification dropped", "receiver", d->receiver, "group",
                 d->group_key, "error", why, NULL);
         event(n, d->receiver, d->group_key, "dropped", 0, why);
+        free(url);
         delivery_finish(n, d, false);
         return false;
     }
     kcw_http_req_t req = {
         .method = "POST",
-        .url = rc->url,
+        .url = url,
         .body = d->payload,
         .body_len = strlen(d->payload),
         .timeout_ms = rc->timeout_ms,
@@ -1150,6 +1178,7 @@ static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d
     d->line->in_flight = true;
     r->in_flight++;
     int rc_req = kcw_http_request(n->http, &req, on_response, d);
+    free(url);
     if (rc_req < 0) {
         d->in_flight = false;
         d->line->in_flight = false;
@@ -1209,10 +1238,19 @@ static void arm_retry_timer(kcw_notifier_t *n)
 
 /* --- notifications ------------------------------------------------------- */
 
+/* Silenced (a silence active at now matches it) or inhibited (by the alerts
+ * of the last update). */
+static bool notification_muted(const kcw_notifier_t *n, const kcw_alert_t *a, int64_t now)
+{
+    if (n->silences && kcw_silences_muting(n->silences, &a->labels, now))
+        return true;
+    return kcw_inhibitor_mutes(n->inhibitor, &a->labels, a->fingerprint);
+}
+
 /* Alertmanager's dedup decision for a due group. */
-static send_reason_t needs_send(const kcw_notifier_t *n, const group_t *g, const uint64_t *firing,
-                                size_t n_firing, const uint64_t *resolved, size_t n_resolved,
-                                bool send_resolved, int64_t now)
+static send_reason_t needs_send(const group_t *g, const uint64_t *firing, size_t n_firing,
+                                const uint64_t *resolved, size_t n_resolved, bool send_resolved,
+                                int64_t repeat_ms, int64_t now)
 {
     if (!g->notified)
         return n_firing > 0 ? SEND_CHANGED : SEND_NO;
@@ -1224,15 +1262,66 @@ static send_reason_t needs_send(const kcw_notifier_t *n, const group_t *g, const
         return g->n_sent_firing > 0 ? SEND_CHANGED : SEND_NO;
     if (send_resolved && !fp_subset(resolved, n_resolved, g->sent_resolved, g->n_sent_resolved))
         return SEND_CHANGED;
-    if (now - g->last_notified_ms >= n->cfg->route.repeat_interval_ms)
+    if (now - g->last_notified_ms >= repeat_ms)
         return SEND_REPEAT;
     return SEND_NO;
 }
 
-/* Hands one notification to the sink, the log, or the queue; true when a
- * notification was produced. */
+/* Queues one request of a notification (its body taken over). false when it
+ * was lost (out of memory: logged). */
+static bool delivery_queue(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, group_t *g,
+                           kcw_outgoing_t *o)
+{
+    delivery_t *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->receiver = strdup(rc->name);
+        d->group_key = strdup(g->key);
+        d->payload = o->body;
+        o->body = NULL;
+    }
+    if (!d || !d->receiver || !d->group_key || !d->payload) {
+        delivery_free(d);
+        kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
+                g->key, NULL);
+        event(n, rc->name, g->key, "dropped", 0, "out of memory");
+        return false;
+    }
+    d->owner = n;
+    d->group_hash = g->hash;
+    d->group_id = g->id;
+    d->target = o->target;
+    d->n_alerts = o->n_alerts;
+    d->firing = o->firing;
+    d->created_ms = clock_now(n);
+    if (!queue_push(n, d)) {
+        kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
+                g->key, NULL);
+        event(n, rc->name, g->key, "dropped", 0, "out of memory");
+        delivery_free(d);
+        return false;
+    }
+    /* In the outbox before it can be sent: the flush's round commits it
+     * before dispatch() starts anything. */
+    if (n->store) {
+        kcw_store_outbox_t row = {.receiver = d->receiver,
+                                  .group_key = d->group_key,
+                                  .payload = d->payload,
+                                  .n_alerts = d->n_alerts,
+                                  .firing = d->firing,
+                                  .created_ms = d->created_ms,
+                                  .target = d->target};
+        if (kcw_store_outbox_add(n->store, &row, &d->store_id) < 0)
+            d->store_id = 0;
+    }
+    g->outstanding++;
+    return true;
+}
+
+/* Hands one notification to the sink, the log, or the queue (as the
+ * receiver's requests, receiver.h); true when a notification was produced. */
 static bool notification_emit(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, group_t *g,
-                              const kcw_alert_t *const *alerts, size_t count, bool firing)
+                              const kcw_alert_t *const *alerts, size_t count, bool firing,
+                              int64_t now)
 {
     if (n->sink) {
         n->sink(rc->name, g->key, alerts, count, n->sink_arg);
@@ -1245,47 +1334,26 @@ static bool notification_emit(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, 
         event(n, rc->name, g->key, "logged", 0, "logged");
         return true;
     }
-    delivery_t *d = calloc(1, sizeof(*d));
-    if (d) {
-        d->receiver = strdup(rc->name);
-        d->group_key = strdup(g->key);
-        d->payload = kcw_webhook_payload(rc->name, g->key, &g->labels, alerts, count,
-                                         n->cfg->external_url, rc->max_alerts);
-    }
-    if (!d || !d->receiver || !d->group_key || !d->payload) {
-        delivery_free(d);
+    kcw_notification_t nt = {.receiver = rc->name,
+                             .group_key = g->key,
+                             .group_labels = &g->labels,
+                             .alerts = alerts,
+                             .n_alerts = count,
+                             .now_ms = now,
+                             .cfg = n->cfg};
+    kcw_outgoing_t *out = NULL;
+    size_t n_out = 0;
+    if (kcw_receiver_build(rc, &nt, &out, &n_out) < 0) {
         kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
                 g->key, NULL);
         event(n, rc->name, g->key, "dropped", 0, "out of memory");
         return false;
     }
-    d->owner = n;
-    d->group_hash = g->hash;
-    d->group_id = g->id;
-    d->n_alerts = count;
-    d->firing = firing;
-    d->created_ms = clock_now(n);
-    if (!queue_push(n, d)) {
-        kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
-                g->key, NULL);
-        event(n, rc->name, g->key, "dropped", 0, "out of memory");
-        delivery_free(d);
-        return false;
-    }
-    /* In the outbox before it can be sent: the flush's round commits it
-     * before dispatch() starts anything. */
-    if (n->store) {
-        kcw_store_outbox_t o = {.receiver = d->receiver,
-                                .group_key = d->group_key,
-                                .payload = d->payload,
-                                .n_alerts = count,
-                                .firing = firing,
-                                .created_ms = d->created_ms};
-        if (kcw_store_outbox_add(n->store, &o, &d->store_id) < 0)
-            d->store_id = 0;
-    }
-    g->outstanding++;
-    return true;
+    bool produced = false;
+    for (size_t i = 0; i < n_out; i++)
+        produced = delivery_queue(n, rc, g, &out[i]) || produced;
+    kcw_outgoing_free(out, n_out);
+    return produced;
 }
 
 static int fp_set_assign(uint64_t **set, size_t *n_set, const uint64_t *src, size_t n)
@@ -1307,7 +1375,7 @@ static int fp_set_assign(uint64_t **set, size_t *n_set, const uint64_t *src, siz
 static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
 {
     group_t *g = n->groups[at];
-    const kcw_receiver_conf_t *rc = route_receiver(n);
+    const kcw_receiver_conf_t *rc = group_receiver(n, g);
     bool produced = false;
     size_t nm = g->n_members;
     uint64_t *firing = malloc((nm ? nm : 1) * sizeof(*firing));
@@ -1316,27 +1384,38 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
     if (!firing || !resolved || !list) {
         /* Try again on the next interval rather than lose the group. */
         kcw_log(KCW_LOG_ERROR, "notification delayed: out of memory", "group", g->key, NULL);
-        g->due_ms = now + group_interval_ms(n);
+        g->due_ms = now + group_interval_ms(n, g);
         free(firing);
         free(resolved);
         free(list);
         return false;
     }
     size_t n_firing = 0, n_resolved = 0, count = 0;
-    bool send_resolved = rc ? rc->send_resolved : false;
+    bool send_resolved = false;
     for (size_t i = 0; i < nm; i++) {
         const member_t *m = &g->members[i];
+        /* Silenced or inhibited: as in Alertmanager, the receiver does not
+         * hear of it, and the notification log does not count it as told. */
+        if (notification_muted(n, &m->alert, now))
+            continue;
         if (alert_firing(&m->alert)) {
             firing[n_firing++] = m->fp; /* members are sorted: so are these */
             list[count++] = &m->alert;
         } else {
             resolved[n_resolved++] = m->fp;
-            if (send_resolved)
+            if (rc && kcw_receiver_wants(rc, &m->alert)) {
                 list[count++] = &m->alert;
+                send_resolved = true;
+            }
         }
     }
+    if (rc && rc->kind == KCW_RECEIVER_ALERTMANAGER)
+        send_resolved = true;
+    else if (rc)
+        send_resolved = rc->send_resolved;
+    int64_t repeat_ms = kcw_receiver_repeat_ms(rc, g->route->repeat_interval_ms);
     send_reason_t why =
-        needs_send(n, g, firing, n_firing, resolved, n_resolved, send_resolved, now);
+        needs_send(g, firing, n_firing, resolved, n_resolved, send_resolved, repeat_ms, now);
     /* An unchanged group still on its way needs no reminder on top. */
     if (why == SEND_REPEAT && g->outstanding > 0)
         why = SEND_NO;
@@ -1347,9 +1426,9 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
     if (why != SEND_NO) {
         if (!rc) {
             kcw_log(KCW_LOG_ERROR, "notification dropped: route receiver not configured", "group",
-                    g->key, "receiver", n->cfg->route.receiver ? n->cfg->route.receiver : "", NULL);
+                    g->key, "receiver", group_receiver_name(g), NULL);
         } else if (count > 0) {
-            produced = notification_emit(n, rc, g, list, count, n_firing > 0);
+            produced = notification_emit(n, rc, g, list, count, n_firing > 0, now);
         }
         if (fp_set_assign(&g->sent_firing, &g->n_sent_firing, firing, n_firing) == 0 &&
             fp_set_assign(&g->sent_resolved, &g->n_sent_resolved, resolved, n_resolved) == 0) {
@@ -1377,11 +1456,11 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
     g->n_members = w;
     if (g->n_members == 0) {
         if (n->store)
-            kcw_store_group_delete(n->store, route_receiver_name(n), g->key);
+            kcw_store_group_delete(n->store, group_receiver_name(g), g->key);
         group_delete(n, at);
     }
     else
-        g->due_ms = now + group_interval_ms(n);
+        g->due_ms = now + group_interval_ms(n, g);
     return produced;
 }
 
@@ -1409,51 +1488,58 @@ static void on_group_timer(uv_timer_t *t)
 
 /* --- public -------------------------------------------------------------- */
 
-static void route_forget(kcw_notifier_t *n)
+/* The route with this id ("0/2/1": child indices from the root) in cfg,
+ * NULL when the tree no longer has it. */
+static const kcw_route_t *route_by_id(const kcw_config_t *cfg, const char *id)
 {
-    free(n->route_receiver);
-    for (size_t i = 0; i < n->n_route_group_by; i++)
-        free(n->route_group_by[i]);
-    free(n->route_group_by);
-    n->route_receiver = NULL;
-    n->route_group_by = NULL;
-    n->n_route_group_by = 0;
-}
-
-static int route_remember(kcw_notifier_t *n, const kcw_route_conf_t *rt)
-{
-    route_forget(n);
-    if (rt->receiver && !(n->route_receiver = strdup(rt->receiver)))
-        return -ENOMEM;
-    if (rt->n_group_by == 0)
-        return 0;
-    if (!(n->route_group_by = calloc(rt->n_group_by, sizeof(char *))))
-        return -ENOMEM;
-    for (size_t i = 0; i < rt->n_group_by; i++) {
-        if (!(n->route_group_by[i] = strdup(rt->group_by[i])))
-            return -ENOMEM;
-        n->n_route_group_by = i + 1;
+    const kcw_route_t *r = &cfg->route;
+    if (strncmp(id, "0", 1) != 0)
+        return NULL;
+    for (const char *p = id + 1; *p;) {
+        if (*p != '/')
+            return NULL;
+        char *end;
+        unsigned long i = strtoul(p + 1, &end, 10);
+        if (end == p + 1 || i >= r->n_routes)
+            return NULL;
+        r = &r->routes[i];
+        p = end;
     }
-    return 0;
+    return r;
 }
 
-static bool route_same(const kcw_notifier_t *n, const kcw_route_conf_t *rt)
+static bool strv_equal(char *const *a, size_t na, char *const *b, size_t nb)
 {
-    const char *a = n->route_receiver ? n->route_receiver : "";
-    const char *b = rt->receiver ? rt->receiver : "";
-    if (strcmp(a, b) != 0 || n->n_route_group_by != rt->n_group_by)
+    if (na != nb)
         return false;
-    for (size_t i = 0; i < rt->n_group_by; i++)
-        if (strcmp(n->route_group_by[i], rt->group_by[i]) != 0)
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
             return false;
+    return true;
+}
+
+/* After a reload, a group lives on when its route is still there with the
+ * same key (matchers), receiver and grouping; otherwise it starts afresh:
+ * its alerts are notified again after group_wait, as Alertmanager does. */
+static bool group_repoint(const kcw_config_t *cfg, group_t *g)
+{
+    const kcw_route_t *old = g->route, *r = route_by_id(cfg, g->route_id);
+    if (!r || strcmp(r->key, old->key) != 0 || strcmp(r->receiver, old->receiver) != 0 ||
+        r->group_by_all != old->group_by_all ||
+        !strv_equal(r->group_by, r->n_group_by, old->group_by, old->n_group_by))
+        return false;
+    g->route = r;
     return true;
 }
 
 /* Receiver URLs may carry tokens (?token=, userinfo): mask them in logs. */
 static void register_url_secrets(const kcw_config_t *cfg)
 {
-    for (size_t i = 0; i < cfg->n_receivers; i++)
+    for (size_t i = 0; i < cfg->n_receivers; i++) {
         kcw_url_register_secrets(cfg->receivers[i].url);
+        for (size_t u = 0; u < cfg->receivers[i].n_urls; u++)
+            kcw_url_register_secrets(cfg->receivers[i].urls[u]);
+    }
 }
 
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
@@ -1475,13 +1561,12 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
     n->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)n;
     if (n->rng == 0)
         n->rng = 0x9e3779b97f4a7c15ULL;
-    if (route_remember(n, &cfg->route) < 0) {
-        route_forget(n);
+    if (!(n->inhibitor = kcw_inhibitor_new(cfg->inhibit_rules, cfg->n_inhibit_rules))) {
         free(n);
         return NULL;
     }
     if (uv_timer_init(loop, &n->group_timer) < 0) {
-        route_forget(n);
+        kcw_inhibitor_free(n->inhibitor);
         free(n);
         return NULL;
     }
@@ -1490,7 +1575,8 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
         n->closing = true;
         n->handles_open = 1;
         n->group_timer.data = n;
-        route_forget(n);
+        kcw_inhibitor_free(n->inhibitor);
+        n->inhibitor = NULL;
         uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);
         return NULL;
     }
@@ -1505,19 +1591,23 @@ void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
     if (!n || !cfg || n->closing)
         return;
     register_url_secrets(cfg);
-    bool regroup = !route_same(n, &cfg->route);
-    n->cfg = cfg;
-    if (regroup) {
-        /* Group keys changed: start afresh rather than resolve everything. */
-        kcw_store_begin(n->store);
-        for (size_t i = 0; n->store && i < n->n_groups; i++)
-            kcw_store_group_delete(n->store, n->route_receiver ? n->route_receiver : "",
-                                   n->groups[i]->key);
-        kcw_store_commit(n->store);
-        groups_clear(n);
-        if (route_remember(n, &cfg->route) < 0)
-            kcw_log(KCW_LOG_ERROR, "notifier: out of memory on reload", NULL);
+    /* Groups whose route changed start afresh rather than resolve
+     * everything; the others keep their notification log. */
+    kcw_store_begin(n->store);
+    for (size_t i = 0; i < n->n_groups;) {
+        group_t *g = n->groups[i];
+        if (group_repoint(cfg, g)) {
+            i++;
+            continue;
+        }
+        if (n->store)
+            kcw_store_group_delete(n->store, group_receiver_name(g), g->key);
+        group_delete(n, i);
     }
+    kcw_store_commit(n->store);
+    n->cfg = cfg;
+    /* The index pointed at the old rules: empty until the next update. */
+    kcw_inhibitor_set_rules(n->inhibitor, cfg->inhibit_rules, cfg->n_inhibit_rules);
     /* Forget idle receivers the reload may have removed. */
     size_t w = 0;
     for (size_t i = 0; i < n->n_receivers; i++) {
@@ -1541,9 +1631,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
     n->gen++;
     n->clock_wall_ms = now_ms;
     n->clock_mono_ms = uv_now(n->loop);
-    const kcw_route_conf_t *rt = &n->cfg->route;
-    bool all = group_by_all(rt);
-    bool oom = false;
+    bool oom = kcw_inhibitor_update(n->inhibitor, alerts, n_alerts) < 0;
     for (size_t i = 0; i < n_alerts; i++) {
         const kcw_alert_t *a = alerts[i];
         bool resolved = alert_resolved(a);
@@ -1557,20 +1645,29 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
                 continue;
             }
         }
-        uint64_t h = group_hash(rt, all, &a->labels);
-        group_t *g = group_find(n, h, &a->labels);
-        if (!g && resolved && !restored_sent_firing(n, &a->labels, fp)) {
+        const kcw_route_t *routes[ROUTES_PER_ALERT];
+        size_t n_routes = kcw_route_match(&n->cfg->route, &a->labels, routes, ROUTES_PER_ALERT);
+        if (n_routes > ROUTES_PER_ALERT)
+            n_routes = ROUTES_PER_ALERT; /* bounded fan-out; the first ones in tree order */
+        bool grouped = false;
+        for (size_t r = 0; r < n_routes; r++) {
+            const kcw_route_t *rt = routes[r];
+            uint64_t h = group_hash(rt, &a->labels);
+            group_t *g = group_find(n, rt, h, &a->labels);
             /* No group: its firing was never notified or its group already
              * said goodbye; either way there is no one to tell. */
+            if (!g && resolved && !restored_sent_firing(n, rt, &a->labels, fp))
+                continue;
+            if (!g && !(g = group_new(n, rt, h, &a->labels, now_ms))) {
+                oom = true;
+                continue;
+            }
+            if (member_upsert(g, a, fp, n->gen) < 0)
+                oom = true;
+            grouped = true;
+        }
+        if (!grouped && resolved)
             done_add(n, fp, a->resolved_at_ms);
-            continue;
-        }
-        if (!g && !(g = group_new(n, h, &a->labels, now_ms))) {
-            oom = true;
-            continue;
-        }
-        if (member_upsert(g, a, fp, n->gen) < 0)
-            oom = true;
     }
     /* A firing member no longer listed lost its rule (reload): it resolves
      * now rather than stay firing at the receiver forever. */
@@ -1595,14 +1692,17 @@ static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool befo
 {
     if (!n || !labels || n->closing)
         return;
-    const kcw_route_conf_t *rt = &n->cfg->route;
-    group_t *g = group_find(n, group_hash(rt, group_by_all(rt), labels), labels);
-    if (!g)
-        return; /* not firing yet: its group will be notified in due course */
-    if (!before_first && !g->notified)
-        return; /* its first notification, after group_wait, carries the news */
-    g->due_ms = INT64_MIN;
-    g->forced = true;
+    const kcw_route_t *routes[ROUTES_PER_ALERT];
+    size_t n_routes = kcw_route_match(&n->cfg->route, labels, routes, ROUTES_PER_ALERT);
+    for (size_t r = 0; r < n_routes && r < ROUTES_PER_ALERT; r++) {
+        group_t *g = group_find(n, routes[r], group_hash(routes[r], labels), labels);
+        if (!g)
+            continue; /* not firing yet: its group will be notified in due course */
+        if (!before_first && !g->notified)
+            continue; /* its first notification, after group_wait, carries the news */
+        g->due_ms = INT64_MIN;
+        g->forced = true;
+    }
     arm_group_timer(n);
 }
 
@@ -1691,7 +1791,8 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
     free(n->receivers);
     n->receivers = NULL;
     n->n_receivers = 0;
-    route_forget(n);
+    kcw_inhibitor_free(n->inhibitor);
+    n->inhibitor = NULL;
     uv_timer_stop(&n->group_timer);
     uv_timer_stop(&n->retry_timer);
     uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);
@@ -1736,6 +1837,7 @@ static int on_stored_delivery(const kcw_store_outbox_t *o, void *arg)
     d->created_ms = o->created_ms;
     d->attempts = o->attempts;
     d->store_id = o->id;
+    d->target = o->target;
     if (!queue_push(n, d)) {
         delivery_free(d);
         return 1;
@@ -1768,6 +1870,12 @@ void kcw_notifier_set_store(kcw_notifier_t *n, kcw_store_t *store, int64_t now_m
         kcw_log(KCW_LOG_INFO, "notifier state restored", "groups", g_s, "queued", q_s, NULL);
     }
     dispatch(n);
+}
+
+void kcw_notifier_set_silences(kcw_notifier_t *n, const kcw_silences_t *silences)
+{
+    if (n)
+        n->silences = silences;
 }
 
 void kcw_notifier_set_max_age(kcw_notifier_t *n, int64_t max_age_ms)

@@ -195,39 +195,11 @@ static int walk_mapping(loader_t *l, yaml_node_t *map, const char *what, pair_fn
 
 /* --- templates -------------------------------------------------------- */
 
-/* Compiles a template scalar at its position in the file. Quoted scalars
- * start one column after the quote; block scalars (| and >) start on the
- * line after the indicator, at the indentation of their first line. */
+/* Compiles a template scalar at its position in the file (yamlnode.h). */
 static int compile_scalar_template(loader_t *l, const yaml_node_t *n, const char *src,
                                    kcw_template_t **out)
 {
-    int line = (int)n->start_mark.line + 1;
-    int col = (int)n->start_mark.column + 1;
-    yaml_scalar_style_t style = n->data.scalar.style;
-    if (style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-        return kcw_template_compile(src, l->y.file, line, col + 1, out, l->y.errs);
-    if (style != YAML_LITERAL_SCALAR_STYLE && style != YAML_FOLDED_SCALAR_STYLE)
-        return kcw_template_compile(src, l->y.file, line, col, out, l->y.errs);
-    /* Find the indentation of the first non-blank line after the indicator. */
-    const char *p = l->text;
-    const char *end = l->text + l->len;
-    for (size_t i = 0; i < n->start_mark.line + 1 && p < end; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        p = nl ? nl + 1 : end;
-    }
-    int indent = 0;
-    while (p < end) {
-        const char *q = p;
-        while (q < end && *q == ' ')
-            q++;
-        if (q < end && *q != '\n' && *q != '\r') {
-            indent = (int)(q - p);
-            break;
-        }
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        p = nl ? nl + 1 : end;
-    }
-    return kcw_template_compile_block(src, l->y.file, line + 1, indent + 1, indent, out, l->y.errs);
+    return kcw_ydoc_compile_template(&l->y, l->text, l->len, n, src, out);
 }
 
 typedef struct tmpl_list {

@@ -66,6 +66,11 @@ static const char *const migrations[KCW_STORE_SCHEMA_VERSION] = {
     "ALTER TABLE outbox ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX audit_time ON audit (time);"
     "CREATE INDEX audit_connector ON audit (connector, time);",
+    /* 3: which URL of a receiver a queued notification goes to (every
+     * member of an Alertmanager HA pair has its own); silences made through
+     * the API, as Alertmanager's JSON. */
+    ("ALTER TABLE outbox ADD COLUMN target INTEGER NOT NULL DEFAULT 0;"
+     "CREATE TABLE silence (id TEXT PRIMARY KEY, body TEXT NOT NULL);"),
 };
 
 typedef enum {
@@ -79,6 +84,9 @@ typedef enum {
     ST_OUTBOX_RETRY,
     ST_OUTBOX_DEL,
     ST_OUTBOX_LOAD,
+    ST_SILENCE_PUT,
+    ST_SILENCE_DEL,
+    ST_SILENCE_LOAD,
     ST_TRACK_PUT,
     ST_TRACK_DEL,
     ST_TRACK_LOAD,
@@ -101,11 +109,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_GROUP_LOAD] = "SELECT receiver, group_key, last_notified, sent_firing, sent_resolved "
                       "FROM notify_group",
     [ST_OUTBOX_ADD] = "INSERT INTO outbox (receiver, group_key, payload, n_alerts, firing, "
-                      "created, attempts, next_attempt) VALUES (?,?,?,?,?,?,?,?)",
+                      "created, attempts, next_attempt, target) VALUES (?,?,?,?,?,?,?,?,?)",
     [ST_OUTBOX_RETRY] = "UPDATE outbox SET attempts = ?, next_attempt = ? WHERE id = ?",
     [ST_OUTBOX_DEL] = "DELETE FROM outbox WHERE id = ?",
     [ST_OUTBOX_LOAD] = "SELECT id, receiver, group_key, payload, n_alerts, firing, created, "
-                       "attempts, next_attempt FROM outbox ORDER BY id",
+                       "attempts, next_attempt, target FROM outbox ORDER BY id",
+    [ST_SILENCE_PUT] = "INSERT OR REPLACE INTO silence (id, body) VALUES (?,?)",
+    [ST_SILENCE_DEL] = "DELETE FROM silence WHERE id = ?",
+    [ST_SILENCE_LOAD] = "SELECT id, body FROM silence",
     [ST_TRACK_PUT] = "INSERT OR REPLACE INTO restart_track (cluster, connector, task, scope, "
                      "rule, trace, policy, marks) VALUES (?,?,?,?,?,?,?,?)",
     [ST_TRACK_DEL] = "DELETE FROM restart_track WHERE cluster = ? AND connector = ? AND task = ?",
@@ -941,6 +952,7 @@ int kcw_store_outbox_add(kcw_store_t *s, const kcw_store_outbox_t *o, int64_t *i
     sqlite3_bind_int64(st, 6, o->created_ms);
     sqlite3_bind_int(st, 7, o->attempts);
     sqlite3_bind_int64(st, 8, o->next_attempt_ms);
+    sqlite3_bind_int(st, 9, o->target);
     int rc = step_write(s, st);
     if (id)
         *id = rc == 0 ? sqlite3_last_insert_rowid(s->db) : 0;
@@ -980,6 +992,7 @@ static int outbox_row(sqlite3_stmt *st, void *arg, bool *used)
         .created_ms = sqlite3_column_int64(st, 6),
         .attempts = sqlite3_column_int(st, 7),
         .next_attempt_ms = sqlite3_column_int64(st, 8),
+        .target = sqlite3_column_int(st, 9),
     };
     if (!o.receiver || !o.group_key || !o.payload)
         return 0;
@@ -990,6 +1003,62 @@ static int outbox_row(sqlite3_stmt *st, void *arg, bool *used)
 long kcw_store_outbox_load(kcw_store_t *s, kcw_store_outbox_cb cb, void *arg)
 {
     return load_rows(s, ST_OUTBOX_LOAD, outbox_row, (void *)cb, arg);
+}
+
+/* --- silences ---------------------------------------------------------------------- */
+
+int kcw_store_silence_put(kcw_store_t *s, const kcw_silence_t *sil)
+{
+    sqlite3_stmt *st = stmt(s, ST_SILENCE_PUT);
+    if (!st)
+        return -ENOMEM;
+    json_t *j = kcw_silence_to_json(sil, wall_now_ms());
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!body) {
+        sqlite3_reset(st);
+        return -ENOMEM;
+    }
+    sqlite3_bind_text(st, 1, sil->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, body, -1, SQLITE_TRANSIENT);
+    free(body);
+    return step_write(s, st);
+}
+
+int kcw_store_silence_delete(kcw_store_t *s, const char *id)
+{
+    sqlite3_stmt *st = stmt(s, ST_SILENCE_DEL);
+    if (!st)
+        return -ENOMEM;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    return step_write(s, st);
+}
+
+static int silence_row(sqlite3_stmt *st, void *arg, bool *used)
+{
+    cb_ctx_t *c = arg;
+    const char *id = col_text(st, 0), *body = col_text(st, 1);
+    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
+    kcw_silence_t sil = {0};
+    char err[256] = "";
+    int stop = 0;
+    if (!id || !j || kcw_silence_restore_json(j, &sil, err, sizeof(err)) < 0 ||
+        strcmp(sil.id, id) != 0) {
+        kcw_silence_clear(&sil); /* zeroed or restored: both clear */
+        kcw_log(KCW_LOG_ERROR, "state store: skipping a silence that cannot be decoded", "id",
+                id ? id : "", "error", err, NULL);
+    } else {
+        *used = true;
+        stop = ((kcw_store_silence_cb)c->cb)(&sil, c->arg);
+        kcw_silence_clear(&sil);
+    }
+    json_decref(j);
+    return stop;
+}
+
+long kcw_store_silence_load(kcw_store_t *s, kcw_store_silence_cb cb, void *arg)
+{
+    return load_rows(s, ST_SILENCE_LOAD, silence_row, (void *)cb, arg);
 }
 
 /* --- restart tracks ---------------------------------------------------------------- */

@@ -62,6 +62,7 @@ static const struct {
 typedef enum {
     ARG_LABEL,     /* $labels.NAME, .Labels.NAME */
     ARG_EXT_LABEL, /* $externalLabels.NAME, .ExternalLabels.NAME */
+    ARG_ANNOTATION, /* $annotations.NAME, .Annotations.NAME (notification templates) */
     ARG_VALUE,     /* $value, .Value */
     ARG_TRACE,     /* $trace */
     ARG_STRING,
@@ -501,9 +502,10 @@ static int parse_reference(parser_t *p, const token_t *t, arg_t *a)
 
     bool labels = is_var ? strcmp(name, "$labels") == 0 : strcmp(name, ".Labels") == 0;
     bool ext = is_var ? strcmp(name, "$externalLabels") == 0 : strcmp(name, ".ExternalLabels") == 0;
+    bool ann = is_var ? strcmp(name, "$annotations") == 0 : strcmp(name, ".Annotations") == 0;
     bool value = is_var ? strcmp(name, "$value") == 0 : strcmp(name, ".Value") == 0;
     bool trace = is_var && strcmp(name, "$trace") == 0;
-    if (labels || ext) {
+    if (labels || ext || ann) {
         if (!field || field_len == 0) {
             perror_at(p, t->start, "%s needs a label name, e.g. %s.job", name, name);
             return -EINVAL;
@@ -516,7 +518,7 @@ static int parse_reference(parser_t *p, const token_t *t, arg_t *a)
             perror_at(p, t->start, "invalid label name in %.*s", (int)n, s);
             return -EINVAL;
         }
-        a->kind = labels ? ARG_LABEL : ARG_EXT_LABEL;
+        a->kind = labels ? ARG_LABEL : ext ? ARG_EXT_LABEL : ARG_ANNOTATION;
         a->str = strndup(field, field_len);
         if (!a->str) {
             parser_nomem(p);
@@ -540,7 +542,7 @@ static int parse_reference(parser_t *p, const token_t *t, arg_t *a)
     } else if (is_var) {
         perror_at(p, t->start,
                   "undefined variable \"%s\" (supported: $labels.NAME, $value, "
-                  "$trace, $externalLabels.NAME)",
+                  "$trace, $externalLabels.NAME, $annotations.NAME)",
                   name);
     } else if (head == 1) {
         perror_at(p, t->start, "{{ . }} is not supported (use .Labels.NAME or .Value)");
@@ -1648,6 +1650,9 @@ static int eval_arg(render_t *r, const arg_t *a, value_t *v)
         return 0;
     case ARG_EXT_LABEL:
         set_string(v, ctx->external_labels ? kcw_labels_get(ctx->external_labels, a->str) : NULL);
+        return 0;
+    case ARG_ANNOTATION:
+        set_string(v, ctx->annotations ? kcw_labels_get(ctx->annotations, a->str) : NULL);
         return 0;
     case ARG_VALUE:
         v->kind = V_FLOAT;

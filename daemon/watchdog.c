@@ -40,6 +40,8 @@
 #include "kcwatch/prom.h"
 #include "kcwatch/remediate.h"
 #include "kcwatch/sdnotify.h"
+#include "kcwatch/silence.h"
+#include "kcwatch/silence_api.h"
 #include "kcwatch/store.h"
 
 #define STORE_PRUNE_MS (60 * 60 * 1000)     /* audit retention pruning */
@@ -94,6 +96,8 @@ struct kcw_watchdog {
     uv_timer_t notify_soon; /* delivers remediation news without waiting for a round */
     kcw_admin_t *admin;
     kcw_store_t *store;
+    kcw_silences_t *silences;      /* the config's and the API's */
+    kcw_silence_api_t silence_api; /* /api/v2/silences */
     uv_timer_t snapshot;
     bool snapshot_on;
     kcw_metrics_t *metrics;
@@ -757,6 +761,61 @@ static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *r
     return kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
 }
 
+/* --- silences -------------------------------------------------------------- */
+
+static int64_t silence_now(void *arg)
+{
+    (void)arg;
+    return wall_now_ms();
+}
+
+static int silence_save(void *arg, const kcw_silence_t *s)
+{
+    kcw_watchdog_t *wd = arg;
+    kcw_store_begin(wd->store);
+    int rc = kcw_store_silence_put(wd->store, s);
+    int crc = kcw_store_commit(wd->store);
+    return rc < 0 ? rc : crc;
+}
+
+static int on_stored_silence(const kcw_silence_t *s, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    int rc = kcw_silences_restore(wd->silences, s);
+    if (rc < 0)
+        kcw_log(KCW_LOG_WARN, "silence not restored", "id", s->id, "error", strerror(-rc), NULL);
+    return 0;
+}
+
+static void on_silence_dropped(const kcw_silence_t *s, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    kcw_store_silence_delete(wd->store, s->id);
+}
+
+/* The config's silences, the API's from the store, and the notifier's view
+ * of both. */
+static int silences_start(kcw_watchdog_t *wd)
+{
+    const kcw_config_t *cfg = wd->gen->cfg;
+    if (!(wd->silences = kcw_silences_new()) ||
+        kcw_silences_set_config(wd->silences, cfg->silences, cfg->n_silences) < 0)
+        return -ENOMEM;
+    long n = kcw_store_silence_load(wd->store, on_stored_silence, wd);
+    if (n > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%ld", n);
+        kcw_log(KCW_LOG_INFO, "silences restored", "silences", count, NULL);
+    }
+    kcw_store_begin(wd->store);
+    kcw_silences_gc(wd->silences, wall_now_ms(), on_silence_dropped, wd);
+    kcw_store_commit(wd->store);
+    wd->silence_api = (kcw_silence_api_t){
+        .set = wd->silences, .now_ms = silence_now, .save = silence_save, .arg = wd};
+    kcw_notifier_set_silences(wd->notifier, wd->silences);
+    return 0;
+}
+
 static int admin_start(kcw_watchdog_t *wd)
 {
     const kcw_config_t *cfg = wd->gen->cfg;
@@ -775,7 +834,8 @@ static int admin_start(kcw_watchdog_t *wd)
         kcw_admin_route(wd->admin, "GET", "/metrics", handle_metrics, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/alerts", handle_alerts, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/rules", handle_rules, wd) < 0 ||
-        kcw_admin_route(wd->admin, "POST", "/-/reload", handle_reload, wd) < 0)
+        kcw_admin_route(wd->admin, "POST", "/-/reload", handle_reload, wd) < 0 ||
+        kcw_silence_api_register(wd->admin, &wd->silence_api) < 0)
         return -ENOMEM;
     int rc = kcw_admin_start(wd->admin, err, sizeof(err));
     if (rc < 0) {
@@ -847,6 +907,11 @@ static void on_snapshot(uv_timer_t *t)
     kcw_watchdog_t *wd = t->data;
     if (!wd->stopping && wd->gen)
         snapshot_alerts(wd);
+    if (!wd->stopping && wd->silences) {
+        kcw_store_begin(wd->store);
+        kcw_silences_gc(wd->silences, wall_now_ms(), on_silence_dropped, wd);
+        kcw_store_commit(wd->store);
+    }
 }
 
 /* Opens the state store and hands what it holds to the engine, the
@@ -896,6 +961,8 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
         return -ENOMEM;
     int rc = store_start(wd);
     if (rc < 0)
+        return rc;
+    if ((rc = silences_start(wd)) < 0)
         return rc;
     rc = admin_start(wd);
     if (rc < 0)
@@ -990,6 +1057,9 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     wd->gen = g;
     kcw_remediator_set_conf(wd->rem, &cfg->remediation);
     kcw_notifier_set_config(wd->notifier, cfg);
+    if (kcw_silences_set_config(wd->silences, cfg->silences, cfg->n_silences) < 0)
+        kcw_log(KCW_LOG_ERROR, "silences of the new configuration not applied: out of memory or "
+                "too many; the previous ones stay", NULL);
     kcw_notifier_set_max_age(wd->notifier, cfg->notification_max_age_ms);
     kcw_store_set_audit_retention(wd->store, cfg->audit_retention_ms);
     if (strcmp(old->cfg->state_dir, cfg->state_dir) != 0)
@@ -1068,6 +1138,7 @@ void kcw_watchdog_free(kcw_watchdog_t *wd)
         generation_free(wd->gen);
     kcw_remediator_free(wd->rem);
     kcw_store_close(wd->store); /* after the notifier: its queue stays in the outbox */
+    kcw_silences_free(wd->silences);
     kcw_metrics_free(wd->metrics);
     free(wd);
 }

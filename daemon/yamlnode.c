@@ -653,3 +653,38 @@ int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len
     *len = got;
     return 0;
 }
+
+/* Compiles a template scalar at its position in the file. Quoted scalars
+ * start one column after the quote; block scalars (| and >) start on the
+ * line after the indicator, at the indentation of their first line. */
+int kcw_ydoc_compile_template(kcw_ydoc_t *d, const char *text, size_t len, const yaml_node_t *n,
+                              const char *src, kcw_template_t **out)
+{
+    int line = (int)n->start_mark.line + 1;
+    int col = (int)n->start_mark.column + 1;
+    yaml_scalar_style_t style = n->data.scalar.style;
+    if (style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
+        return kcw_template_compile(src, d->file, line, col + 1, out, d->errs);
+    if (style != YAML_LITERAL_SCALAR_STYLE && style != YAML_FOLDED_SCALAR_STYLE)
+        return kcw_template_compile(src, d->file, line, col, out, d->errs);
+    /* Find the indentation of the first non-blank line after the indicator. */
+    const char *p = text;
+    const char *end = text + len;
+    for (size_t i = 0; i < n->start_mark.line + 1 && p < end; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    int indent = 0;
+    while (p < end) {
+        const char *q = p;
+        while (q < end && *q == ' ')
+            q++;
+        if (q < end && *q != '\n' && *q != '\r') {
+            indent = (int)(q - p);
+            break;
+        }
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    return kcw_template_compile_block(src, d->file, line + 1, indent + 1, indent, out, d->errs);
+}

@@ -9,20 +9,23 @@
 # reads the shipped YAML in those tests.
 #
 # clang and its runtime build the libFuzzer targets (tests/fuzz).
-# `prometheus` is here for its binaries only (the integration tests start
-# /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
+# `prometheus` and `prometheus-alertmanager` are here for their binaries only
+# (the integration tests start /usr/bin/prometheus and
+# /usr/bin/prometheus-alertmanager on their own loopback ports, promtool
+# checks rules.d). Their packages would start a system Prometheus on :9090 and
+# an Alertmanager on :9093/:9094 from their postinst; we keep them from
+# starting during the install (policy-rc.d), and stop and disable any that an
+# earlier install left running, so nothing packaged is listening.
 # `victoria-metrics` likewise, for /usr/bin/vmalert, which bench/rules runs
 # beside kcwatch on the same rules. `libjsmn-dev` is the header-only JSON
 # tokenizer daemon/status_index.c splits status bodies with.
-# Its package would start a system Prometheus on :9090 from its postinst; we
-# keep it from starting during the install (policy-rc.d), and stop and disable
-# one that an earlier install left running, so nothing packaged is listening.
 set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
   clang libclang-rt-14-dev libjsmn-dev victoria-metrics
-  prometheus systemd dpkg-dev man-db maven openjdk-17-jdk-headless python3-yaml"
+  prometheus prometheus-alertmanager systemd dpkg-dev man-db maven openjdk-17-jdk-headless
+  python3-yaml"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -49,21 +52,23 @@ if [ -n "$missing" ]; then
         trap - EXIT
     fi
 fi
-# The packaged service, if it runs anyway (an earlier install, a policy that
-# allowed it), would answer on :9090, kcwatch's default Prometheus URL: stop it
-# and keep it from starting at boot. The tests never rely on it.
-if [ -x /etc/init.d/prometheus ]; then
+# The packaged services, if they run anyway (an earlier install, a policy
+# that allowed it), would answer on :9090 (kcwatch's default Prometheus URL)
+# and :9093: stop them and keep them from starting at boot. The tests never
+# rely on them.
+for svc in prometheus prometheus-alertmanager; do
+    [ -x "/etc/init.d/$svc" ] || continue
     if [ -d /run/systemd/system ]; then
-        systemctl stop prometheus.service >/dev/null 2>&1 || true
-        systemctl disable prometheus.service >/dev/null 2>&1 || true
+        systemctl stop "$svc.service" >/dev/null 2>&1 || true
+        systemctl disable "$svc.service" >/dev/null 2>&1 || true
     else
-        if [ -e /run/prometheus/prometheus.pid ]; then
-            /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        if [ -e "/run/prometheus/$svc.pid" ]; then
+            "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
         fi
-        deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+        deb-systemd-helper disable "$svc.service" >/dev/null 2>&1 || true
     fi
-    update-rc.d prometheus disable >/dev/null 2>&1 || true
-fi
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+done
 # Same for victoria-metrics: only its vmalert binary is used, by bench/.
 if [ -e /lib/systemd/system/victoria-metrics.service ]; then
     if [ -d /run/systemd/system ]; then

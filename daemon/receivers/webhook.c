@@ -15,13 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kcwatch/labels_json.h"
+#include "kcwatch/payload.h"
+#include "kcwatch/rfc3339.h"
 
 /* Alertmanager's zero time for "not ended yet" (Go's time.Time{}). */
 #define ZERO_TIME "0001-01-01T00:00:00Z"
-#define GENERATOR_PATH "/api/v1/alerts"
 
 typedef struct ordered {
     const kcw_alert_t *alert;
@@ -30,35 +30,22 @@ typedef struct ordered {
 
 static bool is_resolved(const kcw_alert_t *a)
 {
-    return a->resolved_at_ms != 0 || a->state == KCW_ALERT_INACTIVE;
+    return kcw_payload_alert_resolved(a);
 }
 
 static int64_t starts_at_ms(const kcw_alert_t *a)
 {
-    return a->fired_at_ms != 0 ? a->fired_at_ms : a->active_at_ms;
+    return kcw_payload_alert_starts_ms(a);
 }
 
 static uint64_t fingerprint_of(const kcw_alert_t *a)
 {
-    return a->fingerprint != 0 ? a->fingerprint : kcw_labels_fingerprint(&a->labels);
+    return kcw_payload_alert_fp(a);
 }
 
-/* RFC 3339, UTC, millisecond precision. */
 static void format_time(int64_t ms, char *buf, size_t n)
 {
-    int64_t secs = ms / 1000, frac = ms % 1000;
-    if (frac < 0) {
-        frac += 1000;
-        secs -= 1;
-    }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        snprintf(buf, n, "%s", ZERO_TIME);
-        return;
-    }
-    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + len, n - len, ".%03dZ", (int)frac);
+    kcw_rfc3339_format(ms, buf, n);
 }
 
 static int compare_alerts(const void *pa, const void *pb)
@@ -76,13 +63,9 @@ static int compare_alerts(const void *pa, const void *pb)
     return a->index < b->index ? -1 : (a->index > b->index);
 }
 
-/* json_object_set_new steals value even when it fails, so a NULL value (an
- * allocation that failed) needs no cleanup here. */
 static int put(json_t *obj, const char *key, json_t *value)
 {
-    if (!value)
-        return -1;
-    return json_object_set_new(obj, key, value);
+    return kcw_payload_put(obj, key, value);
 }
 
 /* Pairs of the first alert's labels (or annotations) that every other alert
@@ -135,23 +118,6 @@ static json_t *alert_json(const kcw_alert_t *a, const char *generator_url)
         return NULL;
     }
     return o;
-}
-
-/* external_url + "/api/v1/alerts" (kcwatch's own alerts list), or "" when
- * there is no external URL to point at. */
-static char *generator_url_new(const char *external_url)
-{
-    if (!external_url || !*external_url)
-        return strdup("");
-    size_t len = strlen(external_url);
-    while (len > 0 && external_url[len - 1] == '/')
-        len--;
-    char *s = malloc(len + sizeof(GENERATOR_PATH));
-    if (!s)
-        return NULL;
-    memcpy(s, external_url, len);
-    memcpy(s + len, GENERATOR_PATH, sizeof(GENERATOR_PATH));
-    return s;
 }
 
 static json_t *payload_json(const char *receiver, const char *group_key,
@@ -213,7 +179,7 @@ char *kcw_webhook_payload(const char *receiver, const char *group_key,
                           size_t n_alerts, const char *external_url, int max_alerts)
 {
     ordered_t *sorted = calloc(n_alerts ? n_alerts : 1, sizeof(*sorted));
-    char *generator_url = generator_url_new(external_url);
+    char *generator_url = kcw_payload_generator_url(external_url);
     if (!sorted || !generator_url) {
         free(sorted);
         free(generator_url);

@@ -19,7 +19,11 @@
 #include <stdint.h>
 
 #include "kcwatch/errors.h"
+#include "kcwatch/inhibit.h"
 #include "kcwatch/labels.h"
+#include "kcwatch/route.h"
+#include "kcwatch/silence.h"
+#include "kcwatch/template.h"
 
 #ifndef KCW_DEFAULT_CONFIG_PATH
 #define KCW_DEFAULT_CONFIG_PATH "/etc/kcwatch/kcwatch.yaml"
@@ -83,28 +87,43 @@ typedef struct kcw_remediation_conf {
 typedef enum {
     KCW_RECEIVER_LOG = 0, /* built-in: notifications only go to the log */
     KCW_RECEIVER_WEBHOOK,
+    KCW_RECEIVER_SLACK,
+    KCW_RECEIVER_PAGERDUTY,
+    KCW_RECEIVER_ALERTMANAGER,
 } kcw_receiver_kind_t;
+
+/* "log" "webhook" "slack" "pagerduty" "alertmanager". */
+const char *kcw_receiver_kind_name(kcw_receiver_kind_t kind);
+
+#define KCW_PAGERDUTY_DEFAULT_URL "https://events.pagerduty.com/v2/enqueue"
 
 typedef struct kcw_receiver_conf {
     char *name;
     kcw_receiver_kind_t kind;
-    char *url;                /* webhook */
+    /* webhook: the URL; slack: the incoming-webhook URL (a secret: from url
+     * or url_file, registered with the log redactor); pagerduty: the Events
+     * API v2 endpoint (default KCW_PAGERDUTY_DEFAULT_URL). */
+    char *url;
+    char **urls;              /* alertmanager: base URLs, each gets every alert */
+    size_t n_urls;
+    int64_t resend_interval_ms; /* alertmanager: firing alerts re-sent this often, default 1m */
     int64_t timeout_ms;       /* default 10s */
     bool send_resolved;       /* default true */
     int max_alerts;           /* 0 = unlimited (webhook truncation, as Alertmanager) */
     kcw_basic_auth_conf_t basic_auth;
     char *bearer_token;       /* from bearer_token_file */
     kcw_tls_conf_t tls;
+    /* slack */
+    char *channel, *username, *icon_emoji, *icon_url; /* NULL: the webhook's own */
+    kcw_template_t *text;     /* per-alert text; NULL: the default message */
+    /* pagerduty */
+    char *routing_key;        /* a secret: routing_key or routing_key_file */
+    bool per_group;           /* dedup_key per group (dedup: group) rather than per alert */
+    kcw_template_t *summary;  /* NULL: the default summary */
 } kcw_receiver_conf_t;
 
-typedef struct kcw_route_conf {
-    char *receiver;   /* must name a receiver */
-    char **group_by;  /* label names; "..." means every label */
-    size_t n_group_by;
-    int64_t group_wait_ms;      /* default 30s */
-    int64_t group_interval_ms;  /* default 5m */
-    int64_t repeat_interval_ms; /* default 4h */
-} kcw_route_conf_t;
+/* The routing tree (route.h); the root is config.route. */
+typedef kcw_route_t kcw_route_conf_t;
 
 typedef struct kcw_config {
     char *path; /* file it came from, NULL for built-in defaults */
@@ -133,7 +152,12 @@ typedef struct kcw_config {
     kcw_receiver_conf_t *receivers;
     size_t n_receivers;
 
-    kcw_route_conf_t route;
+    kcw_route_conf_t route; /* finished (kcw_route_finish): children carry inherited values */
+
+    kcw_silence_t *silences; /* from the config (from_config set, ids "config-N") */
+    size_t n_silences;
+    kcw_inhibit_rule_t *inhibit_rules;
+    size_t n_inhibit_rules;
 } kcw_config_t;
 
 /* Loads and validates path (NULL: built-in defaults). On success returns 0 and

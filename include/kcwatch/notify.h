@@ -1,14 +1,19 @@
 /* notify.h: grouping and delivery of alert notifications.
  *
  * After every evaluation the watchdog hands the notifier every current alert
- * (firing, and resolved within retention). The notifier groups them by the
- * route's group_by as Alertmanager does: a new group waits group_wait, then a
- * changed group is sent at most every group_interval, an unchanged firing one
- * again after repeat_interval; resolved alerts are sent once (send_resolved)
- * and then dropped. Each notification is built by the receiver's payload
- * builder (receivers/webhook.c) and queued; failed sends are retried with
- * exponential back-off and jitter, honouring Retry-After on 429/503, per
- * group: a group its receiver keeps rejecting never holds back the others.
+ * (firing, and resolved within retention). Each alert goes down the routing
+ * tree (route.h) to one or more routes, and joins the group of its route's
+ * group_by labels there, as Alertmanager does: a new group waits group_wait,
+ * then a changed group is sent at most every group_interval, an unchanged
+ * firing one again after repeat_interval (an alertmanager receiver's
+ * resend_interval when shorter); resolved alerts are sent once
+ * (send_resolved) and then dropped. Alerts a silence or an inhibition rule
+ * mutes are left out of notifications (never out of evaluation). Each
+ * notification becomes its receiver's requests (receiver.h: webhook, Slack,
+ * PagerDuty events, one per Alertmanager URL) and is queued; failed sends are
+ * retried with exponential back-off and jitter, honouring Retry-After on
+ * 429/503, per group and URL: a group its receiver keeps rejecting never
+ * holds back the others.
  * With a store, delivery is at-least-once across restarts (outbox) and each
  * group's notification log survives them (see kcw_notifier_set_store). */
 #ifndef KCWATCH_NOTIFY_H
@@ -22,6 +27,7 @@
 #include "kcwatch/alerts.h"
 #include "kcwatch/config.h"
 #include "kcwatch/http_client.h"
+#include "kcwatch/silence.h"
 #include "kcwatch/store.h"
 
 #define KCW_NOTIFY_MAX_AGE_DEFAULT_MS (24LL * 60 * 60 * 1000)
@@ -61,6 +67,9 @@ size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
  * before the first update; now_ms in update()'s clock). Every attempt is
  * recorded in the audit log. store must outlive n. */
 void kcw_notifier_set_store(kcw_notifier_t *n, kcw_store_t *store, int64_t now_ms);
+/* Silences to apply (the caller's set, read at each flush; NULL: none).
+ * Must outlive n or be replaced first. */
+void kcw_notifier_set_silences(kcw_notifier_t *n, const kcw_silences_t *silences);
 /* Notifications older than this are dropped with an ERROR and counted
  * (<= 0: KCW_NOTIFY_MAX_AGE_DEFAULT_MS). */
 void kcw_notifier_set_max_age(kcw_notifier_t *n, int64_t max_age_ms);

@@ -2,8 +2,9 @@
  *
  * One database, <state_dir>/kcwatch.db, in WAL mode, holds what must survive
  * a restart or a kill -9: alert states, the notifier's per-group memory and
- * outbox, the remediator's restart tracks, and the audit log of every restart
- * decision and notification attempt. Its schema carries a version
+ * outbox, the silences made through the API, the remediator's restart
+ * tracks, and the audit log of every restart decision and notification
+ * attempt. Its schema carries a version
  * (PRAGMA user_version) and is migrated forward step by step on open.
  *
  * Writes are batched: callers open a round with kcw_store_begin() (one per
@@ -31,8 +32,9 @@
 
 #include "kcwatch/alerts.h"
 #include "kcwatch/remediate.h"
+#include "kcwatch/silence.h"
 
-#define KCW_STORE_SCHEMA_VERSION 2
+#define KCW_STORE_SCHEMA_VERSION 3
 #define KCW_STORE_DB_NAME "kcwatch.db"
 #define KCW_STORE_LOCK_NAME "kcwatch.lock"
 #define KCW_STORE_AUDIT_RETENTION_DEFAULT_MS (30LL * 24 * 60 * 60 * 1000)
@@ -122,6 +124,7 @@ typedef struct kcw_store_outbox {
     int64_t created_ms;
     int attempts;
     int64_t next_attempt_ms;
+    int target; /* which URL of the receiver (receiver.h); 0 for most kinds */
 } kcw_store_outbox_t;
 
 /* Adds a notification; *id receives its row id. Commit before sending it. */
@@ -132,6 +135,16 @@ int kcw_store_outbox_delete(kcw_store_t *s, int64_t id);
 /* Queued notifications oldest first (by id). */
 typedef int (*kcw_store_outbox_cb)(const kcw_store_outbox_t *o, void *arg);
 long kcw_store_outbox_load(kcw_store_t *s, kcw_store_outbox_cb cb, void *arg);
+
+/* --- silences ---------------------------------------------------------------------- */
+
+/* Saves an API silence (as Alertmanager's JSON), replacing one with its id. */
+int kcw_store_silence_put(kcw_store_t *s, const kcw_silence_t *sil);
+int kcw_store_silence_delete(kcw_store_t *s, const char *id);
+/* Every saved silence; one that cannot be decoded is skipped with an ERROR.
+ * The silence passed to cb lives only during the call. */
+typedef int (*kcw_store_silence_cb)(const kcw_silence_t *sil, void *arg);
+long kcw_store_silence_load(kcw_store_t *s, kcw_store_silence_cb cb, void *arg);
 
 /* --- restart tracks (remediation state) ---------------------------------------- */
 

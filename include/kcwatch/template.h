@@ -1,7 +1,9 @@
 /* template.h: the annotation/label template subset of Prometheus.
  *
  * Supported: literal text; {{ $labels.NAME }}, {{ $value }}, {{ $trace }},
- * {{ $externalLabels.NAME }}, {{ .Labels.NAME }}, {{ .Value }}; pipes to
+ * {{ $externalLabels.NAME }}, {{ .Labels.NAME }}, {{ .Value }},
+ * {{ $annotations.NAME }} / {{ .Annotations.NAME }} (notification templates:
+ * an alert's rendered annotations; empty where none are given); pipes to
  * humanize, humanize1024, humanizeDuration, humanizePercentage, printf "fmt",
  * title, toUpper, toLower; {{ if $labels.X }} / {{ if eq $labels.X "v" }} /
  * {{ else }} / {{ end }}; {{- and -}} whitespace trimming. Anything else is a
@@ -24,6 +26,7 @@ typedef struct kcw_template_ctx {
     double value;
     const char *trace;                 /* may be NULL: renders empty */
     const kcw_labels_t *external_labels; /* may be NULL */
+    const kcw_labels_t *annotations;     /* may be NULL: renders empty */
 } kcw_template_ctx_t;
 
 /* Compiles src. line/col locate the first character of src in file, so errors

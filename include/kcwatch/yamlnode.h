@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "kcwatch/errors.h"
+#include "kcwatch/template.h"
 
 #define KCW_YDOC_DEFAULT_MAX_NODES 100000
 #define KCW_YDOC_DEFAULT_MAX_DEPTH 64
@@ -110,5 +111,12 @@ typedef enum { KCW_READ_OPEN, KCW_READ_STAT, KCW_READ_READ } kcw_read_step_t;
  * open/fstat; *step says where it failed, so callers word their messages. */
 int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len,
                           kcw_read_step_t *step);
+
+/* Compiles src, the text of scalar n of the document loaded from text/len,
+ * with errors positioned in the file: quoted scalars start one column after
+ * the quote; block scalars (| and >) start on the line after the indicator,
+ * at the indentation of their first line. As kcw_template_compile. */
+int kcw_ydoc_compile_template(kcw_ydoc_t *d, const char *text, size_t len, const yaml_node_t *n,
+                              const char *src, kcw_template_t **out);
 
 #endif

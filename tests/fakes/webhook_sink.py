@@ -214,10 +214,12 @@ class WebhookSink:
             do_PUT = do_DELETE = do_GET
 
             def _plain(self, status, body, extra=None):
+                self._send(status, body, dict(extra or {}, **{"Content-Type": "text/plain"}))
+
+            def _send(self, status, body, headers):
                 self.send_response(status)
-                for k, v in (extra or {}).items():
+                for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -289,21 +291,35 @@ class WebhookSink:
             except (UnicodeDecodeError, ValueError) as e:
                 rec.violations.append("body is not JSON: %s" % e)
             else:
-                rec.violations.extend(validate_payload(rec.payload))
+                rec.violations.extend(self.validate(rec.payload))
             ctype = headers.get("content-type", "")
             if not ctype.split(";")[0].strip().lower() == "application/json":
                 rec.violations.append("Content-Type is %r, not application/json" % ctype)
-            status, retry_after = self._script.pop(0) if self._script else (200, None)
+            status, retry_after = self._script.pop(0) if self._script else (None, None)
             for needle, failing in self._failing:
                 if needle in raw:
                     status, retry_after = failing, None
                     break
+            status, body, ctype = self.reply(rec, status)
             rec.answered = status
             self._received.append(rec)
-        extra = {}
+        extra = {"Content-Type": ctype}
         if retry_after is not None:
             extra["Retry-After"] = str(retry_after)
-        h._plain(status, b"ok\n" if status < 300 else b"scripted failure\n", extra)
+        h._send(status, body, extra)
+
+    # ------------------------------------------------------------ for subclasses
+
+    def validate(self, payload):
+        """Problems with one parsed body (fake receivers override it)."""
+        return validate_payload(payload)
+
+    def reply(self, rec, scripted):
+        """(status, body, content type) for a request: the scripted status
+        if there is one (None: not scripted)."""
+        if scripted is not None:
+            return scripted, b"scripted failure\n", "text/plain"
+        return 200, b"ok\n", "text/plain"
 
     # ------------------------------------------------------------ inspection
 

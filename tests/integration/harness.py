@@ -155,6 +155,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def peer_binary(env, default, package):
+    """Path of a peer's binary ($env, else default), or raises
+    FileNotFoundError saying which Debian package provides it."""
+    b = os.environ.get(env) or default
+    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+        raise FileNotFoundError(
+            "%s is not an executable file: install Debian's `%s` package "
+            "(packaging/install-deps.sh does) or set %s" % (b, package, env))
+    return b
+
+
+def kill_group(proc, wait=5):
+    """SIGKILLs proc's process group (peers run with start_new_session) and
+    reaps it; a group already gone is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def remove_tmp(path, keep=False):
     """Removes a test's temp dir, unless keep or $KCWATCH_KEEP_TMP says to
     keep it (then prints where it is)."""

@@ -38,12 +38,10 @@ class MissingPrometheus(Exception):
 
 def prometheus_bin():
     """Path of the Prometheus binary, or raises MissingPrometheus with why."""
-    b = os.environ.get("PROMETHEUS_BIN") or DEFAULT_BIN
-    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
-        raise MissingPrometheus(
-            "%s is not an executable file: install Debian's `prometheus` package "
-            "(packaging/install-deps.sh does) or set PROMETHEUS_BIN" % b)
-    return b
+    try:
+        return harness.peer_binary("PROMETHEUS_BIN", DEFAULT_BIN, "prometheus")
+    except FileNotFoundError as e:
+        raise MissingPrometheus(str(e))
 
 
 def http_json(url, timeout=5.0, method="GET", body=None):
@@ -192,14 +190,7 @@ class PrometheusServer:
     def _kill(self):
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        harness.kill_group(self.proc)
         self.proc = None
 
     def close(self):

@@ -192,6 +192,10 @@ static void check_defaults_rules(const kcw_config_t *cfg, const char *rules_glob
     assert_int_equal(cfg->route.group_wait_ms, 30 * SEC);
     assert_int_equal(cfg->route.group_interval_ms, 5 * MIN);
     assert_int_equal(cfg->route.repeat_interval_ms, 4 * HOUR);
+    assert_int_equal(cfg->route.n_routes, 0);
+    assert_string_equal(cfg->route.key, "{}");
+    assert_int_equal(cfg->n_silences, 0);
+    assert_int_equal(cfg->n_inhibit_rules, 0);
 }
 
 static void check_defaults(const kcw_config_t *cfg)
@@ -581,28 +585,129 @@ static void test_yaml_syntax_error(void **state)
     expect_single_error("global: *nothing\n", 1, 9, "unknown alias \"*nothing\"");
 }
 
-static void test_not_supported_yet(void **state)
+static void test_notification_errors(void **state)
 {
     (void)state;
     kcw_config_t *cfg = NULL;
     kcw_errors_t errs = {0};
     assert_int_equal(load("route:\n"
-                          "  routes: []\n"
+                          "  receiver: s\n"
                           "  matchers: [a=b]\n"
                           "  continue: true\n"
-                          "silences: []\n"
+                          "  routes:\n"
+                          "    - {receiver: nope, matchers: ['a=~\"(\"']}\n"
+                          "    - {receiver: s, group_wait: soon, continue: maybe}\n"
+                          "silences:\n"
+                          "  - matchers: ['a=~\".*\"']\n"
+                          "    weekly: [{weekdays: [funday], start_time: '25:00', end_time: '01:00'}]\n"
+                          "    ends_at: tomorrow\n"
+                          "inhibit_rules:\n"
+                          "  - {source_matchers: ['x=\"1\"'], equal: [bad-name]}\n"
                           "receivers:\n"
                           "  - name: s\n"
-                          "    slack: {}\n",
+                          "    slack: {}\n"
+                          "  - name: p\n"
+                          "    pagerduty: {routing_key: k, dedup: sometimes, summary: '{{ $nope }}'}\n"
+                          "  - name: a\n"
+                          "    alertmanager: {urls: []}\n"
+                          "    webhook: {url: http://x/}\n",
                           &cfg, &errs),
                      -EINVAL);
-    assert_int_equal(errs.n, 5);
-    expect_error_at(&errs, 2, 3, "\"routes\" in route is not supported yet");
-    expect_error_at(&errs, 3, 3, "\"matchers\" in route is not supported yet");
-    expect_error_at(&errs, 4, 3, "\"continue\" in route is not supported yet");
-    expect_error_at(&errs, 5, 1, "\"silences\" at top level is not supported yet");
-    expect_error_at(&errs, 8, 5, "\"slack\" in receivers[0] is not supported yet");
+    expect_error_at(&errs, 3, 3, "route.matchers: the root route matches every alert");
+    expect_error_at(&errs, 4, 3, "route.continue: the root route cannot continue");
+    expect_error_at(&errs, 6, 18, "route.routes[0].receiver: unknown receiver \"nope\"");
+    expect_error_at(&errs, 6, 35, "route.routes[0].matchers[0]: bad matcher");
+    expect_error_at(&errs, 7, 33, "route.routes[1].group_wait: invalid duration");
+    expect_error_at(&errs, 7, 49, "route.routes[1].continue: expected true or false");
+    expect_error_at(&errs, 9, 15, "silences[0].matchers: would match every alert");
+    expect_error_at(&errs, 10, 26, "silences[0].weekly[0].weekdays[0]: expected a weekday");
+    expect_error_at(&errs, 10, 47, "silences[0].weekly[0].start_time: expected HH:MM");
+    expect_error_at(&errs, 11, 14, "silences[0].ends_at: expected an RFC 3339 time");
+    expect_error_at(&errs, 13, 5, "inhibit_rules[0]: missing required key \"target_matchers\"");
+    expect_error_at(&errs, 13, 42, "inhibit_rules[0].equal[0]: invalid label name");
+    expect_error_at(&errs, 16, 12, "receivers[0].slack: missing required key \"url\" (or url_file)");
+    expect_error_at(&errs, 18, 40, "receivers[1].pagerduty.dedup: expected alert or group");
+    expect_error_at(&errs, 18, 64, "undefined variable \"$nope\"");
+    expect_error_at(&errs, 20, 26, "receivers[2].alertmanager.urls: at least one URL");
+    expect_error_at(&errs, 21, 5, "receivers[2]: a receiver has exactly one kind");
     kcw_errors_clear(&errs);
+}
+
+static void test_notification_config(void **state)
+{
+    (void)state;
+    kcw_config_t *cfg = load_ok(
+        "receivers:\n"
+        "  - name: am\n"
+        "    alertmanager: {urls: [http://am1:9093, 'http://am2:9093/']}\n"
+        "  - name: slack\n"
+        "    slack:\n"
+        "      url: https://hooks.slack.com/services/T0/B0/XYZSECRET\n"
+        "      channel: '#connect'\n"
+        "      text: '{{ $labels.connector }}: {{ $annotations.remediation }}'\n"
+        "  - name: pd\n"
+        "    pagerduty: {routing_key: R0UT1NGKEY, dedup: group, send_resolved: false}\n"
+        "route:\n"
+        "  receiver: am\n"
+        "  group_by: [alertname, cluster, connector]\n"
+        "  group_wait: 10s\n"
+        "  routes:\n"
+        "    - {matchers: ['severity=\"critical\"'], receiver: pd, continue: true}\n"
+        "    - receiver: slack\n"
+        "      repeat_interval: 1h\n"
+        "      routes: [{matchers: ['{team=\"db\", env=~\"prod|stage\"}'], group_by: ['...']}]\n"
+        "silences:\n"
+        "  - matchers: ['cluster=\"c1\"']\n"
+        "    starts_at: 2026-12-01T00:00:00Z\n"
+        "    ends_at: 2026-12-02T00:00:00Z\n"
+        "    comment: upgrade\n"
+        "  - matchers: ['connector=~\"batch-.*\"']\n"
+        "    weekly: [{weekdays: ['saturday:sunday'], start_time: '02:00', end_time: '04:00'}]\n"
+        "inhibit_rules:\n"
+        "  - source_matchers: ['alertname=\"ConnectClusterUnreachable\"']\n"
+        "    target_matchers: ['alertname=~\"ConnectTask.*\"']\n"
+        "    equal: [cluster]\n");
+    assert_int_equal(cfg->n_receivers, 3);
+    const kcw_receiver_conf_t *am = kcw_config_receiver(cfg, "am");
+    assert_int_equal(am->kind, KCW_RECEIVER_ALERTMANAGER);
+    assert_int_equal(am->n_urls, 2);
+    assert_string_equal(am->urls[1], "http://am2:9093");
+    const kcw_receiver_conf_t *sl = kcw_config_receiver(cfg, "slack");
+    assert_int_equal(sl->kind, KCW_RECEIVER_SLACK);
+    assert_string_equal(sl->url, "https://hooks.slack.com/services/T0/B0/XYZSECRET");
+    assert_string_equal(sl->channel, "#connect");
+    assert_non_null(sl->text);
+    const kcw_receiver_conf_t *pd = kcw_config_receiver(cfg, "pd");
+    assert_int_equal(pd->kind, KCW_RECEIVER_PAGERDUTY);
+    assert_string_equal(pd->routing_key, "R0UT1NGKEY");
+    assert_string_equal(pd->url, KCW_PAGERDUTY_DEFAULT_URL);
+    assert_true(pd->per_group);
+    assert_false(pd->send_resolved);
+
+    const kcw_route_conf_t *rt = &cfg->route;
+    assert_int_equal(rt->n_routes, 2);
+    assert_int_equal(rt->group_wait_ms, 10000);
+    assert_true(rt->routes[0].cont);
+    assert_int_equal(rt->routes[0].matchers.n, 1);
+    const kcw_route_conf_t *db = &rt->routes[1].routes[0];
+    assert_int_equal(db->matchers.n, 2);
+    assert_true(db->group_by_all);
+    assert_string_equal(db->receiver, "slack");      /* inherited */
+    assert_int_equal(db->repeat_interval_ms, 3600000); /* from its parent */
+    assert_int_equal(db->group_wait_ms, 10000);        /* from the root */
+    assert_int_equal(rt->routes[0].n_group_by, 3);
+
+    assert_int_equal(cfg->n_silences, 2);
+    assert_true(cfg->silences[0].from_config);
+    assert_string_equal(cfg->silences[0].id, "config-1");
+    assert_string_equal(cfg->silences[0].comment, "upgrade");
+    assert_int_equal(cfg->silences[0].ends_at_ms - cfg->silences[0].starts_at_ms, 86400000);
+    assert_int_equal(cfg->silences[1].n_windows, 1);
+    assert_int_equal(cfg->silences[1].windows[0].weekdays, 0x41);
+    assert_int_equal(cfg->silences[1].windows[0].start_min, 120);
+    assert_int_equal(cfg->n_inhibit_rules, 1);
+    assert_int_equal(cfg->inhibit_rules[0].n_equal, 1);
+    kcw_config_free(cfg);
 }
 
 /* ---- all errors in one pass --------------------------------------------- */
@@ -757,6 +862,55 @@ static void test_secrets_registered_for_redaction(void **state)
                         "  basic_auth: {username: u}\n"
                         "  bearer_token: t\n",
                         3, 3, "\"basic_auth\" and \"bearer_token\" are mutually exclusive");
+    kcw_log_reset();
+}
+
+static void test_receiver_secrets(void **state)
+{
+    fixture_t *f = *state;
+    kcw_log_reset();
+    write_file(f->dir, "slack-url", "https://hooks.slack.com/services/T1/B1/FILESECRET\n");
+    write_file(f->dir, "pd-key", "PDKEYFROMFILE0001\n");
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "receivers:\n"
+             "  - name: s1\n"
+             "    slack: {url: 'https://hooks.slack.com/services/T0/B0/INLINESECRET'}\n"
+             "  - name: s2\n"
+             "    slack: {url_file: %s/slack-url}\n"
+             "  - name: p1\n"
+             "    pagerduty: {routing_key: PDKEYINLINE0002}\n"
+             "  - name: p2\n"
+             "    pagerduty: {routing_key_file: %s/pd-key, url: 'http://127.0.0.1:1/v2/enqueue'}\n",
+             f->dir, f->dir);
+    kcw_config_t *cfg = load_ok(yaml);
+    assert_string_equal(cfg->receivers[1].url, "https://hooks.slack.com/services/T1/B1/FILESECRET");
+    assert_string_equal(cfg->receivers[3].routing_key, "PDKEYFROMFILE0001");
+    char logbuf[4096];
+    memset(logbuf, 0, sizeof(logbuf));
+    FILE *out = fmemopen(logbuf, sizeof(logbuf) - 1, "w");
+    assert_non_null(out);
+    kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_INFO, out);
+    kcw_log(KCW_LOG_INFO, "delivery", "url", cfg->receivers[0].url, "path",
+            "POST /services/T1/B1/FILESECRET", "key", "PDKEYINLINE0002", "body",
+            "{\"routing_key\":\"PDKEYFROMFILE0001\"}", NULL);
+    fclose(out);
+    kcw_log_reset();
+    assert_null(strstr(logbuf, "INLINESECRET"));
+    assert_null(strstr(logbuf, "FILESECRET"));
+    assert_null(strstr(logbuf, "PDKEY"));
+    kcw_config_free(cfg);
+
+    /* A bad secret URL is reported without its text. */
+    kcw_errors_t errs = {0};
+    assert_int_equal(load("receivers:\n"
+                          "  - name: s\n"
+                          "    slack: {url: 'ftp://hooks.example/services/T/B/LEAKME'}\n",
+                          &cfg, &errs),
+                     -EINVAL);
+    expect_error_at(&errs, 3, 18, "receivers[0].slack.url: invalid URL (not shown");
+    assert_null(strstr(errs.items[0].msg, "LEAKME"));
+    kcw_errors_clear(&errs);
     kcw_log_reset();
 }
 
@@ -972,10 +1126,12 @@ int main(void)
         cmocka_unit_test(test_duplicate_names),
         cmocka_unit_test(test_bad_url),
         cmocka_unit_test(test_yaml_syntax_error),
-        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_notification_errors),
+        cmocka_unit_test(test_notification_config),
         cmocka_unit_test(test_many_errors_one_pass),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test_setup_teardown(test_secrets_registered_for_redaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receiver_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_files, setup, teardown),
         cmocka_unit_test(test_lists_and_defaults),
         cmocka_unit_test(test_aliases),

@@ -61,6 +61,19 @@ static char name_alertname[] = "alertname";
 static char name_connector[] = "connector";
 static char name_cluster[] = "cluster";
 static char name_all[] = "...";
+static char root_id[] = "0";
+static char root_key[] = "{}";
+
+/* What kcw_route_finish fills in for a config's root route (the fixture's
+ * strings are static, so the route is set up by hand). */
+static void route_ready(kcw_route_t *r)
+{
+    r->id = root_id;
+    r->key = root_key;
+    r->group_by_all = false;
+    for (size_t i = 0; i < r->n_group_by; i++)
+        r->group_by_all = r->group_by_all || strcmp(r->group_by[i], "...") == 0;
+}
 
 static void sink(const char *receiver, const char *group_key, const kcw_alert_t *const *alerts,
                  size_t n_alerts, void *arg)
@@ -122,6 +135,7 @@ static int setup(void **state)
 /* Creates the notifier with the sink (pure tests). */
 static kcw_notifier_t *start(fx_t *f)
 {
+    route_ready(&f->cfg.route);
     f->n = kcw_notifier_new(&f->loop, NULL, &f->cfg, on_event, f);
     assert_non_null(f->n);
     kcw_notifier_set_sink(f->n, sink, f);
@@ -431,6 +445,7 @@ static void test_group_by_variants(void **state)
     /* No group_by: everything in one group; the reload regroups. */
     kcw_config_t cfg2 = f->cfg;
     cfg2.route.n_group_by = 0;
+    route_ready(&cfg2.route);
     kcw_notifier_set_config(f->n, &cfg2);
     assert_int_equal(kcw_notifier_group_count(f->n), 0);
     update(f, 20000, 0, 1, -1);
@@ -444,6 +459,7 @@ static void test_group_by_variants(void **state)
     kcw_config_t cfg3 = f->cfg;
     cfg3.route.group_by = by;
     cfg3.route.n_group_by = 2;
+    route_ready(&cfg3.route);
     kcw_notifier_set_config(f->n, &cfg3);
     fire(f, 2, "Y", "we\"ird\\", 0);
     assert_int_equal(kcw_labels_set(&f->al[3].labels, "alertname", "Z"), 0);
@@ -458,6 +474,103 @@ static void test_group_by_variants(void **state)
                 (strcmp(f->sent[3].key, k3) == 0 && strcmp(f->sent[4].key, k2) == 0));
     /* The notifier must not keep pointers into a replaced config. */
     kcw_notifier_set_config(f->n, &f->cfg);
+}
+
+/* The routing tree, silences and inhibition together, on the test's clock:
+ * one alert fans out to two routes (continue), a silence mutes one connector
+ * until it ends, an inhibition rule mutes task alerts of a failed connector
+ * until the connector alert resolves. */
+static size_t sent_to(const fx_t *f, size_t from, const char *receiver, uint64_t fp)
+{
+    size_t hits = 0;
+    for (size_t i = from; i < f->n_sent; i++)
+        if (strcmp(f->sent[i].receiver, receiver) == 0 && sent_has(&f->sent[i], fp))
+            hits++;
+    return hits;
+}
+
+static void test_routes_silences_inhibition(void **state)
+{
+    fx_t *f = *state;
+    kcw_config_t *cfg = NULL;
+    kcw_errors_t errs = {0};
+    int rc = kcw_config_load_string(
+        "receivers:\n"
+        "  - {name: slack, log: {}}\n"
+        "  - {name: pd, log: {}}\n"
+        "route:\n"
+        "  receiver: slack\n"
+        "  group_by: [alertname, connector]\n"
+        "  group_wait: 1s\n"
+        "  group_interval: 10s\n"
+        "  repeat_interval: 1h\n"
+        "  routes:\n"
+        "    - {matchers: ['alertname=~\"Connector.*\"'], receiver: pd, continue: true}\n"
+        "    - {receiver: slack}\n"
+        "inhibit_rules:\n"
+        "  - source_matchers: ['alertname=\"ConnectorFailed\"']\n"
+        "    target_matchers: ['alertname=\"TaskFailed\"']\n"
+        "    equal: [connector]\n",
+        "kcwatch.yaml", &cfg, &errs);
+    if (rc != 0)
+        kcw_errors_print(&errs, stderr);
+    assert_int_equal(rc, 0);
+    f->n = kcw_notifier_new(&f->loop, NULL, cfg, on_event, f);
+    assert_non_null(f->n);
+    kcw_notifier_set_sink(f->n, sink, f);
+    kcw_silences_t *silences = kcw_silences_new();
+    kcw_silence_t quiet = {0};
+    snprintf(quiet.id, sizeof(quiet.id), "%s", "s1");
+    char err[128];
+    assert_int_equal(kcw_matchers_parse(&quiet.matchers, "connector=\"quiet\"", err, sizeof(err)),
+                     0);
+    quiet.ends_at_ms = 30000;
+    assert_int_equal(kcw_silences_restore(silences, &quiet), 0);
+    kcw_silence_clear(&quiet);
+    kcw_notifier_set_silences(f->n, silences);
+
+    fire(f, 0, "ConnectorFailed", "orders", 0); /* pd and slack */
+    fire(f, 1, "TaskFailed", "orders", 0);      /* inhibited by al[0] */
+    fire(f, 2, "TaskFailed", "clicks", 0);      /* slack */
+    fire(f, 3, "TaskFailed", "quiet", 0);       /* silenced until 30 s */
+    update(f, 0, 0, 1, 2, 3, -1);
+    assert_int_equal(kcw_notifier_group_count(f->n), 5); /* orders twice: two routes */
+    kcw_notifier_flush_due(f->n, 1000);
+    assert_int_equal(sent_to(f, 0, "pd", f->al[0].fingerprint), 1);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[0].fingerprint), 1);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[2].fingerprint), 1);
+    assert_int_equal(sent_to(f, 0, "pd", f->al[2].fingerprint), 0);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[1].fingerprint), 0);
+    assert_int_equal(sent_to(f, 0, "slack", f->al[3].fingerprint), 0);
+    bool pd_key = false;
+    for (size_t i = 0; i < f->n_sent; i++)
+        pd_key = pd_key || strcmp(f->sent[i].key, "{}/{alertname=~\"Connector.*\"}:"
+                                                  "{alertname=\"ConnectorFailed\", "
+                                                  "connector=\"orders\"}") == 0;
+    assert_true(pd_key);
+
+    /* The silence ends at 30 s: the next group interval after it sends. */
+    size_t mark = f->n_sent;
+    update(f, 20000, 0, 1, 2, 3, -1);
+    kcw_notifier_flush_due(f->n, 21000);
+    assert_int_equal(sent_to(f, mark, "slack", f->al[3].fingerprint), 0);
+    update(f, 31000, 0, 1, 2, 3, -1);
+    kcw_notifier_flush_due(f->n, 31000);
+    assert_int_equal(sent_to(f, mark, "slack", f->al[3].fingerprint), 1);
+
+    /* The connector alert resolves: its task alert is no longer inhibited. */
+    mark = f->n_sent;
+    resolve(f, 0, 40000);
+    update(f, 40000, 0, 1, 2, 3, -1);
+    kcw_notifier_flush_due(f->n, 41000);
+    assert_int_equal(sent_to(f, mark, "slack", f->al[1].fingerprint), 1);
+    assert_int_equal(sent_to(f, mark, "pd", f->al[0].fingerprint), 1); /* the resolution */
+
+    kcw_notifier_close(f->n, on_closed, f);
+    f->n = NULL;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    kcw_silences_free(silences);
+    kcw_config_free(cfg);
 }
 
 static void test_flush_for(void **state)
@@ -535,6 +648,7 @@ static void test_log_receiver(void **state)
     kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_INFO, out);
     f->rcv.kind = KCW_RECEIVER_LOG;
     f->cfg.route.group_wait_ms = 0;
+    route_ready(&f->cfg.route);
     f->n = kcw_notifier_new(&f->loop, NULL, &f->cfg, on_event, f);
     assert_non_null(f->n);
     fire(f, 0, "ConnectorFailed", "orders", 0);
@@ -727,6 +841,7 @@ static void live_start(live_t *lv, fx_t *f, server_t *s)
     f->cfg.route.group_wait_ms = 0;
     lv->http = kcw_http_new(&f->loop);
     assert_non_null(lv->http);
+    route_ready(&f->cfg.route);
     f->n = kcw_notifier_new(&f->loop, lv->http, &f->cfg, on_event, f);
     assert_non_null(f->n);
     assert_int_equal(uv_timer_init(&f->loop, &lv->deadline), 0);
@@ -1082,6 +1197,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_by_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_silences_inhibition, setup, teardown),
         cmocka_unit_test(test_classify_and_backoff),
         cmocka_unit_test_setup_teardown(test_log_receiver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_retried_then_delivered, setup, teardown),

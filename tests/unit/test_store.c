@@ -243,6 +243,7 @@ typedef struct seen_outbox {
     int n;
     int64_t ids[8];
     int attempts[8];
+    int target[8];
     char payload[8][32];
 } seen_outbox_t;
 
@@ -251,9 +252,61 @@ static int on_outbox(const kcw_store_outbox_t *o, void *arg)
     seen_outbox_t *s = arg;
     s->ids[s->n] = o->id;
     s->attempts[s->n] = o->attempts;
+    s->target[s->n] = o->target;
     snprintf(s->payload[s->n], sizeof(s->payload[0]), "%s", o->payload);
     s->n++;
     return 0;
+}
+
+typedef struct seen_silences {
+    int n;
+    char id[2][KCW_SILENCE_ID_LEN + 1];
+    int64_t ends[2];
+    size_t n_matchers[2];
+} seen_silences_t;
+
+static int on_silence(const kcw_silence_t *sil, void *arg)
+{
+    seen_silences_t *s = arg;
+    if (s->n < 2) {
+        snprintf(s->id[s->n], sizeof(s->id[0]), "%s", sil->id);
+        s->ends[s->n] = sil->ends_at_ms;
+        s->n_matchers[s->n] = sil->matchers.n;
+    }
+    s->n++;
+    return 0;
+}
+
+static void test_silence_round_trip(void **state)
+{
+    fx_t *f = *state;
+    kcw_store_t *s = open_ok(f);
+    kcw_silence_t sil = {0};
+    snprintf(sil.id, sizeof(sil.id), "%s", "11111111-2222-4333-8444-555555555555");
+    char err[128];
+    assert_int_equal(kcw_matchers_parse(&sil.matchers, "{connector=~\"db-.*\", cluster=\"c1\"}",
+                                        err, sizeof(err)),
+                     0);
+    sil.starts_at_ms = 1000;
+    sil.ends_at_ms = 5000;
+    sil.updated_at_ms = 1000;
+    sil.comment = strdup("deploy");
+    assert_int_equal(kcw_store_silence_put(s, &sil), 0);
+    sil.ends_at_ms = 2000; /* expired later: the row is replaced */
+    assert_int_equal(kcw_store_silence_put(s, &sil), 0);
+    kcw_store_close(s);
+
+    s = open_ok(f);
+    seen_silences_t seen = {0};
+    assert_int_equal(kcw_store_silence_load(s, on_silence, &seen), 1);
+    assert_string_equal(seen.id[0], sil.id);
+    assert_int_equal(seen.ends[0], 2000);
+    assert_int_equal(seen.n_matchers[0], 2);
+    assert_int_equal(kcw_store_silence_delete(s, sil.id), 0);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(kcw_store_silence_load(s, on_silence, &seen), 0);
+    kcw_store_close(s);
+    kcw_silence_clear(&sil);
 }
 
 static void test_outbox_round_trip(void **state)
@@ -266,6 +319,7 @@ static void test_outbox_round_trip(void **state)
     assert_int_equal(kcw_store_outbox_add(s, &o, &id1), 0);
     o.group_key = "k2";
     o.payload = "{\"b\":2}";
+    o.target = 1; /* the second URL of the receiver */
     assert_int_equal(kcw_store_outbox_add(s, &o, &id2), 0);
     assert_true(id2 > id1 && id1 > 0);
     assert_int_equal(kcw_store_outbox_retry(s, id1, 3, 999), 0);
@@ -277,6 +331,8 @@ static void test_outbox_round_trip(void **state)
     assert_int_equal(seen.ids[0], id1); /* oldest first */
     assert_int_equal(seen.attempts[0], 3);
     assert_string_equal(seen.payload[1], "{\"b\":2}");
+    assert_int_equal(seen.target[0], 0);
+    assert_int_equal(seen.target[1], 1);
     assert_int_equal(kcw_store_outbox_delete(s, id1), 0);
     memset(&seen, 0, sizeof(seen));
     assert_int_equal(kcw_store_outbox_load(s, on_outbox, &seen), 1);
@@ -637,6 +693,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_is_one_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silence_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_track_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_timer, setup, teardown),

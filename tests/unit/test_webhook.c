@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kcwatch/webhook.h"
+#include "payload_check.h"
 
 /* 2024-01-02T03:04:05.678Z */
 #define T0 1704164645678LL
@@ -32,31 +33,6 @@ static void alert_init(kcw_alert_t *a, const char *alertname, const char *connec
     a->active_at_ms = fired_at - 60000;
     a->fired_at_ms = fired_at;
     a->resolved_at_ms = resolved_at;
-}
-
-static void alert_clear(kcw_alert_t *a)
-{
-    kcw_labels_clear(&a->labels);
-    kcw_labels_clear(&a->annotations);
-}
-
-static json_t *parse(char *text)
-{
-    assert_non_null(text);
-    json_error_t err;
-    json_t *j = json_loads(text, 0, &err);
-    if (!j)
-        fail_msg("payload is not JSON: %s: %s", err.text, text);
-    free(text);
-    return j;
-}
-
-static const char *str(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    if (!json_is_string(v))
-        fail_msg("%s is not a string", key);
-    return json_string_value(v);
 }
 
 static void assert_keys(const json_t *o, const char *const *keys)
