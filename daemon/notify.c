@@ -1241,6 +1241,33 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
     arm_group_timer(n);
 }
 
+size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
+                           void *arg)
+{
+    size_t dropped = 0;
+    if (!n || n->closing || !drop)
+        return 0;
+    for (size_t gi = n->n_groups; gi-- > 0;) {
+        group_t *g = n->groups[gi];
+        size_t w = 0;
+        for (size_t i = 0; i < g->n_members; i++) {
+            member_t *m = &g->members[i];
+            if (drop(&m->alert, arg)) {
+                member_clear(m);
+                dropped++;
+                continue;
+            }
+            g->members[w++] = *m;
+        }
+        g->n_members = w;
+        if (w == 0)
+            group_delete(n, gi);
+    }
+    if (dropped)
+        arm_group_timer(n);
+    return dropped;
+}
+
 void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels)
 {
     if (!n || !labels || n->closing)

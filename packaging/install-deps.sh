@@ -9,11 +9,14 @@
 # Its package would start a system Prometheus on :9090 from its postinst; we
 # keep it from starting during the install (policy-rc.d), and stop and disable
 # one that an earlier install left running, so nothing packaged is listening.
+# `etcd-server` and `etcd-client` likewise: the HA tests start their own etcd
+# members on loopback ports; the packaged etcd.service (client port 2379) is
+# kept stopped and disabled the same way.
 set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
-  prometheus systemd dpkg-dev man-db"
+  prometheus systemd dpkg-dev man-db etcd-server etcd-client"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -43,15 +46,21 @@ fi
 # The packaged service, if it runs anyway (an earlier install, a policy that
 # allowed it), would answer on :9090, kcwatch's default Prometheus URL: stop it
 # and keep it from starting at boot. The tests never rely on it.
-if [ -x /etc/init.d/prometheus ]; then
+# The same holds for etcd on :2379.
+keep_stopped() {
+    svc=$1
+    pidfile=$2
+    [ -x "/etc/init.d/$svc" ] || [ -e "/lib/systemd/system/$svc.service" ] || return 0
     if [ -d /run/systemd/system ]; then
-        systemctl stop prometheus.service >/dev/null 2>&1 || true
-        systemctl disable prometheus.service >/dev/null 2>&1 || true
+        systemctl stop "$svc.service" >/dev/null 2>&1 || true
+        systemctl disable "$svc.service" >/dev/null 2>&1 || true
     else
-        if [ -e /run/prometheus/prometheus.pid ]; then
-            /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        if [ -e "$pidfile" ] && [ -x "/etc/init.d/$svc" ]; then
+            "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
         fi
-        deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+        deb-systemd-helper disable "$svc.service" >/dev/null 2>&1 || true
     fi
-    update-rc.d prometheus disable >/dev/null 2>&1 || true
-fi
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+}
+keep_stopped prometheus /run/prometheus/prometheus.pid
+keep_stopped etcd /run/etcd.pid

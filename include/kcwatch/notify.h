@@ -41,6 +41,12 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
  * group_wait, even when its alerts are unchanged since the last notification
  * (used when remediation acted or refused to: that is news for a human now). */
 void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels);
+/* Drops, without notifying anything, every alert drop() says yes to and the
+ * groups left empty: another instance took over their notifications (ha.h),
+ * so neither a repeat nor a "resolved" may leave from here. Notifications
+ * already queued stay queued. Returns how many alerts were dropped. */
+size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
+                           void *arg);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
 /* Stops timers and frees everything; queued notifications are dropped (with
  * an ERROR naming how many) and its transfers in flight are cancelled
