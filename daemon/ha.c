@@ -2,12 +2,13 @@
  *
  * The pure parts come first: the assignment (rendezvous hashing with a load
  * cap) and the fence arithmetic. Then the client on the loop. One step runs
- * at a time, started by a timer every TTL/4:
+ * at a time, started by a timer every TTL/8:
  *
  *   no lease:  POST /v3/lease/grant -> POST /v3/kv/put <prefix>/members/<me>
  *   lease:     POST /v3/lease/keepalive
  *   then sync: one txn of two ranges (members, owners: one consistent read),
- *              kcw_ha_assign() over the live members, then one txn per key
+ *              kcw_ha_assign() over the live members (clusters, and the
+ *              PromQL key apart), then one txn per key
  *              to claim (create if absent, with our lease) or release (delete
  *              while it carries our lease).
  *
@@ -87,52 +88,85 @@ static size_t *sorted_indexes(const char *const *names, size_t n)
     return ix;
 }
 
+/* The best-weighted member (in uniq) with room for key, SIZE_MAX if none. */
+static size_t best_member(const char *key, const char *const *members, const size_t *uniq,
+                          size_t nu, const size_t *load, size_t cap)
+{
+    size_t best = SIZE_MAX;
+    uint64_t best_w = 0;
+    for (size_t u = 0; u < nu; u++) {
+        if (load[u] >= cap)
+            continue;
+        uint64_t w = weight(key, members[uniq[u]]);
+        if (best == SIZE_MAX || w > best_w) { /* ties: the smaller name, first in uniq */
+            best = u;
+            best_w = w;
+        }
+    }
+    return best;
+}
+
 int kcw_ha_assign(const char *const *keys, size_t n_keys, const char *const *members,
-                  size_t n_members, size_t *owner)
+                  size_t n_members, const size_t *current, size_t *owner)
 {
     if (n_members == 0)
         return -EINVAL;
     size_t *mo = sorted_indexes(members, n_members);
     size_t *ko = sorted_indexes(keys, n_keys);
     size_t *uniq = malloc(n_members * sizeof(*uniq));
+    size_t *slot = malloc(n_members * sizeof(*slot)); /* member index -> uniq index */
     size_t *load = calloc(n_members, sizeof(*load));
-    if (!mo || !ko || !uniq || !load) {
+    bool *placed = calloc(n_keys ? n_keys : 1, sizeof(*placed));
+    if (!mo || !ko || !uniq || !slot || !load || !placed) {
         free(mo);
         free(ko);
         free(uniq);
+        free(slot);
         free(load);
+        free(placed);
         return -ENOMEM;
     }
     size_t nu = 0;
-    for (size_t i = 0; i < n_members; i++)
+    for (size_t i = 0; i < n_members; i++) {
         if (nu == 0 || strcmp(members[uniq[nu - 1]], members[mo[i]]) != 0)
             uniq[nu++] = mo[i];
+        slot[mo[i]] = nu - 1;
+    }
     /* Exactly n_keys % nu members end with one key more than the others. */
     size_t base = n_keys / nu, extra = n_keys % nu, full = 0;
-    for (size_t k = 0; k < n_keys; k++) {
-        const char *key = keys[ko[k]];
-        size_t cap = base + (full < extra ? 1 : 0);
-        /* The best-weighted member with room; one always has room, since the
-         * caps add up to n_keys. Ties go to the smaller name. */
-        size_t best = SIZE_MAX;
-        uint64_t best_w = 0;
-        for (size_t u = 0; u < nu; u++) {
-            if (load[u] >= cap)
-                continue;
-            uint64_t w = weight(key, members[uniq[u]]);
-            if (best == SIZE_MAX || w > best_w) {
-                best = u;
-                best_w = w;
-            }
-        }
-        if (++load[best] == base + 1)
+#define CAP() (base + (full < extra ? 1 : 0))
+    /* A key stays with its live owner while that one has room: ownership
+     * moves only when an owner dies or the loads would differ by more than
+     * one (a move is a handover, and a handover is where a duplicate can
+     * happen). */
+    for (size_t k = 0; current && k < n_keys; k++) {
+        size_t cur = current[ko[k]];
+        if (cur >= n_members)
+            continue;
+        size_t u = slot[cur];
+        if (load[u] >= CAP())
+            continue;
+        if (++load[u] == base + 1)
             full++;
-        owner[ko[k]] = uniq[best];
+        owner[ko[k]] = uniq[u];
+        placed[ko[k]] = true;
     }
+    for (size_t k = 0; k < n_keys; k++) {
+        if (placed[ko[k]])
+            continue;
+        /* One member always has room: the caps add up to n_keys. */
+        size_t u = best_member(keys[ko[k]], members, uniq, nu, load, CAP());
+        if (++load[u] == base + 1)
+            full++;
+        owner[ko[k]] = uniq[u];
+    }
+#undef CAP
     free(mo);
     free(ko);
     free(uniq);
+    free(slot);
     free(load);
+    free(placed);
     return 0;
 }
 
@@ -296,9 +330,12 @@ static int64_t fence_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Keepalive and read every TTL/8: a standby sees a dead owner's keys gone
+ * soon after etcd expires them, and a keepalive can fail a few times before
+ * the fence (TTL minus a quarter) runs out. */
 static int64_t tick_ms(const kcw_ha_t *ha)
 {
-    int64_t t = ha->conf->ttl_ms / 4;
+    int64_t t = ha->conf->ttl_ms / 8;
     return t < TICK_MIN_MS ? TICK_MIN_MS : t;
 }
 
@@ -571,6 +608,43 @@ static int send_ownership_txn(kcw_ha_t *ha, size_t ki, bool claim)
     return call_start(ha, claim ? CALL_CLAIM : CALL_RELEASE, ki, "/v3/kv/txn", b, NULL, NULL);
 }
 
+/* kcw_ha_assign() over the clusters, and separately over the PromQL key, so
+ * clusters spread evenly whatever else is shared. owner[i] indexes members. */
+static int assign_all(const kcw_ha_t *ha, const char *const *members, size_t n_members,
+                      size_t *owner)
+{
+    size_t n = ha->n_keys;
+    const char **keys = calloc(n ? n : 1, sizeof(*keys));
+    size_t *idx = calloc(n ? n : 1, sizeof(*idx));
+    size_t *cur = calloc(n ? n : 1, sizeof(*cur));
+    size_t *out = calloc(n ? n : 1, sizeof(*out));
+    int rc = keys && idx && cur && out ? 0 : -ENOMEM;
+    for (int pass = 0; rc == 0 && pass < 2; pass++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if ((strcmp(ha->keys[i].name, KCW_HA_PROMQL_KEY) == 0) != (pass == 1))
+                continue;
+            keys[m] = ha->keys[i].name;
+            idx[m] = i;
+            cur[m] = SIZE_MAX;
+            for (size_t j = 0; ha->keys[i].owner[0] && j < n_members; j++)
+                if (strcmp(members[j], ha->keys[i].owner) == 0)
+                    cur[m] = j;
+            m++;
+        }
+        if (m == 0)
+            continue;
+        rc = kcw_ha_assign(keys, m, members, n_members, cur, out);
+        for (size_t j = 0; rc == 0 && j < m; j++)
+            owner[idx[j]] = out[j];
+    }
+    free(keys);
+    free(idx);
+    free(cur);
+    free(out);
+    return rc;
+}
+
 /* The read's answer: who is alive, who owns what; then claims and releases
  * so that ownership follows the assignment. */
 static void apply_read(kcw_ha_t *ha, json_t *root)
@@ -589,12 +663,10 @@ static void apply_read(kcw_ha_t *ha, json_t *root)
     char(*names)[NAME_MAX_LEN] = calloc(n_kv + 1, sizeof(*names));
     const char **members = calloc(n_kv + 1, sizeof(*members));
     size_t *owner = calloc(ha->n_keys ? ha->n_keys : 1, sizeof(*owner));
-    const char **keys = calloc(ha->n_keys ? ha->n_keys : 1, sizeof(*keys));
-    if (!names || !members || !owner || !keys) {
+    if (!names || !members || !owner) {
         free(names);
         free(members);
         free(owner);
-        free(keys);
         step_fail(ha, "%s", "out of memory");
         return;
     }
@@ -614,7 +686,6 @@ static void apply_read(kcw_ha_t *ha, json_t *root)
     for (size_t i = 0; i < ha->n_keys; i++) {
         ha->keys[i].owner[0] = '\0';
         ha->keys[i].owner_lease = 0;
-        keys[i] = ha->keys[i].name;
     }
     for (size_t i = 0; i < json_array_size(own); i++) {
         json_t *kv = json_array_get(own, i);
@@ -639,7 +710,7 @@ static void apply_read(kcw_ha_t *ha, json_t *root)
         if (send_member(ha) < 0)
             ha->step_pending--;
     }
-    if (kcw_ha_assign(keys, ha->n_keys, members, n_members, owner) == 0) {
+    if (assign_all(ha, members, n_members, owner) == 0) {
         for (size_t i = 0; i < ha->n_keys; i++) {
             key_state_t *ks = &ha->keys[i];
             bool assigned_me = strcmp(members[owner[i]], ha->instance) == 0;
@@ -655,7 +726,6 @@ static void apply_read(kcw_ha_t *ha, json_t *root)
     free(names);
     free(members);
     free(owner);
-    free(keys);
     if (ha->step_pending == 0)
         step_end(ha);
 }

@@ -151,6 +151,8 @@ static int ha_keys_set(kcw_watchdog_t *wd)
     return rc;
 }
 
+static const kcw_cluster_status_t **cluster_views(generation_t *g, size_t *n);
+
 /* What this instance may act for changed: notifications of clusters it
  * gave up must not leave from here, not even as "resolved". */
 static void on_ha_change(void *arg)
@@ -158,6 +160,15 @@ static void on_ha_change(void *arg)
     kcw_watchdog_t *wd = arg;
     if (wd->notifier)
         kcw_notifier_forget(wd->notifier, ha_not_mine, wd);
+    /* Taken over: act on what is failing now rather than at the next round
+     * (same inputs, so the same transitions; restarts go out at once). */
+    if (wd->gen && wd->gen->cn && !wd->stopping) {
+        size_t n;
+        const kcw_cluster_status_t **clusters = cluster_views(wd->gen, &n);
+        if (clusters)
+            kcw_engine_connect_changed(wd->gen->engine, clusters, n, wall_now_ms());
+        free(clusters);
+    }
 }
 
 /* The remediator's gate: the etcd txn comparing the ownership key's lease,

@@ -46,15 +46,19 @@
 /* --- pure: assignment ---------------------------------------------------- */
 
 /* Assigns each of keys[0..n_keys) to one of members[0..n_members) and
- * writes the member's index to owner[i]. Every member ranks the keys by a
- * rendezvous hash of (key, member); keys are placed in name order on their
- * best-ranked member with room (n_keys / n_members each, one more for the
- * first n_keys % n_members members to reach that), so loads differ by at
- * most one and a key moves only when membership
- * changes. The result depends on the sets, not on their order. Duplicate
- * members count once (the first). 0, or -EINVAL without members, -ENOMEM. */
+ * writes the member's index to owner[i]. current (may be NULL) gives each
+ * key's owner now (an index into members, or SIZE_MAX for none / not live).
+ * Loads end balanced: n_keys / n_members each, one more for n_keys %
+ * n_members of them, so they differ by at most one. Within that bound a key
+ * stays with its current owner (in key-name order), so ownership only moves
+ * when an owner dies or a member joins an unbalanced set; every other key
+ * goes, in name order, to the member with room that ranks highest for it by
+ * a rendezvous hash of (key, member). The result depends on the sets, not on
+ * their order, so every instance computes the same one from the same read.
+ * Duplicate members count once (the first). 0, or -EINVAL without members,
+ * -ENOMEM. */
 int kcw_ha_assign(const char *const *keys, size_t n_keys, const char *const *members,
-                  size_t n_members, size_t *owner);
+                  size_t n_members, const size_t *current, size_t *owner);
 
 /* --- pure: fencing by time ----------------------------------------------- */
 

@@ -39,7 +39,7 @@ static void test_assign_balanced(void **state)
     for (size_t nk = 0; nk <= 64; nk++) {
         for (size_t nm = 1; nm <= 8; nm++) {
             size_t owner[64], load[8];
-            assert_int_equal(kcw_ha_assign(keys, nk, mem, nm, owner), 0);
+            assert_int_equal(kcw_ha_assign(keys, nk, mem, nm, NULL, owner), 0);
             loads(owner, nk, nm, load);
             size_t lo = SIZE_MAX, hi = 0;
             for (size_t m = 0; m < nm; m++) {
@@ -59,12 +59,12 @@ static void test_assign_four_over_two(void **state)
     const char *keys[] = {"c1", "c2", "c3", "c4"};
     const char *two[] = {"kcw-a", "kcw-b"};
     size_t owner[4], load[2];
-    assert_int_equal(kcw_ha_assign(keys, 4, two, 2, owner), 0);
+    assert_int_equal(kcw_ha_assign(keys, 4, two, 2, NULL, owner), 0);
     loads(owner, 4, 2, load);
     assert_int_equal(load[0], 2);
     assert_int_equal(load[1], 2);
     const char *one[] = {"kcw-b"};
-    assert_int_equal(kcw_ha_assign(keys, 4, one, 1, owner), 0);
+    assert_int_equal(kcw_ha_assign(keys, 4, one, 1, NULL, owner), 0);
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(owner[i], 0);
 }
@@ -79,8 +79,8 @@ static void test_assign_order_independent(void **state)
     const char *mem[] = {"kcw-a", "kcw-b", "kcw-c"};
     const char *mem_rev[] = {"kcw-c", "kcw-a", "kcw-b", "kcw-a"};
     size_t o1[5], o2[5];
-    assert_int_equal(kcw_ha_assign(keys, 5, mem, 3, o1), 0);
-    assert_int_equal(kcw_ha_assign(keys_rev, 5, mem_rev, 4, o2), 0);
+    assert_int_equal(kcw_ha_assign(keys, 5, mem, 3, NULL, o1), 0);
+    assert_int_equal(kcw_ha_assign(keys_rev, 5, mem_rev, 4, NULL, o2), 0);
     for (size_t i = 0; i < 5; i++)
         assert_string_equal(mem[o1[i]], mem_rev[o2[4 - i]]);
     size_t load[4];
@@ -100,8 +100,8 @@ static void test_assign_churn_bounded(void **state)
     }
     const char *mem[] = {"kcw-a", "kcw-b", "kcw-c", "kcw-d"};
     size_t before[120], after[120];
-    assert_int_equal(kcw_ha_assign(keys, 120, mem, 3, before), 0);
-    assert_int_equal(kcw_ha_assign(keys, 120, mem, 4, after), 0);
+    assert_int_equal(kcw_ha_assign(keys, 120, mem, 3, NULL, before), 0);
+    assert_int_equal(kcw_ha_assign(keys, 120, mem, 4, NULL, after), 0);
     size_t moved = 0, to_new = 0;
     for (size_t i = 0; i < 120; i++) {
         moved += before[i] != after[i];
@@ -112,14 +112,45 @@ static void test_assign_churn_bounded(void **state)
     assert_true(moved < 60);
 }
 
+/* Ownership stays where it is while the loads allow: a member that comes
+ * back does not take its keys back, a newcomer takes only what balance asks. */
+static void test_assign_sticky(void **state)
+{
+    (void)state;
+    const char *keys[] = {"c1", "c2", "c3", "c4"};
+    const char *two[] = {"kcw-a", "kcw-b"};
+    size_t owner[4], load[2];
+    /* kcw-a came first and holds all four; kcw-b joins: two move, by name. */
+    size_t all_a[] = {0, 0, 0, 0};
+    assert_int_equal(kcw_ha_assign(keys, 4, two, 2, all_a, owner), 0);
+    loads(owner, 4, 2, load);
+    assert_int_equal(load[0], 2);
+    assert_int_equal(owner[0], 0);
+    assert_int_equal(owner[1], 0);
+    /* One cluster, two instances: the standby never takes it while the
+     * owner lives, whatever the hash prefers. */
+    for (size_t cur = 0; cur < 2; cur++) {
+        size_t o;
+        assert_int_equal(kcw_ha_assign(keys, 1, two, 2, &cur, &o), 0);
+        assert_int_equal(o, cur);
+    }
+    /* An owner not among the members (dead): its key is placed afresh. */
+    size_t gone[] = {SIZE_MAX, 1, SIZE_MAX, 1};
+    assert_int_equal(kcw_ha_assign(keys, 4, two, 2, gone, owner), 0);
+    assert_int_equal(owner[1], 1);
+    assert_int_equal(owner[3], 1);
+    assert_int_equal(owner[0], 0);
+    assert_int_equal(owner[2], 0);
+}
+
 static void test_assign_errors(void **state)
 {
     (void)state;
     const char *keys[] = {"c1"};
     size_t owner[1];
-    assert_int_equal(kcw_ha_assign(keys, 1, NULL, 0, owner), -EINVAL);
+    assert_int_equal(kcw_ha_assign(keys, 1, NULL, 0, NULL, owner), -EINVAL);
     const char *mem[] = {"kcw-a"};
-    assert_int_equal(kcw_ha_assign(NULL, 0, mem, 1, owner), 0);
+    assert_int_equal(kcw_ha_assign(NULL, 0, mem, 1, NULL, owner), 0);
 }
 
 static void test_fence_margin(void **state)
@@ -180,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_assign_four_over_two),
         cmocka_unit_test(test_assign_order_independent),
         cmocka_unit_test(test_assign_churn_bounded),
+        cmocka_unit_test(test_assign_sticky),
         cmocka_unit_test(test_assign_errors),
         cmocka_unit_test(test_fence_margin),
         cmocka_unit_test(test_fence_by_time),
