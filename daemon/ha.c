@@ -1157,3 +1157,48 @@ int kcw_ha_owners_fetch(kcw_http_t *http, const kcw_ha_conf_t *conf, kcw_ha_owne
         free(f);
     return rc;
 }
+
+json_t *kcw_ha_owners_json(const kcw_config_t *cfg, const kcw_ha_owner_entry_t *owners, size_t n,
+                           const char *err)
+{
+    json_t *ha = json_object(), *map = json_object();
+    if (!ha || !map) {
+        json_decref(ha);
+        json_decref(map);
+        return NULL;
+    }
+    for (size_t i = 0; i <= cfg->n_clusters; i++) {
+        const char *key = i < cfg->n_clusters ? cfg->clusters[i].name : KCW_HA_PROMQL_KEY;
+        if (i == cfg->n_clusters && cfg->n_clusters < 2)
+            break;
+        const char *who = NULL;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(owners[j].key, key) == 0)
+                who = owners[j].owner;
+        json_object_set_new(map, key, who ? json_string(who) : json_null());
+    }
+    json_object_set_new(ha, "owners", map);
+    json_object_set_new(ha, "error", err ? json_string(err) : json_null());
+    return ha;
+}
+
+void kcw_ha_owners_print(const json_t *ha, FILE *out)
+{
+    if (!ha)
+        return;
+    const char *err = json_string_value(json_object_get(ha, "error"));
+    fprintf(out, "\nOWNERSHIP (etcd)\n");
+    if (err) {
+        fprintf(out, "unknown: %s\n", err);
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)json_object_get(ha, "owners"), key, v)
+    {
+        if (json_is_string(v))
+            fprintf(out, "%s owned by %s\n", key, json_string_value(v));
+        else
+            fprintf(out, "%s owned by nobody (no live instance holds it)\n", key);
+    }
+}

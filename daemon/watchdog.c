@@ -84,7 +84,7 @@ struct kcw_watchdog {
     kcw_sdnotify_t *sd;
     kcw_ha_t *ha;          /* NULL: no ha.etcd, or stopping */
     bool ha_enabled;       /* ha.etcd configured: without ha, act for nothing */
-    int64_t ha_since_ms;   /* when ha started: the lease alert waits one TTL */
+    int64_t ha_bad_since_ms; /* no valid lease since (0: it is valid); the alert waits a TTL */
     bool started, stopping, ready;
     bool reload_ok;
     int64_t reload_ok_ms;
@@ -191,8 +191,8 @@ static int ha_permit(void *arg, const char *cluster, const char *connector, int 
     return rc;
 }
 
-/* KcwatchEtcdUnavailable: this instance holds no valid lease (one TTL after
- * joining at the earliest), so it acts for nothing. */
+/* KcwatchEtcdUnavailable: this instance has held no valid lease for a TTL
+ * (since it joined, or since it lost it), so it acts for nothing. */
 static int ha_alert_instance(kcw_watchdog_t *wd, kcw_instance_t *in)
 {
     memset(in, 0, sizeof(*in));
@@ -230,8 +230,15 @@ static int hook_budget(void *arg, kcw_instance_t **out, size_t *n_out)
 {
     kcw_watchdog_t *wd = arg;
     int rc = wd->rem ? kcw_remediator_exhausted(wd->rem, out, n_out) : -ENODEV;
-    if (rc < 0 || !wd->ha || kcw_ha_lease_ok(wd->ha) ||
-        wall_now_ms() - wd->ha_since_ms < wd->gen->cfg->ha.ttl_ms)
+    if (!wd->ha || kcw_ha_lease_ok(wd->ha)) {
+        wd->ha_bad_since_ms = 0;
+        return rc;
+    }
+    /* A lease regained within a TTL (joining, a short pause) pages nobody. */
+    int64_t now = wall_now_ms();
+    if (wd->ha_bad_since_ms == 0)
+        wd->ha_bad_since_ms = now;
+    if (rc < 0 || now - wd->ha_bad_since_ms < wd->gen->cfg->ha.ttl_ms)
         return rc;
     kcw_instance_t *more = realloc(*out, (*n_out + 1) * sizeof(*more));
     if (!more)
@@ -883,7 +890,7 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
         if (!wd->ha || ha_keys_set(wd) < 0)
             return -ENOMEM;
         kcw_remediator_set_permit(wd->rem, ha_permit, wd);
-        wd->ha_since_ms = wall_now_ms();
+        wd->ha_bad_since_ms = wall_now_ms();
         if (kcw_ha_start(wd->ha) < 0)
             return -ENOMEM;
     }

@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "kcwatch/config.h"
@@ -132,6 +134,15 @@ typedef void (*kcw_ha_owners_cb)(void *arg, const kcw_ha_owner_entry_t *owners, 
                                  const char *err);
 int kcw_ha_owners_fetch(kcw_http_t *http, const kcw_ha_conf_t *conf, kcw_ha_owners_cb cb,
                         void *arg);
+
+/* The ownership of cfg's clusters (and, with several, the PromQL key) as
+ * {"owners": {cluster: owner or null}, "error": text or null}; NULL on OOM.
+ * Caller decrefs. */
+json_t *kcw_ha_owners_json(const kcw_config_t *cfg, const kcw_ha_owner_entry_t *owners, size_t n,
+                           const char *err);
+/* Prints that as lines "CLUSTER owned by OWNER" under a heading; nothing
+ * for NULL. */
+void kcw_ha_owners_print(const json_t *ha, FILE *out);
 
 /* Stops the timers and cancels requests (permits answer "cancelled"); the
  * lease is left to expire, so another instance takes over within the TTL.

@@ -221,14 +221,25 @@ class Instance(Harness):
         except OSError:
             return ""
 
+    def run_status(self, *args):
+        """`kcwatch status` on this instance's config: its stdout."""
+        r = subprocess.run([harness.kcwatch_bin(), "status", "-c", self.config_path] + list(args),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+        return r.stdout.decode() + r.stderr.decode()
+
     def restarts_sent(self, start_line=0):
         return self.log_records(start_line, msg="restart sent")
 
-    def deliveries(self, after=None):
-        """Webhook deliveries this instance made (by externalURL)."""
+    def deliveries(self, after=None, cluster_alerts_only=False):
+        """Webhook deliveries this instance made (by externalURL); optionally
+        only those about cluster alerts (not its own KcwatchEtcdUnavailable)."""
+        def about_clusters(d):
+            return any(a.get("labels", {}).get("alertname") != "KcwatchEtcdUnavailable"
+                       for a in d.payload.get("alerts") or [])
         return [d for d in self.world.sink.deliveries()
                 if str(d.payload.get("externalURL", "")).rstrip("/") == self.ext_url()
-                and (after is None or d.time >= after)]
+                and (after is None or d.time >= after)
+                and (not cluster_alerts_only or about_clusters(d))]
 
     def ext_url(self):
         return "http://%s:%d" % (self.host, self.port)
@@ -295,11 +306,15 @@ class HaWorld:
                                      % (timeout, what, tails))
             time.sleep(interval)
 
-    def wait_settled(self, n_instances, timeout=None):
-        """Every cluster acted for by exactly one of the first n instances."""
+    def wait_settled(self, n_instances, timeout=None, balanced=False):
+        """Every cluster acted for by exactly one of the first n instances
+        (and, if balanced, the clusters spread evenly over all of them)."""
         def settled():
             acts = [i.acting() for i in self.instances[:n_instances]]
             if any(a is None for a in acts):
+                return None
+            loads = [len([c for c in a if c != "_promql"]) for a in acts]
+            if balanced and max(loads) - min(loads) > 1:
                 return None
             flat = sorted(c for a in acts for c in a)
             keys = sorted(self.cluster_names + (["_promql"] if len(self.cluster_names) > 1
