@@ -117,15 +117,9 @@ int kcw_ha_assign(const char *const *keys, size_t n_keys, const char *const *mem
     size_t *slot = malloc(n_members * sizeof(*slot)); /* member index -> uniq index */
     size_t *load = calloc(n_members, sizeof(*load));
     bool *placed = calloc(n_keys ? n_keys : 1, sizeof(*placed));
-    if (!mo || !ko || !uniq || !slot || !load || !placed) {
-        free(mo);
-        free(ko);
-        free(uniq);
-        free(slot);
-        free(load);
-        free(placed);
-        return -ENOMEM;
-    }
+    int rc = mo && ko && uniq && slot && load && placed ? 0 : -ENOMEM;
+    if (rc < 0)
+        goto out;
     size_t nu = 0;
     for (size_t i = 0; i < n_members; i++) {
         if (nu == 0 || strcmp(members[uniq[nu - 1]], members[mo[i]]) != 0)
@@ -161,13 +155,14 @@ int kcw_ha_assign(const char *const *keys, size_t n_keys, const char *const *mem
         owner[ko[k]] = uniq[u];
     }
 #undef CAP
+out:
     free(mo);
     free(ko);
     free(uniq);
     free(slot);
     free(load);
     free(placed);
-    return 0;
+    return rc;
 }
 
 /* --- pure: fence ------------------------------------------------------------ */

@@ -17,13 +17,12 @@ action record the ownership txn writes to etcd.
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 
 import harness
 from harness import Harness, free_port
@@ -53,6 +52,12 @@ def b64(s):
 
 def unb64(s):
     return base64.b64decode(s).decode()
+
+
+def log_time(rec):
+    """Epoch seconds of a log record's ts (RFC 3339, UTC, milliseconds)."""
+    return datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=timezone.utc).timestamp()
 
 
 def http_json(url, body=None, timeout=2.0):
@@ -114,11 +119,8 @@ class Etcd:
         return True
 
     def wait_healthy(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while not self.healthy():
-            if time.monotonic() > deadline:
-                raise AssertionError("etcd did not become healthy in %ds" % timeout)
-            time.sleep(0.05)
+        if not harness.poll_until(self.healthy, timeout, 0.05):
+            raise AssertionError("etcd did not become healthy in %ds" % timeout)
 
     def stop_member(self, i, sig=signal.SIGKILL):
         p = self.procs[i]
@@ -294,17 +296,13 @@ class HaWorld:
 
     def wait(self, pred, timeout=None, what="condition", interval=0.03):
         timeout = harness.DEFAULT_TIMEOUT if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() >= deadline:
-                tails = "\n".join("--- %s ---\n%s" % (i.instance, i.log_tail(25))
-                                  for i in self.instances)
-                raise AssertionError("timed out after %.1fs waiting for %s\n%s"
-                                     % (timeout, what, tails))
-            time.sleep(interval)
+        v = harness.poll_until(pred, timeout, interval)
+        if not v:
+            tails = "\n".join("--- %s ---\n%s" % (i.instance, i.log_tail(25))
+                              for i in self.instances)
+            raise AssertionError("timed out after %.1fs waiting for %s\n%s"
+                                 % (timeout, what, tails))
+        return v
 
     def wait_settled(self, n_instances, timeout=None, balanced=False):
         """Every cluster acted for by exactly one of the first n instances
@@ -344,10 +342,7 @@ class HaWorld:
             f.stop()
         if self.sink is not None:
             self.sink.stop()
-        if os.environ.get("KCWATCH_KEEP_TMP"):
-            print("  kept %s" % self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        harness.remove_tmp(self.tmp)
 
     def __enter__(self):
         return self

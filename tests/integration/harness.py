@@ -148,6 +148,29 @@ def parse_logfmt(line):
     return out
 
 
+def remove_tmp(path):
+    """Removes a test's temp dir, unless KCWATCH_KEEP_TMP asks to keep it."""
+    if os.environ.get("KCWATCH_KEEP_TMP"):
+        print("  kept %s" % path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def poll_until(pred, timeout, interval=0.03, abort=None):
+    """pred()'s first truthy value, polled every interval s; None at the
+    deadline. abort() may raise to stop early (a process died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if abort is not None:
+            abort()
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
 def free_port():
     """A port free right now on loopback (for listeners we cannot hand port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -306,20 +329,18 @@ class Harness:
         deadline; raises AssertionError with the daemon log tail otherwise,
         or at once if the daemon died."""
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
+
+        def died():
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError("daemon exited (rc=%s) while waiting for %s\n"
                                      "--- daemon log tail ---\n%s"
                                      % (self.proc.returncode, what, self.log_tail()))
-            if time.monotonic() >= deadline:
-                raise AssertionError("timed out after %.1fs waiting for %s\n"
-                                     "--- daemon log tail ---\n%s"
-                                     % (timeout, what, self.log_tail()))
-            time.sleep(interval)
+        v = poll_until(pred, timeout, interval, died)
+        if not v:
+            raise AssertionError("timed out after %.1fs waiting for %s\n"
+                                 "--- daemon log tail ---\n%s"
+                                 % (timeout, what, self.log_tail()))
+        return v
 
     def wait_polls(self, n, what=None):
         """Lets the daemon poll n more times (the fake's GET count is the clock)."""
@@ -382,10 +403,7 @@ class Harness:
             self.fake.stop()
         if self.sink is not None:
             self.sink.stop()
-        if os.environ.get("KCWATCH_KEEP_TMP"):
-            print("  kept %s" % self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_tmp(self.tmp)
 
     def __enter__(self):
         return self
