@@ -938,8 +938,11 @@ int kcw_ha_set_keys(kcw_ha_t *ha, const char *const *keys, size_t n)
 
 void kcw_ha_set_conf(kcw_ha_t *ha, const kcw_ha_conf_t *conf)
 {
-    if (ha && conf && conf->n_endpoints > 0)
-        ha->conf = conf;
+    if (!ha || !conf || conf->n_endpoints == 0)
+        return;
+    ha->conf = conf;
+    if (ha->started)
+        uv_timer_set_repeat(&ha->tick, (uint64_t)tick_ms(ha));
 }
 
 int kcw_ha_start(kcw_ha_t *ha)

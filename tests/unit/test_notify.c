@@ -407,6 +407,37 @@ static void test_vanished_alert_resolves(void **state)
             assert_int_equal(f->sent[1].resolved_at[i], 30000);
 }
 
+static bool connector_is_orders(const kcw_alert_t *a, void *arg)
+{
+    (void)arg;
+    return strcmp(kcw_labels_get(&a->labels, "connector"), "orders") == 0;
+}
+
+/* Another instance took over: the forgotten alert leaves without a word (no
+ * "resolved"), the others keep their group and its history. */
+static void test_forget_drops_silently(void **state)
+{
+    fx_t *f = *state;
+    f->group_by[1] = name_connector;
+    f->cfg.route.n_group_by = 2;
+    start(f);
+    fire(f, 0, "ConnectorFailed", "orders", 0);
+    fire(f, 1, "ConnectorFailed", "billing", 0);
+    update(f, 0, 0, 1, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS), 2);
+    assert_int_equal(kcw_notifier_group_count(f->n), 2);
+    assert_int_equal(kcw_notifier_forget(f->n, connector_is_orders, NULL), 1);
+    assert_int_equal(kcw_notifier_group_count(f->n), 1); /* orders' group went with it */
+    update(f, 30000, 1, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS + INTERVAL_MS), 0);
+    assert_int_equal(kcw_notifier_flush_due(f->n, REPEAT_MS + WAIT_MS), 1);
+    assert_int_equal(f->n_sent, 3);
+    assert_int_equal(f->sent[2].firing, 1);
+    assert_int_equal(f->sent[2].resolved, 0);
+    assert_true(sent_has(&f->sent[2], f->al[1].fingerprint));
+    assert_int_equal(kcw_notifier_forget(f->n, connector_is_orders, NULL), 0);
+}
+
 static void test_group_by_variants(void **state)
 {
     fx_t *f = *state;
@@ -877,6 +908,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_not_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fired_and_resolved_within_group_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vanished_alert_resolves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget_drops_silently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_by_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_for, setup, teardown),
         cmocka_unit_test(test_classify_and_backoff),
