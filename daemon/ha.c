@@ -272,6 +272,7 @@ typedef enum {
     CALL_CLAIM,
     CALL_RELEASE,
     CALL_PERMIT,
+    CALL_REVOKE,
 } call_kind_t;
 
 typedef struct call {
@@ -737,6 +738,8 @@ static void finish_permit(call_t *c, bool ok, const char *why)
         c->permit_cb(c->permit_arg, ok, why);
 }
 
+static void ha_free(kcw_ha_t *ha);
+
 static void on_response(const kcw_http_resp_t *resp, void *arg)
 {
     call_t *c = arg;
@@ -766,8 +769,16 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
     if (ha->closing) {
         if (c->kind == CALL_PERMIT)
             finish_permit(c, false, "cancelled");
+        bool revoked = c->kind == CALL_REVOKE;
+        if (revoked)
+            kcw_log(root ? KCW_LOG_INFO : KCW_LOG_WARN,
+                    root ? "ha: lease revoked; the other instances take over now"
+                         : "ha: lease not revoked; the other instances take over after the TTL",
+                    "instance", ha->instance, "error", err, NULL);
         json_decref(root);
         free(c);
+        if (revoked && --ha->open_handles == 0)
+            ha_free(ha);
         return;
     }
     switch (c->kind) {
@@ -854,6 +865,8 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         sync_done_one(ha);
         break;
     }
+    case CALL_REVOKE: /* only sent while closing */
+        break;
     case CALL_PERMIT: {
         bool ok = root && json_is_true(json_object_get(root, "succeeded"));
         if (ok && c->lease == ha->lease && kcw_ha_fence_valid(&ha->fence, fence_now_ms())) {
@@ -1050,6 +1063,12 @@ void kcw_ha_close(kcw_ha_t *ha, void (*on_closed)(void *arg), void *arg)
         ha_free(ha);
         return;
     }
+    /* A clean stop hands the clusters over at once: revoking the lease
+     * deletes every key it carries. The revoke counts as one more handle. */
+    if (ha->lease &&
+        call_start(ha, CALL_REVOKE, 0, "/v3/lease/revoke",
+                   json_pack("{s:o}", "ID", json_id(ha->lease)), NULL, NULL) == 0)
+        ha->open_handles++;
     uv_close((uv_handle_t *)&ha->tick, on_handle_closed);
     uv_close((uv_handle_t *)&ha->fence_timer, on_handle_closed);
 }

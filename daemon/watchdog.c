@@ -1025,6 +1025,13 @@ static void on_http_closed(void *arg)
     wd->notifier = NULL;
 }
 
+static void on_ha_closed(void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    if (wd->http)
+        kcw_http_close(wd->http, on_http_closed, wd);
+}
+
 static void on_handle_closed_noop(uv_handle_t *h)
 {
     (void)h;
@@ -1044,16 +1051,19 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
         uv_close((uv_handle_t *)&wd->sig_hup, on_handle_closed_noop);
         uv_close((uv_handle_t *)&wd->notify_soon, on_handle_closed_noop);
     }
-    /* Before the shared HTTP client goes: its permits answer "cancelled". */
-    kcw_ha_close(wd->ha, NULL, NULL);
+    /* The shared HTTP client closes once ha has revoked its lease (see
+     * on_ha_closed); permits in flight answer "cancelled" now. */
+    kcw_ha_t *ha = wd->ha;
     wd->ha = NULL;
+    if (ha)
+        kcw_ha_close(ha, on_ha_closed, wd);
     generation_t *g = wd->gen;
     wd->gen = NULL;
     if (wd->admin)
         kcw_admin_close(wd->admin, NULL, NULL);
     wd->admin = NULL;
     generation_retire(wd, g);
-    if (wd->http)
+    if (wd->http && !ha)
         kcw_http_close(wd->http, on_http_closed, wd);
 }
 

@@ -144,10 +144,12 @@ json_t *kcw_ha_owners_json(const kcw_config_t *cfg, const kcw_ha_owner_entry_t *
  * for NULL. */
 void kcw_ha_owners_print(const json_t *ha, FILE *out);
 
-/* Stops the timers and cancels requests (permits answer "cancelled"); the
- * lease is left to expire, so another instance takes over within the TTL.
- * on_closed runs once every handle is closed. Must run before the shared
- * client's kcw_http_close. */
+/* Stops acting: stops the timers, cancels requests (permits answer
+ * "cancelled") and revokes the lease, so its keys go at once and another
+ * instance takes over without waiting for the TTL (if the revoke fails, the
+ * TTL does it). on_closed runs once the handles are closed and the revoke
+ * answered (at most one tick's timeout). The shared client must stay open
+ * until then. */
 void kcw_ha_close(kcw_ha_t *ha, void (*on_closed)(void *arg), void *arg);
 
 #endif

@@ -4,7 +4,8 @@ active/standby pair. Exactly one restart per failure and one notification;
 the standby still evaluates (and shows) the alert; the restart's ownership
 txn leaves its record in etcd; kill -9 of the owner during a failure hands
 the cluster to the standby, which restarts the task within TTL + poll (plus the read
-interval and etcd's 500 ms expiry check)."""
+interval and etcd's 500 ms expiry check); a clean stop revokes the lease and
+hands over at once."""
 
 import json
 import os
@@ -104,6 +105,24 @@ def test_kill9_owner_during_failure():
         w.wait(lambda: w.sink.find_alerts("ConnectTaskFailed", "firing", LABELS),
                what="the standby's notification")
         w.check(standby.deliveries(), "the notification came from the standby")
+        standby.finish()
+
+
+def test_clean_stop_hands_over_at_once():
+    with HaWorld("handover") as w:
+        w.fake.add_connector("orders", type="sink", tasks=1)
+        owner, standby = pair(w)
+        stopped = time.monotonic()
+        owner.finish()  # SIGTERM, exit 0 within 5 s
+        w.wait(lambda: standby.acting() == ["c1"], what="the standby to take over")
+        took = time.monotonic() - stopped
+        print("  standby acting %.2fs after SIGTERM to the owner (TTL %ds)" % (took, TTL))
+        w.check(owner.log_records(msg="ha: lease revoked; the other instances take over now"),
+                "the owner did not revoke its lease")
+        # Revoked: no waiting for the TTL.
+        w.check(took < TTL, "takeover took %.2fs after a clean stop" % took)
+        w.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
+        w.wait(lambda: standby.restarts_sent(), what="the new owner's restart")
         standby.finish()
 
 
