@@ -282,9 +282,17 @@ static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, i
     size_t firing = 0;
     for (size_t i = 0; i < n; i++)
         firing += alerts[i]->state == KCW_ALERT_FIRING;
-    char status[128];
-    snprintf(status, sizeof(status), "watching %zu cluster(s); %zu alert(s) firing",
-             wd->gen && wd->gen->cn ? kcw_connect_cluster_count(wd->gen->cn) : 0, firing);
+    char status[160];
+    int len = snprintf(status, sizeof(status), "watching %zu cluster(s); %zu alert(s) firing",
+                       wd->gen && wd->gen->cn ? kcw_connect_cluster_count(wd->gen->cn) : 0,
+                       firing);
+    if (wd->ha && len > 0 && (size_t)len < sizeof(status)) {
+        size_t owned = 0;
+        for (size_t i = 0; i < kcw_ha_key_count(wd->ha); i++)
+            owned += kcw_ha_owns(wd->ha, kcw_ha_key(wd->ha, i));
+        snprintf(status + len, sizeof(status) - (size_t)len, "; acting for %zu (%s)", owned,
+                 kcw_ha_lease_ok(wd->ha) ? "etcd lease held" : "no etcd lease");
+    }
     kcw_sdnotify_status(wd->sd, status);
 }
 
