@@ -30,7 +30,7 @@ from fake_connect import FakeConnectCluster
 from webhook_sink import WebhookSink
 
 ETCD_BIN = "/usr/bin/etcd"
-TTL = 2          # lease TTL (s) the tests run with
+TTL = 3          # lease TTL (s) the tests run with
 POLL = 0.2       # Connect poll interval (s)
 PREFIX = "/kcwatch-test"
 
@@ -132,6 +132,19 @@ class Etcd:
     def stop(self):
         for i in range(len(self.names)):
             self.stop_member(i)
+
+    def leader(self):
+        """Index of the current leader (None when no member knows one)."""
+        ids = {}
+        leader = None
+        for i, url in enumerate(self.urls):
+            try:
+                st = http_json(url + "/v3/maintenance/status", {})
+            except OSError:
+                continue
+            ids[st["header"]["member_id"]] = i
+            leader = st.get("leader", leader)
+        return ids.get(leader)
 
     def get_prefix(self, prefix):
         """{key: (value, lease)} under prefix, read through any live member."""
@@ -260,7 +273,7 @@ class Instance(Harness):
 
 class HaWorld:
     def __init__(self, name, clusters=("c1",), etcd_members=1, workers=1, etcd_host="127.0.0.1",
-                 connect_host="127.0.0.1"):
+                 connect_host="127.0.0.1", restart_process_delay=0.1):
         self.tmp = tempfile.mkdtemp(prefix="kcw-ha-%s-" % name)
         self.cluster_names = list(clusters)
         self.fakes = []
@@ -271,7 +284,8 @@ class HaWorld:
         try:
             for _ in clusters:
                 self.fakes.append(FakeConnectCluster(
-                    workers=workers, host=connect_host, restart_process_delay=0.1,
+                    workers=workers, host=connect_host,
+                    restart_process_delay=restart_process_delay,
                     restarting_delay=0.4).start())
             self.sink = WebhookSink(host=connect_host).start()
             self.sink_url = self.sink.url

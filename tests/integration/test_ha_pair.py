@@ -31,7 +31,9 @@ def pair(w):
 
 
 def test_one_restart_one_notification():
-    with HaWorld("pair") as w:
+    # The worker takes 1 s to act on a restart: the task stays FAILED long
+    # enough for the standby's polls to see it too, whatever their phase.
+    with HaWorld("pair", restart_process_delay=1.0) as w:
         w.fake.add_connector("orders", type="sink", tasks=1)
         owner, standby = pair(w)
         w.check(w.owners() == {"c1": owner.instance}, "etcd owners: %r" % w.owners())
