@@ -949,6 +949,8 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
     static const char *const keys[] = {"evaluation_interval",
                                        "external_labels",
                                        "state_dir",
+                                       "audit_retention",
+                                       "notification_max_age",
                                        "listen",
                                        "external_url",
                                        "log",
@@ -960,6 +962,8 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
         return;
     get_duration(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms, true);
     get_string(c, m, "global", "state_dir", &cfg->state_dir);
+    get_duration(c, m, "global", "audit_retention", &cfg->audit_retention_ms, true);
+    get_duration(c, m, "global", "notification_max_age", &cfg->notification_max_age_ms, true);
     if (get_string(c, m, "global", "listen", &cfg->listen) == 0 && !listen_ok(cfg->listen))
         err_node(c, map_get(c, m, "listen"),
                  "global.listen: expected host:port (e.g. 127.0.0.1:9464), got \"%s\"",
@@ -1385,6 +1389,8 @@ static int set_scalar_defaults(kcw_config_t *cfg)
     cfg->log_format = KCW_LOG_LOGFMT;
     cfg->log_level = KCW_LOG_INFO;
     cfg->state_dir = strdup("./kcwatch-state");
+    cfg->audit_retention_ms = 30 * 24 * 3600 * SEC;
+    cfg->notification_max_age_ms = 24 * 3600 * SEC;
     cfg->listen = strdup("127.0.0.1:9464");
     cfg->prometheus.url = strdup("http://localhost:9090");
     cfg->prometheus.timeout_ms = 10 * SEC;

@@ -361,10 +361,13 @@ static void set_health(kcw_engine_t *e, rule_state_t *r, const char *error, int6
         e->hooks.health(e->hooks.arg, r->group, r->rule, error, now);
 }
 
-/* One hook call per alert that became pending, firing or resolved at now. */
-static void report_transitions(kcw_engine_t *e, const kcw_alert_set_t *set, int64_t now)
+/* One hook call per alert that became pending, firing or resolved at now,
+ * and one state hook call per alert whose saved state changed. r is NULL for
+ * the budget alert. */
+static void report_transitions(kcw_engine_t *e, const rule_state_t *r, const kcw_alert_set_t *set,
+                               int64_t now)
 {
-    if (!e->hooks.transition)
+    if (!e->hooks.transition && !e->hooks.state)
         return;
     size_t n = kcw_alert_set_count(set);
     for (size_t i = 0; i < n; i++) {
@@ -376,9 +379,27 @@ static void report_transitions(kcw_engine_t *e, const kcw_alert_set_t *set, int6
             what = "alert resolved";
         else if (a->state == KCW_ALERT_PENDING && a->active_at_ms == now)
             what = "alert pending";
-        if (what)
+        if (what && e->hooks.transition)
             e->hooks.transition(e->hooks.arg, a, what, now);
+        if ((what || a->keep_firing_since_ms == now) && e->hooks.state)
+            e->hooks.state(e->hooks.arg, r ? r->group : NULL, r ? r->rule : NULL, a, now);
     }
+}
+
+/* Copies of the labels of the set's pending alerts (for the gone hook);
+ * returns how many (0 when out of memory: nothing is reported then). */
+static size_t pending_labels(const kcw_alert_set_t *set, kcw_labels_t **out)
+{
+    size_t n = kcw_alert_set_count_state(set, KCW_ALERT_PENDING), k = 0;
+    *out = n ? calloc(n, sizeof(**out)) : NULL;
+    if (!*out)
+        return 0;
+    for (size_t i = 0; i < kcw_alert_set_count(set) && k < n; i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(set, i);
+        if (a->state == KCW_ALERT_PENDING && kcw_labels_copy(&(*out)[k], &a->labels) == 0)
+            k++;
+    }
+    return k;
 }
 
 /* Applies one evaluation's instances (taken) or its failure rc to the rule's
@@ -405,9 +426,17 @@ static void apply(kcw_engine_t *e, rule_state_t *r, int rc, kcw_instance_t *inst
         rc = -E2BIG;
         error = msg;
     } else if (rc == 0) {
+        kcw_labels_t *pending = NULL;
+        size_t n_pending = e->hooks.gone ? pending_labels(r->set, &pending) : 0;
         rc = kcw_alert_set_update(r->set, inst, n_inst, now);
         if (rc == -EEXIST)
             error = DUPLICATE_LABELSET;
+        for (size_t i = 0; i < n_pending; i++) {
+            if (rc == 0 && !kcw_alert_set_find(r->set, &pending[i]))
+                e->hooks.gone(e->hooks.arg, r->group, r->rule, &pending[i]);
+            kcw_labels_clear(&pending[i]);
+        }
+        free(pending);
     }
     if (rc < 0 && !error) {
         snprintf(msg, sizeof(msg), "%s", rc == -EEXIST ? DUPLICATE_LABELSET : strerror(-rc));
@@ -419,7 +448,7 @@ static void apply(kcw_engine_t *e, rule_state_t *r, int rc, kcw_instance_t *inst
         return;
     }
     set_health(e, r, NULL, now);
-    report_transitions(e, r->set, now);
+    report_transitions(e, r, r->set, now);
 }
 
 static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
@@ -474,7 +503,7 @@ static void update_budget_alert(kcw_engine_t *e, int64_t now)
     if (e->hooks.budget(e->hooks.arg, &inst, &n) < 0)
         return;
     if (kcw_alert_set_update(e->budget_set, inst, n, now) == 0)
-        report_transitions(e, e->budget_set, now);
+        report_transitions(e, NULL, e->budget_set, now);
     /* kcw_alert_set_update cleared what it took; clear the rest either way */
     free_instances(inst, n);
 }
@@ -774,6 +803,25 @@ kcw_rule_health_t kcw_engine_rule_health(const kcw_engine_t *e, size_t ri)
 const char *kcw_engine_rule_last_error(const kcw_engine_t *e, size_t ri)
 {
     return ri < e->n_rs ? e->rs[ri].last_error : NULL;
+}
+
+const kcw_rule_group_t *kcw_engine_rule_group(const kcw_engine_t *e, size_t ri)
+{
+    return ri < e->n_rs ? e->rs[ri].group : NULL;
+}
+
+int kcw_engine_restore_alert(kcw_engine_t *e, const char *group, const char *alertname,
+                             const kcw_alert_t *alert)
+{
+    if (!group)
+        return e->budget_set && strcmp(alertname, KCW_ENGINE_BUDGET_ALERT) == 0
+                   ? kcw_alert_set_restore(e->budget_set, alert)
+                   : -ENOENT;
+    for (size_t i = 0; i < e->n_rs; i++)
+        if (e->rs[i].set && strcmp(e->rs[i].group->name, group) == 0 &&
+            strcmp(e->rs[i].rule->alert, alertname) == 0)
+            return kcw_alert_set_restore(e->rs[i].set, alert);
+    return -ENOENT;
 }
 
 const kcw_alert_set_t *kcw_engine_budget_alerts(const kcw_engine_t *e)

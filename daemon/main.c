@@ -7,16 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "kcwatch/config.h"
 #include "kcwatch/connect.h"
+#include "kcwatch/duration.h"
 #include "kcwatch/ha.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/ruletest.h"
+#include "kcwatch/store.h"
 #include "kcwatch/watchdog.h"
 
 static const char usage_text[] =
@@ -26,6 +29,8 @@ static const char usage_text[] =
     "  run     [-c FILE]                 run the watchdog in the foreground\n"
     "  check   [-c FILE] [RULE_FILE...]  validate config, rules and templates; exit 1 on errors\n"
     "  status  [-c FILE] [--json]        poll every Connect cluster once and print its state\n"
+    "  history [-c FILE] [--since 24h] [--connector RE] [--json]\n"
+    "                                    restarts and notifications from the audit log\n"
     "  test    TEST_FILE...              run rule unit tests (see rules.d/tests/README.md);\n"
     "                                    exit 1 when a test fails, 2 when a file is invalid\n"
     "  version                           print the version\n"
@@ -358,6 +363,175 @@ static int cmd_status(const char *given, bool json)
     return rc;
 }
 
+/* --- history ------------------------------------------------------------ */
+
+typedef struct history_run {
+    kcw_regex_t *connector;
+    json_t *rows; /* --json */
+    size_t shown;
+} history_run_t;
+
+/* The connector a notification's group key names (connector="..."), copied
+ * into buf; false when it names none. */
+static bool group_key_connector(const char *key, char *buf, size_t n)
+{
+    const char *p = key ? strstr(key, "connector=\"") : NULL;
+    if (!p || n == 0)
+        return false;
+    p += strlen("connector=\"");
+    size_t len = 0;
+    for (; *p && *p != '"' && len + 1 < n; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        buf[len++] = *p;
+    }
+    buf[len] = '\0';
+    return true;
+}
+
+static void format_time(int64_t ms, char *buf, size_t n)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *json_opt(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static int on_history_row(const kcw_audit_t *a, void *arg)
+{
+    history_run_t *h = arg;
+    bool restart = a->kind == KCW_AUDIT_RESTART;
+    char conn_buf[256];
+    const char *connector = a->connector;
+    if (!restart && group_key_connector(a->group_key, conn_buf, sizeof(conn_buf)))
+        connector = conn_buf;
+    if (h->connector && (!connector || !kcw_regex_match(h->connector, connector)))
+        return 0;
+    char when[32], task[16] = "-", http[16] = "-", detail[160];
+    format_time(a->time_ms, when, sizeof(when));
+    if (restart && a->task >= 0)
+        snprintf(task, sizeof(task), "%d", a->task);
+    if (a->http_status)
+        snprintf(http, sizeof(http), "%ld", a->http_status);
+    h->shown++;
+    if (h->rows) {
+        json_t *o = json_object();
+        json_object_set_new(o, "time", json_string(when));
+        json_object_set_new(o, "time_ms", json_integer(a->time_ms));
+        json_object_set_new(o, "kind", json_string(restart ? "restart" : "notification"));
+        if (restart) {
+            json_object_set_new(o, "cluster", json_opt(a->cluster));
+            json_object_set_new(o, "connector", json_opt(a->connector));
+            json_object_set_new(o, "task", a->task >= 0 ? json_integer(a->task) : json_null());
+            json_object_set_new(o, "rule", json_opt(a->rule));
+            json_object_set_new(o, "reason", json_opt(a->reason));
+            json_object_set_new(o, "request", json_opt(a->request));
+            json_object_set_new(o, "response", json_opt(a->response));
+            json_object_set_new(o, "outcome", json_opt(a->outcome));
+            json_object_set_new(o, "trace", json_opt(a->trace));
+        } else {
+            json_object_set_new(o, "receiver", json_opt(a->receiver));
+            json_object_set_new(o, "group", json_opt(a->group_key));
+            json_object_set_new(o, "status", json_opt(a->status));
+            json_object_set_new(o, "detail", json_opt(a->outcome));
+        }
+        json_object_set_new(o, "http_status",
+                            a->http_status ? json_integer(a->http_status) : json_null());
+        return json_array_append_new(h->rows, o) == 0 ? 0 : 1;
+    }
+    first_line(restart ? a->outcome : (a->outcome ? a->outcome : a->group_key), detail,
+               sizeof(detail));
+    if (restart)
+        printf("%-20s %-12s %-12s %-24s %-5s %-24s %-16s %-5s %s\n", when, "restart",
+               a->cluster ? a->cluster : "-", a->connector ? a->connector : "-", task,
+               a->rule ? a->rule : "-", a->reason ? a->reason : "-", http, detail);
+    else
+        printf("%-20s %-12s %-12s %-24s %-5s %-24s %-16s %-5s %s\n", when, "notification", "-",
+               connector ? connector : "-", task, a->receiver ? a->receiver : "-",
+               a->status ? a->status : "-", http, a->group_key ? a->group_key : "");
+    return 0;
+}
+
+static int cmd_history(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"since", required_argument, NULL, 's'},
+        {"connector", required_argument, NULL, 'C'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *given = NULL, *since = "24h", *connector = NULL;
+    bool json = false;
+    optind = 2;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': given = optarg; break;
+        case 's': since = optarg; break;
+        case 'C': connector = optarg; break;
+        case 'j': json = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    int64_t since_ms = 0;
+    if (kcw_duration_parse(since, &since_ms) < 0) {
+        fprintf(stderr, "kcwatch history: --since %s: not a duration (e.g. 30m, 24h, 7d)\n", since);
+        return 2;
+    }
+    history_run_t h = {0};
+    char err[512] = "";
+    if (connector && kcw_regex_compile(connector, true, &h.connector, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kcwatch history: --connector %s: %s\n", connector, err);
+        return 2;
+    }
+    const char *path = config_path(given);
+    kcw_errors_t errs = {0};
+    kcw_config_t *cfg = NULL;
+    if (kcw_config_load(path, &cfg, &errs) < 0) {
+        kcw_errors_print(&errs, stderr);
+        kcw_errors_clear(&errs);
+        kcw_regex_free(h.connector);
+        return 1;
+    }
+    kcw_errors_clear(&errs);
+    kcw_log_setup((kcw_log_format_t)cfg->log_format, KCW_LOG_WARN, stderr);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (json)
+        h.rows = json_array();
+    else
+        printf("%-20s %-12s %-12s %-24s %-5s %-24s %-16s %-5s %s\n", "TIME", "KIND", "CLUSTER",
+               "CONNECTOR", "TASK", "RULE/RECEIVER", "RESULT", "HTTP", "DETAIL");
+    long n = kcw_store_audit_read(cfg->state_dir, since_ms > 0 ? now - since_ms : 0,
+                                  on_history_row, &h, err, sizeof(err));
+    int rc = 0;
+    if (n < 0) {
+        fprintf(stderr, "kcwatch history: %s\n", err);
+        rc = 1;
+    } else if (h.rows) {
+        rc = json_dumpf(h.rows, stdout, JSON_INDENT(2)) == 0 ? 0 : 1;
+        putchar('\n');
+    }
+    json_decref(h.rows);
+    kcw_regex_free(h.connector);
+    kcw_config_free(cfg);
+    kcw_log_reset();
+    return rc;
+}
+
 /* --- dispatch ----------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -375,6 +549,8 @@ int main(int argc, char **argv)
         printf("kcwatch %s\n", KCW_VERSION);
         return 0;
     }
+    if (strcmp(cmd, "history") == 0)
+        return cmd_history(argc, argv);
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, 'j'},

@@ -13,11 +13,21 @@
  * deleted. All of that is pure and runs on the caller's clock; one uv_timer
  * only decides when to call it.
  *
- * Notifications leave as webhook payloads on a bounded FIFO. Each receiver
- * sends one at a time in queue order (so a group's notifications arrive in the
- * order they were made), independently of other receivers; failures back off
- * per receiver, since it is the receiver that is down or throttling, not one
- * message. The log receiver writes its lines at flush time and never queues. */
+ * Notifications leave as webhook payloads on a bounded FIFO, split into one
+ * line per (receiver, group): a line sends one notification at a time in
+ * order (so a group's notifications arrive in the order they were made) and
+ * backs off on its own, with jitter and Retry-After, so a group a receiver
+ * keeps rejecting never holds back the others; a receiver has at most
+ * RECEIVER_PARALLEL sends in flight. A notification older than the max age is
+ * dropped with an ERROR and counted. The log receiver writes its lines at
+ * flush time and never queues.
+ *
+ * With a store (kcw_notifier_set_store) delivery is at-least-once across
+ * restarts: each notification is in the outbox, committed with its flush,
+ * before its first send, and leaves it only when a receiver answered 2xx or
+ * it was dropped; each group's notification log (what was sent, when) is kept
+ * so a restart neither pages again what was sent nor forgets to send the
+ * resolution. Every attempt goes to the audit log. */
 #include "kcwatch/notify.h"
 
 #include <errno.h>
@@ -25,10 +35,12 @@
 #include <string.h>
 
 #include "kcwatch/log.h"
+#include "kcwatch/store.h"
 #include "kcwatch/webhook.h"
 
 #define QUEUE_MAX 10000
-#define GIVE_UP_MS (24LL * 60 * 60 * 1000)
+#define RECEIVER_PARALLEL 4 /* sends in flight per receiver */
+#define RESTORED_KEEP_MS (10 * 60 * 1000) /* unclaimed group logs from the store */
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MAX_MS (5 * 60 * 1000)
 #define RETRY_AFTER_MAX_MS (60 * 60 * 1000)
@@ -68,8 +80,12 @@ typedef struct done {
     uint64_t seen_gen;
 } done_t;
 
+struct line;
+
 typedef struct delivery {
-    struct delivery *prev, *next;
+    struct delivery *prev, *next; /* the whole queue, oldest first */
+    struct delivery *line_next;   /* its line */
+    struct line *line;
     kcw_notifier_t *owner; /* NULL when the notifier closed while it was in flight */
     char *receiver;
     char *group_key;
@@ -78,16 +94,38 @@ typedef struct delivery {
     size_t n_alerts;
     bool firing;
     bool in_flight;
-    uint64_t enqueued_mono;
+    int64_t created_ms; /* wall clock: the max age survives a restart */
+    int attempts;
+    int64_t store_id; /* outbox row, 0 if none */
 } delivery_t;
+
+/* The notifications of one group to one receiver: sent in order, one at a
+ * time, backing off on their own. */
+typedef struct line {
+    struct line *prev, *next; /* every line, oldest first */
+    struct line *chain;       /* hash bucket */
+    uint64_t hash;
+    char *receiver, *group_key;
+    delivery_t *head, *tail;
+    bool in_flight;
+    int failures; /* consecutive */
+    uint64_t next_attempt_mono;
+} line_t;
 
 typedef struct receiver_state {
     char *name;
-    delivery_t *in_flight;
-    size_t queued; /* deliveries in the queue, the one in flight included */
-    int failures;  /* consecutive */
-    uint64_t next_attempt_mono;
+    size_t in_flight;
+    size_t queued; /* deliveries in the queue, those in flight included */
 } receiver_state_t;
+
+/* A group's notification log read from the store, until its group is made
+ * again (or RESTORED_KEEP_MS passed). */
+typedef struct restored {
+    char *receiver, *key;
+    int64_t last_notified_ms;
+    uint64_t *firing, *resolved;
+    size_t n_firing, n_resolved;
+} restored_t;
 
 typedef enum { SEND_NO = 0, SEND_CHANGED, SEND_REPEAT } send_reason_t;
 
@@ -117,6 +155,16 @@ struct kcw_notifier {
     size_t dropped_total, dropped_pending_log;
     receiver_state_t *receivers;
     size_t n_receivers;
+    line_t *lines, *lines_tail;
+    line_t **line_buckets;
+    size_t n_lines, n_line_buckets;
+    int64_t max_age_ms;
+    uint64_t expired_total;
+
+    kcw_store_t *store; /* not owned; NULL: nothing survives a restart */
+    restored_t *restored;
+    size_t n_restored;
+    int64_t restored_until_ms;
 
     /* update()'s clock at a loop time, so timers can tell "now" in it. */
     int64_t clock_wall_ms;
@@ -148,9 +196,23 @@ static double random01(kcw_notifier_t *n)
     return (double)((n->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static void event(kcw_notifier_t *n, const char *receiver, const char *group_key, bool ok,
-                  long status, const char *detail)
+/* One attempt's outcome (result: sent, logged, failed, dropped) to the
+ * callback and the audit log. */
+static void event(kcw_notifier_t *n, const char *receiver, const char *group_key,
+                  const char *result, long status, const char *detail)
 {
+    bool ok = strcmp(result, "sent") == 0 || strcmp(result, "logged") == 0;
+    if (n->store) {
+        kcw_audit_t a = {.time_ms = clock_now(n),
+                         .kind = KCW_AUDIT_NOTIFY,
+                         .task = -1,
+                         .receiver = receiver,
+                         .group_key = group_key,
+                         .status = result,
+                         .http_status = status,
+                         .outcome = detail};
+        kcw_store_audit_add(n->store, &a);
+    }
     if (n->event_cb)
         n->event_cb(receiver, group_key, ok, status, detail, n->event_arg);
 }
@@ -373,11 +435,120 @@ static void group_free(group_t *g)
     free(g);
 }
 
+/* The group labels of an alert and their groupKey. 0 or -ENOMEM. */
+static int group_identity(const kcw_notifier_t *n, const kcw_labels_t *alert_labels,
+                          kcw_labels_t *labels, char **key)
+{
+    const kcw_route_conf_t *rt = &n->cfg->route;
+    bool all = group_by_all(rt);
+    memset(labels, 0, sizeof(*labels));
+    *key = NULL;
+    for (size_t i = 0; i < alert_labels->n; i++) {
+        const kcw_label_t *p = &alert_labels->items[i];
+        if (grouped_on(rt, all, p->name) && kcw_labels_set(labels, p->name, p->value) < 0) {
+            kcw_labels_clear(labels);
+            return -ENOMEM;
+        }
+    }
+    if (!(*key = group_key_new(labels))) {
+        kcw_labels_clear(labels);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static const char *route_receiver_name(const kcw_notifier_t *n)
+{
+    return n->cfg->route.receiver ? n->cfg->route.receiver : "";
+}
+
+static void restored_clear(restored_t *r)
+{
+    free(r->receiver);
+    free(r->key);
+    free(r->firing);
+    free(r->resolved);
+}
+
+static long restored_find(const kcw_notifier_t *n, const char *key)
+{
+    const char *receiver = route_receiver_name(n);
+    for (size_t i = 0; i < n->n_restored; i++)
+        if (strcmp(n->restored[i].key, key) == 0 && strcmp(n->restored[i].receiver, receiver) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* A new group takes over what the store remembered of it. */
+static void restored_claim(kcw_notifier_t *n, group_t *g)
+{
+    long at = restored_find(n, g->key);
+    if (at < 0)
+        return;
+    restored_t *r = &n->restored[at];
+    g->notified = true;
+    g->last_notified_ms = r->last_notified_ms;
+    g->sent_firing = r->firing;
+    g->n_sent_firing = r->n_firing;
+    g->sent_resolved = r->resolved;
+    g->n_sent_resolved = r->n_resolved;
+    r->firing = r->resolved = NULL;
+    restored_clear(r);
+    n->restored[at] = n->restored[--n->n_restored];
+}
+
+/* Whether the store remembers telling a receiver that this alert fired:
+ * then its resolution is owed even though no group holds it yet. */
+static bool restored_sent_firing(const kcw_notifier_t *n, const kcw_labels_t *alert_labels,
+                                 uint64_t fp)
+{
+    kcw_labels_t labels;
+    char *key = NULL;
+    if (n->n_restored == 0 || group_identity(n, alert_labels, &labels, &key) < 0)
+        return false;
+    long at = restored_find(n, key);
+    bool sent = at >= 0 && fp_contains(n->restored[at].firing, n->restored[at].n_firing, fp);
+    kcw_labels_clear(&labels);
+    free(key);
+    return sent;
+}
+
+/* Forgets remembered groups nobody claimed (their alerts did not return). */
+static void restored_expire(kcw_notifier_t *n, int64_t now)
+{
+    if (n->n_restored == 0 || now < n->restored_until_ms)
+        return;
+    kcw_store_begin(n->store);
+    for (size_t i = 0; i < n->n_restored; i++) {
+        if (n->store)
+            kcw_store_group_delete(n->store, n->restored[i].receiver, n->restored[i].key);
+        restored_clear(&n->restored[i]);
+    }
+    kcw_store_commit(n->store);
+    free(n->restored);
+    n->restored = NULL;
+    n->n_restored = 0;
+}
+
+/* Saves what the group's last notification said (the notification log). */
+static void group_save(kcw_notifier_t *n, const group_t *g)
+{
+    if (!n->store || !g->notified)
+        return;
+    kcw_store_group_t row = {.receiver = route_receiver_name(n),
+                             .group_key = g->key,
+                             .last_notified_ms = g->last_notified_ms,
+                             .sent_firing = g->sent_firing,
+                             .n_sent_firing = g->n_sent_firing,
+                             .sent_resolved = g->sent_resolved,
+                             .n_sent_resolved = g->n_sent_resolved};
+    kcw_store_group_put(n->store, &row);
+}
+
 static group_t *group_new(kcw_notifier_t *n, uint64_t h, const kcw_labels_t *alert_labels,
                           int64_t now)
 {
     const kcw_route_conf_t *rt = &n->cfg->route;
-    bool all = group_by_all(rt);
     if (n->n_groups == n->cap_groups) {
         size_t ncap = n->cap_groups ? n->cap_groups * 2 : 16;
         group_t **ng = realloc(n->groups, ncap * sizeof(*ng));
@@ -389,20 +560,14 @@ static group_t *group_new(kcw_notifier_t *n, uint64_t h, const kcw_labels_t *ale
     group_t *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
-    for (size_t i = 0; i < alert_labels->n; i++) {
-        const kcw_label_t *p = &alert_labels->items[i];
-        if (grouped_on(rt, all, p->name) && kcw_labels_set(&g->labels, p->name, p->value) < 0) {
-            group_free(g);
-            return NULL;
-        }
-    }
-    if (!(g->key = group_key_new(&g->labels))) {
+    if (group_identity(n, alert_labels, &g->labels, &g->key) < 0) {
         group_free(g);
         return NULL;
     }
     g->hash = h;
     g->id = ++n->next_group_id;
     g->due_ms = now + (rt->group_wait_ms > 0 ? rt->group_wait_ms : 0);
+    restored_claim(n, g);
     size_t at = group_lower_bound(n, h);
     memmove(&n->groups[at + 1], &n->groups[at], (n->n_groups - at) * sizeof(*n->groups));
     n->groups[at] = g;
@@ -579,6 +744,108 @@ static receiver_state_t *receiver_state(kcw_notifier_t *n, const char *name, boo
     return r;
 }
 
+static uint64_t line_hash(const char *receiver, const char *group_key)
+{
+    uint64_t h = fnv1a(14695981039346656037ULL, receiver, strlen(receiver) + 1);
+    return fnv1a(h, group_key, strlen(group_key));
+}
+
+static void lines_grow(kcw_notifier_t *n)
+{
+    size_t nb = n->n_line_buckets ? n->n_line_buckets * 2 : 64;
+    line_t **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return; /* longer chains, still correct */
+    for (line_t *l = n->lines; l; l = l->next) {
+        size_t at = (size_t)(l->hash & (nb - 1));
+        l->chain = b[at];
+        b[at] = l;
+    }
+    free(n->line_buckets);
+    n->line_buckets = b;
+    n->n_line_buckets = nb;
+}
+
+/* The line of (receiver, group_key), made when create; NULL on OOM. */
+static line_t *line_get(kcw_notifier_t *n, const char *receiver, const char *group_key,
+                        bool create)
+{
+    uint64_t h = line_hash(receiver, group_key);
+    if (n->n_line_buckets > 0)
+        for (line_t *l = n->line_buckets[h & (n->n_line_buckets - 1)]; l; l = l->chain)
+            if (l->hash == h && strcmp(l->group_key, group_key) == 0 &&
+                strcmp(l->receiver, receiver) == 0)
+                return l;
+    if (!create)
+        return NULL;
+    if (n->n_lines >= n->n_line_buckets * 2)
+        lines_grow(n);
+    if (n->n_line_buckets == 0)
+        return NULL;
+    line_t *l = calloc(1, sizeof(*l));
+    if (!l || !(l->receiver = strdup(receiver)) || !(l->group_key = strdup(group_key))) {
+        if (l)
+            free(l->receiver);
+        free(l);
+        return NULL;
+    }
+    l->hash = h;
+    size_t at = (size_t)(h & (n->n_line_buckets - 1));
+    l->chain = n->line_buckets[at];
+    n->line_buckets[at] = l;
+    l->prev = n->lines_tail;
+    if (n->lines_tail)
+        n->lines_tail->next = l;
+    else
+        n->lines = l;
+    n->lines_tail = l;
+    n->n_lines++;
+    return l;
+}
+
+static void line_free(line_t *l)
+{
+    free(l->receiver);
+    free(l->group_key);
+    free(l);
+}
+
+/* Forgets a line with nothing queued or in flight. */
+static void line_release(kcw_notifier_t *n, line_t *l)
+{
+    if (!l || l->head || l->in_flight)
+        return;
+    line_t **link = &n->line_buckets[l->hash & (n->n_line_buckets - 1)];
+    while (*link && *link != l)
+        link = &(*link)->chain;
+    if (*link)
+        *link = l->chain;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        n->lines = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    else
+        n->lines_tail = l->prev;
+    n->n_lines--;
+    line_free(l);
+}
+
+static void lines_clear(kcw_notifier_t *n)
+{
+    line_t *next;
+    for (line_t *l = n->lines; l; l = next) {
+        next = l->next;
+        line_free(l);
+    }
+    n->lines = n->lines_tail = NULL;
+    n->n_lines = 0;
+    free(n->line_buckets);
+    n->line_buckets = NULL;
+    n->n_line_buckets = 0;
+}
+
 static void queue_unlink(kcw_notifier_t *n, delivery_t *d)
 {
     if (d->prev)
@@ -591,30 +858,50 @@ static void queue_unlink(kcw_notifier_t *n, delivery_t *d)
         n->tail = d->prev;
     d->prev = d->next = NULL;
     n->n_queue--;
-    receiver_state_t *r = receiver_state(n, d->receiver, false);
-    if (r) {
-        r->queued--;
-        if (r->in_flight == d)
-            r->in_flight = NULL;
+    line_t *l = d->line;
+    if (l) {
+        /* Usually d is the head; a queue-full drop may take a later one. */
+        delivery_t **link = &l->head, *before = NULL;
+        while (*link && *link != d) {
+            before = *link;
+            link = &(*link)->line_next;
+        }
+        if (*link)
+            *link = d->line_next;
+        if (l->tail == d)
+            l->tail = before;
+        d->line = NULL;
+        d->line_next = NULL;
+        line_release(n, l);
     }
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    if (r)
+        r->queued--;
 }
 
-/* Takes d out of the queue for good: its group may notify again. */
+/* Takes d out of the queue (and the outbox) for good: its group may notify
+ * again. */
 static void delivery_finish(kcw_notifier_t *n, delivery_t *d, bool delivered)
 {
     queue_unlink(n, d);
+    if (n->store && d->store_id > 0)
+        kcw_store_outbox_delete(n->store, d->store_id);
     group_t *g = group_find_id(n, d->group_hash, d->group_id);
     if (g) {
         if (g->outstanding > 0)
             g->outstanding--;
         /* repeat_interval counts from the send that reached the receiver. */
-        if (delivered)
+        if (delivered) {
             g->last_notified_ms = clock_now(n);
+            group_save(n, g);
+        }
     }
     delivery_free(d);
 }
 
-static void queue_push(kcw_notifier_t *n, delivery_t *d)
+/* Queues d behind its group's earlier notifications. false on OOM (d is
+ * not queued then). */
+static bool queue_push(kcw_notifier_t *n, delivery_t *d)
 {
     if (n->n_queue >= QUEUE_MAX) {
         /* Bounded: the oldest waiting notification is the one most likely
@@ -623,11 +910,17 @@ static void queue_push(kcw_notifier_t *n, delivery_t *d)
         while (old && old->in_flight)
             old = old->next;
         if (old) {
-            event(n, old->receiver, old->group_key, false, 0, "dropped: queue full");
+            event(n, old->receiver, old->group_key, "dropped", 0, "dropped: queue full");
             delivery_finish(n, old, false);
             n->dropped_total++;
             n->dropped_pending_log++;
         }
+    }
+    line_t *l = line_get(n, d->receiver, d->group_key, true);
+    receiver_state_t *r = l ? receiver_state(n, d->receiver, true) : NULL;
+    if (!r) {
+        line_release(n, l);
+        return false;
     }
     d->prev = n->tail;
     if (n->tail)
@@ -636,6 +929,14 @@ static void queue_push(kcw_notifier_t *n, delivery_t *d)
         n->head = d;
     n->tail = d;
     n->n_queue++;
+    d->line = l;
+    if (l->tail)
+        l->tail->line_next = d;
+    else
+        l->head = d;
+    l->tail = d;
+    r->queued++;
+    return true;
 }
 
 static void log_dropped(kcw_notifier_t *n)
@@ -707,42 +1008,50 @@ static void log_sent(const char *receiver, const char *group_key, bool firing, s
 static void dispatch(kcw_notifier_t *n);
 static void arm_retry_timer(kcw_notifier_t *n);
 
-/* Gives up d's receiver's notifications that have waited past GIVE_UP_MS. */
-static void give_up_old(kcw_notifier_t *n, const char *receiver, uint64_t now_mono)
+/* Drops d when it has waited longer than the max age: an ERROR and a count,
+ * never silently. true when dropped. */
+static bool delivery_expire(kcw_notifier_t *n, delivery_t *d)
 {
-    delivery_t *next;
-    for (delivery_t *d = n->head; d; d = next) {
-        next = d->next;
-        if (d->in_flight || strcmp(d->receiver, receiver) != 0 ||
-            now_mono - d->enqueued_mono < (uint64_t)GIVE_UP_MS)
-            continue;
-        kcw_log(KCW_LOG_ERROR, "notification given up after retrying for 24h", "receiver",
-                d->receiver, "group", d->group_key, NULL);
-        event(n, d->receiver, d->group_key, false, 0, "given up after 24h");
-        delivery_finish(n, d, false);
-    }
+    int64_t age = clock_now(n) - d->created_ms;
+    if (d->in_flight || age < n->max_age_ms)
+        return false;
+    char age_s[32], max_s[32], attempts_s[16];
+    snprintf(age_s, sizeof(age_s), "%llds", (long long)(age / 1000));
+    snprintf(max_s, sizeof(max_s), "%llds", (long long)(n->max_age_ms / 1000));
+    snprintf(attempts_s, sizeof(attempts_s), "%d", d->attempts);
+    kcw_log(KCW_LOG_ERROR, "notification dropped: older than the max age", "receiver",
+            d->receiver, "group", d->group_key, "age", age_s, "max_age", max_s, "attempts",
+            attempts_s, NULL);
+    n->expired_total++;
+    event(n, d->receiver, d->group_key, "dropped", 0, "dropped: older than the max age");
+    delivery_finish(n, d, false);
+    return true;
 }
 
-/* A retryable failure: the receiver backs off, d stays first in its line. */
+/* A retryable failure: d's group backs off and d stays first in its line;
+ * other groups, even of the same receiver, go on. */
 static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64_t retry_after,
                             const char *detail)
 {
-    receiver_state_t *r = receiver_state(n, d->receiver, false);
-    uint64_t now = uv_now(n->loop);
+    line_t *l = d->line;
     int64_t delay = 0;
-    if (r) {
-        if (r->failures < 1000)
-            r->failures++;
-        delay = kcw_notify_backoff_ms(r->failures, retry_after, random01(n));
-        r->next_attempt_mono = now + (uint64_t)delay;
+    if (l) {
+        if (l->failures < 1000)
+            l->failures++;
+        delay = kcw_notify_backoff_ms(l->failures, retry_after, random01(n));
+        l->next_attempt_mono = uv_now(n->loop) + (uint64_t)delay;
     }
+    if (d->attempts < 1000000)
+        d->attempts++;
+    if (n->store && d->store_id > 0)
+        kcw_store_outbox_retry(n->store, d->store_id, d->attempts, clock_now(n) + delay);
     char status_s[24], delay_s[24];
     snprintf(status_s, sizeof(status_s), "%ld", status);
     snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
     kcw_log(KCW_LOG_WARN, "notification failed, will retry", "receiver", d->receiver, "group",
             d->group_key, "http_status", status_s, "error", detail, "retry_in", delay_s, NULL);
-    event(n, d->receiver, d->group_key, false, status, detail);
-    give_up_old(n, d->receiver, now);
+    event(n, d->receiver, d->group_key, "failed", status, detail);
+    delivery_expire(n, d);
 }
 
 /* A response from which the receiver will never take this notification. */
@@ -753,10 +1062,9 @@ static void delivery_rejected(kcw_notifier_t *n, delivery_t *d, long status, con
     snprintf(snippet, sizeof(snippet), "%s", body ? body : "");
     kcw_log(KCW_LOG_ERROR, "notification rejected, dropped", "receiver", d->receiver, "group",
             d->group_key, "http_status", status_s, "body", snippet, NULL);
-    event(n, d->receiver, d->group_key, false, status, snippet);
-    receiver_state_t *r = receiver_state(n, d->receiver, false);
-    if (r)
-        r->failures = 0;
+    event(n, d->receiver, d->group_key, "dropped", status, snippet);
+    if (d->line)
+        d->line->failures = 0;
     delivery_finish(n, d, false);
 }
 
@@ -769,25 +1077,29 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         return;
     }
     receiver_state_t *r = receiver_state(n, d->receiver, false);
-    if (r && r->in_flight == d)
-        r->in_flight = NULL;
+    if (r && d->in_flight && r->in_flight > 0)
+        r->in_flight--;
+    if (d->line)
+        d->line->in_flight = false;
     d->in_flight = false;
     if (resp->status == 0 && strcmp(resp->error, "cancelled") == 0) {
-        /* kcw_http_close ran first (shutdown): keep it queued; close drops
-         * and counts it. Sending anything more would reach a closing client. */
+        /* kcw_http_close ran first (shutdown): keep it queued (and in the
+         * outbox); close accounts for it. Sending anything more would reach
+         * a closing client. */
         n->http_gone = true;
         return;
     }
+    kcw_store_begin(n->store);
     kcw_delivery_result_t res =
         resp->status == 0 ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
     if (res == KCW_DELIVERY_OK) {
         log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
         char detail[48];
         snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
-        event(n, d->receiver, d->group_key, true, resp->status, detail);
-        if (r) {
-            r->failures = 0;
-            r->next_attempt_mono = 0;
+        event(n, d->receiver, d->group_key, "sent", resp->status, detail);
+        if (d->line) {
+            d->line->failures = 0;
+            d->line->next_attempt_mono = 0;
         }
         delivery_finish(n, d, true);
     } else if (res == KCW_DELIVERY_DROP) {
@@ -800,6 +1112,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
             snprintf(detail, sizeof(detail), "%s", resp->error[0] ? resp->error : "no response");
         delivery_failed(n, d, resp->status, resp->retry_after_ms, detail);
     }
+    kcw_store_commit(n->store);
     dispatch(n);
 }
 
@@ -812,7 +1125,7 @@ static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d
                               : (!n->http ? "no HTTP client" : "receiver is not a webhook");
         kcw_log(KCW_LOG_ERROR, "notification dropped", "receiver", d->receiver, "group",
                 d->group_key, "error", why, NULL);
-        event(n, d->receiver, d->group_key, false, 0, why);
+        event(n, d->receiver, d->group_key, "dropped", 0, why);
         delivery_finish(n, d, false);
         return false;
     }
@@ -828,13 +1141,15 @@ static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d
         .tls = &rc->tls,
     };
     d->in_flight = true;
-    r->in_flight = d;
+    d->line->in_flight = true;
+    r->in_flight++;
     int rc_req = kcw_http_request(n->http, &req, on_response, d);
     if (rc_req < 0) {
         d->in_flight = false;
-        r->in_flight = NULL;
+        d->line->in_flight = false;
+        r->in_flight--;
         if (rc_req == -ESHUTDOWN)
-            n->http_gone = true; /* shutting down: close drops and counts it */
+            n->http_gone = true; /* shutting down: close accounts for it */
         else
             delivery_failed(n, d, 0, -1, strerror(-rc_req));
         return false;
@@ -842,30 +1157,24 @@ static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d
     return true;
 }
 
+/* Starts the first notification of every group line that may send now:
+ * not in flight, not backing off, its receiver below RECEIVER_PARALLEL.
+ * Linear in the lines (groups with something queued). */
 static void dispatch(kcw_notifier_t *n)
 {
 restart:
     if (n->closing || n->http_gone)
         return;
     uint64_t now = uv_now(n->loop);
-    /* Receivers that could take one now: the scan stops when none is left,
-     * so a long queue for a busy receiver is not walked on every response. */
-    size_t ready = 0;
-    for (size_t i = 0; i < n->n_receivers; i++) {
-        const receiver_state_t *r = &n->receivers[i];
-        if (!r->in_flight && r->queued > 0 && r->next_attempt_mono <= now)
-            ready++;
-    }
-    for (delivery_t *d = n->head; d && ready > 0; d = d->next) {
-        if (d->in_flight)
+    for (line_t *l = n->lines; l; l = l->next) {
+        if (l->in_flight || !l->head || l->next_attempt_mono > now)
             continue;
-        receiver_state_t *r = receiver_state(n, d->receiver, false);
-        if (!r || r->in_flight || r->next_attempt_mono > now)
+        receiver_state_t *r = receiver_state(n, l->receiver, false);
+        if (!r || r->in_flight >= RECEIVER_PARALLEL)
             continue;
-        /* d is its receiver's oldest waiting notification. */
-        if (!delivery_start(n, r, d))
-            goto restart; /* ends: each restart stops one receiver or removes d */
-        ready--;
+        /* Each restart removes a notification or puts a line in back-off. */
+        if (delivery_expire(n, l->head) || !delivery_start(n, r, l->head))
+            goto restart;
     }
     log_dropped(n);
     arm_retry_timer(n);
@@ -881,16 +1190,15 @@ static void arm_retry_timer(kcw_notifier_t *n)
     if (n->closing)
         return;
     uint64_t now = uv_now(n->loop), next = UINT64_MAX;
-    for (size_t i = 0; i < n->n_receivers; i++) {
-        const receiver_state_t *r = &n->receivers[i];
-        if (!r->in_flight && r->queued > 0 && r->next_attempt_mono < next)
-            next = r->next_attempt_mono;
-    }
+    /* Lines ready now but waiting for a receiver slot start on a response. */
+    for (const line_t *l = n->lines; l; l = l->next)
+        if (!l->in_flight && l->head && l->next_attempt_mono > now && l->next_attempt_mono < next)
+            next = l->next_attempt_mono;
     if (next == UINT64_MAX || n->http_gone) {
         uv_timer_stop(&n->retry_timer);
         return;
     }
-    uv_timer_start(&n->retry_timer, on_retry_timer, next > now ? next - now : 0, 0);
+    uv_timer_start(&n->retry_timer, on_retry_timer, next - now, 0);
 }
 
 /* --- notifications ------------------------------------------------------- */
@@ -928,7 +1236,7 @@ static bool notification_emit(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, 
         for (size_t i = 0; i < count; i++)
             log_alert(alerts[i]);
         log_sent(rc->name, g->key, firing, count);
-        event(n, rc->name, g->key, true, 0, "logged");
+        event(n, rc->name, g->key, "logged", 0, "logged");
         return true;
     }
     delivery_t *d = calloc(1, sizeof(*d));
@@ -938,12 +1246,11 @@ static bool notification_emit(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, 
         d->payload = kcw_webhook_payload(rc->name, g->key, &g->labels, alerts, count,
                                          n->cfg->external_url, rc->max_alerts);
     }
-    receiver_state_t *r = d ? receiver_state(n, rc->name, true) : NULL;
-    if (!d || !d->receiver || !d->group_key || !d->payload || !r) {
+    if (!d || !d->receiver || !d->group_key || !d->payload) {
         delivery_free(d);
         kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
                 g->key, NULL);
-        event(n, rc->name, g->key, false, 0, "out of memory");
+        event(n, rc->name, g->key, "dropped", 0, "out of memory");
         return false;
     }
     d->owner = n;
@@ -951,9 +1258,26 @@ static bool notification_emit(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, 
     d->group_id = g->id;
     d->n_alerts = count;
     d->firing = firing;
-    d->enqueued_mono = uv_now(n->loop);
-    queue_push(n, d);
-    r->queued++;
+    d->created_ms = clock_now(n);
+    if (!queue_push(n, d)) {
+        kcw_log(KCW_LOG_ERROR, "notification lost: out of memory", "receiver", rc->name, "group",
+                g->key, NULL);
+        event(n, rc->name, g->key, "dropped", 0, "out of memory");
+        delivery_free(d);
+        return false;
+    }
+    /* In the outbox before it can be sent: the flush's round commits it
+     * before dispatch() starts anything. */
+    if (n->store) {
+        kcw_store_outbox_t o = {.receiver = d->receiver,
+                                .group_key = d->group_key,
+                                .payload = d->payload,
+                                .n_alerts = count,
+                                .firing = firing,
+                                .created_ms = d->created_ms};
+        if (kcw_store_outbox_add(n->store, &o, &d->store_id) < 0)
+            d->store_id = 0;
+    }
     g->outstanding++;
     return true;
 }
@@ -1025,6 +1349,7 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
             fp_set_assign(&g->sent_resolved, &g->n_sent_resolved, resolved, n_resolved) == 0) {
             g->notified = true;
             g->last_notified_ms = now;
+            group_save(n, g);
         }
     }
     free(firing);
@@ -1044,8 +1369,11 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
         member_clear(m);
     }
     g->n_members = w;
-    if (g->n_members == 0)
+    if (g->n_members == 0) {
+        if (n->store)
+            kcw_store_group_delete(n->store, route_receiver_name(n), g->key);
         group_delete(n, at);
+    }
     else
         g->due_ms = now + group_interval_ms(n);
     return produced;
@@ -1129,6 +1457,7 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
     n->event_cb = cb;
     n->event_arg = arg;
     n->clock_mono_ms = uv_now(loop);
+    n->max_age_ms = KCW_NOTIFY_MAX_AGE_DEFAULT_MS;
     n->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)n;
     if (n->rng == 0)
         n->rng = 0x9e3779b97f4a7c15ULL;
@@ -1165,6 +1494,11 @@ void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
     n->cfg = cfg;
     if (regroup) {
         /* Group keys changed: start afresh rather than resolve everything. */
+        kcw_store_begin(n->store);
+        for (size_t i = 0; n->store && i < n->n_groups; i++)
+            kcw_store_group_delete(n->store, n->route_receiver ? n->route_receiver : "",
+                                   n->groups[i]->key);
+        kcw_store_commit(n->store);
         groups_clear(n);
         if (route_remember(n, &cfg->route) < 0)
             kcw_log(KCW_LOG_ERROR, "notifier: out of memory on reload", NULL);
@@ -1173,7 +1507,7 @@ void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
     size_t w = 0;
     for (size_t i = 0; i < n->n_receivers; i++) {
         receiver_state_t *r = &n->receivers[i];
-        if (r->queued == 0 && !r->in_flight && !kcw_config_receiver(cfg, r->name)) {
+        if (r->queued == 0 && r->in_flight == 0 && !kcw_config_receiver(cfg, r->name)) {
             free(r->name);
             continue;
         }
@@ -1210,7 +1544,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
         }
         uint64_t h = group_hash(rt, all, &a->labels);
         group_t *g = group_find(n, h, &a->labels);
-        if (!g && resolved) {
+        if (!g && resolved && !restored_sent_firing(n, &a->labels, fp)) {
             /* No group: its firing was never notified or its group already
              * said goodbye; either way there is no one to tell. */
             done_add(n, fp, a->resolved_at_ms);
@@ -1236,6 +1570,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
         }
     }
     done_prune(n);
+    restored_expire(n, now_ms);
     if (oom)
         kcw_log(KCW_LOG_ERROR, "notifier: out of memory, some alerts not grouped", NULL);
     arm_group_timer(n);
@@ -1260,8 +1595,13 @@ size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a,
             g->members[w++] = *m;
         }
         g->n_members = w;
-        if (w == 0)
-            group_delete(n, gi);
+        if (w > 0)
+            continue;
+        /* Its notification log goes too: after a restart this instance
+         * must not owe anyone a resolution for a cluster it gave up. */
+        if (n->store)
+            kcw_store_group_delete(n->store, route_receiver_name(n), g->key);
+        group_delete(n, gi);
     }
     if (dropped)
         arm_group_timer(n);
@@ -1305,11 +1645,17 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
     n->closing = true;
     n->on_closed = on_closed;
     n->closed_arg = arg;
-    size_t dropped = 0;
+    /* A notification in a durable outbox is not lost: the next start sends
+     * it (a transfer cancelled here may have reached the receiver: then it
+     * arrives twice, which at-least-once allows). */
+    bool durable = kcw_store_durable(n->store);
+    size_t dropped = 0, kept = 0;
     delivery_t *next;
     for (delivery_t *d = n->head; d; d = next) {
         next = d->next;
-        if (!d->in_flight)
+        if (durable && d->store_id > 0)
+            kept++;
+        else if (!d->in_flight)
             dropped++;
         /* An in-flight one means the client is not closed yet (its close
          * completes every transfer at once): cancel it, and on_response, seeing
@@ -1328,6 +1674,18 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
         kcw_log(KCW_LOG_ERROR, "notifier closed with undelivered notifications", "dropped", count,
                 NULL);
     }
+    if (kept > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", kept);
+        kcw_log(KCW_LOG_INFO, "notifier closed; undelivered notifications kept in the outbox for "
+                "the next start", "kept", count, NULL);
+    }
+    lines_clear(n);
+    for (size_t i = 0; i < n->n_restored; i++)
+        restored_clear(&n->restored[i]);
+    free(n->restored);
+    n->restored = NULL;
+    n->n_restored = 0;
     groups_clear(n);
     free(n->groups);
     n->groups = NULL;
@@ -1345,6 +1703,89 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
     uv_close((uv_handle_t *)&n->retry_timer, on_handle_closed);
 }
 
+static int on_stored_group(const kcw_store_group_t *row, void *arg)
+{
+    kcw_notifier_t *n = arg;
+    restored_t *nr = realloc(n->restored, (n->n_restored + 1) * sizeof(*nr));
+    if (!nr)
+        return 1;
+    n->restored = nr;
+    restored_t *r = &n->restored[n->n_restored];
+    memset(r, 0, sizeof(*r));
+    r->receiver = strdup(row->receiver);
+    r->key = strdup(row->group_key);
+    r->last_notified_ms = row->last_notified_ms;
+    if (!r->receiver || !r->key ||
+        fp_set_assign(&r->firing, &r->n_firing, row->sent_firing, row->n_sent_firing) < 0 ||
+        fp_set_assign(&r->resolved, &r->n_resolved, row->sent_resolved, row->n_sent_resolved) <
+            0) {
+        restored_clear(r);
+        return 1;
+    }
+    n->n_restored++;
+    return 0;
+}
+
+static int on_stored_delivery(const kcw_store_outbox_t *o, void *arg)
+{
+    kcw_notifier_t *n = arg;
+    delivery_t *d = calloc(1, sizeof(*d));
+    if (!d || !(d->receiver = strdup(o->receiver)) || !(d->group_key = strdup(o->group_key)) ||
+        !(d->payload = strdup(o->payload))) {
+        delivery_free(d);
+        return 1;
+    }
+    d->owner = n;
+    d->n_alerts = o->n_alerts;
+    d->firing = o->firing;
+    d->created_ms = o->created_ms;
+    d->attempts = o->attempts;
+    d->store_id = o->id;
+    if (!queue_push(n, d)) {
+        delivery_free(d);
+        return 1;
+    }
+    /* The retry schedule carries on where the last run left it. */
+    line_t *l = d->line;
+    if (l->head == d) {
+        l->failures = o->attempts;
+        int64_t wait = o->next_attempt_ms - clock_now(n);
+        if (wait > 0)
+            l->next_attempt_mono = uv_now(n->loop) + (uint64_t)wait;
+    }
+    return 0;
+}
+
+void kcw_notifier_set_store(kcw_notifier_t *n, kcw_store_t *store, int64_t now_ms)
+{
+    if (!n || n->closing || n->store || !store)
+        return;
+    n->clock_wall_ms = now_ms;
+    n->clock_mono_ms = uv_now(n->loop);
+    n->store = store;
+    long groups = kcw_store_group_load(store, on_stored_group, n);
+    n->restored_until_ms = now_ms + RESTORED_KEEP_MS;
+    long queued = kcw_store_outbox_load(store, on_stored_delivery, n);
+    if (groups > 0 || queued > 0) {
+        char g_s[24], q_s[24];
+        snprintf(g_s, sizeof(g_s), "%ld", groups > 0 ? groups : 0);
+        snprintf(q_s, sizeof(q_s), "%ld", queued > 0 ? queued : 0);
+        kcw_log(KCW_LOG_INFO, "notifier state restored", "groups", g_s, "queued", q_s, NULL);
+    }
+    dispatch(n);
+}
+
+void kcw_notifier_set_max_age(kcw_notifier_t *n, int64_t max_age_ms)
+{
+    if (n)
+        n->max_age_ms = max_age_ms > 0 ? max_age_ms : KCW_NOTIFY_MAX_AGE_DEFAULT_MS;
+}
+
+uint64_t kcw_notifier_expired_total(const kcw_notifier_t *n)
+{
+    return n ? n->expired_total : 0;
+}
+
 /* --- testing ------------------------------------------------------------- */
 
 void kcw_notifier_set_sink(kcw_notifier_t *n, kcw_notify_sink_cb sink, void *arg)
@@ -1358,6 +1799,9 @@ size_t kcw_notifier_flush_due(kcw_notifier_t *n, int64_t now_ms)
     if (!n || n->closing)
         return 0;
     size_t produced = 0;
+    /* One round: every notification of this flush is in the outbox before
+     * dispatch() sends the first. */
+    kcw_store_begin(n->store);
     for (size_t i = 0; i < n->n_groups;) {
         group_t *g = n->groups[i];
         if (g->due_ms > now_ms) {
@@ -1370,6 +1814,7 @@ size_t kcw_notifier_flush_due(kcw_notifier_t *n, int64_t now_ms)
         if (n->n_groups == before)
             i++;
     }
+    kcw_store_commit(n->store);
     arm_group_timer(n);
     dispatch(n);
     return produced;

@@ -21,6 +21,7 @@
 
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
+#include "kcwatch/store.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -284,6 +285,7 @@ typedef struct target {
     mark_t *marks;
     size_t n_marks;
     char *trace; /* trace behind the last decision (bounded copy) */
+    char *rule;  /* alertname of the rule that asked for it (audit) */
     char note[NOTE_MAX];
     uint64_t said; /* last repeated decision already reported (0: none) */
     bool in_flight;
@@ -350,6 +352,7 @@ struct kcw_remediator {
     void *permit_arg;
     int64_t clock_ms;     /* caller's clock at the last call */
     uint64_t clock_uv_ms; /* uv_now() then, to advance it inside callbacks */
+    kcw_store_t *store;   /* not owned; NULL: tracks die with the process */
 };
 
 static uint64_t fnv1a(uint64_t h, const char *s)
@@ -476,6 +479,7 @@ static void target_free(target_t *t)
     free(t->connector);
     free(t->marks);
     free(t->trace);
+    free(t->rule);
     free(t);
 }
 
@@ -634,6 +638,45 @@ static void log_event(const kcw_remediation_event_t *ev)
             v[3], k[4], v[4], k[5], v[5], k[6], v[6], k[7], v[7], k[8], v[8], NULL);
 }
 
+/* Saves what a restart of kcwatch must not forget about t: back-off,
+ * budget, verification and stable-period state, and its restart marks. */
+static void track_save(kcw_remediator_t *r, const target_t *t)
+{
+    if (!r->store)
+        return;
+    size_t n = t->n_marks;
+    int *ids = calloc(n ? n : 1, sizeof(*ids));
+    uint64_t *hashes = calloc(n ? n : 1, sizeof(*hashes));
+    bool *left = calloc(n ? n : 1, sizeof(*left));
+    if (ids && hashes && left) {
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = t->marks[i].id;
+            hashes[i] = t->marks[i].trace_hash;
+            left[i] = t->marks[i].left_failed;
+        }
+        kcw_store_track_t row = {.cluster = t->cluster_name,
+                                 .connector = t->connector,
+                                 .task = t->task,
+                                 .scope = (int)t->scope,
+                                 .rule = t->rule,
+                                 .trace = t->trace,
+                                 .policy = &t->policy,
+                                 .said = t->said,
+                                 .exhausted_reported = t->exhausted_reported,
+                                 .mark_ids = ids,
+                                 .mark_hashes = hashes,
+                                 .mark_left = left,
+                                 .n_marks = n};
+        kcw_store_track_put(r->store, &row);
+    } else {
+        kcw_log(KCW_LOG_ERROR, "restart state not saved: out of memory", "connector",
+                t->connector, NULL);
+    }
+    free(ids);
+    free(hashes);
+    free(left);
+}
+
 static void emit(kcw_remediator_t *r, target_t *t, kcw_remediation_event_kind_t kind, int task,
                  const char *request, long http, const char *detail, const char *trace, int attempt)
 {
@@ -650,6 +693,25 @@ static void emit(kcw_remediator_t *r, target_t *t, kcw_remediation_event_kind_t 
     };
     snprintf(t->note, sizeof(t->note), "%s", detail ? detail : "");
     log_event(&ev);
+    if (r->store) {
+        char response[32];
+        if (http)
+            snprintf(response, sizeof(response), "HTTP %ld", http);
+        kcw_audit_t a = {.time_ms = clock_now(r),
+                         .kind = KCW_AUDIT_RESTART,
+                         .cluster = t->cluster_name,
+                         .connector = t->connector,
+                         .task = task,
+                         .rule = t->rule,
+                         .reason = kcw_remediation_event_name(kind),
+                         .trace = trace,
+                         .request = request,
+                         .response = http ? response : NULL,
+                         .outcome = detail,
+                         .http_status = http};
+        kcw_store_audit_add(r->store, &a);
+        track_save(r, t);
+    }
     if (r->cb)
         r->cb(&ev, r->arg);
 }
@@ -946,6 +1008,7 @@ static void action_finish(action_t *a)
         }
     }
     bool counted = ok || failed;
+    kcw_store_begin(r->store); /* the attempt and its events: one commit */
     if (counted) {
         kcw_restart_policy_record(&t->policy, conf, now, rand01(r));
         remember_marks(t, a);
@@ -992,6 +1055,9 @@ static void action_finish(action_t *a)
     }
     if (counted && !failed)
         snprintf(t->note, sizeof(t->note), "restart sent (%s)", at);
+    if (retry || counted)
+        track_save(r, t);
+    kcw_store_commit(r->store);
     action_end(a);
 }
 
@@ -1443,6 +1509,42 @@ kcw_remediator_t *kcw_remediator_new(uv_loop_t *loop, kcw_connect_t *cn,
     return r;
 }
 
+static int on_stored_track(const kcw_store_track_t *row, void *arg)
+{
+    kcw_remediator_t *r = arg;
+    target_t *t = target_get(r, 0, row->cluster, row->connector, row->task);
+    if (!t)
+        return 1;
+    t->scope = (kcw_restart_scope_t)row->scope;
+    t->policy = *row->policy;
+    t->said = row->said;
+    t->exhausted_reported = row->exhausted_reported;
+    t->last_seen_ms = r->clock_ms;
+    if (row->rule && !t->rule)
+        t->rule = strdup(row->rule);
+    set_trace(t, row->trace);
+    free(t->marks);
+    t->marks = row->n_marks ? calloc(row->n_marks, sizeof(*t->marks)) : NULL;
+    t->n_marks = t->marks ? row->n_marks : 0;
+    for (size_t i = 0; i < t->n_marks; i++)
+        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i]};
+    return 0;
+}
+
+void kcw_remediator_set_store(kcw_remediator_t *r, kcw_store_t *store, int64_t now_ms)
+{
+    if (!r || !store || r->store)
+        return;
+    clock_set(r, now_ms);
+    long n = kcw_store_track_load(store, on_stored_track, r);
+    r->store = store;
+    if (n > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%ld", n);
+        kcw_log(KCW_LOG_INFO, "restart state restored", "targets", count, NULL);
+    }
+}
+
 /* Cluster index and name for an alert, or false when it names none we know. */
 static bool resolve_cluster(const kcw_remediator_t *r, const kcw_labels_t *labels, size_t *idx,
                             const char **name)
@@ -1531,6 +1633,13 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
     }
     t->scope = scope;
     t->last_seen_ms = now_ms;
+    if (rule->alert && (!t->rule || strcmp(t->rule, rule->alert) != 0)) {
+        char *name = strdup(rule->alert);
+        if (name) {
+            free(t->rule);
+            t->rule = name;
+        }
+    }
     if (t->in_flight)
         return;
 
@@ -1657,7 +1766,12 @@ static void observe_target(kcw_remediator_t *r, target_t *t, const kcw_cluster_s
         t->policy.saw_transition = true; /* a new trace is a new failure (§5.4) */
     bool transition = t->policy.saw_transition;
     int64_t ran_ms = t->policy.running_since_ms ? now - t->policy.running_since_ms : 0;
+    kcw_restart_track_t before = t->policy;
     int ev = kcw_restart_policy_observe(&t->policy, conf, state, now);
+    /* Stable-period clock started, verification settled...: kept for a
+     * restart of kcwatch. Events save on their own. */
+    if (ev < 0 && r->store && memcmp(&before, &t->policy, sizeof(before)) != 0)
+        track_save(r, t);
     if (state == KCW_STATE_RUNNING)
         t->said = 0; /* healthy: the next failure's decisions are news */
     if (was_exhausted && !t->policy.exhausted) {
@@ -1727,6 +1841,8 @@ void kcw_remediator_observe(kcw_remediator_t *r, size_t cluster_idx,
                 (target_idle(t) || gone)) {
                 *link = t->next;
                 r->n_targets--;
+                if (r->store)
+                    kcw_store_track_delete(r->store, t->cluster_name, t->connector, t->task);
                 target_free(t);
                 continue;
             }

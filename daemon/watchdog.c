@@ -10,7 +10,15 @@
  * here: restarts to the remediator, alerts to the notifier, transitions and
  * rule health to the log. Reload builds a new generation (config, rules,
  * engine, Connect client, timers) whose engine takes the alert states over;
- * the old one is retired once its handles are closed. */
+ * the old one is retired once its handles are closed.
+ *
+ * The state store (store.h, in global.state_dir) makes all of it survive a
+ * restart: at start the engine gets its saved alert states back and the
+ * remediator and notifier load theirs; every poll and every group round is
+ * one store transaction, holding the alert states that changed in it
+ * (engine state hook), the remediator's decisions and the notifier's
+ * outbox. A snapshot of every alert state every ALERT_SNAPSHOT_MS also
+ * forgets alerts that left their sets. */
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
@@ -32,6 +40,11 @@
 #include "kcwatch/prom.h"
 #include "kcwatch/remediate.h"
 #include "kcwatch/sdnotify.h"
+#include "kcwatch/store.h"
+
+#define STORE_PRUNE_MS (60 * 60 * 1000)     /* audit retention pruning */
+#define ALERT_SNAPSHOT_MS (10 * 60 * 1000) /* full alert-state snapshot */
+#define RULE_KEY_SEP '\x1f'                 /* group SEP alertname in the store */
 
 struct generation;
 
@@ -80,6 +93,9 @@ struct kcw_watchdog {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t notify_soon; /* delivers remediation news without waiting for a round */
     kcw_admin_t *admin;
+    kcw_store_t *store;
+    uv_timer_t snapshot;
+    bool snapshot_on;
     kcw_metrics_t *metrics;
     kcw_sdnotify_t *sd;
     kcw_ha_t *ha;          /* NULL: no ha.etcd, or stopping */
@@ -319,6 +335,41 @@ static void hook_transition(void *arg, const kcw_alert_t *a, const char *what, i
             state ? state : "", "worker_id", worker ? worker : "", "eval_ms", at, NULL);
 }
 
+/* "group<SEP>alertname" (budget alert: "<SEP>alertname") into buf. */
+static const char *rule_key(const kcw_rule_group_t *group, const char *alertname, char *buf,
+                            size_t n)
+{
+    snprintf(buf, n, "%s%c%s", group ? group->name : "", RULE_KEY_SEP,
+             alertname ? alertname : "");
+    return buf;
+}
+
+/* An alert's state changed in this round: saved in the round's transaction. */
+static void hook_state(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                       const kcw_alert_t *alert, int64_t now_ms)
+{
+    (void)now_ms;
+    kcw_watchdog_t *wd = arg;
+    if (!wd->store)
+        return;
+    char key[512];
+    kcw_store_alert_put(wd->store,
+                        rule_key(group, rule ? rule->alert : KCW_ENGINE_BUDGET_ALERT, key,
+                                 sizeof(key)),
+                        alert);
+}
+
+/* A pending alert went away: its saved activeAt must not come back. */
+static void hook_gone(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                      const kcw_labels_t *labels)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->store)
+        return;
+    char key[512];
+    kcw_store_alert_delete(wd->store, rule_key(group, rule->alert, key, sizeof(key)), labels);
+}
+
 static void hook_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
                         const char *error, int64_t now_ms)
 {
@@ -370,7 +421,9 @@ static void round_done(group_timer_t *gt)
         kcw_engine_group_cancel(g->engine, gt->gi);
         return;
     }
+    kcw_store_begin(wd->store); /* the round: one transaction */
     kcw_engine_group_finish(g->engine, gt->gi, wall_now_ms());
+    kcw_store_commit(wd->store);
     wd->ready = true;
 }
 
@@ -449,6 +502,7 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
         return;
     int64_t now = wall_now_ms();
     const kcw_cluster_status_t *status = kcw_connect_cluster(cn, idx);
+    kcw_store_begin(wd->store); /* the poll: one transaction */
     kcw_remediator_observe(wd->rem, idx, status, now);
     const char *l[] = {"cluster", status->name, NULL};
     if (status->poll_started_ms > 0 && status->last_poll_ms >= status->poll_started_ms)
@@ -459,14 +513,17 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
     kcw_metrics_add(wd->metrics, "kcwatch_connect_polls_total", lr, 1);
     /* An unchanged body still matters when reachability flipped; the client
      * reports that as changed too. Unchanged: the group timers keep time. */
-    if (!changed)
+    if (!changed) {
+        kcw_store_commit(wd->store);
         return;
+    }
     char at[24];
     snprintf(at, sizeof(at), "%lld", (long long)now);
     kcw_log(KCW_LOG_DEBUG, "connect status changed", "cluster", status->name, "eval_ms", at, NULL);
     size_t n;
     const kcw_cluster_status_t **clusters = cluster_views(wd->gen, &n);
     kcw_engine_connect_changed(wd->gen->engine, clusters, n, now);
+    kcw_store_commit(wd->store);
     free(clusters);
     wd->ready = true;
 }
@@ -553,9 +610,14 @@ static void metrics_refresh(kcw_watchdog_t *wd)
             kcw_metrics_set(m, "kcwatch_connect_last_poll_timestamp_seconds", l,
                             (double)st->last_poll_ms / 1000.0);
     }
-    if (wd->notifier)
+    if (wd->notifier) {
         kcw_metrics_set(m, "kcwatch_notification_queue_length", NULL,
                         (double)kcw_notifier_queue_length(wd->notifier));
+        kcw_metrics_set(m, "kcwatch_notifications_expired_total", NULL,
+                        (double)kcw_notifier_expired_total(wd->notifier));
+    }
+    kcw_metrics_set(m, "kcwatch_state_store_durable", NULL,
+                    kcw_store_durable(wd->store) ? 1 : 0);
     kcw_metrics_set(m, "kcwatch_config_last_reload_successful", NULL, wd->reload_ok ? 1 : 0);
     kcw_metrics_set(m, "kcwatch_config_last_reload_success_timestamp_seconds", NULL,
                     (double)wd->reload_ok_ms / 1000.0);
@@ -628,6 +690,8 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .notify = hook_notify,
                                 .flush = hook_flush,
                                 .transition = hook_transition,
+                                .state = hook_state,
+                                .gone = hook_gone,
                                 .health = hook_health,
                                 .evaluated = hook_evaluated,
                                 .hrtime = uv_hrtime};
@@ -885,6 +949,92 @@ static void on_signal(uv_signal_t *s, int signum)
     kcw_watchdog_stop(wd);
 }
 
+static int on_stored_alert(const char *key, const kcw_alert_t *alert, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    const char *sep = strchr(key, RULE_KEY_SEP);
+    if (!sep)
+        return 0;
+    char group[256];
+    size_t len = (size_t)(sep - key);
+    if (len >= sizeof(group))
+        return 0;
+    memcpy(group, key, len);
+    group[len] = '\0';
+    int rc = kcw_engine_restore_alert(wd->gen->engine, len ? group : NULL, sep + 1, alert);
+    if (rc < 0 && rc != -ENOENT)
+        kcw_log(KCW_LOG_WARN, "alert state not restored", "alertname", sep + 1, "group", group,
+                "error", strerror(-rc), NULL);
+    return 0;
+}
+
+/* Every current alert state, replacing what the store held: alerts that left
+ * their sets (pending ones that went away, resolved ones past retention)
+ * leave the store too. */
+static void snapshot_alerts(kcw_watchdog_t *wd)
+{
+    kcw_engine_t *e = wd->gen->engine;
+    char key[512];
+    kcw_store_begin(wd->store);
+    kcw_store_alert_clear(wd->store);
+    for (size_t ri = 0; ri < kcw_engine_rule_count(e); ri++) {
+        const kcw_alert_set_t *set = kcw_engine_rule_alerts(e, ri);
+        rule_key(kcw_engine_rule_group(e, ri), kcw_engine_rule(e, ri)->alert, key, sizeof(key));
+        for (size_t i = 0; set && i < kcw_alert_set_count(set); i++)
+            kcw_store_alert_put(wd->store, key, kcw_alert_set_at(set, i));
+    }
+    const kcw_alert_set_t *budget = kcw_engine_budget_alerts(e);
+    rule_key(NULL, KCW_ENGINE_BUDGET_ALERT, key, sizeof(key));
+    for (size_t i = 0; budget && i < kcw_alert_set_count(budget); i++)
+        kcw_store_alert_put(wd->store, key, kcw_alert_set_at(budget, i));
+    kcw_store_commit(wd->store);
+}
+
+static void on_snapshot(uv_timer_t *t)
+{
+    kcw_watchdog_t *wd = t->data;
+    if (!wd->stopping && wd->gen)
+        snapshot_alerts(wd);
+}
+
+/* Opens the state store and hands what it holds to the engine, the
+ * remediator and the notifier. Fails only when another kcwatch holds the
+ * state_dir (a store that cannot be written runs in memory). */
+static int store_start(kcw_watchdog_t *wd)
+{
+    const kcw_config_t *cfg = wd->gen->cfg;
+    char err[1024] = "";
+    int rc = kcw_store_open(cfg->state_dir, &wd->store, err, sizeof(err));
+    if (rc == -EBUSY) {
+        kcw_log(KCW_LOG_ERROR, "refusing to start: another kcwatch uses this state directory",
+                "state_dir", cfg->state_dir, "error", err, NULL);
+        return rc;
+    }
+    if (rc < 0) {
+        kcw_log(KCW_LOG_ERROR, "cannot open the state store", "state_dir", cfg->state_dir,
+                "error", err, NULL);
+        return rc;
+    }
+    kcw_store_set_audit_retention(wd->store, cfg->audit_retention_ms);
+    kcw_store_prune_start(wd->store, wd->loop, STORE_PRUNE_MS);
+    int64_t now = wall_now_ms();
+    long n = kcw_store_alert_load(wd->store, on_stored_alert, wd);
+    if (n > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%ld", n);
+        kcw_log(KCW_LOG_INFO, "alert state restored", "alerts", count, "state_dir",
+                cfg->state_dir, NULL);
+    }
+    kcw_remediator_set_store(wd->rem, wd->store, now);
+    kcw_notifier_set_max_age(wd->notifier, cfg->notification_max_age_ms);
+    kcw_notifier_set_store(wd->notifier, wd->store, now);
+    uv_timer_init(wd->loop, &wd->snapshot);
+    wd->snapshot.data = wd;
+    wd->snapshot_on = true;
+    uv_timer_start(&wd->snapshot, on_snapshot, ALERT_SNAPSHOT_MS, ALERT_SNAPSHOT_MS);
+    return 0;
+}
+
 int kcw_watchdog_start(kcw_watchdog_t *wd)
 {
     generation_t *g = wd->gen;
@@ -902,7 +1052,10 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
         if (kcw_ha_start(wd->ha) < 0)
             return -ENOMEM;
     }
-    int rc = admin_start(wd);
+    int rc = store_start(wd);
+    if (rc < 0)
+        return rc;
+    rc = admin_start(wd);
     if (rc < 0)
         return rc;
     rc = generation_start(wd, g);
@@ -1006,6 +1159,11 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     }
     kcw_remediator_set_conf(wd->rem, &cfg->remediation);
     kcw_notifier_set_config(wd->notifier, cfg);
+    kcw_notifier_set_max_age(wd->notifier, cfg->notification_max_age_ms);
+    kcw_store_set_audit_retention(wd->store, cfg->audit_retention_ms);
+    if (strcmp(old->cfg->state_dir, cfg->state_dir) != 0)
+        kcw_log(KCW_LOG_WARN, "global.state_dir changed: restart kcwatch for it to take effect",
+                "in_use", old->cfg->state_dir, "configured", cfg->state_dir, NULL);
     rc = generation_start(wd, g);
     kcw_remediator_set_connect(wd->rem, g->cn);
     generation_retire(wd, old);
@@ -1065,6 +1223,15 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     wd->ha = NULL;
     if (ha)
         kcw_ha_close(ha, on_ha_closed, wd);
+    if (wd->store) {
+        /* The latest states, keep_firing_for holds included. */
+        if (wd->gen && wd->started)
+            snapshot_alerts(wd);
+        kcw_store_prune_stop(wd->store);
+        if (wd->snapshot_on)
+            uv_close((uv_handle_t *)&wd->snapshot, on_handle_closed_noop);
+        wd->snapshot_on = false;
+    }
     generation_t *g = wd->gen;
     wd->gen = NULL;
     if (wd->admin)
@@ -1082,6 +1249,7 @@ void kcw_watchdog_free(kcw_watchdog_t *wd)
     if (wd->gen && !wd->started)
         generation_free(wd->gen);
     kcw_remediator_free(wd->rem);
+    kcw_store_close(wd->store); /* after the notifier: its queue stays in the outbox */
     kcw_metrics_free(wd->metrics);
     free(wd);
 }

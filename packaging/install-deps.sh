@@ -4,6 +4,10 @@
 #
 # systemd is here for systemd-analyze (the package test verifies the unit),
 # dpkg-dev for cpack's dpkg-shlibdeps, man-db for man.
+# maven and openjdk-17-jdk-headless run the real Kafka/Connect stack of
+# tests/stack (the jars come from Maven Central through mvn); python3-yaml
+# reads the shipped YAML in those tests.
+#
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
 # Its package would start a system Prometheus on :9090 from its postinst; we
@@ -16,7 +20,8 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
-  prometheus systemd dpkg-dev man-db etcd-server etcd-client"
+  prometheus systemd dpkg-dev man-db maven openjdk-17-jdk-headless python3-yaml
+  etcd-server etcd-client"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kcwatch twice (plain with -Werror, then ASan+UBSan) and runs every
 # test against each build; the plain build also runs each unit test under
-# valgrind and the Debian package test (once only). ctest prints its summary
+# valgrind, the real Kafka/Connect stack scenarios (tests/stack, a few
+# minutes) and the Debian package test, once only. ctest prints its summary
 # line for each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ for variant in release asan; do
     echo "=== $variant build"
     if ! { cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKCWATCH_WERROR=ON \
             -DKCWATCH_SANITIZE=$sanitize -DKCWATCH_VALGRIND=$valgrind \
-            -DKCWATCH_PACKAGE_TESTS=$once && cmake --build "$dir" -j "$jobs"; } >"$dir.log" 2>&1; then
+            -DKCWATCH_STACK_TESTS=$once -DKCWATCH_PACKAGE_TESTS=$once && cmake --build "$dir" -j "$jobs"; } >"$dir.log" 2>&1; then
         tail -n 60 "$dir.log"
         echo "$variant build failed (full log: $dir.log)"
         exit 1

@@ -116,6 +116,8 @@ typedef struct kcw_config {
     int64_t evaluation_interval_ms; /* default 10s */
     kcw_labels_t external_labels;
     char *state_dir; /* default ./kcwatch-state */
+    int64_t audit_retention_ms;      /* audit log kept this long, default 30d */
+    int64_t notification_max_age_ms; /* undelivered notifications dropped after, default 24h */
     char *listen;    /* default 127.0.0.1:9464 */
     int log_format;  /* kcw_log_format_t */
     int log_level;   /* kcw_log_level_t */

@@ -71,6 +71,16 @@ typedef struct kcw_engine_hooks {
     /* An alert became pending, firing or resolved ("alert pending", "alert
      * firing", "alert resolved") at now_ms. */
     void (*transition)(void *arg, const kcw_alert_t *alert, const char *what, int64_t now_ms);
+    /* An alert's durable state changed at now: it became pending, firing or
+     * resolved, or keep_firing_for started holding it. group and rule are
+     * NULL for the budget alert. For the state store: what a restart of
+     * kcwatch must not forget (see kcw_engine_restore_alert). */
+    void (*state)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                  const kcw_alert_t *alert, int64_t now_ms);
+    /* A pending alert left its rule's set (its instance went away before
+     * `for` passed): its saved state is void. */
+    void (*gone)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
+                 const kcw_labels_t *labels);
     /* A rule's health changed: error is the new last error, NULL when it
      * recovered. Called once per change, not per round. */
     void (*health)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
@@ -172,6 +182,14 @@ const kcw_alert_set_t *kcw_engine_rule_alerts(const kcw_engine_t *e, size_t ri);
 kcw_rule_health_t kcw_engine_rule_health(const kcw_engine_t *e, size_t ri);
 const char *kcw_engine_rule_last_error(const kcw_engine_t *e, size_t ri);
 const kcw_alert_set_t *kcw_engine_budget_alerts(const kcw_engine_t *e);
+const kcw_rule_group_t *kcw_engine_rule_group(const kcw_engine_t *e, size_t ri);
+/* Puts back an alert saved before a restart of kcwatch (state, activeAt,
+ * keep_firing_for hold... as given) into the rule named group/alertname
+ * (group NULL: the budget alert), so `for` clocks continue and a firing
+ * alert stays firing. Any `for` is restored, not only >= 10m as Prometheus
+ * does. 0, -ENOENT (no such rule any more), -EEXIST, -ENOMEM. */
+int kcw_engine_restore_alert(kcw_engine_t *e, const char *group, const char *alertname,
+                             const kcw_alert_t *alert);
 
 /* Views for the admin API builders (api.h); free with
  * kcw_engine_api_views_free. NULL with *n_out 0 when out of memory. */

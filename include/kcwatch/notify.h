@@ -7,7 +7,10 @@
  * again after repeat_interval; resolved alerts are sent once (send_resolved)
  * and then dropped. Each notification is built by the receiver's payload
  * builder (receivers/webhook.c) and queued; failed sends are retried with
- * exponential back-off, honouring Retry-After on 429/503. */
+ * exponential back-off and jitter, honouring Retry-After on 429/503, per
+ * group: a group its receiver keeps rejecting never holds back the others.
+ * With a store, delivery is at-least-once across restarts (outbox) and each
+ * group's notification log survives them (see kcw_notifier_set_store). */
 #ifndef KCWATCH_NOTIFY_H
 #define KCWATCH_NOTIFY_H
 
@@ -19,6 +22,9 @@
 #include "kcwatch/alerts.h"
 #include "kcwatch/config.h"
 #include "kcwatch/http_client.h"
+#include "kcwatch/store.h"
+
+#define KCW_NOTIFY_MAX_AGE_DEFAULT_MS (24LL * 60 * 60 * 1000)
 
 typedef struct kcw_notifier kcw_notifier_t;
 
@@ -48,9 +54,25 @@ void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels);
 size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
                            void *arg);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
-/* Stops timers and frees everything; queued notifications are dropped (with
- * an ERROR naming how many) and its transfers in flight are cancelled
- * (kcw_http_cancel). May run before or after kcw_http_close. on_closed runs
+/* Makes delivery durable. Every webhook notification is written to the
+ * store's outbox (committed with the flush that made it) before its first
+ * send, and removed when the receiver answered 2xx or it was dropped; each
+ * group's notification log (what its last notification said, when) is saved,
+ * so after a restart a still-firing alert is not sent again before
+ * repeat_interval and an alert that resolved meanwhile is still sent as
+ * resolved. Loads the store's queued notifications and group logs now (call
+ * before the first update; now_ms in update()'s clock). Every attempt is
+ * recorded in the audit log. store must outlive n. */
+void kcw_notifier_set_store(kcw_notifier_t *n, kcw_store_t *store, int64_t now_ms);
+/* Notifications older than this are dropped with an ERROR and counted
+ * (<= 0: KCW_NOTIFY_MAX_AGE_DEFAULT_MS). */
+void kcw_notifier_set_max_age(kcw_notifier_t *n, int64_t max_age_ms);
+/* Notifications dropped for their age since start. */
+uint64_t kcw_notifier_expired_total(const kcw_notifier_t *n);
+/* Stops timers and frees everything. Queued notifications stay in a durable
+ * store's outbox for the next start (logged with how many); without one they
+ * are dropped (with an ERROR naming how many). Transfers in flight are
+ * cancelled (kcw_http_cancel). May run before or after kcw_http_close. on_closed runs
  * once the notifier's libuv handles are closed. */
 void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *arg);
 

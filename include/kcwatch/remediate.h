@@ -102,6 +102,7 @@ void kcw_restart_policy_retry(kcw_restart_track_t *t, const kcw_remediation_conf
 /* --- the remediator on the loop ----------------------------------------- */
 
 typedef struct kcw_remediator kcw_remediator_t;
+typedef struct kcw_store kcw_store_t; /* store.h */
 
 /* cn may be NULL (until kcw_remediator_set_connect, or in tests): then the
  * cluster is the alert's cluster label and only the decisions that need no
@@ -145,6 +146,13 @@ int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *
  * "not restarted: ..."), or NULL. Valid until the next call into r. */
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels);
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r);
+/* Makes the restart state durable (store.h): every target's back-off,
+ * budget window, verification and stable-period state is saved when it
+ * changes and loaded now, so a spent budget stays spent across a kill -9;
+ * every decision (sent, skipped with its reason, failed, budget exhausted...)
+ * is recorded in the audit log with the rule, trace excerpt, exact request
+ * and response. store must outlive r. */
+void kcw_remediator_set_store(kcw_remediator_t *r, kcw_store_t *store, int64_t now_ms);
 /* Reseeds the jitter PRNG (tests; the default seed comes from time and pid). */
 void kcw_remediator_seed(kcw_remediator_t *r, uint64_t seed);
 void kcw_remediator_free(kcw_remediator_t *r);

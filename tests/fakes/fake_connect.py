@@ -798,6 +798,10 @@ class FakeConnectCluster:
 
     def _inst_json(self, inst):
         d = {"state": inst.state, "worker_id": inst.worker_id}
+        if parse_version(self.version) >= (4, 1):
+            # The plugin's version (KIP-891), seen on 4.1.1 workers; the
+            # FileStream plugins report the worker's version.
+            d["version"] = self.version
         if inst.trace:  # Jackson NON_EMPTY (§3.2)
             d["trace"] = inst.trace
         return d
@@ -939,8 +943,8 @@ class FakeConnectCluster:
             if sub == "status":
                 allow("GET")
                 with self._lock:
-                    c = self._need(name)
-                    if c.status_hidden:
+                    c = self._connectors.get(name)
+                    if c is None or c.status_hidden:
                         raise HttpError(404, "No status found for connector %s" % name)
                     return self._json(200, self._status_json(c))
             if sub == "restart":
@@ -995,10 +999,10 @@ class FakeConnectCluster:
             return self._task_restart(rec, name, task)
         raise HttpError(404)
 
-    def _need(self, name):
+    def _need(self, name, message="Connector %s not found"):
         c = self._connectors.get(name)
         if c is None:
-            raise HttpError(404, "Connector %s not found" % name)
+            raise HttpError(404, message % name)
         return c
 
     def _create(self, rec):
@@ -1015,7 +1019,11 @@ class FakeConnectCluster:
         ctype = "sink" if "topics" in cfg or "topics.regex" in cfg else "source"
         self.add_connector(name, type=ctype, tasks=tasks, config=cfg)
         with self._lock:
-            return self._json(201, self._info_json(self._connectors[name]))
+            info = self._info_json(self._connectors[name])
+            # The worker answers before the connector generated its task
+            # configs: a real 201 lists no tasks (docs/connect-rest.md §14).
+            info["tasks"] = []
+            return self._json(201, info)
 
     def _list(self, rec, version):
         with self._lock:
@@ -1064,7 +1072,7 @@ class FakeConnectCluster:
             if fault:
                 rec.fault = "restart-%d" % fault[0]
                 raise HttpError(fault[0], fault[1])
-            c = self._need(name)
+            c = self._need(name, "Unknown connector: %s")
             include_tasks, only_failed = flag("includeTasks"), flag("onlyFailed")
             if version >= (3, 0) and (include_tasks or only_failed):
                 return self._json(202, self._kip745(c, include_tasks, only_failed))
@@ -1077,7 +1085,7 @@ class FakeConnectCluster:
         self._stopping.wait(self.legacy_restart_delay)
         with self._lock:
             if self._connectors.get(name) is not c or c.generation != gen:
-                raise HttpError(404, "Connector %s not found" % name)
+                raise HttpError(404, "Unknown connector: %s" % name)
             if was_failed and self._outcome_fails(c):
                 trace = self._again_trace(c, old_trace)
                 self._set(c, None, c.connector, "FAILED", trace)
@@ -1096,7 +1104,7 @@ class FakeConnectCluster:
             c = self._need(name)
             # Task ids are task configs, not status records (§5.1).
             if task < 0 or task >= c.n_task_configs:
-                raise HttpError(404, "Task %s-%d not found" % (name, task))
+                raise HttpError(404, "Unknown task: %s-%d" % (name, task))
             inst = c.tasks.get(task)
             if inst is None:
                 inst = c.tasks[task] = _Instance(self._owner(), "UNASSIGNED")

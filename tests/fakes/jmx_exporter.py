@@ -2,10 +2,12 @@
 """jmx_exporter.py: a fake Prometheus JMX exporter of one Kafka Connect worker.
 
 It serves GET /metrics in the Prometheus text exposition format (0.0.4) the
-way the JMX exporter java agent does with the Confluent-style kafka-connect
-exporter config that rules.d/connect-jmx.yaml assumes: every series untyped,
-a HELP line naming the MBean attribute it came from, label sets written with
-the agent's trailing comma ({connector="x",task="0",}) and Java-style numbers
+way the JMX exporter java agent does with the metric names of the shipped
+packaging/jmx-exporter/kafka-connect.yml that rules.d/connect-jmx.yaml
+assumes (counters end in _total). Unlike the real 1.x agent (which the
+stack tests in tests/stack run) every series is untyped and label sets carry
+the 0.x agent's trailing comma ({connector="x",task="0",}): Prometheus
+stores both alike. A HELP line names the MBean attribute, numbers are Java-style
 ("0.0", "1234567.0", "1.0E-4"), followed by the agent's own
 jmx_scrape_duration_seconds and jmx_scrape_error.
 
@@ -14,7 +16,7 @@ Tests own the values and change them while Prometheus scrapes:
     exp = JmxExporter().start()
     exp.add_worker_defaults()                       # a healthy idle worker
     exp.add_task("orders-sink", 0, "sink")          # a healthy running task
-    exp.set("kafka_connect_task_error_metrics_total_record_errors",
+    exp.set("kafka_connect_task_error_metrics_total_record_errors_total",
             {"connector": "orders-sink", "task": "0"}, 1234567)
     exp.remove("kafka_connect_connect_worker_rebalance_metrics_rebalancing")
     exp.wait_scrapes(2)                             # scraped twice since now
@@ -95,9 +97,9 @@ SINK_TASK_METRICS = {
     "sink_record_send_rate": 0.0, "sink_record_send_total": 0.0,
 }
 TASK_ERROR_METRICS = {
-    "deadletterqueue_produce_failures": 0.0, "deadletterqueue_produce_requests": 0.0,
-    "last_error_timestamp": 0.0, "total_errors_logged": 0.0, "total_record_errors": 0.0,
-    "total_record_failures": 0.0, "total_records_skipped": 0.0, "total_retries": 0.0,
+    "deadletterqueue_produce_failures_total": 0.0, "deadletterqueue_produce_requests_total": 0.0,
+    "last_error_timestamp": 0.0, "total_errors_logged_total": 0.0, "total_record_errors_total": 0.0,
+    "total_record_failures_total": 0.0, "total_records_skipped_total": 0.0, "total_retries_total": 0.0,
 }
 
 

@@ -190,6 +190,7 @@ class WebhookSink:
         self._lock = threading.Lock()
         self._received = []
         self._script = []   # [(status, retry_after)] for the next requests
+        self._failing = []  # [(needle bytes, status)] until cleared
         self._server = None
         self._thread = None
 
@@ -256,6 +257,16 @@ class WebhookSink:
         with self._lock:
             self._script.extend([(status, retry_after)] * count)
 
+    def fail_matching(self, needle, status=500):
+        """Until clear_failures(): every POST whose body contains `needle`
+        ("" matches every POST: the receiver is down) is answered `status`."""
+        with self._lock:
+            self._failing.append((needle.encode(), status))
+
+    def clear_failures(self):
+        with self._lock:
+            self._failing = []
+
     # ------------------------------------------------------------ server side
 
     def _on_post(self, h):
@@ -283,6 +294,10 @@ class WebhookSink:
             if not ctype.split(";")[0].strip().lower() == "application/json":
                 rec.violations.append("Content-Type is %r, not application/json" % ctype)
             status, retry_after = self._script.pop(0) if self._script else (200, None)
+            for needle, failing in self._failing:
+                if needle in raw:
+                    status, retry_after = failing, None
+                    break
             rec.answered = status
             self._received.append(rec)
         extra = {}

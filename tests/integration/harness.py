@@ -178,6 +178,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def remove_tmp(path, keep=False):
+    """Removes a test's temp dir, unless keep or $KCWATCH_KEEP_TMP says to
+    keep it (then prints where it is)."""
+    if keep or os.environ.get("KCWATCH_KEEP_TMP"):
+        print("  kept %s" % path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_until(pred, timeout, what, on_timeout=None, interval=0.02):
+    """pred()'s first truthy value, polling every `interval` s; after
+    `timeout` s raises AssertionError naming `what` (plus on_timeout()'s
+    text, e.g. log tails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            extra = on_timeout() if on_timeout else ""
+            raise AssertionError("timed out after %.1fs waiting for %s%s"
+                                 % (timeout, what, ("\n" + extra) if extra else ""))
+        time.sleep(interval)
+
+
 # ---------------------------------------------------------------- rules
 
 def connect_rule(alert, target="task", state="FAILED", restart=None, for_="0s", labels=None,

@@ -46,10 +46,15 @@ def prometheus_bin():
     return b
 
 
-def http_json(url, timeout=5.0):
-    """(status, decoded JSON or None, raw text) of a GET; status 0 when the
-    connection failed (refused, reset, timed out)."""
-    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+def http_json(url, timeout=5.0, method="GET", body=None):
+    """(status, decoded JSON or None, raw text) of a request (body: sent as
+    JSON); status 0 when the connection failed (refused, reset, timed out)."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             status, raw = r.status, r.read()

@@ -53,9 +53,9 @@ ACTIVE_AT_TOLERANCE = 5.0
 # Rules whose value depends on the evaluation instant (see the docstring).
 INSTANT_DEPENDENT = {"KafkaConnectDeadLetterQueueWrites"}
 
-ERRORS = "kafka_connect_task_error_metrics_total_record_errors"
+ERRORS = "kafka_connect_task_error_metrics_total_record_errors_total"
 COMMIT_FAIL = "kafka_connect_connector_task_metrics_offset_commit_failure_percentage"
-DLQ = "kafka_connect_task_error_metrics_deadletterqueue_produce_requests"
+DLQ = "kafka_connect_task_error_metrics_deadletterqueue_produce_requests_total"
 REBALANCING = "kafka_connect_connect_worker_rebalance_metrics_rebalancing"
 
 # Exprs are written the way Prometheus prints them back (its /api/v1/rules

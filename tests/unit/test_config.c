@@ -139,6 +139,8 @@ static void check_defaults_rules(const kcw_config_t *cfg, const char *rules_glob
     assert_int_equal(cfg->evaluation_interval_ms, 10 * SEC);
     assert_int_equal(cfg->external_labels.n, 0);
     assert_string_equal(cfg->state_dir, "./kcwatch-state");
+    assert_int_equal(cfg->audit_retention_ms, 30 * 24 * 3600 * SEC);
+    assert_int_equal(cfg->notification_max_age_ms, 24 * 3600 * SEC);
     assert_string_equal(cfg->listen, "127.0.0.1:9464");
     assert_string_equal(cfg->external_url, "http://127.0.0.1:9464");
     assert_int_equal(cfg->log_format, KCW_LOG_LOGFMT);
@@ -296,6 +298,8 @@ static void test_full_config(void **state)
                          "  evaluation_interval: 15s\n"
                          "  external_labels: {env: prod, region: eu-1}\n"
                          "  state_dir: /var/lib/kcwatch\n"
+                         "  audit_retention: 7d\n"
+                         "  notification_max_age: 2h\n"
                          "  listen: 0.0.0.0:9500\n"
                          "  log: {format: json, level: debug}\n"
                          "prometheus:\n"
@@ -361,6 +365,8 @@ static void test_full_config(void **state)
     assert_string_equal(kcw_labels_get(&cfg->external_labels, "env"), "prod");
     assert_string_equal(kcw_labels_get(&cfg->external_labels, "region"), "eu-1");
     assert_string_equal(cfg->state_dir, "/var/lib/kcwatch");
+    assert_int_equal(cfg->audit_retention_ms, 7 * 24 * 3600 * SEC);
+    assert_int_equal(cfg->notification_max_age_ms, 2 * 3600 * SEC);
     assert_string_equal(cfg->listen, "0.0.0.0:9500");
     assert_string_equal(cfg->external_url, "http://0.0.0.0:9500");
     assert_int_equal(cfg->log_format, KCW_LOG_JSON);
@@ -487,6 +493,8 @@ static void test_bad_duration(void **state)
     expect_single_error("prometheus:\n  timeout: 0s\n", 2, 12,
                         "prometheus.timeout: must be greater than 0");
     expect_single_error("prometheus:\n  timeout: 999999999999y\n", 2, 12, "too large");
+    expect_single_error("global:\n  audit_retention: 0s\n", 2, 20,
+                        "global.audit_retention: must be greater than 0");
     expect_single_error("remediation:\n  backoff:\n    initial: 10m\n    max: 1m\n", 4, 10,
                         "initial (10m) is larger than max (1m)");
 }

@@ -1,8 +1,8 @@
 /* test_engine.c: the evaluation engine on a clock the tests own: the group
  * schedule and its spread, skipped ticks, PromQL rounds (failures, limit,
  * duplicate label sets), connect: rules on a changed poll, state carry-over on
- * reload, the budget alert, the remediation note and news, and what reaches
- * the restart and notify hooks. */
+ * reload, the budget alert, the remediation note and news, what reaches
+ * the restart and notify hooks, and the state store's hooks and restore. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +57,10 @@ typedef struct seen {
     int health_changes;
     char last_error[256];
     bool budget_on;
+    int states, gones;
+    char last_state_rule[64];
+    kcw_alert_state_t last_state;
+    char last_gone[64];
 } seen_t;
 
 static void on_restart(void *arg, const kcw_rule_t *rule, const kcw_alert_t *a, int64_t now)
@@ -504,6 +508,83 @@ static void test_api_views(void **state)
     kcw_labels_clear(&s.metric);
 }
 
+static void on_state(void *arg, const kcw_rule_group_t *g, const kcw_rule_t *r,
+                     const kcw_alert_t *a, int64_t now)
+{
+    (void)now;
+    seen_t *s = arg;
+    s->states++;
+    snprintf(s->last_state_rule, sizeof(s->last_state_rule), "%s/%s", g ? g->name : "",
+             r ? r->alert : KCW_ENGINE_BUDGET_ALERT);
+    s->last_state = a->state;
+}
+
+static void on_gone(void *arg, const kcw_rule_group_t *g, const kcw_rule_t *r,
+                    const kcw_labels_t *labels)
+{
+    seen_t *s = arg;
+    s->gones++;
+    snprintf(s->last_gone, sizeof(s->last_gone), "%s/%s %s/%s", g->name, r->alert,
+             kcw_labels_get(labels, "connector"), kcw_labels_get(labels, "task"));
+}
+
+/* The store hears of every state change and of pending alerts that went
+ * away; a restored pending alert keeps its activeAt, so `for` continues. */
+static void test_state_hooks_and_restore(void **state)
+{
+    fixture_t *f = *state;
+    kcw_engine_free(f->e);
+    f->hooks.state = on_state;
+    f->hooks.gone = on_gone;
+    f->e = kcw_engine_new(f->rs, &f->opts, &f->hooks, NULL, T0);
+    assert_non_null(f->e);
+    f->tasks[1].state = KCW_STATE_FAILED;
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 1000);
+    assert_int_equal(f->seen.states, 2); /* TaskFailed firing, TaskFailedLong pending */
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 2000);
+    assert_int_equal(f->seen.states, 2); /* nothing changed */
+    f->tasks[1].state = KCW_STATE_RUNNING;
+    kcw_engine_connect_changed(f->e, f->view, 1, T0 + 20000);
+    assert_int_equal(f->seen.states, 3);
+    assert_string_equal(f->seen.last_state_rule, "status/TaskFailed");
+    assert_int_equal(f->seen.last_state, KCW_ALERT_INACTIVE);
+    assert_int_equal(f->seen.gones, 1);
+    assert_string_equal(f->seen.last_gone, "status/TaskFailedLong orders/1");
+
+    /* A new run: the pending alert comes back with its activeAt. */
+    kcw_engine_t *e2 = kcw_engine_new(f->rs, &f->opts, &f->hooks, NULL, T0 + 30000);
+    assert_non_null(e2);
+    kcw_alert_t saved = {.state = KCW_ALERT_PENDING, .active_at_ms = T0 + 1000,
+                         .last_eval_ms = T0 + 2000};
+    kcw_labels_set(&saved.labels, "alertname", "TaskFailedLong");
+    kcw_labels_set(&saved.labels, "cluster", "c1");
+    kcw_labels_set(&saved.labels, "connector", "orders");
+    kcw_labels_set(&saved.labels, "task", "1");
+    kcw_labels_set(&saved.labels, "state", "FAILED");
+    kcw_labels_set(&saved.labels, "type", "sink");
+    kcw_labels_set(&saved.labels, "worker_id", "w1");
+    assert_int_equal(kcw_engine_restore_alert(e2, "status", "TaskFailedLong", &saved), 0);
+    assert_int_equal(kcw_engine_restore_alert(e2, "status", "TaskFailedLong", &saved), -EEXIST);
+    assert_int_equal(kcw_engine_restore_alert(e2, "status", "NoSuchRule", &saved), -ENOENT);
+    assert_int_equal(kcw_engine_restore_alert(e2, NULL, "NoSuchRule", &saved), -ENOENT);
+    f->tasks[1].state = KCW_STATE_FAILED;
+    kcw_engine_connect_changed(e2, f->view, 1, T0 + 31000);
+    assert_int_equal(count_state(e2, "TaskFailedLong", KCW_ALERT_PENDING), 1);
+    kcw_engine_connect_changed(e2, f->view, 1, T0 + 62000); /* for 1m since T0 + 1000 */
+    assert_int_equal(count_state(e2, "TaskFailedLong", KCW_ALERT_FIRING), 1);
+    const kcw_alert_t *a =
+        kcw_alert_set_at(kcw_engine_rule_alerts(e2, rule_index(e2, "TaskFailedLong")), 0);
+    assert_int_equal(a->active_at_ms, T0 + 1000);
+    /* The budget alert restores under no group. */
+    kcw_alert_t b = {.state = KCW_ALERT_FIRING, .active_at_ms = T0, .fired_at_ms = T0};
+    kcw_labels_set(&b.labels, "alertname", KCW_ENGINE_BUDGET_ALERT);
+    assert_int_equal(kcw_engine_restore_alert(e2, NULL, KCW_ENGINE_BUDGET_ALERT, &b), 0);
+    assert_int_equal(kcw_alert_set_count(kcw_engine_budget_alerts(e2)), 1);
+    kcw_labels_clear(&b.labels);
+    kcw_labels_clear(&saved.labels);
+    kcw_engine_free(e2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remediation_news_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_carries_state_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_hooks_and_restore, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

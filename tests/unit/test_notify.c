@@ -1,7 +1,10 @@
 /* test_notify.c: grouping and dedup on a clock the test owns (a sink captures
  * the notifications), the log receiver, back-off arithmetic, and delivery on
  * a real loop against an in-process libmicrohttpd server: retry on 500,
- * Retry-After on 429, drop on 400, the bounded queue. */
+ * Retry-After on 429, drop on 400, the bounded queue, a failing group that
+ * does not hold back the others, the max age; and with a state store: the
+ * outbox written before the first send and kept over a close, the
+ * notification log restored after a restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +24,8 @@
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/notify.h"
+#include "kcwatch/store.h"
+
 
 #define WAIT_MS 10000
 #define INTERVAL_MS 60000
@@ -583,6 +588,8 @@ typedef struct server {
     int status[SCRIPT_MAX];
     const char *retry_after[SCRIPT_MAX];
     size_t n_script;
+    /* When set, the script is ignored: 500 for bodies containing it, else 200. */
+    const char *fail_if_body_has;
     /* What arrived. */
     size_t requests;
     int64_t at_ms[SCRIPT_MAX];
@@ -633,6 +640,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     size_t i = s->requests < s->n_script ? s->requests : s->n_script - 1;
     int status = s->status[i];
     const char *retry_after = s->retry_after[i];
+    if (s->fail_if_body_has) {
+        status = u->buf && strstr(u->buf, s->fail_if_body_has) ? 500 : 200;
+        retry_after = NULL;
+    }
     if (s->requests < SCRIPT_MAX) {
         s->at_ms[s->requests] = mono_ms();
         s->bodies[s->requests] = u->buf ? u->buf : strdup("");
@@ -895,6 +906,176 @@ static void test_close_cancels_in_flight(void **state)
     server_stop(&s);
 }
 
+
+/* The conn-2 case: a receiver that answers 500 only for one group. The
+ * other groups' firing and resolved notifications are delivered while that
+ * group keeps being retried on its own schedule. */
+static void test_failing_group_blocks_no_other(void **state)
+{
+    fx_t *f = *state;
+    server_t s = {.fail_if_body_has = "conn-2", .n_script = 1};
+    server_start(&s);
+    f->group_by[0] = name_connector;
+    live_t lv;
+    live_start(&lv, f, &s);
+    fire(f, 0, "ConnectorFailed", "conn-2", 1000);
+    fire(f, 1, "ConnectorFailed", "conn-3", 1000);
+    fire(f, 2, "ConnectorFailed", "conn-4", 1000);
+    update(f, 1000, 0, 1, 2, -1);
+    while (f->events_ok < 2 && !lv.timed_out)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_false(lv.timed_out);
+    resolve(f, 1, 2000);
+    resolve(f, 2, 2000);
+    update(f, 2000, 0, 1, 2, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 2000 + INTERVAL_MS), 2);
+    while (f->events_ok < 4 && !lv.timed_out)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_false(lv.timed_out);
+    /* conn-2 failed at least once meanwhile and is still waiting its turn. */
+    assert_true(f->events_fail >= 1);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 1);
+    live_stop(&lv, false);
+    server_stop(&s);
+}
+
+static void test_max_age_drops_with_count(void **state)
+{
+    fx_t *f = *state;
+    server_t s = {.status = {503}, .n_script = 1};
+    server_start(&s);
+    live_t lv;
+    live_start(&lv, f, &s);
+    kcw_notifier_set_max_age(f->n, 1500);
+    fire(f, 0, "ConnectorFailed", "orders", 1000);
+    update(f, 1000, 0, -1);
+    while (kcw_notifier_expired_total(f->n) == 0 && !lv.timed_out)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_false(lv.timed_out);
+    assert_int_equal(kcw_notifier_expired_total(f->n), 1);
+    assert_string_equal(f->last_detail, "dropped: older than the max age");
+    assert_int_equal(kcw_notifier_queue_length(f->n), 0);
+    live_stop(&lv, false);
+    server_stop(&s);
+}
+
+static int count_row(const kcw_store_outbox_t *o, void *arg)
+{
+    (void)o;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int outbox_rows(kcw_store_t *st)
+{
+    int n = 0;
+    assert_true(kcw_store_outbox_load(st, count_row, &n) >= 0);
+    return n;
+}
+
+typedef struct audit_count {
+    int sent, failed;
+} audit_count_t;
+
+static int count_audit(const kcw_audit_t *a, void *arg)
+{
+    audit_count_t *c = arg;
+    assert_int_equal(a->kind, KCW_AUDIT_NOTIFY);
+    assert_string_equal(a->receiver, "ops");
+    if (strcmp(a->status, "sent") == 0 && a->http_status == 200)
+        c->sent++;
+    else if (strcmp(a->status, "failed") == 0 && a->http_status == 503)
+        c->failed++;
+    return 0;
+}
+
+/* Committed to the outbox before the first send, kept while the receiver
+ * fails and over a close, sent by the next notifier, then deleted. */
+static void test_outbox_survives_close(void **state)
+{
+    fx_t *f = *state;
+    kcw_store_t *st = kcw_store_open_memory();
+    assert_non_null(st);
+    server_t s = {.status = {503, 503, 503, 200}, .n_script = 4};
+    server_start(&s);
+    live_t lv;
+    live_start(&lv, f, &s);
+    kcw_notifier_set_store(f->n, st, 1000);
+    fire(f, 0, "ConnectorFailed", "orders", 1000);
+    update(f, 1000, 0, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 1000), 1);
+    /* Nothing has answered yet: the notification is already stored. */
+    assert_int_equal(server_requests(&s), 0);
+    assert_int_equal(outbox_rows(st), 1);
+    live_wait(&lv, 1);
+    assert_int_equal(f->events_fail, 1);
+    assert_int_equal(outbox_rows(st), 1);
+    live_stop(&lv, false);
+    assert_int_equal(outbox_rows(st), 1);
+
+    /* The next start: the stored one goes out (its back-off carried over). */
+    f->events_ok = f->events_fail = 0;
+    f->closed = false;
+    live_start(&lv, f, &s);
+    kcw_notifier_set_store(f->n, st, 3000);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 1);
+    while (f->events_ok < 1 && !lv.timed_out)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_false(lv.timed_out);
+    assert_int_equal(outbox_rows(st), 0);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 0);
+    live_stop(&lv, false);
+    /* Every attempt is in the audit log. */
+    audit_count_t c = {0};
+    assert_true(kcw_store_audit_query(st, 0, count_audit, &c) >= 2);
+    assert_int_equal(c.sent, 1);
+    assert_true(c.failed >= 1);
+    assert_string_equal(s.bodies[0], s.bodies[server_requests(&s) - 1]);
+    server_stop(&s);
+    kcw_store_close(st);
+}
+
+/* After a restart a still-firing alert is not sent again before
+ * repeat_interval, and one that resolved meanwhile is sent as resolved. */
+static void test_notification_log_restored(void **state)
+{
+    fx_t *f = *state;
+    kcw_store_t *st = kcw_store_open_memory();
+    assert_non_null(st);
+    f->group_by[0] = name_connector;
+    start(f);
+    kcw_notifier_set_store(f->n, st, 0);
+    fire(f, 0, "ConnectorFailed", "orders", 0);
+    fire(f, 1, "ConnectorFailed", "billing", 0);
+    update(f, 0, 0, 1, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS), 2);
+    kcw_notifier_close(f->n, on_closed, f);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+
+    f->n_sent = 0;
+    start(f);
+    kcw_notifier_set_store(f->n, st, WAIT_MS + 5000);
+    resolve(f, 1, WAIT_MS + 4000);
+    update(f, WAIT_MS + 5000, 0, 1, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 2 * WAIT_MS + 5000), 1);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(f->sent[0].resolved, 1);
+    assert_true(sent_has(&f->sent[0], f->al[1].fingerprint));
+    /* orders: unchanged, so only repeat_interval after the first send. */
+    int64_t t;
+    while ((t = kcw_notifier_next_due(f->n)) < REPEAT_MS + WAIT_MS) {
+        update(f, t, 0, -1);
+        assert_int_equal(kcw_notifier_flush_due(f->n, t), 0);
+    }
+    update(f, t, 0, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, t), 1);
+    assert_int_equal(f->sent[1].firing, 1);
+    kcw_notifier_close(f->n, on_closed, f);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->n = NULL;
+    kcw_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -918,6 +1099,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_400_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_group_blocks_no_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_age_drops_with_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_survives_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notification_log_restored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/remediate.h"
+#include "kcwatch/store.h"
 
 #define SEC 1000LL
 #define MINUTE (60 * SEC)
@@ -1159,6 +1160,118 @@ static void test_loop_reload_swaps_client(void **state)
     kcw_config_free(cfg2);
 }
 
+/* --- state that survives a restart of kcwatch ----------------------------- */
+
+typedef struct audit_rows {
+    int sent, exhausted, n;
+    char request[4][256];
+    char rule[64];
+} audit_rows_t;
+
+static int on_audit_row(const kcw_audit_t *a, void *arg)
+{
+    audit_rows_t *rows = arg;
+    assert_int_equal(a->kind, KCW_AUDIT_RESTART);
+    assert_string_equal(a->cluster, "prod");
+    assert_string_equal(a->connector, "orders-sink");
+    rows->n++;
+    if (strcmp(a->reason, "sent") == 0 && rows->sent < 4) {
+        snprintf(rows->request[rows->sent++], 256, "%s", a->request ? a->request : "");
+        snprintf(rows->rule, sizeof(rows->rule), "%s", a->rule ? a->rule : "");
+        assert_int_equal(a->http_status, 202);
+        assert_non_null(strstr(a->trace, "org.acme.SinkException"));
+    }
+    if (strcmp(a->reason, "budget_exhausted") == 0)
+        rows->exhausted++;
+    return 0;
+}
+
+/* Budget 2, both restarts spent, kcwatch gone and back: no third restart. */
+static void test_loop_spent_budget_survives_restart(void **state)
+{
+    loop_fixture_t *lf = *state;
+    kcw_store_t *st = kcw_store_open_memory();
+    assert_non_null(st);
+    lf->conf.budget_max_restarts = 2;
+    poll_now(lf);
+    kcw_remediator_t *r = loop_remediator(lf);
+    kcw_remediator_set_store(r, st, T0);
+    consider_until(lf, r, T0, 1);
+    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_SENT);
+    /* Still FAILED past verify_timeout: that attempt failed. */
+    kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 3 * MINUTE);
+    assert_int_equal(lf->rec.kind[1], KCW_REMEDIATION_FAILED);
+    consider_until(lf, r, T0 + 4 * MINUTE, 3);
+    assert_int_equal(lf->rec.kind[2], KCW_REMEDIATION_SENT);
+    assert_int_equal(lf->rec.attempt[2], 2);
+    kcw_remediator_free(r); /* no goodbye: state is saved as it changes */
+
+    lf->rec.n = 0;
+    r = loop_remediator(lf);
+    kcw_remediator_set_store(r, st, T0 + 10 * MINUTE);
+    kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 10 * MINUTE);
+    kcw_remediator_consider(r, &lf->rule, &lf->alert, T0 + 20 * MINUTE);
+    assert_int_equal(kcw_remediator_in_flight(r), 0);
+    char posts[16][160];
+    assert_int_equal(fake_posts(&lf->w, posts), 2);
+    assert_int_equal(lf->rec.kind[lf->rec.n - 1], KCW_REMEDIATION_BUDGET_EXHAUSTED);
+    kcw_instance_t *inst = NULL;
+    size_t n_inst = 0;
+    assert_int_equal(kcw_remediator_exhausted(r, &inst, &n_inst), 0);
+    assert_int_equal(n_inst, 1);
+    kcw_instance_clear(&inst[0]);
+    free(inst);
+    kcw_remediator_free(r);
+
+    /* The audit log holds both exact requests, the rule and the refusal. */
+    audit_rows_t rows = {0};
+    assert_true(kcw_store_audit_query(st, 0, on_audit_row, &rows) >= 4);
+    assert_int_equal(rows.sent, 2);
+    assert_int_equal(rows.exhausted, 1);
+    char want[160];
+    snprintf(want, sizeof(want),
+             "POST http://127.0.0.1:%u/connectors/orders-sink/restart?includeTasks=true&"
+             "onlyFailed=true",
+             (unsigned)lf->w.port);
+    assert_string_equal(rows.request[0], want);
+    assert_string_equal(rows.rule, "KafkaConnectTaskFailed");
+    kcw_store_close(st);
+}
+
+/* Gone between the restart request and its verification: the next run
+ * still knows a restart awaits its verdict, reads the old FAILED record as
+ * stale (connect-rest.md §5.4), sends nothing more, and reports RECOVERED. */
+static void test_loop_verification_survives_restart(void **state)
+{
+    loop_fixture_t *lf = *state;
+    kcw_store_t *st = kcw_store_open_memory();
+    assert_non_null(st);
+    poll_now(lf);
+    kcw_remediator_t *r = loop_remediator(lf);
+    kcw_remediator_set_store(r, st, T0);
+    consider_until(lf, r, T0, 1);
+    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_SENT);
+    kcw_remediator_free(r);
+
+    lf->rec.n = 0;
+    r = loop_remediator(lf);
+    kcw_remediator_set_store(r, st, T0 + 5 * SEC);
+    poll_now(lf);
+    kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 5 * SEC);
+    kcw_remediator_consider(r, &lf->rule, &lf->alert, T0 + 40 * SEC);
+    assert_int_equal(kcw_remediator_in_flight(r), 0);
+    assert_int_equal(lf->rec.n, 0);
+    fake_set(&lf->w, KCW_STATE_RUNNING, KCW_STATE_RUNNING, KCW_STATE_RUNNING);
+    poll_now(lf);
+    kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 50 * SEC);
+    assert_int_equal(lf->rec.n, 1);
+    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_RECOVERED);
+    char posts[16][160];
+    assert_int_equal(fake_posts(&lf->w, posts), 1);
+    kcw_remediator_free(r);
+    kcw_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1194,6 +1307,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remediator_observe_untracked, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_loop_kip745_then_recovered, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(test_loop_spent_budget_survives_restart, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(test_loop_verification_survives_restart, loop_setup,
+                                        loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_old_worker_per_task, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_unexpected_204_falls_back, loop_setup,
                                         loop_teardown),

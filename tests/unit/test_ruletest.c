@@ -149,7 +149,7 @@ static const char prom_rules[] =
     "      - alert: RecordErrors\n"
     "        expr: >-\n"
     "          sum by (connector)\n"
-    "            (kafka_connect_task_error_metrics_total_record_failures) > 0\n"
+    "            (kafka_connect_task_error_metrics_total_record_failures_total) > 0\n"
     "        for: 1m\n"
     "        labels:\n"
     "          severity: '{{ if eq $labels.connector \"orders\" }}critical{{ else }}warning{{ end "
@@ -591,7 +591,7 @@ static void test_promql_results(void **state)
                "    promql:\n"
                /* written on one line: whitespace runs do not matter */
                "      - expr: sum by (connector) "
-               "(kafka_connect_task_error_metrics_total_record_failures) > 0\n"
+               "(kafka_connect_task_error_metrics_total_record_failures_total) > 0\n"
                "        results:\n"
                "          - at: 0s\n"
                "            vector:\n"
