@@ -249,7 +249,8 @@ static int b64_decode(const char *s, char *buf, size_t cap)
                 return -EINVAL;
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         unsigned char bytes[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8),
                                   (unsigned char)w};
         for (int j = 0; j < 3 - pad; j++) {

@@ -849,7 +849,8 @@ static int handle_ha(const kcw_admin_request_t *req, kcw_admin_response_t *resp,
         json_object_set_new(data, "instance", json_string(kcw_ha_instance(wd->ha)));
         json_object_set_new(data, "leaseValid", json_boolean(kcw_ha_lease_ok(wd->ha)));
         json_object_set_new(data, "error", json_string(kcw_ha_error(wd->ha)));
-        json_object_set_new(data, "leaseRenewals", json_integer((json_int_t)kcw_ha_renewals(wd->ha)));
+        json_object_set_new(data, "leaseRenewals",
+                            json_integer((json_int_t)kcw_ha_renewals(wd->ha)));
     }
     for (size_t i = 0; i < kcw_ha_key_count(wd->ha); i++) {
         const char *key = kcw_ha_key(wd->ha, i);
