@@ -6,7 +6,8 @@
  * expanded in scalar values before they are interpreted; secrets come from
  * *_file keys or the environment and are registered with the log redactor.
  *
- * With path == NULL the built-in defaults of design.md are returned:
+ * With path == NULL the built-in defaults are returned (every one of them is
+ * shown in packaging/kcwatch.example.yaml):
  * Connect at http://localhost:8083, Prometheus at http://localhost:9090, the
  * shipped rules.d (see KCW_DEFAULT_RULES_DIR), log receiver only, state in
  * ./kcwatch-state. */

@@ -54,7 +54,7 @@ double kcw_metrics_value(const kcw_metrics_t *m, const char *name, const char *c
 char *kcw_metrics_render(const kcw_metrics_t *m, size_t *len);
 
 /* Declares every kcwatch_* and process_* family the daemon exposes (their
- * names are part of kcwatch's interface, see design.md) and sets
+ * names are part of kcwatch's interface, see docs/metrics.md) and sets
  * kcwatch_build_info{version}. 0 or -ENOMEM. */
 int kcw_metrics_declare_self(kcw_metrics_t *m, const char *version);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GET /metrics: the self-metrics design.md names, in a text that
+"""GET /metrics: the self-metrics of docs/metrics.md, in a text that
 `promtool check metrics` accepts, counting what really happened (a failed
 task, its restart, its notifications); and the real Prometheus scrapes
 kcwatch and gets a metric back."""
@@ -82,6 +82,13 @@ def test_metrics_count_what_happened():
                                         timeout=5) as r:
                 body = r.read().decode()
                 h.check(r.status == 200 and want in body, "%s: %s %r" % (path, r.status, body))
+
+        # docs/metrics.md describes every family served.
+        with open(os.path.join(harness.SOURCE_DIR, "docs", "metrics.md")) as f:
+            doc = f.read()
+        served = re.findall(r"^# TYPE (\S+) ", text, re.M)
+        undocumented = [n for n in served if "`%s`" % n not in doc]
+        h.check(not undocumented, "docs/metrics.md lacks %r" % undocumented)
 
         # Prometheus' own linter accepts the exposition.
         promtool = shutil.which("promtool") or "/usr/bin/promtool"
