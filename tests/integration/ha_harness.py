@@ -119,8 +119,7 @@ class Etcd:
         return True
 
     def wait_healthy(self, timeout=30):
-        if not harness.poll_until(self.healthy, timeout, 0.05):
-            raise AssertionError("etcd did not become healthy in %ds" % timeout)
+        harness.wait_until(self.healthy, timeout, "etcd to become healthy", interval=0.05)
 
     def stop_member(self, i, sig=signal.SIGKILL):
         p = self.procs[i]
@@ -310,13 +309,10 @@ class HaWorld:
 
     def wait(self, pred, timeout=None, what="condition", interval=0.03):
         timeout = harness.DEFAULT_TIMEOUT if timeout is None else timeout
-        v = harness.poll_until(pred, timeout, interval)
-        if not v:
-            tails = "\n".join("--- %s ---\n%s" % (i.instance, i.log_tail(25))
-                              for i in self.instances)
-            raise AssertionError("timed out after %.1fs waiting for %s\n%s"
-                                 % (timeout, what, tails))
-        return v
+        return harness.wait_until(
+            pred, timeout, what, interval=interval,
+            on_timeout=lambda: "\n".join("--- %s ---\n%s" % (i.instance, i.log_tail(25))
+                                         for i in self.instances))
 
     def wait_settled(self, n_instances, timeout=None, balanced=False):
         """Every cluster acted for by exactly one of the first n instances

@@ -148,29 +148,6 @@ def parse_logfmt(line):
     return out
 
 
-def remove_tmp(path):
-    """Removes a test's temp dir, unless KCWATCH_KEEP_TMP asks to keep it."""
-    if os.environ.get("KCWATCH_KEEP_TMP"):
-        print("  kept %s" % path)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def poll_until(pred, timeout, interval=0.03, abort=None):
-    """pred()'s first truthy value, polled every interval s; None at the
-    deadline. abort() may raise to stop early (a process died)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if abort is not None:
-            abort()
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
-
-
 def free_port():
     """A port free right now on loopback (for listeners we cannot hand port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -354,18 +331,20 @@ class Harness:
         deadline; raises AssertionError with the daemon log tail otherwise,
         or at once if the daemon died."""
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-
-        def died():
+        deadline = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if v:
+                return v
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError("daemon exited (rc=%s) while waiting for %s\n"
                                      "--- daemon log tail ---\n%s"
                                      % (self.proc.returncode, what, self.log_tail()))
-        v = poll_until(pred, timeout, interval, died)
-        if not v:
-            raise AssertionError("timed out after %.1fs waiting for %s\n"
-                                 "--- daemon log tail ---\n%s"
-                                 % (timeout, what, self.log_tail()))
-        return v
+            if time.monotonic() >= deadline:
+                raise AssertionError("timed out after %.1fs waiting for %s\n"
+                                     "--- daemon log tail ---\n%s"
+                                     % (timeout, what, self.log_tail()))
+            time.sleep(interval)
 
     def wait_polls(self, n, what=None):
         """Lets the daemon poll n more times (the fake's GET count is the clock)."""
