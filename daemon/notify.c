@@ -1579,7 +1579,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
 size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
                            void *arg)
 {
-    size_t dropped = 0;
+    size_t dropped = 0, unsent = 0;
     if (!n || n->closing || !drop)
         return 0;
     for (size_t gi = n->n_groups; gi-- > 0;) {
@@ -1597,11 +1597,28 @@ size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a,
         g->n_members = w;
         if (w > 0)
             continue;
+        /* What it queued and has not started sending stays here too (a
+         * request already in flight cannot be called back). */
+        for (delivery_t *d = n->head, *next; d; d = next) {
+            next = d->next;
+            if (d->in_flight || d->group_id != g->id || d->group_hash != g->hash)
+                continue;
+            event(n, d->receiver, d->group_key, "dropped", 0,
+                  "dropped: another kcwatch instance owns its alerts now");
+            delivery_finish(n, d, false);
+            unsent++;
+        }
         /* Its notification log goes too: after a restart this instance
          * must not owe anyone a resolution for a cluster it gave up. */
         if (n->store)
             kcw_store_group_delete(n->store, route_receiver_name(n), g->key);
         group_delete(n, gi);
+    }
+    if (unsent > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", unsent);
+        kcw_log(KCW_LOG_WARN, "queued notifications dropped: another instance owns their alerts",
+                "notifications", count, NULL);
     }
     if (dropped)
         arm_group_timer(n);

@@ -48,9 +48,10 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
  * (used when remediation acted or refused to: that is news for a human now). */
 void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels);
 /* Drops, without notifying anything, every alert drop() says yes to and the
- * groups left empty: another instance took over their notifications (ha.h),
- * so neither a repeat nor a "resolved" may leave from here. Notifications
- * already queued stay queued. Returns how many alerts were dropped. */
+ * groups left empty, with their queued notifications (not those already in
+ * flight): another instance took over their notifications (ha.h), so neither
+ * a repeat nor a "resolved" may leave from here. Returns how many alerts
+ * were dropped. */
 size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
                            void *arg);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);

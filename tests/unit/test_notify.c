@@ -882,6 +882,39 @@ static void test_queue_bounded(void **state)
     server_stop(&s);
 }
 
+static bool always(const kcw_alert_t *a, void *arg)
+{
+    (void)a;
+    (void)arg;
+    return true;
+}
+
+/* Given up while its receiver is down: what waits in the queue is dropped
+ * (and said so); the requests already in flight (4 per receiver) cannot be. */
+static void test_forget_drops_queued(void **state)
+{
+    fx_t *f = *state;
+    server_t s = {.status = {503}, .n_script = 1};
+    server_start(&s);
+    f->group_by[0] = name_all;
+    live_t lv;
+    live_start(&lv, f, &s);
+    static const char *const names[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
+    for (size_t i = 0; i < 6; i++)
+        fire(f, i, "ConnectorFailed", names[i], 1000);
+    update(f, 1000, 0, 1, 2, 3, 4, 5, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 1000), 6);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 6);
+    int fails = f->events_fail;
+    assert_int_equal(kcw_notifier_forget(f->n, always, NULL), 6);
+    assert_int_equal(kcw_notifier_group_count(f->n), 0);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 4);
+    assert_int_equal(f->events_fail - fails, 2);
+    assert_string_equal(f->last_detail, "dropped: another kcwatch instance owns its alerts now");
+    live_stop(&lv, true);
+    server_stop(&s);
+}
+
 static void test_close_cancels_in_flight(void **state)
 {
     fx_t *f = *state;
@@ -1090,6 +1123,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fired_and_resolved_within_group_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vanished_alert_resolves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_drops_silently, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget_drops_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_by_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_for, setup, teardown),
         cmocka_unit_test(test_classify_and_backoff),
