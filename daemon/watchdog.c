@@ -18,7 +18,13 @@
  * one store transaction, holding the alert states that changed in it
  * (engine state hook), the remediator's decisions and the notifier's
  * outbox. A snapshot of every alert state every ALERT_SNAPSHOT_MS also
- * forgets alerts that left their sets. */
+ * forgets alerts that left their sets.
+ *
+ * With ha.etcd (ha.h) several instances share the clusters: every instance
+ * polls and evaluates everything, but the restart, notify and flush hooks
+ * pass on only what this instance owns right now (ha_may_act), every
+ * restart waits for the etcd txn that checks ownership (ha_permit), and a
+ * cluster given up leaves the notifier silently (on_ha_change). */
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
