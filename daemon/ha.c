@@ -274,6 +274,8 @@ typedef enum {
     CALL_RELEASE,
     CALL_PERMIT,
     CALL_REVOKE,
+    CALL_HANDOVER,
+    CALL_RECORD,
 } call_kind_t;
 
 typedef struct call {
@@ -292,6 +294,7 @@ typedef struct key_state {
     char owner[NAME_MAX_LEN]; /* at the last read; "" unowned */
     int64_t owner_lease;
     bool reported; /* what the change callback last saw */
+    bool handover; /* claimed; not acted for until the handover read is in */
 } key_state_t;
 
 struct kcw_ha {
@@ -300,6 +303,9 @@ struct kcw_ha {
     const kcw_ha_conf_t *conf;
     kcw_ha_change_cb cb;
     void *arg;
+    kcw_ha_handover_cb handover_cb;
+    void *handover_arg;
+    bool handover_wanted; /* a claim succeeded in this step */
     char instance[NAME_MAX_LEN];
     key_state_t *keys;
     size_t n_keys;
@@ -358,9 +364,16 @@ static key_state_t *key_find(const kcw_ha_t *ha, const char *name, size_t *at)
     return NULL;
 }
 
-static bool key_mine(const kcw_ha_t *ha, const key_state_t *k)
+/* The key carries our lease (at the last read or txn). */
+static bool key_held(const kcw_ha_t *ha, const key_state_t *k)
 {
     return ha->lease != 0 && k->owner_lease == ha->lease;
+}
+
+/* Held, and what its previous owner recorded is taken over. */
+static bool key_mine(const kcw_ha_t *ha, const key_state_t *k)
+{
+    return key_held(ha, k) && !k->handover;
 }
 
 bool kcw_ha_lease_ok(const kcw_ha_t *ha)
@@ -552,6 +565,42 @@ static void step_fail(kcw_ha_t *ha, const char *what, const char *detail)
     step_end(ha);
 }
 
+/* The handover read's answer (NULL: it failed): the records go to the
+ * callback, then the keys just claimed count as ours. Without the records
+ * this instance acts anyway; what it pages again is at-least-once. */
+static void handover_done(kcw_ha_t *ha, json_t *root)
+{
+    json_t *kvs = root ? json_object_get(root, "kvs") : NULL;
+    size_t n = json_array_size(kvs);
+    if (n > KCW_HA_MAX_RECORDS)
+        n = KCW_HA_MAX_RECORDS;
+    char **values = calloc(n ? n : 1, sizeof(*values));
+    size_t got = 0;
+    for (size_t i = 0; values && i < n; i++) {
+        const char *v = json_string_value(json_object_get(json_array_get(kvs, i), "value"));
+        size_t len = v ? strlen(v) : 0;
+        if (!v || len > KCW_HA_RECORD_MAX * 4 / 3 + 4 || !(values[got] = malloc(len + 1)))
+            continue;
+        if (b64_decode(v, values[got], len + 1) < 0) {
+            free(values[got]);
+            continue;
+        }
+        got++;
+    }
+    if (!root)
+        kcw_log(KCW_LOG_WARN, "ha: handover read failed; acting without the notification logs "
+                "of the instances before", "instance", ha->instance, NULL);
+    if (ha->handover_cb && values)
+        ha->handover_cb(ha->handover_arg, (const char *const *)values, got);
+    for (size_t i = 0; values && i < got; i++)
+        free(values[i]);
+    free(values);
+    for (size_t i = 0; i < ha->n_keys; i++)
+        ha->keys[i].handover = false;
+    ha->handover_wanted = false;
+    step_end(ha);
+}
+
 static int send_member(kcw_ha_t *ha)
 {
     char key[KEY_MAX_LEN];
@@ -603,6 +652,24 @@ static int send_ownership_txn(kcw_ha_t *ha, size_t ki, bool claim)
                       json_b64(key), "lease", json_id(ha->lease), "success",
                       "request_delete_range", "key", json_b64(key));
     return call_start(ha, claim ? CALL_CLAIM : CALL_RELEASE, ki, "/v3/kv/txn", b, NULL, NULL);
+}
+
+/* Every claim and release of the step answered. Keys just claimed wait for
+ * the records of the instances before (kcw_ha_record), read in one range,
+ * so the handover callback has them before this instance acts. */
+static void sync_finish(kcw_ha_t *ha)
+{
+    if (!ha->handover_wanted) {
+        step_end(ha);
+        return;
+    }
+    char from[KEY_MAX_LEN], to[KEY_MAX_LEN];
+    make_key(ha, from, sizeof(from), "notified", "");
+    snprintf(to, sizeof(to), "%s", from);
+    to[strlen(to) - 1] = '/' + 1;
+    json_t *b = json_pack("{s:o,s:o}", "key", json_b64(from), "range_end", json_b64(to));
+    if (call_start(ha, CALL_HANDOVER, 0, "/v3/kv/range", b, NULL, NULL) < 0)
+        handover_done(ha, NULL);
 }
 
 /* kcw_ha_assign() over the clusters, and separately over the PromQL key, so
@@ -712,7 +779,7 @@ static void apply_read(kcw_ha_t *ha, json_t *root)
             key_state_t *ks = &ha->keys[i];
             bool assigned_me = strcmp(members[owner[i]], ha->instance) == 0;
             bool claim = assigned_me && ks->owner_lease == 0;
-            bool release = !assigned_me && key_mine(ha, ks);
+            bool release = !assigned_me && key_held(ha, ks);
             if (!claim && !release)
                 continue;
             ha->step_pending++;
@@ -724,13 +791,13 @@ static void apply_read(kcw_ha_t *ha, json_t *root)
     free(members);
     free(owner);
     if (ha->step_pending == 0)
-        step_end(ha);
+        sync_finish(ha);
 }
 
 static void sync_done_one(kcw_ha_t *ha)
 {
     if (ha->step_pending > 0 && --ha->step_pending == 0)
-        step_end(ha);
+        sync_finish(ha);
 }
 
 static void finish_permit(call_t *c, bool ok, const char *why)
@@ -856,6 +923,10 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
             if (c->kind == CALL_CLAIM) {
                 snprintf(ks->owner, sizeof(ks->owner), "%s", ha->instance);
                 ks->owner_lease = ha->lease;
+                if (ha->handover_cb) {
+                    ks->handover = true;
+                    ha->handover_wanted = true;
+                }
             } else {
                 ks->owner[0] = '\0';
                 ks->owner_lease = 0;
@@ -867,6 +938,14 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         break;
     }
     case CALL_REVOKE: /* only sent while closing */
+        break;
+    case CALL_HANDOVER:
+        handover_done(ha, root);
+        break;
+    case CALL_RECORD:
+        if (!root)
+            kcw_log(KCW_LOG_WARN, "ha: notification log not recorded in etcd", "error", err,
+                    NULL);
         break;
     case CALL_PERMIT: {
         bool ok = root && json_is_true(json_object_get(root, "succeeded"));
@@ -1003,6 +1082,30 @@ const char *kcw_ha_error(const kcw_ha_t *ha)
     if (!ha)
         return "";
     return kcw_ha_lease_ok(ha) ? "" : (ha->error[0] ? ha->error : "lease not renewed in time");
+}
+
+void kcw_ha_set_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg)
+{
+    if (!ha)
+        return;
+    ha->handover_cb = cb;
+    ha->handover_arg = arg;
+}
+
+int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value)
+{
+    if (!ha || ha->closing || !name || !value)
+        return -EINVAL;
+    if (strlen(value) > KCW_HA_RECORD_MAX)
+        return -E2BIG;
+    if (!kcw_ha_lease_ok(ha))
+        return -EAGAIN;
+    /* Names are hashed: any text (a group key) makes a short, safe key. */
+    char dir[KEY_MAX_LEN], key[KEY_MAX_LEN + 32];
+    make_key(ha, dir, sizeof(dir), "notified", ha->instance);
+    snprintf(key, sizeof(key), "%s/%016" PRIx64, dir, fnv1a(14695981039346656037ULL, name));
+    json_t *b = json_pack("{s:o,s:o}", "key", json_b64(key), "value", json_b64(value));
+    return call_start(ha, CALL_RECORD, 0, "/v3/kv/put", b, NULL, NULL);
 }
 
 int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit_cb cb,

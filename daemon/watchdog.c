@@ -213,6 +213,37 @@ static int ha_permit(void *arg, const char *cluster, const char *connector, int 
     return rc;
 }
 
+/* What reached a receiver, recorded in etcd for whoever takes over next. */
+static void on_notify_log(const kcw_store_group_t *row, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->ha)
+        return;
+    char *text = kcw_notify_log_encode(row);
+    char name[1024];
+    snprintf(name, sizeof(name), "%s\n%s", row->receiver, row->group_key);
+    int rc = text ? kcw_ha_record(wd->ha, name, text) : -ENOMEM;
+    if (rc < 0 && rc != -EAGAIN)
+        kcw_log(KCW_LOG_WARN, "ha: notification log not recorded", "group", row->group_key,
+                "error", strerror(-rc), NULL);
+    free(text);
+}
+
+/* Clusters just taken over: what the instances before sent is not sent
+ * again. A log older than the repeat interval (and an hour) is stale: had
+ * its alerts still fired, they would have been notified since. */
+static void on_ha_handover(void *arg, const char *const *records, size_t n)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->notifier || !wd->gen)
+        return;
+    int64_t max_age = wd->gen->cfg->route.repeat_interval_ms + 60 * 60 * 1000;
+    size_t adopted = kcw_notifier_adopt_records(wd->notifier, records, n, max_age, wall_now_ms());
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", adopted);
+    kcw_log(KCW_LOG_INFO, "ha: notification logs taken over", "groups", count, NULL);
+}
+
 /* KcwatchEtcdUnavailable: this instance has held no valid lease for a TTL
  * (since it joined, or since it lost it), so it acts for nothing. */
 static int ha_alert_instance(kcw_watchdog_t *wd, kcw_instance_t *in)
@@ -1055,6 +1086,8 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
         if (!wd->ha || ha_keys_set(wd) < 0)
             return -ENOMEM;
         kcw_remediator_set_permit(wd->rem, ha_permit, wd);
+        kcw_ha_set_handover(wd->ha, on_ha_handover, wd);
+        kcw_notifier_set_log_hook(wd->notifier, on_notify_log, wd);
         wd->ha_bad_since_ms = wall_now_ms();
         if (kcw_ha_start(wd->ha) < 0)
             return -ENOMEM;

@@ -20,6 +20,11 @@
  * a txn that compares the ownership key's lease with ours and records the
  * action under <prefix>/actions/<key>/ in the same transaction.
  *
+ * Handover: the notifier's logs are recorded (kcw_ha_record) under
+ * <prefix>/notified/<instance>/, without a lease; when this instance claims
+ * a key it reads them all (the handover callback) before it counts the key
+ * as its own, so it does not page again what the previous owner paged.
+ *
  * The pure parts (assignment, fence arithmetic) take their inputs and clock
  * from the caller; the rest runs on the loop through http_client.h against
  * etcd's v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive, /v3/kv/range,
@@ -44,6 +49,8 @@
 #define KCW_HA_ALERT "KcwatchEtcdUnavailable"
 #define KCW_HA_MAX_KEYS 4096
 #define KCW_HA_MAX_MEMBERS 256
+#define KCW_HA_MAX_RECORDS 10000 /* records handed over at most */
+#define KCW_HA_RECORD_MAX (256 * 1024) /* bytes of one record */
 
 /* --- pure: assignment ---------------------------------------------------- */
 
@@ -122,6 +129,20 @@ const char *kcw_ha_error(const kcw_ha_t *ha);
 typedef void (*kcw_ha_permit_cb)(void *arg, bool ok, const char *why);
 int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit_cb cb,
                   void *arg);
+
+/* Records (no lease, they outlive this instance) value under
+ * <prefix>/notified/<instance>/<hash of name>, replacing the last value
+ * recorded for that name: what this instance's notifications
+ * said, for the instance that takes its clusters over. Fire and forget; 0,
+ * -EAGAIN without a valid lease, -E2BIG over KCW_HA_RECORD_MAX, -ENOMEM. */
+int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value);
+/* Called once per step that claimed keys, with every record under
+ * <prefix>/notified/ (all instances', this one's included; at most
+ * KCW_HA_MAX_RECORDS), before the keys just claimed count as owned: the
+ * new owner learns what was already sent before it notifies anything. If
+ * the read fails, cb gets none and the keys count as owned anyway. */
+typedef void (*kcw_ha_handover_cb)(void *arg, const char *const *records, size_t n);
+void kcw_ha_set_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg);
 
 /* One-shot read of who owns what, for `kcwatch status`: cb gets the
  * ownership keys present under the prefix with their owners (n may be 0),

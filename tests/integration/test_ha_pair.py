@@ -5,7 +5,8 @@ the standby still evaluates (and shows) the alert; the restart's ownership
 txn leaves its record in etcd; kill -9 of the owner during a failure hands
 the cluster to the standby, which restarts the task within TTL + poll (plus the read
 interval and etcd's 500 ms expiry check); a clean stop revokes the lease and
-hands over at once."""
+hands over at once; the new owner does not page again what the old one
+paged."""
 
 import json
 import os
@@ -125,6 +126,42 @@ def test_clean_stop_hands_over_at_once():
         w.check(took < TTL, "takeover took %.2fs after a clean stop" % took)
         w.fake.fail_task("orders", 0, harness.TASK_FAILED_TRACE)
         w.wait(lambda: standby.restarts_sent(), what="the new owner's restart")
+        standby.finish()
+
+
+def test_takeover_does_not_page_again():
+    """The owner's notification log is in etcd; the instance that takes over
+    adopts it: an alert already paged is not paged again, and the new owner
+    sends its resolution."""
+    rules = harness.default_rules() + [harness.connect_rule("ConnectorPaused", "connector",
+                                                            "PAUSED")]
+    labels = {"cluster": "c1", "connector": "audit"}
+    with HaWorld("nodouble") as w:
+        w.fake.add_connector("audit", type="sink", tasks=1, paused=True)
+        a, b = w.instance("kcw-a"), w.instance("kcw-b")
+        a.start(rules=rules)
+        b.start(rules=rules)
+        acts = w.wait_settled(2)
+        owner, standby = (a, b) if acts[0] == ["c1"] else (b, a)
+        w.wait(lambda: w.sink.find_alerts("ConnectorPaused", "firing", labels),
+               what="the owner's page")
+        w.wait(lambda: w.etcd.get_prefix("%s/notified/%s/" % (PREFIX, owner.instance)),
+               what="the owner's notification log in etcd")
+        owner.kill()
+        w.wait(lambda: standby.acting() == ["c1"], timeout=TTL + 5,
+               what="the standby to take c1 over")
+        w.wait(lambda: standby.log_records(msg="ha: notification logs taken over"),
+               what="the handover of the notification logs")
+        target = w.fake.poll_count() + 15  # and six group intervals
+        w.wait(lambda: w.fake.poll_count() >= target, what="15 more polls")
+        firing = w.sink.find_alerts("ConnectorPaused", "firing", labels)
+        w.check(len(firing) == 1, "paged %d times: %r" % (len(firing), firing))
+        w.check(not standby.deliveries(), "the new owner paged again: %r"
+                % standby.deliveries())
+        w.fake.resume("audit")
+        w.wait(lambda: w.sink.find_alerts("ConnectorPaused", "resolved", labels),
+               what="the resolution")
+        w.check(standby.deliveries(), "the resolution came from the new owner")
         standby.finish()
 
 
