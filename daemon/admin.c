@@ -13,7 +13,15 @@
  * there), then with body chunks, which are copied into the request's buffer,
  * then once more with nothing left to read, when the route is looked up and
  * the answer queued. Answering only then keeps the connection alive: MHD
- * closes any connection whose answer was queued before its body was read. */
+ * closes any connection whose answer was queued before its body was read.
+ *
+ * Slow clients cannot hold the server: MHD's idle timeout restarts with
+ * every byte, so each connection also has a deadline for a whole request
+ * (headers and body, counted from the accept or the last answer): a reaper
+ * timer shuts overdue sockets down. When the server runs near its connection
+ * limit the deadline shrinks, so a flood of trickling connections turns over
+ * fast and /healthz still gets a slot; one address may hold only a share of
+ * the slots. Requests must name an allowed Host (DNS rebinding). */
 #include "kcwatch/admin.h"
 
 #include <errno.h>
@@ -25,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "kcwatch/log.h"
 
@@ -35,8 +45,21 @@
 #define DEFAULT_MAX_BODY (64 * 1024)
 #define DEFAULT_CONN_MEMORY (32 * 1024)
 #define DEFAULT_CONN_TIMEOUT_S 30
+#define DEFAULT_REQUEST_DEADLINE_MS 10000
+#define PRESSURE_DEADLINE_MS 2000 /* near the connection limit */
+#define REAPER_INTERVAL_MS 500
+#define PER_IP_SHARE 4 /* one address holds at most 1/4 of the slots */
+#define MAX_ALLOWED_HOSTS 16
 #define LISTEN_BACKLOG 64
 #define MAX_LISTEN_LEN 256
+
+/* One client connection (MHD's socket context), for the request deadline. */
+typedef struct conn_rec {
+    struct conn_rec *prev, *next;
+    struct MHD_Connection *conn;
+    uint64_t phase_ns; /* accept, or the last answer queued: a request is due by then + deadline */
+    bool cut;          /* already shut down */
+} conn_rec_t;
 
 typedef struct route {
     char *method;
@@ -54,6 +77,14 @@ struct kcw_admin {
     size_t max_body;
     size_t conn_memory;
     unsigned conn_timeout_s;
+    uint64_t deadline_ms;
+    unsigned per_ip_limit;
+    char *allowed_hosts[MAX_ALLOWED_HOSTS];
+    size_t n_allowed_hosts;
+
+    conn_rec_t *conns; /* open connections, newest first */
+    uv_timer_t reaper; /* cuts connections past the request deadline */
+    uint64_t cut_total;
 
     route_t routes[MAX_ROUTES];
     size_t n_routes;
@@ -344,8 +375,15 @@ static void admin_free(kcw_admin_t *a)
         free(a->routes[i].path);
     }
     free_token(a->token);
+    for (size_t i = 0; i < a->n_allowed_hosts; i++)
+        free(a->allowed_hosts[i]);
     free(a->listen);
     free(a);
+}
+
+static void free_after_close(uv_handle_t *h)
+{
+    admin_free(h->data);
 }
 
 kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *err, size_t errlen)
@@ -377,6 +415,24 @@ kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *
     a->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     a->conn_memory = opts->conn_memory ? opts->conn_memory : DEFAULT_CONN_MEMORY;
     a->conn_timeout_s = opts->conn_timeout_s ? opts->conn_timeout_s : DEFAULT_CONN_TIMEOUT_S;
+    a->deadline_ms =
+        opts->request_deadline_ms ? opts->request_deadline_ms : DEFAULT_REQUEST_DEADLINE_MS;
+    a->per_ip_limit = opts->per_ip_limit ? opts->per_ip_limit : a->max_connections / PER_IP_SHARE;
+    if (a->per_ip_limit == 0)
+        a->per_ip_limit = 1;
+    for (size_t i = 0; opts->allowed_hosts && opts->allowed_hosts[i]; i++) {
+        if (a->n_allowed_hosts == MAX_ALLOWED_HOSTS) {
+            set_err(err, errlen, "more than %d allowed hosts", MAX_ALLOWED_HOSTS);
+            admin_free(a);
+            return NULL;
+        }
+        if (!(a->allowed_hosts[a->n_allowed_hosts] = strdup(opts->allowed_hosts[i]))) {
+            set_err(err, errlen, "out of memory");
+            admin_free(a);
+            return NULL;
+        }
+        a->n_allowed_hosts++;
+    }
     int rc = uv_timer_init(loop, &a->timer);
     if (rc < 0) {
         set_err(err, errlen, "timer: %s", uv_strerror(rc));
@@ -384,6 +440,14 @@ kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *
         return NULL;
     }
     a->timer.data = a;
+    rc = uv_timer_init(loop, &a->reaper);
+    if (rc < 0) {
+        /* the first timer is initialized: it must be closed, not just freed */
+        set_err(err, errlen, "timer: %s", uv_strerror(rc));
+        uv_close((uv_handle_t *)&a->timer, free_after_close);
+        return NULL;
+    }
+    a->reaper.data = a;
     return a;
 }
 
@@ -433,6 +497,96 @@ unsigned kcw_admin_connections(const kcw_admin_t *a)
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return info ? info->num_connections : 0;
+}
+
+bool kcw_admin_listen_exposed(const char *listen, const char *token, char *msg, size_t n)
+{
+    struct sockaddr_storage addr;
+    if (token && *token)
+        return false;
+    if (kcw_admin_listen_parse(listen, &addr, NULL, 0) < 0)
+        return false; /* refused elsewhere with its own message */
+    bool loopback;
+    if (addr.ss_family == AF_INET6)
+        loopback = IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&addr)->sin6_addr);
+    else
+        loopback = (ntohl(((const struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127;
+    if (loopback)
+        return false;
+    set_err(msg, n,
+            "listen %s serves the admin API beyond this host and no bearer token protects its "
+            "write routes (reload)",
+            listen);
+    return true;
+}
+
+/* --- Host header policy ------------------------------------------------------ */
+
+unsigned long long kcw_admin_connections_cut(const kcw_admin_t *a)
+{
+    return a ? a->cut_total : 0;
+}
+
+static bool ip_is_loopback(const char *ip)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, ip, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, ip, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    return false;
+}
+
+static bool ip_literal(const char *ip)
+{
+    struct in6_addr buf;
+    return inet_pton(AF_INET, ip, &buf) == 1 || inet_pton(AF_INET6, ip, &buf) == 1;
+}
+
+static bool listen_is_wildcard(const kcw_admin_t *a)
+{
+    if (a->addr.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr);
+    return ((const struct sockaddr_in *)&a->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+bool kcw_admin_host_allowed(const kcw_admin_t *a, const char *host)
+{
+    if (!host)
+        return true; /* HTTP/1.0 without Host: no browser sends that */
+    char name[MAX_LISTEN_LEN];
+    size_t len = strlen(host);
+    if (len == 0 || len >= sizeof name)
+        return false;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return false;
+        len = (size_t)(close - host - 1);
+        memcpy(name, host + 1, len);
+    } else {
+        const char *colon = strchr(host, ':');
+        if (colon && strchr(colon + 1, ':'))
+            return false; /* a bare IPv6 address must be bracketed */
+        len = colon ? (size_t)(colon - host) : len;
+        memcpy(name, host, len);
+    }
+    name[len] = '\0';
+    while (len > 0 && name[len - 1] == '.')
+        name[--len] = '\0'; /* "localhost." is localhost */
+    if (strcasecmp(name, "localhost") == 0 || ip_is_loopback(name))
+        return true;
+    for (size_t i = 0; a && i < a->n_allowed_hosts; i++)
+        if (strcasecmp(name, a->allowed_hosts[i]) == 0)
+            return true;
+    if (!a || !ip_literal(name))
+        return false;
+    if (listen_is_wildcard(a))
+        return true; /* an address of ours; a rebinding attack needs a name */
+    char bound[80];
+    return uv_ip_name((const struct sockaddr *)&a->addr, bound, sizeof bound) == 0 &&
+           strcasecmp(bound, name) == 0;
 }
 
 /* --- answering ------------------------------------------------------------- */
@@ -684,6 +838,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         rq->started_ns = uv_hrtime();
         *con_cls = rq;
+        const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+        if (!kcw_admin_host_allowed(a, host)) {
+            /* DEBUG: anyone who can connect could fill the log */
+            kcw_log(KCW_LOG_DEBUG, "admin: Host not allowed", "host", host, "path", url, NULL);
+            return send_error(conn, rq, method, url, 421, "bad_data",
+                              "Host header names no address this server answers for", NULL,
+                              NULL);
+        }
         if (declared_too_large(conn, a->max_body)) {
             char msg[96];
             snprintf(msg, sizeof msg, "request body larger than %zu bytes", a->max_body);
@@ -706,12 +868,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(a, conn, rq, method, url);
 }
 
+static conn_rec_t *conn_rec_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     (void)toe;
+    conn_rec_t *cr = conn_rec_of(conn);
+    if (cr)
+        cr->phase_ns = uv_hrtime(); /* the next request's deadline starts now */
     request_t *rq = *con_cls;
     if (!rq)
         return;
@@ -748,14 +919,91 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 /* --- the server on the loop -------------------------------------------------- */
 
 static void on_timer(uv_timer_t *t);
+static void on_reaper(uv_timer_t *t);
+
+static void timer_start_checked(uv_timer_t *t, uv_timer_cb cb, uint64_t ms, uint64_t repeat)
+{
+    int rc = uv_timer_start(t, cb, ms, repeat);
+    if (rc < 0)
+        kcw_log(KCW_LOG_ERROR, "admin: cannot arm a timer", "error", uv_strerror(rc), NULL);
+}
 
 static void arm_timer(kcw_admin_t *a)
 {
     MHD_UNSIGNED_LONG_LONG ms;
     if (MHD_get_timeout(a->mhd, &ms) == MHD_YES)
-        uv_timer_start(&a->timer, on_timer, (uint64_t)ms, 0);
+        timer_start_checked(&a->timer, on_timer, (uint64_t)ms, 0);
     else
         uv_timer_stop(&a->timer);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: keeps the list the reaper walks. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    kcw_admin_t *a = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_rec_t *cr = calloc(1, sizeof *cr);
+        *socket_context = cr;
+        if (!cr)
+            return; /* not reaped; the idle timeout still applies */
+        cr->conn = conn;
+        cr->phase_ns = uv_hrtime();
+        cr->next = a->conns;
+        if (a->conns)
+            a->conns->prev = cr;
+        a->conns = cr;
+        if (!a->closing && !uv_is_active((uv_handle_t *)&a->reaper))
+            timer_start_checked(&a->reaper, on_reaper, REAPER_INTERVAL_MS, REAPER_INTERVAL_MS);
+        return;
+    }
+    conn_rec_t *cr = *socket_context;
+    *socket_context = NULL;
+    if (!cr)
+        return;
+    if (cr->prev)
+        cr->prev->next = cr->next;
+    else
+        a->conns = cr->next;
+    if (cr->next)
+        cr->next->prev = cr->prev;
+    free(cr);
+    if (!a->conns && !a->closing)
+        uv_timer_stop(&a->reaper);
+}
+
+/* Shuts down the sockets of connections past their request deadline; MHD
+ * then reads EOF and closes them on its next run. */
+static void on_reaper(uv_timer_t *t)
+{
+    kcw_admin_t *a = t->data;
+    if (a->closing || !a->mhd)
+        return;
+    uint64_t now = uv_hrtime();
+    unsigned open = kcw_admin_connections(a);
+    uint64_t deadline_ms = a->deadline_ms;
+    if (open * 4 >= a->max_connections * 3 && deadline_ms > PRESSURE_DEADLINE_MS)
+        deadline_ms = PRESSURE_DEADLINE_MS;
+    unsigned cut = 0;
+    for (conn_rec_t *cr = a->conns; cr; cr = cr->next) {
+        if (cr->cut || now - cr->phase_ns < deadline_ms * 1000000ULL)
+            continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(cr->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+            continue;
+        shutdown(ci->connect_fd, SHUT_RDWR);
+        cr->cut = true;
+        cut++;
+    }
+    if (cut) {
+        a->cut_total += cut;
+        char n[24], d[24];
+        snprintf(n, sizeof n, "%u", cut);
+        snprintf(d, sizeof d, "%llums", (unsigned long long)deadline_ms);
+        kcw_log(KCW_LOG_DEBUG, "admin: slow connections cut", "count", n, "deadline", d, NULL);
+        timer_start_checked(&a->timer, on_timer, 0, 0); /* let MHD close them now */
+    }
 }
 
 static void drive(kcw_admin_t *a)
@@ -777,7 +1025,7 @@ static void drive(kcw_admin_t *a)
      * again at once, or new clients would wait in the backlog forever. */
     a->connections = kcw_admin_connections(a);
     if (a->connections < before)
-        uv_timer_start(&a->timer, on_timer, 0, 0);
+        timer_start_checked(&a->timer, on_timer, 0, 0);
     else
         arm_timer(a);
 }
@@ -820,7 +1068,8 @@ int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen)
         (unsigned int)a->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)a->conn_memory, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)a->conn_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)LISTEN_BACKLOG, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_END);
+        on_completed, a, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)a->per_ip_limit, MHD_OPTION_END);
     int after_errno = errno;
     a->starting = false;
     if (!a->mhd) {
@@ -883,8 +1132,9 @@ void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg)
     a->closing = true;
     a->on_closed = on_closed;
     a->on_closed_arg = arg;
-    a->open_handles = 1;
+    a->open_handles = 2;
     uv_close((uv_handle_t *)&a->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&a->reaper, on_handle_closed);
     if (a->started) {
         a->open_handles++;
         uv_close((uv_handle_t *)&a->poll, on_handle_closed);

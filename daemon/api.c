@@ -43,6 +43,7 @@
 
 #include "kcwatch/connect.h"
 #include "kcwatch/labels_json.h"
+#include "kcwatch/log.h"
 
 /* Longest Go 'e' text of a double ("-2.2250738585072014e-308") plus NUL. */
 #define VALUE_TEXT_MAX 32
@@ -423,8 +424,12 @@ static json_t *json_rule(const kcw_api_rule_view_t *v)
         rc = put(o, "alerts", json_incref(alerts));
     if (rc == 0)
         rc = put(o, "health", json_string(health_name(v->health)));
-    if (rc == 0 && v->last_error && *v->last_error) /* omitempty */
-        rc = put(o, "lastError", kcw_json_text(v->last_error));
+    if (rc == 0 && v->last_error && *v->last_error) { /* omitempty */
+        /* A peer's error body may echo credentials back: mask them. */
+        char *shown = kcw_log_redact(v->last_error);
+        rc = put(o, "lastError", kcw_json_text(shown ? shown : "(out of memory)"));
+        free(shown);
+    }
     if (rc == 0)
         rc = put(o, "evaluationTime", json_seconds(v->eval_seconds));
     if (rc == 0)

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "kcwatch/log.h"
+#include "kcwatch/url.h"
 
 /* A connector absent from this many consecutive polls is dropped (§3.5). */
 #define MISSING_POLLS_DROP 3
@@ -762,8 +763,10 @@ static int req_send(req_t *r)
     kcw_connect_t *cn = cl->cn;
     if (cn->closing)
         return -ESHUTDOWN; /* a callback closed us; nothing new may start */
-    char *url = NULL;
-    if (asprintf(&url, "%s%s", url_of(cl, r->url_idx), r->path) < 0)
+    /* Joined with libcurl's URL API: a base URL's own path prefix and query
+     * (an access token for a proxy) stay, the API path goes onto the path. */
+    char *url = kcw_url_join(url_of(cl, r->url_idx), r->path);
+    if (!url)
         return -ENOMEM;
     kcw_http_req_t hr = {
         .method = r->method,
@@ -867,12 +870,12 @@ static void round_ok(cluster_t *cl, bool changed)
     st->reachable = true;
     st->ever_reachable = true;
     st->last_poll_ms = st->last_ok_ms = wall_ms();
-    if (!st->worker_url || strcmp(st->worker_url, url) != 0) {
-        char *u = strdup(url);
-        if (u) {
-            free(st->worker_url);
-            st->worker_url = u;
-        }
+    char *u = kcw_url_redact(url); /* printed by status and the API */
+    if (u && (!st->worker_url || strcmp(st->worker_url, u) != 0)) {
+        free(st->worker_url);
+        st->worker_url = u;
+    } else {
+        free(u);
     }
     poll_notify(cl, changed);
 }
@@ -940,6 +943,13 @@ static void round_failover(cluster_t *cl, const req_t *r, const kcw_http_resp_t 
     round_step_or_fail(cl); /* version is read again from the new worker */
 }
 
+/* Stamps for kcw_cluster_status_t.generation; the loop is single-threaded. */
+static uint64_t next_generation(void)
+{
+    static uint64_t last;
+    return ++last;
+}
+
 /* Replaces the model's connectors with fresh (sorted, consumed), keeping the
  * ones that went missing for up to MISSING_POLLS_DROP polls (§3.5, §7.5). */
 static int merge_connectors(cluster_t *cl, kcw_connector_status_t *fresh, size_t n_fresh)
@@ -992,6 +1002,7 @@ static int merge_connectors(cluster_t *cl, kcw_connector_status_t *fresh, size_t
     connectors_free(st->connectors, st->n_connectors);
     st->connectors = out;
     st->n_connectors = n;
+    st->generation = next_generation();
     return 0;
 }
 
@@ -1019,6 +1030,8 @@ static bool age_missing(cluster_t *cl)
         n++;
     }
     st->n_connectors = n;
+    if (any)
+        st->generation = next_generation();
     return any;
 }
 
@@ -1406,6 +1419,8 @@ kcw_connect_t *kcw_connect_new(uv_loop_t *loop, kcw_http_t *http, const kcw_conf
         cl->cn = cn;
         cl->idx = i;
         cl->conf = &cfg->clusters[i];
+        for (size_t u = 0; u < cl->conf->n_urls; u++)
+            kcw_url_register_secrets(cl->conf->urls[u]);
         cl->version_url = SIZE_MAX;
         cl->status.name = strdup(cl->conf->name);
         if (!cl->status.name) {
@@ -1620,8 +1635,12 @@ char *kcw_connect_restart_describe(const kcw_connect_t *cn, size_t cluster_idx,
         return buf;
     const cluster_t *cl = &cn->clusters[cluster_idx];
     char *path = restart_path(connector, task, kind);
-    if (path)
-        snprintf(buf, n, "POST %s%s", url_of(cl, cl->cur_url), path);
+    char *full = path ? kcw_url_join(url_of(cl, cl->cur_url), path) : NULL;
+    char *shown = full ? kcw_url_redact(full) : NULL;
+    if (shown)
+        snprintf(buf, n, "POST %s", shown);
+    free(shown);
+    free(full);
     free(path);
     return buf;
 }

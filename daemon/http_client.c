@@ -13,6 +13,7 @@
  * "cancelled"), closes the poll handles and the timer, cleans up the multi, and
  * frees the client from the last uv_close callback. */
 #include "kcwatch/http_client.h"
+#include "kcwatch/url.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -66,6 +67,7 @@ struct kcw_http {
     sock_ctx_t *socks;   /* polls not yet closed */
     size_t open_handles; /* uv handles whose close callback has not run */
     bool closing;
+    CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
     void (*on_closed)(void *arg);
     void *on_closed_arg;
 };
@@ -116,6 +118,23 @@ static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
 
 /* --- curl -> libuv ------------------------------------------------------- */
 
+/* curl_multi_socket_action, with its failure logged: once per distinct code
+ * while it repeats. A transfer it could not drive still ends through its
+ * own timeout (CURLOPT_TIMEOUT_MS), so nothing waits forever. */
+static void socket_action(kcw_http_t *http, curl_socket_t fd, int flags)
+{
+    int running = 0;
+    CURLMcode mc = curl_multi_socket_action(http->multi, fd, flags, &running);
+    if (mc == CURLM_OK || mc == CURLM_BAD_SOCKET) {
+        /* BAD_SOCKET: the socket went away between the wake-up and now */
+        http->last_multi_error = CURLM_OK;
+        return;
+    }
+    if (mc != http->last_multi_error)
+        kcw_log(KCW_LOG_ERROR, "http: curl multi failed", "error", curl_multi_strerror(mc), NULL);
+    http->last_multi_error = mc;
+}
+
 static void poll_cb(uv_poll_t *p, int status, int events)
 {
     sock_ctx_t *ctx = p->data;
@@ -129,9 +148,8 @@ static void poll_cb(uv_poll_t *p, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
-    int running = 0;
     /* ctx may be closed by socket_cb during this call; don't touch it after. */
-    curl_multi_socket_action(http->multi, ctx->fd, flags, &running);
+    socket_action(http, ctx->fd, flags);
     check_multi_info(http);
 }
 
@@ -184,8 +202,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void on_timeout(uv_timer_t *t)
 {
     kcw_http_t *http = t->data;
-    int running = 0;
-    curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    socket_action(http, CURL_SOCKET_TIMEOUT, 0);
     check_multi_info(http);
 }
 
@@ -233,7 +250,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 }
 
 /* Retry-After is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
-static int64_t parse_retry_after(const char *v)
+int64_t kcw_http_retry_after_parse(const char *v)
 {
     while (*v == ' ' || *v == '\t')
         v++;
@@ -254,10 +271,14 @@ static int64_t parse_retry_after(const char *v)
     time_t when = curl_getdate(v, NULL);
     if (when == -1)
         return -1;
-    int64_t ms = ((int64_t)when - (int64_t)time(NULL)) * 1000;
-    if (ms < 0)
+    /* Compared in seconds first: a date in the year 620000000 is a valid
+     * answer to curl_getdate, and its milliseconds overflow. */
+    int64_t now = (int64_t)time(NULL);
+    if ((int64_t)when <= now)
         return 0;
-    return ms > MAX_RETRY_AFTER_MS ? MAX_RETRY_AFTER_MS : ms;
+    if ((int64_t)when - now > MAX_RETRY_AFTER_MS / 1000)
+        return MAX_RETRY_AFTER_MS;
+    return ((int64_t)when - now) * 1000;
 }
 
 static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
@@ -277,7 +298,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
         while (vl > 0 && (value[vl - 1] == '\r' || value[vl - 1] == '\n' || value[vl - 1] == ' ' ||
                           value[vl - 1] == '\t'))
             value[--vl] = '\0';
-        t->retry_after_ms = parse_retry_after(value);
+        t->retry_after_ms = kcw_http_retry_after_parse(value);
     }
     return n;
 }
@@ -474,10 +495,37 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
             return -EINVAL;                                                                        \
     } while (0)
 
+/* The URL without userinfo, and credentials: the configured basic auth, or
+ * else the URL's userinfo (percent-decoded), sent preemptively as Basic. */
+static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
+{
+    const kcw_basic_auth_conf_t *ba =
+        req->basic_auth && req->basic_auth->username ? req->basic_auth : NULL;
+    char *bare = NULL, *user = NULL, *pass = NULL;
+    if (strchr(req->url, '@') &&
+        kcw_url_credentials(req->url, &bare, &user, &pass) == -ENOMEM)
+        return -ENOMEM; /* -EINVAL: libcurl reports the bad URL itself */
+    const char *name = ba ? ba->username : user;
+    const char *secret = ba ? (ba->password ? ba->password : "") : (pass ? pass : "");
+    bool ok = curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
+    /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
+     * go out on the first request (connect-rest.md §8). */
+    if (ok && name)
+        ok = curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) == CURLE_OK &&
+             curl_easy_setopt(e, CURLOPT_USERNAME, name) == CURLE_OK &&
+             curl_easy_setopt(e, CURLOPT_PASSWORD, secret) == CURLE_OK;
+    free(bare);
+    free(user);
+    free(pass);
+    return ok ? 0 : -EINVAL;
+}
+
 static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
 {
     CURL *e = t->easy;
-    SETOPT(e, CURLOPT_URL, req->url);
+    int rc = setup_url_auth(e, req);
+    if (rc < 0)
+        return rc;
     SETOPT(e, CURLOPT_PRIVATE, (void *)t);
     SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
     SETOPT(e, CURLOPT_NOSIGNAL, 1L);
@@ -509,13 +557,6 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
         }
     }
 
-    /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
-     * go out on the first request (connect-rest.md §8). */
-    if (req->basic_auth && req->basic_auth->username) {
-        SETOPT(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        SETOPT(e, CURLOPT_USERNAME, req->basic_auth->username);
-        SETOPT(e, CURLOPT_PASSWORD, req->basic_auth->password ? req->basic_auth->password : "");
-    }
     if (req->tls) {
         if (req->tls->ca_file)
             SETOPT(e, CURLOPT_CAINFO, req->tls->ca_file);

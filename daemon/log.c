@@ -3,8 +3,18 @@
  * One line per call: time, level, msg, then the caller's key/value pairs.
  * The settings below are the one piece of process-wide state the daemon keeps:
  * every module logs, and threading a logger through each call would only add
- * noise. Secrets registered at config load are masked in every value. */
+ * noise. Secrets registered at config load are masked in every value, and
+ * so are the userinfo and query values of every URL in a message or value.
+ *
+ * The secret list is bounded: it keeps the MAX_SECRETS most recently
+ * registered. Each config load registers all of its secrets again, which
+ * makes them the newest, so rotating secrets forever drops the oldest ones
+ * (no longer in any config) rather than refusing new ones. */
 #include "kcwatch/log.h"
+
+#include "kcwatch/labels_json.h"
+#include "kcwatch/text.h"
+#include "kcwatch/url.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -13,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_SECRETS 64
+#define MAX_SECRETS 1024
 #define MAX_LINE (64 * 1024)
 
 static struct {
@@ -45,14 +55,33 @@ int kcw_log_level_parse(const char *s)
 
 void kcw_log_add_secret(const char *secret)
 {
-    if (!secret || !*secret || logger.n_secrets == MAX_SECRETS)
+    if (!secret || !*secret)
         return;
-    for (size_t i = 0; i < logger.n_secrets; i++)
-        if (strcmp(logger.secrets[i], secret) == 0)
+    /* Known already: move it to the newest end. */
+    for (size_t i = 0; i < logger.n_secrets; i++) {
+        if (strcmp(logger.secrets[i], secret) == 0) {
+            char *keep = logger.secrets[i];
+            memmove(&logger.secrets[i], &logger.secrets[i + 1],
+                    (logger.n_secrets - i - 1) * sizeof(logger.secrets[0]));
+            logger.secrets[logger.n_secrets - 1] = keep;
             return;
+        }
+    }
     char *copy = strdup(secret);
-    if (copy)
-        logger.secrets[logger.n_secrets++] = copy;
+    if (!copy)
+        return;
+    if (logger.n_secrets == MAX_SECRETS) {
+        free(logger.secrets[0]); /* the least recently registered */
+        memmove(&logger.secrets[0], &logger.secrets[1],
+                (MAX_SECRETS - 1) * sizeof(logger.secrets[0]));
+        logger.n_secrets--;
+    }
+    logger.secrets[logger.n_secrets++] = copy;
+}
+
+size_t kcw_log_secret_count(void)
+{
+    return logger.n_secrets;
 }
 
 void kcw_log_reset(void)
@@ -70,10 +99,11 @@ int kcw_log_enabled(kcw_log_level_t level)
     return level >= logger.level;
 }
 
-/* Copy of v with every registered secret replaced; caller frees. */
+/* Copy of v with every registered secret replaced and every URL's
+ * credentials and query values hidden; caller frees. */
 static char *redact(const char *v)
 {
-    char *s = strdup(v ? v : "");
+    char *s = v && strstr(v, "://") ? kcw_url_redact_text(v) : strdup(v ? v : "");
     if (!s)
         return NULL;
     for (size_t i = 0; i < logger.n_secrets; i++) {
@@ -97,6 +127,11 @@ static char *redact(const char *v)
     return s;
 }
 
+char *kcw_log_redact(const char *text)
+{
+    return redact(text);
+}
+
 static void append(char *buf, size_t *len, const char *s, size_t n)
 {
     if (*len + n >= MAX_LINE - 1)
@@ -106,27 +141,24 @@ static void append(char *buf, size_t *len, const char *s, size_t n)
     buf[*len] = '\0';
 }
 
+/* key=value, the value quoted when it has to be; control bytes, CR and
+ * invalid UTF-8 are escaped so one call is one line whatever a peer sent. */
 static void append_logfmt_pair(char *buf, size_t *len, const char *key, const char *val)
 {
     append(buf, len, " ", 1);
     append(buf, len, key, strlen(key));
     append(buf, len, "=", 1);
-    bool quote = *val == '\0' || strpbrk(val, " =\"\t\n\\") != NULL;
+    bool quote = *val == '\0' || strpbrk(val, " =\"\\") != NULL || kcw_text_needs_escape(val);
     if (!quote) {
         append(buf, len, val, strlen(val));
         return;
     }
+    char *esc = kcw_text_escape(val, KCW_TEXT_QUOTED);
     append(buf, len, "\"", 1);
-    for (const char *p = val; *p; p++) {
-        switch (*p) {
-        case '"': append(buf, len, "\\\"", 2); break;
-        case '\\': append(buf, len, "\\\\", 2); break;
-        case '\n': append(buf, len, "\\n", 2); break;
-        case '\t': append(buf, len, "\\t", 2); break;
-        default: append(buf, len, p, 1);
-        }
-    }
+    if (esc)
+        append(buf, len, esc, strlen(esc));
     append(buf, len, "\"", 1);
+    free(esc);
 }
 
 void kcw_log(kcw_log_level_t level, const char *msg, ...)
@@ -154,13 +186,14 @@ void kcw_log(kcw_log_level_t level, const char *msg, ...)
         json_object_set_new(o, "ts", json_string(ts));
         json_object_set_new(o, "level", json_string(lvl));
         char *m = redact(msg);
-        json_object_set_new(o, "msg", json_string(m ? m : ""));
+        json_object_set_new(o, "msg", kcw_json_text(m));
         free(m);
         const char *k;
         while ((k = va_arg(ap, const char *)) != NULL) {
             const char *v = va_arg(ap, const char *);
             char *rv = redact(v);
-            json_object_set_new(o, k, json_string(rv ? rv : ""));
+            /* Invalid UTF-8 becomes U+FFFD: the field stays. */
+            json_object_set_new(o, k, kcw_json_text(rv));
             free(rv);
         }
         char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

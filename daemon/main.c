@@ -11,23 +11,28 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "kcwatch/admin.h"
 #include "kcwatch/config.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/duration.h"
 #include "kcwatch/ha.h"
 #include "kcwatch/http_client.h"
+#include "kcwatch/labels_json.h"
 #include "kcwatch/log.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/ruletest.h"
 #include "kcwatch/store.h"
+#include "kcwatch/text.h"
+#include "kcwatch/url.h"
 #include "kcwatch/watchdog.h"
 
 static const char usage_text[] =
     "usage: kcwatch <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run     [-c FILE]                 run the watchdog in the foreground\n"
-    "  check   [-c FILE] [RULE_FILE...]  validate config, rules and templates; exit 1 on errors\n"
+    "  run     [-c FILE] [--strict]      run the watchdog in the foreground\n"
+    "  check   [-c FILE] [--strict] [RULE_FILE...]\n"
+    "                                    validate config, rules and templates; exit 1 on errors\n"
     "  status  [-c FILE] [--json]        poll every Connect cluster once and print its state\n"
     "  history [-c FILE] [--since 24h] [--connector RE] [--json]\n"
     "                                    restarts and notifications from the audit log\n"
@@ -37,7 +42,9 @@ static const char usage_text[] =
     "\n"
     "Without -c the config is " KCW_DEFAULT_CONFIG_PATH " when it exists, else the\n"
     "built-in defaults (Connect at http://localhost:8083, the shipped rules, log-only\n"
-    "notifications). Signals: SIGHUP reloads, SIGTERM/SIGINT stop.\n";
+    "notifications). Signals: SIGHUP reloads, SIGTERM/SIGINT stop.\n"
+    "--strict turns warnings about an exposed setup (admin API on a non-loopback\n"
+    "address without a token) into errors.\n";
 
 static void usage(FILE *out)
 {
@@ -53,6 +60,41 @@ static const char *config_path(const char *given)
     if (access(KCW_DEFAULT_CONFIG_PATH, F_OK) == 0)
         return KCW_DEFAULT_CONFIG_PATH;
     return NULL;
+}
+
+/* Prints every error as FILE:LINE:COL: message with the credentials and
+ * query values of any URL in it hidden and control bytes escaped: a message
+ * quotes config values and peer answers. */
+static void errors_print(const kcw_errors_t *errs, FILE *out)
+{
+    size_t stored = errs->n < errs->cap ? errs->n : errs->cap;
+    char buf[2048];
+    for (size_t i = 0; i < stored; i++) {
+        kcw_error_format(&errs->items[i], buf, sizeof(buf));
+        char *red = kcw_log_redact(buf);
+        char *shown = red ? kcw_text_escape(red, 0) : NULL;
+        fprintf(out, "%s\n", shown ? shown : "(out of memory)");
+        free(shown);
+        free(red);
+    }
+    if (errs->n > stored)
+        fprintf(out, "(%zu more errors lost: out of memory)\n", errs->n - stored);
+}
+
+/* The exposure warning for cfg; true when --strict must refuse it. */
+static bool exposure_refused(const kcw_config_t *cfg, bool strict, FILE *out)
+{
+    char msg[512];
+    /* The config has no admin token yet: every non-loopback listen is open. */
+    if (!kcw_admin_listen_exposed(cfg->listen, NULL, msg, sizeof(msg)))
+        return false;
+    if (strict) {
+        fprintf(out, "%s: global.listen: %s; refused by --strict\n",
+                cfg->path ? cfg->path : "(built-in defaults)", msg);
+        return true;
+    }
+    kcw_log(KCW_LOG_WARN, "admin API exposed", "detail", msg, NULL);
+    return false;
 }
 
 /* Loads the config and its rule files, collecting every error. */
@@ -74,14 +116,14 @@ static void apply_log_settings(const kcw_config_t *cfg)
 
 /* --- run ---------------------------------------------------------------- */
 
-static int cmd_run(const char *given)
+static int cmd_run(const char *given, bool strict)
 {
     const char *path = config_path(given);
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;
     kcw_ruleset_t *rules = NULL;
     if (load_all(path, &cfg, &rules, &errs) < 0) {
-        kcw_errors_print(&errs, stderr);
+        errors_print(&errs, stderr);
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
@@ -89,6 +131,12 @@ static int cmd_run(const char *given)
     }
     kcw_errors_clear(&errs);
     apply_log_settings(cfg);
+    if (exposure_refused(cfg, strict, stderr)) {
+        kcw_config_free(cfg);
+        kcw_ruleset_free(rules);
+        kcw_log_reset();
+        return 1;
+    }
 
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
@@ -128,7 +176,7 @@ static void count_rules(const kcw_ruleset_t *rs, size_t *groups, size_t *rules)
 
 /* Validates the config, its rule files and the rule files named on the
  * command line; every error of all of them in one pass. */
-static int cmd_check(const char *given, char **extra, size_t n_extra)
+static int cmd_check(const char *given, char **extra, size_t n_extra, bool strict)
 {
     const char *path = config_path(given);
     kcw_errors_t errs = {0};
@@ -139,17 +187,22 @@ static int cmd_check(const char *given, char **extra, size_t n_extra)
         kcw_rules_load((const char *const *)extra, n_extra, &extra_rules, &errs) < 0)
         rc = -EINVAL;
     if (rc < 0 || errs.n > 0) {
-        kcw_errors_print(&errs, stderr);
+        errors_print(&errs, stderr);
         fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
+        rc = 1;
+    } else if (exposure_refused(cfg, strict, stderr)) {
+        fprintf(stderr, "1 error\n");
         rc = 1;
     } else {
         size_t n_groups = 0, n_rules = 0;
         count_rules(rules, &n_groups, &n_rules);
         count_rules(extra_rules, &n_groups, &n_rules);
+        char *shown_path = kcw_text_escape(path ? path : "(built-in defaults)", 0);
         printf("OK: %s: %zu cluster%s, %zu rule group%s, %zu rule%s\n",
-               path ? path : "(built-in defaults)", cfg->n_clusters,
+               shown_path ? shown_path : "?", cfg->n_clusters,
                cfg->n_clusters == 1 ? "" : "s", n_groups, n_groups == 1 ? "" : "s", n_rules,
                n_rules == 1 ? "" : "s");
+        free(shown_path);
         rc = 0;
     }
     kcw_errors_clear(&errs);
@@ -179,29 +232,50 @@ static void first_line(const char *s, char *buf, size_t n)
     buf[len] = '\0';
 }
 
+/* One table row; every field from a peer is escaped (an ESC sequence in a
+ * connector name must not reach the terminal). */
+static void print_line(const char *const cols[7])
+{
+    static const int widths[7] = {-12, -28, -7, -10, -11, -22, 0};
+    for (int i = 0; i < 7; i++) {
+        char *red = kcw_log_redact(cols[i] ? cols[i] : "");
+        char *e = red ? kcw_text_escape(red, 0) : NULL;
+        free(red);
+        if (i < 6)
+            printf("%*s ", widths[i], e ? e : "?");
+        else
+            printf("%s\n", e ? e : "?");
+        free(e);
+    }
+}
+
 static void print_row(const char *cluster, const char *connector, const char *type,
                       const char *target, kcw_state_t state, const char *worker, const char *trace)
 {
     char detail[120];
     first_line(trace, detail, sizeof(detail));
-    printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", cluster, connector, type, target,
-           kcw_state_name(state), worker ? worker : "-", detail);
+    const char *cols[7] = {cluster, connector, type, target, kcw_state_name(state),
+                           worker ? worker : "-", detail};
+    print_line(cols);
 }
 
 static void print_table(const kcw_connect_t *cn)
 {
-    printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", "CLUSTER", "CONNECTOR", "TYPE", "TARGET",
-           "STATE", "WORKER", "DETAIL");
+    const char *head[7] = {"CLUSTER", "CONNECTOR", "TYPE", "TARGET", "STATE", "WORKER", "DETAIL"};
+    print_line(head);
     for (size_t i = 0; i < kcw_connect_cluster_count(cn); i++) {
         const kcw_cluster_status_t *s = kcw_connect_cluster(cn, i);
         if (!s->reachable) {
-            printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", s->name, "-", "-", "cluster",
-                   "UNREACHABLE", "-", s->last_error ? s->last_error : "");
+            const char *cols[7] = {s->name, "-", "-", "cluster", "UNREACHABLE", "-",
+                                   s->last_error ? s->last_error : ""};
+            print_line(cols);
             continue;
         }
-        if (s->last_error)
-            printf("%-12s %-28s %-7s %-10s %-11s %-22s %s\n", s->name, "-", "-", "cluster", "ERROR",
-                   s->worker_url ? s->worker_url : "-", s->last_error);
+        if (s->last_error) {
+            const char *cols[7] = {s->name, "-", "-", "cluster", "ERROR",
+                                   s->worker_url ? s->worker_url : "-", s->last_error};
+            print_line(cols);
+        }
         for (size_t c = 0; c < s->n_connectors; c++) {
             const kcw_connector_status_t *cs = &s->connectors[c];
             const char *type = kcw_connector_type_name(cs->type);
@@ -216,9 +290,10 @@ static void print_table(const kcw_connect_t *cn)
     }
 }
 
+/* Invalid UTF-8 from a peer becomes U+FFFD instead of a missing field. */
 static json_t *json_str_or_null(const char *s)
 {
-    return s ? json_string(s) : json_null();
+    return s ? kcw_json_text(s) : json_null();
 }
 
 static int print_json(const kcw_connect_t *cn, json_t *ha)
@@ -235,21 +310,23 @@ static int print_json(const kcw_connect_t *cn, json_t *ha)
         const kcw_cluster_status_t *s = kcw_connect_cluster(cn, i);
         json_t *cl = json_object();
         json_t *conns = json_array();
-        json_object_set_new(cl, "name", json_string(s->name));
+        json_object_set_new(cl, "name", kcw_json_text(s->name));
         json_object_set_new(cl, "state", json_string(s->reachable ? "REACHABLE" : "UNREACHABLE"));
         json_object_set_new(cl, "worker_url", json_str_or_null(s->worker_url));
         json_object_set_new(cl, "version", json_str_or_null(s->version));
-        json_object_set_new(cl, "error", json_str_or_null(s->last_error));
+        char *error = s->last_error ? kcw_log_redact(s->last_error) : NULL;
+        json_object_set_new(cl, "error", json_str_or_null(error));
+        free(error);
         for (size_t c = 0; c < s->n_connectors; c++) {
             const kcw_connector_status_t *cs = &s->connectors[c];
             json_t *co = json_object();
             json_t *tasks = json_array();
-            json_object_set_new(co, "name", json_string(cs->name));
+            json_object_set_new(co, "name", kcw_json_text(cs->name));
             json_object_set_new(co, "type", json_string(kcw_connector_type_name(cs->type)));
             json_object_set_new(co, "state", json_string(kcw_state_name(cs->state)));
             json_object_set_new(co, "worker_id", json_str_or_null(cs->worker_id));
             if (cs->trace)
-                json_object_set_new(co, "trace", json_string(cs->trace));
+                json_object_set_new(co, "trace", kcw_json_text(cs->trace));
             if (cs->tasks_max >= 0)
                 json_object_set_new(co, "tasks_max", json_integer(cs->tasks_max));
             if (cs->n_task_configs >= 0)
@@ -261,7 +338,7 @@ static int print_json(const kcw_connect_t *cn, json_t *ha)
                 json_object_set_new(to, "state", json_string(kcw_state_name(ts->state)));
                 json_object_set_new(to, "worker_id", json_str_or_null(ts->worker_id));
                 if (ts->trace)
-                    json_object_set_new(to, "trace", json_string(ts->trace));
+                    json_object_set_new(to, "trace", kcw_json_text(ts->trace));
                 json_array_append_new(tasks, to);
             }
             json_object_set_new(co, "tasks", tasks);
@@ -330,7 +407,7 @@ static int cmd_status(const char *given, bool json)
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;
     if (kcw_config_load(path, &cfg, &errs) < 0) {
-        kcw_errors_print(&errs, stderr);
+        errors_print(&errs, stderr);
         kcw_errors_clear(&errs);
         return 1;
     }
@@ -554,28 +631,30 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, 'j'},
+        {"strict", no_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    bool json = false;
+    bool json = false, strict = false;
     optind = 2;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': config = optarg; break;
         case 'j': json = true; break;
+        case 's': strict = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (strcmp(cmd, "run") == 0 && optind == argc && !json)
-        return cmd_run(config);
+        return cmd_run(config, strict);
     if (strcmp(cmd, "check") == 0 && !json)
-        return cmd_check(config, argv + optind, (size_t)(argc - optind));
-    if (strcmp(cmd, "status") == 0 && optind == argc)
+        return cmd_check(config, argv + optind, (size_t)(argc - optind), strict);
+    if (strcmp(cmd, "status") == 0 && optind == argc && !strict)
         return cmd_status(config, json);
-    if (strcmp(cmd, "test") == 0 && optind < argc && !json && !config)
+    if (strcmp(cmd, "test") == 0 && optind < argc && !json && !config && !strict)
         return kcw_ruletest_run((const char *const *)argv + optind, (size_t)(argc - optind),
                                 stdout);
     fprintf(stderr, "kcwatch: unknown command or arguments: %s\n", cmd);

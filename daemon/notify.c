@@ -38,6 +38,7 @@
 
 #include "kcwatch/log.h"
 #include "kcwatch/store.h"
+#include "kcwatch/url.h"
 #include "kcwatch/webhook.h"
 
 #define QUEUE_MAX 10000
@@ -1070,8 +1071,11 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
     char status_s[24], delay_s[24];
     snprintf(status_s, sizeof(status_s), "%ld", status);
     snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
-    kcw_log(KCW_LOG_WARN, "notification failed, will retry", "receiver", d->receiver, "group",
-            d->group_key, "http_status", status_s, "error", detail, "retry_in", delay_s, NULL);
+    /* Loud once per episode: the retries of a group whose receiver stays
+     * down are DEBUG until a delivery succeeds again. */
+    kcw_log(l && l->failures > 1 ? KCW_LOG_DEBUG : KCW_LOG_WARN, "notification failed, will retry",
+            "receiver", d->receiver, "group", d->group_key, "http_status", status_s, "error",
+            detail, "retry_in", delay_s, NULL);
     event(n, d->receiver, d->group_key, "failed", status, detail);
     delivery_expire(n, d);
 }
@@ -1112,8 +1116,10 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         return;
     }
     kcw_store_begin(n->store);
-    kcw_delivery_result_t res =
-        resp->status == 0 ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
+    /* A transfer that failed after the status line (reset mid-body, cut
+     * short) proves nothing was taken: retry it like no answer. */
+    bool broken = resp->status == 0 || resp->curl_code != 0;
+    kcw_delivery_result_t res = broken ? KCW_DELIVERY_RETRY : kcw_notify_classify(resp->status);
     if (res == KCW_DELIVERY_OK) {
         log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
         char detail[48];
@@ -1128,7 +1134,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         delivery_rejected(n, d, resp->status, resp->body);
     } else {
         char detail[300];
-        if (resp->status != 0)
+        if (!broken)
             snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);
         else
             snprintf(detail, sizeof(detail), "%s", resp->error[0] ? resp->error : "no response");
@@ -1465,11 +1471,19 @@ static bool route_same(const kcw_notifier_t *n, const kcw_route_conf_t *rt)
     return true;
 }
 
+/* Receiver URLs may carry tokens (?token=, userinfo): mask them in logs. */
+static void register_url_secrets(const kcw_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_receivers; i++)
+        kcw_url_register_secrets(cfg->receivers[i].url);
+}
+
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                  kcw_notify_event_cb cb, void *arg)
 {
     if (!loop || !cfg)
         return NULL;
+    register_url_secrets(cfg);
     kcw_notifier_t *n = calloc(1, sizeof(*n));
     if (!n)
         return NULL;
@@ -1512,6 +1526,7 @@ void kcw_notifier_set_config(kcw_notifier_t *n, const kcw_config_t *cfg)
 {
     if (!n || !cfg || n->closing)
         return;
+    register_url_secrets(cfg);
     bool regroup = !route_same(n, &cfg->route);
     n->cfg = cfg;
     if (regroup) {

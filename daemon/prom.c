@@ -13,6 +13,7 @@
  * reported with the JSON path where it happened, so an operator reading the
  * rule's health can tell a broken proxy from a broken query. */
 #include "kcwatch/prom.h"
+#include "kcwatch/url.h"
 
 #include <curl/curl.h> /* CURLcode values in kcw_http_resp_t only; no libcurl calls here */
 #include <errno.h>
@@ -431,14 +432,11 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf)
     prom->http = http;
     prom->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : DEFAULT_TIMEOUT_MS;
 
-    /* A base URL with a path prefix (behind a proxy) keeps it; a trailing
-     * slash must not double. */
-    size_t base = strlen(conf->url);
-    while (base > 0 && conf->url[base - 1] == '/')
-        base--;
-    int rc = asprintf(&prom->query_url, "%.*s" QUERY_PATH, (int)base, conf->url);
-    if (rc < 0) {
-        prom->query_url = NULL;
+    /* A base URL with a path prefix (behind a proxy) keeps it, and so does
+     * its query; a trailing slash must not double. */
+    kcw_url_register_secrets(conf->url);
+    prom->query_url = kcw_url_join(conf->url, QUERY_PATH);
+    if (!prom->query_url) {
         prom_release(prom);
         return NULL;
     }
@@ -591,7 +589,10 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
         req.body_len = (size_t)n;
         req.headers = form_headers;
     } else {
-        if (asprintf(&url, "%s?%s", prom->query_url, params) < 0) {
+        /* query_url came out of kcw_url_join: it has a '?' only when the
+         * configured URL has a query of its own, which stays first. */
+        if (asprintf(&url, "%s%c%s", prom->query_url, strchr(prom->query_url, '?') ? '&' : '?',
+                     params) < 0) {
             free(params);
             return -ENOMEM;
         }

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,18 @@ typedef struct target {
     bool in_flight;
     bool exhausted_reported;
     int64_t last_seen_ms; /* last consider */
+    /* What the last poll says about this target, worked out once per model
+     * (thousands of alerts on one connector each ask the same questions;
+     * answering each from scratch was quadratic). See scope_verdict(). */
+    struct {
+        bool valid;
+        const kcw_connector_status_t *cs;
+        uint64_t generation, rules; /* model stamp; unrecoverable_key() */
+        kcw_restart_scope_t scope;
+        bool failed;    /* an instance in scope is FAILED */
+        size_t unrec;   /* instance index of the first unrecoverable one, or SIZE_MAX */
+        long pattern;   /* -1 rule_re, else index in r->unrecoverable */
+    } verdict;
 } target_t;
 
 struct action;
@@ -348,6 +361,7 @@ struct kcw_remediator {
     action_t *actions;
     size_t in_flight;
     uint64_t rng;
+    uint64_t patterns_epoch; /* bumped when unrecoverable[] is rebuilt */
     kcw_remediation_permit_cb permit; /* may be NULL */
     void *permit_arg;
     int64_t clock_ms;     /* caller's clock at the last call */
@@ -766,21 +780,69 @@ static bool instance_at(const kcw_connector_status_t *cs, size_t i, int *id, kcw
     return true;
 }
 
+/* First index of arr[0..n) (elements of size stride, sorted by the int at
+ * offset off) whose id is >= id; n when none. */
+static size_t lower_bound_id(const void *arr, size_t n, size_t stride, size_t off, int id)
+{
+    size_t a = 0, b = n;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        int v;
+        memcpy(&v, (const char *)arr + m * stride + off, sizeof(v));
+        if (v < id)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a;
+}
+
+/* The instance indexes [*lo, *hi) that scope covers: one task is found by
+ * binary search (tasks are sorted by id), so a per-task target costs
+ * O(log tasks), not a walk over the whole connector. */
+static void scope_range(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task,
+                        size_t *lo, size_t *hi)
+{
+    *lo = 0;
+    *hi = cs->n_tasks + 1;
+    if (scope == KCW_SCOPE_CONNECTOR) {
+        *hi = 1;
+    } else if (scope == KCW_SCOPE_TASK) {
+        size_t a = lower_bound_id(cs->tasks, cs->n_tasks, sizeof(*cs->tasks),
+                                  offsetof(kcw_task_status_t, id), task);
+        bool found = a < cs->n_tasks && cs->tasks[a].id == task;
+        *lo = found ? a + 1 : 0;
+        *hi = found ? a + 2 : 0;
+    }
+}
+
+/* First FAILED instance index in scope, or SIZE_MAX. */
+static size_t first_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task)
+{
+    size_t lo, hi;
+    int id;
+    kcw_state_t st;
+    const char *tr;
+    scope_range(cs, scope, task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++)
+        if (in_scope(scope, task, id) && st == KCW_STATE_FAILED)
+            return i;
+    return SIZE_MAX;
+}
+
 /* First FAILED instance in scope (its trace via *trace), or false. */
 static bool scope_failed(const kcw_connector_status_t *cs, kcw_restart_scope_t scope, int task,
                          const char **trace)
 {
-    int id;
-    kcw_state_t st;
-    const char *tr;
-    for (size_t i = 0; instance_at(cs, i, &id, &st, &tr); i++) {
-        if (in_scope(scope, task, id) && st == KCW_STATE_FAILED) {
-            if (trace)
-                *trace = tr;
-            return true;
-        }
+    size_t i = first_failed(cs, scope, task);
+    if (i == SIZE_MAX)
+        return false;
+    if (trace) {
+        int id;
+        kcw_state_t st;
+        instance_at(cs, i, &id, &st, trace);
     }
-    return false;
+    return true;
 }
 
 static bool operator_stopped(const kcw_connector_status_t *cs)
@@ -788,48 +850,102 @@ static bool operator_stopped(const kcw_connector_status_t *cs)
     return cs->state == KCW_STATE_PAUSED || cs->state == KCW_STATE_STOPPED;
 }
 
-/* Pattern that classifies trace as unrecoverable, or NULL. *origin names
- * where it comes from. */
-static const char *unrecoverable_match(const kcw_remediator_t *r, const kcw_regex_t *rule_re,
-                                       const char *trace, const char **origin)
+/* Index of the pattern that classifies trace as unrecoverable: -1 the rule's
+ * rule_re, i >= 0 r->unrecoverable[i]; -2 none. */
+static long unrecoverable_index(const kcw_remediator_t *r, const kcw_regex_t *rule_re,
+                                const char *trace)
 {
     if (!trace || !*trace)
-        return NULL;
-    if (rule_re && kcw_regex_match(rule_re, trace)) {
+        return -2;
+    if (rule_re && kcw_regex_match(rule_re, trace))
+        return -1;
+    for (size_t i = 0; i < r->n_unrecoverable; i++)
+        if (kcw_regex_match(r->unrecoverable[i], trace))
+            return (long)i;
+    return -2;
+}
+
+static const char *pattern_source(const kcw_remediator_t *r, const kcw_regex_t *rule_re,
+                                  long idx, const char **origin)
+{
+    if (idx == -1) {
         *origin = "rule restart.unless_trace";
         return kcw_regex_source(rule_re);
     }
-    for (size_t i = 0; i < r->n_unrecoverable; i++) {
-        if (kcw_regex_match(r->unrecoverable[i], trace)) {
-            *origin = "remediation.unrecoverable_traces";
-            return kcw_regex_source(r->unrecoverable[i]);
+    *origin = "remediation.unrecoverable_traces";
+    return kcw_regex_source(r->unrecoverable[idx]);
+}
+
+/* Names the set of patterns a verdict was reached with. */
+static uint64_t unrecoverable_key(const kcw_remediator_t *r, const kcw_regex_t *rule_re)
+{
+    uint64_t h = fnv1a(FNV_BASIS ^ r->patterns_epoch, rule_re ? kcw_regex_source(rule_re) : "");
+    return h ^ (uint64_t)(uintptr_t)rule_re;
+}
+
+/* The target's verdict on cs, worked out at most once per model, rule
+ * pattern set and scope: each FAILED trace in scope is matched once, so the
+ * work per poll is linear in the number of tasks however many alerts ask. */
+static void scope_verdict(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
+                          const kcw_connector_status_t *cs, uint64_t generation,
+                          kcw_restart_scope_t scope)
+{
+    uint64_t key = unrecoverable_key(r, rule_re);
+    if (t->verdict.valid && t->verdict.cs == cs && t->verdict.generation == generation &&
+        t->verdict.rules == key && t->verdict.scope == scope)
+        return;
+    t->verdict.valid = true;
+    t->verdict.cs = cs;
+    t->verdict.generation = generation;
+    t->verdict.rules = key;
+    t->verdict.scope = scope;
+    t->verdict.failed = false;
+    t->verdict.unrec = SIZE_MAX;
+    t->verdict.pattern = -2;
+    size_t lo, hi;
+    int id;
+    kcw_state_t st;
+    const char *tr;
+    scope_range(cs, scope, t->task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++) {
+        if (!in_scope(scope, t->task, id) || st != KCW_STATE_FAILED)
+            continue;
+        t->verdict.failed = true;
+        long p = unrecoverable_index(r, rule_re, tr);
+        if (p != -2) {
+            t->verdict.unrec = i;
+            t->verdict.pattern = p;
+            break;
         }
     }
-    return NULL;
 }
 
 /* Checks every FAILED trace in scope plus extra (the alert's). Restarts are
  * all-or-nothing per target (KIP-745 restarts every FAILED instance), so one
- * unrecoverable instance holds the whole target. true when reported. */
+ * unrecoverable instance holds the whole target. true when reported.
+ * generation stamps cs (0: not cached, a one-off model such as a re-read). */
 static bool check_unrecoverable(kcw_remediator_t *r, target_t *t, const kcw_regex_t *rule_re,
-                                const kcw_connector_status_t *cs, kcw_restart_scope_t scope,
-                                const char *extra)
+                                const kcw_connector_status_t *cs, uint64_t generation,
+                                kcw_restart_scope_t scope, const char *extra)
 {
     const char *origin = NULL, *pattern = NULL, *trace = NULL;
     if (cs) {
-        int id;
-        kcw_state_t st;
-        const char *tr;
-        for (size_t i = 0; !pattern && instance_at(cs, i, &id, &st, &tr); i++) {
-            if (in_scope(scope, t->task, id) && st == KCW_STATE_FAILED) {
-                pattern = unrecoverable_match(r, rule_re, tr, &origin);
-                trace = tr;
-            }
+        scope_verdict(r, t, rule_re, cs, generation, scope);
+        if (t->verdict.unrec != SIZE_MAX) {
+            int id;
+            kcw_state_t st;
+            instance_at(cs, t->verdict.unrec, &id, &st, &trace);
+            pattern = pattern_source(r, rule_re, t->verdict.pattern, &origin);
         }
+        if (!generation)
+            t->verdict.valid = false;
     }
     if (!pattern && extra) {
-        pattern = unrecoverable_match(r, rule_re, extra, &origin);
-        trace = extra;
+        long p = unrecoverable_index(r, rule_re, extra);
+        if (p != -2) {
+            pattern = pattern_source(r, rule_re, p, &origin);
+            trace = extra;
+        }
     }
     if (!pattern)
         return false;
@@ -971,7 +1087,9 @@ static void remember_marks(target_t *t, const action_t *a)
     int id;
     kcw_state_t st;
     const char *tr;
-    for (size_t i = 0; instance_at(&a->fresh, i, &id, &st, &tr); i++) {
+    size_t lo, hi;
+    scope_range(&a->fresh, a->scope, a->task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(&a->fresh, i, &id, &st, &tr); i++) {
         if (in_scope(a->scope, a->task, id) && st == KCW_STATE_FAILED) {
             m[n].id = id;
             m[n].trace_hash = trace_hash(tr);
@@ -1032,8 +1150,11 @@ static void action_finish(action_t *a)
             break;
         case OUT_FAILED:
             kind = KCW_REMEDIATION_FAILED;
-            snprintf(detail, sizeof(detail), "restart failed: HTTP %ld%s%s (%s)", q->http,
-                     q->err ? ": " : "", q->err ? q->err : "", at);
+            /* The client's error already reads "HTTP 429: message". */
+            if (q->err)
+                snprintf(detail, sizeof(detail), "restart failed: %s (%s)", q->err, at);
+            else
+                snprintf(detail, sizeof(detail), "restart failed: HTTP %ld (%s)", q->http, at);
             break;
         case OUT_RETRY:
             kind = KCW_REMEDIATION_RETRY;
@@ -1324,7 +1445,7 @@ static void on_status(long http_status, const kcw_connector_status_t *status, co
         if (kcw_regex_compile(a->unless_src, false, &rule_re, e, sizeof(e)) < 0)
             rule_re = NULL; /* it compiled at rule load; only OOM gets here */
     }
-    bool unrecoverable = check_unrecoverable(r, t, rule_re, cs, a->scope, NULL);
+    bool unrecoverable = check_unrecoverable(r, t, rule_re, cs, 0, a->scope, NULL);
     kcw_regex_free(rule_re);
     if (unrecoverable) {
         action_end(a);
@@ -1430,6 +1551,7 @@ void kcw_remediator_set_connect(kcw_remediator_t *r, kcw_connect_t *cn)
 
 static void compiled_clear(kcw_remediator_t *r)
 {
+    r->patterns_epoch++; /* cached verdicts name patterns by index */
     kcw_regex_free(r->exclude);
     r->exclude = NULL;
     for (size_t i = 0; i < r->n_unrecoverable; i++)
@@ -1659,9 +1781,11 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
 
     /* Cheap pre-checks on the last poll; the re-read decides in the end. */
     const kcw_connector_status_t *cs = NULL;
+    uint64_t generation = 0;
     if (r->cn) {
         const kcw_cluster_status_t *cl = kcw_connect_cluster(r->cn, cidx);
         cs = cl ? kcw_cluster_status_find(cl, connector) : NULL;
+        generation = cl ? cl->generation : 0;
     }
     if (cs) {
         if (operator_stopped(cs)) {
@@ -1670,11 +1794,16 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
             say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
             return;
         }
-        if (!scope_failed(cs, scope, task, NULL))
+        scope_verdict(r, t, rule->restart.unless_trace, cs, generation, scope);
+        if (!t->verdict.failed) {
+            if (!generation)
+                t->verdict.valid = false;
             return; /* alert not resolved yet, but nothing is FAILED */
+        }
     }
     verify_overdue(r, t, now_ms);
-    if (check_unrecoverable(r, t, rule->restart.unless_trace, cs, scope, alert->trace))
+    if (check_unrecoverable(r, t, rule->restart.unless_trace, cs, generation, scope,
+                            alert->trace))
         return;
 
     int rc = kcw_restart_policy_check(&t->policy, conf, now_ms);
@@ -1700,6 +1829,13 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
     action_start(r, t, rule, scope);
 }
 
+/* The mark of instance id (marks are in instance order, so sorted by id). */
+static mark_t *mark_find(target_t *t, int id)
+{
+    size_t a = lower_bound_id(t->marks, t->n_marks, sizeof(*t->marks), offsetof(mark_t, id), id);
+    return a < t->n_marks && t->marks[a].id == id ? &t->marks[a] : NULL;
+}
+
 /* Aggregate state of a target in a poll. *fresh_failed: some FAILED
  * instance is a new failure rather than the record the last restart saw. */
 static kcw_state_t target_state(target_t *t, const kcw_connector_status_t *cs, bool *fresh_failed)
@@ -1712,14 +1848,13 @@ static kcw_state_t target_state(target_t *t, const kcw_connector_status_t *cs, b
     int id;
     kcw_state_t st;
     const char *tr;
-    for (size_t i = 0; instance_at(cs, i, &id, &st, &tr); i++) {
+    size_t lo, hi;
+    scope_range(cs, t->scope, t->task, &lo, &hi);
+    for (size_t i = lo; i < hi && instance_at(cs, i, &id, &st, &tr); i++) {
         if (!in_scope(t->scope, t->task, id))
             continue;
         any = true;
-        mark_t *m = NULL;
-        for (size_t k = 0; k < t->n_marks; k++)
-            if (t->marks[k].id == id)
-                m = &t->marks[k];
+        mark_t *m = mark_find(t, id);
         if (st == KCW_STATE_FAILED) {
             any_failed = true;
             if (!m || m->left_failed || m->trace_hash != trace_hash(tr))

@@ -8,6 +8,7 @@
 # tests/stack (the jars come from Maven Central through mvn); python3-yaml
 # reads the shipped YAML in those tests.
 #
+# clang and its runtime build the libFuzzer targets (tests/fuzz).
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
 # Its package would start a system Prometheus on :9090 from its postinst; we
@@ -20,6 +21,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
+  clang libclang-rt-14-dev
   prometheus systemd dpkg-dev man-db maven openjdk-17-jdk-headless python3-yaml
   etcd-server etcd-client"
 missing=""

@@ -4,8 +4,8 @@
  * has exactly the field set Alertmanager's webhook receiver sends, in its
  * order, so any consumer written for Alertmanager reads it unchanged. Alerts
  * are ordered firing first, then by startsAt, then by fingerprint, before
- * max_alerts truncation: the alerts a receiver loses to truncation are the
- * resolved and the newest ones. Pure: no I/O, no clock. */
+ * max_alerts and size truncation: the alerts a receiver loses to truncation
+ * are the resolved and the newest ones. Pure: no I/O, no clock. */
 #include "kcwatch/webhook.h"
 
 #include <inttypes.h>
@@ -191,6 +191,23 @@ static json_t *payload_json(const char *receiver, const char *group_key,
     return root;
 }
 
+/* How many of the first n alerts fit in half of KCW_WEBHOOK_MAX_BYTES (the
+ * other half is for the envelope, whose common annotations can repeat one
+ * alert's); at least one. */
+static size_t fitting_alerts(const ordered_t *alerts, size_t n, const char *generator_url)
+{
+    size_t budget = KCW_WEBHOOK_MAX_BYTES / 2, used = 0, fit = 0;
+    for (; fit < n; fit++) {
+        json_t *a = alert_json(alerts[fit].alert, generator_url);
+        size_t size = a ? json_dumpb(a, NULL, 0, JSON_COMPACT) + 1 : 0;
+        json_decref(a);
+        if (fit > 0 && used + size > budget)
+            break;
+        used += size;
+    }
+    return fit;
+}
+
 char *kcw_webhook_payload(const char *receiver, const char *group_key,
                           const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
                           size_t n_alerts, const char *external_url, int max_alerts)
@@ -212,10 +229,21 @@ char *kcw_webhook_payload(const char *receiver, const char *group_key,
     size_t n_sent = n_alerts;
     if (max_alerts > 0 && n_sent > (size_t)max_alerts)
         n_sent = (size_t)max_alerts;
-    json_t *root = payload_json(receiver, group_key, group_labels, sorted, n_sent,
-                                n_alerts - n_sent, external_url, generator_url);
-    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(root);
+    n_sent = fitting_alerts(sorted, n_sent, generator_url);
+    char *text = NULL;
+    while (true) {
+        json_t *root = payload_json(receiver, group_key, group_labels, sorted, n_sent,
+                                    n_alerts - n_sent, external_url, generator_url);
+        text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(root);
+        /* The envelope (group and common sets) rarely passes the half left
+         * for it; if it does, send fewer alerts. */
+        if (!text || n_sent <= 1 || strlen(text) <= KCW_WEBHOOK_MAX_BYTES)
+            break;
+        free(text);
+        text = NULL;
+        n_sent = n_sent * 3 / 4;
+    }
     free(sorted);
     free(generator_url);
     return text;

@@ -8,6 +8,7 @@
  * data of the daemon's:
  *   - unknown path               -> 404 {"status":"error","errorType":"not_found",...}
  *   - known path, other method   -> 405 with an Allow header
+ *   - Host not allowed           -> 421 (see kcw_admin_opts_t.allowed_hosts)
  *   - write route, bad token     -> 401 with WWW-Authenticate: Bearer
  *   - body over max_body         -> 413 (the connection is then closed)
  *   - handler failure            -> 500 {"status":"error","errorType":"internal",...}
@@ -22,6 +23,7 @@
 #define KCWATCH_ADMIN_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -42,6 +44,16 @@ typedef struct kcw_admin_opts {
     size_t max_body;          /* request body bytes; 0 = 64 KiB */
     size_t conn_memory;       /* MHD per-connection pool (headers, buffers); 0 = 32 KiB */
     unsigned conn_timeout_s;  /* idle connection timeout; 0 = 30 s */
+    /* A whole request (headers and body, from the accept or the previous
+     * answer) must arrive within this; 0 = 10 s. Near the connection limit
+     * it shrinks to 2 s so trickling clients cannot keep every slot. */
+    unsigned request_deadline_ms;
+    unsigned per_ip_limit;    /* connections from one address; 0 = max_connections / 4 */
+    /* Host header names accepted besides the defaults, NULL-terminated; may
+     * be NULL. By default: loopback literals, "localhost" and the listen
+     * address (any IP literal when it listens on every interface). Names
+     * are what DNS rebinding uses, so only configured ones pass. */
+    const char *const *allowed_hosts;
 } kcw_admin_opts_t;
 
 /* One request as a handler sees it. Valid only during the handler call. */
@@ -76,6 +88,11 @@ typedef int (*kcw_admin_handler)(const kcw_admin_request_t *req, kcw_admin_respo
 int kcw_admin_listen_parse(const char *listen, struct sockaddr_storage *addr, char *err,
                            size_t errlen);
 
+/* Whether serving listen without a bearer token exposes the API beyond this
+ * host: true (with a sentence in msg) when listen is not a loopback address
+ * and token is NULL or "". false for loopback or with a token. */
+bool kcw_admin_listen_exposed(const char *listen, const char *token, char *msg, size_t n);
+
 /* --- the server ---------------------------------------------------------- */
 
 /* Validates opts (the listen address is parsed here, not bound). opts may be
@@ -99,6 +116,11 @@ int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen);
 unsigned kcw_admin_port(const kcw_admin_t *a);
 /* Open client connections (tests, metrics). */
 unsigned kcw_admin_connections(const kcw_admin_t *a);
+/* Connections cut for missing their request deadline since start (metrics). */
+unsigned long long kcw_admin_connections_cut(const kcw_admin_t *a);
+/* Whether a request with this Host header value may be served (pure
+ * policy, for tests): host[:port], [v6][:port]; NULL (HTTP/1.0) passes. */
+bool kcw_admin_host_allowed(const kcw_admin_t *a, const char *host);
 /* Stops serving: open connections are dropped, in-flight requests are
  * abandoned. on_closed(arg) runs later on the loop once every handle is
  * closed and everything freed; it may be NULL. Safe to call from a handler.

@@ -78,6 +78,9 @@ typedef struct kcw_cluster_status {
     char *version;         /* worker version from GET / (NULL unknown) */
     kcw_connector_status_t *connectors; /* sorted by name */
     size_t n_connectors;
+    /* Process-unique stamp, new whenever connectors[] changes: a pointer into
+     * it together with this value names one model (callers cache on it). */
+    uint64_t generation;
 } kcw_cluster_status_t;
 
 /* --- pure parsing (no I/O) --------------------------------------------- */

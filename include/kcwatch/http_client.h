@@ -44,6 +44,11 @@ typedef struct kcw_http_resp {
 
 typedef void (*kcw_http_cb)(const kcw_http_resp_t *resp, void *arg);
 
+/* A Retry-After header value (delta-seconds or an HTTP-date, surrounding
+ * blanks allowed) as milliseconds from now, capped at a day; a date in the
+ * past is 0; -1 when it is neither. */
+int64_t kcw_http_retry_after_parse(const char *value);
+
 /* Creates the client on loop. NULL on failure. */
 kcw_http_t *kcw_http_new(uv_loop_t *loop);
 /* Starts a request. Everything in req is copied; cb(arg) runs later on the

@@ -4,10 +4,12 @@
  *
  * Arguments after the message are key, value pairs ended by NULL. Every value
  * registered with kcw_log_add_secret() is replaced by "<redacted>" wherever it
- * appears. Output goes to stderr unless kcw_log_setup() names another FILE. */
+ * appears, and every URL's userinfo and query values by "xxxxx". Values are
+ * escaped (control bytes, invalid UTF-8) so a peer cannot forge lines. Output goes to stderr unless kcw_log_setup() names another FILE. */
 #ifndef KCWATCH_LOG_H
 #define KCWATCH_LOG_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 typedef enum {
@@ -25,8 +27,16 @@ typedef enum {
 void kcw_log_setup(kcw_log_format_t format, kcw_log_level_t level, FILE *out);
 /* "debug" "info" "warn" "error" -> level; -1 when unknown. */
 int kcw_log_level_parse(const char *s);
-/* Remember a secret to redact (copied). Empty strings are ignored. */
+/* Remember a secret to redact (copied). Empty strings are ignored. The list
+ * keeps the 1024 most recently added (adding a known one refreshes it):
+ * register every secret of a config each time it is loaded. */
 void kcw_log_add_secret(const char *secret);
+/* A copy of text as a log value would show it: registered secrets and URL
+ * credentials hidden (not escaped). For text that leaves other than through
+ * the log (API answers, status output). NULL on allocation failure. */
+char *kcw_log_redact(const char *text);
+/* How many secrets are remembered (tests). */
+size_t kcw_log_secret_count(void);
 /* Forget all secrets and restore defaults (tests, shutdown). */
 void kcw_log_reset(void);
 void kcw_log(kcw_log_level_t level, const char *msg, ...) __attribute__((sentinel));

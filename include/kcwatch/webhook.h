@@ -14,9 +14,14 @@
 #include "kcwatch/alerts.h"
 #include "kcwatch/labels.h"
 
+/* Largest payload built: alerts past max_alerts or past this size are left
+ * out (the earliest firing ones stay) and counted in truncatedAlerts. */
+#define KCW_WEBHOOK_MAX_BYTES (1024 * 1024)
+
 /* Returns a malloc'd JSON string or NULL on OOM. max_alerts 0 = all; when it
- * truncates, truncatedAlerts says how many were left out. status is "firing"
- * when any alert is firing, else "resolved". */
+ * truncates (by max_alerts or KCW_WEBHOOK_MAX_BYTES), truncatedAlerts says
+ * how many were left out; at least one alert is always sent. status is
+ * "firing" when any alert is firing, else "resolved". */
 char *kcw_webhook_payload(const char *receiver, const char *group_key,
                           const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
                           size_t n_alerts, const char *external_url, int max_alerts);

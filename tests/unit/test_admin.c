@@ -663,6 +663,52 @@ static void test_new_and_route_errors(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* DNS rebinding: a browser sends the attacker's name as Host. Only
+ * loopback literals, localhost, our own address and configured names pass. */
+static void test_host_policy(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    const char *const names[] = {"kcwatch.internal", NULL};
+    kcw_admin_opts_t lo = {.listen = "127.0.0.1:9464", .allowed_hosts = names};
+    kcw_admin_t *a = kcw_admin_new(&loop, &lo, err, sizeof err);
+    assert_non_null(a);
+    assert_true(kcw_admin_host_allowed(a, "127.0.0.1:9464"));
+    assert_true(kcw_admin_host_allowed(a, "127.0.0.2"));
+    assert_true(kcw_admin_host_allowed(a, "localhost:9464"));
+    assert_true(kcw_admin_host_allowed(a, "LOCALHOST."));
+    assert_true(kcw_admin_host_allowed(a, "[::1]:9464"));
+    assert_true(kcw_admin_host_allowed(a, "KCWatch.Internal:80"));
+    assert_true(kcw_admin_host_allowed(a, NULL));
+    assert_false(kcw_admin_host_allowed(a, "evil.example.com"));
+    assert_false(kcw_admin_host_allowed(a, "evil.example.com:9464"));
+    assert_false(kcw_admin_host_allowed(a, "localhost.evil.example.com"));
+    assert_false(kcw_admin_host_allowed(a, "10.0.0.5:9464")); /* not our address */
+    assert_false(kcw_admin_host_allowed(a, "::1"));            /* unbracketed */
+    assert_false(kcw_admin_host_allowed(a, "[::1"));
+    assert_false(kcw_admin_host_allowed(a, ""));
+    kcw_admin_close(a, NULL, NULL);
+
+    kcw_admin_opts_t any = {.listen = "0.0.0.0:9464"};
+    a = kcw_admin_new(&loop, &any, err, sizeof err);
+    assert_non_null(a);
+    assert_true(kcw_admin_host_allowed(a, "10.0.0.5:9464")); /* some address of ours */
+    assert_false(kcw_admin_host_allowed(a, "kcwatch.internal"));
+    assert_false(kcw_admin_host_allowed(a, "evil.example.com"));
+    kcw_admin_close(a, NULL, NULL);
+
+    kcw_admin_opts_t one = {.listen = "10.0.0.5:9464"};
+    a = kcw_admin_new(&loop, &one, err, sizeof err);
+    assert_non_null(a);
+    assert_true(kcw_admin_host_allowed(a, "10.0.0.5:9464"));
+    assert_false(kcw_admin_host_allowed(a, "10.0.0.6:9464"));
+    kcw_admin_close(a, NULL, NULL);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* --- the server ------------------------------------------------------------------- */
 
 static void test_get_route(void **state)
@@ -1137,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_listen_parse),
         cmocka_unit_test(test_envelopes),
         cmocka_unit_test(test_new_and_route_errors),
+        cmocka_unit_test(test_host_policy),
         cmocka_unit_test_setup_teardown(test_get_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),

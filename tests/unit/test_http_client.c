@@ -1145,9 +1145,27 @@ static void test_connect_close_cancels_calls(void **state)
     assert_true(run_until(fx, flag_set, &closed, DEADLINE_MS));
 }
 
+/* Retry-After as a pure function: seconds, dates, and the far-future date
+ * the fuzzer found (its milliseconds overflowed int64). */
+static void test_retry_after_parse(void **state)
+{
+    (void)state;
+    const int64_t day = 24LL * 3600 * 1000;
+    assert_int_equal(kcw_http_retry_after_parse("120"), 120000);
+    assert_int_equal(kcw_http_retry_after_parse(" 7 "), 7000);
+    assert_int_equal(kcw_http_retry_after_parse("99999999999999999999"), day);
+    assert_int_equal(kcw_http_retry_after_parse("Wed, 21 Oct 2015 07:28:00 GMT"), 0);
+    assert_int_equal(kcw_http_retry_after_parse("Nov620000000 2"), day);
+    assert_int_equal(kcw_http_retry_after_parse("Fri, 31 Dec 9999 23:59:59 GMT"), day);
+    assert_int_equal(kcw_http_retry_after_parse(""), -1);
+    assert_int_equal(kcw_http_retry_after_parse("soon"), -1);
+    assert_int_equal(kcw_http_retry_after_parse("12x"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retry_after_parse),
         cmocka_unit_test_setup_teardown(test_http_get_ok_and_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_post_body_and_basic_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_retry_after, setup, teardown),

@@ -1095,6 +1095,22 @@ static void test_loop_409_retried_not_counted(void **state)
     kcw_remediator_free(r);
 }
 
+/* A worker (or a proxy before it) answering 429: the detail names the
+ * status once ("HTTP 429: HTTP 429: fake" repeated itself). */
+static void test_loop_error_status_said_once(void **state)
+{
+    loop_fixture_t *lf = *state;
+    lf->w.kip745_code = 429;
+    poll_now(lf);
+    kcw_remediator_t *r = loop_remediator(lf);
+    consider_until(lf, r, T0, 1);
+    assert_int_equal(lf->rec.kind[0], KCW_REMEDIATION_FAILED);
+    assert_int_equal(lf->rec.http[0], 429);
+    assert_non_null(strstr(lf->rec.detail[0], "restart failed: HTTP 429: fake"));
+    assert_null(strstr(lf->rec.detail[0], "HTTP 429: HTTP 429"));
+    kcw_remediator_free(r);
+}
+
 static void test_loop_free_with_request_in_flight(void **state)
 {
     loop_fixture_t *lf = *state;
@@ -1317,6 +1333,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_paused_is_left_alone, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_dry_run_sends_nothing, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_409_retried_not_counted, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(test_loop_error_status_said_once, loop_setup,
                                         loop_teardown),
         cmocka_unit_test_setup_teardown(test_loop_free_with_request_in_flight, loop_setup,
                                         loop_teardown),

@@ -242,6 +242,45 @@ static void test_starts_at_falls_back_to_active_at(void **state)
     alert_clear(&a);
 }
 
+/* 64 KiB annotations on any number of alerts: the payload stays within
+ * KCW_WEBHOOK_MAX_BYTES, and truncatedAlerts counts what was left out, as
+ * Alertmanager reports max_alerts truncation. */
+static void test_payload_size_bounded(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    static kcw_alert_t storage[N];
+    const kcw_alert_t *alerts[N];
+    char *big = malloc(64 * 1024 + 1);
+    assert_non_null(big);
+    memset(big, 'x', 64 * 1024);
+    big[64 * 1024] = '\0';
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "c%03d", i);
+        alert_init(&storage[i], "Big", name, KCW_ALERT_FIRING, T0 + i, 0);
+        assert_int_equal(kcw_labels_set(&storage[i].annotations, "description", big), 0);
+        alerts[i] = &storage[i];
+    }
+    char *text = kcw_webhook_payload("ops", "k", NULL, alerts, N, "http://x", 0);
+    assert_non_null(text);
+    size_t len = strlen(text);
+    assert_true(len <= KCW_WEBHOOK_MAX_BYTES);
+    json_t *j = parse(text);
+    size_t sent = json_array_size(json_object_get(j, "alerts"));
+    assert_true(sent >= 1 && sent < N);
+    assert_int_equal(json_integer_value(json_object_get(j, "truncatedAlerts")), N - sent);
+    /* The earliest alerts are kept (the order max_alerts truncation keeps). */
+    assert_string_equal(
+        str(json_object_get(json_array_get(json_object_get(j, "alerts"), 0), "labels"),
+            "connector"),
+        "c000");
+    json_decref(j);
+    for (int i = 0; i < N; i++)
+        alert_clear(&storage[i]);
+    free(big);
+}
+
 static void test_empty_and_bad_utf8(void **state)
 {
     (void)state;
@@ -271,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_order_and_truncation),
         cmocka_unit_test(test_starts_at_falls_back_to_active_at),
         cmocka_unit_test(test_empty_and_bad_utf8),
+        cmocka_unit_test(test_payload_size_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
