@@ -32,6 +32,7 @@
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/url.h"
 #include "kcwatch/yamlnode.h"
 
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
@@ -613,8 +614,13 @@ static int url_value(ctx_t *c, const node_t *v, const char *path, bool strip, ch
     if (rc != 0)
         return rc;
     char why[128];
+    /* Userinfo and query values may be credentials: masked in logs from
+     * now on, even when this config is rejected, and never in an error. */
+    kcw_url_register_secrets(s);
     if (!url_ok(c, s, why, sizeof(why))) {
-        err_node(c, v, "%s: invalid URL \"%s\": %s", path, s, why);
+        char *shown = kcw_url_redact_text(s);
+        err_node(c, v, "%s: invalid URL \"%s\": %s", path, shown ? shown : "<redacted>", why);
+        free(shown);
         free(s);
         return -1;
     }
@@ -1092,6 +1098,7 @@ static void cluster_defaults(kcw_cluster_conf_t *cl)
 {
     cl->poll_interval_ms = 5 * SEC;
     cl->timeout_ms = 10 * SEC;
+    cl->max_body_bytes = KCW_DEFAULT_MAX_BODY_BYTES;
 }
 
 static const char *cluster_name_at(const void *items, size_t j)
@@ -1101,8 +1108,9 @@ static const char *cluster_name_at(const void *items, size_t j)
 
 static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
-    static const char *const keys[] = {"name",    "urls",       "url", "poll_interval",
-                                       "timeout", "basic_auth", "tls", NULL};
+    static const char *const keys[] = {"name",       "urls", "url", "poll_interval",
+                                       "timeout",    "max_body_bytes", "basic_auth",
+                                       "tls",        NULL};
     void *items;
     const node_t *seq = map_list(c, root, "connect", "cluster", sizeof(*cfg->clusters), &items);
     if (!seq)
@@ -1125,6 +1133,10 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         parse_cluster_urls(c, m, path, cl);
         get_duration(c, m, path, "poll_interval", &cl->poll_interval_ms, true);
         get_duration(c, m, path, "timeout", &cl->timeout_ms, true);
+        int max_body;
+        /* 1 KiB .. 1 GiB: a status poll needs about 240 bytes per connector. */
+        if (get_int(c, m, path, "max_body_bytes", &max_body, 1024, 1024LL * 1024 * 1024) == 0)
+            cl->max_body_bytes = (size_t)max_body;
         parse_basic_auth(c, m, path, &cl->basic_auth);
         parse_tls(c, m, path, &cl->tls);
     }

@@ -6,14 +6,22 @@
  *
  * A poll round is one request chain per cluster, never two at once:
  *   [GET / when this worker's version is not known yet]
- *   -> GET /connectors?expand=status&expand=info
+ *   -> GET /connectors?expand=status (about 240 bytes per connector)
  *   -> (array reply, worker < 2.3) GET /connectors/{c}/status and
  *      GET /connectors/{c} for each name, one after the other.
+ * Configs are not polled. Beside the rounds, one GET /connectors/{c} at a
+ * time reads the task config count and tasks.max of a connector that
+ * appeared or whose status changed so that its tasks no longer match them
+ * (the only use of the config, by tasks_below_configs); the config itself is
+ * dropped at once, never logged or kept.
+ * The status body goes through kcw_status_index_t: only connectors whose
+ * bytes changed are parsed again.
  * A connection-level failure moves the chain to the next worker URL of the
  * cluster (connect-rest.md §7.4); when every URL failed the cluster is marked
- * unreachable and the previous connectors stay (stale). HTTP errors and
- * unparsable bodies keep the previous model too: the worker answered, it just
- * had nothing usable to say. Connectors that disappear are kept for a few
+ * unreachable and the previous connectors stay (stale). HTTP errors, bodies
+ * over connect[].max_body_bytes, cut short or unparsable keep the previous
+ * model too but mark the cluster not readable (state UNREADABLE): the worker
+ * answered, it just had nothing usable to say, and kcwatch is blind there. Connectors that disappear are kept for a few
  * polls, because absence is not deletion (§3.5, §7.5). A body byte-identical to
  * the last parsed one is not parsed again. */
 #include "kcwatch/connect.h"
@@ -30,13 +38,14 @@
 
 #include "kcwatch/log.h"
 #include "kcwatch/url.h"
+#include "kcwatch/status_index.h"
 
 /* A connector absent from this many consecutive polls is dropped (§3.5). */
 #define MISSING_POLLS_DROP 3
 #define DEFAULT_POLL_MS 5000
 #define DEFAULT_TIMEOUT_MS 10000
-#define POLL_PATH "/connectors?expand=status&expand=info"
-/* Bodies of the calls that carry one connector are small; expand is bounded by http's default. */
+#define POLL_PATH "/connectors?expand=status"
+/* Bodies of the calls that carry one connector are small; the poll has its own limit. */
 #define MAX_SMALL_BODY (4u * 1024 * 1024)
 
 /* --- states and names ------------------------------------------------------ */
@@ -46,6 +55,7 @@ static const char *const state_names[KCW_STATE__COUNT] = {
     [KCW_STATE_FAILED] = "FAILED",         [KCW_STATE_PAUSED] = "PAUSED",
     [KCW_STATE_UNASSIGNED] = "UNASSIGNED", [KCW_STATE_RESTARTING] = "RESTARTING",
     [KCW_STATE_STOPPED] = "STOPPED",       [KCW_STATE_UNREACHABLE] = "UNREACHABLE",
+    [KCW_STATE_UNREADABLE] = "UNREADABLE",
 };
 
 kcw_state_t kcw_state_parse(const char *s)
@@ -172,6 +182,27 @@ const kcw_connector_status_t *kcw_cluster_status_find(const kcw_cluster_status_t
             hi = mid;
     }
     return NULL;
+}
+
+int kcw_connector_status_tasks_short(const kcw_connector_status_t *c)
+{
+    if (!c->has_info || c->n_task_configs < 0)
+        return -1;
+    int running = 0;
+    for (size_t i = 0; i < c->n_tasks; i++)
+        if (c->tasks[i].state == KCW_STATE_RUNNING && c->tasks[i].id >= 0 &&
+            c->tasks[i].id < c->n_task_configs)
+            running++;
+    return c->n_task_configs - running;
+}
+
+kcw_state_t kcw_cluster_status_state(const kcw_cluster_status_t *s)
+{
+    if (!s || s->last_poll_ms == 0)
+        return KCW_STATE_UNKNOWN;
+    if (!s->reachable)
+        return KCW_STATE_UNREACHABLE;
+    return s->readable ? KCW_STATE_RUNNING : KCW_STATE_UNREADABLE;
 }
 
 /* --- pure parsing ----------------------------------------------------------- */
@@ -424,6 +455,62 @@ static int parse_names(json_t *root, char ***names, size_t *n_names, char *err, 
     return 1;
 }
 
+/* One member of an expand body: {"status": ..., "info": ...} under key. */
+static int parse_member(const char *key, json_t *val, kcw_connector_status_t *c, bool *present,
+                        char *err, size_t errlen)
+{
+    char prefix[320];
+    int rc;
+    *present = false;
+    if (!json_is_object(val))
+        return fail(err, errlen, "field \"%.256s\" must be an object", key);
+    json_t *status = json_object_get(val, "status");
+    /* No status record yet: Connect leaves it out, so do we (§3.5). */
+    if (!status || json_is_null(status))
+        return 0;
+    snprintf(prefix, sizeof(prefix), "%.256s.status.", key);
+    if ((rc = parse_status_obj(status, prefix, c, err, errlen)) < 0)
+        return rc;
+    c->n_task_configs = -1;
+    c->tasks_max = -1;
+    /* The map key is the name the API addresses the connector by. */
+    if (strcmp(c->name, key) != 0) {
+        char *k = strdup(key);
+        if (!k) {
+            kcw_connector_status_clear(c);
+            return -ENOMEM;
+        }
+        free(c->name);
+        c->name = k;
+    }
+    json_t *info = json_object_get(val, "info");
+    if (info && !json_is_null(info)) {
+        snprintf(prefix, sizeof(prefix), "%.256s.", key);
+        if ((rc = parse_info_obj(info, prefix, c, err, errlen)) < 0) {
+            kcw_connector_status_clear(c);
+            return rc;
+        }
+    }
+    *present = true;
+    return 0;
+}
+
+int kcw_connect_parse_member(const char *key, const char *json, size_t len,
+                             kcw_connector_status_t *out, bool *present, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    *present = false;
+    json_error_t jerr;
+    /* Any value: a member that is not an object gets parse_member's message. */
+    json_t *root = json ? json_loadb(json, len, JSON_DECODE_ANY, &jerr) : NULL;
+    if (!root)
+        return json ? fail(err, errlen, "field \"%.256s\": invalid JSON: %s", key, jerr.text)
+                    : fail(err, errlen, "no body");
+    int rc = parse_member(key, root, out, present, err, errlen);
+    json_decref(root);
+    return rc;
+}
+
 int kcw_connect_parse_expand(const char *json, size_t len, kcw_cluster_status_t *out, char ***names,
                              size_t *n_names, char *err, size_t errlen)
 {
@@ -458,40 +545,13 @@ int kcw_connect_parse_expand(const char *json, size_t len, kcw_cluster_status_t 
     }
     const char *key;
     json_t *val;
-    char prefix[320];
     json_object_foreach(root, key, val)
     {
-        snprintf(prefix, sizeof(prefix), "%.256s.", key);
-        if (!json_is_object(val)) {
-            rc = fail(err, errlen, "field \"%.256s\" must be an object", key);
+        bool present;
+        if ((rc = parse_member(key, val, &arr[n], &present, err, errlen)) < 0)
             goto bad;
-        }
-        json_t *status = json_object_get(val, "status");
-        /* No status record yet: Connect leaves it out, so do we (§3.5). */
-        if (!status || json_is_null(status))
-            continue;
-        snprintf(prefix, sizeof(prefix), "%.256s.status.", key);
-        if ((rc = parse_status_obj(status, prefix, &arr[n], err, errlen)) < 0)
-            goto bad;
-        kcw_connector_status_t *c = &arr[n++];
-        c->n_task_configs = -1;
-        c->tasks_max = -1;
-        /* The map key is the name the API addresses the connector by. */
-        if (strcmp(c->name, key) != 0) {
-            char *k = strdup(key);
-            if (!k) {
-                rc = -ENOMEM;
-                goto bad;
-            }
-            free(c->name);
-            c->name = k;
-        }
-        json_t *info = json_object_get(val, "info");
-        if (info && !json_is_null(info)) {
-            snprintf(prefix, sizeof(prefix), "%.256s.", key);
-            if ((rc = parse_info_obj(info, prefix, c, err, errlen)) < 0)
-                goto bad;
-        }
+        if (present)
+            n++;
     }
     json_decref(root);
     if (n > 1)
@@ -574,6 +634,7 @@ typedef enum {
     REQ_POLL_EXPAND,
     REQ_POLL_STATUS, /* array fallback */
     REQ_POLL_INFO,   /* array fallback */
+    REQ_INFO,        /* task configs of one connector, beside the rounds */
     REQ_FETCH_STATUS,
     REQ_FETCH_VERSION,
     REQ_RESTART,
@@ -612,8 +673,11 @@ struct cluster {
     uv_timer_t timer;
     size_t cur_url;     /* worker the next call goes to */
     size_t version_url; /* worker status.version was read from; SIZE_MAX: none */
-    char *last_body;    /* last expand body that parsed */
-    size_t last_body_len;
+    kcw_status_index_t *index; /* last expand body that parsed, by connector */
+    char **info_queue;         /* connectors whose task configs are to be read */
+    size_t info_n, info_cap;
+    bool info_busy;  /* a REQ_INFO is in flight */
+    bool info_dirty; /* task configs changed since the last poll callback */
     long err_status; /* class of the last failure (see round_fail_code) */
     int err_curl;
 
@@ -752,6 +816,8 @@ static void req_unlink(kcw_connect_t *cn, req_t *r)
 static void req_free(kcw_connect_t *cn, req_t *r)
 {
     req_unlink(cn, r);
+    if (r->kind == REQ_INFO)
+        free(r->arg); /* the connector's name */
     free(r->path);
     free(r);
 }
@@ -772,7 +838,7 @@ static int req_send(req_t *r)
         .method = r->method,
         .url = url,
         .timeout_ms = cl->conf->timeout_ms > 0 ? cl->conf->timeout_ms : DEFAULT_TIMEOUT_MS,
-        .max_body = r->kind == REQ_POLL_EXPAND ? 0 : MAX_SMALL_BODY,
+        .max_body = r->kind == REQ_POLL_EXPAND ? cl->conf->max_body_bytes : MAX_SMALL_BODY,
         .basic_auth = cl->conf->basic_auth.username ? &cl->conf->basic_auth : NULL,
         .tls = &cl->conf->tls,
     };
@@ -825,8 +891,8 @@ static void round_fail_code(cluster_t *cl, const char *url, long http_status, in
     kcw_cluster_status_t *st = &cl->status;
     fallback_reset(cl);
     cl->polling = false;
-    bool changed = st->reachable != reachable || !st->last_error || cl->err_status != http_status ||
-                   cl->err_curl != curl_code;
+    bool changed = st->reachable != reachable || st->readable || !st->last_error ||
+                   cl->err_status != http_status || cl->err_curl != curl_code;
     cl->err_status = http_status;
     cl->err_curl = curl_code;
     char *e = strdup(msg);
@@ -835,6 +901,8 @@ static void round_fail_code(cluster_t *cl, const char *url, long http_status, in
         st->last_error = e;
     }
     st->reachable = reachable;
+    /* Whatever failed, the connectors are not current: nothing may act on them. */
+    st->readable = false;
     if (reachable)
         st->ever_reachable = true;
     st->last_poll_ms = wall_ms();
@@ -860,7 +928,10 @@ static void round_ok(cluster_t *cl, bool changed)
     cl->polling = false;
     cl->cur_url = cl->round_url;
     const char *url = url_of(cl, cl->round_url);
-    if (st->last_error || !st->reachable) {
+    if (cl->info_dirty)
+        changed = true;
+    cl->info_dirty = false;
+    if (st->last_error || !st->reachable || !st->readable) {
         changed = true;
         if (st->last_error)
             kcw_log(KCW_LOG_INFO, "connect poll recovered", "cluster", st->name, "url", url, NULL);
@@ -868,6 +939,7 @@ static void round_ok(cluster_t *cl, bool changed)
     free(st->last_error);
     st->last_error = NULL;
     st->reachable = true;
+    st->readable = true;
     st->ever_reachable = true;
     st->last_poll_ms = st->last_ok_ms = wall_ms();
     char *u = kcw_url_redact(url); /* printed by status and the API */
@@ -951,7 +1023,8 @@ static uint64_t next_generation(void)
 }
 
 /* Replaces the model's connectors with fresh (sorted, consumed), keeping the
- * ones that went missing for up to MISSING_POLLS_DROP polls (§3.5, §7.5). */
+ * ones that went missing for up to MISSING_POLLS_DROP polls (§3.5, §7.5).
+ * Model entries without a name were moved into fresh by the status index. */
 static int merge_connectors(cluster_t *cl, kcw_connector_status_t *fresh, size_t n_fresh)
 {
     kcw_cluster_status_t *st = &cl->status;
@@ -963,6 +1036,10 @@ static int merge_connectors(cluster_t *cl, kcw_connector_status_t *fresh, size_t
     }
     size_t i = 0, j = 0, n = 0;
     while (i < n_fresh || j < st->n_connectors) {
+        if (j < st->n_connectors && !st->connectors[j].name) {
+            j++;
+            continue;
+        }
         int c;
         if (i == n_fresh)
             c = 1;
@@ -1037,21 +1114,72 @@ static bool age_missing(cluster_t *cl)
 
 static void fallback_next(cluster_t *cl);
 
+/* Task configs are read for a connector that has none yet or whose tasks no
+ * longer match them (a task appeared, or fewer than the configs report). */
+static bool info_stale(const kcw_connector_status_t *c)
+{
+    if (!c->has_info || c->n_task_configs < 0)
+        return true;
+    if (c->n_tasks != (size_t)c->n_task_configs)
+        return true;
+    for (size_t i = 0; i < c->n_tasks; i++)
+        if (c->tasks[i].id < 0 || c->tasks[i].id >= c->n_task_configs)
+            return true;
+    return false;
+}
+
+static void info_queue_clear(cluster_t *cl)
+{
+    for (size_t i = 0; i < cl->info_n; i++)
+        free(cl->info_queue[i]);
+    free(cl->info_queue);
+    cl->info_queue = NULL;
+    cl->info_n = cl->info_cap = 0;
+}
+
+/* Takes name. The queue never holds more names than twice the connectors. */
+static void info_queue_push(cluster_t *cl, char *name)
+{
+    size_t bound = 2 * cl->status.n_connectors + 16;
+    if (cl->info_n >= bound) {
+        free(name);
+        return;
+    }
+    if (cl->info_n == cl->info_cap) {
+        size_t cap = cl->info_cap ? 2 * cl->info_cap : 16;
+        char **q = realloc(cl->info_queue, cap * sizeof(*q));
+        if (!q) {
+            free(name);
+            return;
+        }
+        cl->info_queue = q;
+        cl->info_cap = cap;
+    }
+    cl->info_queue[cl->info_n++] = name;
+}
+
+static void info_next(cluster_t *cl);
+
+/* Applies a new expand body through the status index: only connectors whose
+ * bytes changed are parsed; those whose tasks no longer match their task
+ * configs are queued for a config read. */
 static void on_expand(cluster_t *cl, const req_t *r, const kcw_http_resp_t *resp)
 {
     const char *url = url_of(cl, r->url_idx);
     char msg[400];
-    if (cl->last_body && resp->body_len == cl->last_body_len &&
-        memcmp(resp->body, cl->last_body, resp->body_len) == 0) {
+    kcw_cluster_status_t *st = &cl->status;
+    if (cl->index && kcw_status_index_same(cl->index, resp->body, resp->body_len)) {
         round_ok(cl, age_missing(cl));
         return;
     }
-    kcw_cluster_status_t fresh = {0};
-    char **names = NULL;
-    size_t n_names = 0;
-    char err[300];
-    int rc = kcw_connect_parse_expand(resp->body, resp->body_len, &fresh, &names, &n_names, err,
-                                      sizeof(err));
+    if (!cl->index && !(cl->index = kcw_status_index_new())) {
+        round_fail(cl, url, resp->status, "out of memory", true);
+        return;
+    }
+    kcw_status_delta_t d;
+    char err[300] = "";
+    int rc = kcw_status_index_apply(cl->index, resp->body, resp->body_len, st->connectors,
+                                    st->n_connectors, &d, err, sizeof(err));
     if (rc < 0) {
         snprintf(msg, sizeof(msg), "unreadable connector list: %s",
                  rc == -ENOMEM ? "out of memory" : err);
@@ -1060,9 +1188,18 @@ static void on_expand(cluster_t *cl, const req_t *r, const kcw_http_resp_t *resp
     }
     if (rc == 1) {
         /* Worker < 2.3 (§3.5): read each connector on its own. */
-        free(cl->last_body);
-        cl->last_body = NULL;
-        cl->last_body_len = 0;
+        kcw_cluster_status_t fresh = {0};
+        char **names = NULL;
+        size_t n_names = 0;
+        rc = kcw_connect_parse_expand(resp->body, resp->body_len, &fresh, &names, &n_names, err,
+                                      sizeof(err));
+        if (rc != 1) {
+            connectors_free(fresh.connectors, fresh.n_connectors);
+            snprintf(msg, sizeof(msg), "unreadable connector list: %s",
+                     rc == -ENOMEM ? "out of memory" : err);
+            round_fail(cl, url, resp->status, msg, true);
+            return;
+        }
         cl->fb_names = names;
         cl->fb_n = n_names;
         cl->fb_i = 0;
@@ -1074,18 +1211,85 @@ static void on_expand(cluster_t *cl, const req_t *r, const kcw_http_resp_t *resp
         fallback_next(cl);
         return;
     }
-    char *copy = malloc(resp->body_len + 1);
-    if (merge_connectors(cl, fresh.connectors, fresh.n_connectors) < 0) {
-        free(copy);
+    char **parsed = d.parsed_names;
+    size_t n_parsed = d.n_parsed;
+    d.parsed_names = NULL;
+    d.n_parsed = 0;
+    if (merge_connectors(cl, d.connectors, d.n_connectors) < 0) {
+        for (size_t i = 0; i < n_parsed; i++)
+            free(parsed[i]);
+        free(parsed);
+        kcw_status_index_reset(cl->index); /* the model lost reused connectors */
         round_fail(cl, url, resp->status, "out of memory", true);
         return;
     }
-    free(cl->last_body);
-    cl->last_body = copy;
-    cl->last_body_len = copy ? resp->body_len : 0;
-    if (copy)
-        memcpy(copy, resp->body, resp->body_len + 1);
+    for (size_t i = 0; i < n_parsed; i++) {
+        const kcw_connector_status_t *c = kcw_cluster_status_find(st, parsed[i]);
+        if (c && info_stale(c))
+            info_queue_push(cl, parsed[i]);
+        else
+            free(parsed[i]);
+    }
+    free(parsed);
     round_ok(cl, true);
+    info_next(cl);
+}
+
+/* GET /connectors/{c} (§3.3): keeps the task config count and tasks.max,
+ * drops the config. */
+static void on_info(cluster_t *cl, const req_t *r, const kcw_http_resp_t *resp)
+{
+    cl->info_busy = false;
+    const char *name = r->arg;
+    if (resp->curl_code == 0 && resp->status == 200) {
+        kcw_connector_status_t *c =
+            (kcw_connector_status_t *)kcw_cluster_status_find(&cl->status, name);
+        json_t *root = c ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+        kcw_connector_status_t got = {.n_task_configs = -1, .tasks_max = -1};
+        if (root && parse_info_obj(root, "", &got, NULL, 0) == 0) {
+            int before = kcw_connector_status_tasks_short(c);
+            c->has_info = got.has_info;
+            c->n_task_configs = got.n_task_configs;
+            c->tasks_max = got.tasks_max;
+            int after = kcw_connector_status_tasks_short(c);
+            /* Re-evaluate only when a rule could see it (no shortfall is 0 or -1). */
+            if ((before > 0 ? before : 0) != (after > 0 ? after : 0))
+                cl->info_dirty = true;
+        }
+        json_decref(root);
+    } else if (resp->curl_code == 0) {
+        /* 404: deleted meanwhile; 409/500 during a rebalance (§7.2): the
+         * connector's next status change asks again. */
+        kcw_log(KCW_LOG_DEBUG, "connector task configs not read", "cluster", cl->status.name,
+                "connector", name, NULL);
+    }
+    info_next(cl);
+}
+
+/* One config read at a time per cluster, newest request last. */
+static void info_next(cluster_t *cl)
+{
+    while (!cl->info_busy && cl->info_n > 0 && !cl->cn->closing) {
+        char *name = cl->info_queue[--cl->info_n];
+        const kcw_connector_status_t *c = kcw_cluster_status_find(&cl->status, name);
+        if (!c || !info_stale(c)) {
+            free(name);
+            continue;
+        }
+        req_t *r = req_new(cl, REQ_INFO, "GET", connector_path(name, "", -1));
+        if (!r) {
+            free(name);
+            return;
+        }
+        r->arg = name;
+        r->url_idx = cl->cur_url;
+        if (req_send(r) < 0) {
+            free(name);
+            req_free(cl->cn, r);
+            return;
+        }
+        cl->info_busy = true;
+    }
 }
 
 static void fallback_next(cluster_t *cl)
@@ -1347,6 +1551,10 @@ static void on_http(const kcw_http_resp_t *resp, void *arg)
         on_poll_resp(cl, r, resp);
         req_free(cn, r);
         return;
+    case REQ_INFO:
+        on_info(cl, r, resp);
+        req_free(cn, r);
+        return;
     default:
         if (!on_call_resp(r, resp))
             req_free(cn, r);
@@ -1364,7 +1572,8 @@ static void handle_closed(uv_handle_t *h)
     for (size_t i = 0; i < cn->n_clusters; i++) {
         cluster_t *cl = &cn->clusters[i];
         kcw_cluster_status_clear(&cl->status);
-        free(cl->last_body);
+        kcw_status_index_free(cl->index);
+        info_queue_clear(cl);
         fallback_reset(cl);
     }
     free(cn->clusters);

@@ -174,20 +174,6 @@ static int connector_labels(kcw_labels_t *l, const kcw_cluster_status_t *cl,
     return rc;
 }
 
-/* Configured tasks (info.tasks) that are not RUNNING; -1 when the task
- * configs are unknown (no info part in the poll). */
-static int tasks_short(const kcw_connector_status_t *cs)
-{
-    if (!cs->has_info || cs->n_task_configs < 0)
-        return -1;
-    int running = 0;
-    for (size_t i = 0; i < cs->n_tasks; i++)
-        if (cs->tasks[i].state == KCW_STATE_RUNNING && cs->tasks[i].id >= 0 &&
-            cs->tasks[i].id < cs->n_task_configs)
-            running++;
-    return cs->n_task_configs - running;
-}
-
 static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_cluster_status_t *cl,
                           const kcw_connector_status_t *cs, const kcw_labels_t *external_labels)
 {
@@ -198,7 +184,7 @@ static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_clust
             return 0;
         double value = 1;
         if (cond->tasks_below_configs) {
-            int missing = tasks_short(cs);
+            int missing = kcw_connector_status_tasks_short(cs);
             if (missing <= 0)
                 return 0;
             value = missing;
@@ -232,16 +218,17 @@ static int eval_cluster(out_list_t *o, const kcw_rule_t *rule, const kcw_cluster
 {
     const kcw_connect_cond_t *cond = rule->connect;
     if (cond->target == KCW_TARGET_CLUSTER) {
-        /* last_poll_ms == 0: not polled yet, so neither reachable nor not. */
-        if (!(cond->state_mask & (1u << KCW_STATE_UNREACHABLE)) || cl->reachable ||
-            cl->last_poll_ms == 0)
+        /* UNKNOWN (not polled yet) is neither reachable nor not. */
+        kcw_state_t st = kcw_cluster_status_state(cl);
+        if (st == KCW_STATE_UNKNOWN || st == KCW_STATE_RUNNING || !state_matches(cond->state_mask, st))
             return 0;
         kcw_labels_t base = {0};
         int rc = kcw_labels_set(&base, "cluster", cl->name);
         if (rc == 0)
-            rc = kcw_labels_set(&base, "state", kcw_state_name(KCW_STATE_UNREACHABLE));
+            rc = kcw_labels_set(&base, "state", kcw_state_name(st));
         if (rc == 0)
-            rc = emit(o, rule, &base, &base, 1, NULL, external_labels);
+            rc = emit(o, rule, &base, &base, 1,
+                      st == KCW_STATE_UNREADABLE ? cl->last_error : NULL, external_labels);
         kcw_labels_clear(&base);
         return rc;
     }

@@ -389,7 +389,7 @@ static int on_connect_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_no
         cp->state_node = v;
         return get_name_mask(l, v, "connect.state", lookup_state,
                              "FAILED, PAUSED, UNASSIGNED, RESTARTING, STOPPED, UNREACHABLE, "
-                             "RUNNING",
+                             "UNREADABLE, RUNNING",
                              &c->state_mask);
     }
     if (strcmp(key, "tasks_below_configs") == 0) {
@@ -406,12 +406,12 @@ static int check_connect(loader_t *l, const yaml_node_t *map, connect_parse_t *c
 {
     kcw_connect_cond_t *c = cp->c;
     int rc = 0;
-    unsigned unreachable = 1u << KCW_STATE_UNREACHABLE;
+    unsigned cluster_states = (1u << KCW_STATE_UNREACHABLE) | (1u << KCW_STATE_UNREADABLE);
     if (c->target == KCW_TARGET_CLUSTER) {
-        if (c->state_mask != unreachable) {
+        if (!c->state_mask || (c->state_mask & ~cluster_states)) {
             kcw_ydoc_error(&l->y, cp->state_node ? cp->state_node : map,
-                       "connect: target cluster needs state: UNREACHABLE (the only cluster "
-                       "state)");
+                       "connect: target cluster needs state: UNREACHABLE and/or UNREADABLE "
+                       "(the cluster states)");
             rc = -EINVAL;
         }
         const yaml_node_t *bad[] = {cp->connector_key, cp->type_key, cp->tbc_key};
@@ -425,9 +425,9 @@ static int check_connect(loader_t *l, const yaml_node_t *map, connect_parse_t *c
         }
         return rc;
     }
-    if (c->state_mask & unreachable) {
+    if (c->state_mask & cluster_states) {
         kcw_ydoc_error(&l->y, cp->state_node,
-                   "connect.state: UNREACHABLE is only valid with target: "
+                   "connect.state: UNREACHABLE and UNREADABLE are only valid with target: "
                    "cluster");
         rc = -EINVAL;
     }

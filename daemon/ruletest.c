@@ -37,6 +37,7 @@
 #include "kcwatch/labels.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/rules.h"
+#include "kcwatch/text.h"
 #include "kcwatch/yamlnode.h"
 
 #define MAX_FILE_BYTES (8 * 1024 * 1024)
@@ -49,6 +50,28 @@
  * resolved, not polled), so test time t runs at TEST_EPOCH_MS + t. Nothing
  * shown to the user depends on it. */
 #define TEST_EPOCH_MS INT64_C(1000000000000)
+
+/* Text from the test file or a rule file, safe to print on a terminal. */
+typedef struct esc {
+    char *s[6];
+    size_t n;
+} esc_t;
+
+static const char *esc(esc_t *e, const char *s)
+{
+    if (e->n == sizeof(e->s) / sizeof(e->s[0]))
+        return "?";
+    char *x = kcw_text_escape(s, 0);
+    e->s[e->n++] = x;
+    return x ? x : "?";
+}
+
+static void esc_free(esc_t *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->s[i]);
+    e->n = 0;
+}
 
 /* --- the loaded test file ------------------------------------------------ */
 
@@ -338,7 +361,8 @@ static char *normalise_expr(const char *s)
 static const char *const task_keys[] = {"id", "state", "worker_id", "trace", NULL};
 static const char *const connector_keys[] = {"type",  "state",        "worker_id", "trace",
                                              "tasks", "task_configs", "tasks_max", NULL};
-static const char *const snapshot_keys[] = {"at", "clusters", "unreachable", NULL};
+static const char *const snapshot_keys[] = {"at", "clusters", "unreachable", "unreadable",
+                                            NULL};
 
 /* A task or connector state; UNREACHABLE belongs to clusters only. */
 static int get_state(loader_t *l, const yaml_node_t *n, const char *what, kcw_state_t *out)
@@ -467,6 +491,7 @@ static int parse_cluster(loader_t *l, const yaml_node_t *k, const yaml_node_t *n
     if (kcw_ydoc_get_string(l, k, "cluster name", false, &cl->name) < 0)
         return -EINVAL;
     cl->reachable = true;
+    cl->readable = true;
     cl->ever_reachable = true;
     cl->last_poll_ms = cl->last_ok_ms = poll_ms;
     if (kcw_ynode_is_null(n))
@@ -505,16 +530,21 @@ static const kcw_cluster_status_t *snapshot_find(const snapshot_t *s, const char
     return NULL;
 }
 
-/* A cluster no worker answered: connect.c keeps the connectors of its last
- * good poll (stale), so the task alerts neither resolve nor change. */
-static int unreachable_cluster(loader_t *l, const yaml_node_t *n, const snapshot_t *prev,
-                               int64_t poll_ms, kcw_cluster_status_t *cl)
+/* A cluster no worker answered (key "unreachable"), or whose status body
+ * could not be read (key "unreadable"): connect.c keeps the connectors of its
+ * last good poll (stale), so the task alerts neither resolve nor change. */
+static int stale_cluster(loader_t *l, const yaml_node_t *n, const char *key, const snapshot_t *prev,
+                         int64_t poll_ms, kcw_cluster_status_t *cl)
 {
-    if (kcw_ydoc_get_string(l, n, "unreachable", false, &cl->name) < 0)
+    if (kcw_ydoc_get_string(l, n, key, false, &cl->name) < 0)
         return -EINVAL;
-    cl->reachable = false;
+    bool unreadable = strcmp(key, "unreadable") == 0;
+    cl->reachable = unreadable;
+    cl->readable = false;
     cl->last_poll_ms = poll_ms;
-    if (!(cl->last_error = strdup("no worker reachable"))) {
+    if (!(cl->last_error = strdup(unreadable ? "unreadable connector list: response body larger "
+                                               "than the limit"
+                                             : "no worker reachable"))) {
         kcw_ydoc_error(l, n, "out of memory");
         return -ENOMEM;
     }
@@ -557,17 +587,21 @@ static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *p
     }
     int64_t poll_ms = TEST_EPOCH_MS + s->at_ms;
     const yaml_node_t *clusters = map_get(l, n, "clusters");
-    const yaml_node_t *down = map_get(l, n, "unreachable");
+    static const char *const stale_keys[] = {"unreachable", "unreadable"};
+    const yaml_node_t *stale[2];
     if (clusters && !kcw_ydoc_check_map(l, clusters, "clusters", NULL, MAX_LIST_ITEMS)) {
         clusters = NULL;
         rc = -EINVAL;
     }
-    if (down && !check_seq(l, down, "unreachable")) {
-        down = NULL;
-        rc = -EINVAL;
+    size_t total = clusters ? kcw_ynode_map_len(clusters) : 0;
+    for (size_t k = 0; k < 2; k++) {
+        stale[k] = map_get(l, n, stale_keys[k]);
+        if (stale[k] && !check_seq(l, stale[k], stale_keys[k])) {
+            stale[k] = NULL;
+            rc = -EINVAL;
+        }
+        total += stale[k] ? kcw_ynode_seq_len(stale[k]) : 0;
     }
-    size_t total =
-        (clusters ? kcw_ynode_map_len(clusters) : 0) + (down ? kcw_ynode_seq_len(down) : 0);
     s->clusters = alloc_items(l, n, total, sizeof(*s->clusters));
     if (total && !s->clusters)
         return -ENOMEM;
@@ -580,18 +614,22 @@ static int parse_snapshot(loader_t *l, const yaml_node_t *n, const snapshot_t *p
         if (parse_cluster(l, k, v, poll_ms, &s->clusters[s->n_clusters++]) < 0)
             rc = -EINVAL;
     }
-    for (size_t i = 0; down && i < kcw_ynode_seq_len(down); i++) {
-        const yaml_node_t *v = kcw_ydoc_node(l, down->data.sequence.items.start[i]);
-        if (!v)
-            continue;
-        if (kcw_ynode_scalar(v) && snapshot_find(s, kcw_ynode_scalar(v))) {
-            kcw_ydoc_error(l, v, "unreachable: cluster \"%s\" is listed twice in this snapshot",
-                       kcw_ynode_scalar(v));
-            rc = -EINVAL;
-            continue;
+    for (size_t k = 0; k < 2; k++) {
+        const yaml_node_t *down = stale[k];
+        for (size_t i = 0; down && i < kcw_ynode_seq_len(down); i++) {
+            const yaml_node_t *v = kcw_ydoc_node(l, down->data.sequence.items.start[i]);
+            if (!v)
+                continue;
+            if (kcw_ynode_scalar(v) && snapshot_find(s, kcw_ynode_scalar(v))) {
+                kcw_ydoc_error(l, v, "%s: cluster \"%s\" is listed twice in this snapshot",
+                               stale_keys[k], kcw_ynode_scalar(v));
+                rc = -EINVAL;
+                continue;
+            }
+            if (stale_cluster(l, v, stale_keys[k], prev, poll_ms,
+                              &s->clusters[s->n_clusters++]) < 0)
+                rc = -EINVAL;
         }
-        if (unreachable_cluster(l, v, prev, poll_ms, &s->clusters[s->n_clusters++]) < 0)
-            rc = -EINVAL;
     }
     if (rc == 0) {
         s->view = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(*s->view));
@@ -1177,9 +1215,12 @@ static void on_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t
     r->warned = nw;
     r->warned[r->n_warned++] = rule;
     char when[32];
-    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n", r->tf->path,
-            r->tc->name, kcw_duration_format(now_ms - TEST_EPOCH_MS, when, sizeof(when)),
-            rule->alert, group->name, error);
+    esc_t e = {0};
+    fprintf(r->out, "warning: %s: test \"%s\": at %s rule %s (group %s): %s\n",
+            esc(&e, r->tf->path), esc(&e, r->tc->name),
+            kcw_duration_format(now_ms - TEST_EPOCH_MS, when, sizeof(when)), esc(&e, rule->alert),
+            esc(&e, group->name), esc(&e, error));
+    esc_free(&e);
 }
 
 static int run_init(run_t *r)
@@ -1223,7 +1264,9 @@ static void fail_header(run_t *r)
 {
     if (r->header_done)
         return;
-    fprintf(r->out, "FAIL %s: test \"%s\"\n", r->tf->path, r->tc->name);
+    esc_t e = {0};
+    fprintf(r->out, "FAIL %s: test \"%s\"\n", esc(&e, r->tf->path), esc(&e, r->tc->name));
+    esc_free(&e);
     r->header_done = true;
 }
 
@@ -1372,8 +1415,10 @@ static void report_check(run_t *r, const check_t *c, const exp_alert_t **exp,
 {
     char when[32];
     fail_header(r);
-    fprintf(r->out, "  alertname: %s, eval_time: %s\n", c->alertname,
+    esc_t e = {0};
+    fprintf(r->out, "  alertname: %s, eval_time: %s\n", esc(&e, c->alertname),
             kcw_duration_format(c->eval_ms, when, sizeof(when)));
+    esc_free(&e);
     fprintf(r->out, "    expected:%s\n", c->n_exp ? "" : " none");
     for (size_t i = 0; i < c->n_exp; i++) {
         fprintf(r->out, "      %s ", kcw_alert_state_name(exp[i]->state));
@@ -1506,7 +1551,10 @@ static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
         rc = -ENOMEM;
     run_free(&r);
     if (rc < 0) {
-        fprintf(out, "FAIL %s: test \"%s\": %s\n", tf->path, tc->name, strerror(-rc));
+        esc_t e = {0};
+        fprintf(out, "FAIL %s: test \"%s\": %s\n", esc(&e, tf->path), esc(&e, tc->name),
+                strerror(-rc));
+        esc_free(&e);
         return rc;
     }
     return passed ? 1 : 0;
@@ -1535,10 +1583,13 @@ int kcw_ruletest_run(const char *const *files, size_t n, FILE *out)
                 file_failed++;
         }
         failed += file_failed;
+        esc_t e = {0};
         if (file_failed)
-            fprintf(out, "FAIL %s: %zu of %zu tests failed\n", tf.path, file_failed, tf.n_tests);
+            fprintf(out, "FAIL %s: %zu of %zu tests failed\n", esc(&e, tf.path), file_failed,
+                    tf.n_tests);
         else
-            fprintf(out, "ok   %s: %zu tests passed\n", tf.path, tf.n_tests);
+            fprintf(out, "ok   %s: %zu tests passed\n", esc(&e, tf.path), tf.n_tests);
+        esc_free(&e);
         test_file_clear(&tf);
     }
     fprintf(out, "rule tests: %zu passed, %zu failed\n", passed, failed);

@@ -28,8 +28,9 @@
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
-#include <signal.h>
+#include <malloc.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -274,6 +275,12 @@ static void hook_restart(void *arg, const kcw_rule_t *rule, const kcw_alert_t *a
                          int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
+    /* Nothing is restarted from a model the last poll could not refresh. */
+    const char *cluster = kcw_labels_get(&alert->labels, "cluster");
+    int ci = cluster && wd->gen ? kcw_connect_cluster_index(wd->gen->cn, cluster) : -1;
+    const kcw_cluster_status_t *cs = ci >= 0 ? kcw_connect_cluster(wd->gen->cn, (size_t)ci) : NULL;
+    if (cs && cs->reachable && !cs->readable)
+        return;
     if (wd->rem && ha_may_act(wd, &alert->labels))
         kcw_remediator_consider(wd->rem, rule, alert, now_ms);
 }
@@ -540,13 +547,15 @@ static void on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
     int64_t now = wall_now_ms();
     const kcw_cluster_status_t *status = kcw_connect_cluster(cn, idx);
     kcw_store_begin(wd->store); /* the poll: one transaction */
-    kcw_remediator_observe(wd->rem, idx, status, now);
+    /* A stale model of a cluster that answered must not verify or judge restarts. */
+    if (status->readable || !status->reachable)
+        kcw_remediator_observe(wd->rem, idx, status, now);
     const char *l[] = {"cluster", status->name, NULL};
     if (status->poll_started_ms > 0 && status->last_poll_ms >= status->poll_started_ms)
         kcw_metrics_observe(wd->metrics, "kcwatch_connect_poll_duration_seconds", l,
                             (double)(status->last_poll_ms - status->poll_started_ms) / 1000.0);
-    const char *lr[] = {"cluster", status->name, "result", status->reachable ? "success" : "error",
-                        NULL};
+    const char *lr[] = {"cluster", status->name, "result",
+                        status->reachable && status->readable ? "success" : "error", NULL};
     kcw_metrics_add(wd->metrics, "kcwatch_connect_polls_total", lr, 1);
     /* An unchanged body still matters when reachability flipped; the client
      * reports that as changed too. Unchanged: the group timers keep time. */
@@ -642,7 +651,8 @@ static void metrics_refresh(kcw_watchdog_t *wd)
     for (size_t i = 0; g && g->cn && i < kcw_connect_cluster_count(g->cn); i++) {
         const kcw_cluster_status_t *st = kcw_connect_cluster(g->cn, i);
         const char *l[] = {"cluster", st->name, NULL};
-        kcw_metrics_set(m, "kcwatch_connect_up", l, st->last_poll_ms && st->reachable ? 1 : 0);
+        kcw_metrics_set(m, "kcwatch_connect_up", l,
+                        st->last_poll_ms && st->reachable && st->readable ? 1 : 0);
         if (st->last_poll_ms)
             kcw_metrics_set(m, "kcwatch_connect_last_poll_timestamp_seconds", l,
                             (double)st->last_poll_ms / 1000.0);
@@ -813,6 +823,12 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
 
 kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset_t *rules)
 {
+    /* Status bodies are MBs and come every second. glibc raises its mmap
+     * threshold to the largest block freed so far, after which such buffers
+     * come from the heap and their pages stay resident; a fixed threshold
+     * keeps them mapped and returned on free (bench/README.md: RssAnon 24 ->
+     * 8 MiB at 10,000 connectors). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     kcw_watchdog_t *wd = calloc(1, sizeof(*wd));
     generation_t *g = calloc(1, sizeof(*g));
     if (!wd || !g) {
@@ -833,6 +849,10 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
         generation_build(wd, g, NULL) < 0) {
+        /* The client's handles close when the caller runs the loop. */
+        if (wd->http)
+            kcw_http_close(wd->http, NULL, NULL);
+        wd->http = NULL;
         kcw_watchdog_free(wd);
         return NULL;
     }
@@ -928,6 +948,18 @@ static int handle_readyz(const kcw_admin_request_t *req, kcw_admin_response_t *r
     if (!wd->ready)
         return kcw_admin_response_text(resp, 503, NULL,
                                        "kcwatch is not ready: no evaluation has completed yet.\n");
+    /* A cluster that answers with a status kcwatch cannot read leaves it blind. */
+    kcw_connect_t *cn = wd->gen ? wd->gen->cn : NULL;
+    for (size_t i = 0; i < kcw_connect_cluster_count(cn); i++) {
+        const kcw_cluster_status_t *cs = kcw_connect_cluster(cn, i);
+        if (kcw_cluster_status_state(cs) == KCW_STATE_UNREADABLE) {
+            char msg[600];
+            snprintf(msg, sizeof(msg),
+                     "kcwatch is not ready: the status of Connect cluster %s cannot be read: %s\n",
+                     cs->name, cs->last_error ? cs->last_error : "unknown error");
+            return kcw_admin_response_text(resp, 503, NULL, msg);
+        }
+    }
     return kcw_admin_response_text(resp, 200, NULL, "kcwatch is ready.\n");
 }
 
@@ -1104,17 +1136,26 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     kcw_remediator_set_connect(wd->rem, g->cn);
     uv_signal_t *sigs[] = {&wd->sig_term, &wd->sig_int, &wd->sig_hup};
     int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    /* Handles are initialised before anything can fail, so stop() can close
+     * them all; a daemon that cannot catch SIGTERM or SIGHUP does not start. */
     for (int i = 0; i < 3; i++) {
         uv_signal_init(wd->loop, sigs[i]);
         sigs[i]->data = wd;
-        uv_signal_start(sigs[i], on_signal, nums[i]);
     }
     uv_timer_init(wd->loop, &wd->notify_soon);
     wd->notify_soon.data = wd;
+    wd->started = true;
+    for (int i = 0; i < 3; i++) {
+        int src = uv_signal_start(sigs[i], on_signal, nums[i]);
+        if (src < 0) {
+            kcw_log(KCW_LOG_ERROR, "cannot handle a signal", "signal", strsignal(nums[i]),
+                    "error", uv_strerror(src), NULL);
+            return src;
+        }
+    }
     /* A peer closing a connection must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
     wd->sd = kcw_sdnotify_new(wd->loop);
-    wd->started = true;
     size_t n_rules = kcw_engine_rule_count(g->engine);
     char buf_c[32], buf_r[32];
     snprintf(buf_c, sizeof(buf_c), "%zu", kcw_connect_cluster_count(g->cn));

@@ -11,6 +11,9 @@
 # clang and its runtime build the libFuzzer targets (tests/fuzz).
 # `prometheus` is here for its binaries only (the integration tests start
 # /usr/bin/prometheus on their own loopback ports, promtool checks rules.d).
+# `victoria-metrics` likewise, for /usr/bin/vmalert, which bench/rules runs
+# beside kcwatch on the same rules. `libjsmn-dev` is the header-only JSON
+# tokenizer daemon/status_index.c splits status bodies with.
 # Its package would start a system Prometheus on :9090 from its postinst; we
 # keep it from starting during the install (policy-rc.d), and stop and disable
 # one that an earlier install left running, so nothing packaged is listening.
@@ -21,7 +24,7 @@ set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libjsmn-dev victoria-metrics
   prometheus systemd dpkg-dev man-db maven openjdk-17-jdk-headless python3-yaml
   etcd-server etcd-client"
 missing=""
@@ -53,7 +56,7 @@ fi
 # The packaged service, if it runs anyway (an earlier install, a policy that
 # allowed it), would answer on :9090, kcwatch's default Prometheus URL: stop it
 # and keep it from starting at boot. The tests never rely on it.
-# The same holds for etcd on :2379.
+# The same holds for etcd on :2379 and victoria-metrics.
 keep_stopped() {
     svc=$1
     pidfile=$2
@@ -71,3 +74,5 @@ keep_stopped() {
 }
 keep_stopped prometheus /run/prometheus/prometheus.pid
 keep_stopped etcd /run/etcd.pid
+# Same for victoria-metrics: only its vmalert binary is used, by bench/.
+keep_stopped victoria-metrics /run/victoria-metrics.pid

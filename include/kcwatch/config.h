@@ -40,12 +40,17 @@ typedef struct kcw_tls_conf {
     bool insecure; /* skip verification */
 } kcw_tls_conf_t;
 
+/* Status poll body limit: about 240 bytes per connector, 50,000 connectors with
+ * room for stack traces. */
+#define KCW_DEFAULT_MAX_BODY_BYTES ((size_t)64 * 1024 * 1024)
+
 typedef struct kcw_cluster_conf {
     char *name;
     char **urls; /* worker base URLs without trailing slash, >= 1 */
     size_t n_urls;
     int64_t poll_interval_ms; /* default 5s */
     int64_t timeout_ms;       /* default 10s, per request */
+    size_t max_body_bytes;    /* status poll body limit; default 64 MiB (50,000 connectors) */
     kcw_basic_auth_conf_t basic_auth;
     kcw_tls_conf_t tls;
 } kcw_cluster_conf_t;

@@ -1,16 +1,22 @@
 /* connect.h: the Kafka Connect REST client and its status model.
  *
  * Data model: a kcw_cluster_status_t per configured cluster, rebuilt from each
- * poll of `GET /connectors?expand=status&expand=info` (or, on workers before
- * 2.3 that answer with a plain array, from per-connector /status and info
- * calls). Parsing is pure (kcw_connect_parse_expand) so it is unit-tested.
+ * poll of `GET /connectors?expand=status` (or, on workers before 2.3 that
+ * answer with a plain array, from per-connector /status and info calls).
+ * Connector configs are not polled: `GET /connectors/{c}` is read only for a
+ * connector that appeared or whose task list changed, and only its task
+ * config count and tasks.max are kept (never the config itself).
+ * Parsing is pure (kcw_connect_parse_expand; status_index.h re-parses only the
+ * connectors whose bytes changed) so it is unit-tested.
  *
  * Client: a kcw_connect_t owns one poller per cluster on the libuv loop. It
  * fails over between a cluster's worker URLs on connection-level errors only
  * (connect-rest.md §7.4), marks the cluster UNREACHABLE when every worker
  * failed, learns the worker version from `GET /`, and offers the calls the
  * remediation needs (status re-read, restarts). Bodies byte-identical to the
- * previous poll are not parsed again. */
+ * previous poll are not parsed again. A worker that answers with a body that
+ * is over connect[].max_body_bytes, cut short or not readable leaves the
+ * cluster reachable but not readable (cluster state UNREADABLE). */
 #ifndef KCWATCH_CONNECT_H
 #define KCWATCH_CONNECT_H
 
@@ -31,6 +37,8 @@ typedef enum {
     KCW_STATE_RESTARTING,
     KCW_STATE_STOPPED,
     KCW_STATE_UNREACHABLE, /* cluster level only: no worker answered */
+    KCW_STATE_UNREADABLE,  /* cluster level only: a worker answered, the status poll gave no
+                              usable model (body over the limit, cut short, not JSON, HTTP error) */
     KCW_STATE__COUNT
 } kcw_state_t;
 
@@ -69,6 +77,9 @@ typedef struct kcw_connector_status {
 typedef struct kcw_cluster_status {
     char *name;
     bool reachable;        /* false: every worker failed at the last poll */
+    bool readable;         /* true: the last poll gave a complete, current model. False
+                              with reachable: the connectors are stale (state UNREADABLE);
+                              nothing is restarted from them and /readyz is not ready */
     bool ever_reachable;
     int64_t last_poll_ms;  /* wall clock ms of the last completed poll */
     int64_t last_ok_ms;
@@ -99,6 +110,20 @@ int kcw_connect_parse_expand(const char *json, size_t len, kcw_cluster_status_t 
  * Confluent Platform versions (5.x-8.x with -ccs/-ce) are mapped to the Apache
  * Kafka release they ship ("7.4.0-ccs" -> 3.4, "6.2.0-ccs" -> 2.8). */
 int kcw_connect_version_parse(const char *version, int *major, int *minor);
+/* The cluster-level state: UNREACHABLE, UNREADABLE, RUNNING when the last
+ * poll was good, UNKNOWN before the first poll. */
+kcw_state_t kcw_cluster_status_state(const kcw_cluster_status_t *s);
+
+/* One member of an expand body: key is the (decoded) map key, json / len the
+ * bytes of its value ({"status": ...}). *present is false when the member
+ * carries no status (Connect leaves those out, §3.5); otherwise out holds
+ * the connector, named key. Exactly what kcw_connect_parse_expand does for
+ * each member. 0, -EINVAL with err, -ENOMEM. */
+int kcw_connect_parse_member(const char *key, const char *json, size_t len,
+                             kcw_connector_status_t *out, bool *present, char *err, size_t errlen);
+/* Task configs (info.tasks) that are not RUNNING; -1 when the task configs
+ * are unknown. */
+int kcw_connector_status_tasks_short(const kcw_connector_status_t *c);
 void kcw_connector_status_clear(kcw_connector_status_t *c);
 void kcw_cluster_status_clear(kcw_cluster_status_t *s);
 /* Deep copy (dst zeroed). 0 or -ENOMEM. */

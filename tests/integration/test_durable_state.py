@@ -211,6 +211,12 @@ def test_budget_spent_stays_spent_after_kill9():
         h.wait_alert("KcwatchRestartBudgetExhausted", "firing", {"connector": "flaky"},
                      timeout=30)
         h.check(len(h.fake.restarts("flaky")) == 2, "restarts: %r" % h.fake.restarts("flaky"))
+        # Delivery is at-least-once: a kill between the receiver's 2xx and the
+        # commit that records it would page again. Kill once it is recorded.
+        h.wait_for(lambda: [r for r in history_json(h, "--since", "1h")
+                            if r["kind"] == "notification" and r.get("http_status") == 200
+                            and "KcwatchRestartBudgetExhausted" in (r.get("group") or "")],
+                   what="the budget page recorded as delivered")
         kill9(h)
         start_again(h, over)
         h.wait_polls(30)  # >= 6 s: a new run would have restarted twice by now

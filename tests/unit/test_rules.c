@@ -312,7 +312,7 @@ static void test_every_error_in_one_pass(void **state)
     expect_error_at(&errs, 16, 12, "limit: expected a non-negative integer");
     expect_error_at(&errs, 20, 9, "expr and connect are mutually exclusive");
     expect_error_at(&errs, 21, 26, "keep_firing_for: invalid duration");
-    expect_error_at(&errs, 23, 40, "UNREACHABLE is only valid with target: cluster");
+    expect_error_at(&errs, 23, 40, "UNREADABLE are only valid with target: cluster");
     expect_error_at(&errs, 26, 18, "restart: a target: cluster rule has no connector");
     expect_error_at(&errs, 28, 33, "tasks_below_configs needs target: connector");
     expect_error_at(&errs, 30, 11, "invalid name \"1bad\"");
@@ -524,10 +524,16 @@ static void test_shipped_rules(void **state)
     assert_int_equal(r->for_ms, 60 * 1000);
     assert_string_equal(find_tmpl(r->labels, r->n_labels, "severity")->source, "critical");
 
+    r = find_rule(rs, "ConnectStatusUnreadable");
+    assert_non_null(r);
+    assert_int_equal(r->connect->target, KCW_TARGET_CLUSTER);
+    assert_int_equal(r->connect->state_mask, 1u << KCW_STATE_UNREADABLE);
+    assert_int_equal(r->for_ms, 60 * 1000);
+
     size_t total = 0;
     for (size_t g = 0; g < rs->n_groups; g++)
         total += rs->groups[g].n_rules;
-    assert_int_equal(total, 5);
+    assert_int_equal(total, 6);
     kcw_ruleset_free(rs);
     kcw_errors_clear(&errs);
 }

@@ -577,6 +577,24 @@ static void test_changed_poll_evaluates_at_once(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* A test name from the file cannot rewrite the operator's terminal. */
+static void test_output_escapes_control_bytes(void **state)
+{
+    fixture_t *f = *state;
+    write_file(f, "rules.yaml", connect_rules);
+    write_file(f, "esc.yaml",
+               "rule_files: [rules.yaml]\n"
+               "tests:\n"
+               "  - name: \"clear\\e[2J\\rscreen\"\n"
+               "    connect: [{at: 0s, clusters: {c1: {o: {tasks: [{state: FAILED}]}}}}]\n"
+               "    alert_rule_test:\n"
+               "      - {eval_time: 1m, alertname: TaskFailed}\n");
+    assert_int_equal(run_one(f, "esc.yaml"), 1);
+    assert_null(strchr(f->output, '\033'));
+    assert_null(strchr(f->output, '\r'));
+    assert_output_has(f, "test \"clear\\x1b[2J\\rscreen\"");
+}
+
 /* --- canned PromQL results ------------------------------------------------------------- */
 
 static void test_promql_results(void **state)
@@ -726,6 +744,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_timeline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_vs_firing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_poll_evaluates_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_escapes_control_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promql_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promql_offset_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promql_duplicate_labelset, setup, teardown),
