@@ -1145,6 +1145,45 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     }
 }
 
+/* A name for ownership records: the same characters as a cluster name. */
+static int get_instance_name(ctx_t *c, const node_t *m, const char *path, char **dst)
+{
+    int rc = get_string(c, m, path, "instance", dst);
+    if (rc == 0 && !cluster_name_ok(*dst))
+        err_node(c, map_get(c, m, "instance"),
+                 "%s.instance: \"%s\" may only contain letters, digits, '_', '.', '-'", path, *dst);
+    return rc;
+}
+
+static void parse_ha(ctx_t *c, const node_t *root, kcw_ha_conf_t *ha)
+{
+    static const char *const keys[] = {"etcd", "instance", NULL};
+    static const char *const etcd_keys[] = {"endpoints", "prefix", "ttl", NULL};
+    char p[PATH_LEN], ep[PATH_LEN], lp[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "ha", keys, NULL, p);
+    if (!m)
+        return;
+    get_instance_name(c, m, p, &ha->instance);
+    const node_t *e = sub_map(c, m, p, "etcd", etcd_keys, NULL, ep);
+    if (!e)
+        return;
+    const node_t *seq = as_seq(c, map_get(c, e, "endpoints"), join(lp, ep, "endpoints"));
+    if (seq)
+        string_list(c, seq, lp, url_item, &ha->endpoints, &ha->n_endpoints);
+    if (get_string(c, e, ep, "prefix", &ha->prefix) == 0) {
+        size_t n = strlen(ha->prefix);
+        while (n > 1 && ha->prefix[n - 1] == '/')
+            ha->prefix[--n] = '\0';
+        if (ha->prefix[0] != '/' || n < 2)
+            err_node(c, map_get(c, e, "prefix"),
+                     "%s.prefix: \"%s\" must start with '/' and name something", ep, ha->prefix);
+    }
+    if (get_duration(c, e, ep, "ttl", &ha->ttl_ms, true) == 0 &&
+        (ha->ttl_ms < 2 * SEC || ha->ttl_ms % SEC != 0 || ha->ttl_ms > HOUR))
+        err_node(c, map_get(c, e, "ttl"),
+                 "%s.ttl: must be whole seconds between 2s and 1h (etcd leases count seconds)", ep);
+}
+
 /* A regex is kept even when it does not compile: the error fails the load. */
 static int trace_item(ctx_t *c, const node_t *v, const char *path, char **out)
 {
@@ -1812,7 +1851,10 @@ static int set_scalar_defaults(kcw_config_t *cfg)
     cfg->route.group_wait_ms = 30 * SEC;
     cfg->route.group_interval_ms = 5 * MIN;
     cfg->route.repeat_interval_ms = 4 * HOUR;
-    return cfg->state_dir && cfg->listen && cfg->prometheus.url ? 0 : -ENOMEM;
+
+    cfg->ha.prefix = strdup("/kcwatch");
+    cfg->ha.ttl_ms = 10 * SEC;
+    return cfg->state_dir && cfg->listen && cfg->prometheus.url && cfg->ha.prefix ? 0 : -ENOMEM;
 }
 
 /* Lists that default to something when their key was absent. */
@@ -1879,7 +1921,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
     static const char *const keys[] = {"global",    "prometheus", "connect",  "remediation",
                                        "rule_files", "receivers", "route",    "silences",
-                                       "inhibit_rules", NULL};
+                                       "inhibit_rules", "ha", NULL};
     bool external_url_set = false, rules_set = false, traces_set = false;
     const node_t *m = NULL;
     if (!is_null(root)) {
@@ -1902,6 +1944,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         parse_route(c, m, cfg, receivers_set);
         parse_silences(c, m, cfg);
         parse_inhibit_rules(c, m, cfg);
+        parse_ha(c, m, &cfg->ha);
     }
     if (set_list_defaults(cfg, connect_set, rules_set, receivers_set, traces_set,
                           external_url_set) < 0)
@@ -2086,5 +2129,9 @@ void kcw_config_free(kcw_config_t *cfg)
     for (size_t i = 0; i < cfg->n_inhibit_rules; i++)
         kcw_inhibit_rule_clear(&cfg->inhibit_rules[i]);
     free(cfg->inhibit_rules);
+
+    strv_free(cfg->ha.endpoints, cfg->ha.n_endpoints);
+    free(cfg->ha.prefix);
+    free(cfg->ha.instance);
     free(cfg);
 }

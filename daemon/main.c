@@ -15,6 +15,7 @@
 #include "kcwatch/config.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/duration.h"
+#include "kcwatch/ha.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/labels_json.h"
 #include "kcwatch/log.h"
@@ -216,6 +217,7 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
 typedef struct status_run {
     kcw_connect_t *cn;
     kcw_http_t *http;
+    const kcw_config_t *cfg;
     size_t done, want;
     bool json;
     int exit_code;
@@ -294,7 +296,7 @@ static json_t *json_str_or_null(const char *s)
     return s ? kcw_json_text(s) : json_null();
 }
 
-static int print_json(const kcw_connect_t *cn)
+static int print_json(const kcw_connect_t *cn, json_t *ha)
 {
     json_t *root = json_object();
     json_t *clusters = json_array();
@@ -345,6 +347,8 @@ static int print_json(const kcw_connect_t *cn)
         json_object_set_new(cl, "connectors", conns);
         json_array_append_new(clusters, cl);
     }
+    if (ha)
+        json_object_set(root, "ha", ha);
     int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0 ? 0 : -EIO;
     putchar('\n');
     json_decref(root);
@@ -357,6 +361,32 @@ static void on_status_closed(void *arg)
     kcw_http_close(st->http, NULL, NULL);
 }
 
+/* Prints everything once the polls (and, with ha.etcd, the ownership read)
+ * are in; ha is NULL without ha.etcd. */
+static void status_print(status_run_t *st, json_t *ha)
+{
+    if (st->json) {
+        if (print_json(st->cn, ha) < 0)
+            st->exit_code = 1;
+    } else {
+        print_table(st->cn);
+        kcw_ha_owners_print(ha, stdout);
+    }
+    fflush(stdout);
+    kcw_connect_close(st->cn, on_status_closed, st);
+}
+
+static void on_status_owners(void *arg, const kcw_ha_owner_entry_t *owners, size_t n,
+                             const char *err)
+{
+    status_run_t *st = arg;
+    json_t *ha = kcw_ha_owners_json(st->cfg, owners, n, err);
+    if (err)
+        st->exit_code = 1;
+    status_print(st, ha);
+    json_decref(ha);
+}
+
 static void on_status_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
 {
     (void)changed;
@@ -365,14 +395,10 @@ static void on_status_poll(kcw_connect_t *cn, size_t idx, bool changed, void *ar
         st->exit_code = 1;
     if (++st->done < st->want)
         return;
-    if (st->json) {
-        if (print_json(cn) < 0)
-            st->exit_code = 1;
-    } else {
-        print_table(cn);
-    }
-    fflush(stdout);
-    kcw_connect_close(cn, on_status_closed, st);
+    if (st->cfg->ha.n_endpoints > 0 &&
+        kcw_ha_owners_fetch(st->http, &st->cfg->ha, on_status_owners, st) == 0)
+        return;
+    status_print(st, NULL);
 }
 
 static int cmd_status(const char *given, bool json)
@@ -393,7 +419,7 @@ static int cmd_status(const char *given, bool json)
         kcw_config_free(cfg);
         return 1;
     }
-    status_run_t st = {.json = json, .want = cfg->n_clusters};
+    status_run_t st = {.json = json, .want = cfg->n_clusters, .cfg = cfg};
     st.http = kcw_http_new(&loop);
     st.cn = st.http ? kcw_connect_new(&loop, st.http, cfg, on_status_poll, &st) : NULL;
     int rc = 1;

@@ -31,6 +31,8 @@
 #include "kcwatch/notify.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +176,8 @@ struct kcw_notifier {
     uint64_t expired_total;
 
     kcw_store_t *store; /* not owned; NULL: nothing survives a restart */
+    kcw_notify_log_cb log_cb; /* what reached a receiver, for other instances */
+    void *log_arg;
     restored_t *restored;
     size_t n_restored;
     int64_t restored_until_ms;
@@ -531,19 +535,34 @@ static void restored_expire(kcw_notifier_t *n, int64_t now)
     n->n_restored = 0;
 }
 
+/* The group's notification log as a store row (pointers into g). */
+static kcw_store_group_t group_row(const kcw_notifier_t *n, const group_t *g)
+{
+    (void)n;
+    return (kcw_store_group_t){.receiver = group_receiver_name(g),
+                               .group_key = g->key,
+                               .last_notified_ms = g->last_notified_ms,
+                               .sent_firing = g->sent_firing,
+                               .n_sent_firing = g->n_sent_firing,
+                               .sent_resolved = g->sent_resolved,
+                               .n_sent_resolved = g->n_sent_resolved};
+}
+
 /* Saves what the group's last notification said (the notification log). */
 static void group_save(kcw_notifier_t *n, const group_t *g)
 {
     if (!n->store || !g->notified)
         return;
-    kcw_store_group_t row = {.receiver = group_receiver_name(g),
-                             .group_key = g->key,
-                             .last_notified_ms = g->last_notified_ms,
-                             .sent_firing = g->sent_firing,
-                             .n_sent_firing = g->n_sent_firing,
-                             .sent_resolved = g->sent_resolved,
-                             .n_sent_resolved = g->n_sent_resolved};
+    kcw_store_group_t row = group_row(n, g);
     kcw_store_group_put(n->store, &row);
+}
+
+/* Hands the group's notification log to the log hook (ha: other instances
+ * adopt it when they take the group's alerts over). */
+static void group_publish(kcw_notifier_t *n, const group_t *g)
+{
+    kcw_store_group_t row = group_row(n, g);
+    n->log_cb(&row, n->log_arg);
 }
 
 static group_t *group_new(kcw_notifier_t *n, const kcw_route_t *rt, uint64_t h,
@@ -911,6 +930,10 @@ static void delivery_finish(kcw_notifier_t *n, delivery_t *d, bool delivered)
         if (delivered) {
             g->last_notified_ms = clock_now(n);
             group_save(n, g);
+            /* Only once nothing of the group is still on its way: then the
+             * log says exactly what reached the receiver. */
+            if (n->log_cb && g->outstanding == 0)
+                group_publish(n, g);
         }
     }
     delivery_free(d);
@@ -1686,6 +1709,276 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
     if (oom)
         kcw_log(KCW_LOG_ERROR, "notifier: out of memory, some alerts not grouped", NULL);
     arm_group_timer(n);
+}
+
+void kcw_notifier_set_log_hook(kcw_notifier_t *n, kcw_notify_log_cb cb, void *arg)
+{
+    if (!n)
+        return;
+    n->log_cb = cb;
+    n->log_arg = arg;
+}
+
+/* *set := *set ∪ src, both sorted; 0 or -ENOMEM (set unchanged). */
+static int fp_set_union(uint64_t **set, size_t *n_set, const uint64_t *src, size_t n_src)
+{
+    if (n_src == 0)
+        return 0;
+    uint64_t *out = malloc((*n_set + n_src) * sizeof(*out));
+    if (!out)
+        return -ENOMEM;
+    size_t i = 0, j = 0, k = 0;
+    while (i < *n_set || j < n_src) {
+        uint64_t v;
+        if (j >= n_src || (i < *n_set && (*set)[i] <= src[j]))
+            v = (*set)[i++];
+        else
+            v = src[j++];
+        if (k == 0 || out[k - 1] != v)
+            out[k++] = v;
+    }
+    free(*set);
+    *set = out;
+    *n_set = k;
+    return 0;
+}
+
+static int on_stored_group(const kcw_store_group_t *row, void *arg);
+
+/* Takes over another instance's log of a group: an existing group of that
+ * key adds the row's alerts to what it has said; otherwise the row waits,
+ * like the store's logs after a restart, for a group of that key. */
+static int adopt_row(kcw_notifier_t *n, const kcw_store_group_t *row)
+{
+    if (!n || n->closing || !row || !row->receiver || !row->group_key)
+        return 0;
+    uint64_t **firing = NULL, **resolved = NULL;
+    size_t *n_firing = NULL, *n_resolved = NULL;
+    for (size_t gi = 0; gi < n->n_groups && !firing; gi++) {
+        group_t *g = n->groups[gi];
+        if (strcmp(g->key, row->group_key) != 0 ||
+            strcmp(group_receiver_name(g), row->receiver) != 0)
+            continue;
+        g->notified = true;
+        if (row->last_notified_ms > g->last_notified_ms)
+            g->last_notified_ms = row->last_notified_ms;
+        firing = &g->sent_firing, n_firing = &g->n_sent_firing;
+        resolved = &g->sent_resolved, n_resolved = &g->n_sent_resolved;
+    }
+    long at = firing ? -1 : restored_find(n, row->receiver, row->group_key);
+    if (at >= 0) {
+        restored_t *r = &n->restored[at];
+        if (row->last_notified_ms > r->last_notified_ms)
+            r->last_notified_ms = row->last_notified_ms;
+        firing = &r->firing, n_firing = &r->n_firing;
+        resolved = &r->resolved, n_resolved = &r->n_resolved;
+    }
+    if (!firing) {
+        /* For a group yet to come: its alerts are claimed like the store's. */
+        if (on_stored_group(row, n) != 0)
+            return -ENOMEM;
+        int64_t until = clock_now(n) + RESTORED_KEEP_MS;
+        if (until > n->restored_until_ms)
+            n->restored_until_ms = until;
+        return 1;
+    }
+    if (fp_set_union(firing, n_firing, row->sent_firing, row->n_sent_firing) < 0 ||
+        fp_set_union(resolved, n_resolved, row->sent_resolved, row->n_sent_resolved) < 0)
+        return -ENOMEM;
+    return 1;
+}
+
+static json_t *fp_json(const uint64_t *set, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016" PRIx64, set[i]);
+        if (json_array_append_new(a, json_string(hex)) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+char *kcw_notify_log_encode(const kcw_store_group_t *row)
+{
+    json_t *j = json_pack("{s:s,s:s,s:I,s:o*,s:o*}", "receiver", row->receiver, "group_key",
+                          row->group_key, "last_notified_ms", (json_int_t)row->last_notified_ms,
+                          "firing", fp_json(row->sent_firing, row->n_sent_firing), "resolved",
+                          fp_json(row->sent_resolved, row->n_sent_resolved));
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
+static int cmp_fp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A sorted fingerprint set from a JSON array of hex strings; -EINVAL. */
+static int fp_parse(const json_t *a, uint64_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!json_is_array(a))
+        return -EINVAL;
+    size_t len = json_array_size(a);
+    uint64_t *set = malloc((len ? len : 1) * sizeof(*set));
+    if (!set)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        const char *hex = json_string_value(json_array_get(a, i));
+        char *end = NULL;
+        if (!hex || !*hex || strlen(hex) > 16) {
+            free(set);
+            return -EINVAL;
+        }
+        set[i] = strtoull(hex, &end, 16);
+        if (*end) {
+            free(set);
+            return -EINVAL;
+        }
+    }
+    qsort(set, len, sizeof(*set), cmp_fp);
+    *out = set;
+    *n = len;
+    return 0;
+}
+
+typedef struct parsed_log {
+    json_t *j;
+    kcw_store_group_t row;
+    uint64_t *firing, *resolved;
+} parsed_log_t;
+
+static int cmp_parsed(const void *a, const void *b)
+{
+    const kcw_store_group_t *x = &((const parsed_log_t *)a)->row;
+    const kcw_store_group_t *y = &((const parsed_log_t *)b)->row;
+    int c = strcmp(x->receiver, y->receiver);
+    if (!c)
+        c = strcmp(x->group_key, y->group_key);
+    if (!c) /* newest first */
+        c = x->last_notified_ms > y->last_notified_ms   ? -1
+            : x->last_notified_ms < y->last_notified_ms ? 1
+                                                        : 0;
+    return c;
+}
+
+size_t kcw_notifier_adopt_records(kcw_notifier_t *n, const char *const *records, size_t n_records,
+                                  int64_t max_age_ms, int64_t now_ms)
+{
+    if (!n || n->closing || n_records == 0)
+        return 0;
+    parsed_log_t *p = calloc(n_records, sizeof(*p));
+    if (!p)
+        return 0;
+    size_t np = 0, bad = 0, adopted = 0;
+    for (size_t i = 0; i < n_records; i++) {
+        parsed_log_t *e = &p[np];
+        json_error_t je;
+        e->j = json_loads(records[i], 0, &je);
+        const char *receiver = json_string_value(json_object_get(e->j, "receiver"));
+        const char *key = json_string_value(json_object_get(e->j, "group_key"));
+        json_t *last = json_object_get(e->j, "last_notified_ms");
+        if (!receiver || !key || !json_is_integer(last) ||
+            fp_parse(json_object_get(e->j, "firing"), &e->firing, &e->row.n_sent_firing) < 0 ||
+            fp_parse(json_object_get(e->j, "resolved"), &e->resolved, &e->row.n_sent_resolved) <
+                0) {
+            free(e->firing);
+            free(e->resolved);
+            json_decref(e->j);
+            memset(e, 0, sizeof(*e));
+            bad++;
+            continue;
+        }
+        e->row = (kcw_store_group_t){.receiver = receiver,
+                                     .group_key = key,
+                                     .last_notified_ms = json_integer_value(last),
+                                     .sent_firing = e->firing,
+                                     .n_sent_firing = e->row.n_sent_firing,
+                                     .sent_resolved = e->resolved,
+                                     .n_sent_resolved = e->row.n_sent_resolved};
+        np++;
+    }
+    qsort(p, np, sizeof(*p), cmp_parsed);
+    for (size_t i = 0; i < np; i++) {
+        const kcw_store_group_t *r = &p[i].row;
+        bool newest = i == 0 || strcmp(r->receiver, p[i - 1].row.receiver) != 0 ||
+                      strcmp(r->group_key, p[i - 1].row.group_key) != 0;
+        /* Older logs of a group said what a later one superseded; a log past
+         * max_age would have been followed by a repeat had it still fired. */
+        if (newest && now_ms - r->last_notified_ms <= max_age_ms && adopt_row(n, r) > 0)
+            adopted++;
+    }
+    for (size_t i = 0; i < np; i++) {
+        free(p[i].firing);
+        free(p[i].resolved);
+        json_decref(p[i].j);
+    }
+    free(p);
+    if (bad > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", bad);
+        kcw_log(KCW_LOG_WARN, "notification logs of other instances skipped: unreadable",
+                "records", count, NULL);
+    }
+    if (adopted > 0)
+        arm_group_timer(n);
+    return adopted;
+}
+
+size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
+                           void *arg)
+{
+    size_t dropped = 0, unsent = 0;
+    if (!n || n->closing || !drop)
+        return 0;
+    for (size_t gi = n->n_groups; gi-- > 0;) {
+        group_t *g = n->groups[gi];
+        size_t w = 0;
+        for (size_t i = 0; i < g->n_members; i++) {
+            member_t *m = &g->members[i];
+            if (drop(&m->alert, arg)) {
+                member_clear(m);
+                dropped++;
+                continue;
+            }
+            g->members[w++] = *m;
+        }
+        g->n_members = w;
+        if (w > 0)
+            continue;
+        /* What it queued and has not started sending stays here too (a
+         * request already in flight cannot be called back). */
+        for (delivery_t *d = n->head, *next; d; d = next) {
+            next = d->next;
+            if (d->in_flight || d->group_id != g->id || d->group_hash != g->hash)
+                continue;
+            event(n, d->receiver, d->group_key, "dropped", 0,
+                  "dropped: another kcwatch instance owns its alerts now");
+            delivery_finish(n, d, false);
+            unsent++;
+        }
+        /* Its notification log goes too: after a restart this instance
+         * must not owe anyone a resolution for a cluster it gave up. */
+        if (n->store)
+            kcw_store_group_delete(n->store, group_receiver_name(g), g->key);
+        group_delete(n, gi);
+    }
+    if (unsent > 0) {
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", unsent);
+        kcw_log(KCW_LOG_WARN, "queued notifications dropped: another instance owns their alerts",
+                "notifications", count, NULL);
+    }
+    if (dropped)
+        arm_group_timer(n);
+    return dropped;
 }
 
 static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool before_first)

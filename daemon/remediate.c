@@ -374,6 +374,8 @@ struct kcw_remediator {
     size_t in_flight;
     uint64_t rng;
     uint64_t patterns_epoch; /* bumped when unrecoverable[] is rebuilt */
+    kcw_remediation_permit_cb permit; /* may be NULL */
+    void *permit_arg;
     int64_t clock_ms;     /* caller's clock at the last call */
     uint64_t clock_uv_ms; /* uv_now() then, to advance it inside callbacks */
     kcw_store_t *store;   /* not owned; NULL: tracks die with the process */
@@ -1366,7 +1368,35 @@ static void on_restart(long http_status, const kcw_connector_status_t *status, c
     action_unref(a);
 }
 
-/* Sends (or, in dry run, describes) the prepared requests. */
+static void action_send(action_t *a)
+{
+    /* pending holds one extra while dispatching, so replies delivered from
+     * inside kcw_connect_restart cannot finish the action half-sent. */
+    a->pending = 1;
+    size_t n = a->n_reqs;
+    for (size_t i = 0; i < n; i++)
+        req_send(a, a->reqs[i]);
+    req_done(a);
+}
+
+static void on_permit(void *token, bool ok, const char *why)
+{
+    action_t *a = token;
+    if (a->cancelled) {
+        action_unref(a);
+        return;
+    }
+    if (!ok) {
+        action_retry(a, why ? why : "not permitted");
+        action_end(a);
+    } else if (!action_stale_client(a)) {
+        action_send(a);
+    }
+    action_unref(a);
+}
+
+/* Sends (or, in dry run, describes) the prepared requests, once the permit
+ * gate, if any, said yes. */
 static void action_dispatch(action_t *a)
 {
     kcw_remediator_t *r = a->r;
@@ -1387,13 +1417,19 @@ static void action_dispatch(action_t *a)
         action_end(a);
         return;
     }
-    /* pending holds one extra while dispatching, so replies delivered from
-     * inside kcw_connect_restart cannot finish the action half-sent. */
-    a->pending = 1;
-    size_t n = a->n_reqs;
-    for (size_t i = 0; i < n; i++)
-        req_send(a, a->reqs[i]);
-    req_done(a);
+    if (!r->permit) {
+        action_send(a);
+        return;
+    }
+    a->refs++;
+    int rc = r->permit(r->permit_arg, t->cluster_name, a->connector, a->task, a->reqs[0]->line,
+                       on_permit, a);
+    if (rc < 0) {
+        a->refs--;
+        action_retry(a, rc == -EPERM ? "this instance does not own the cluster"
+                                     : strerror(-rc));
+        action_end(a);
+    }
 }
 
 /* Builds the requests from the fresh status; legacy = worker before 3.0. */
@@ -1698,6 +1734,14 @@ static void compiled_clear(kcw_remediator_t *r)
     free(r->unrecoverable);
     r->unrecoverable = NULL;
     r->n_unrecoverable = 0;
+}
+
+void kcw_remediator_set_permit(kcw_remediator_t *r, kcw_remediation_permit_cb cb, void *arg)
+{
+    if (!r)
+        return;
+    r->permit = cb;
+    r->permit_arg = arg;
 }
 
 void kcw_remediator_set_conf(kcw_remediator_t *r, const kcw_remediation_conf_t *conf)

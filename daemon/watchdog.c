@@ -18,7 +18,13 @@
  * one store transaction, holding the alert states that changed in it
  * (engine state hook), the remediator's decisions and the notifier's
  * outbox. A snapshot of every alert state every ALERT_SNAPSHOT_MS also
- * forgets alerts that left their sets. */
+ * forgets alerts that left their sets.
+ *
+ * With ha.etcd (ha.h) several instances share the clusters: every instance
+ * polls and evaluates everything, but the restart, notify and flush hooks
+ * pass on only what this instance owns right now (ha_may_act), every
+ * restart waits for the etcd txn that checks ownership (ha_permit), and a
+ * cluster given up leaves the notifier silently (on_ha_change). */
 #include "kcwatch/watchdog.h"
 
 #include <errno.h>
@@ -33,6 +39,7 @@
 #include "kcwatch/api.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/engine.h"
+#include "kcwatch/ha.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/metrics.h"
@@ -102,6 +109,9 @@ struct kcw_watchdog {
     bool snapshot_on;
     kcw_metrics_t *metrics;
     kcw_sdnotify_t *sd;
+    kcw_ha_t *ha;          /* NULL: no ha.etcd, or stopping */
+    bool ha_enabled;       /* ha.etcd configured: without ha, act for nothing */
+    int64_t ha_bad_since_ms; /* no valid lease since (0: it is valid); the alert waits a TTL */
     bool started, stopping, ready;
     bool reload_ok;
     int64_t reload_ok_ms;
@@ -113,6 +123,154 @@ static int64_t wall_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- ownership (ha.h) ----------------------------------------------------- */
+
+/* The ownership key an alert's actions fall under: its cluster label when
+ * that names a configured cluster; else the only cluster, as the remediator
+ * reads a missing label; else the PromQL pseudo-cluster. */
+static const char *ha_key_of(const kcw_watchdog_t *wd, const kcw_labels_t *labels)
+{
+    const kcw_config_t *cfg = wd->gen->cfg;
+    const char *cluster = kcw_labels_get(labels, "cluster");
+    for (size_t i = 0; cluster && i < cfg->n_clusters; i++)
+        if (strcmp(cfg->clusters[i].name, cluster) == 0)
+            return cfg->clusters[i].name;
+    if (!cluster && cfg->n_clusters == 1)
+        return cfg->clusters[0].name;
+    return KCW_HA_PROMQL_KEY;
+}
+
+/* Whether this instance restarts and notifies for an alert with these
+ * labels. Everyone reports its own lost lease. */
+static bool ha_may_act(const kcw_watchdog_t *wd, const kcw_labels_t *labels)
+{
+    if (!wd->ha_enabled)
+        return true;
+    if (!wd->ha || !wd->gen)
+        return false;
+    const char *name = kcw_labels_get(labels, "alertname");
+    if (name && strcmp(name, KCW_HA_ALERT) == 0)
+        return true;
+    return kcw_ha_owns(wd->ha, ha_key_of(wd, labels));
+}
+
+static bool ha_not_mine(const kcw_alert_t *a, void *arg)
+{
+    return !ha_may_act(arg, &a->labels);
+}
+
+/* Clusters plus, with several, the PromQL pseudo-cluster. */
+static int ha_keys_set(kcw_watchdog_t *wd)
+{
+    const kcw_config_t *cfg = wd->gen->cfg;
+    const char **keys = calloc(cfg->n_clusters + 1, sizeof(*keys));
+    if (!keys)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        keys[n++] = cfg->clusters[i].name;
+    if (cfg->n_clusters > 1)
+        keys[n++] = KCW_HA_PROMQL_KEY;
+    int rc = kcw_ha_set_keys(wd->ha, keys, n);
+    free(keys);
+    return rc;
+}
+
+static const kcw_cluster_status_t **cluster_views(generation_t *g, size_t *n);
+
+/* What this instance may act for changed: notifications of clusters it
+ * gave up must not leave from here, not even as "resolved". */
+static void on_ha_change(void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    if (wd->notifier)
+        kcw_notifier_forget(wd->notifier, ha_not_mine, wd);
+    /* Taken over: act on what is failing now rather than at the next round
+     * (same inputs, so the same transitions; restarts go out at once). */
+    if (wd->gen && wd->gen->cn && !wd->stopping) {
+        size_t n;
+        const kcw_cluster_status_t **clusters = cluster_views(wd->gen, &n);
+        if (clusters)
+            kcw_engine_connect_changed(wd->gen->engine, clusters, n, wall_now_ms());
+        free(clusters);
+    }
+}
+
+/* The remediator's gate: the etcd txn comparing the ownership key's lease,
+ * recording the restart with it. */
+static int ha_permit(void *arg, const char *cluster, const char *connector, int task,
+                     const char *request, kcw_remediation_permit_done done, void *token)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->ha)
+        return -ENODEV;
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "instance", kcw_ha_instance(wd->ha),
+                            "cluster", cluster, "connector", connector, "task", task, "request",
+                            request ? request : "", "at_ms", (json_int_t)wall_now_ms());
+    char *what = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    if (!what)
+        return -ENOMEM;
+    int rc = kcw_ha_permit(wd->ha, cluster, what, done, token);
+    free(what);
+    return rc;
+}
+
+/* What reached a receiver, recorded in etcd for whoever takes over next. */
+static void on_notify_log(const kcw_store_group_t *row, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->ha)
+        return;
+    char *text = kcw_notify_log_encode(row);
+    char name[1024];
+    snprintf(name, sizeof(name), "%s\n%s", row->receiver, row->group_key);
+    int rc = text ? kcw_ha_record(wd->ha, name, text) : -ENOMEM;
+    if (rc < 0 && rc != -EAGAIN)
+        kcw_log(KCW_LOG_WARN, "ha: notification log not recorded", "group", row->group_key,
+                "error", strerror(-rc), NULL);
+    free(text);
+}
+
+/* Clusters just taken over: what the instances before sent is not sent
+ * again. A log older than the repeat interval (and an hour) is stale: had
+ * its alerts still fired, they would have been notified since. */
+static void on_ha_handover(void *arg, const char *const *records, size_t n)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->notifier || !wd->gen)
+        return;
+    int64_t max_age = wd->gen->cfg->route.repeat_interval_ms + 60 * 60 * 1000;
+    size_t adopted = kcw_notifier_adopt_records(wd->notifier, records, n, max_age, wall_now_ms());
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", adopted);
+    kcw_log(KCW_LOG_INFO, "ha: notification logs taken over", "groups", count, NULL);
+}
+
+/* KcwatchEtcdUnavailable: this instance has held no valid lease for a TTL
+ * (since it joined, or since it lost it), so it acts for nothing. */
+static int ha_alert_instance(kcw_watchdog_t *wd, kcw_instance_t *in)
+{
+    memset(in, 0, sizeof(*in));
+    const kcw_ha_conf_t *hc = &wd->gen->cfg->ha;
+    char buf[768];
+    int rc = 0;
+    rc |= kcw_labels_set(&in->labels, "alertname", KCW_HA_ALERT);
+    rc |= kcw_labels_set(&in->labels, "kcwatch_instance", kcw_ha_instance(wd->ha));
+    rc |= kcw_labels_set(&in->labels, "severity", "critical");
+    snprintf(buf, sizeof(buf), "kcwatch instance %s cannot renew its etcd lease",
+             kcw_ha_instance(wd->ha));
+    rc |= kcw_labels_set(&in->annotations, "summary", buf);
+    snprintf(buf, sizeof(buf),
+             "kcwatch instance %s has no valid lease on etcd (%s, prefix %s): it stopped "
+             "restarting and notifying for every cluster; instances that reach etcd take its "
+             "clusters over within the lease TTL. Last error: %s",
+             kcw_ha_instance(wd->ha), hc->endpoints[0], hc->prefix, kcw_ha_error(wd->ha));
+    rc |= kcw_labels_set(&in->annotations, "description", buf);
+    in->value = 1;
+    return rc ? -ENOMEM : 0;
 }
 
 /* --- engine hooks -------------------------------------------------------- */
@@ -127,14 +285,35 @@ static void hook_restart(void *arg, const kcw_rule_t *rule, const kcw_alert_t *a
     const kcw_cluster_status_t *cs = ci >= 0 ? kcw_connect_cluster(wd->gen->cn, (size_t)ci) : NULL;
     if (cs && cs->reachable && !cs->readable)
         return;
-    if (wd->rem)
+    if (wd->rem && ha_may_act(wd, &alert->labels))
         kcw_remediator_consider(wd->rem, rule, alert, now_ms);
 }
 
+/* The budget alert's instances, and the lost-lease alert's. */
 static int hook_budget(void *arg, kcw_instance_t **out, size_t *n_out)
 {
     kcw_watchdog_t *wd = arg;
-    return wd->rem ? kcw_remediator_exhausted(wd->rem, out, n_out) : -ENODEV;
+    int rc = wd->rem ? kcw_remediator_exhausted(wd->rem, out, n_out) : -ENODEV;
+    if (!wd->ha || kcw_ha_lease_ok(wd->ha)) {
+        wd->ha_bad_since_ms = 0;
+        return rc;
+    }
+    /* A lease regained within a TTL (joining, a short pause) pages nobody. */
+    int64_t now = wall_now_ms();
+    if (wd->ha_bad_since_ms == 0)
+        wd->ha_bad_since_ms = now;
+    if (rc < 0 || now - wd->ha_bad_since_ms < wd->gen->cfg->ha.ttl_ms)
+        return rc;
+    kcw_instance_t *more = realloc(*out, (*n_out + 1) * sizeof(*more));
+    if (!more)
+        return rc; /* the budget instances still count */
+    *out = more;
+    if (ha_alert_instance(wd, &more[*n_out]) < 0) {
+        kcw_instance_clear(&more[*n_out]);
+        return rc;
+    }
+    (*n_out)++;
+    return rc;
 }
 
 static const char *hook_note(void *arg, const kcw_labels_t *labels)
@@ -152,29 +331,52 @@ static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
 static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
-    if (wd->notifier)
+    if (wd->notifier && !wd->ha) {
         kcw_notifier_update(wd->notifier, alerts, n, now_ms);
+    } else if (wd->notifier) {
+        /* Only what this instance owns; what it gave up leaves the notifier
+         * silently first, so it is not taken for resolved. */
+        kcw_notifier_forget(wd->notifier, ha_not_mine, wd);
+        const kcw_alert_t **mine = calloc(n ? n : 1, sizeof(*mine));
+        size_t m = 0;
+        for (size_t i = 0; mine && i < n; i++)
+            if (ha_may_act(wd, &alerts[i]->labels))
+                mine[m++] = alerts[i];
+        if (mine)
+            kcw_notifier_update(wd->notifier, mine, m, now_ms);
+        else
+            kcw_log(KCW_LOG_ERROR, "notification update skipped: out of memory", NULL);
+        free(mine);
+    }
     /* What `systemctl status` shows; sent only when it changes. */
     size_t firing = 0;
     for (size_t i = 0; i < n; i++)
         firing += alerts[i]->state == KCW_ALERT_FIRING;
-    char status[128];
-    snprintf(status, sizeof(status), "watching %zu cluster(s); %zu alert(s) firing",
-             wd->gen && wd->gen->cn ? kcw_connect_cluster_count(wd->gen->cn) : 0, firing);
+    char status[160];
+    int len = snprintf(status, sizeof(status), "watching %zu cluster(s); %zu alert(s) firing",
+                       wd->gen && wd->gen->cn ? kcw_connect_cluster_count(wd->gen->cn) : 0,
+                       firing);
+    if (wd->ha && len > 0 && (size_t)len < sizeof(status)) {
+        size_t owned = 0;
+        for (size_t i = 0; i < kcw_ha_key_count(wd->ha); i++)
+            owned += kcw_ha_owns(wd->ha, kcw_ha_key(wd->ha, i));
+        snprintf(status + len, sizeof(status) - (size_t)len, "; acting for %zu (%s)", owned,
+                 kcw_ha_lease_ok(wd->ha) ? "etcd lease held" : "no etcd lease");
+    }
     kcw_sdnotify_status(wd->sd, status);
 }
 
 static void hook_flush(void *arg, const kcw_labels_t *labels)
 {
     kcw_watchdog_t *wd = arg;
-    if (wd->notifier)
+    if (wd->notifier && ha_may_act(wd, labels))
         kcw_notifier_flush_for(wd->notifier, labels);
 }
 
 static void hook_refresh(void *arg, const kcw_labels_t *labels)
 {
     kcw_watchdog_t *wd = arg;
-    if (wd->notifier)
+    if (wd->notifier && ha_may_act(wd, labels))
         kcw_notifier_refresh_for(wd->notifier, labels);
 }
 
@@ -493,6 +695,15 @@ static void metrics_refresh(kcw_watchdog_t *wd)
     kcw_metrics_set(m, "kcwatch_config_last_reload_success_timestamp_seconds", NULL,
                     (double)wd->reload_ok_ms / 1000.0);
     kcw_metrics_set(m, "kcwatch_ready", NULL, wd->ready ? 1 : 0);
+    kcw_metrics_clear(m, "kcwatch_ha_owner");
+    for (size_t i = 0; i < kcw_ha_key_count(wd->ha); i++) {
+        const char *l[] = {"cluster", kcw_ha_key(wd->ha, i), NULL};
+        kcw_metrics_set(m, "kcwatch_ha_owner", l,
+                        kcw_ha_owns(wd->ha, kcw_ha_key(wd->ha, i)) ? 1 : 0);
+    }
+    if (wd->ha)
+        kcw_metrics_set(m, "kcwatch_ha_lease_renewals_total", NULL,
+                        (double)kcw_ha_renewals(wd->ha));
     kcw_process_stats_t ps;
     if (kcw_metrics_process_read(&ps) == 0) {
         kcw_metrics_set(m, "process_cpu_seconds_total", NULL, ps.cpu_seconds);
@@ -707,6 +918,36 @@ static int handle_rules(const kcw_admin_request_t *req, kcw_admin_response_t *re
     return kcw_admin_response_success(resp, data);
 }
 
+/* Who owns what, as this instance last read it from etcd. */
+static int handle_ha(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    (void)req;
+    kcw_watchdog_t *wd = arg;
+    json_t *data = json_object(), *owners = json_array();
+    if (!data || !owners) {
+        json_decref(data);
+        json_decref(owners);
+        return -ENOMEM;
+    }
+    json_object_set_new(data, "enabled", json_boolean(wd->ha != NULL));
+    if (wd->ha) {
+        json_object_set_new(data, "instance", json_string(kcw_ha_instance(wd->ha)));
+        json_object_set_new(data, "leaseValid", json_boolean(kcw_ha_lease_ok(wd->ha)));
+        json_object_set_new(data, "error", json_string(kcw_ha_error(wd->ha)));
+        json_object_set_new(data, "leaseRenewals",
+                            json_integer((json_int_t)kcw_ha_renewals(wd->ha)));
+    }
+    for (size_t i = 0; i < kcw_ha_key_count(wd->ha); i++) {
+        const char *key = kcw_ha_key(wd->ha, i);
+        const char *owner = kcw_ha_owner(wd->ha, key);
+        json_array_append_new(owners,
+                              json_pack("{s:s,s:s,s:b}", "cluster", key, "owner",
+                                        owner ? owner : "", "acting", kcw_ha_owns(wd->ha, key)));
+    }
+    json_object_set_new(data, "owners", owners);
+    return kcw_admin_response_success(resp, data);
+}
+
 static int handle_metrics(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
 {
     (void)req;
@@ -834,6 +1075,7 @@ static int admin_start(kcw_watchdog_t *wd)
         kcw_admin_route(wd->admin, "GET", "/metrics", handle_metrics, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/alerts", handle_alerts, wd) < 0 ||
         kcw_admin_route(wd->admin, "GET", "/api/v1/rules", handle_rules, wd) < 0 ||
+        kcw_admin_route(wd->admin, "GET", "/api/v1/ha", handle_ha, wd) < 0 ||
         kcw_admin_route(wd->admin, "POST", "/-/reload", handle_reload, wd) < 0 ||
         kcw_silence_api_register(wd->admin, &wd->silence_api) < 0)
         return -ENOMEM;
@@ -959,6 +1201,18 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     wd->notifier = kcw_notifier_new(wd->loop, wd->http, g->cfg, on_notify_event, wd);
     if (!wd->rem || !wd->notifier)
         return -ENOMEM;
+    if (g->cfg->ha.n_endpoints > 0) {
+        wd->ha_enabled = true;
+        wd->ha = kcw_ha_new(wd->loop, wd->http, &g->cfg->ha, on_ha_change, wd);
+        if (!wd->ha || ha_keys_set(wd) < 0)
+            return -ENOMEM;
+        kcw_remediator_set_permit(wd->rem, ha_permit, wd);
+        kcw_ha_set_handover(wd->ha, on_ha_handover, wd);
+        kcw_notifier_set_log_hook(wd->notifier, on_notify_log, wd);
+        wd->ha_bad_since_ms = wall_now_ms();
+        if (kcw_ha_start(wd->ha) < 0)
+            return -ENOMEM;
+    }
     int rc = store_start(wd);
     if (rc < 0)
         return rc;
@@ -1032,6 +1286,21 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         return -EINVAL;
     }
     kcw_errors_clear(&errs);
+    const kcw_ha_conf_t *was = &wd->gen->cfg->ha, *now = &cfg->ha;
+    if ((was->n_endpoints > 0) != (now->n_endpoints > 0) || strcmp(was->prefix, now->prefix) != 0 ||
+        strcmp(was->instance ? was->instance : "", now->instance ? now->instance : "") != 0) {
+        /* Ownership records live under the prefix and the instance's name:
+         * changing them under a held lease would leave both behind. */
+        kcw_log(KCW_LOG_ERROR,
+                "reload failed: ha on/off, ha.etcd.prefix and ha.instance change only with a "
+                "restart; keeping the running configuration",
+                NULL);
+        wd->reload_ok = false;
+        kcw_sdnotify_ready(wd->sd);
+        kcw_config_free(cfg);
+        kcw_ruleset_free(rules);
+        return -EINVAL;
+    }
     generation_t *g = calloc(1, sizeof(*g));
     if (!g) {
         kcw_config_free(cfg);
@@ -1055,6 +1324,11 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         kcw_log(KCW_LOG_WARN, "global.listen changed: restart kcwatch for it to take effect",
                 "listening", old->cfg->listen, "configured", cfg->listen, NULL);
     wd->gen = g;
+    if (wd->ha) {
+        kcw_ha_set_conf(wd->ha, &cfg->ha);
+        if (ha_keys_set(wd) < 0)
+            kcw_log(KCW_LOG_ERROR, "ha: ownership keys not updated: out of memory", NULL);
+    }
     kcw_remediator_set_conf(wd->rem, &cfg->remediation);
     kcw_notifier_set_config(wd->notifier, cfg);
     if (kcw_silences_set_config(wd->silences, cfg->silences, cfg->n_silences) < 0)
@@ -1092,6 +1366,13 @@ static void on_http_closed(void *arg)
     wd->notifier = NULL;
 }
 
+static void on_ha_closed(void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    if (wd->http)
+        kcw_http_close(wd->http, on_http_closed, wd);
+}
+
 static void on_handle_closed_noop(uv_handle_t *h)
 {
     (void)h;
@@ -1111,6 +1392,12 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
         uv_close((uv_handle_t *)&wd->sig_hup, on_handle_closed_noop);
         uv_close((uv_handle_t *)&wd->notify_soon, on_handle_closed_noop);
     }
+    /* The shared HTTP client closes once ha has revoked its lease (see
+     * on_ha_closed); permits in flight answer "cancelled" now. */
+    kcw_ha_t *ha = wd->ha;
+    wd->ha = NULL;
+    if (ha)
+        kcw_ha_close(ha, on_ha_closed, wd);
     if (wd->store) {
         /* The latest states, keep_firing_for holds included. */
         if (wd->gen && wd->started)
@@ -1126,7 +1413,7 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
         kcw_admin_close(wd->admin, NULL, NULL);
     wd->admin = NULL;
     generation_retire(wd, g);
-    if (wd->http)
+    if (wd->http && !ha)
         kcw_http_close(wd->http, on_http_closed, wd);
 }
 

@@ -19,13 +19,19 @@
 # `victoria-metrics` likewise, for /usr/bin/vmalert, which bench/rules runs
 # beside kcwatch on the same rules. `libjsmn-dev` is the header-only JSON
 # tokenizer daemon/status_index.c splits status bodies with.
+# Its package would start a system Prometheus on :9090 from its postinst; we
+# keep it from starting during the install (policy-rc.d), and stop and disable
+# one that an earlier install left running, so nothing packaged is listening.
+# `etcd-server` and `etcd-client` likewise: the HA tests start their own etcd
+# members on loopback ports; the packaged etcd.service (client port 2379) is
+# kept stopped and disabled the same way.
 set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
   clang libclang-rt-14-dev libjsmn-dev victoria-metrics
   prometheus prometheus-alertmanager systemd dpkg-dev man-db maven openjdk-17-jdk-headless
-  python3-yaml"
+  python3-yaml etcd-server etcd-client"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -52,30 +58,28 @@ if [ -n "$missing" ]; then
         trap - EXIT
     fi
 fi
-# The packaged services, if they run anyway (an earlier install, a policy
-# that allowed it), would answer on :9090 (kcwatch's default Prometheus URL)
-# and :9093: stop them and keep them from starting at boot. The tests never
-# rely on them.
-for svc in prometheus prometheus-alertmanager; do
-    [ -x "/etc/init.d/$svc" ] || continue
+# The packaged service, if it runs anyway (an earlier install, a policy that
+# allowed it), would answer on :9090, kcwatch's default Prometheus URL: stop it
+# and keep it from starting at boot. The tests never rely on it.
+# The same holds for Alertmanager on :9093, etcd on :2379 and
+# victoria-metrics.
+keep_stopped() {
+    svc=$1
+    pidfile=$2
+    [ -x "/etc/init.d/$svc" ] || [ -e "/lib/systemd/system/$svc.service" ] || return 0
     if [ -d /run/systemd/system ]; then
         systemctl stop "$svc.service" >/dev/null 2>&1 || true
         systemctl disable "$svc.service" >/dev/null 2>&1 || true
     else
-        if [ -e "/run/prometheus/$svc.pid" ]; then
+        if [ -e "$pidfile" ] && [ -x "/etc/init.d/$svc" ]; then
             "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
         fi
         deb-systemd-helper disable "$svc.service" >/dev/null 2>&1 || true
     fi
     update-rc.d "$svc" disable >/dev/null 2>&1 || true
-done
+}
+keep_stopped prometheus /run/prometheus/prometheus.pid
+keep_stopped prometheus-alertmanager /run/prometheus/prometheus-alertmanager.pid
+keep_stopped etcd /run/etcd.pid
 # Same for victoria-metrics: only its vmalert binary is used, by bench/.
-if [ -e /lib/systemd/system/victoria-metrics.service ]; then
-    if [ -d /run/systemd/system ]; then
-        systemctl stop victoria-metrics.service >/dev/null 2>&1 || true
-        systemctl disable victoria-metrics.service >/dev/null 2>&1 || true
-    else
-        deb-systemd-helper disable victoria-metrics.service >/dev/null 2>&1 || true
-    fi
-    update-rc.d victoria-metrics disable >/dev/null 2>&1 || true
-fi
+keep_stopped victoria-metrics /run/victoria-metrics.pid

@@ -125,6 +125,15 @@ typedef struct kcw_receiver_conf {
 /* The routing tree (route.h); the root is config.route. */
 typedef kcw_route_t kcw_route_conf_t;
 
+/* ha: several instances share the clusters through etcd leases (ha.h). */
+typedef struct kcw_ha_conf {
+    char **endpoints; /* etcd client URLs; none: HA off, this instance acts alone */
+    size_t n_endpoints;
+    char *prefix;     /* key prefix, default /kcwatch (no trailing slash) */
+    int64_t ttl_ms;   /* lease TTL, whole seconds, default 10s, at least 2s */
+    char *instance;   /* this instance's name; NULL: the host name */
+} kcw_ha_conf_t;
+
 typedef struct kcw_config {
     char *path; /* file it came from, NULL for built-in defaults */
 
@@ -158,6 +167,8 @@ typedef struct kcw_config {
     size_t n_silences;
     kcw_inhibit_rule_t *inhibit_rules;
     size_t n_inhibit_rules;
+
+    kcw_ha_conf_t ha;
 } kcw_config_t;
 
 /* Loads and validates path (NULL: built-in defaults). On success returns 0 and

@@ -56,6 +56,34 @@ void kcw_notifier_flush_for(kcw_notifier_t *n, const kcw_labels_t *labels);
 /* As kcw_notifier_flush_for for a group already notified; a group not yet
  * notified keeps its group_wait (routine news such as a restart sent). */
 void kcw_notifier_refresh_for(kcw_notifier_t *n, const kcw_labels_t *labels);
+/* Called with a group's notification log (receiver, group key, the alerts
+ * its notifications said were firing and resolved) each time all of the
+ * group's notifications so far reached the receiver. With ha.etcd the
+ * daemon records it in etcd for the instance that takes the group over. */
+typedef void (*kcw_notify_log_cb)(const kcw_store_group_t *row, void *arg);
+void kcw_notifier_set_log_hook(kcw_notifier_t *n, kcw_notify_log_cb cb, void *arg);
+/* The row as a record another instance reads back (JSON text: receiver,
+ * group key, last notification time, the firing and resolved fingerprints
+ * as hex). malloc'd; NULL on OOM. */
+char *kcw_notify_log_encode(const kcw_store_group_t *row);
+/* Takes over notification logs other instances recorded (encoded rows):
+ * per receiver and group only the newest counts, and none older than
+ * max_age_ms at now_ms (a group still firing would have been notified again
+ * since: pass the repeat interval plus a margin). Logs of the route's
+ * receiver are adopted: an existing group of that key adds their alerts to
+ * what it has said, so they are not paged again; otherwise the log waits,
+ * like the store's after a restart, for a group of that key to appear.
+ * Unreadable records are skipped and counted in one WARN. Returns how many
+ * logs were adopted. */
+size_t kcw_notifier_adopt_records(kcw_notifier_t *n, const char *const *records, size_t n_records,
+                                  int64_t max_age_ms, int64_t now_ms);
+/* Drops, without notifying anything, every alert drop() says yes to and the
+ * groups left empty, with their queued notifications (not those already in
+ * flight): another instance took over their notifications (ha.h), so neither
+ * a repeat nor a "resolved" may leave from here. Returns how many alerts
+ * were dropped. */
+size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
+                           void *arg);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
 /* Makes delivery durable. Every webhook notification is written to the
  * store's outbox (committed with the flush that made it) before its first

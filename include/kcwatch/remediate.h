@@ -124,6 +124,18 @@ kcw_remediator_t *kcw_remediator_new(uv_loop_t *loop, kcw_connect_t *cn,
  * cn may be NULL before the first is up). Requests in flight on the old client
  * end with an error and are retried on the new one. */
 void kcw_remediator_set_connect(kcw_remediator_t *r, kcw_connect_t *cn);
+/* A gate asked before every restart request goes out (not in dry run), e.g.
+ * an ownership check with etcd (ha.h). It returns 0 and later calls
+ * done(token, ok, why) exactly once on the loop, or returns a negative errno
+ * (-EPERM: not allowed now) and never calls done. Refused restarts are
+ * deferred like a transport error: retried later, not counted. request is
+ * the first request's "POST url" line. Without a gate restarts go out at
+ * once. */
+typedef void (*kcw_remediation_permit_done)(void *token, bool ok, const char *why);
+typedef int (*kcw_remediation_permit_cb)(void *arg, const char *cluster, const char *connector,
+                                         int task, const char *request,
+                                         kcw_remediation_permit_done done, void *token);
+void kcw_remediator_set_permit(kcw_remediator_t *r, kcw_remediation_permit_cb cb, void *arg);
 /* Swaps the configuration (reload); tracks are kept. */
 void kcw_remediator_set_conf(kcw_remediator_t *r, const kcw_remediation_conf_t *conf);
 /* A firing alert of a rule with restart enabled. Labels must carry connector

@@ -196,6 +196,11 @@ static void check_defaults_rules(const kcw_config_t *cfg, const char *rules_glob
     assert_string_equal(cfg->route.key, "{}");
     assert_int_equal(cfg->n_silences, 0);
     assert_int_equal(cfg->n_inhibit_rules, 0);
+
+    assert_int_equal(cfg->ha.n_endpoints, 0);
+    assert_string_equal(cfg->ha.prefix, "/kcwatch");
+    assert_int_equal(cfg->ha.ttl_ms, 10 * SEC);
+    assert_null(cfg->ha.instance);
 }
 
 static void check_defaults(const kcw_config_t *cfg)
@@ -242,6 +247,37 @@ static void test_example_config(void **state)
     assert_int_equal(rc, 0);
     check_defaults_rules(cfg, "/usr/share/kcwatch/rules.d/*.yaml");
     kcw_config_free(cfg);
+}
+
+/* ---- ha ------------------------------------------------------------------ */
+
+static void test_ha_config(void **state)
+{
+    (void)state;
+    kcw_config_t *cfg = load_ok("ha:\n"
+                                "  instance: kcw-a.1\n"
+                                "  etcd:\n"
+                                "    endpoints: [http://127.0.0.1:2379/, http://etcd-b:2379]\n"
+                                "    prefix: /team/kcwatch/\n"
+                                "    ttl: 3s\n");
+    assert_int_equal(cfg->ha.n_endpoints, 2);
+    assert_string_equal(cfg->ha.endpoints[0], "http://127.0.0.1:2379");
+    assert_string_equal(cfg->ha.endpoints[1], "http://etcd-b:2379");
+    assert_string_equal(cfg->ha.prefix, "/team/kcwatch"); /* trailing '/' dropped */
+    assert_int_equal(cfg->ha.ttl_ms, 3 * SEC);
+    assert_string_equal(cfg->ha.instance, "kcw-a.1");
+    kcw_config_free(cfg);
+
+    expect_single_error("ha:\n  etcd:\n    ttl: 1500ms\n", 3, 10,
+                        "ha.etcd.ttl: must be whole seconds between 2s and 1h");
+    expect_single_error("ha:\n  etcd:\n    ttl: 1s\n", 3, 10, "between 2s and 1h");
+    expect_single_error("ha:\n  etcd:\n    prefix: kcwatch\n", 3, 13,
+                        "ha.etcd.prefix: \"kcwatch\" must start with '/'");
+    expect_single_error("ha:\n  etcd:\n    prefix: /\n", 3, 13, "must start with '/' and name");
+    expect_single_error("ha:\n  instance: a/b\n", 2, 13,
+                        "ha.instance: \"a/b\" may only contain letters");
+    expect_single_error("ha:\n  etcd:\n    endpoints: [ftp://x]\n", 3, 17, "ha.etcd.endpoints[0]");
+    expect_single_error("ha:\n  etcd:\n    lease: 3s\n", 3, 5, "lease");
 }
 
 /* ---- a full valid config ------------------------------------------------ */
@@ -1138,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_alias_bomb),
         cmocka_unit_test_setup_teardown(test_load_file, setup, teardown),
         cmocka_unit_test(test_default_traces),
+        cmocka_unit_test(test_ha_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -426,6 +426,37 @@ static void test_vanished_alert_resolves(void **state)
             assert_int_equal(f->sent[1].resolved_at[i], 30000);
 }
 
+static bool connector_is_orders(const kcw_alert_t *a, void *arg)
+{
+    (void)arg;
+    return strcmp(kcw_labels_get(&a->labels, "connector"), "orders") == 0;
+}
+
+/* Another instance took over: the forgotten alert leaves without a word (no
+ * "resolved"), the others keep their group and its history. */
+static void test_forget_drops_silently(void **state)
+{
+    fx_t *f = *state;
+    f->group_by[1] = name_connector;
+    f->cfg.route.n_group_by = 2;
+    start(f);
+    fire(f, 0, "ConnectorFailed", "orders", 0);
+    fire(f, 1, "ConnectorFailed", "billing", 0);
+    update(f, 0, 0, 1, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS), 2);
+    assert_int_equal(kcw_notifier_group_count(f->n), 2);
+    assert_int_equal(kcw_notifier_forget(f->n, connector_is_orders, NULL), 1);
+    assert_int_equal(kcw_notifier_group_count(f->n), 1); /* orders' group went with it */
+    update(f, 30000, 1, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS + INTERVAL_MS), 0);
+    assert_int_equal(kcw_notifier_flush_due(f->n, REPEAT_MS + WAIT_MS), 1);
+    assert_int_equal(f->n_sent, 3);
+    assert_int_equal(f->sent[2].firing, 1);
+    assert_int_equal(f->sent[2].resolved, 0);
+    assert_true(sent_has(&f->sent[2], f->al[1].fingerprint));
+    assert_int_equal(kcw_notifier_forget(f->n, connector_is_orders, NULL), 0);
+}
+
 static void test_group_by_variants(void **state)
 {
     fx_t *f = *state;
@@ -987,6 +1018,111 @@ static void test_queue_bounded(void **state)
     server_stop(&s);
 }
 
+/* A fresh notifier in place of the fixture's (another instance). */
+static void notifier_again(fx_t *f)
+{
+    kcw_notifier_close(f->n, on_closed, f);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_true(f->closed);
+    f->closed = false;
+    f->n_sent = 0;
+    start(f);
+}
+
+static char *log_record(const char *key, int64_t last, const uint64_t *firing, size_t n_firing)
+{
+    kcw_store_group_t row = {.receiver = "ops",
+                             .group_key = key,
+                             .last_notified_ms = last,
+                             .sent_firing = firing,
+                             .n_sent_firing = n_firing};
+    char *text = kcw_notify_log_encode(&row);
+    assert_non_null(text);
+    return text;
+}
+
+/* What another instance paged is not paged again; its resolution is sent;
+ * only the newest log of a group counts, stale and unreadable ones none. */
+static void test_adopt_records(void **state)
+{
+    fx_t *f = *state;
+    start(f);
+    fire(f, 0, "ConnectorFailed", "orders", 0);
+    update(f, 0, 0, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS), 1);
+    char key[256];
+    snprintf(key, sizeof(key), "%s", f->sent[0].key);
+    uint64_t fp = f->al[0].fingerprint;
+
+    /* The instance that takes over. */
+    notifier_again(f);
+    int64_t now = WAIT_MS + 1000;
+    char *rec = log_record(key, WAIT_MS, &fp, 1);
+    char *older = log_record(key, 5, NULL, 0);
+    const char *recs[] = {older, rec, "{not json", "{\"receiver\": \"ops\"}"};
+    assert_int_equal(kcw_notifier_adopt_records(f->n, recs, 4, REPEAT_MS, now), 1);
+    update(f, now, 0, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, now + WAIT_MS), 0);
+    assert_int_equal(kcw_notifier_flush_due(f->n, now + WAIT_MS + INTERVAL_MS), 0);
+    resolve(f, 0, now + 2 * INTERVAL_MS);
+    update(f, now + 2 * INTERVAL_MS, 0, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, now + 3 * INTERVAL_MS), 1);
+    assert_int_equal(f->sent[0].resolved, 1);
+    assert_int_equal(f->sent[0].firing, 0);
+
+    /* A newer log that no longer lists it wins over an older one that does. */
+    notifier_again(f);
+    fire(f, 0, "ConnectorFailed", "orders", now);
+    char *newer = log_record(key, WAIT_MS + 500, NULL, 0);
+    const char *recs2[] = {rec, newer};
+    assert_int_equal(kcw_notifier_adopt_records(f->n, recs2, 2, REPEAT_MS, now), 1);
+    update(f, now, 0, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, now + WAIT_MS), 1);
+    assert_int_equal(f->sent[0].firing, 1);
+
+    /* Too old to say anything about what fires now. */
+    notifier_again(f);
+    const char *recs3[] = {rec};
+    assert_int_equal(kcw_notifier_adopt_records(f->n, recs3, 1, REPEAT_MS, WAIT_MS + REPEAT_MS + 1),
+                     0);
+    free(rec);
+    free(older);
+    free(newer);
+}
+
+static bool always(const kcw_alert_t *a, void *arg)
+{
+    (void)a;
+    (void)arg;
+    return true;
+}
+
+/* Given up while its receiver is down: what waits in the queue is dropped
+ * (and said so); the requests already in flight (4 per receiver) cannot be. */
+static void test_forget_drops_queued(void **state)
+{
+    fx_t *f = *state;
+    server_t s = {.status = {503}, .n_script = 1};
+    server_start(&s);
+    f->group_by[0] = name_all;
+    live_t lv;
+    live_start(&lv, f, &s);
+    static const char *const names[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
+    for (size_t i = 0; i < 6; i++)
+        fire(f, i, "ConnectorFailed", names[i], 1000);
+    update(f, 1000, 0, 1, 2, 3, 4, 5, -1);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 1000), 6);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 6);
+    int fails = f->events_fail;
+    assert_int_equal(kcw_notifier_forget(f->n, always, NULL), 6);
+    assert_int_equal(kcw_notifier_group_count(f->n), 0);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 4);
+    assert_int_equal(f->events_fail - fails, 2);
+    assert_string_equal(f->last_detail, "dropped: another kcwatch instance owns its alerts now");
+    live_stop(&lv, true);
+    server_stop(&s);
+}
+
 static void test_close_cancels_in_flight(void **state)
 {
     fx_t *f = *state;
@@ -1194,6 +1330,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_not_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fired_and_resolved_within_group_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vanished_alert_resolves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget_drops_silently, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget_drops_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_by_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_for, setup, teardown),
