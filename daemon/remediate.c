@@ -1682,7 +1682,8 @@ static void action_start(kcw_remediator_t *r, target_t *t, const kcw_rule_t *rul
     r->in_flight++;
 
     /* Re-read right before acting: the poll may be seconds old and an
-     * operator may have paused the connector since (design.md). */
+     * operator may have paused the connector since (README: "How restarts
+     * are made safe"). */
     a->refs++;
     int rc = kcw_connect_fetch_status(a->cn, a->cluster, a->connector, on_status, a);
     if (rc < 0) {
