@@ -1407,6 +1407,12 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
             uv_close((uv_handle_t *)&wd->snapshot, on_handle_closed_noop);
         wd->snapshot_on = false;
     }
+    /* The notifier reads the generation's config (receivers, routes) in its
+     * transfer callbacks: close it now, cancelling its deliveries while the
+     * config is alive, not after ha's revoke answers. */
+    if (wd->notifier)
+        kcw_notifier_close(wd->notifier, on_notifier_closed, wd);
+    wd->notifier = NULL;
     generation_t *g = wd->gen;
     wd->gen = NULL;
     if (wd->admin)
