@@ -136,7 +136,7 @@ static void esc_or_dash(buf_t *b, const char *s)
 char *kcw_statuspage_escape(const char *s, size_t n)
 {
     buf_t b = {0};
-    reserve(&b, n);
+    putn(&b, "", 0); /* "" for NULL too */
     if (s)
         escn(&b, s, n);
     if (b.oom) {
