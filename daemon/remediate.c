@@ -2282,7 +2282,9 @@ bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_label
     return target_healing(r, target_find(r, cname, connector, -1), now_ms);
 }
 
-const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)
+/* The target whose note speaks for an alert: its task's when that has one,
+ * else its connector's. NULL when neither exists. */
+static target_t *note_target(const kcw_remediator_t *r, const kcw_labels_t *alert_labels)
 {
     if (!r || !alert_labels)
         return NULL;
@@ -2295,6 +2297,12 @@ const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_l
     target_t *t = task >= 0 ? target_find(r, cname, connector, task) : NULL;
     if (!t || !t->note[0])
         t = target_find(r, cname, connector, -1);
+    return t;
+}
+
+const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)
+{
+    const target_t *t = note_target(r, alert_labels);
     return t && t->note[0] ? t->note : NULL;
 }
 
@@ -2326,17 +2334,7 @@ static void target_view(const kcw_remediator_t *r, const target_t *t, int64_t no
 bool kcw_remediator_view(const kcw_remediator_t *r, const kcw_labels_t *alert_labels,
                          int64_t now_ms, kcw_remediation_view_t *out)
 {
-    if (!r || !alert_labels)
-        return false;
-    const char *connector = kcw_labels_get(alert_labels, "connector");
-    size_t cidx;
-    const char *cname;
-    if (!connector || !resolve_cluster(r, alert_labels, &cidx, &cname))
-        return false;
-    int task = parse_task(alert_labels);
-    const target_t *t = task >= 0 ? target_find(r, cname, connector, task) : NULL;
-    if (!t || !t->note[0])
-        t = target_find(r, cname, connector, -1);
+    const target_t *t = note_target(r, alert_labels);
     if (!t)
         return false;
     target_view(r, t, now_ms, out);
