@@ -245,6 +245,8 @@ static void put_trace(buf_t *b, const char *trace)
     if (first > 300)
         first = 300;
     put(b, "<details class=\"trace\"><summary>");
+    if (first == 0)
+        put(b, "(trace)");
     escn(b, trace, first);
     put(b, "</summary><pre>");
     size_t shown = len > KCW_STATUSPAGE_TRACE_MAX ? KCW_STATUSPAGE_TRACE_MAX : len;
@@ -701,11 +703,14 @@ static void put_self(buf_t *b, const kcw_statuspage_t *st)
         put(b, "built-in defaults");
     put(b, "</td></tr><tr><th>last reload</th><td>");
     put_badge(b, st->reload_ok ? "ok" : "failed");
-    if (st->reload_ok)
-        put(b, " loaded ");
-    else
-        put(b, " the last reload was rejected (see the log); running on the configuration "
+    if (!st->reload_ok) {
+        put(b, " the reload of ");
+        put_when(b, st->reload_at_ms, st->now_ms);
+        put(b, " was rejected (the log names every error); running on the configuration "
                "loaded ");
+    } else {
+        put(b, st->reload_at_ms ? " reloaded " : " loaded at start ");
+    }
     put_when(b, st->reload_ok_ms, st->now_ms);
     put(b, "</td></tr><tr><th>ready</th><td>");
     put(b, st->ready ? "yes" : "no: no evaluation has completed yet");

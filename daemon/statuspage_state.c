@@ -544,6 +544,7 @@ static int self(collect_t *c)
     }
     st->reload_ok = src->reload_ok;
     st->reload_ok_ms = src->reload_ok_ms;
+    st->reload_at_ms = src->reload_at_ms;
     st->ready = src->ready;
     st->outbox_length = src->notifier ? kcw_notifier_queue_length(src->notifier) : 0;
     st->store_open = src->store != NULL;

@@ -117,6 +117,7 @@ struct kcw_watchdog {
     bool started, stopping, ready;
     bool reload_ok;
     int64_t reload_ok_ms;
+    int64_t reload_at_ms; /* last reload attempt (0: none since start) */
     int retiring; /* generations still closing */
 };
 
@@ -1074,7 +1075,8 @@ static void statuspage_sources(void *arg, kcw_statuspage_sources_t *src)
                                       .ha = wd->ha,
                                       .reload_ok = wd->reload_ok,
                                       .ready = wd->ready,
-                                      .reload_ok_ms = wd->reload_ok_ms};
+                                      .reload_ok_ms = wd->reload_ok_ms,
+                                      .reload_at_ms = wd->reload_at_ms};
 }
 
 static int admin_start(kcw_watchdog_t *wd)
@@ -1287,6 +1289,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     if (wd->stopping)
         return -ECANCELED;
     const char *path = wd->gen->cfg->path;
+    wd->reload_at_ms = wall_now_ms();
     kcw_sdnotify_reloading(wd->sd);
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;

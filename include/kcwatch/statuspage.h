@@ -174,8 +174,9 @@ typedef struct kcw_statuspage {
     KCW_STATUSPAGE_LIST(kcw_statuspage_storm_t) storms;
 
     /* kcwatch's own health */
-    bool reload_ok;
-    int64_t reload_ok_ms; /* last successful load */
+    bool reload_ok;       /* the last reload (or the start) succeeded */
+    int64_t reload_ok_ms; /* the running configuration was loaded */
+    int64_t reload_at_ms; /* last reload attempt, 0: none since start */
     KCW_STATUSPAGE_LIST(kcw_statuspage_group_t) groups;
     size_t outbox_length;
     bool store_durable, store_open;
@@ -223,7 +224,8 @@ typedef struct kcw_statuspage_sources {
     const kcw_silences_t *silences;
     const kcw_ha_t *ha;
     bool reload_ok, ready;
-    int64_t reload_ok_ms;
+    int64_t reload_ok_ms; /* the running configuration was loaded */
+    int64_t reload_at_ms; /* last reload attempt, 0: none since start */
     /* The storm detector's view: fills up to max storms in progress into out
      * (strings valid until the page is rendered) and returns how many there
      * are in all. NULL: no detector (the page says "none"). */

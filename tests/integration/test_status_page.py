@@ -19,6 +19,7 @@ import html.parser
 import http.client
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -279,6 +280,19 @@ def test_status_page_in_chromium():
         keep = os.environ.get("STATUS_PAGE_SCREENSHOT")
         if keep:
             shutil.copyfile(shot, keep)
+
+        # A rejected reload shows as such, with the configuration still running.
+        with open(h.config_path, "a") as f:
+            f.write("no_such_key: 1\n")
+        os.kill(h.proc.pid, signal.SIGHUP)
+
+        def rejected():
+            _, _, body = fetch(h, "/")
+            _, sections, _ = visible(body.decode("utf-8"))
+            own = sections.get("self", "")
+            return own if "was rejected" in own and "needs attention" in body.decode() else None
+        own = h.wait_for(rejected, what="the page to show the rejected reload")
+        h.check("running on the configuration loaded" in own, own[:400])
         h.finish()
 
 

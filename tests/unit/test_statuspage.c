@@ -254,7 +254,7 @@ static void test_render_fixed_state(void **state)
 
     s = section(html, "self");
     assert_non_null(strstr(s, "/etc/kcwatch/kcwatch.yaml"));
-    assert_non_null(strstr(s, "b-ok\">ok</span> loaded"));
+    assert_non_null(strstr(s, "b-ok\">ok</span> loaded at start"));
     assert_non_null(strstr(s, "2 queued"));
     assert_non_null(strstr(s, ">connect-status<"));
     assert_non_null(strstr(s, "off (this instance acts for every cluster)"));
@@ -264,6 +264,20 @@ static void test_render_fixed_state(void **state)
     char *again = kcw_statuspage_render(&f.st, NULL);
     assert_string_equal(html, again);
     free(again);
+    free(html);
+
+    /* A rejected reload: when, and which configuration runs. */
+    f.st.reload_ok = false;
+    f.st.reload_at_ms = NOW - 60 * SEC;
+    html = kcw_statuspage_render(&f.st, NULL);
+    assert_non_null(html);
+    s = section(html, "self");
+    assert_non_null(strstr(s, "b-failed\">failed</span> the reload of <span class=\"when\">"
+                              "2026-11-30 11:59:00 UTC</span> <span class=\"age\">(60 s ago)"));
+    assert_non_null(strstr(s, "running on the configuration loaded <span class=\"when\">"
+                              "2026-11-30 11:00:00 UTC"));
+    free(s);
+    assert_non_null(strstr(html, "kcwatch needs attention"));
     free(html);
     fixed_clear(&f);
 }
