@@ -24,8 +24,6 @@ import argparse
 import json
 import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 from sink import start_sink  # noqa: E402
 import static_connect  # noqa: E402
-from build import kcwatch_binary, wait_for, write_kcwatch_config  # noqa: E402
+from build import kcwatch_binary, stop_run, wait_for, write_kcwatch_config  # noqa: E402
 
 ADMIN_LINE = re.compile(r'msg="admin request".*path=(\S+).*duration_ms=([0-9.]+)')
 
@@ -117,16 +115,7 @@ def one_run(binary, n_conn, n_failed, n_requests, seed):
                 "rows_per_page": int(shown.group(1)) if shown else None,
                 **{"%s_%s" % (k, kk): vv for k, v in results.items() for kk, vv in v.items()}}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        srv.shutdown()
-        sink.shutdown()
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_run(proc, (srv, sink), log, tmp)
 
 
 def main():
