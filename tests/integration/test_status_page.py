@@ -29,12 +29,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Harness  # noqa: E402
+from test_unrecoverable import CONFIG_TRACE  # noqa: E402
 
-CONFIG_TRACE = (
-    "org.apache.kafka.common.config.ConfigException: Invalid value abc for configuration "
-    "batch.size: Not a number of type INT\n"
-    "\tat org.apache.kafka.common.config.ConfigDef.parseType(ConfigDef.java:744)\n"
-    "\tat org.apache.kafka.common.config.AbstractConfig.<init>(AbstractConfig.java:112)\n")
 MARKUP_TRACE = (
     "org.apache.kafka.common.config.ConfigException: bad value <img src=x onerror=alert(1)>"
     " </details><script>alert(2)</script>\n"
