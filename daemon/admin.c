@@ -667,6 +667,12 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const request_
                                      resp->content_type ? resp->content_type : KCW_ADMIN_CT_JSON);
     if (ok == MHD_YES && hdr_name)
         ok = MHD_add_response_header(r, hdr_name, hdr_value);
+    /* Nothing served here loads anything from elsewhere (the status page
+     * included), and no answer is to be read as another type than it says. */
+    if (ok == MHD_YES)
+        ok = MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'");
+    if (ok == MHD_YES)
+        ok = MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (ok == MHD_YES)
         ok = MHD_queue_response(conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);

@@ -291,6 +291,8 @@ typedef struct target {
     char *trace; /* trace behind the last decision (bounded copy) */
     char *rule;  /* alertname of the rule that asked for it (audit) */
     char note[NOTE_MAX];
+    kcw_remediation_event_kind_t last_event; /* of the note; valid with has_event */
+    bool has_event;
     uint64_t said; /* last repeated decision already reported (0: none) */
     bool in_flight;
     bool restart_running; /* a PromQL rule asks: its alert is the evidence */
@@ -718,6 +720,8 @@ static void emit(kcw_remediator_t *r, target_t *t, kcw_remediation_event_kind_t 
         .attempt = attempt,
     };
     snprintf(t->note, sizeof(t->note), "%s", detail ? detail : "");
+    t->last_event = kind;
+    t->has_event = true;
     log_event(&ev);
     if (r->store) {
         char response[32];
@@ -2278,7 +2282,9 @@ bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_label
     return target_healing(r, target_find(r, cname, connector, -1), now_ms);
 }
 
-const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)
+/* The target whose note speaks for an alert: its task's when that has one,
+ * else its connector's. NULL when neither exists. */
+static target_t *note_target(const kcw_remediator_t *r, const kcw_labels_t *alert_labels)
 {
     if (!r || !alert_labels)
         return NULL;
@@ -2291,7 +2297,63 @@ const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_l
     target_t *t = task >= 0 ? target_find(r, cname, connector, task) : NULL;
     if (!t || !t->note[0])
         t = target_find(r, cname, connector, -1);
+    return t;
+}
+
+const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)
+{
+    const target_t *t = note_target(r, alert_labels);
     return t && t->note[0] ? t->note : NULL;
+}
+
+static void target_view(const kcw_remediator_t *r, const target_t *t, int64_t now_ms,
+                        kcw_remediation_view_t *v)
+{
+    const kcw_restart_track_t *p = &t->policy;
+    int64_t window = r->conf ? r->conf->budget_window_ms : 0;
+    /* Counted like kcw_restart_policy_budget_used, without dropping anything. */
+    int first = 0;
+    while (window > 0 && first < p->n_attempts && p->attempts_ms[first] <= now_ms - window)
+        first++;
+    *v = (kcw_remediation_view_t){
+        .cluster = t->cluster_name,
+        .connector = t->connector,
+        .task = t->task,
+        .note = t->note,
+        .has_event = t->has_event,
+        .last_event = t->last_event,
+        .healing = target_healing(r, t, now_ms),
+        .exhausted = p->exhausted,
+        .budget_used = p->n_attempts - first,
+        .budget_max = r->conf ? budget_limit(r->conf) : 0,
+        .budget_window_ms = window,
+        .budget_room_ms = window > 0 && first < p->n_attempts ? p->attempts_ms[first] + window : 0,
+    };
+}
+
+bool kcw_remediator_view(const kcw_remediator_t *r, const kcw_labels_t *alert_labels,
+                         int64_t now_ms, kcw_remediation_view_t *out)
+{
+    const target_t *t = note_target(r, alert_labels);
+    if (!t)
+        return false;
+    target_view(r, t, now_ms, out);
+    return true;
+}
+
+size_t kcw_remediator_each(const kcw_remediator_t *r, int64_t now_ms,
+                           int (*cb)(const kcw_remediation_view_t *v, void *arg), void *arg)
+{
+    size_t n = 0;
+    for (size_t b = 0; r && b < r->n_buckets; b++)
+        for (const target_t *t = r->buckets[b]; t; t = t->next) {
+            kcw_remediation_view_t v;
+            target_view(r, t, now_ms, &v);
+            n++;
+            if (cb(&v, arg))
+                return n;
+        }
+    return n;
 }
 
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r)

@@ -93,6 +93,7 @@ typedef enum {
     ST_AUDIT_ADD,
     ST_AUDIT_PRUNE,
     ST_AUDIT_QUERY,
+    ST_AUDIT_LATEST,
     ST_COUNT
 } stmt_id_t;
 
@@ -129,6 +130,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUDIT_QUERY] = "SELECT id, time, kind, cluster, connector, task, rule, reason, trace, "
                        "request, response, outcome, receiver, group_key, status, http_status "
                        "FROM audit WHERE time >= ? ORDER BY time, id",
+    /* newest first by rowid: stops after limit rows without a sort */
+    [ST_AUDIT_LATEST] = "SELECT id, time, kind, cluster, connector, task, rule, reason, trace, "
+                        "request, response, outcome, receiver, group_key, status, http_status "
+                        "FROM audit WHERE kind = ? ORDER BY id DESC LIMIT ?",
 };
 
 struct kcw_store {
@@ -1325,6 +1330,18 @@ long kcw_store_audit_query(kcw_store_t *s, int64_t since_ms, kcw_audit_cb cb, vo
     if (!st)
         return -ENOMEM;
     sqlite3_bind_int64(st, 1, since_ms);
+    cb_ctx_t c = {(void *)cb, arg};
+    return walk(s, st, audit_row, &c);
+}
+
+long kcw_store_audit_latest(kcw_store_t *s, kcw_audit_kind_t kind, size_t limit, kcw_audit_cb cb,
+                           void *arg)
+{
+    sqlite3_stmt *st = stmt(s, ST_AUDIT_LATEST);
+    if (!st)
+        return -ENOMEM;
+    sqlite3_bind_text(st, 1, kind == KCW_AUDIT_RESTART ? "restart" : "notify", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     cb_ctx_t c = {(void *)cb, arg};
     return walk(s, st, audit_row, &c);
 }

@@ -244,6 +244,7 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
     if (wd->stopping)
         return -ECANCELED;
     const char *path = wd->gen->cfg->path;
+    wd->reload_at_ms = wall_now_ms();
     kcw_sdnotify_reloading(wd->sd);
     kcw_errors_t errs = {0};
     kcw_config_t *cfg = NULL;

@@ -241,6 +241,25 @@ int kcw_wd_silences_start(kcw_watchdog_t *wd)
     return 0;
 }
 
+/* The status page reads the current generation's parts (statuspage.h). */
+static void statuspage_sources(void *arg, kcw_statuspage_sources_t *src)
+{
+    kcw_watchdog_t *wd = arg;
+    generation_t *g = wd->gen;
+    *src = (kcw_statuspage_sources_t){.cfg = g ? g->cfg : NULL,
+                                      .engine = g ? g->engine : NULL,
+                                      .cn = g ? g->cn : NULL,
+                                      .rem = wd->rem,
+                                      .notifier = wd->notifier,
+                                      .store = wd->store,
+                                      .silences = wd->silences,
+                                      .ha = wd->ha,
+                                      .reload_ok = wd->reload_ok,
+                                      .ready = wd->ready,
+                                      .reload_ok_ms = wd->reload_ok_ms,
+                                      .reload_at_ms = wd->reload_at_ms};
+}
+
 int kcw_wd_admin_start(kcw_watchdog_t *wd)
 {
     const kcw_config_t *cfg = wd->gen->cfg;
@@ -262,6 +281,10 @@ int kcw_wd_admin_start(kcw_watchdog_t *wd)
         kcw_admin_route(wd->admin, "GET", "/api/v1/ha", handle_ha, wd) < 0 ||
         kcw_admin_route(wd->admin, "POST", "/-/reload", handle_reload, wd) < 0 ||
         kcw_silence_api_register(wd->admin, &wd->silence_api) < 0)
+        return -ENOMEM;
+    wd->statuspage = (kcw_statuspage_api_t){
+        .sources = statuspage_sources, .now_ms = silence_now, .arg = wd};
+    if (kcw_statuspage_api_register(wd->admin, &wd->statuspage) < 0)
         return -ENOMEM;
     int rc = kcw_admin_start(wd->admin, err, sizeof(err));
     if (rc < 0) {

@@ -37,6 +37,7 @@
 #include "kcwatch/sdnotify.h"
 #include "kcwatch/silence.h"
 #include "kcwatch/silence_api.h"
+#include "kcwatch/statuspage.h"
 #include "kcwatch/store.h"
 
 #define STORE_PRUNE_MS (60 * 60 * 1000)     /* audit retention pruning */
@@ -93,6 +94,7 @@ struct kcw_watchdog {
     kcw_store_t *store;
     kcw_silences_t *silences;      /* the config's and the API's */
     kcw_silence_api_t silence_api; /* /api/v2/silences */
+    kcw_statuspage_api_t statuspage; /* the status page at / */
     uv_timer_t snapshot;
     bool snapshot_on;
     kcw_metrics_t *metrics;
@@ -103,6 +105,7 @@ struct kcw_watchdog {
     bool started, stopping, ready;
     bool reload_ok;
     int64_t reload_ok_ms;
+    int64_t reload_at_ms; /* last reload attempt (0: none since start) */
     int retiring; /* generations still closing */
 };
 

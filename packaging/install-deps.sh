@@ -25,13 +25,15 @@
 # `etcd-server` and `etcd-client` likewise: the HA tests start their own etcd
 # members on loopback ports; the packaged etcd.service (client port 2379) is
 # kept stopped and disabled the same way.
+# `chromium` runs headless in tests/integration/test_status_page.py, which
+# loads the status page, reads its DOM and takes a screenshot.
 set -eu
 pkgs="build-essential cmake pkg-config python3
   libuv1-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libpcre2-dev
   libsqlite3-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev valgrind
   clang libclang-rt-14-dev libjsmn-dev victoria-metrics
   prometheus prometheus-alertmanager systemd dpkg-dev man-db maven openjdk-17-jdk-headless
-  python3-yaml etcd-server etcd-client"
+  python3-yaml etcd-server etcd-client chromium"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,6 +4,8 @@ The benchmarks measure a Release build (-O2, no sanitizers) made in
 bench/.build from the working tree, so that what is measured is what ships."""
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -76,3 +78,18 @@ route:
     with open(path, "w") as f:
         f.write(cfg)
     return path, listen
+
+
+def stop_run(proc, servers, log, tmp):
+    """End of a run: SIGTERM kcwatch (kill after 10 s), shut the stand-in
+    servers down, close the log, remove the temp dir."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for srv in servers:
+        srv.shutdown()
+    log.close()
+    shutil.rmtree(tmp, ignore_errors=True)

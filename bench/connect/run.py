@@ -15,8 +15,6 @@ latency. Prints one JSON line per run and the medians with their spread."""
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "common"))
 import procstat  # noqa: E402
 from sink import start_sink  # noqa: E402
 import static_connect  # noqa: E402
-from build import kcwatch_binary, wait_for, write_kcwatch_config  # noqa: E402
+from build import kcwatch_binary, stop_run, wait_for, write_kcwatch_config  # noqa: E402
 
 
 def write_config(tmp, connect_port, sink_port):
@@ -90,16 +88,7 @@ def one_run(binary, n_conn, seconds, seed, wrap=None):
         }
         return res
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        srv.shutdown()
-        sink.shutdown()
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_run(proc, (srv, sink), log, tmp)
 
 
 def main():

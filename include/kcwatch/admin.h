@@ -12,8 +12,10 @@
  *   - write route, bad token     -> 401 with WWW-Authenticate: Bearer
  *   - body over max_body         -> 413 (the connection is then closed)
  *   - handler failure            -> 500 {"status":"error","errorType":"internal",...}
- * HEAD is served by the GET route (MHD drops the body). Every request is
- * logged at DEBUG ("admin request": method, path, status, remote, ms).
+ * HEAD is served by the GET route (MHD drops the body). Every answer carries
+ * `Content-Security-Policy: default-src 'self'` and `X-Content-Type-Options:
+ * nosniff`. Every request is logged at DEBUG ("admin request": method, path,
+ * status, remote, ms).
  *
  * The JSON envelope helpers build the Prometheus HTTP API shapes
  *   {"status":"success","data":...}

@@ -154,6 +154,28 @@ int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *
  * "not restarted: ..."), or NULL. Valid until the next call into r. */
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels);
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r);
+/* What the remediator holds about one target, for the status page. Strings
+ * are the remediator's: valid until the next call into r. */
+typedef struct kcw_remediation_view {
+    const char *cluster, *connector;
+    int task;                                /* -1: connector-level target */
+    const char *note;                        /* last decision, "" none */
+    bool has_event;                          /* false: nothing decided since kcwatch started */
+    kcw_remediation_event_kind_t last_event; /* the decision the note tells */
+    bool healing;                            /* as kcw_remediator_healing */
+    bool exhausted;                          /* budget spent: restarts stopped */
+    int budget_used, budget_max;             /* restarts counted in the window; max 0: none */
+    int64_t budget_window_ms;
+    int64_t budget_room_ms; /* when the oldest counted restart leaves the window; 0 none */
+} kcw_remediation_view_t;
+/* The target the alert labels name (task target first, as for the note).
+ * false when there is none. */
+bool kcw_remediator_view(const kcw_remediator_t *r, const kcw_labels_t *alert_labels,
+                         int64_t now_ms, kcw_remediation_view_t *out);
+/* cb for every target, in no order, until it returns non-zero. Returns how
+ * many were visited. */
+size_t kcw_remediator_each(const kcw_remediator_t *r, int64_t now_ms,
+                           int (*cb)(const kcw_remediation_view_t *v, void *arg), void *arg);
 /* Makes the restart state durable (store.h): every target's back-off,
  * budget window, verification and stable-period state is saved when it
  * changes and loaded now, so a spent budget stays spent across a kill -9;

@@ -205,6 +205,9 @@ int kcw_store_audit_add(kcw_store_t *s, const kcw_audit_t *a);
 typedef int (*kcw_audit_cb)(const kcw_audit_t *a, void *arg);
 /* Records at or after since_ms, oldest first, from an open store. */
 long kcw_store_audit_query(kcw_store_t *s, int64_t since_ms, kcw_audit_cb cb, void *arg);
+/* The newest `limit` records of one kind, newest first (status page). */
+long kcw_store_audit_latest(kcw_store_t *s, kcw_audit_kind_t kind, size_t limit, kcw_audit_cb cb,
+                           void *arg);
 /* Same from <state_dir>/kcwatch.db opened read-only (works while a daemon
  * holds it). -ENOENT when there is no database; err says why on failure. */
 long kcw_store_audit_read(const char *state_dir, int64_t since_ms, kcw_audit_cb cb, void *arg,
