@@ -70,8 +70,13 @@ def main():
     ap.add_argument("--connectors", type=int, default=300)
     ap.add_argument("--reload-every", type=float, default=3.0)
     ap.add_argument("--rss-slack", type=float, default=0.10)
+    ap.add_argument("--resolved-retention", type=float, default=0,
+                    help="seconds resolved alerts stay listed (test hook; 0: the daemon's "
+                    "15 min), so the retention's plateau fits in a short run")
     args = ap.parse_args()
     rng = random.Random(7)
+    if args.resolved_retention > 0:
+        os.environ["KCWATCH_TEST_RESOLVED_RETENTION_MS"] = "%d" % (args.resolved_retention * 1000)
     exporter = JmxExporter().start()
     exporter.set(METRIC, None, 0)
     ok = True
