@@ -12,6 +12,12 @@
  *              to claim (create if absent, with our lease) or release (delete
  *              while it carries our lease).
  *
+ * Besides the timer, a watch on <prefix>/owners/ (a streaming POST
+ * /v3/watch, one JSON answer per line) starts a step the moment an ownership
+ * key is deleted: a dead owner's clusters are claimed as soon as etcd revokes
+ * its lease, not up to TTL/8 later. The watch only speeds things up; the
+ * reads every TTL/8 are what ownership relies on.
+ *
  * A request that fails moves to the next endpoint and ends the step; the
  * fence is not renewed, so after TTL - margin this instance stops acting, and
  * a timer set at the fence's end reports that at once. Keys and values travel
@@ -34,6 +40,9 @@
 #define BODY_MAX (4u * 1024 * 1024)
 #define ACTION_MAX 2048
 #define TICK_MIN_MS 100
+#define WATCH_LINE_MAX (64u * 1024) /* one watch answer kept at most; longer: read anyway */
+#define WATCH_TIMEOUT_MS (5 * 60 * 1000) /* then opened again (a silent partition) */
+#define ETCD_SWEEP_MS 500 /* etcd revokes expired leases every 500 ms */
 
 /* --- pure: assignment ------------------------------------------------------ */
 
@@ -177,6 +186,12 @@ int64_t kcw_ha_fence_margin(int64_t ttl_ms)
     return m;
 }
 
+int64_t kcw_ha_lease_ttl_s(int64_t ttl_ms)
+{
+    int64_t s = (ttl_ms - ETCD_SWEEP_MS) / 1000;
+    return s < 1 ? 1 : s;
+}
+
 void kcw_ha_fence_renewed(kcw_ha_fence_t *f, int64_t sent_ms, int64_t granted_ttl_ms)
 {
     if (granted_ttl_ms <= 0) {
@@ -276,6 +291,7 @@ typedef enum {
     CALL_REVOKE,
     CALL_HANDOVER,
     CALL_RECORD,
+    CALL_WATCH,
 } call_kind_t;
 
 typedef struct call {
@@ -315,6 +331,12 @@ struct kcw_ha {
     bool lease_reported;
     size_t endpoint;
     bool step_busy;
+    bool step_again; /* the watch saw a key go while a step ran */
+    bool kicked;     /* this step was started by the watch */
+    bool watch_open;
+    bool watch_skip; /* discarding the rest of an answer too long to keep */
+    char *watch_buf; /* one answer line, at most WATCH_LINE_MAX */
+    size_t watch_len;
     size_t step_pending; /* claims/releases of the current sync */
     uint64_t renewals;
     char error[256];
@@ -457,6 +479,7 @@ static void call_unlink(kcw_ha_t *ha, call_t *c)
 }
 
 static void on_response(const kcw_http_resp_t *resp, void *arg);
+static int on_watch_data(long status, const char *data, size_t len, void *arg);
 
 /* Sends body (a JSON object, taken) to path on the current endpoint. */
 static int call_send(kcw_ha_t *ha, call_t *c, const char *path, json_t *body)
@@ -472,12 +495,15 @@ static int call_send(kcw_ha_t *ha, call_t *c, const char *path, json_t *body)
     snprintf(url, sizeof(url), "%s%s", base, path);
     /* A step must end before the next tick; a permit before the fence. */
     int64_t timeout = c->kind == CALL_PERMIT ? ha->lease_ttl_ms / 4 : tick_ms(ha);
+    if (c->kind == CALL_WATCH)
+        timeout = WATCH_TIMEOUT_MS;
     kcw_http_req_t req = {.method = "POST",
                           .url = url,
                           .body = text,
                           .body_len = strlen(text),
                           .timeout_ms = timeout < 200 ? 200 : timeout,
-                          .max_body = BODY_MAX};
+                          .max_body = BODY_MAX,
+                          .on_data = c->kind == CALL_WATCH ? on_watch_data : NULL};
     c->ha = ha;
     c->sent_ms = fence_now_ms();
     c->lease = ha->lease;
@@ -552,10 +578,29 @@ static int64_t json_int64(const json_t *v)
     return 0;
 }
 
+static void on_tick(uv_timer_t *t);
+
+/* A step now rather than at the next tick (the timer keeps its period). */
+static void step_soon(kcw_ha_t *ha)
+{
+    if (ha->closing || !ha->started)
+        return;
+    if (ha->step_busy) {
+        ha->step_again = true;
+        return;
+    }
+    ha->kicked = true;
+    uv_timer_start(&ha->tick, on_tick, 0, (uint64_t)tick_ms(ha));
+}
+
 static void step_end(kcw_ha_t *ha)
 {
     ha->step_busy = false;
     report(ha);
+    if (ha->step_again) {
+        ha->step_again = false;
+        step_soon(ha);
+    }
 }
 
 static void step_fail(kcw_ha_t *ha, const char *what, const char *detail)
@@ -617,17 +662,90 @@ static void send_read(kcw_ha_t *ha)
         step_fail(ha, "%s", "cannot send the ownership read");
 }
 
+/* One answer line of the watch: a deleted ownership key starts a step. */
+static void watch_line(kcw_ha_t *ha, const char *line, size_t len)
+{
+    json_error_t je;
+    json_t *root = json_loadb(line, len, 0, &je);
+    json_t *events = json_object_get(json_object_get(root, "result"), "events");
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        const char *type = json_string_value(json_object_get(json_array_get(events, i), "type"));
+        if (type && strcmp(type, "DELETE") == 0) {
+            step_soon(ha);
+            break;
+        }
+    }
+    json_decref(root);
+}
+
+/* Runs inside the transfer (http_client.h): parses whole lines, keeps at
+ * most WATCH_LINE_MAX of one; a longer one is read as "something went". */
+static int on_watch_data(long status, const char *data, size_t len, void *arg)
+{
+    kcw_ha_t *ha = ((call_t *)arg)->ha;
+    if (status != 200 || ha->closing)
+        return -1;
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl - data) : len;
+        if (!ha->watch_skip && n > WATCH_LINE_MAX - ha->watch_len) {
+            ha->watch_skip = true;
+            step_soon(ha);
+        }
+        if (!ha->watch_skip) {
+            memcpy(ha->watch_buf + ha->watch_len, data, n);
+            ha->watch_len += n;
+        }
+        if (!nl)
+            break;
+        if (!ha->watch_skip && ha->watch_len > 0)
+            watch_line(ha, ha->watch_buf, ha->watch_len);
+        ha->watch_len = 0;
+        ha->watch_skip = false;
+        data = nl + 1;
+        len -= n + 1;
+    }
+    return 0;
+}
+
+/* Opens the watch on the owners' keys unless it is open. */
+static void watch_open(kcw_ha_t *ha)
+{
+    if (ha->watch_open || ha->closing || !ha->lease)
+        return;
+    if (!ha->watch_buf && !(ha->watch_buf = malloc(WATCH_LINE_MAX)))
+        return;
+    char from[KEY_MAX_LEN], to[KEY_MAX_LEN];
+    make_key(ha, from, sizeof(from), "owners", "");
+    snprintf(to, sizeof(to), "%s", from);
+    to[strlen(to) - 1] = '/' + 1;
+    json_t *b = json_pack("{s:{s:o,s:o}}", "create_request", "key", json_b64(from), "range_end",
+                          json_b64(to));
+    ha->watch_len = 0;
+    ha->watch_skip = false;
+    if (call_start(ha, CALL_WATCH, 0, "/v3/watch", b, NULL, NULL) == 0)
+        ha->watch_open = true;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     kcw_ha_t *ha = t->data;
     if (ha->closing || ha->step_busy)
         return;
+    bool kicked = ha->kicked;
+    ha->kicked = false;
+    watch_open(ha);
     ha->step_busy = true;
+    /* Started by the watch while the lease is fresh: straight to the read. */
+    if (kicked && ha->lease && kcw_ha_fence_valid(&ha->fence, fence_now_ms())) {
+        send_read(ha);
+        return;
+    }
     int rc;
     if (!ha->lease)
         rc = call_start(ha, CALL_GRANT, 0, "/v3/lease/grant",
-                        json_pack("{s:I}", "TTL", (json_int_t)(ha->conf->ttl_ms / 1000)), NULL,
-                        NULL);
+                        json_pack("{s:I}", "TTL", (json_int_t)kcw_ha_lease_ttl_s(ha->conf->ttl_ms)),
+                        NULL, NULL);
     else
         rc = call_start(ha, CALL_KEEPALIVE, 0, "/v3/lease/keepalive",
                         json_pack("{s:o}", "ID", json_id(ha->lease)), NULL, NULL);
@@ -942,6 +1060,10 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
     case CALL_HANDOVER:
         handover_done(ha, root);
         break;
+    case CALL_WATCH:
+        /* Ended (etcd went, or the timeout): the next tick opens it again. */
+        ha->watch_open = false;
+        break;
     case CALL_RECORD:
         if (!root)
             kcw_log(KCW_LOG_WARN, "ha: notification log not recorded in etcd", "error", err,
@@ -1134,6 +1256,7 @@ static void ha_free(kcw_ha_t *ha)
     for (size_t i = 0; i < ha->n_keys; i++)
         free(ha->keys[i].name);
     free(ha->keys);
+    free(ha->watch_buf);
     free(ha);
     if (done)
         done(done_arg);
