@@ -321,6 +321,8 @@ struct kcw_ha {
     void *arg;
     kcw_ha_handover_cb handover_cb;
     void *handover_arg;
+    kcw_ha_handover_cb restarts_cb;
+    void *restarts_arg;
     bool handover_wanted; /* a claim succeeded in this step */
     char instance[NAME_MAX_LEN];
     key_state_t *keys;
@@ -613,33 +615,76 @@ static void step_fail(kcw_ha_t *ha, const char *what, const char *detail)
 /* The handover read's answer (NULL: it failed): the records go to the
  * callback, then the keys just claimed count as ours. Without the records
  * this instance acts anyway; what it pages again is at-least-once. */
-static void handover_done(kcw_ha_t *ha, json_t *root)
+/* The restart records of keys just claimed: <prefix>/actions/<key>/restarts/. */
+static bool restart_record_wanted(const kcw_ha_t *ha, const char *key)
 {
-    json_t *kvs = root ? json_object_get(root, "kvs") : NULL;
+    char dir[KEY_MAX_LEN];
+    make_key(ha, dir, sizeof(dir), "actions", "");
+    if (strncmp(key, dir, strlen(dir)) != 0)
+        return false;
+    const char *name = key + strlen(dir), *slash = strstr(name, "/restarts/");
+    for (size_t i = 0; slash && i < ha->n_keys; i++)
+        if (ha->keys[i].handover && strlen(ha->keys[i].name) == (size_t)(slash - name) &&
+            strncmp(ha->keys[i].name, name, (size_t)(slash - name)) == 0)
+            return true;
+    return false;
+}
+
+/* The values of kvs (at most KCW_HA_MAX_RECORDS, decoded, malloc'd each),
+ * those of restart records only when restarts is set; NULL on OOM. */
+static char **handover_values(const kcw_ha_t *ha, json_t *kvs, bool restarts, size_t *got)
+{
     size_t n = json_array_size(kvs);
     if (n > KCW_HA_MAX_RECORDS)
         n = KCW_HA_MAX_RECORDS;
     char **values = calloc(n ? n : 1, sizeof(*values));
-    size_t got = 0;
+    *got = 0;
     for (size_t i = 0; values && i < n; i++) {
-        const char *v = json_string_value(json_object_get(json_array_get(kvs, i), "value"));
-        size_t len = v ? strlen(v) : 0;
-        if (!v || len > KCW_HA_RECORD_MAX * 4 / 3 + 4 || !(values[got] = malloc(len + 1)))
+        json_t *kv = json_array_get(kvs, i);
+        const char *v = json_string_value(json_object_get(kv, "value"));
+        const char *k = json_string_value(json_object_get(kv, "key"));
+        char key[KEY_MAX_LEN + 32];
+        if (restarts && (!k || b64_decode(k, key, sizeof(key)) < 0 ||
+                         !restart_record_wanted(ha, key)))
             continue;
-        if (b64_decode(v, values[got], len + 1) < 0) {
-            free(values[got]);
+        size_t len = v ? strlen(v) : 0;
+        if (!v || len > KCW_HA_RECORD_MAX * 4 / 3 + 4 || !(values[*got] = malloc(len + 1)))
+            continue;
+        if (b64_decode(v, values[*got], len + 1) < 0) {
+            free(values[*got]);
             continue;
         }
-        got++;
+        (*got)++;
     }
-    if (!root)
-        kcw_log(KCW_LOG_WARN, "ha: handover read failed; acting without the notification logs "
-                "of the instances before", "instance", ha->instance, NULL);
-    if (ha->handover_cb && values)
-        ha->handover_cb(ha->handover_arg, (const char *const *)values, got);
-    for (size_t i = 0; values && i < got; i++)
+    return values;
+}
+
+static void values_free(char **values, size_t n)
+{
+    for (size_t i = 0; values && i < n; i++)
         free(values[i]);
     free(values);
+}
+
+static void handover_done(kcw_ha_t *ha, json_t *root)
+{
+    json_t *responses = root ? json_object_get(root, "responses") : NULL;
+    json_t *notified = json_object_get(
+        json_object_get(json_array_get(responses, 0), "response_range"), "kvs");
+    json_t *actions = json_object_get(
+        json_object_get(json_array_get(responses, 1), "response_range"), "kvs");
+    size_t got = 0, got_r = 0;
+    char **values = handover_values(ha, notified, false, &got);
+    char **restarts = handover_values(ha, actions, true, &got_r);
+    if (!root)
+        kcw_log(KCW_LOG_WARN, "ha: handover read failed; acting without the notification logs "
+                "and restart records of the instances before", "instance", ha->instance, NULL);
+    if (ha->handover_cb && values)
+        ha->handover_cb(ha->handover_arg, (const char *const *)values, got);
+    if (ha->restarts_cb && restarts)
+        ha->restarts_cb(ha->restarts_arg, (const char *const *)restarts, got_r);
+    values_free(values, got);
+    values_free(restarts, got_r);
     for (size_t i = 0; i < ha->n_keys; i++)
         ha->keys[i].handover = false;
     ha->handover_wanted = false;
@@ -781,12 +826,10 @@ static void sync_finish(kcw_ha_t *ha)
         step_end(ha);
         return;
     }
-    char from[KEY_MAX_LEN], to[KEY_MAX_LEN];
-    make_key(ha, from, sizeof(from), "notified", "");
-    snprintf(to, sizeof(to), "%s", from);
-    to[strlen(to) - 1] = '/' + 1;
-    json_t *b = json_pack("{s:o,s:o}", "key", json_b64(from), "range_end", json_b64(to));
-    if (call_start(ha, CALL_HANDOVER, 0, "/v3/kv/range", b, NULL, NULL) < 0)
+    /* One consistent read of both: notification logs, restart records. */
+    json_t *b = json_pack("{s:[o,o]}", "success", range_op(ha, "notified"),
+                          range_op(ha, "actions"));
+    if (call_start(ha, CALL_HANDOVER, 0, "/v3/kv/txn", b, NULL, NULL) < 0)
         handover_done(ha, NULL);
 }
 
@@ -1041,7 +1084,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
             if (c->kind == CALL_CLAIM) {
                 snprintf(ks->owner, sizeof(ks->owner), "%s", ha->instance);
                 ks->owner_lease = ha->lease;
-                if (ha->handover_cb) {
+                if (ha->handover_cb || ha->restarts_cb) {
                     ks->handover = true;
                     ha->handover_wanted = true;
                 }
@@ -1214,6 +1257,14 @@ void kcw_ha_set_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg)
     ha->handover_arg = arg;
 }
 
+void kcw_ha_set_restarts_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg)
+{
+    if (!ha)
+        return;
+    ha->restarts_cb = cb;
+    ha->restarts_arg = arg;
+}
+
 int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value)
 {
     if (!ha || ha->closing || !name || !value)
@@ -1230,8 +1281,8 @@ int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value)
     return call_start(ha, CALL_RECORD, 0, "/v3/kv/put", b, NULL, NULL);
 }
 
-int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit_cb cb,
-                  void *arg)
+int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, const char *target,
+                  kcw_ha_permit_cb cb, void *arg)
 {
     size_t ki;
     if (!ha || ha->closing || !key_find(ha, key, &ki))
@@ -1246,6 +1297,15 @@ int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit
     json_t *b = json_pack("{s:[{s:s,s:o,s:o}],s:[{s:{s:o,s:o}}]}", "compare", "target", "LEASE",
                           "key", json_b64(owners), "lease", json_id(ha->lease), "success",
                           "request_put", "key", json_b64(record), "value", json_b64(value));
+    if (b && target) {
+        /* The target's own record, for whoever owns the cluster next. */
+        char per[KEY_MAX_LEN + 32];
+        snprintf(per, sizeof(per), "%s/actions/%s/restarts/%016" PRIx64, ha->conf->prefix, key,
+                 fnv1a(14695981039346656037ULL, target));
+        json_array_append_new(json_object_get(b, "success"),
+                              json_pack("{s:{s:o,s:o}}", "request_put", "key", json_b64(per),
+                                        "value", json_b64(value)));
+    }
     return call_start(ha, CALL_PERMIT, ki, "/v3/kv/txn", b, cb, arg);
 }
 

@@ -134,12 +134,14 @@ const char *kcw_ha_error(const kcw_ha_t *ha);
 
 /* Asks etcd, in one txn, whether key's ownership key still carries this
  * instance's lease, and if so records `what` (a short JSON or text, copied)
- * under <prefix>/actions/<key>/last. cb runs later on the loop exactly once:
+ * under <prefix>/actions/<key>/last and, when target is not NULL, under
+ * <prefix>/actions/<key>/restarts/<hash of target>, without a lease (read by
+ * the next owner: kcw_ha_set_restarts_handover). cb runs later on the loop exactly once:
  * ok true only when the txn succeeded and the fence is still valid; why
  * says what failed otherwise. 0 or negative errno (then cb never runs). */
 typedef void (*kcw_ha_permit_cb)(void *arg, bool ok, const char *why);
-int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit_cb cb,
-                  void *arg);
+int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, const char *target,
+                  kcw_ha_permit_cb cb, void *arg);
 
 /* Records (no lease, they outlive this instance) value under
  * <prefix>/notified/<instance>/<hash of name>, replacing the last value
@@ -154,6 +156,9 @@ int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value);
  * the read fails, cb gets none and the keys count as owned anyway. */
 typedef void (*kcw_ha_handover_cb)(void *arg, const char *const *records, size_t n);
 void kcw_ha_set_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg);
+/* Called in the same step, from the same read, with the restart records
+ * (kcw_ha_permit's target records) of the keys just claimed only. */
+void kcw_ha_set_restarts_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg);
 
 /* One-shot read of who owns what, for `kcwatch status`: cb gets the
  * ownership keys present under the prefix with their owners (n may be 0),
