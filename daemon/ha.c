@@ -38,7 +38,7 @@
 #define NAME_MAX_LEN 128
 #define KEY_MAX_LEN 512
 #define BODY_MAX (4u * 1024 * 1024)
-#define ACTION_MAX 2048
+#define ACTION_MAX 8192 /* a restart record: 65 times, the request line */
 #define TICK_MIN_MS 100
 #define WATCH_LINE_MAX (64u * 1024) /* one watch answer kept at most; longer: read anyway */
 #define WATCH_TIMEOUT_MS (5 * 60 * 1000) /* then opened again (a silent partition) */
