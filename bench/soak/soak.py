@@ -20,6 +20,13 @@ warm-up's end, fds within 8. At the end, churn and faults stop and every
 notification must be delivered (each group that saw a failed attempt later
 sent; nothing given up, lost or dropped), and every restart the fake received
 must be justified: the restarted connector had a FAILED instance before it.
+Every task fails once in the first seconds (--no-prime to skip): state is
+per task (a resolved alert kept 15 min, a remediation target, a notification
+group), so without it RSS grows for as long as the churn keeps reaching tasks
+it had not reached (~20 min at 300 connectors) and the flatness check means
+nothing. Measured (540 s, 300 connectors): primed, RSS 19.36-19.66 MB and
+fds 20-23 from 22 s on; unprimed, 18.0 -> 19.1 MB between 3 and 9 min, and
+with --resolved-retention 60 level from ~4.5 min (18.0-18.3 MB).
 Not measured: database size (the SQLite store is not built yet).
 Exit 0 when all of that holds; figures on stdout either way.
 """
