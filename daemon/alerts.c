@@ -69,6 +69,14 @@ static void entry_free(entry_t *e)
     free(e);
 }
 
+/* Process-wide: a test hook shortens it (kcw_alert_set_resolved_retention). */
+static int64_t resolved_retention_ms = KCW_ALERT_RESOLVED_RETENTION_MS;
+
+void kcw_alert_set_resolved_retention(int64_t ms)
+{
+    resolved_retention_ms = ms > 0 ? ms : KCW_ALERT_RESOLVED_RETENTION_MS;
+}
+
 kcw_alert_set_t *kcw_alert_set_new(const char *rule_name, int64_t for_ms,
                                    int64_t keep_firing_for_ms)
 {
@@ -283,7 +291,7 @@ int kcw_alert_set_update(kcw_alert_set_t *s, kcw_instance_t *inst, size_t n, int
             }
             bool drop = a->state == KCW_ALERT_PENDING ||
                         (a->resolved_at_ms != 0 &&
-                         now_ms - a->resolved_at_ms > KCW_ALERT_RESOLVED_RETENTION_MS);
+                         now_ms - a->resolved_at_ms > resolved_retention_ms);
             if (drop) {
                 entry_free(e);
                 continue;

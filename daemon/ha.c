@@ -12,6 +12,12 @@
  *              to claim (create if absent, with our lease) or release (delete
  *              while it carries our lease).
  *
+ * Besides the timer, a watch on <prefix>/owners/ (a streaming POST
+ * /v3/watch, one JSON answer per line) starts a step the moment an ownership
+ * key is deleted: a dead owner's clusters are claimed as soon as etcd revokes
+ * its lease, not up to TTL/8 later. The watch only speeds things up; the
+ * reads every TTL/8 are what ownership relies on.
+ *
  * A request that fails moves to the next endpoint and ends the step; the
  * fence is not renewed, so after TTL - margin this instance stops acting, and
  * a timer set at the fence's end reports that at once. Keys and values travel
@@ -32,8 +38,11 @@
 #define NAME_MAX_LEN 128
 #define KEY_MAX_LEN 512
 #define BODY_MAX (4u * 1024 * 1024)
-#define ACTION_MAX 2048
+#define ACTION_MAX 8192 /* a restart record: 65 times, the request line */
 #define TICK_MIN_MS 100
+#define WATCH_LINE_MAX (64u * 1024) /* one watch answer kept at most; longer: read anyway */
+#define WATCH_TIMEOUT_MS (5 * 60 * 1000) /* then opened again (a silent partition) */
+#define ETCD_SWEEP_MS 500 /* etcd revokes expired leases every 500 ms */
 
 /* --- pure: assignment ------------------------------------------------------ */
 
@@ -177,6 +186,12 @@ int64_t kcw_ha_fence_margin(int64_t ttl_ms)
     return m;
 }
 
+int64_t kcw_ha_lease_ttl_s(int64_t ttl_ms)
+{
+    int64_t s = (ttl_ms - ETCD_SWEEP_MS) / 1000;
+    return s < 1 ? 1 : s;
+}
+
 void kcw_ha_fence_renewed(kcw_ha_fence_t *f, int64_t sent_ms, int64_t granted_ttl_ms)
 {
     if (granted_ttl_ms <= 0) {
@@ -276,6 +291,7 @@ typedef enum {
     CALL_REVOKE,
     CALL_HANDOVER,
     CALL_RECORD,
+    CALL_WATCH,
 } call_kind_t;
 
 typedef struct call {
@@ -305,6 +321,8 @@ struct kcw_ha {
     void *arg;
     kcw_ha_handover_cb handover_cb;
     void *handover_arg;
+    kcw_ha_handover_cb restarts_cb;
+    void *restarts_arg;
     bool handover_wanted; /* a claim succeeded in this step */
     char instance[NAME_MAX_LEN];
     key_state_t *keys;
@@ -315,6 +333,12 @@ struct kcw_ha {
     bool lease_reported;
     size_t endpoint;
     bool step_busy;
+    bool step_again; /* the watch saw a key go while a step ran */
+    bool kicked;     /* this step was started by the watch */
+    bool watch_open;
+    bool watch_skip; /* discarding the rest of an answer too long to keep */
+    char *watch_buf; /* one answer line, at most WATCH_LINE_MAX */
+    size_t watch_len;
     size_t step_pending; /* claims/releases of the current sync */
     uint64_t renewals;
     char error[256];
@@ -457,6 +481,7 @@ static void call_unlink(kcw_ha_t *ha, call_t *c)
 }
 
 static void on_response(const kcw_http_resp_t *resp, void *arg);
+static int on_watch_data(long status, const char *data, size_t len, void *arg);
 
 /* Sends body (a JSON object, taken) to path on the current endpoint. */
 static int call_send(kcw_ha_t *ha, call_t *c, const char *path, json_t *body)
@@ -472,12 +497,15 @@ static int call_send(kcw_ha_t *ha, call_t *c, const char *path, json_t *body)
     snprintf(url, sizeof(url), "%s%s", base, path);
     /* A step must end before the next tick; a permit before the fence. */
     int64_t timeout = c->kind == CALL_PERMIT ? ha->lease_ttl_ms / 4 : tick_ms(ha);
+    if (c->kind == CALL_WATCH)
+        timeout = WATCH_TIMEOUT_MS;
     kcw_http_req_t req = {.method = "POST",
                           .url = url,
                           .body = text,
                           .body_len = strlen(text),
                           .timeout_ms = timeout < 200 ? 200 : timeout,
-                          .max_body = BODY_MAX};
+                          .max_body = BODY_MAX,
+                          .on_data = c->kind == CALL_WATCH ? on_watch_data : NULL};
     c->ha = ha;
     c->sent_ms = fence_now_ms();
     c->lease = ha->lease;
@@ -552,10 +580,29 @@ static int64_t json_int64(const json_t *v)
     return 0;
 }
 
+static void on_tick(uv_timer_t *t);
+
+/* A step now rather than at the next tick (the timer keeps its period). */
+static void step_soon(kcw_ha_t *ha)
+{
+    if (ha->closing || !ha->started)
+        return;
+    if (ha->step_busy) {
+        ha->step_again = true;
+        return;
+    }
+    ha->kicked = true;
+    uv_timer_start(&ha->tick, on_tick, 0, (uint64_t)tick_ms(ha));
+}
+
 static void step_end(kcw_ha_t *ha)
 {
     ha->step_busy = false;
     report(ha);
+    if (ha->step_again) {
+        ha->step_again = false;
+        step_soon(ha);
+    }
 }
 
 static void step_fail(kcw_ha_t *ha, const char *what, const char *detail)
@@ -568,33 +615,76 @@ static void step_fail(kcw_ha_t *ha, const char *what, const char *detail)
 /* The handover read's answer (NULL: it failed): the records go to the
  * callback, then the keys just claimed count as ours. Without the records
  * this instance acts anyway; what it pages again is at-least-once. */
-static void handover_done(kcw_ha_t *ha, json_t *root)
+/* The restart records of keys just claimed: <prefix>/actions/<key>/restarts/. */
+static bool restart_record_wanted(const kcw_ha_t *ha, const char *key)
 {
-    json_t *kvs = root ? json_object_get(root, "kvs") : NULL;
+    char dir[KEY_MAX_LEN];
+    make_key(ha, dir, sizeof(dir), "actions", "");
+    if (strncmp(key, dir, strlen(dir)) != 0)
+        return false;
+    const char *name = key + strlen(dir), *slash = strstr(name, "/restarts/");
+    for (size_t i = 0; slash && i < ha->n_keys; i++)
+        if (ha->keys[i].handover && strlen(ha->keys[i].name) == (size_t)(slash - name) &&
+            strncmp(ha->keys[i].name, name, (size_t)(slash - name)) == 0)
+            return true;
+    return false;
+}
+
+/* The values of kvs (at most KCW_HA_MAX_RECORDS, decoded, malloc'd each),
+ * those of restart records only when restarts is set; NULL on OOM. */
+static char **handover_values(const kcw_ha_t *ha, json_t *kvs, bool restarts, size_t *got)
+{
     size_t n = json_array_size(kvs);
     if (n > KCW_HA_MAX_RECORDS)
         n = KCW_HA_MAX_RECORDS;
     char **values = calloc(n ? n : 1, sizeof(*values));
-    size_t got = 0;
+    *got = 0;
     for (size_t i = 0; values && i < n; i++) {
-        const char *v = json_string_value(json_object_get(json_array_get(kvs, i), "value"));
-        size_t len = v ? strlen(v) : 0;
-        if (!v || len > KCW_HA_RECORD_MAX * 4 / 3 + 4 || !(values[got] = malloc(len + 1)))
+        json_t *kv = json_array_get(kvs, i);
+        const char *v = json_string_value(json_object_get(kv, "value"));
+        const char *k = json_string_value(json_object_get(kv, "key"));
+        char key[KEY_MAX_LEN + 32];
+        if (restarts && (!k || b64_decode(k, key, sizeof(key)) < 0 ||
+                         !restart_record_wanted(ha, key)))
             continue;
-        if (b64_decode(v, values[got], len + 1) < 0) {
-            free(values[got]);
+        size_t len = v ? strlen(v) : 0;
+        if (!v || len > KCW_HA_RECORD_MAX * 4 / 3 + 4 || !(values[*got] = malloc(len + 1)))
+            continue;
+        if (b64_decode(v, values[*got], len + 1) < 0) {
+            free(values[*got]);
             continue;
         }
-        got++;
+        (*got)++;
     }
-    if (!root)
-        kcw_log(KCW_LOG_WARN, "ha: handover read failed; acting without the notification logs "
-                "of the instances before", "instance", ha->instance, NULL);
-    if (ha->handover_cb && values)
-        ha->handover_cb(ha->handover_arg, (const char *const *)values, got);
-    for (size_t i = 0; values && i < got; i++)
+    return values;
+}
+
+static void values_free(char **values, size_t n)
+{
+    for (size_t i = 0; values && i < n; i++)
         free(values[i]);
     free(values);
+}
+
+static void handover_done(kcw_ha_t *ha, json_t *root)
+{
+    json_t *responses = root ? json_object_get(root, "responses") : NULL;
+    json_t *notified = json_object_get(
+        json_object_get(json_array_get(responses, 0), "response_range"), "kvs");
+    json_t *actions = json_object_get(
+        json_object_get(json_array_get(responses, 1), "response_range"), "kvs");
+    size_t got = 0, got_r = 0;
+    char **values = handover_values(ha, notified, false, &got);
+    char **restarts = handover_values(ha, actions, true, &got_r);
+    if (!root)
+        kcw_log(KCW_LOG_WARN, "ha: handover read failed; acting without the notification logs "
+                "and restart records of the instances before", "instance", ha->instance, NULL);
+    if (ha->handover_cb && values)
+        ha->handover_cb(ha->handover_arg, (const char *const *)values, got);
+    if (ha->restarts_cb && restarts)
+        ha->restarts_cb(ha->restarts_arg, (const char *const *)restarts, got_r);
+    values_free(values, got);
+    values_free(restarts, got_r);
     for (size_t i = 0; i < ha->n_keys; i++)
         ha->keys[i].handover = false;
     ha->handover_wanted = false;
@@ -617,17 +707,90 @@ static void send_read(kcw_ha_t *ha)
         step_fail(ha, "%s", "cannot send the ownership read");
 }
 
+/* One answer line of the watch: a deleted ownership key starts a step. */
+static void watch_line(kcw_ha_t *ha, const char *line, size_t len)
+{
+    json_error_t je;
+    json_t *root = json_loadb(line, len, 0, &je);
+    json_t *events = json_object_get(json_object_get(root, "result"), "events");
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        const char *type = json_string_value(json_object_get(json_array_get(events, i), "type"));
+        if (type && strcmp(type, "DELETE") == 0) {
+            step_soon(ha);
+            break;
+        }
+    }
+    json_decref(root);
+}
+
+/* Runs inside the transfer (http_client.h): parses whole lines, keeps at
+ * most WATCH_LINE_MAX of one; a longer one is read as "something went". */
+static int on_watch_data(long status, const char *data, size_t len, void *arg)
+{
+    kcw_ha_t *ha = ((call_t *)arg)->ha;
+    if (status != 200 || ha->closing)
+        return -1;
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl - data) : len;
+        if (!ha->watch_skip && n > WATCH_LINE_MAX - ha->watch_len) {
+            ha->watch_skip = true;
+            step_soon(ha);
+        }
+        if (!ha->watch_skip) {
+            memcpy(ha->watch_buf + ha->watch_len, data, n);
+            ha->watch_len += n;
+        }
+        if (!nl)
+            break;
+        if (!ha->watch_skip && ha->watch_len > 0)
+            watch_line(ha, ha->watch_buf, ha->watch_len);
+        ha->watch_len = 0;
+        ha->watch_skip = false;
+        data = nl + 1;
+        len -= n + 1;
+    }
+    return 0;
+}
+
+/* Opens the watch on the owners' keys unless it is open. */
+static void watch_open(kcw_ha_t *ha)
+{
+    if (ha->watch_open || ha->closing || !ha->lease)
+        return;
+    if (!ha->watch_buf && !(ha->watch_buf = malloc(WATCH_LINE_MAX)))
+        return;
+    char from[KEY_MAX_LEN], to[KEY_MAX_LEN];
+    make_key(ha, from, sizeof(from), "owners", "");
+    snprintf(to, sizeof(to), "%s", from);
+    to[strlen(to) - 1] = '/' + 1;
+    json_t *b = json_pack("{s:{s:o,s:o}}", "create_request", "key", json_b64(from), "range_end",
+                          json_b64(to));
+    ha->watch_len = 0;
+    ha->watch_skip = false;
+    if (call_start(ha, CALL_WATCH, 0, "/v3/watch", b, NULL, NULL) == 0)
+        ha->watch_open = true;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     kcw_ha_t *ha = t->data;
     if (ha->closing || ha->step_busy)
         return;
+    bool kicked = ha->kicked;
+    ha->kicked = false;
+    watch_open(ha);
     ha->step_busy = true;
+    /* Started by the watch while the lease is fresh: straight to the read. */
+    if (kicked && ha->lease && kcw_ha_fence_valid(&ha->fence, fence_now_ms())) {
+        send_read(ha);
+        return;
+    }
     int rc;
     if (!ha->lease)
         rc = call_start(ha, CALL_GRANT, 0, "/v3/lease/grant",
-                        json_pack("{s:I}", "TTL", (json_int_t)(ha->conf->ttl_ms / 1000)), NULL,
-                        NULL);
+                        json_pack("{s:I}", "TTL", (json_int_t)kcw_ha_lease_ttl_s(ha->conf->ttl_ms)),
+                        NULL, NULL);
     else
         rc = call_start(ha, CALL_KEEPALIVE, 0, "/v3/lease/keepalive",
                         json_pack("{s:o}", "ID", json_id(ha->lease)), NULL, NULL);
@@ -663,12 +826,10 @@ static void sync_finish(kcw_ha_t *ha)
         step_end(ha);
         return;
     }
-    char from[KEY_MAX_LEN], to[KEY_MAX_LEN];
-    make_key(ha, from, sizeof(from), "notified", "");
-    snprintf(to, sizeof(to), "%s", from);
-    to[strlen(to) - 1] = '/' + 1;
-    json_t *b = json_pack("{s:o,s:o}", "key", json_b64(from), "range_end", json_b64(to));
-    if (call_start(ha, CALL_HANDOVER, 0, "/v3/kv/range", b, NULL, NULL) < 0)
+    /* One consistent read of both: notification logs, restart records. */
+    json_t *b = json_pack("{s:[o,o]}", "success", range_op(ha, "notified"),
+                          range_op(ha, "actions"));
+    if (call_start(ha, CALL_HANDOVER, 0, "/v3/kv/txn", b, NULL, NULL) < 0)
         handover_done(ha, NULL);
 }
 
@@ -923,7 +1084,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
             if (c->kind == CALL_CLAIM) {
                 snprintf(ks->owner, sizeof(ks->owner), "%s", ha->instance);
                 ks->owner_lease = ha->lease;
-                if (ha->handover_cb) {
+                if (ha->handover_cb || ha->restarts_cb) {
                     ks->handover = true;
                     ha->handover_wanted = true;
                 }
@@ -941,6 +1102,10 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         break;
     case CALL_HANDOVER:
         handover_done(ha, root);
+        break;
+    case CALL_WATCH:
+        /* Ended (etcd went, or the timeout): the next tick opens it again. */
+        ha->watch_open = false;
         break;
     case CALL_RECORD:
         if (!root)
@@ -1092,6 +1257,14 @@ void kcw_ha_set_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg)
     ha->handover_arg = arg;
 }
 
+void kcw_ha_set_restarts_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg)
+{
+    if (!ha)
+        return;
+    ha->restarts_cb = cb;
+    ha->restarts_arg = arg;
+}
+
 int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value)
 {
     if (!ha || ha->closing || !name || !value)
@@ -1108,8 +1281,8 @@ int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value)
     return call_start(ha, CALL_RECORD, 0, "/v3/kv/put", b, NULL, NULL);
 }
 
-int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit_cb cb,
-                  void *arg)
+int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, const char *target,
+                  kcw_ha_permit_cb cb, void *arg)
 {
     size_t ki;
     if (!ha || ha->closing || !key_find(ha, key, &ki))
@@ -1124,6 +1297,15 @@ int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit
     json_t *b = json_pack("{s:[{s:s,s:o,s:o}],s:[{s:{s:o,s:o}}]}", "compare", "target", "LEASE",
                           "key", json_b64(owners), "lease", json_id(ha->lease), "success",
                           "request_put", "key", json_b64(record), "value", json_b64(value));
+    if (b && target) {
+        /* The target's own record, for whoever owns the cluster next. */
+        char per[KEY_MAX_LEN + 32];
+        snprintf(per, sizeof(per), "%s/actions/%s/restarts/%016" PRIx64, ha->conf->prefix, key,
+                 fnv1a(14695981039346656037ULL, target));
+        json_array_append_new(json_object_get(b, "success"),
+                              json_pack("{s:{s:o,s:o}}", "request_put", "key", json_b64(per),
+                                        "value", json_b64(value)));
+    }
     return call_start(ha, CALL_PERMIT, ki, "/v3/kv/txn", b, cb, arg);
 }
 
@@ -1134,6 +1316,7 @@ static void ha_free(kcw_ha_t *ha)
     for (size_t i = 0; i < ha->n_keys; i++)
         free(ha->keys[i].name);
     free(ha->keys);
+    free(ha->watch_buf);
     free(ha);
     if (done)
         done(done_arg);

@@ -52,6 +52,7 @@ typedef struct transfer {
     void *arg;
     char *buf;
     size_t len, cap, max_body;
+    int (*on_data)(long status, const char *data, size_t len, void *arg);
     bool overflow;
     int64_t retry_after_ms;
     uint64_t start_ns;
@@ -227,6 +228,11 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
     transfer_t *t = userp;
     size_t n = size * nmemb;
+    if (t->on_data) {
+        long status = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+        return t->on_data(status, data, n, t->arg) < 0 ? 0 : n;
+    }
     if (n > t->max_body - t->len) {
         t->overflow = true;
         return 0; /* aborts with CURLE_WRITE_ERROR */
@@ -591,6 +597,7 @@ int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb
     t->arg = arg;
     t->retry_after_ms = -1;
     t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+    t->on_data = req->on_data;
     t->easy = curl_easy_init();
     if (!t->easy) {
         transfer_free(t);

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "kcwatch/admin.h"
+#include "kcwatch/alerts.h"
 #include "kcwatch/config.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/duration.h"
@@ -137,6 +138,11 @@ static int cmd_run(const char *given, bool strict)
         kcw_log_reset();
         return 1;
     }
+
+    /* Test hook (bench/soak): resolved alerts kept for less than 15 min. */
+    const char *keep = getenv("KCWATCH_TEST_RESOLVED_RETENTION_MS");
+    if (keep && *keep)
+        kcw_alert_set_resolved_retention(strtoll(keep, NULL, 10));
 
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {

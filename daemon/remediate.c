@@ -1427,7 +1427,7 @@ static void action_dispatch(action_t *a)
     }
     a->refs++;
     int rc = r->permit(r->permit_arg, t->cluster_name, a->connector, a->task, a->reqs[0]->line,
-                       on_permit, a);
+                       &t->policy, on_permit, a);
     if (rc < 0) {
         a->refs--;
         action_retry(a, rc == -EPERM ? "this instance does not own the cluster"
@@ -1845,6 +1845,66 @@ void kcw_remediator_set_store(kcw_remediator_t *r, kcw_store_t *store, int64_t n
         snprintf(count, sizeof(count), "%ld", n);
         kcw_log(KCW_LOG_INFO, "restart state restored", "targets", count, NULL);
     }
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Like the store's seeding at start (on_stored_track), but merged into what
+ * this instance knows: an instance taking a cluster over counts the restarts
+ * its previous owner made. */
+int kcw_remediator_adopt_restarts(kcw_remediator_t *r, const char *cluster, const char *connector,
+                                  int task, const int64_t *attempts_ms, size_t n,
+                                  int consecutive, int64_t now_ms)
+{
+    if (!r || !cluster || !connector || (n > 0 && !attempts_ms))
+        return -EINVAL;
+    target_t *t = target_find(r, cluster, connector, task);
+    if (!t && !(t = target_get(r, 0, cluster, connector, task)))
+        return -ENOMEM;
+    kcw_restart_track_t *p = &t->policy;
+    kcw_restart_policy_budget_used(p, r->conf, now_ms);
+    int64_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t at = attempts_ms[i];
+        if (at <= 0 || at > now_ms ||
+            (r->conf->budget_window_ms > 0 && at <= now_ms - r->conf->budget_window_ms))
+            continue;
+        if (at > last)
+            last = at;
+        bool known = false;
+        for (int j = 0; j < p->n_attempts && !known; j++)
+            known = p->attempts_ms[j] == at;
+        if (known)
+            continue;
+        if (p->n_attempts == KCW_RESTART_MAX_HISTORY) {
+            if (at <= p->attempts_ms[0])
+                continue; /* older than all of a full history */
+            p->attempts_ms[0] = at;
+        } else {
+            p->attempts_ms[p->n_attempts++] = at;
+        }
+        qsort(p->attempts_ms, (size_t)p->n_attempts, sizeof(p->attempts_ms[0]), cmp_i64);
+    }
+    if (consecutive > MAX_CONSECUTIVE)
+        consecutive = MAX_CONSECUTIVE;
+    if (consecutive > p->consecutive)
+        p->consecutive = consecutive;
+    if (last > 0) {
+        /* The back-off after the last one, without jitter: its lower bound. */
+        int64_t next = last + kcw_restart_policy_delay(r->conf, consecutive > 0 ? consecutive - 1
+                                                                                 : 0, 0.0);
+        if (next > p->next_allowed_ms)
+            p->next_allowed_ms = next;
+        if (last > p->last_restart_ms)
+            p->last_restart_ms = last;
+    }
+    t->last_seen_ms = now_ms;
+    track_save(r, t);
+    return 0;
 }
 
 /* Cluster index and name for an alert, or false when it names none we know. */

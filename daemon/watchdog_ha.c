@@ -79,21 +79,35 @@ static void on_ha_change(void *arg)
 /* The remediator's gate: the etcd txn comparing the ownership key's lease,
  * recording the restart with it. */
 static int ha_permit(void *arg, const char *cluster, const char *connector, int task,
-                     const char *request, kcw_remediation_permit_done done, void *token)
+                     const char *request, const kcw_restart_track_t *track,
+                     kcw_remediation_permit_done done, void *token)
 {
     kcw_watchdog_t *wd = arg;
     if (!wd->ha)
         return -ENODEV;
-    json_t *rec = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "instance", kcw_ha_instance(wd->ha),
-                            "cluster", cluster, "connector", connector, "task", task, "request",
-                            request ? request : "", "at_ms", (json_int_t)wall_now_ms());
-    char *what = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
-    json_decref(rec);
+    char *what = kcw_ha_restart_record(kcw_ha_instance(wd->ha), cluster, connector, task,
+                                       request, track, wall_now_ms());
     if (!what)
         return -ENOMEM;
-    int rc = kcw_ha_permit(wd->ha, cluster, what, done, token);
+    char target[1024];
+    snprintf(target, sizeof(target), "%s\n%d", connector, task);
+    int rc = kcw_ha_permit(wd->ha, cluster, what, target, done, token);
     free(what);
     return rc;
+}
+
+/* Clusters just taken over: the restarts their previous owner made count
+ * against the budget and back-off here too. */
+static void on_ha_restarts(void *arg, const char *const *records, size_t n)
+{
+    kcw_watchdog_t *wd = arg;
+    if (!wd->rem || !wd->ha)
+        return;
+    size_t merged = kcw_ha_restarts_adopt(wd->rem, kcw_ha_instance(wd->ha), records, n,
+                                          wall_now_ms());
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", merged);
+    kcw_log(KCW_LOG_INFO, "ha: restart records taken over", "targets", count, NULL);
 }
 
 /* What reached a receiver, recorded in etcd for whoever takes over next. */
@@ -164,6 +178,7 @@ int kcw_wd_ha_start(kcw_watchdog_t *wd)
         return -ENOMEM;
     kcw_remediator_set_permit(wd->rem, ha_permit, wd);
     kcw_ha_set_handover(wd->ha, on_ha_handover, wd);
+    kcw_ha_set_restarts_handover(wd->ha, on_ha_restarts, wd);
     kcw_notifier_set_log_hook(wd->notifier, on_notify_log, wd);
     wd->ha_bad_since_ms = wall_now_ms();
     return kcw_ha_start(wd->ha) < 0 ? -ENOMEM : 0;

@@ -28,6 +28,7 @@
 #include "kcwatch/connect.h"
 #include "kcwatch/engine.h"
 #include "kcwatch/ha.h"
+#include "kcwatch/ha_restarts.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/metrics.h"

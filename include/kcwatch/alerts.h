@@ -56,6 +56,10 @@ typedef struct kcw_alert_set kcw_alert_set_t;
 kcw_alert_set_t *kcw_alert_set_new(const char *rule_name, int64_t for_ms,
                                    int64_t keep_firing_for_ms);
 void kcw_alert_set_free(kcw_alert_set_t *s);
+/* How long resolved alerts stay listed, for every set (default
+ * KCW_ALERT_RESOLVED_RETENTION_MS; <= 0 restores it). A test hook: the soak
+ * shortens it (KCWATCH_TEST_RESOLVED_RETENTION_MS) to see memory level off. */
+void kcw_alert_set_resolved_retention(int64_t ms);
 /* Applies one evaluation. Takes ownership of the instances' contents (they
  * are cleared). Duplicate label sets among inst are an error (-EEXIST) and the
  * set is left as it was, like Prometheus' "same labelset" failure. */

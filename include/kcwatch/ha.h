@@ -8,7 +8,11 @@
  * The assigned member claims <prefix>/owners/<key> with its lease (a txn
  * that only creates the key when absent); a member that holds a key assigned
  * elsewhere releases it (a txn that deletes it only while it holds its
- * lease). A dead member's keys disappear with its lease, at most TTL later.
+ * lease). A dead member's keys disappear with its lease, at most TTL later:
+ * the lease is granted shorter than ha.etcd.ttl (kcw_ha_lease_ttl_s), because
+ * etcd counts TTLs in whole seconds and revokes expired leases in a sweep
+ * every 500 ms. The others watch <prefix>/owners/ (/v3/watch, a streaming
+ * answer) and read again the moment a key is deleted, besides every TTL/8.
  *
  * Fencing by time: an instance acts for a key only while it held the key at
  * its last read and its lease cannot have expired yet: until the send time of
@@ -28,7 +32,8 @@
  * The pure parts (assignment, fence arithmetic) take their inputs and clock
  * from the caller; the rest runs on the loop through http_client.h against
  * etcd's v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive, /v3/kv/range,
- * /v3/kv/put, /v3/kv/txn, /v3/lease/revoke; keys and values base64). */
+ * /v3/kv/put, /v3/kv/txn, /v3/lease/revoke, /v3/watch; keys and values
+ * base64). */
 #ifndef KCWATCH_HA_H
 #define KCWATCH_HA_H
 
@@ -78,6 +83,12 @@ typedef struct kcw_ha_fence {
 /* The safety margin kept before a lease of ttl_ms can expire: a quarter of
  * it, at least 500 ms, at most ttl_ms / 2. */
 int64_t kcw_ha_fence_margin(int64_t ttl_ms);
+/* The TTL (whole seconds) to ask etcd for, so that a lease last renewed at t
+ * is revoked before t + ttl_ms: etcd expires it TTL after the renewal and
+ * revokes it at its next 500 ms sweep, so the configured TTL less 500 ms,
+ * rounded down (3 s -> 2 s, 10 s -> 9 s); at least 1 s (below 1.5 s the
+ * configured TTL cannot be met). The fence then runs on the granted TTL. */
+int64_t kcw_ha_lease_ttl_s(int64_t ttl_ms);
 /* A keepalive (or grant) sent at sent_ms got granted_ttl_ms: acting is safe
  * until sent_ms + granted_ttl_ms - margin. Never moves the fence backwards
  * (a late answer to an older keepalive). granted_ttl_ms <= 0 (the lease is
@@ -123,12 +134,14 @@ const char *kcw_ha_error(const kcw_ha_t *ha);
 
 /* Asks etcd, in one txn, whether key's ownership key still carries this
  * instance's lease, and if so records `what` (a short JSON or text, copied)
- * under <prefix>/actions/<key>/last. cb runs later on the loop exactly once:
+ * under <prefix>/actions/<key>/last and, when target is not NULL, under
+ * <prefix>/actions/<key>/restarts/<hash of target>, without a lease (read by
+ * the next owner: kcw_ha_set_restarts_handover). cb runs later on the loop exactly once:
  * ok true only when the txn succeeded and the fence is still valid; why
  * says what failed otherwise. 0 or negative errno (then cb never runs). */
 typedef void (*kcw_ha_permit_cb)(void *arg, bool ok, const char *why);
-int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, kcw_ha_permit_cb cb,
-                  void *arg);
+int kcw_ha_permit(kcw_ha_t *ha, const char *key, const char *what, const char *target,
+                  kcw_ha_permit_cb cb, void *arg);
 
 /* Records (no lease, they outlive this instance) value under
  * <prefix>/notified/<instance>/<hash of name>, replacing the last value
@@ -143,6 +156,9 @@ int kcw_ha_record(kcw_ha_t *ha, const char *name, const char *value);
  * the read fails, cb gets none and the keys count as owned anyway. */
 typedef void (*kcw_ha_handover_cb)(void *arg, const char *const *records, size_t n);
 void kcw_ha_set_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg);
+/* Called in the same step, from the same read, with the restart records
+ * (kcw_ha_permit's target records) of the keys just claimed only. */
+void kcw_ha_set_restarts_handover(kcw_ha_t *ha, kcw_ha_handover_cb cb, void *arg);
 
 /* One-shot read of who owns what, for `kcwatch status`: cb gets the
  * ownership keys present under the prefix with their owners (n may be 0),

@@ -29,6 +29,12 @@ typedef struct kcw_http_req {
     const kcw_basic_auth_conf_t *basic_auth; /* preemptive Basic when username set */
     const char *bearer_token;                /* Authorization: Bearer, may be NULL */
     const kcw_tls_conf_t *tls;               /* may be NULL */
+    /* Streaming (a watch): when set, response bytes go to on_data as they
+     * arrive, with the status line's code, instead of into the body (the
+     * completion callback then sees an empty body); the callee bounds what it
+     * keeps. It runs inside the transfer: it must not start or cancel
+     * requests (defer with a timer). A negative return aborts the transfer. */
+    int (*on_data)(long status, const char *data, size_t len, void *arg);
 } kcw_http_req_t;
 
 typedef struct kcw_http_resp {

@@ -134,6 +134,7 @@ void kcw_remediator_set_connect(kcw_remediator_t *r, kcw_connect_t *cn);
 typedef void (*kcw_remediation_permit_done)(void *token, bool ok, const char *why);
 typedef int (*kcw_remediation_permit_cb)(void *arg, const char *cluster, const char *connector,
                                          int task, const char *request,
+                                         const kcw_restart_track_t *track,
                                          kcw_remediation_permit_done done, void *token);
 void kcw_remediator_set_permit(kcw_remediator_t *r, kcw_remediation_permit_cb cb, void *arg);
 /* Swaps the configuration (reload); tracks are kept. */
@@ -183,6 +184,15 @@ size_t kcw_remediator_each(const kcw_remediator_t *r, int64_t now_ms,
  * is recorded in the audit log with the rule, trace excerpt, exact request
  * and response. store must outlive r. */
 void kcw_remediator_set_store(kcw_remediator_t *r, kcw_store_t *store, int64_t now_ms);
+/* Restarts another instance made of a target before this one took its
+ * cluster over (ha_restarts.h): the counted restart times (those inside the
+ * budget window are merged into the target's history) and the back-off
+ * exponent after the last of them. The next restart waits at least the
+ * un-jittered back-off after that last one. Saved like any track. 0 or
+ * -EINVAL / -ENOMEM. */
+int kcw_remediator_adopt_restarts(kcw_remediator_t *r, const char *cluster, const char *connector,
+                                  int task, const int64_t *attempts_ms, size_t n,
+                                  int consecutive, int64_t now_ms);
 /* Reseeds the jitter PRNG (tests; the default seed comes from time and pid). */
 void kcw_remediator_seed(kcw_remediator_t *r, uint64_t seed);
 void kcw_remediator_free(kcw_remediator_t *r);

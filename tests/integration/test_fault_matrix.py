@@ -2,7 +2,10 @@
 """The fault matrix (tests/FAULTS.md): each peer behind fault_proxy.py, each
 fault as an episode. In every cell kcwatch keeps running, logs the episode
 once (the WARN/ERROR lines about that peer stay few however long it lasts),
-acts on no partial data, and recovers by itself once the fault is cleared.
+marks the peer down in /metrics (kcwatch_connect_up 0, kcwatch_prometheus_up
+0 or its error count rising, the receiver's failure count rising), acts on
+no partial data, and recovers by itself once the fault is cleared (and
+/metrics says the peer is up again).
 
 Peers: Connect (a fake Connect worker), the webhook receiver (the webhook
 sink), Prometheus (the real binary). Each episode lasts several requests
@@ -22,6 +25,7 @@ import harness  # noqa: E402
 import prom_harness  # noqa: E402
 from harness import Harness  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
+from test_metrics import scrape, value  # noqa: E402
 
 # fault name -> set_fault keyword arguments
 FAULTS = [
@@ -46,6 +50,11 @@ def cell(fault, kw):
     return fault + ("(%s)" % kw["status"] if fault == "status" else "")
 
 
+def metric(h, name, **labels):
+    """The sample's value on /metrics now (0 when the series is absent)."""
+    return value(scrape(h)[1], name, **labels) or 0.0
+
+
 def loud_lines(h, start, pred):
     return [r for r in (harness.parse_logfmt(l) for l in h.log_lines()[start:])
             if r.get("level") in ("warn", "error") and pred(r)]
@@ -63,6 +72,7 @@ def test_connect_faults():
                 name = cell(fault, kw)
                 start = len(h.log_lines())
                 deliveries = len(h.sink.deliveries())
+                errors0 = metric(h, "kcwatch_connect_polls_total", cluster="c1", result="error")
                 proxy.set_fault(fault, **kw)
                 t0 = time.monotonic()
                 # While the fault lasts, a task fails: only fresh, whole data
@@ -73,6 +83,12 @@ def test_connect_faults():
                     fault == "refused" or len(proxy.faulted()) >= 3),
                     what="%s: an episode of several failed polls" % name)
                 h.check(h.alive(), "%s: the daemon died" % name)
+                # Marked down: the cluster's up gauge 0, its failed polls counted.
+                h.wait_for(lambda: metric(h, "kcwatch_connect_up", cluster="c1") == 0,
+                           what="%s: kcwatch_connect_up{cluster=c1} 0" % name)
+                h.check(metric(h, "kcwatch_connect_polls_total", cluster="c1",
+                               result="error") > errors0,
+                        "%s: no failed poll counted in /metrics" % name)
                 h.check(not h.fake.restarts("orders"), "%s: restart sent on partial data" % name)
                 fired = h.sink.find_alerts("ConnectTaskFailed", "firing", {"connector": "orders"})
                 h.check(not [d for d, _ in fired if d.index >= deliveries],
@@ -85,6 +101,8 @@ def test_connect_faults():
                 h.wait_for(lambda: h.fake.restarts("orders")
                            and h.fake.task_state("orders", 0) == "RUNNING",
                            timeout=30, what="%s: recovery (the FAILED task restarted)" % name)
+                h.wait_for(lambda: metric(h, "kcwatch_connect_up", cluster="c1") == 1,
+                           what="%s: kcwatch_connect_up{cluster=c1} 1 again" % name)
                 h.fake.clear_requests()
                 print("  connect x %-10s ok: %d faulted requests, %d loud lines"
                       % (name, len(proxy.faulted()), len(loud)))
@@ -113,6 +131,8 @@ def test_webhook_faults():
                 conn = "c%02d" % i
                 h.fake.add_connector(conn, tasks=1)
                 start = len(h.log_lines())
+                failures0 = metric(h, "kcwatch_notifications_total", receiver="hook",
+                                   result="failure")
                 proxy.set_fault(fault, **kw)
                 t0 = time.monotonic()
                 h.fake.fail_task(conn, 0)
@@ -128,6 +148,11 @@ def test_webhook_faults():
                 h.check(len(loud) <= MAX_EPISODE_LINES,
                         "%s: %d warn/error lines for one episode:\n%s"
                         % (name, len(loud), "\n".join(map(str, loud))))
+                if fault != "malformed":
+                    # Marked down: every failed attempt counted for the receiver.
+                    h.wait_for(lambda: metric(h, "kcwatch_notifications_total", receiver="hook",
+                                              result="failure") > failures0,
+                               what="%s: the receiver's failures counted in /metrics" % name)
                 if fault not in ("refused", "malformed"):
                     h.check(not h.sink.find_alerts("ConnectTaskFailed", "firing",
                                                    {"connector": conn}),
@@ -196,12 +221,20 @@ def test_prometheus_faults():
                 name = cell(fault, kw)
                 start = len(h.log_lines())
                 resolved0 = len(h.sink.find_alerts("AlwaysOn", "resolved"))
+                errors0 = metric(h, "kcwatch_prometheus_queries_total", result="error")
                 proxy.set_fault(fault, **kw)
                 h.wait_for(lambda: rule_health(h)[0] == "err", timeout=20,
                            what="%s: the rule's health err" % name)
                 h.wait_for(lambda: fault == "refused" or len(proxy.faulted()) >= 3, timeout=30,
                            what="%s: several failed evaluations" % name)
                 h.check(h.alive(), "%s: the daemon died" % name)
+                # Marked down: its failed queries counted, and
+                # kcwatch_prometheus_up 0 (no cell answers as Prometheus
+                # does; a query error of its own API would count as up).
+                h.check(metric(h, "kcwatch_prometheus_queries_total", result="error") > errors0,
+                        "%s: no failed query counted in /metrics" % name)
+                up = metric(h, "kcwatch_prometheus_up")
+                h.check(up == 0, "%s: kcwatch_prometheus_up %r, not 0" % (name, up))
                 # A failed evaluation leaves the alert as it was (Prometheus
                 # does the same): no resolve from a missing answer.
                 h.check(len(h.sink.find_alerts("AlwaysOn", "resolved")) == resolved0,
@@ -214,7 +247,10 @@ def test_prometheus_faults():
                 proxy.clear()
                 h.wait_for(lambda: rule_health(h)[0] == "ok", timeout=20,
                            what="%s: the rule healthy again" % name)
-                print("  prometheus x %-10s ok: lastError %r" % (name, err[:80]))
+                h.wait_for(lambda: metric(h, "kcwatch_prometheus_up") == 1,
+                           what="%s: kcwatch_prometheus_up 1 again" % name)
+                print("  prometheus x %-10s ok: up %d during; lastError %r"
+                      % (name, up, err[:80]))
                 proxy.records.clear()
             h.finish()
         finally:

@@ -85,7 +85,8 @@ def etcd_outage(name, members, down):
                   % (inst.instance, took, TTL))
             # An etcd leader cut off from its quorum answers for up to one
             # election timeout more (0.5 s here); the renewals it granted are
-            # real, and the instance stops TTL - margin after the last one.
+            # real, and the instance stops the granted TTL (TTL - 1 s here)
+            # less the margin after the last one.
             w.check(took <= TTL + (0.5 if members > 1 else 0),
                     "%s stopped acting only after %.2fs" % (inst.instance, took))
             w.wait(lambda: inst.ha()["leaseValid"] is False and inst.acting() == [],

@@ -3,8 +3,8 @@
 active/standby pair. Exactly one restart per failure and one notification;
 the standby still evaluates (and shows) the alert; the restart's ownership
 txn leaves its record in etcd; kill -9 of the owner during a failure hands
-the cluster to the standby, which restarts the task within TTL + poll (plus the read
-interval and etcd's 500 ms expiry check); a clean stop revokes the lease and
+the cluster to the standby, which restarts the task within TTL + poll (plus a
+small scheduling allowance); a clean stop revokes the lease and
 hands over at once; the new owner does not page again what the old one
 paged."""
 
@@ -97,11 +97,16 @@ def test_kill9_owner_during_failure():
         took = first.time - failed
         print("  restart %.2fs after the failure (%.2fs after kill -9); TTL %ds + poll %.1fs"
               % (took, first.time - killed, TTL, POLL))
-        # etcd expires a lease at most TTL after the last keepalive, checking
-        # every 500 ms; the standby reads every TTL/8 and acts at once.
-        bound = TTL + POLL + TTL / 8.0 + 0.5
+        # The owner's lease is granted TTL - 1 s, so etcd's 500 ms revoke
+        # sweep deletes its key within TTL of its last keepalive (sent before
+        # the kill); the standby's watch sees the delete at once, and within
+        # the poll it has seen the failure. What is left is five loopback
+        # round trips (read, claim, handover read, permit txn, the restart)
+        # and being scheduled on a loaded 2-core machine: ALLOWANCE.
+        ALLOWANCE = 0.2
+        bound = TTL + POLL + ALLOWANCE
         w.check(took <= bound, "standby restarted %.2fs after the failure, more than "
-                "TTL + poll + read interval + etcd's expiry check (%.2fs)" % (took, bound))
+                "TTL + poll + %.1fs (%.2fs)" % (took, ALLOWANCE, bound))
         w.wait(lambda: standby.restarts_sent(), what="the standby's restart sent log line")
         w.check(len(w.fake.restarts()) == 1, "restarts: %r" % w.fake.restarts())
         w.check(w.owners() == {"c1": standby.instance}, "etcd owners: %r" % w.owners())

@@ -162,6 +162,20 @@ static void test_fence_margin(void **state)
     assert_int_equal(kcw_ha_fence_margin(1000), 500); /* never more than half */
 }
 
+/* etcd revokes an expired lease at its next 500 ms sweep, so the granted
+ * TTL plus 500 ms must fit in the configured one. */
+static void test_lease_ttl(void **state)
+{
+    (void)state;
+    assert_int_equal(kcw_ha_lease_ttl_s(3000), 2);
+    assert_int_equal(kcw_ha_lease_ttl_s(10000), 9);
+    assert_int_equal(kcw_ha_lease_ttl_s(3500), 3);
+    assert_int_equal(kcw_ha_lease_ttl_s(3499), 2);
+    for (int64_t ttl = 1500; ttl <= 60000; ttl += 100)
+        assert_true(kcw_ha_lease_ttl_s(ttl) * 1000 + 500 <= ttl);
+    assert_int_equal(kcw_ha_lease_ttl_s(1000), 1); /* etcd's floor */
+}
+
 static void test_fence_by_time(void **state)
 {
     (void)state;
@@ -214,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_assign_sticky),
         cmocka_unit_test(test_assign_errors),
         cmocka_unit_test(test_fence_margin),
+        cmocka_unit_test(test_lease_ttl),
         cmocka_unit_test(test_fence_by_time),
         cmocka_unit_test(test_fence_after_pause),
     };

@@ -555,6 +555,57 @@ static void test_http_max_body(void **state)
     assert_int_equal(r.body_len, 100000);
 }
 
+/* Streaming (etcd's watch): bytes reach on_data as they come, with the
+ * status, and nothing is buffered; a negative return aborts the transfer. */
+typedef struct stream {
+    size_t bytes;
+    int chunks;
+    long status;
+    size_t stop_after; /* 0: never */
+} stream_t;
+
+static int on_chunk(long status, const char *data, size_t len, void *arg)
+{
+    (void)data;
+    result_t *r = arg;
+    stream_t *st = (stream_t *)(r + 1);
+    st->status = status;
+    st->bytes += len;
+    st->chunks++;
+    return st->stop_after && st->bytes >= st->stop_after ? -1 : 0;
+}
+
+static void test_http_streaming(void **state)
+{
+    fx_t *fx = *state;
+    struct {
+        result_t r;
+        stream_t st;
+    } s = {0};
+    /* max_body does not apply: the callee keeps what it wants. */
+    kcw_http_req_t req = {.max_body = 1000, .on_data = on_chunk};
+    char url[128];
+    snprintf(url, sizeof(url), "%s/big", fx->live_url);
+    req.method = "GET";
+    req.url = url;
+    assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &s.r), 0);
+    assert_true(run_until(fx, result_done, &s.r, DEADLINE_MS));
+    assert_int_equal(s.r.curl_code, 0);
+    assert_int_equal(s.r.status, 200);
+    assert_int_equal(s.r.body_len, 0);
+    assert_int_equal(s.st.bytes, 100000);
+    assert_int_equal(s.st.status, 200);
+    assert_true(s.st.chunks >= 1);
+
+    memset(&s, 0, sizeof(s));
+    s.st.stop_after = 1;
+    assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &s.r), 0);
+    assert_true(run_until(fx, result_done, &s.r, DEADLINE_MS));
+    assert_int_not_equal(s.r.curl_code, 0);
+    assert_true(s.st.bytes < 100000);
+    assert_int_equal(s.st.chunks, 1);
+}
+
 static void test_http_connection_refused(void **state)
 {
     fx_t *fx = *state;
@@ -1179,6 +1230,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_post_body_and_basic_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_retry_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_max_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_bad_requests, setup, teardown),

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "kcwatch/config.h"
+#include "kcwatch/ha_restarts.h"
 #include "kcwatch/http_client.h"
 #include "kcwatch/log.h"
 #include "kcwatch/remediate.h"
@@ -567,6 +568,49 @@ static void test_remediator_disabled_reports_once(void **state)
     assert_non_null(strstr(fixture_log(f), "msg=\"restart skipped\""));
     assert_non_null(strstr(fixture_log(f), "connector=orders-sink"));
     kcw_remediator_free(r);
+}
+
+/* A cluster taken over from another instance: the restarts it made, read
+ * from etcd, count against the budget here (ha_restarts.h). */
+static void test_remediator_adopts_restarts(void **state)
+{
+    fixture_t *f = *state;
+    f->conf.budget_max_restarts = 2;
+    f->conf.budget_window_ms = HOUR;
+    kcw_restart_track_t before = {.n_attempts = 1, .attempts_ms = {T0 - 20 * SEC},
+                                  .consecutive = 1};
+    char *mine = kcw_ha_restart_record("kcw-b", "prod", "orders-sink", -1, "POST x", &before,
+                                       T0 - 10 * SEC);
+    char *old = kcw_ha_restart_record("kcw-a", "prod", "orders-sink", -1, "POST x", &before,
+                                      T0 - 2 * HOUR);
+    char *theirs = kcw_ha_restart_record("kcw-a", "prod", "orders-sink", -1, "POST x", &before,
+                                         T0 - 10 * SEC);
+    assert_non_null(mine);
+    assert_non_null(old);
+    assert_non_null(theirs);
+
+    /* Its own record (its store has it) and one past the window count nothing. */
+    kcw_remediator_t *r = kcw_remediator_new(NULL, NULL, &f->conf, record_event, &f->rec);
+    const char *skip[] = {mine, "{\"not\": \"a record\"}"};
+    assert_int_equal(kcw_ha_restarts_adopt(r, "kcw-b", skip, 2, T0), 0);
+    const char *stale[] = {old};
+    assert_int_equal(kcw_ha_restarts_adopt(r, "kcw-b", stale, 1, T0 + HOUR), 1);
+    kcw_remediator_consider(r, &f->rule, &f->alert, T0 + HOUR);
+    assert_int_equal(f->rec.n, 0);
+    kcw_remediator_free(r);
+
+    /* The other instance's two restarts in the window: the budget is used up. */
+    r = kcw_remediator_new(NULL, NULL, &f->conf, record_event, &f->rec);
+    const char *recs[] = {theirs};
+    assert_int_equal(kcw_ha_restarts_adopt(r, "kcw-b", recs, 1, T0), 1);
+    kcw_remediator_consider(r, &f->rule, &f->alert, T0);
+    assert_int_equal(f->rec.n, 1);
+    assert_int_equal(f->rec.kind[0], KCW_REMEDIATION_BUDGET_EXHAUSTED);
+    assert_non_null(strstr(fixture_log(f), "unreadable restart records"));
+    kcw_remediator_free(r);
+    free(mine);
+    free(old);
+    free(theirs);
 }
 
 static void test_remediator_excluded(void **state)
@@ -1331,6 +1375,8 @@ int main(void)
         cmocka_unit_test(test_observe_failed_restarts_stable_clock),
         cmocka_unit_test(test_event_names),
         cmocka_unit_test_setup_teardown(test_remediator_ignores_non_candidates, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_remediator_adopts_restarts, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_remediator_disabled_reports_once, fixture_setup,
                                         fixture_teardown),
