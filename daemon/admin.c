@@ -63,7 +63,9 @@ typedef struct conn_rec {
 
 typedef struct route {
     char *method;
-    char *path;
+    char *path; /* a prefix route keeps its trailing '/' ("/api/v2/silence/") */
+    size_t path_len;
+    bool prefix; /* registered with a trailing '*': any non-empty rest matches */
     kcw_admin_handler handler;
     void *arg;
 } route_t;
@@ -467,12 +469,19 @@ int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_ad
 {
     if (!a || a->closing || !method || !path || !h || !method_valid(method) || path[0] != '/')
         return -EINVAL;
+    size_t len = strlen(path);
+    bool prefix = len >= 3 && strcmp(path + len - 2, "/*") == 0;
+    if (prefix)
+        len--; /* keep the '/' */
+    if (memchr(path, '*', len))
+        return -EINVAL;
     for (size_t i = 0; i < a->n_routes; i++)
-        if (strcmp(a->routes[i].method, method) == 0 && strcmp(a->routes[i].path, path) == 0)
+        if (strcmp(a->routes[i].method, method) == 0 && a->routes[i].prefix == prefix &&
+            a->routes[i].path_len == len && memcmp(a->routes[i].path, path, len) == 0)
             return -EEXIST;
     if (a->n_routes == MAX_ROUTES)
         return -ENOSPC;
-    route_t r = {strdup(method), strdup(path), h, arg};
+    route_t r = {strdup(method), strndup(path, len), len, prefix, h, arg};
     if (!r.method || !r.path) {
         free(r.method);
         free(r.path);
@@ -685,14 +694,38 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, const request_t *
     return send_response(conn, rq, method, path, &resp, hdr_name, hdr_value);
 }
 
+/* Whether r serves path: the same path, or for a prefix route the prefix
+ * followed by at least one byte. */
+static bool route_matches(const route_t *r, const char *path)
+{
+    if (!r->prefix)
+        return strcmp(r->path, path) == 0;
+    return strncmp(r->path, path, r->path_len) == 0 && path[r->path_len] != '\0';
+}
+
+/* Whether any exact route serves path: exact routes hide prefix ones. */
+static bool path_exact(const kcw_admin_t *a, const char *path)
+{
+    for (size_t i = 0; i < a->n_routes; i++)
+        if (!a->routes[i].prefix && strcmp(a->routes[i].path, path) == 0)
+            return true;
+    return false;
+}
+
+static bool route_serves(const route_t *r, const char *path, bool exact)
+{
+    return route_matches(r, path) && !(r->prefix && exact);
+}
+
 /* "GET, HEAD, POST": the methods routed for path (HEAD implied by GET). */
 static void allow_list(const kcw_admin_t *a, const char *path, char *buf, size_t n)
 {
     size_t used = 0;
     bool has_get = false, has_head = false;
+    bool exact = path_exact(a, path);
     buf[0] = '\0';
     for (size_t i = 0; i < a->n_routes; i++) {
-        if (strcmp(a->routes[i].path, path) != 0)
+        if (!route_serves(&a->routes[i], path, exact))
             continue;
         has_get |= strcmp(a->routes[i].method, "GET") == 0;
         has_head |= strcmp(a->routes[i].method, "HEAD") == 0;
@@ -700,7 +733,7 @@ static void allow_list(const kcw_admin_t *a, const char *path, char *buf, size_t
     for (size_t i = 0; i <= a->n_routes; i++) {
         const char *m;
         if (i < a->n_routes) {
-            if (strcmp(a->routes[i].path, path) != 0)
+            if (!route_serves(&a->routes[i], path, exact))
                 continue;
             m = a->routes[i].method;
         } else if (has_get && !has_head) {
@@ -722,10 +755,11 @@ static const route_t *route_find(const kcw_admin_t *a, const char *method, const
 {
     const route_t *fallback = NULL;
     bool is_head = strcmp(method, "HEAD") == 0;
+    bool exact = path_exact(a, path);
     *path_known = false;
     for (size_t i = 0; i < a->n_routes; i++) {
         const route_t *r = &a->routes[i];
-        if (strcmp(r->path, path) != 0)
+        if (!route_serves(r, path, exact))
             continue;
         *path_known = true;
         if (strcmp(r->method, method) == 0)
@@ -764,6 +798,7 @@ static enum MHD_Result dispatch(kcw_admin_t *a, struct MHD_Connection *conn, req
     kcw_admin_request_t req = {
         .method = method,
         .path = path,
+        .rest = r->prefix ? path + r->path_len : "",
         .body = rq->body ? rq->body : "",
         .body_len = rq->len,
         .priv = conn,

@@ -3,8 +3,8 @@
  * A libmicrohttpd daemon driven by the libuv loop, with no thread of its own:
  * MHD runs in epoll mode, a uv_poll watches its epoll fd and one uv_timer
  * follows MHD's own timeout. Requests enter through routes the daemon
- * registers (exact method + path); each handler runs on the loop, fills a
- * kcw_admin_response_t and returns. The server itself answers what needs no
+ * registers (method + exact path or path prefix); each handler runs on the
+ * loop, fills a kcw_admin_response_t and returns. The server itself answers what needs no
  * data of the daemon's:
  *   - unknown path               -> 404 {"status":"error","errorType":"not_found",...}
  *   - known path, other method   -> 405 with an Allow header
@@ -60,6 +60,8 @@ typedef struct kcw_admin_opts {
 typedef struct kcw_admin_request {
     const char *method; /* as sent: "GET", "HEAD", "POST", ... */
     const char *path;   /* decoded path, without the query string */
+    const char *rest;   /* prefix route: what follows the prefix ("ID" of
+                           /api/v2/silence/ID); "" for exact routes */
     const char *body;   /* NUL-terminated copy of the body; "" when none */
     size_t body_len;
     void *priv; /* the server's; use the accessors below */
@@ -99,7 +101,10 @@ bool kcw_admin_listen_exposed(const char *listen, const char *token, char *msg, 
  * NULL for every default. NULL on failure with a message in err. */
 kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *err, size_t errlen);
 /* Adds a route: method is "GET", "POST", ... (a GET route also serves HEAD),
- * path an exact path ("/api/v1/alerts"). Both are copied. Routes may be added
+ * path an exact path ("/api/v1/alerts") or a prefix: a path ending in '/'
+ * followed by '*' ("/api/v2/silence/" + "*") serves every path under it with
+ * a non-empty rest, handed to the handler as req->rest; exact routes for a
+ * path win. Both are copied. Routes may be added
  * before or after start. 0, -EEXIST for a duplicate, -ENOSPC past 32 routes,
  * -EINVAL, -ENOMEM. */
 int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_admin_handler h,
