@@ -953,6 +953,47 @@ static bool listen_ok(const char *s)
     return p >= 1 && p <= 65535;
 }
 
+/* admin: listen (global.listen is the older spelling), the write token,
+ * basic auth and the server's TLS certificate. */
+static void parse_admin(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"listen", "token",      "token_file",
+                                       "basic_auth", "tls",    NULL};
+    static const char *const tls_keys[] = {"cert_file", "key_file", NULL};
+    char ap[PATH_LEN], tp[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "admin", keys, NULL, ap);
+    if (!m)
+        return;
+    const node_t *g = map_get(c, root, "global");
+    const node_t *gl = g && g->type == YAML_MAPPING_NODE ? map_key(c, g, "listen") : NULL;
+    if (gl && map_key(c, m, "listen"))
+        err_node(c, map_key(c, m, "listen"),
+                 "admin.listen: global.listen (line %d) says the same; keep one of them",
+                 node_line(gl));
+    else if (get_string(c, m, ap, "listen", &cfg->listen) == 0 && !listen_ok(cfg->listen))
+        err_node(c, map_get(c, m, "listen"),
+                 "admin.listen: expected host:port (e.g. 127.0.0.1:9464), got \"%s\"",
+                 cfg->listen);
+    if (exclusive(c, m, ap, "token", "token_file")) {
+        get_secret(c, m, ap, "token", &cfg->admin.token);
+        get_secret_file(c, m, ap, "token_file", &cfg->admin.token);
+        if (cfg->admin.token && !*cfg->admin.token)
+            err_node(c, map_get(c, m, map_key(c, m, "token") ? "token" : "token_file"),
+                     "admin: the token is empty");
+    }
+    parse_basic_auth(c, m, ap, &cfg->admin.basic_auth);
+    if (cfg->admin.basic_auth.username && !cfg->admin.basic_auth.password)
+        err_node(c, map_get(c, m, "basic_auth"), "admin.basic_auth: password or password_file is "
+                                                 "required");
+    const node_t *t = sub_map(c, m, ap, "tls", tls_keys, NULL, tp);
+    if (t) {
+        int cert = get_file_path(c, t, tp, "cert_file", &cfg->admin.tls_cert_file);
+        int key = get_file_path(c, t, tp, "key_file", &cfg->admin.tls_key_file);
+        if (cert == 1 || key == 1)
+            err_node(c, t, "admin.tls: cert_file and key_file are both required");
+    }
+}
+
 static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *external_url_set)
 {
     static const char *const keys[] = {"evaluation_interval",
@@ -1921,7 +1962,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
     static const char *const keys[] = {"global",    "prometheus", "connect",  "remediation",
                                        "rule_files", "receivers", "route",    "silences",
-                                       "inhibit_rules", "ha", NULL};
+                                       "inhibit_rules", "ha", "admin", NULL};
     bool external_url_set = false, rules_set = false, traces_set = false;
     const node_t *m = NULL;
     if (!is_null(root)) {
@@ -1936,6 +1977,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     if (m) {
         check_keys(c, m, "", keys, NULL);
         parse_global(c, m, cfg, &external_url_set);
+        parse_admin(c, m, cfg);
         parse_prometheus(c, m, &cfg->prometheus);
         parse_connect(c, m, cfg);
         parse_remediation(c, m, &cfg->remediation, &traces_set);
@@ -2085,6 +2127,10 @@ void kcw_config_free(kcw_config_t *cfg)
     free(cfg->state_dir);
     free(cfg->listen);
     free(cfg->external_url);
+    free(cfg->admin.token);
+    basic_auth_free(&cfg->admin.basic_auth);
+    free(cfg->admin.tls_cert_file);
+    free(cfg->admin.tls_key_file);
 
     free(cfg->prometheus.url);
     basic_auth_free(&cfg->prometheus.basic_auth);

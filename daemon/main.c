@@ -85,11 +85,12 @@ static void errors_print(const kcw_errors_t *errs, FILE *out)
 static bool exposure_refused(const kcw_config_t *cfg, bool strict, FILE *out)
 {
     char msg[512];
-    /* The config has no admin token yet: every non-loopback listen is open. */
-    if (!kcw_admin_listen_exposed(cfg->listen, NULL, msg, sizeof(msg)))
+    /* Either credential protects the write routes. */
+    const char *cred = cfg->admin.token ? cfg->admin.token : cfg->admin.basic_auth.password;
+    if (!kcw_admin_listen_exposed(cfg->listen, cred, msg, sizeof(msg)))
         return false;
     if (strict) {
-        fprintf(out, "%s: global.listen: %s; refused by --strict\n",
+        fprintf(out, "%s: admin.listen: %s; refused by --strict\n",
                 cfg->path ? cfg->path : "(built-in defaults)", msg);
         return true;
     }

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "kcwatch/admin.h"
+#include "kcwatch/admin_conf.h"
 #include "kcwatch/api.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/engine.h"
@@ -996,10 +997,17 @@ static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *r
     (void)req;
     kcw_watchdog_t *wd = arg;
     kcw_log(KCW_LOG_INFO, "reload requested over HTTP", NULL);
-    if (kcw_watchdog_reload(wd) < 0)
-        return kcw_admin_response_text(resp, 500, NULL,
-                                       "failed to reload config: see the log for every error\n");
-    return kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
+    kcw_errors_t errs = {0};
+    int rc = kcw_watchdog_reload_report(wd, &errs);
+    if (rc == -EINVAL)
+        rc = kcw_admin_reload_failed(resp, "reload failed: keeping the running configuration",
+                                     &errs);
+    else if (rc < 0)
+        rc = kcw_admin_response_text(resp, 500, NULL, "failed to reload config: see the log\n");
+    else
+        rc = kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
+    kcw_errors_clear(&errs);
+    return rc;
 }
 
 /* --- silences -------------------------------------------------------------- */
@@ -1061,7 +1069,8 @@ static int admin_start(kcw_watchdog_t *wd)
 {
     const kcw_config_t *cfg = wd->gen->cfg;
     char err[256] = "";
-    kcw_admin_opts_t opts = {.listen = cfg->listen};
+    kcw_admin_opts_t opts;
+    kcw_admin_conf_opts(cfg, &opts);
     wd->admin = kcw_admin_new(wd->loop, &opts, err, sizeof(err));
     if (!wd->admin) {
         kcw_log(KCW_LOG_ERROR, "admin server not started", "listen", cfg->listen, "error", err,
@@ -1085,10 +1094,7 @@ static int admin_start(kcw_watchdog_t *wd)
                 NULL);
         return rc;
     }
-    char port[16];
-    snprintf(port, sizeof(port), "%u", kcw_admin_port(wd->admin));
-    kcw_log(KCW_LOG_INFO, "admin API listening", "listen", cfg->listen, "port", port, NULL);
-    return 0;
+    return 0; /* the server logs its listening line */
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -1260,6 +1266,11 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
 
 int kcw_watchdog_reload(kcw_watchdog_t *wd)
 {
+    return kcw_watchdog_reload_report(wd, NULL);
+}
+
+int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
+{
     if (wd->stopping)
         return -ECANCELED;
     const char *path = wd->gen->cfg->path;
@@ -1280,6 +1291,10 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         wd->reload_ok = false;
         kcw_sdnotify_ready(wd->sd);
         kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
+        if (report) {
+            *report = errs; /* handed over whole */
+            errs = (kcw_errors_t){0};
+        }
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
@@ -1295,6 +1310,9 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
                 "reload failed: ha on/off, ha.etcd.prefix and ha.instance change only with a "
                 "restart; keeping the running configuration",
                 NULL);
+        if (report)
+            kcw_errors_add(report, path, 0, 0,
+                           "ha on/off, ha.etcd.prefix and ha.instance change only with a restart");
         wd->reload_ok = false;
         kcw_sdnotify_ready(wd->sd);
         kcw_config_free(cfg);
@@ -1320,9 +1338,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         kcw_sdnotify_ready(wd->sd);
         return -ENOMEM;
     }
-    if (strcmp(old->cfg->listen, cfg->listen) != 0)
-        kcw_log(KCW_LOG_WARN, "global.listen changed: restart kcwatch for it to take effect",
-                "listening", old->cfg->listen, "configured", cfg->listen, NULL);
+    if (wd->admin)
+        kcw_admin_conf_apply(wd->admin, old->cfg, cfg);
     wd->gen = g;
     if (wd->ha) {
         kcw_ha_set_conf(wd->ha, &cfg->ha);

@@ -134,6 +134,14 @@ typedef struct kcw_ha_conf {
     char *instance;   /* this instance's name; NULL: the host name */
 } kcw_ha_conf_t;
 
+/* admin: the admin HTTP server's protection (admin.h). */
+typedef struct kcw_admin_conf {
+    char *token;                      /* token_file or token: Bearer for write routes; NULL: none */
+    kcw_basic_auth_conf_t basic_auth; /* every request; username NULL: none */
+    char *tls_cert_file;              /* PEM; with tls_key_file the server speaks HTTPS only */
+    char *tls_key_file;
+} kcw_admin_conf_t;
+
 typedef struct kcw_config {
     char *path; /* file it came from, NULL for built-in defaults */
 
@@ -143,7 +151,8 @@ typedef struct kcw_config {
     char *state_dir; /* default ./kcwatch-state */
     int64_t audit_retention_ms;      /* audit log kept this long, default 30d */
     int64_t notification_max_age_ms; /* undelivered notifications dropped after, default 24h */
-    char *listen;    /* default 127.0.0.1:9464 */
+    char *listen;    /* admin.listen (or global.listen), default 127.0.0.1:9464 */
+    kcw_admin_conf_t admin;
     int log_format;  /* kcw_log_format_t */
     int log_level;   /* kcw_log_level_t */
     char *external_url; /* for payloads; default http://<listen> */

@@ -1146,6 +1146,39 @@ static void test_default_traces(void **state)
         kcw_regex_free(re[j]);
 }
 
+/* admin: listen (global.listen is the older spelling, not both), the token,
+ * basic auth and TLS. */
+static void test_admin_config(void **state)
+{
+    (void)state;
+    kcw_config_t *cfg = load_ok("admin:\n"
+                                "  listen: 0.0.0.0:9500\n"
+                                "  token: t0k3n-admin\n"
+                                "  basic_auth: {username: ops, password: pw-admin}\n");
+    assert_string_equal(cfg->listen, "0.0.0.0:9500");
+    assert_string_equal(cfg->admin.token, "t0k3n-admin");
+    assert_string_equal(cfg->admin.basic_auth.username, "ops");
+    assert_string_equal(cfg->admin.basic_auth.password, "pw-admin");
+    assert_null(cfg->admin.tls_cert_file);
+    kcw_config_free(cfg);
+    cfg = load_ok("global:\n  listen: 127.0.0.1:9600\n");
+    assert_string_equal(cfg->listen, "127.0.0.1:9600");
+    assert_null(cfg->admin.token);
+    kcw_config_free(cfg);
+
+    expect_single_error("global: {listen: '127.0.0.1:1'}\nadmin:\n  listen: 127.0.0.1:2\n", 3,
+                        3, "admin.listen: global.listen (line 1) says the same; keep one of them");
+    expect_single_error("admin:\n  listen: nope\n", 2, 11,
+                        "admin.listen: expected host:port (e.g. 127.0.0.1:9464), got \"nope\"");
+    expect_single_error("admin:\n  token: x\n  token_file: y\n", 3, 3,
+                        "admin: \"token\" and \"token_file\" are mutually exclusive");
+    expect_single_error("admin:\n  token: ''\n", 2, 10, "admin: the token is empty");
+    expect_single_error("admin:\n  basic_auth: {username: u}\n", 2, 15,
+                        "admin.basic_auth: password or password_file is required");
+    expect_single_error("admin:\n  tls: {}\n", 2, 8,
+                        "admin.tls: cert_file and key_file are both required");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1175,6 +1208,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_file, setup, teardown),
         cmocka_unit_test(test_default_traces),
         cmocka_unit_test(test_ha_config),
+        cmocka_unit_test(test_admin_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
