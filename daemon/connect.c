@@ -906,12 +906,10 @@ static void round_fail_code(cluster_t *cl, const char *url, long http_status, in
     if (reachable)
         st->ever_reachable = true;
     st->last_poll_ms = wall_ms();
-    char code[24];
-    snprintf(code, sizeof(code), "%ld", http_status);
     /* Loud once per distinct problem, quiet while it persists. */
     kcw_log(changed ? KCW_LOG_WARN : KCW_LOG_DEBUG,
             reachable ? "connect poll failed" : "connect cluster unreachable", "cluster", st->name,
-            "url", url ? url : "", "status", code, "error", msg, NULL);
+            "url", url ? url : "", KCW_LOG_INT("status", http_status), "error", msg, NULL);
     poll_notify(cl, changed);
 }
 

@@ -755,10 +755,8 @@ static int load_buffer(const char *text, size_t len, const char *name, kcw_rules
     size_t n;
     parse_file(&l, &groups, &n);
     if (l.n_recording > 0) {
-        char count[32];
-        snprintf(count, sizeof(count), "%zu", l.n_recording);
         kcw_log(KCW_LOG_WARN, "recording rules skipped: kcwatch evaluates alerting rules only",
-                "file", name, "count", count, NULL);
+                "file", name, KCW_LOG_INT("count", l.n_recording), NULL);
     }
     int rc = errs->n > before ? -EINVAL : 0;
     if (rc == 0 && !*rs && !(*rs = calloc(1, sizeof(**rs)))) {

@@ -1254,12 +1254,11 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     signal(SIGPIPE, SIG_IGN);
     wd->sd = kcw_sdnotify_new(wd->loop);
     size_t n_rules = kcw_engine_rule_count(g->engine);
-    char buf_c[32], buf_r[32];
-    snprintf(buf_c, sizeof(buf_c), "%zu", kcw_connect_cluster_count(g->cn));
-    snprintf(buf_r, sizeof(buf_r), "%zu", n_rules);
-    kcw_log(KCW_LOG_INFO, "kcwatch started", "version", KCW_VERSION, "clusters", buf_c, "rules",
-            buf_r, "config", g->cfg->path ? g->cfg->path : "(built-in defaults)", "dry_run",
-            g->cfg->remediation.dry_run ? "true" : "false", NULL);
+    kcw_log(KCW_LOG_INFO, "kcwatch started", "version", KCW_VERSION,
+            KCW_LOG_INT("clusters", kcw_connect_cluster_count(g->cn)),
+            KCW_LOG_INT("rules", n_rules),
+            "config", g->cfg->path ? g->cfg->path : "(built-in defaults)",
+            KCW_LOG_BOOL("dry_run", g->cfg->remediation.dry_run), NULL);
     kcw_sdnotify_ready(wd->sd);
     return 0;
 }
