@@ -37,6 +37,7 @@
 
 #include "kcwatch/admin.h"
 #include "kcwatch/admin_conf.h"
+#include "kcwatch/alertlog.h"
 #include "kcwatch/api.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/engine.h"
@@ -106,6 +107,7 @@ struct kcw_watchdog {
     kcw_store_t *store;
     kcw_silences_t *silences;      /* the config's and the API's */
     kcw_silence_api_t silence_api; /* /api/v2/silences */
+    kcw_alertlog_t *alertlog;      /* transition lines; NULL: unsummarised */
     uv_timer_t snapshot;
     bool snapshot_on;
     kcw_metrics_t *metrics;
@@ -332,6 +334,7 @@ static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
 static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
+    kcw_alertlog_flush(wd->alertlog); /* the evaluation is over */
     if (wd->notifier && !wd->ha) {
         kcw_notifier_update(wd->notifier, alerts, n, now_ms);
     } else if (wd->notifier) {
@@ -381,20 +384,12 @@ static void hook_refresh(void *arg, const kcw_labels_t *labels)
         kcw_notifier_refresh_for(wd->notifier, labels);
 }
 
-/* The moment of detection, visible without a receiver. */
+/* The moment of detection, visible without a receiver (summarised in a
+ * storm: alertlog.h). */
 static void hook_transition(void *arg, const kcw_alert_t *a, const char *what, int64_t now_ms)
 {
-    (void)arg;
-    const char *task = kcw_labels_get(&a->labels, "task");
-    const char *state = kcw_labels_get(&a->labels, "state");
-    const char *worker = kcw_labels_get(&a->labels, "worker_id");
-    char at[24];
-    snprintf(at, sizeof(at), "%lld", (long long)now_ms);
-    kcw_log(a->state == KCW_ALERT_FIRING ? KCW_LOG_WARN : KCW_LOG_INFO, what, "alertname",
-            kcw_labels_get(&a->labels, "alertname"), "cluster",
-            kcw_labels_get(&a->labels, "cluster"), "connector",
-            kcw_labels_get(&a->labels, "connector"), "task", task ? task : "", "state",
-            state ? state : "", "worker_id", worker ? worker : "", "eval_ms", at, NULL);
+    kcw_watchdog_t *wd = arg;
+    kcw_alertlog_note(wd->alertlog, a, what, now_ms);
 }
 
 /* "group<SEP>alertname" (budget alert: "<SEP>alertname") into buf. */
@@ -874,6 +869,7 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->gen = g;
     wd->http = kcw_http_new(loop);
     wd->metrics = kcw_metrics_new();
+    wd->alertlog = kcw_alertlog_new(0);
     wd->reload_ok = true;
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
@@ -1443,5 +1439,6 @@ void kcw_watchdog_free(kcw_watchdog_t *wd)
     kcw_store_close(wd->store); /* after the notifier: its queue stays in the outbox */
     kcw_silences_free(wd->silences);
     kcw_metrics_free(wd->metrics);
+    kcw_alertlog_free(wd->alertlog);
     free(wd);
 }
