@@ -29,8 +29,10 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "kcwatch/admin.h"
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
+#include "kcwatch/text.h"
 #include "kcwatch/rfc3339.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/url.h"
@@ -45,6 +47,7 @@
 #define MAX_DEPTH 64
 #define PATH_LEN 256
 #define SEC 1000LL
+#undef MIN /* sys/param.h's MIN(a, b), through admin.h and uv.h: not used here */
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 
@@ -258,8 +261,14 @@ static void check_keys(ctx_t *c, const node_t *map, const char *path, const char
             continue;
         if (in_list(sval(k), later))
             err_node(c, k, "\"%s\" %s is not supported yet", sval(k), where);
-        else if (!in_list(sval(k), allowed))
-            err_node(c, k, "unknown key \"%s\" %s", sval(k), where);
+        else if (!in_list(sval(k), allowed)) {
+            const char *near = kcw_text_nearest(sval(k), allowed);
+            if (near)
+                err_node(c, k, "unknown key \"%s\" %s; did you mean \"%s\"?", sval(k), where,
+                         near);
+            else
+                err_node(c, k, "unknown key \"%s\" %s", sval(k), where);
+        }
     }
 }
 
@@ -992,6 +1001,23 @@ static void parse_admin(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         if (cert == 1 || key == 1)
             err_node(c, t, "admin.tls: cert_file and key_file are both required");
     }
+}
+
+/* A warning at the listen key when the admin API serves beyond this host with
+ * no credential on its write routes. */
+static void warn_exposed(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    const char *cred = cfg->admin.token ? cfg->admin.token : cfg->admin.basic_auth.password;
+    char msg[512];
+    if (!cfg->listen || !kcw_admin_listen_exposed(cfg->listen, cred, msg, sizeof(msg)))
+        return;
+    const node_t *n = NULL;
+    for (int i = 0; i < 2 && !n; i++) {
+        const node_t *sec = map_get(c, root, i == 0 ? "admin" : "global");
+        n = sec && sec->type == YAML_MAPPING_NODE ? map_get(c, sec, "listen") : NULL;
+    }
+    kcw_errors_add(&cfg->warnings, c->file, n ? node_line(n) : 0, n ? node_col(n) : 0,
+                   "admin.listen: %s; set admin.token_file or admin.basic_auth", msg);
 }
 
 static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *external_url_set)
@@ -1978,6 +2004,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         check_keys(c, m, "", keys, NULL);
         parse_global(c, m, cfg, &external_url_set);
         parse_admin(c, m, cfg);
+        warn_exposed(c, m, cfg);
         parse_prometheus(c, m, &cfg->prometheus);
         parse_connect(c, m, cfg);
         parse_remediation(c, m, &cfg->remediation, &traces_set);
@@ -2129,6 +2156,7 @@ void kcw_config_free(kcw_config_t *cfg)
     free(cfg->external_url);
     free(cfg->admin.token);
     basic_auth_free(&cfg->admin.basic_auth);
+    kcw_errors_clear(&cfg->warnings);
     free(cfg->admin.tls_cert_file);
     free(cfg->admin.tls_key_file);
 

@@ -62,16 +62,17 @@ static const command_t commands[] = {
      "notifies, until SIGTERM or SIGINT. SIGHUP (or POST /-/reload) reloads the\n"
      "configuration; a configuration with errors is refused and the running one stays.\n"
      "\noptions:\n" HELP_CONFIG
-     "  --strict              refuse to start when the admin API is exposed beyond this\n"
-     "                        host without a token or basic auth\n" HELP_LOG HELP_HELP,
+     "  --strict              refuse to start on any warning (an admin API exposed beyond\n"
+     "                        this host without a token or basic auth, ...)\n" HELP_LOG HELP_HELP,
      OPT_CONFIG | OPT_STRICT | OPT_LOG},
     {"check", "[-c FILE] [--strict] [RULE_FILE...]",
      "validate config, rules and templates; exit 1 on errors",
      "Loads the configuration, its rule files and the RULE_FILEs given and prints\n"
-     "every problem as FILE:LINE:COL: message, all of them in one pass. Exit 0 when\n"
-     "all is valid, 1 otherwise.\n"
+     "every problem as FILE:LINE:COL: message, all of them in one pass; warnings\n"
+     "(FILE:LINE:COL: warning: message) do not fail the check. Exit 0 when all is\n"
+     "valid, 1 otherwise.\n"
      "\noptions:\n" HELP_CONFIG
-     "  --strict              also refuse an admin API exposed without credentials\n" HELP_LOG
+     "  --strict              treat warnings as errors\n" HELP_LOG
          HELP_HELP,
      OPT_CONFIG | OPT_STRICT | OPT_LOG},
     {"status", "[-c FILE] [--json]", "poll every Connect cluster once and print its state",
@@ -180,21 +181,32 @@ static void errors_print(const kcw_errors_t *errs, FILE *out)
         fprintf(out, "(%zu more errors lost: out of memory)\n", errs->n - stored);
 }
 
-/* The exposure warning for cfg; true when --strict must refuse it. */
-static bool exposure_refused(const kcw_config_t *cfg, bool strict, FILE *out)
+/* Every warning of the config and its rules, in one list (caller clears). */
+static void warnings_collect(const kcw_config_t *cfg, const kcw_ruleset_t *rules,
+                             const kcw_ruleset_t *extra, kcw_errors_t *out)
 {
-    char msg[512];
-    /* Either credential protects the write routes. */
-    const char *cred = cfg->admin.token ? cfg->admin.token : cfg->admin.basic_auth.password;
-    if (!kcw_admin_listen_exposed(cfg->listen, cred, msg, sizeof(msg)))
-        return false;
-    if (strict) {
-        fprintf(out, "%s: admin.listen: %s; refused by --strict\n",
-                cfg->path ? cfg->path : "(built-in defaults)", msg);
-        return true;
+    if (cfg)
+        kcw_errors_append(out, &cfg->warnings);
+    if (rules)
+        kcw_errors_append(out, &rules->warnings);
+    if (extra)
+        kcw_errors_append(out, &extra->warnings);
+}
+
+/* Prints each warning as FILE:LINE:COL: warning: message, like errors (with
+ * --strict as errors: "...: message (refused by --strict)"). */
+static void warnings_print(const kcw_errors_t *w, bool strict, FILE *out)
+{
+    size_t stored = w->n < w->cap ? w->n : w->cap;
+    for (size_t i = 0; i < stored; i++) {
+        kcw_error_t e = w->items[i];
+        char msg[1536];
+        snprintf(msg, sizeof(msg), strict ? "%s (refused by --strict)" : "warning: %s",
+                 e.msg ? e.msg : "(out of memory)");
+        e.msg = msg;
+        kcw_errors_t one = {.items = &e, .n = 1, .cap = 1};
+        errors_print(&one, out);
     }
-    kcw_log(KCW_LOG_WARN, "admin API exposed", "detail", msg, NULL);
-    return false;
 }
 
 /* Loads the config and its rule files, collecting every error. */
@@ -226,12 +238,17 @@ static int cmd_run(const char *given, bool strict)
     }
     kcw_errors_clear(&errs);
     log_setup(cfg, KCW_LOG_DEBUG);
-    if (exposure_refused(cfg, strict, stderr)) {
+    warnings_collect(cfg, rules, NULL, &errs);
+    if (strict && errs.n > 0) {
+        warnings_print(&errs, true, stderr);
+        kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
         kcw_log_reset();
         return 1;
     }
+    kcw_errors_log_warnings(&errs, "configuration warning");
+    kcw_errors_clear(&errs);
 
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
@@ -281,14 +298,19 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
     if (n_extra > 0 &&
         kcw_rules_load((const char *const *)extra, n_extra, &extra_rules, &errs) < 0)
         rc = -EINVAL;
+    kcw_errors_t warns = {0};
+    if (rc == 0)
+        warnings_collect(cfg, rules, extra_rules, &warns);
     if (rc < 0 || errs.n > 0) {
         errors_print(&errs, stderr);
         fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
         rc = 1;
-    } else if (exposure_refused(cfg, strict, stderr)) {
-        fprintf(stderr, "1 error\n");
+    } else if (strict && warns.n > 0) {
+        warnings_print(&warns, true, stderr);
+        fprintf(stderr, "%zu error%s\n", warns.n, warns.n == 1 ? "" : "s");
         rc = 1;
     } else {
+        warnings_print(&warns, false, stderr);
         size_t n_groups = 0, n_rules = 0;
         count_rules(rules, &n_groups, &n_rules);
         count_rules(extra_rules, &n_groups, &n_rules);
@@ -298,8 +320,11 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
                cfg->n_clusters == 1 ? "" : "s", n_groups, n_groups == 1 ? "" : "s", n_rules,
                n_rules == 1 ? "" : "s");
         free(shown_path);
+        if (warns.n > 0)
+            printf("%zu warning%s\n", warns.n, warns.n == 1 ? "" : "s");
         rc = 0;
     }
+    kcw_errors_clear(&warns);
     kcw_errors_clear(&errs);
     kcw_config_free(cfg);
     kcw_ruleset_free(rules);

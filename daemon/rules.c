@@ -36,6 +36,7 @@ typedef struct loader {
     size_t len;
     size_t n_rules; /* alerting rules so far, for the bound */
     size_t n_recording;
+    kcw_errors_t warnings;
 } loader_t;
 
 /* --- freeing ---------------------------------------------------------- */
@@ -88,6 +89,7 @@ void kcw_ruleset_free(kcw_ruleset_t *rs)
     for (size_t i = 0; i < rs->n_groups; i++)
         group_clear(&rs->groups[i]);
     free(rs->groups);
+    kcw_errors_clear(&rs->warnings);
     free(rs);
 }
 
@@ -549,8 +551,12 @@ static int parse_rule(loader_t *l, yaml_node_t *n, kcw_rule_t *r)
         kcw_ydoc_error(&l->y, n, "rule: only one of 'record' and 'alert' may be set");
         return -EINVAL;
     }
-    if (has_record)
+    if (has_record) {
+        kcw_errors_add(&l->warnings, l->y.file, (int)n->start_mark.line + 1,
+                       (int)n->start_mark.column + 1,
+                       "recording rule skipped: kcwatch evaluates alerting rules only");
         return 1;
+    }
     r->line = (int)n->start_mark.line + 1;
     r->col = (int)n->start_mark.column + 1;
     r->file = strdup(l->y.file);
@@ -754,15 +760,14 @@ static int load_buffer(const char *text, size_t len, const char *name, kcw_rules
     kcw_rule_group_t *groups;
     size_t n;
     parse_file(&l, &groups, &n);
-    if (l.n_recording > 0) {
-        kcw_log(KCW_LOG_WARN, "recording rules skipped: kcwatch evaluates alerting rules only",
-                "file", name, KCW_LOG_INT("count", l.n_recording), NULL);
-    }
     int rc = errs->n > before ? -EINVAL : 0;
     if (rc == 0 && !*rs && !(*rs = calloc(1, sizeof(**rs)))) {
         kcw_errors_add(errs, name, 0, 0, "out of memory");
         rc = -ENOMEM;
     }
+    if (rc == 0)
+        kcw_errors_append(&(*rs)->warnings, &l.warnings);
+    kcw_errors_clear(&l.warnings);
     if (rc == 0 && n > 0) {
         kcw_ruleset_t *target = *rs;
         kcw_rule_group_t *all =

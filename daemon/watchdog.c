@@ -1296,6 +1296,8 @@ int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
         return -EINVAL;
     }
     kcw_errors_clear(&errs);
+    kcw_errors_log_warnings(&cfg->warnings, "configuration warning");
+    kcw_errors_log_warnings(&rules->warnings, "configuration warning");
     const kcw_ha_conf_t *was = &wd->gen->cfg->ha, *now = &cfg->ha;
     if ((was->n_endpoints > 0) != (now->n_endpoints > 0) || strcmp(was->prefix, now->prefix) != 0 ||
         strcmp(was->instance ? was->instance : "", now->instance ? now->instance : "") != 0) {

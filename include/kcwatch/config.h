@@ -178,6 +178,10 @@ typedef struct kcw_config {
     size_t n_inhibit_rules;
 
     kcw_ha_conf_t ha;
+
+    /* What loads but deserves a look (an admin API open beyond this host),
+     * positioned like errors; `check` prints them, --strict refuses them. */
+    kcw_errors_t warnings;
 } kcw_config_t;
 
 /* Loads and validates path (NULL: built-in defaults). On success returns 0 and

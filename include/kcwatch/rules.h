@@ -89,6 +89,8 @@ typedef struct kcw_rule_group {
 typedef struct kcw_ruleset {
     kcw_rule_group_t *groups;
     size_t n_groups;
+    /* What loaded but was left out (recording rules), positioned like errors. */
+    kcw_errors_t warnings;
 } kcw_ruleset_t;
 
 /* Expands each glob (glob(3)), loads every matching file in order. A glob

@@ -1175,6 +1175,9 @@ static void test_admin_config(void **state)
     expect_single_error("admin:\n  token: ''\n", 2, 10, "admin: the token is empty");
     expect_single_error("admin:\n  basic_auth: {username: u}\n", 2, 15,
                         "admin.basic_auth: password or password_file is required");
+    expect_single_error("admin:\n  tokn_file: x\n", 2, 3,
+                        "unknown key \"tokn_file\" in admin; did you mean \"token_file\"?");
+    expect_single_error("admin:\n  xyz: x\n", 2, 3, "unknown key \"xyz\" in admin");
     expect_single_error("admin:\n  tls: {}\n", 2, 8,
                         "admin.tls: cert_file and key_file are both required");
 }

@@ -179,13 +179,18 @@ static void test_valid_file(void **state)
     assert_true(r->restart.enabled);
     assert_int_equal(r->restart.scope, KCW_SCOPE_TASK);
 
-    /* one warning for the file, not one per recording rule */
+    /* each recording rule is a positioned warning, not a log line */
     fflush(logf);
-    size_t warnings = 0;
-    for (const char *p = logbuf; (p = strstr(p, "recording rules skipped")) != NULL; p++)
-        warnings++;
-    assert_int_equal(warnings, 1);
-    assert_non_null(strstr(logbuf, "count=2"));
+    assert_null(strstr(logbuf, "recording"));
+    assert_int_equal(rs->warnings.n, 2);
+    const int at[2][2] = {{7, 9}, {48, 9}};
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(rs->warnings.items[i].file, "valid.yaml");
+        assert_int_equal(rs->warnings.items[i].line, at[i][0]);
+        assert_int_equal(rs->warnings.items[i].col, at[i][1]);
+        assert_string_equal(rs->warnings.items[i].msg,
+                            "recording rule skipped: kcwatch evaluates alerting rules only");
+    }
     kcw_log_reset();
     fclose(logf);
     free(logbuf);
