@@ -535,6 +535,25 @@ static int get_bool(ctx_t *c, const node_t *map, const char *parent, const char 
     return rc;
 }
 
+/* get_duration() with a lower bound (a positive duration). */
+static int get_duration_min(ctx_t *c, const node_t *map, const char *parent, const char *key,
+                            int64_t *dst, int64_t min_ms)
+{
+    int64_t ms = *dst;
+    int rc = get_duration(c, map, parent, key, &ms, true);
+    if (rc != 0)
+        return rc;
+    if (ms < min_ms) {
+        char got[64], min[64], path[PATH_LEN];
+        err_node(c, map_get(c, map, key), "%s: %s is below the minimum of %s",
+                 join(path, parent, key), kcw_duration_format(ms, got, sizeof(got)),
+                 kcw_duration_format(min_ms, min, sizeof(min)));
+        return -1;
+    }
+    *dst = ms;
+    return 0;
+}
+
 static int get_int(ctx_t *c, const node_t *map, const char *parent, const char *key, int *dst,
                    long long lo, long long hi)
 {
@@ -1036,7 +1055,8 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
     const node_t *m = sub_map(c, root, "", "global", keys, NULL, gp);
     if (!m)
         return;
-    get_duration(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms, true);
+    get_duration_min(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms,
+                     KCW_MIN_INTERVAL_MS);
     get_string(c, m, "global", "state_dir", &cfg->state_dir);
     get_duration(c, m, "global", "audit_retention", &cfg->audit_retention_ms, true);
     get_duration(c, m, "global", "notification_max_age", &cfg->notification_max_age_ms, true);
@@ -1201,7 +1221,7 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         else if (rc == 0)
             check_unique_name(c, seq, i, path, "cluster", cl->name, cfg->clusters, cluster_name_at);
         parse_cluster_urls(c, m, path, cl);
-        get_duration(c, m, path, "poll_interval", &cl->poll_interval_ms, true);
+        get_duration_min(c, m, path, "poll_interval", &cl->poll_interval_ms, KCW_MIN_INTERVAL_MS);
         get_duration(c, m, path, "timeout", &cl->timeout_ms, true);
         int max_body;
         /* 1 KiB .. 1 GiB: a status poll needs about 240 bytes per connector. */
@@ -1306,8 +1326,8 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     }
     const node_t *bu = sub_map(c, m, p, "budget", budget_keys, NULL, bp);
     if (bu) {
-        get_int(c, bu, bp, "max_restarts", &r->budget_max_restarts, 1, 1000000);
-        get_duration(c, bu, bp, "window", &r->budget_window_ms, true);
+        get_int(c, bu, bp, "max_restarts", &r->budget_max_restarts, 1, KCW_MAX_BUDGET_RESTARTS);
+        get_duration_min(c, bu, bp, "window", &r->budget_window_ms, KCW_MIN_BUDGET_WINDOW_MS);
     }
     const node_t *ex = sub_map(c, m, p, "exclude", exclude_keys, NULL, bp);
     if (ex) {

@@ -608,8 +608,15 @@ static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node
         gp->name_node = v;
         return kcw_ydoc_get_string(&l->y, v, key, true, &g->name);
     }
-    if (strcmp(key, "interval") == 0)
-        return kcw_ydoc_get_duration(&l->y, v, key, true, &g->interval_ms);
+    if (strcmp(key, "interval") == 0) {
+        int rc = kcw_ydoc_get_duration(&l->y, v, key, true, &g->interval_ms);
+        if (rc == 0 && g->interval_ms > 0 && g->interval_ms < KCW_MIN_INTERVAL_MS) {
+            kcw_ydoc_error(&l->y, v, "interval: %s is below the minimum of 100ms",
+                           kcw_ynode_scalar(v));
+            return -EINVAL;
+        }
+        return rc;
+    }
     if (strcmp(key, "query_offset") == 0)
         return kcw_ydoc_get_duration(&l->y, v, key, true, &g->query_offset_ms);
     if (strcmp(key, "limit") == 0)

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcwatch/duration.h"
 #include "kcwatch/errors.h"
 #include "kcwatch/inhibit.h"
 #include "kcwatch/labels.h"
@@ -31,6 +32,12 @@
 #ifndef KCW_DEFAULT_RULES_DIR
 #define KCW_DEFAULT_RULES_DIR "/usr/share/kcwatch/rules.d"
 #endif
+
+/* Sanity bounds: values past them are refused with their position. Work
+ * per poll or evaluation has a cost; a budget must be able to stop a loop. */
+/* KCW_MIN_INTERVAL_MS (duration.h): poll_interval, evaluation_interval */
+#define KCW_MAX_BUDGET_RESTARTS 1000        /* remediation.budget.max_restarts */
+#define KCW_MIN_BUDGET_WINDOW_MS 60000LL    /* remediation.budget.window */
 
 typedef struct kcw_basic_auth_conf {
     char *username; /* NULL when no basic auth */

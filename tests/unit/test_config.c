@@ -1146,6 +1146,31 @@ static void test_default_traces(void **state)
         kcw_regex_free(re[j]);
 }
 
+/* Insane values are refused at their position (issue: 1ms intervals and a
+ * budget of a million restarts per millisecond were accepted). */
+static void test_sanity_bounds(void **state)
+{
+    (void)state;
+    expect_single_error("global: {evaluation_interval: 1ms}\n", 1, 31,
+                        "global.evaluation_interval: 1ms is below the minimum of 100ms");
+    expect_single_error("connect:\n  - name: a\n    url: http://x:1\n    poll_interval: 99ms\n",
+                        4, 20, "connect[0].poll_interval: 99ms is below the minimum of 100ms");
+    expect_single_error("remediation:\n  budget: {max_restarts: 1001}\n", 2, 26,
+                        "remediation.budget.max_restarts: must be between 1 and 1000");
+    expect_single_error("remediation:\n  budget: {window: 59s}\n", 2, 20,
+                        "remediation.budget.window: 59s is below the minimum of 1m");
+    /* the bounds themselves pass */
+    kcw_config_t *cfg = load_ok("global: {evaluation_interval: 100ms}\n"
+                                "connect:\n  - name: a\n    url: http://x:1\n"
+                                "    poll_interval: 100ms\n"
+                                "remediation:\n  budget: {max_restarts: 1000, window: 1m}\n");
+    assert_int_equal(cfg->evaluation_interval_ms, 100);
+    assert_int_equal(cfg->clusters[0].poll_interval_ms, 100);
+    assert_int_equal(cfg->remediation.budget_max_restarts, 1000);
+    assert_int_equal(cfg->remediation.budget_window_ms, 60000);
+    kcw_config_free(cfg);
+}
+
 /* admin: listen (global.listen is the older spelling, not both), the token,
  * basic auth and TLS. */
 static void test_admin_config(void **state)
@@ -1212,6 +1237,7 @@ int main(void)
         cmocka_unit_test(test_default_traces),
         cmocka_unit_test(test_ha_config),
         cmocka_unit_test(test_admin_config),
+        cmocka_unit_test(test_sanity_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -302,6 +302,22 @@ static const char many_errors_yaml[] =
     "        restart: maybe\n"                                          /* 53 */
     "extra: 1\n";                                                       /* 54 */
 
+/* A group interval below 100ms is refused where it is written. */
+static void test_group_interval_minimum(void **state)
+{
+    (void)state;
+    kcw_errors_t errs = load_bad("groups:\n  - name: g\n    interval: 10ms\n    rules: []\n");
+    expect_error_at(&errs, 3, 15, "interval: 10ms is below the minimum of 100ms");
+    kcw_errors_clear(&errs);
+    kcw_ruleset_t *rs = NULL;
+    assert_int_equal(
+        kcw_rules_load_string("groups:\n  - name: g\n    interval: 100ms\n    rules: []\n",
+                              "ok.yaml", &rs, &errs),
+        0);
+    assert_int_equal(rs->groups[0].interval_ms, 100);
+    kcw_ruleset_free(rs);
+}
+
 static void test_every_error_in_one_pass(void **state)
 {
     (void)state;
@@ -548,6 +564,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file),
         cmocka_unit_test(test_empty_files),
+        cmocka_unit_test(test_group_interval_minimum),
         cmocka_unit_test(test_every_error_in_one_pass),
         cmocka_unit_test(test_single_errors),
         cmocka_unit_test(test_nesting_bound),
