@@ -233,10 +233,21 @@ static bool in_list(const char *s, const char *const *list)
     return false;
 }
 
+static kcw_config_key_observer key_observer;
+static void *key_observer_arg;
+
+void kcw_config_observe_keys(kcw_config_key_observer fn, void *arg)
+{
+    key_observer = fn;
+    key_observer_arg = arg;
+}
+
 /* Reports non-string, duplicate, not-yet-supported and unknown keys. */
 static void check_keys(ctx_t *c, const node_t *map, const char *path, const char *const *allowed,
                        const char *const *later)
 {
+    if (key_observer)
+        key_observer(path, allowed, key_observer_arg);
     char where[PATH_LEN + 8];
     if (*path)
         snprintf(where, sizeof(where), "in %s", path);

@@ -203,6 +203,11 @@ int kcw_config_load(const char *path, kcw_config_t **out, kcw_errors_t *errs);
 int kcw_config_load_string(const char *yaml, const char *name, kcw_config_t **out,
                            kcw_errors_t *errs);
 void kcw_config_free(kcw_config_t *cfg);
+/* Calls fn(path, keys) for every mapping the loader checks, with the keys it
+ * accepts there ("" is the top level, list items are "connect[0]"); NULL
+ * stops. For the test that holds docs/config.md to the parser. */
+typedef void (*kcw_config_key_observer)(const char *path, const char *const *keys, void *arg);
+void kcw_config_observe_keys(kcw_config_key_observer fn, void *arg);
 /* The built-in unrecoverable-trace regexes (NULL-terminated). */
 const char *const *kcw_config_default_unrecoverable_traces(void);
 const kcw_receiver_conf_t *kcw_config_receiver(const kcw_config_t *cfg, const char *name);
