@@ -91,7 +91,8 @@ static const command_t commands[] = {
      "  --json                print JSON instead of a table\n" HELP_LOG HELP_HELP,
      OPT_CONFIG | OPT_SINCE | OPT_CONNECTOR | OPT_JSON | OPT_LOG},
     {"test", "TEST_FILE...", "run rule unit tests (see rules.d/tests/README.md)",
-     "Runs rule unit tests in promtool's test-file format (see docs/rule-tests.md).\n"
+     "Runs rule unit tests in promtool's test-file layout (docs/rules.md,\n"
+     "rules.d/tests/README.md).\n"
      "Exit 0 when every test passes, 1 when a test fails, 2 when a file is invalid.\n"
      "\noptions:\n" HELP_HELP,
      0},
