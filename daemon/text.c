@@ -117,15 +117,17 @@ static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb, 
     for (size_t i = 1; i <= la; i++) {
         cur[0] = i;
         size_t best = cur[0];
+        unsigned char ai = lower((unsigned char)a[i - 1]);
+        unsigned char ap = i > 1 ? lower((unsigned char)a[i - 2]) : 0;
         for (size_t j = 1; j <= lb; j++) {
-            size_t cost = lower((unsigned char)a[i - 1]) != lower((unsigned char)b[j - 1]);
+            unsigned char bj = lower((unsigned char)b[j - 1]);
             size_t d = prev[j] + 1;
             if (cur[j - 1] + 1 < d)
                 d = cur[j - 1] + 1;
-            if (prev[j - 1] + cost < d)
-                d = prev[j - 1] + cost;
-            if (i > 1 && j > 1 && lower((unsigned char)a[i - 1]) == lower((unsigned char)b[j - 2]) &&
-                lower((unsigned char)a[i - 2]) == lower((unsigned char)b[j - 1]) &&
+            if (prev[j - 1] + (ai != bj) < d)
+                d = prev[j - 1] + (ai != bj);
+            /* two neighbours swapped: one edit */
+            if (i > 1 && j > 1 && ai == lower((unsigned char)b[j - 2]) && ap == bj &&
                 prev2[j - 2] + 1 < d)
                 d = prev2[j - 2] + 1;
             cur[j] = d;
