@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 
 #include "kcwatch/log.h"
+#include "kcwatch/yamlnode.h"
 
 #define MAX_ROUTES 32
 #define MAX_METHOD_LEN 15
@@ -52,6 +53,7 @@
 #define MAX_ALLOWED_HOSTS 16
 #define LISTEN_BACKLOG 64
 #define MAX_LISTEN_LEN 256
+#define MAX_PEM_BYTES (1024 * 1024)
 
 /* One client connection (MHD's socket context), for the request deadline. */
 typedef struct conn_rec {
@@ -63,7 +65,9 @@ typedef struct conn_rec {
 
 typedef struct route {
     char *method;
-    char *path;
+    char *path; /* a prefix route keeps its trailing '/' ("/api/v2/silence/") */
+    size_t path_len;
+    bool prefix; /* registered with a trailing '*': any non-empty rest matches */
     kcw_admin_handler handler;
     void *arg;
 } route_t;
@@ -73,6 +77,8 @@ struct kcw_admin {
     char *listen;
     struct sockaddr_storage addr;
     char *token; /* NULL = no check */
+    char *basic_user, *basic_password; /* NULL = no basic auth */
+    char *tls_cert, *tls_key;          /* PEM text; NULL = plain HTTP */
     unsigned max_connections;
     size_t max_body;
     size_t conn_memory;
@@ -353,6 +359,50 @@ static void free_token(char *token)
     free(token);
 }
 
+int kcw_admin_set_basic_auth(kcw_admin_t *a, const char *user, const char *password)
+{
+    if (!a)
+        return -EINVAL;
+    char *u = NULL, *p = NULL;
+    if (user && *user) {
+        if (!password)
+            return -EINVAL;
+        u = strdup(user);
+        p = strdup(password);
+        if (!u || !p) {
+            free(u);
+            free_token(p);
+            return -ENOMEM;
+        }
+    }
+    free(a->basic_user);
+    free_token(a->basic_password);
+    a->basic_user = u;
+    a->basic_password = p;
+    return 0;
+}
+
+bool kcw_admin_tls(const kcw_admin_t *a)
+{
+    return a && a->tls_cert;
+}
+
+/* Reads a PEM file for the server; -1 with the reason in err. */
+static int read_pem(const char *file, const char *what, char **out, char *err, size_t errlen)
+{
+    size_t len;
+    kcw_read_step_t step;
+    int rc = kcw_file_read_bounded(file, MAX_PEM_BYTES, out, &len, &step);
+    if (rc < 0) {
+        set_err(err, errlen, "admin.tls.%s \"%s\": %s", what, file,
+                rc == -ENOTSUP || rc == -EISDIR ? "not a regular file"
+                : rc == -EFBIG                  ? "larger than 1 MiB"
+                                                : strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
 int kcw_admin_set_token(kcw_admin_t *a, const char *token)
 {
     if (!a)
@@ -375,6 +425,10 @@ static void admin_free(kcw_admin_t *a)
         free(a->routes[i].path);
     }
     free_token(a->token);
+    free(a->basic_user);
+    free_token(a->basic_password);
+    free(a->tls_cert);
+    free_token(a->tls_key);
     for (size_t i = 0; i < a->n_allowed_hosts; i++)
         free(a->allowed_hosts[i]);
     free(a->listen);
@@ -406,6 +460,30 @@ kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *
         set_err(err, errlen, "out of memory");
         admin_free(a);
         return NULL;
+    }
+    int brc = kcw_admin_set_basic_auth(a, opts->basic_user, opts->basic_password);
+    if (brc < 0) {
+        set_err(err, errlen, brc == -EINVAL ? "basic auth user without a password"
+                                            : "out of memory");
+        admin_free(a);
+        return NULL;
+    }
+    if (opts->tls_cert_file || opts->tls_key_file) {
+        if (!opts->tls_cert_file || !opts->tls_key_file) {
+            set_err(err, errlen, "admin.tls: cert_file and key_file are both required");
+            admin_free(a);
+            return NULL;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            set_err(err, errlen, "admin.tls: this libmicrohttpd is built without TLS");
+            admin_free(a);
+            return NULL;
+        }
+        if (read_pem(opts->tls_cert_file, "cert_file", &a->tls_cert, err, errlen) < 0 ||
+            read_pem(opts->tls_key_file, "key_file", &a->tls_key, err, errlen) < 0) {
+            admin_free(a);
+            return NULL;
+        }
     }
     if (kcw_admin_listen_parse(a->listen, &a->addr, err, errlen) < 0) {
         admin_free(a);
@@ -467,12 +545,19 @@ int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_ad
 {
     if (!a || a->closing || !method || !path || !h || !method_valid(method) || path[0] != '/')
         return -EINVAL;
+    size_t len = strlen(path);
+    bool prefix = len >= 3 && strcmp(path + len - 2, "/*") == 0;
+    if (prefix)
+        len--; /* keep the '/' */
+    if (memchr(path, '*', len))
+        return -EINVAL;
     for (size_t i = 0; i < a->n_routes; i++)
-        if (strcmp(a->routes[i].method, method) == 0 && strcmp(a->routes[i].path, path) == 0)
+        if (strcmp(a->routes[i].method, method) == 0 && a->routes[i].prefix == prefix &&
+            a->routes[i].path_len == len && memcmp(a->routes[i].path, path, len) == 0)
             return -EEXIST;
     if (a->n_routes == MAX_ROUTES)
         return -ENOSPC;
-    route_t r = {strdup(method), strdup(path), h, arg};
+    route_t r = {strdup(method), strndup(path, len), len, prefix, h, arg};
     if (!r.method || !r.path) {
         free(r.method);
         free(r.path);
@@ -607,19 +692,94 @@ static bool token_equal(const char *got, const char *want)
     return diff == 0;
 }
 
-static bool authorized(const kcw_admin_t *a, struct MHD_Connection *conn)
+static const char *header(struct MHD_Connection *conn, const char *name)
 {
-    if (!a->token)
-        return true;
-    const char *h =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    /* RFC 7235: the scheme is case-insensitive, then one or more spaces */
-    if (!h || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* The credentials of an "Authorization: SCHEME CREDENTIALS" header when its
+ * scheme is scheme (RFC 7235: case-insensitive, then spaces), else NULL. */
+static const char *auth_param(struct MHD_Connection *conn, const char *scheme)
+{
+    const char *h = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+    size_t n = strlen(scheme);
+    if (!h || strncasecmp(h, scheme, n) != 0 || (h[n] != ' ' && h[n] != '\t'))
+        return NULL;
+    h += n;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    return *h ? h : NULL;
+}
+
+static bool bearer_ok(const kcw_admin_t *a, struct MHD_Connection *conn)
+{
+    const char *got = auth_param(conn, "Bearer");
+    return a->token && got && token_equal(got, a->token);
+}
+
+static bool basic_ok(const kcw_admin_t *a, struct MHD_Connection *conn)
+{
+    if (!a->basic_user || !auth_param(conn, "Basic"))
         return false;
-    const char *got = h + 7;
-    while (*got == ' ' || *got == '\t')
-        got++;
-    return *got && token_equal(got, a->token);
+    /* libmicrohttpd decodes the header; both parts are compared whole */
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    bool ok = user && pass;
+    if (ok) {
+        bool u = token_equal(user, a->basic_user);
+        bool p = token_equal(pass, a->basic_password);
+        ok = u && p;
+    }
+    if (pass) {
+        explicit_bzero(pass, strlen(pass));
+        MHD_free(pass);
+    }
+    if (user)
+        MHD_free(user);
+    return ok;
+}
+
+/* host[:port] of an Origin ("scheme://host[:port]"), compared with Host. */
+static bool origin_matches_host(const char *origin, const char *host)
+{
+    const char *sep = strstr(origin, "://");
+    if (!sep || !host)
+        return false;
+    return strcasecmp(sep + 3, host) == 0;
+}
+
+/* A browser's cross-site write (see admin.h "Access"): true with the reason. */
+static bool cross_site(struct MHD_Connection *conn, const char **why)
+{
+    const char *site = header(conn, "Sec-Fetch-Site");
+    if (site && strcasecmp(site, "same-origin") != 0 && strcasecmp(site, "none") != 0) {
+        *why = "cross-site request refused (Sec-Fetch-Site)";
+        return true;
+    }
+    const char *origin = header(conn, "Origin");
+    if (origin && !origin_matches_host(origin, header(conn, MHD_HTTP_HEADER_HOST))) {
+        *why = "cross-site request refused (Origin does not match Host)";
+        return true;
+    }
+    return false;
+}
+
+typedef enum { ACCESS_OK, ACCESS_FORBIDDEN, ACCESS_BEARER, ACCESS_BASIC } access_t;
+
+/* Who may do what (admin.h "Access"). */
+static access_t access_check(const kcw_admin_t *a, struct MHD_Connection *conn,
+                             const char *method, const char **why)
+{
+    if (!method_is_safe(method)) {
+        if (cross_site(conn, why))
+            return ACCESS_FORBIDDEN;
+        if (a->token)
+            return bearer_ok(a, conn) ? ACCESS_OK : ACCESS_BEARER;
+        return !a->basic_user || basic_ok(a, conn) ? ACCESS_OK : ACCESS_BASIC;
+    }
+    if (!a->basic_user || basic_ok(a, conn) || bearer_ok(a, conn))
+        return ACCESS_OK;
+    return ACCESS_BASIC;
 }
 
 static void access_log(struct MHD_Connection *conn, const request_t *rq, const char *method,
@@ -627,15 +787,15 @@ static void access_log(struct MHD_Connection *conn, const request_t *rq, const c
 {
     if (!kcw_log_enabled(KCW_LOG_DEBUG))
         return;
-    char remote[64] = "-", code[16], ms[32];
+    char remote[64] = "-";
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci && ci->client_addr && uv_ip_name(ci->client_addr, remote, sizeof remote) != 0)
         snprintf(remote, sizeof remote, "-");
-    snprintf(code, sizeof code, "%d", status);
-    snprintf(ms, sizeof ms, "%.3f", (double)(uv_hrtime() - rq->started_ns) / 1e6);
-    kcw_log(KCW_LOG_DEBUG, "admin request", "method", method, "path", path, "status", code,
-            "remote", remote, "duration_ms", ms, NULL);
+    /* whole microseconds: the duration prints as 0.123, not 0.12300000000000001 */
+    double ms = (double)((uv_hrtime() - rq->started_ns) / 1000) / 1e3;
+    kcw_log(KCW_LOG_DEBUG, "admin request", "method", method, "path", path,
+            KCW_LOG_INT("status", status), "remote", remote, KCW_LOG_NUM("duration_ms", ms), NULL);
 }
 
 /* Queues resp (taking its body) with the extra header name: value when name is
@@ -691,14 +851,38 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, const request_t *
     return send_response(conn, rq, method, path, &resp, hdr_name, hdr_value);
 }
 
+/* Whether r serves path: the same path, or for a prefix route the prefix
+ * followed by at least one byte. */
+static bool route_matches(const route_t *r, const char *path)
+{
+    if (!r->prefix)
+        return strcmp(r->path, path) == 0;
+    return strncmp(r->path, path, r->path_len) == 0 && path[r->path_len] != '\0';
+}
+
+/* Whether any exact route serves path: exact routes hide prefix ones. */
+static bool path_exact(const kcw_admin_t *a, const char *path)
+{
+    for (size_t i = 0; i < a->n_routes; i++)
+        if (!a->routes[i].prefix && strcmp(a->routes[i].path, path) == 0)
+            return true;
+    return false;
+}
+
+static bool route_serves(const route_t *r, const char *path, bool exact)
+{
+    return route_matches(r, path) && !(r->prefix && exact);
+}
+
 /* "GET, HEAD, POST": the methods routed for path (HEAD implied by GET). */
 static void allow_list(const kcw_admin_t *a, const char *path, char *buf, size_t n)
 {
     size_t used = 0;
     bool has_get = false, has_head = false;
+    bool exact = path_exact(a, path);
     buf[0] = '\0';
     for (size_t i = 0; i < a->n_routes; i++) {
-        if (strcmp(a->routes[i].path, path) != 0)
+        if (!route_serves(&a->routes[i], path, exact))
             continue;
         has_get |= strcmp(a->routes[i].method, "GET") == 0;
         has_head |= strcmp(a->routes[i].method, "HEAD") == 0;
@@ -706,7 +890,7 @@ static void allow_list(const kcw_admin_t *a, const char *path, char *buf, size_t
     for (size_t i = 0; i <= a->n_routes; i++) {
         const char *m;
         if (i < a->n_routes) {
-            if (strcmp(a->routes[i].path, path) != 0)
+            if (!route_serves(&a->routes[i], path, exact))
                 continue;
             m = a->routes[i].method;
         } else if (has_get && !has_head) {
@@ -728,10 +912,11 @@ static const route_t *route_find(const kcw_admin_t *a, const char *method, const
 {
     const route_t *fallback = NULL;
     bool is_head = strcmp(method, "HEAD") == 0;
+    bool exact = path_exact(a, path);
     *path_known = false;
     for (size_t i = 0; i < a->n_routes; i++) {
         const route_t *r = &a->routes[i];
-        if (strcmp(r->path, path) != 0)
+        if (!route_serves(r, path, exact))
             continue;
         *path_known = true;
         if (strcmp(r->method, method) == 0)
@@ -759,17 +944,30 @@ static enum MHD_Result dispatch(kcw_admin_t *a, struct MHD_Connection *conn, req
         return send_error(conn, rq, method, path, 405, "bad_data", msg, MHD_HTTP_HEADER_ALLOW,
                           allow);
     }
-    if (!method_is_safe(method) && !authorized(a, conn)) {
+    const char *why = NULL;
+    switch (access_check(a, conn, method, &why)) {
+    case ACCESS_OK: break;
+    case ACCESS_FORBIDDEN:
         /* INFO, not WARN: anyone who can connect could fill the log */
+        kcw_log(KCW_LOG_INFO, "admin: cross-site request refused", "method", method, "path", path,
+                NULL);
+        return send_error(conn, rq, method, path, 403, "forbidden", why, NULL, NULL);
+    case ACCESS_BEARER:
         kcw_log(KCW_LOG_INFO, "admin: unauthorized request", "method", method, "path", path, NULL);
         return send_error(conn, rq, method, path, 401, "unauthorized",
                           "missing or wrong bearer token", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                           "Bearer realm=\"kcwatch\"");
+    case ACCESS_BASIC:
+        kcw_log(KCW_LOG_INFO, "admin: unauthorized request", "method", method, "path", path, NULL);
+        return send_error(conn, rq, method, path, 401, "unauthorized",
+                          "missing or wrong credentials", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                          "Basic realm=\"kcwatch\", charset=\"UTF-8\"");
     }
 
     kcw_admin_request_t req = {
         .method = method,
         .path = path,
+        .rest = r->prefix ? path + r->path_len : "",
         .body = rq->body ? rq->body : "",
         .body_len = rq->len,
         .priv = conn,
@@ -1004,10 +1202,10 @@ static void on_reaper(uv_timer_t *t)
     }
     if (cut) {
         a->cut_total += cut;
-        char n[24], d[24];
-        snprintf(n, sizeof n, "%u", cut);
+        char d[24];
         snprintf(d, sizeof d, "%llums", (unsigned long long)deadline_ms);
-        kcw_log(KCW_LOG_DEBUG, "admin: slow connections cut", "count", n, "deadline", d, NULL);
+        kcw_log(KCW_LOG_DEBUG, "admin: slow connections cut", KCW_LOG_INT("count", cut), "deadline",
+                d, NULL);
         timer_start_checked(&a->timer, on_timer, 0, 0); /* let MHD close them now */
     }
 }
@@ -1059,6 +1257,8 @@ int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen)
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (a->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (a->tls_cert)
+        flags |= MHD_USE_TLS;
     uint16_t port = a->addr.ss_family == AF_INET6
                         ? ntohs(((struct sockaddr_in6 *)&a->addr)->sin6_port)
                         : ntohs(((struct sockaddr_in *)&a->addr)->sin_port);
@@ -1075,7 +1275,10 @@ int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen)
         (size_t)a->conn_memory, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)a->conn_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)LISTEN_BACKLOG, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, a, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)a->per_ip_limit, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)a->per_ip_limit,
+        /* plain HTTP: MHD ignores these NULLs; with MHD_USE_TLS they are set */
+        a->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, a->tls_cert,
+        MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
     int after_errno = errno;
     a->starting = false;
     if (!a->mhd) {
@@ -1111,7 +1314,9 @@ int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen)
         snprintf(addr, sizeof addr, "?");
     snprintf(bound, sizeof bound, a->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr,
              a->port);
-    kcw_log(KCW_LOG_INFO, "admin API listening", "address", bound, NULL);
+    kcw_log(KCW_LOG_INFO, "admin API listening", "address", bound,
+            KCW_LOG_BOOL("tls", a->tls_cert), KCW_LOG_BOOL("token", a->token),
+            KCW_LOG_BOOL("basic_auth", a->basic_user), NULL);
     return 0;
 }
 

@@ -29,8 +29,10 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "kcwatch/admin.h"
 #include "kcwatch/duration.h"
 #include "kcwatch/log.h"
+#include "kcwatch/text.h"
 #include "kcwatch/rfc3339.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/url.h"
@@ -45,6 +47,7 @@
 #define MAX_DEPTH 64
 #define PATH_LEN 256
 #define SEC 1000LL
+#undef MIN /* sys/param.h's MIN(a, b), through admin.h and uv.h: not used here */
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 
@@ -230,10 +233,21 @@ static bool in_list(const char *s, const char *const *list)
     return false;
 }
 
+static kcw_config_key_observer key_observer;
+static void *key_observer_arg;
+
+void kcw_config_observe_keys(kcw_config_key_observer fn, void *arg)
+{
+    key_observer = fn;
+    key_observer_arg = arg;
+}
+
 /* Reports non-string, duplicate, not-yet-supported and unknown keys. */
 static void check_keys(ctx_t *c, const node_t *map, const char *path, const char *const *allowed,
                        const char *const *later)
 {
+    if (key_observer)
+        key_observer(path, allowed, key_observer_arg);
     char where[PATH_LEN + 8];
     if (*path)
         snprintf(where, sizeof(where), "in %s", path);
@@ -258,8 +272,14 @@ static void check_keys(ctx_t *c, const node_t *map, const char *path, const char
             continue;
         if (in_list(sval(k), later))
             err_node(c, k, "\"%s\" %s is not supported yet", sval(k), where);
-        else if (!in_list(sval(k), allowed))
-            err_node(c, k, "unknown key \"%s\" %s", sval(k), where);
+        else if (!in_list(sval(k), allowed)) {
+            const char *near = kcw_text_nearest(sval(k), allowed);
+            if (near)
+                err_node(c, k, "unknown key \"%s\" %s; did you mean \"%s\"?", sval(k), where,
+                         near);
+            else
+                err_node(c, k, "unknown key \"%s\" %s", sval(k), where);
+        }
     }
 }
 
@@ -524,6 +544,25 @@ static int get_bool(ctx_t *c, const node_t *map, const char *parent, const char 
     }
     free(s);
     return rc;
+}
+
+/* get_duration() with a lower bound (a positive duration). */
+static int get_duration_min(ctx_t *c, const node_t *map, const char *parent, const char *key,
+                            int64_t *dst, int64_t min_ms)
+{
+    int64_t ms = *dst;
+    int rc = get_duration(c, map, parent, key, &ms, true);
+    if (rc != 0)
+        return rc;
+    if (ms < min_ms) {
+        char got[64], min[64], path[PATH_LEN];
+        err_node(c, map_get(c, map, key), "%s: %s is below the minimum of %s",
+                 join(path, parent, key), kcw_duration_format(ms, got, sizeof(got)),
+                 kcw_duration_format(min_ms, min, sizeof(min)));
+        return -1;
+    }
+    *dst = ms;
+    return 0;
 }
 
 static int get_int(ctx_t *c, const node_t *map, const char *parent, const char *key, int *dst,
@@ -953,6 +992,64 @@ static bool listen_ok(const char *s)
     return p >= 1 && p <= 65535;
 }
 
+/* admin: listen (global.listen is the older spelling), the write token,
+ * basic auth and the server's TLS certificate. */
+static void parse_admin(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    static const char *const keys[] = {"listen", "token",      "token_file",
+                                       "basic_auth", "tls",    NULL};
+    static const char *const tls_keys[] = {"cert_file", "key_file", NULL};
+    char ap[PATH_LEN], tp[PATH_LEN];
+    const node_t *m = sub_map(c, root, "", "admin", keys, NULL, ap);
+    if (!m)
+        return;
+    const node_t *g = map_get(c, root, "global");
+    const node_t *gl = g && g->type == YAML_MAPPING_NODE ? map_key(c, g, "listen") : NULL;
+    if (gl && map_key(c, m, "listen"))
+        err_node(c, map_key(c, m, "listen"),
+                 "admin.listen: global.listen (line %d) says the same; keep one of them",
+                 node_line(gl));
+    else if (get_string(c, m, ap, "listen", &cfg->listen) == 0 && !listen_ok(cfg->listen))
+        err_node(c, map_get(c, m, "listen"),
+                 "admin.listen: expected host:port (e.g. 127.0.0.1:9464), got \"%s\"",
+                 cfg->listen);
+    if (exclusive(c, m, ap, "token", "token_file")) {
+        get_secret(c, m, ap, "token", &cfg->admin.token);
+        get_secret_file(c, m, ap, "token_file", &cfg->admin.token);
+        if (cfg->admin.token && !*cfg->admin.token)
+            err_node(c, map_get(c, m, map_key(c, m, "token") ? "token" : "token_file"),
+                     "admin: the token is empty");
+    }
+    parse_basic_auth(c, m, ap, &cfg->admin.basic_auth);
+    if (cfg->admin.basic_auth.username && !cfg->admin.basic_auth.password)
+        err_node(c, map_get(c, m, "basic_auth"), "admin.basic_auth: password or password_file is "
+                                                 "required");
+    const node_t *t = sub_map(c, m, ap, "tls", tls_keys, NULL, tp);
+    if (t) {
+        int cert = get_file_path(c, t, tp, "cert_file", &cfg->admin.tls_cert_file);
+        int key = get_file_path(c, t, tp, "key_file", &cfg->admin.tls_key_file);
+        if (cert == 1 || key == 1)
+            err_node(c, t, "admin.tls: cert_file and key_file are both required");
+    }
+}
+
+/* A warning at the listen key when the admin API serves beyond this host with
+ * no credential on its write routes. */
+static void warn_exposed(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    const char *cred = cfg->admin.token ? cfg->admin.token : cfg->admin.basic_auth.password;
+    char msg[512];
+    if (!cfg->listen || !kcw_admin_listen_exposed(cfg->listen, cred, msg, sizeof(msg)))
+        return;
+    const node_t *n = NULL;
+    for (int i = 0; i < 2 && !n; i++) {
+        const node_t *sec = map_get(c, root, i == 0 ? "admin" : "global");
+        n = sec && sec->type == YAML_MAPPING_NODE ? map_get(c, sec, "listen") : NULL;
+    }
+    kcw_errors_add(&cfg->warnings, c->file, n ? node_line(n) : 0, n ? node_col(n) : 0,
+                   "admin.listen: %s; set admin.token_file or admin.basic_auth", msg);
+}
+
 static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *external_url_set)
 {
     static const char *const keys[] = {"evaluation_interval",
@@ -969,7 +1066,8 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
     const node_t *m = sub_map(c, root, "", "global", keys, NULL, gp);
     if (!m)
         return;
-    get_duration(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms, true);
+    get_duration_min(c, m, "global", "evaluation_interval", &cfg->evaluation_interval_ms,
+                     KCW_MIN_INTERVAL_MS);
     get_string(c, m, "global", "state_dir", &cfg->state_dir);
     get_duration(c, m, "global", "audit_retention", &cfg->audit_retention_ms, true);
     get_duration(c, m, "global", "notification_max_age", &cfg->notification_max_age_ms, true);
@@ -1134,7 +1232,7 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         else if (rc == 0)
             check_unique_name(c, seq, i, path, "cluster", cl->name, cfg->clusters, cluster_name_at);
         parse_cluster_urls(c, m, path, cl);
-        get_duration(c, m, path, "poll_interval", &cl->poll_interval_ms, true);
+        get_duration_min(c, m, path, "poll_interval", &cl->poll_interval_ms, KCW_MIN_INTERVAL_MS);
         get_duration(c, m, path, "timeout", &cl->timeout_ms, true);
         int max_body;
         /* 1 KiB .. 1 GiB: a status poll needs about 240 bytes per connector. */
@@ -1239,8 +1337,8 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     }
     const node_t *bu = sub_map(c, m, p, "budget", budget_keys, NULL, bp);
     if (bu) {
-        get_int(c, bu, bp, "max_restarts", &r->budget_max_restarts, 1, 1000000);
-        get_duration(c, bu, bp, "window", &r->budget_window_ms, true);
+        get_int(c, bu, bp, "max_restarts", &r->budget_max_restarts, 1, KCW_MAX_BUDGET_RESTARTS);
+        get_duration_min(c, bu, bp, "window", &r->budget_window_ms, KCW_MIN_BUDGET_WINDOW_MS);
     }
     const node_t *ex = sub_map(c, m, p, "exclude", exclude_keys, NULL, bp);
     if (ex) {
@@ -1921,7 +2019,7 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
 {
     static const char *const keys[] = {"global",    "prometheus", "connect",  "remediation",
                                        "rule_files", "receivers", "route",    "silences",
-                                       "inhibit_rules", "ha", NULL};
+                                       "inhibit_rules", "ha", "admin", NULL};
     bool external_url_set = false, rules_set = false, traces_set = false;
     const node_t *m = NULL;
     if (!is_null(root)) {
@@ -1936,6 +2034,8 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     if (m) {
         check_keys(c, m, "", keys, NULL);
         parse_global(c, m, cfg, &external_url_set);
+        parse_admin(c, m, cfg);
+        warn_exposed(c, m, cfg);
         parse_prometheus(c, m, &cfg->prometheus);
         parse_connect(c, m, cfg);
         parse_remediation(c, m, &cfg->remediation, &traces_set);
@@ -2085,6 +2185,11 @@ void kcw_config_free(kcw_config_t *cfg)
     free(cfg->state_dir);
     free(cfg->listen);
     free(cfg->external_url);
+    free(cfg->admin.token);
+    basic_auth_free(&cfg->admin.basic_auth);
+    kcw_errors_clear(&cfg->warnings);
+    free(cfg->admin.tls_cert_file);
+    free(cfg->admin.tls_key_file);
 
     free(cfg->prometheus.url);
     basic_auth_free(&cfg->prometheus.basic_auth);

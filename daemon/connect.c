@@ -25,6 +25,7 @@
  * polls, because absence is not deletion (§3.5, §7.5). A body byte-identical to
  * the last parsed one is not parsed again. */
 #include "kcwatch/connect.h"
+#include "kcwatch/duration.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -658,6 +659,14 @@ typedef struct req {
     void *arg;
 } req_t;
 
+/* One worker's current failure episode: logged when it starts and when the
+ * worker answers again, with the count, never once per poll. */
+typedef struct worker_episode {
+    bool down;
+    uint64_t failures; /* requests to it that failed in this episode */
+    int64_t since_ms;  /* wall clock of the first failure */
+} worker_episode_t;
+
 typedef struct deferred {
     struct deferred *next;
     kcw_connect_version_cb cb;
@@ -680,6 +689,8 @@ struct cluster {
     bool info_dirty; /* task configs changed since the last poll callback */
     long err_status; /* class of the last failure (see round_fail_code) */
     int err_curl;
+    uint64_t failed_polls;     /* polls failed since the last good one */
+    worker_episode_t *workers; /* one per conf->urls */
 
     /* the poll round in flight */
     bool polling;
@@ -856,6 +867,38 @@ static int req_send(req_t *r)
 }
 
 /* A connection-level failure on r's worker: the next call goes elsewhere. */
+/* A request to worker i failed: WARN when it starts an episode (INFO for a
+ * cluster's only worker: the cluster's own line says it), DEBUG while the
+ * episode lasts. */
+static void worker_failed(cluster_t *cl, size_t i, const char *error)
+{
+    worker_episode_t *w = &cl->workers[i];
+    w->failures++;
+    if (w->down) {
+        kcw_log(KCW_LOG_DEBUG, "connect worker still down", "cluster", cl->status.name, "url",
+                url_of(cl, i), KCW_LOG_INT("failures", w->failures), "error", error, NULL);
+        return;
+    }
+    w->down = true;
+    w->failures = 1;
+    w->since_ms = wall_ms();
+    kcw_log(cl->conf->n_urls > 1 ? KCW_LOG_WARN : KCW_LOG_INFO, "connect worker down", "cluster",
+            cl->status.name, "url", url_of(cl, i), "error", error, NULL);
+}
+
+/* Worker i answered: ends its episode, if any, with one INFO line. */
+static void worker_answered(cluster_t *cl, size_t i)
+{
+    worker_episode_t *w = &cl->workers[i];
+    if (!w->down)
+        return;
+    char dur[64];
+    kcw_duration_format(wall_ms() - w->since_ms, dur, sizeof dur);
+    kcw_log(KCW_LOG_INFO, "connect worker back", "cluster", cl->status.name, "url", url_of(cl, i),
+            KCW_LOG_INT("failed_requests", w->failures), "down_for", dur, NULL);
+    *w = (worker_episode_t){0};
+}
+
 static void note_worker_down(cluster_t *cl, size_t failed)
 {
     if (cl->cur_url == failed)
@@ -895,6 +938,7 @@ static void round_fail_code(cluster_t *cl, const char *url, long http_status, in
                    cl->err_status != http_status || cl->err_curl != curl_code;
     cl->err_status = http_status;
     cl->err_curl = curl_code;
+    cl->failed_polls++;
     char *e = strdup(msg);
     if (e) {
         free(st->last_error);
@@ -906,12 +950,11 @@ static void round_fail_code(cluster_t *cl, const char *url, long http_status, in
     if (reachable)
         st->ever_reachable = true;
     st->last_poll_ms = wall_ms();
-    char code[24];
-    snprintf(code, sizeof(code), "%ld", http_status);
     /* Loud once per distinct problem, quiet while it persists. */
     kcw_log(changed ? KCW_LOG_WARN : KCW_LOG_DEBUG,
             reachable ? "connect poll failed" : "connect cluster unreachable", "cluster", st->name,
-            "url", url ? url : "", "status", code, "error", msg, NULL);
+            "url", url ? url : "", KCW_LOG_INT("status", http_status), "error", msg,
+            KCW_LOG_INT("failed_polls", cl->failed_polls), NULL);
     poll_notify(cl, changed);
 }
 
@@ -931,11 +974,14 @@ static void round_ok(cluster_t *cl, bool changed)
     if (cl->info_dirty)
         changed = true;
     cl->info_dirty = false;
+    worker_answered(cl, cl->round_url);
     if (st->last_error || !st->reachable || !st->readable) {
         changed = true;
         if (st->last_error)
-            kcw_log(KCW_LOG_INFO, "connect poll recovered", "cluster", st->name, "url", url, NULL);
+            kcw_log(KCW_LOG_INFO, "connect poll recovered", "cluster", st->name, "url", url,
+                    KCW_LOG_INT("failed_polls", cl->failed_polls), NULL);
     }
+    cl->failed_polls = 0;
     free(st->last_error);
     st->last_error = NULL;
     st->reachable = true;
@@ -1002,6 +1048,7 @@ static void round_failover(cluster_t *cl, const req_t *r, const kcw_http_resp_t 
     const char *url = url_of(cl, r->url_idx);
     fallback_reset(cl);
     cl->round_tries++;
+    worker_failed(cl, r->url_idx, resp->error);
     note_worker_down(cl, r->url_idx);
     cl->round_url = (r->url_idx + 1) % cl->conf->n_urls;
     if (cl->round_tries >= cl->conf->n_urls) {
@@ -1010,8 +1057,8 @@ static void round_failover(cluster_t *cl, const req_t *r, const kcw_http_resp_t 
         round_fail(cl, url, 0, msg, false);
         return;
     }
-    kcw_log(KCW_LOG_INFO, "connect worker failed, trying the next one", "cluster", cl->status.name,
-            "url", url, "error", resp->error, "next", url_of(cl, cl->round_url), NULL);
+    kcw_log(KCW_LOG_DEBUG, "connect worker failed, trying the next one", "cluster",
+            cl->status.name, "url", url, "next", url_of(cl, cl->round_url), NULL);
     round_step_or_fail(cl); /* version is read again from the new worker */
 }
 
@@ -1463,9 +1510,10 @@ static bool call_failover(req_t *r, const kcw_http_resp_t *resp)
     bool eligible = r->kind == REQ_RESTART ? nothing_sent(resp->curl_code) : resp->conn_error;
     if (!eligible || r->tries + 1 >= cl->conf->n_urls)
         return false;
+    worker_failed(cl, r->url_idx, resp->error);
     note_worker_down(cl, r->url_idx);
-    kcw_log(KCW_LOG_INFO, "connect worker failed, trying the next one", "cluster", cl->status.name,
-            "url", url_of(cl, r->url_idx), "error", resp->error, NULL);
+    kcw_log(KCW_LOG_DEBUG, "connect worker failed, trying the next one", "cluster",
+            cl->status.name, "url", url_of(cl, r->url_idx), NULL);
     r->tries++;
     r->url_idx = (r->url_idx + 1) % cl->conf->n_urls;
     return req_send(r) == 0;
@@ -1580,6 +1628,7 @@ static void handle_closed(uv_handle_t *h)
         kcw_status_index_free(cl->index);
         info_queue_clear(cl);
         fallback_reset(cl);
+        free(cl->workers);
     }
     free(cn->clusters);
     void (*on_closed)(void *) = cn->on_closed;
@@ -1637,9 +1686,14 @@ kcw_connect_t *kcw_connect_new(uv_loop_t *loop, kcw_http_t *http, const kcw_conf
             kcw_url_register_secrets(cl->conf->urls[u]);
         cl->version_url = SIZE_MAX;
         cl->status.name = strdup(cl->conf->name);
-        if (!cl->status.name) {
-            for (size_t j = 0; j < i; j++)
+        cl->workers = calloc(cl->conf->n_urls ? cl->conf->n_urls : 1, sizeof(*cl->workers));
+        if (!cl->status.name || !cl->workers) {
+            free(cl->status.name);
+            free(cl->workers);
+            for (size_t j = 0; j < i; j++) {
                 free(cn->clusters[j].status.name);
+                free(cn->clusters[j].workers);
+            }
             free(cn->clusters);
             free(cn);
             return NULL;

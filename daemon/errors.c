@@ -1,6 +1,8 @@
 /* errors.c: positioned error lists (see errors.h). */
 #include "kcwatch/errors.h"
 
+#include "kcwatch/log.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,4 +68,23 @@ void kcw_errors_clear(kcw_errors_t *errs)
     }
     free(errs->items);
     memset(errs, 0, sizeof(*errs));
+}
+
+void kcw_errors_append(kcw_errors_t *to, const kcw_errors_t *from)
+{
+    size_t stored = from->n < from->cap ? from->n : from->cap;
+    for (size_t i = 0; i < stored; i++) {
+        const kcw_error_t *e = &from->items[i];
+        kcw_errors_add(to, e->file, e->line, e->col, "%s", e->msg ? e->msg : "(out of memory)");
+    }
+}
+
+void kcw_errors_log_warnings(const kcw_errors_t *warnings, const char *msg)
+{
+    size_t stored = warnings->n < warnings->cap ? warnings->n : warnings->cap;
+    char line[2048];
+    for (size_t i = 0; i < stored; i++) {
+        kcw_error_format(&warnings->items[i], line, sizeof(line));
+        kcw_log(KCW_LOG_WARN, msg, "warning", line, NULL);
+    }
 }

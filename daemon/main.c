@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "kcw_commit.h" /* generated: KCW_COMMIT (cmake/commit.cmake) */
 #include "kcwatch/admin.h"
 #include "kcwatch/alerts.h"
 #include "kcwatch/config.h"
@@ -27,29 +28,129 @@
 #include "kcwatch/url.h"
 #include "kcwatch/watchdog.h"
 
-static const char usage_text[] =
-    "usage: kcwatch <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  run     [-c FILE] [--strict]      run the watchdog in the foreground\n"
-    "  check   [-c FILE] [--strict] [RULE_FILE...]\n"
-    "                                    validate config, rules and templates; exit 1 on errors\n"
-    "  status  [-c FILE] [--json]        poll every Connect cluster once and print its state\n"
-    "  history [-c FILE] [--since 24h] [--connector RE] [--json]\n"
-    "                                    restarts and notifications from the audit log\n"
-    "  test    TEST_FILE...              run rule unit tests (see rules.d/tests/README.md);\n"
-    "                                    exit 1 when a test fails, 2 when a file is invalid\n"
-    "  version                           print the version\n"
-    "\n"
-    "Without -c the config is " KCW_DEFAULT_CONFIG_PATH " when it exists, else the\n"
-    "built-in defaults (Connect at http://localhost:8083, the shipped rules, log-only\n"
-    "notifications). Signals: SIGHUP reloads, SIGTERM/SIGINT stop.\n"
-    "--strict turns warnings about an exposed setup (admin API on a non-loopback\n"
-    "address without a token) into errors.\n";
+/* --- commands and their help ---------------------------------------------- */
+
+/* Options a command accepts (bits). */
+enum {
+    OPT_CONFIG = 1 << 0,
+    OPT_STRICT = 1 << 1,
+    OPT_JSON = 1 << 2,
+    OPT_LOG = 1 << 3, /* --log-level, --log-format */
+    OPT_SINCE = 1 << 4,
+    OPT_CONNECTOR = 1 << 5,
+};
+
+typedef struct command {
+    const char *name;
+    const char *synopsis; /* after "kcwatch NAME" */
+    const char *summary;  /* one line for the global usage */
+    const char *help;     /* the rest of `kcwatch NAME --help` */
+    unsigned opts;
+} command_t;
+
+#define HELP_CONFIG                                                                               \
+    "  -c, --config FILE     the configuration (default " KCW_DEFAULT_CONFIG_PATH " when it\n"     \
+    "                        exists, else the built-in defaults)\n"
+#define HELP_LOG                                                                                  \
+    "  --log-level LEVEL     debug, info, warn or error (overrides global.log.level)\n"           \
+    "  --log-format FORMAT   logfmt or json (overrides global.log.format)\n"
+#define HELP_HELP "  -h, --help            show this help\n"
+
+static const command_t commands[] = {
+    {"run", "[-c FILE] [--strict] [--log-level LEVEL] [--log-format FORMAT]",
+     "run the watchdog in the foreground",
+     "Polls every Connect cluster, evaluates the rules, restarts what failed and\n"
+     "notifies, until SIGTERM or SIGINT. SIGHUP (or POST /-/reload) reloads the\n"
+     "configuration; a configuration with errors is refused and the running one stays.\n"
+     "\noptions:\n" HELP_CONFIG
+     "  --strict              refuse to start on any warning (an admin API exposed beyond\n"
+     "                        this host without a token or basic auth, ...)\n" HELP_LOG HELP_HELP,
+     OPT_CONFIG | OPT_STRICT | OPT_LOG},
+    {"check", "[-c FILE] [--strict] [RULE_FILE...]",
+     "validate config, rules and templates; exit 1 on errors",
+     "Loads the configuration, its rule files and the RULE_FILEs given and prints\n"
+     "every problem as FILE:LINE:COL: message, all of them in one pass; warnings\n"
+     "(FILE:LINE:COL: warning: message) do not fail the check. Exit 0 when all is\n"
+     "valid, 1 otherwise.\n"
+     "\noptions:\n" HELP_CONFIG
+     "  --strict              treat warnings as errors\n" HELP_LOG
+         HELP_HELP,
+     OPT_CONFIG | OPT_STRICT | OPT_LOG},
+    {"status", "[-c FILE] [--json]", "poll every Connect cluster once and print its state",
+     "Polls every configured Connect cluster once and prints each connector and\n"
+     "task with its state and worker. Exit 1 when a cluster cannot be read.\n"
+     "\noptions:\n" HELP_CONFIG "  --json                print JSON instead of a table\n" HELP_LOG
+         HELP_HELP,
+     OPT_CONFIG | OPT_JSON | OPT_LOG},
+    {"history", "[-c FILE] [--since 24h] [--connector RE] [--json]",
+     "restarts and notifications from the audit log",
+     "Prints the audit log kept in the state directory: every restart and\n"
+     "notification, oldest first.\n"
+     "\noptions:\n" HELP_CONFIG
+     "  --since DURATION      how far back (default 24h; 0 = everything)\n"
+     "  --connector REGEX     only connectors whose whole name matches\n"
+     "  --json                print JSON instead of a table\n" HELP_LOG HELP_HELP,
+     OPT_CONFIG | OPT_SINCE | OPT_CONNECTOR | OPT_JSON | OPT_LOG},
+    {"test", "TEST_FILE...", "run rule unit tests (see rules.d/tests/README.md)",
+     "Runs rule unit tests in promtool's test-file layout (docs/rules.md,\n"
+     "rules.d/tests/README.md).\n"
+     "Exit 0 when every test passes, 1 when a test fails, 2 when a file is invalid.\n"
+     "\noptions:\n" HELP_HELP,
+     0},
+    {"version", "[--json]", "print the version and the git commit",
+     "Prints the version and the git commit kcwatch was built from (\"unknown\"\n"
+     "when built outside a git checkout).\n"
+     "\noptions:\n  --json                print {\"version\": ..., \"commit\": ...}\n" HELP_HELP,
+     OPT_JSON},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const command_t *command_find(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
 
 static void usage(FILE *out)
 {
-    fputs(usage_text, out);
+    fputs("usage: kcwatch <command> [options]\n\ncommands:\n", out);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n`kcwatch <command> --help` (or `kcwatch help <command>`) shows its options.\n"
+          "Without -c the config is " KCW_DEFAULT_CONFIG_PATH " when it exists, else the\n"
+          "built-in defaults (Connect at http://localhost:8083, the shipped rules, log-only\n"
+          "notifications). Signals: SIGHUP reloads, SIGTERM/SIGINT stop.\n",
+          out);
+}
+
+static void command_help(const command_t *c, FILE *out)
+{
+    fprintf(out, "usage: kcwatch %s %s\n\n%s", c->name, c->synopsis, c->help);
+}
+
+/* --log-level / --log-format as given (-1: not given); they override the
+ * config's global.log. */
+static struct {
+    int level;
+    int format;
+} log_override = {-1, -1};
+
+/* Sets the logger up from cfg's global.log (NULL: the defaults), with
+ * level_floor raising the level for the one-shot commands, and the command
+ * line on top. */
+static void log_setup(const kcw_config_t *cfg, int level_floor)
+{
+    int format = cfg ? cfg->log_format : KCW_LOG_LOGFMT;
+    int level = cfg ? cfg->log_level : KCW_LOG_INFO;
+    if (level < level_floor)
+        level = level_floor;
+    if (log_override.format >= 0)
+        format = log_override.format;
+    if (log_override.level >= 0)
+        level = log_override.level;
+    kcw_log_setup((kcw_log_format_t)format, (kcw_log_level_t)level, stderr);
 }
 
 /* The config path to use: -c FILE, else the default path when present, else
@@ -82,20 +183,32 @@ static void errors_print(const kcw_errors_t *errs, FILE *out)
         fprintf(out, "(%zu more errors lost: out of memory)\n", errs->n - stored);
 }
 
-/* The exposure warning for cfg; true when --strict must refuse it. */
-static bool exposure_refused(const kcw_config_t *cfg, bool strict, FILE *out)
+/* Every warning of the config and its rules, in one list (caller clears). */
+static void warnings_collect(const kcw_config_t *cfg, const kcw_ruleset_t *rules,
+                             const kcw_ruleset_t *extra, kcw_errors_t *out)
 {
-    char msg[512];
-    /* The config has no admin token yet: every non-loopback listen is open. */
-    if (!kcw_admin_listen_exposed(cfg->listen, NULL, msg, sizeof(msg)))
-        return false;
-    if (strict) {
-        fprintf(out, "%s: global.listen: %s; refused by --strict\n",
-                cfg->path ? cfg->path : "(built-in defaults)", msg);
-        return true;
+    if (cfg)
+        kcw_errors_append(out, &cfg->warnings);
+    if (rules)
+        kcw_errors_append(out, &rules->warnings);
+    if (extra)
+        kcw_errors_append(out, &extra->warnings);
+}
+
+/* Prints each warning as FILE:LINE:COL: warning: message, like errors (with
+ * --strict as errors: "...: message (refused by --strict)"). */
+static void warnings_print(const kcw_errors_t *w, bool strict, FILE *out)
+{
+    size_t stored = w->n < w->cap ? w->n : w->cap;
+    for (size_t i = 0; i < stored; i++) {
+        kcw_error_t e = w->items[i];
+        char msg[1536];
+        snprintf(msg, sizeof(msg), strict ? "%s (refused by --strict)" : "warning: %s",
+                 e.msg ? e.msg : "(out of memory)");
+        e.msg = msg;
+        kcw_errors_t one = {.items = &e, .n = 1, .cap = 1};
+        errors_print(&one, out);
     }
-    kcw_log(KCW_LOG_WARN, "admin API exposed", "detail", msg, NULL);
-    return false;
 }
 
 /* Loads the config and its rule files, collecting every error. */
@@ -108,11 +221,6 @@ static int load_all(const char *path, kcw_config_t **cfg, kcw_ruleset_t **rules,
                             errs);
     }
     return rc;
-}
-
-static void apply_log_settings(const kcw_config_t *cfg)
-{
-    kcw_log_setup((kcw_log_format_t)cfg->log_format, (kcw_log_level_t)cfg->log_level, stderr);
 }
 
 /* --- run ---------------------------------------------------------------- */
@@ -131,13 +239,18 @@ static int cmd_run(const char *given, bool strict)
         return 1;
     }
     kcw_errors_clear(&errs);
-    apply_log_settings(cfg);
-    if (exposure_refused(cfg, strict, stderr)) {
+    log_setup(cfg, KCW_LOG_DEBUG);
+    warnings_collect(cfg, rules, NULL, &errs);
+    if (strict && errs.n > 0) {
+        warnings_print(&errs, true, stderr);
+        kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
         kcw_log_reset();
         return 1;
     }
+    kcw_errors_log_warnings(&errs, "configuration warning");
+    kcw_errors_clear(&errs);
 
     /* Test hook (bench/soak): resolved alerts kept for less than 15 min. */
     const char *keep = getenv("KCWATCH_TEST_RESOLVED_RETENTION_MS");
@@ -192,14 +305,19 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
     if (n_extra > 0 &&
         kcw_rules_load((const char *const *)extra, n_extra, &extra_rules, &errs) < 0)
         rc = -EINVAL;
+    kcw_errors_t warns = {0};
+    if (rc == 0)
+        warnings_collect(cfg, rules, extra_rules, &warns);
     if (rc < 0 || errs.n > 0) {
         errors_print(&errs, stderr);
         fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
         rc = 1;
-    } else if (exposure_refused(cfg, strict, stderr)) {
-        fprintf(stderr, "1 error\n");
+    } else if (strict && warns.n > 0) {
+        warnings_print(&warns, true, stderr);
+        fprintf(stderr, "%zu error%s\n", warns.n, warns.n == 1 ? "" : "s");
         rc = 1;
     } else {
+        warnings_print(&warns, false, stderr);
         size_t n_groups = 0, n_rules = 0;
         count_rules(rules, &n_groups, &n_rules);
         count_rules(extra_rules, &n_groups, &n_rules);
@@ -209,8 +327,11 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
                cfg->n_clusters == 1 ? "" : "s", n_groups, n_groups == 1 ? "" : "s", n_rules,
                n_rules == 1 ? "" : "s");
         free(shown_path);
+        if (warns.n > 0)
+            printf("%zu warning%s\n", warns.n, warns.n == 1 ? "" : "s");
         rc = 0;
     }
+    kcw_errors_clear(&warns);
     kcw_errors_clear(&errs);
     kcw_config_free(cfg);
     kcw_ruleset_free(rules);
@@ -419,7 +540,7 @@ static int cmd_status(const char *given, bool json)
     }
     kcw_errors_clear(&errs);
     /* The table goes to stdout; keep the log to warnings so it stays readable. */
-    kcw_log_setup((kcw_log_format_t)cfg->log_format, KCW_LOG_WARN, stderr);
+    log_setup(cfg, KCW_LOG_WARN);
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
         kcw_config_free(cfg);
@@ -540,34 +661,8 @@ static int on_history_row(const kcw_audit_t *a, void *arg)
     return 0;
 }
 
-static int cmd_history(int argc, char **argv)
+static int cmd_history(const char *given, const char *since, const char *connector, bool json)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"since", required_argument, NULL, 's'},
-        {"connector", required_argument, NULL, 'C'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *given = NULL, *since = "24h", *connector = NULL;
-    bool json = false;
-    optind = 2;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'c': given = optarg; break;
-        case 's': since = optarg; break;
-        case 'C': connector = optarg; break;
-        case 'j': json = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
     int64_t since_ms = 0;
     if (kcw_duration_parse(since, &since_ms) < 0) {
         fprintf(stderr, "kcwatch history: --since %s: not a duration (e.g. 30m, 24h, 7d)\n", since);
@@ -589,7 +684,7 @@ static int cmd_history(int argc, char **argv)
         return 1;
     }
     kcw_errors_clear(&errs);
-    kcw_log_setup((kcw_log_format_t)cfg->log_format, KCW_LOG_WARN, stderr);
+    log_setup(cfg, KCW_LOG_WARN);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -617,53 +712,144 @@ static int cmd_history(int argc, char **argv)
 
 /* --- dispatch ----------------------------------------------------------- */
 
+/* --- version ------------------------------------------------------------- */
+
+static int cmd_version(bool json)
+{
+    if (!json) {
+        printf("kcwatch %s (commit %s)\n", KCW_VERSION, KCW_COMMIT);
+        return 0;
+    }
+    json_t *o = json_pack("{s:s, s:s}", "version", KCW_VERSION, "commit", KCW_COMMIT);
+    int rc = o && json_dumpf(o, stdout, JSON_INDENT(2)) == 0 ? 0 : 1;
+    putchar('\n');
+    json_decref(o);
+    return rc;
+}
+
+/* --- dispatch ----------------------------------------------------------- */
+
+static const char *option_name(unsigned bit)
+{
+    switch (bit) {
+    case OPT_CONFIG: return "--config";
+    case OPT_STRICT: return "--strict";
+    case OPT_JSON: return "--json";
+    case OPT_LOG: return "--log-level/--log-format";
+    case OPT_SINCE: return "--since";
+    case OPT_CONNECTOR: return "--connector";
+    default: return "?";
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
         usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("kcwatch %s\n", KCW_VERSION);
+    if (strcmp(name, "help") == 0) {
+        const command_t *c = argc > 2 ? command_find(argv[2]) : NULL;
+        if (argc > 2 && !c) {
+            fprintf(stderr, "kcwatch help: no command \"%s\"\n", argv[2]);
+            usage(stderr);
+            return 2;
+        }
+        if (c)
+            command_help(c, stdout);
+        else
+            usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "history") == 0)
-        return cmd_history(argc, argv);
+    if (strcmp(name, "--version") == 0)
+        name = "version";
+    const command_t *cmd = command_find(name);
+    if (!cmd) {
+        fprintf(stderr, "kcwatch: unknown command: %s\n", name);
+        usage(stderr);
+        return 2;
+    }
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, 'j'},
         {"strict", no_argument, NULL, 's'},
+        {"since", required_argument, NULL, 'S'},
+        {"connector", required_argument, NULL, 'C'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
+    const char *config = NULL, *since = "24h", *connector = NULL;
     bool json = false, strict = false;
+    unsigned used = 0;
     optind = 2;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': config = optarg; break;
-        case 'j': json = true; break;
-        case 's': strict = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c': config = optarg; used |= OPT_CONFIG; break;
+        case 'j': json = true; used |= OPT_JSON; break;
+        case 's': strict = true; used |= OPT_STRICT; break;
+        case 'S': since = optarg; used |= OPT_SINCE; break;
+        case 'C': connector = optarg; used |= OPT_CONNECTOR; break;
+        case 'L':
+            used |= OPT_LOG;
+            if ((log_override.level = kcw_log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "kcwatch %s: --log-level %s: expected debug, info, warn or error\n",
+                        cmd->name, optarg);
+                return 2;
+            }
+            break;
+        case 'F':
+            used |= OPT_LOG;
+            if (strcmp(optarg, "logfmt") == 0) {
+                log_override.format = KCW_LOG_LOGFMT;
+            } else if (strcmp(optarg, "json") == 0) {
+                log_override.format = KCW_LOG_JSON;
+            } else {
+                fprintf(stderr, "kcwatch %s: --log-format %s: expected logfmt or json\n",
+                        cmd->name, optarg);
+                return 2;
+            }
+            break;
+        case 'h': command_help(cmd, stdout); return 0;
+        default: command_help(cmd, stderr); return 2;
         }
     }
-    if (strcmp(cmd, "run") == 0 && optind == argc && !json)
+    for (unsigned bit = 1; bit <= OPT_CONNECTOR; bit <<= 1) {
+        if ((used & bit) && !(cmd->opts & bit)) {
+            fprintf(stderr, "kcwatch %s: %s is not an option of this command\n\n", cmd->name,
+                    option_name(bit));
+            command_help(cmd, stderr);
+            return 2;
+        }
+    }
+    size_t n_args = (size_t)(argc - optind);
+    bool args_ok = strcmp(cmd->name, "check") == 0 || (strcmp(cmd->name, "test") == 0
+                                                           ? n_args > 0
+                                                           : n_args == 0);
+    if (!args_ok) {
+        fprintf(stderr, "kcwatch %s: %s\n\n", cmd->name,
+                n_args ? "unexpected arguments" : "missing arguments");
+        command_help(cmd, stderr);
+        return 2;
+    }
+    if (log_override.level >= 0 || log_override.format >= 0)
+        log_setup(NULL, KCW_LOG_DEBUG); /* for what logs before the config is read */
+    if (strcmp(cmd->name, "run") == 0)
         return cmd_run(config, strict);
-    if (strcmp(cmd, "check") == 0 && !json)
-        return cmd_check(config, argv + optind, (size_t)(argc - optind), strict);
-    if (strcmp(cmd, "status") == 0 && optind == argc && !strict)
+    if (strcmp(cmd->name, "check") == 0)
+        return cmd_check(config, argv + optind, n_args, strict);
+    if (strcmp(cmd->name, "status") == 0)
         return cmd_status(config, json);
-    if (strcmp(cmd, "test") == 0 && optind < argc && !json && !config && !strict)
-        return kcw_ruletest_run((const char *const *)argv + optind, (size_t)(argc - optind),
-                                stdout);
-    fprintf(stderr, "kcwatch: unknown command or arguments: %s\n", cmd);
-    usage(stderr);
-    return 2;
+    if (strcmp(cmd->name, "history") == 0)
+        return cmd_history(config, since, connector, json);
+    if (strcmp(cmd->name, "test") == 0)
+        return kcw_ruletest_run((const char *const *)argv + optind, n_args, stdout);
+    return cmd_version(json);
 }

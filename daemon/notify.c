@@ -983,12 +983,10 @@ static void log_dropped(kcw_notifier_t *n)
 {
     if (n->dropped_pending_log == 0)
         return;
-    char now_s[24], total_s[24], max_s[24];
-    snprintf(now_s, sizeof(now_s), "%zu", n->dropped_pending_log);
-    snprintf(total_s, sizeof(total_s), "%zu", n->dropped_total);
-    snprintf(max_s, sizeof(max_s), "%d", QUEUE_MAX);
-    kcw_log(KCW_LOG_ERROR, "notification queue full, oldest notifications dropped", "dropped",
-            now_s, "dropped_total", total_s, "queue_max", max_s, NULL);
+    kcw_log(KCW_LOG_ERROR, "notification queue full, oldest notifications dropped",
+            KCW_LOG_INT("dropped", n->dropped_pending_log),
+            KCW_LOG_INT("dropped_total", n->dropped_total), KCW_LOG_INT("queue_max", QUEUE_MAX),
+            NULL);
     n->dropped_pending_log = 0;
 }
 
@@ -1030,7 +1028,7 @@ static void log_alert(const kcw_alert_t *a)
     }
     if (omitted > 0) {
         snprintf(omitted_s, sizeof(omitted_s), "%zu", omitted);
-        kv[k++] = "labels_omitted";
+        kv[k++] = KCW_LOG_TYPE_INT "labels_omitted";
         kv[k++] = omitted_s;
     }
     kv[k] = NULL;
@@ -1039,10 +1037,8 @@ static void log_alert(const kcw_alert_t *a)
 
 static void log_sent(const char *receiver, const char *group_key, bool firing, size_t n_alerts)
 {
-    char count[24];
-    snprintf(count, sizeof(count), "%zu", n_alerts);
     kcw_log(KCW_LOG_INFO, "notification sent", "receiver", receiver, "group", group_key, "status",
-            firing ? "firing" : "resolved", "alerts", count, NULL);
+            firing ? "firing" : "resolved", KCW_LOG_INT("alerts", n_alerts), NULL);
 }
 
 static void dispatch(kcw_notifier_t *n);
@@ -1055,13 +1051,12 @@ static bool delivery_expire(kcw_notifier_t *n, delivery_t *d)
     int64_t age = clock_now(n) - d->created_ms;
     if (d->in_flight || age < n->max_age_ms)
         return false;
-    char age_s[32], max_s[32], attempts_s[16];
+    char age_s[32], max_s[32];
     snprintf(age_s, sizeof(age_s), "%llds", (long long)(age / 1000));
     snprintf(max_s, sizeof(max_s), "%llds", (long long)(n->max_age_ms / 1000));
-    snprintf(attempts_s, sizeof(attempts_s), "%d", d->attempts);
     kcw_log(KCW_LOG_ERROR, "notification dropped: older than the max age", "receiver",
-            d->receiver, "group", d->group_key, "age", age_s, "max_age", max_s, "attempts",
-            attempts_s, NULL);
+            d->receiver, "group", d->group_key, "age", age_s, "max_age", max_s,
+            KCW_LOG_INT("attempts", d->attempts), NULL);
     n->expired_total++;
     event(n, d->receiver, d->group_key, "dropped", 0, "dropped: older than the max age");
     delivery_finish(n, d, false);
@@ -1085,14 +1080,13 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
         d->attempts++;
     if (n->store && d->store_id > 0)
         kcw_store_outbox_retry(n->store, d->store_id, d->attempts, clock_now(n) + delay);
-    char status_s[24], delay_s[24];
-    snprintf(status_s, sizeof(status_s), "%ld", status);
+    char delay_s[24];
     snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
     /* Loud once per episode: the retries of a group whose receiver stays
      * down are DEBUG until a delivery succeeds again. */
     kcw_log(l && l->failures > 1 ? KCW_LOG_DEBUG : KCW_LOG_WARN, "notification failed, will retry",
-            "receiver", d->receiver, "group", d->group_key, "http_status", status_s, "error",
-            detail, "retry_in", delay_s, NULL);
+            "receiver", d->receiver, "group", d->group_key, KCW_LOG_INT("http_status", status),
+            "error", detail, "retry_in", delay_s, NULL);
     event(n, d->receiver, d->group_key, "failed", status, detail);
     delivery_expire(n, d);
 }
@@ -1103,15 +1097,14 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
 static void delivery_rejected(kcw_notifier_t *n, delivery_t *d, long status, const char *body,
                               bool config_error)
 {
-    char status_s[24], snippet[BODY_LOG_MAX + 1];
-    snprintf(status_s, sizeof(status_s), "%ld", status);
+    char snippet[BODY_LOG_MAX + 1];
     size_t cut = kcw_payload_utf8_cut(body ? body : "", body ? strlen(body) : 0, BODY_LOG_MAX);
     snprintf(snippet, sizeof(snippet), "%.*s", (int)cut, body ? body : "");
     kcw_log(KCW_LOG_ERROR,
             config_error ? "notification rejected: configuration error, not retried"
                          : "notification rejected, dropped",
-            "receiver", d->receiver, "group", d->group_key, "http_status", status_s, "body",
-            snippet, NULL);
+            "receiver", d->receiver, "group", d->group_key, KCW_LOG_INT("http_status", status),
+            "body", snippet, NULL);
     event(n, d->receiver, d->group_key, "dropped", status, snippet);
     if (d->line)
         d->line->failures = 0;
@@ -1922,10 +1915,8 @@ size_t kcw_notifier_adopt_records(kcw_notifier_t *n, const char *const *records,
     }
     free(p);
     if (bad > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%zu", bad);
         kcw_log(KCW_LOG_WARN, "notification logs of other instances skipped: unreadable",
-                "records", count, NULL);
+                KCW_LOG_INT("records", bad), NULL);
     }
     if (adopted > 0)
         arm_group_timer(n);
@@ -1971,10 +1962,8 @@ size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a,
         group_delete(n, gi);
     }
     if (unsent > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%zu", unsent);
         kcw_log(KCW_LOG_WARN, "queued notifications dropped: another instance owns their alerts",
-                "notifications", count, NULL);
+                KCW_LOG_INT("notifications", unsent), NULL);
     }
     if (dropped)
         arm_group_timer(n);
@@ -2057,16 +2046,12 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
     n->head = n->tail = NULL;
     n->n_queue = 0;
     if (dropped > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%zu", dropped);
-        kcw_log(KCW_LOG_ERROR, "notifier closed with undelivered notifications", "dropped", count,
-                NULL);
+        kcw_log(KCW_LOG_ERROR, "notifier closed with undelivered notifications",
+                KCW_LOG_INT("dropped", dropped), NULL);
     }
     if (kept > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%zu", kept);
         kcw_log(KCW_LOG_INFO, "notifier closed; undelivered notifications kept in the outbox for "
-                "the next start", "kept", count, NULL);
+                "the next start", KCW_LOG_INT("kept", kept), NULL);
     }
     lines_clear(n);
     for (size_t i = 0; i < n->n_restored; i++)
@@ -2157,10 +2142,9 @@ void kcw_notifier_set_store(kcw_notifier_t *n, kcw_store_t *store, int64_t now_m
     n->restored_until_ms = now_ms + RESTORED_KEEP_MS;
     long queued = kcw_store_outbox_load(store, on_stored_delivery, n);
     if (groups > 0 || queued > 0) {
-        char g_s[24], q_s[24];
-        snprintf(g_s, sizeof(g_s), "%ld", groups > 0 ? groups : 0);
-        snprintf(q_s, sizeof(q_s), "%ld", queued > 0 ? queued : 0);
-        kcw_log(KCW_LOG_INFO, "notifier state restored", "groups", g_s, "queued", q_s, NULL);
+        kcw_log(KCW_LOG_INFO, "notifier state restored",
+                KCW_LOG_INT("groups", groups > 0 ? groups : 0),
+                KCW_LOG_INT("queued", queued > 0 ? queued : 0), NULL);
     }
     dispatch(n);
 }

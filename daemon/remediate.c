@@ -643,17 +643,17 @@ static void log_event(const kcw_remediation_event_t *ev)
     KV("connector", ev->connector ? ev->connector : "");
     if (ev->task >= 0) {
         snprintf(task, sizeof(task), "%d", ev->task);
-        KV("task", task);
+        KV(KCW_LOG_TYPE_INT "task", task);
     }
     if (ev->request)
         KV("request", ev->request);
     if (ev->http_status) {
         snprintf(http, sizeof(http), "%ld", ev->http_status);
-        KV("http_status", http);
+        KV(KCW_LOG_TYPE_INT "http_status", http);
     }
     if (ev->attempt > 0) {
         snprintf(attempt, sizeof(attempt), "%d", ev->attempt);
-        KV("attempt", attempt);
+        KV(KCW_LOG_TYPE_INT "attempt", attempt);
     }
     KV("detail", ev->detail ? ev->detail : "");
     if (ev->trace) {
@@ -1841,9 +1841,7 @@ void kcw_remediator_set_store(kcw_remediator_t *r, kcw_store_t *store, int64_t n
     long n = kcw_store_track_load(store, on_stored_track, r);
     r->store = store;
     if (n > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%ld", n);
-        kcw_log(KCW_LOG_INFO, "restart state restored", "targets", count, NULL);
+        kcw_log(KCW_LOG_INFO, "restart state restored", KCW_LOG_INT("targets", n), NULL);
     }
 }
 

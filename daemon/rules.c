@@ -36,6 +36,7 @@ typedef struct loader {
     size_t len;
     size_t n_rules; /* alerting rules so far, for the bound */
     size_t n_recording;
+    kcw_errors_t warnings;
 } loader_t;
 
 /* --- freeing ---------------------------------------------------------- */
@@ -88,6 +89,7 @@ void kcw_ruleset_free(kcw_ruleset_t *rs)
     for (size_t i = 0; i < rs->n_groups; i++)
         group_clear(&rs->groups[i]);
     free(rs->groups);
+    kcw_errors_clear(&rs->warnings);
     free(rs);
 }
 
@@ -549,8 +551,12 @@ static int parse_rule(loader_t *l, yaml_node_t *n, kcw_rule_t *r)
         kcw_ydoc_error(&l->y, n, "rule: only one of 'record' and 'alert' may be set");
         return -EINVAL;
     }
-    if (has_record)
+    if (has_record) {
+        kcw_errors_add(&l->warnings, l->y.file, (int)n->start_mark.line + 1,
+                       (int)n->start_mark.column + 1,
+                       "recording rule skipped: kcwatch evaluates alerting rules only");
         return 1;
+    }
     r->line = (int)n->start_mark.line + 1;
     r->col = (int)n->start_mark.column + 1;
     r->file = strdup(l->y.file);
@@ -602,8 +608,15 @@ static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node
         gp->name_node = v;
         return kcw_ydoc_get_string(&l->y, v, key, true, &g->name);
     }
-    if (strcmp(key, "interval") == 0)
-        return kcw_ydoc_get_duration(&l->y, v, key, true, &g->interval_ms);
+    if (strcmp(key, "interval") == 0) {
+        int rc = kcw_ydoc_get_duration(&l->y, v, key, true, &g->interval_ms);
+        if (rc == 0 && g->interval_ms > 0 && g->interval_ms < KCW_MIN_INTERVAL_MS) {
+            kcw_ydoc_error(&l->y, v, "interval: %s is below the minimum of 100ms",
+                           kcw_ynode_scalar(v));
+            return -EINVAL;
+        }
+        return rc;
+    }
     if (strcmp(key, "query_offset") == 0)
         return kcw_ydoc_get_duration(&l->y, v, key, true, &g->query_offset_ms);
     if (strcmp(key, "limit") == 0)
@@ -754,17 +767,14 @@ static int load_buffer(const char *text, size_t len, const char *name, kcw_rules
     kcw_rule_group_t *groups;
     size_t n;
     parse_file(&l, &groups, &n);
-    if (l.n_recording > 0) {
-        char count[32];
-        snprintf(count, sizeof(count), "%zu", l.n_recording);
-        kcw_log(KCW_LOG_WARN, "recording rules skipped: kcwatch evaluates alerting rules only",
-                "file", name, "count", count, NULL);
-    }
     int rc = errs->n > before ? -EINVAL : 0;
     if (rc == 0 && !*rs && !(*rs = calloc(1, sizeof(**rs)))) {
         kcw_errors_add(errs, name, 0, 0, "out of memory");
         rc = -ENOMEM;
     }
+    if (rc == 0)
+        kcw_errors_append(&(*rs)->warnings, &l.warnings);
+    kcw_errors_clear(&l.warnings);
     if (rc == 0 && n > 0) {
         kcw_ruleset_t *target = *rs;
         kcw_rule_group_t *all =

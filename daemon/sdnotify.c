@@ -47,9 +47,8 @@ kcw_sdnotify_t *kcw_sdnotify_new(uv_loop_t *loop)
         n->timer = uv_timer_init(loop, &n->ping) == 0;
         n->ping.data = n;
         if (n->timer && uv_timer_start(&n->ping, on_ping, every_ms, every_ms) == 0) {
-            char ms[32];
-            snprintf(ms, sizeof(ms), "%llu", (unsigned long long)every_ms);
-            kcw_log(KCW_LOG_INFO, "systemd watchdog enabled", "ping_every_ms", ms, NULL);
+            kcw_log(KCW_LOG_INFO, "systemd watchdog enabled",
+                    KCW_LOG_INT("ping_every_ms", every_ms), NULL);
         }
     }
     return n;

@@ -17,6 +17,7 @@
 #include "kcwatch/log.h"
 
 #define API_PATH "/api/v2/silences"
+#define ONE_PATH "/api/v2/silence/*" /* Alertmanager's /api/v2/silence/{silenceID} */
 
 static int answer_error(kcw_admin_response_t *resp, int status, const char *msg)
 {
@@ -107,12 +108,18 @@ static int handle_post(const kcw_admin_request_t *req, kcw_admin_response_t *res
     return out ? kcw_admin_response_json(resp, 200, out) : -ENOMEM;
 }
 
-static int handle_delete(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+static int handle_get_one(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
 {
     kcw_silence_api_t *api = arg;
-    const char *id = kcw_admin_request_arg(req, "id");
-    if (!id || !*id)
-        return answer_error(resp, 400, "missing ?id=SILENCE_ID");
+    const kcw_silence_t *s = kcw_silences_find(api->set, req->rest);
+    if (!s)
+        return answer_error(resp, 404, "silence not found");
+    json_t *out = kcw_silence_to_json(s, api->now_ms(api->arg));
+    return out ? kcw_admin_response_json(resp, 200, out) : -ENOMEM;
+}
+
+static int expire(kcw_silence_api_t *api, const char *id, kcw_admin_response_t *resp)
+{
     int rc = kcw_silences_expire(api->set, id, api->now_ms(api->arg));
     switch (rc) {
     case 0: break;
@@ -127,12 +134,28 @@ static int handle_delete(const kcw_admin_request_t *req, kcw_admin_response_t *r
     return kcw_admin_response_json(resp, 200, json_object());
 }
 
+static int handle_delete(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    const char *id = kcw_admin_request_arg(req, "id");
+    if (!id || !*id)
+        return answer_error(resp, 400, "missing ?id=SILENCE_ID");
+    return expire(arg, id, resp);
+}
+
+static int handle_delete_one(const kcw_admin_request_t *req, kcw_admin_response_t *resp,
+                             void *arg)
+{
+    return expire(arg, req->rest, resp);
+}
+
 int kcw_silence_api_register(kcw_admin_t *admin, kcw_silence_api_t *api)
 {
     int rc;
     if ((rc = kcw_admin_route(admin, "GET", API_PATH, handle_get, api)) < 0 ||
         (rc = kcw_admin_route(admin, "POST", API_PATH, handle_post, api)) < 0 ||
-        (rc = kcw_admin_route(admin, "DELETE", API_PATH, handle_delete, api)) < 0)
+        (rc = kcw_admin_route(admin, "DELETE", API_PATH, handle_delete, api)) < 0 ||
+        (rc = kcw_admin_route(admin, "GET", ONE_PATH, handle_get_one, api)) < 0 ||
+        (rc = kcw_admin_route(admin, "DELETE", ONE_PATH, handle_delete_one, api)) < 0)
         return rc;
     return 0;
 }

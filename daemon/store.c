@@ -292,10 +292,8 @@ static int migrate(sqlite3 *db, int target)
             return rc;
         }
         if (v > 1) {
-            char from[16], to[16];
-            snprintf(from, sizeof(from), "%d", v - 1);
-            snprintf(to, sizeof(to), "%d", v);
-            kcw_log(KCW_LOG_INFO, "state store: schema migrated", "from", from, "to", to, NULL);
+            kcw_log(KCW_LOG_INFO, "state store: schema migrated", KCW_LOG_INT("from", v - 1),
+                    KCW_LOG_INT("to", v), NULL);
         }
     }
     return SQLITE_OK;
@@ -1272,9 +1270,8 @@ long kcw_store_audit_prune(kcw_store_t *s, int64_t now_ms)
         return rc;
     long n = (long)sqlite3_changes(s->db);
     if (n > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%ld", n);
-        kcw_log(KCW_LOG_INFO, "state store: pruned old audit records", "deleted", count, NULL);
+        kcw_log(KCW_LOG_INFO, "state store: pruned old audit records", KCW_LOG_INT("deleted", n),
+                NULL);
     }
     return n;
 }

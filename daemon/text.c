@@ -99,3 +99,68 @@ char *kcw_text_escape(const char *s, unsigned flags)
     out[o] = '\0';
     return out;
 }
+
+#define NEAREST_MAX_LEN 64
+
+static unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+/* Optimal string alignment distance, stopping early past limit. */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb, size_t limit)
+{
+    size_t rows[3][NEAREST_MAX_LEN + 1];
+    size_t *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        size_t best = cur[0];
+        unsigned char ai = lower((unsigned char)a[i - 1]);
+        unsigned char ap = i > 1 ? lower((unsigned char)a[i - 2]) : 0;
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned char bj = lower((unsigned char)b[j - 1]);
+            size_t d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (prev[j - 1] + (ai != bj) < d)
+                d = prev[j - 1] + (ai != bj);
+            /* two neighbours swapped: one edit */
+            if (i > 1 && j > 1 && ai == lower((unsigned char)b[j - 2]) && ap == bj &&
+                prev2[j - 2] + 1 < d)
+                d = prev2[j - 2] + 1;
+            cur[j] = d;
+            if (d < best)
+                best = d;
+        }
+        if (best > limit)
+            return limit + 1;
+        size_t *t = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[lb];
+}
+
+const char *kcw_text_nearest(const char *word, const char *const *candidates)
+{
+    size_t lw = word ? strlen(word) : 0;
+    if (lw == 0 || lw > NEAREST_MAX_LEN || !candidates)
+        return NULL;
+    size_t limit = lw <= 4 ? 1 : lw <= 8 ? 2 : 3;
+    const char *best = NULL;
+    size_t best_d = limit + 1;
+    for (size_t i = 0; candidates[i]; i++) {
+        size_t lc = strlen(candidates[i]);
+        if (lc > NEAREST_MAX_LEN || (lc > lw ? lc - lw : lw - lc) > limit)
+            continue;
+        size_t d = edit_distance(word, lw, candidates[i], lc, limit);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best;
+}

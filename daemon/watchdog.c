@@ -156,6 +156,7 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->gen = g;
     wd->http = kcw_http_new(loop);
     wd->metrics = kcw_metrics_new();
+    wd->alertlog = kcw_alertlog_new(0);
     wd->reload_ok = true;
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
@@ -229,17 +230,21 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     signal(SIGPIPE, SIG_IGN);
     wd->sd = kcw_sdnotify_new(wd->loop);
     size_t n_rules = kcw_engine_rule_count(g->engine);
-    char buf_c[32], buf_r[32];
-    snprintf(buf_c, sizeof(buf_c), "%zu", kcw_connect_cluster_count(g->cn));
-    snprintf(buf_r, sizeof(buf_r), "%zu", n_rules);
-    kcw_log(KCW_LOG_INFO, "kcwatch started", "version", KCW_VERSION, "clusters", buf_c, "rules",
-            buf_r, "config", g->cfg->path ? g->cfg->path : "(built-in defaults)", "dry_run",
-            g->cfg->remediation.dry_run ? "true" : "false", NULL);
+    kcw_log(KCW_LOG_INFO, "kcwatch started", "version", KCW_VERSION,
+            KCW_LOG_INT("clusters", kcw_connect_cluster_count(g->cn)),
+            KCW_LOG_INT("rules", n_rules),
+            "config", g->cfg->path ? g->cfg->path : "(built-in defaults)",
+            KCW_LOG_BOOL("dry_run", g->cfg->remediation.dry_run), NULL);
     kcw_sdnotify_ready(wd->sd);
     return 0;
 }
 
 int kcw_watchdog_reload(kcw_watchdog_t *wd)
+{
+    return kcw_watchdog_reload_report(wd, NULL);
+}
+
+int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
 {
     if (wd->stopping)
         return -ECANCELED;
@@ -262,12 +267,18 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         wd->reload_ok = false;
         kcw_sdnotify_ready(wd->sd);
         kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
+        if (report) {
+            *report = errs; /* handed over whole */
+            errs = (kcw_errors_t){0};
+        }
         kcw_errors_clear(&errs);
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
         return -EINVAL;
     }
     kcw_errors_clear(&errs);
+    kcw_errors_log_warnings(&cfg->warnings, "configuration warning");
+    kcw_errors_log_warnings(&rules->warnings, "configuration warning");
     const kcw_ha_conf_t *was = &wd->gen->cfg->ha, *now = &cfg->ha;
     if ((was->n_endpoints > 0) != (now->n_endpoints > 0) || strcmp(was->prefix, now->prefix) != 0 ||
         strcmp(was->instance ? was->instance : "", now->instance ? now->instance : "") != 0) {
@@ -277,6 +288,9 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
                 "reload failed: ha on/off, ha.etcd.prefix and ha.instance change only with a "
                 "restart; keeping the running configuration",
                 NULL);
+        if (report)
+            kcw_errors_add(report, path, 0, 0,
+                           "ha on/off, ha.etcd.prefix and ha.instance change only with a restart");
         wd->reload_ok = false;
         kcw_sdnotify_ready(wd->sd);
         kcw_config_free(cfg);
@@ -302,9 +316,8 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         kcw_sdnotify_ready(wd->sd);
         return -ENOMEM;
     }
-    if (strcmp(old->cfg->listen, cfg->listen) != 0)
-        kcw_log(KCW_LOG_WARN, "global.listen changed: restart kcwatch for it to take effect",
-                "listening", old->cfg->listen, "configured", cfg->listen, NULL);
+    if (wd->admin)
+        kcw_admin_conf_apply(wd->admin, old->cfg, cfg);
     wd->gen = g;
     if (wd->ha) {
         kcw_ha_set_conf(wd->ha, &cfg->ha);
@@ -415,5 +428,6 @@ void kcw_watchdog_free(kcw_watchdog_t *wd)
     kcw_store_close(wd->store); /* after the notifier: its queue stays in the outbox */
     kcw_silences_free(wd->silences);
     kcw_metrics_free(wd->metrics);
+    kcw_alertlog_free(wd->alertlog);
     free(wd);
 }

@@ -180,10 +180,17 @@ static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *r
     (void)req;
     kcw_watchdog_t *wd = arg;
     kcw_log(KCW_LOG_INFO, "reload requested over HTTP", NULL);
-    if (kcw_watchdog_reload(wd) < 0)
-        return kcw_admin_response_text(resp, 500, NULL,
-                                       "failed to reload config: see the log for every error\n");
-    return kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
+    kcw_errors_t errs = {0};
+    int rc = kcw_watchdog_reload_report(wd, &errs);
+    if (rc == -EINVAL)
+        rc = kcw_admin_reload_failed(resp, "reload failed: keeping the running configuration",
+                                     &errs);
+    else if (rc < 0)
+        rc = kcw_admin_response_text(resp, 500, NULL, "failed to reload config: see the log\n");
+    else
+        rc = kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
+    kcw_errors_clear(&errs);
+    return rc;
 }
 
 /* --- silences -------------------------------------------------------------- */
@@ -264,7 +271,8 @@ int kcw_wd_admin_start(kcw_watchdog_t *wd)
 {
     const kcw_config_t *cfg = wd->gen->cfg;
     char err[256] = "";
-    kcw_admin_opts_t opts = {.listen = cfg->listen};
+    kcw_admin_opts_t opts;
+    kcw_admin_conf_opts(cfg, &opts);
     wd->admin = kcw_admin_new(wd->loop, &opts, err, sizeof(err));
     if (!wd->admin) {
         kcw_log(KCW_LOG_ERROR, "admin server not started", "listen", cfg->listen, "error", err,
@@ -292,8 +300,5 @@ int kcw_wd_admin_start(kcw_watchdog_t *wd)
                 NULL);
         return rc;
     }
-    char port[16];
-    snprintf(port, sizeof(port), "%u", kcw_admin_port(wd->admin));
-    kcw_log(KCW_LOG_INFO, "admin API listening", "listen", cfg->listen, "port", port, NULL);
-    return 0;
+    return 0; /* the server logs its listening line */
 }

@@ -65,6 +65,7 @@ static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
 static void hook_notify(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
+    kcw_alertlog_flush(wd->alertlog); /* the evaluation is over */
     if (wd->notifier && !wd->ha) {
         kcw_notifier_update(wd->notifier, alerts, n, now_ms);
     } else if (wd->notifier) {
@@ -114,20 +115,12 @@ static void hook_refresh(void *arg, const kcw_labels_t *labels)
         kcw_notifier_refresh_for(wd->notifier, labels);
 }
 
-/* The moment of detection, visible without a receiver. */
+/* The moment of detection, visible without a receiver (summarised in a
+ * storm: alertlog.h). */
 static void hook_transition(void *arg, const kcw_alert_t *a, const char *what, int64_t now_ms)
 {
-    (void)arg;
-    const char *task = kcw_labels_get(&a->labels, "task");
-    const char *state = kcw_labels_get(&a->labels, "state");
-    const char *worker = kcw_labels_get(&a->labels, "worker_id");
-    char at[24];
-    snprintf(at, sizeof(at), "%lld", (long long)now_ms);
-    kcw_log(a->state == KCW_ALERT_FIRING ? KCW_LOG_WARN : KCW_LOG_INFO, what, "alertname",
-            kcw_labels_get(&a->labels, "alertname"), "cluster",
-            kcw_labels_get(&a->labels, "cluster"), "connector",
-            kcw_labels_get(&a->labels, "connector"), "task", task ? task : "", "state",
-            state ? state : "", "worker_id", worker ? worker : "", "eval_ms", at, NULL);
+    kcw_watchdog_t *wd = arg;
+    kcw_alertlog_note(wd->alertlog, a, what, now_ms);
 }
 
 /* "group<SEP>alertname" (budget alert: "<SEP>alertname") into buf. */

@@ -24,6 +24,8 @@
 #include <time.h>
 
 #include "kcwatch/admin.h"
+#include "kcwatch/admin_conf.h"
+#include "kcwatch/alertlog.h"
 #include "kcwatch/api.h"
 #include "kcwatch/connect.h"
 #include "kcwatch/engine.h"
@@ -96,6 +98,7 @@ struct kcw_watchdog {
     kcw_silences_t *silences;      /* the config's and the API's */
     kcw_silence_api_t silence_api; /* /api/v2/silences */
     kcw_statuspage_api_t statuspage; /* the status page at / */
+    kcw_alertlog_t *alertlog;      /* transition lines; NULL: unsummarised */
     uv_timer_t snapshot;
     bool snapshot_on;
     kcw_metrics_t *metrics;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "kcwatch/duration.h"
+#include "kcwatch/text.h"
 
 /* libyaml's reader errors carry a byte offset only; turn it into line:col
  * (columns count UTF-8 characters, as the scanner's marks do). */
@@ -548,7 +549,21 @@ int kcw_ydoc_get_duration(kcw_ydoc_t *d, const yaml_node_t *n, const char *what,
 void kcw_ydoc_unknown_key(kcw_ydoc_t *d, const yaml_node_t *k, const char *what, const char *key,
                           const char *known)
 {
-    kcw_ydoc_error(d, k, "%s: unknown key \"%s\" (known: %s)", what, key, known);
+    /* known is "a, b, c": split into words for the suggestion */
+    char buf[512];
+    const char *words[65];
+    size_t n = 0;
+    snprintf(buf, sizeof(buf), "%s", known);
+    char *save = NULL;
+    for (char *w = strtok_r(buf, ", ", &save); w && n < 64; w = strtok_r(NULL, ", ", &save))
+        words[n++] = w;
+    words[n] = NULL;
+    const char *near = kcw_text_nearest(key, words);
+    if (near)
+        kcw_ydoc_error(d, k, "%s: unknown key \"%s\"; did you mean \"%s\"? (known: %s)", what,
+                       key, near, known);
+    else
+        kcw_ydoc_error(d, k, "%s: unknown key \"%s\" (known: %s)", what, key, known);
 }
 
 bool kcw_ydoc_check_map(kcw_ydoc_t *d, const yaml_node_t *n, const char *what,

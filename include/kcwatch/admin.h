@@ -3,19 +3,33 @@
  * A libmicrohttpd daemon driven by the libuv loop, with no thread of its own:
  * MHD runs in epoll mode, a uv_poll watches its epoll fd and one uv_timer
  * follows MHD's own timeout. Requests enter through routes the daemon
- * registers (exact method + path); each handler runs on the loop, fills a
- * kcw_admin_response_t and returns. The server itself answers what needs no
+ * registers (method + exact path or path prefix); each handler runs on the
+ * loop, fills a kcw_admin_response_t and returns. The server itself answers what needs no
  * data of the daemon's:
  *   - unknown path               -> 404 {"status":"error","errorType":"not_found",...}
  *   - known path, other method   -> 405 with an Allow header
  *   - Host not allowed           -> 421 (see kcw_admin_opts_t.allowed_hosts)
- *   - write route, bad token     -> 401 with WWW-Authenticate: Bearer
+ *   - cross-site browser write   -> 403 (see "Access" below)
+ *   - missing or bad credentials -> 401 with WWW-Authenticate (Bearer or Basic)
  *   - body over max_body         -> 413 (the connection is then closed)
  *   - handler failure            -> 500 {"status":"error","errorType":"internal",...}
  * HEAD is served by the GET route (MHD drops the body). Every answer carries
  * `Content-Security-Policy: default-src 'self'` and `X-Content-Type-Options:
  * nosniff`. Every request is logged at DEBUG ("admin request": method, path,
  * status, remote, ms).
+ *
+ * Access. Write routes (every method but GET and HEAD):
+ *   - a browser's cross-site request is refused 403 whatever it carries:
+ *     Sec-Fetch-Site other than "same-origin" or "none", or an Origin whose
+ *     host[:port] is not the Host header ("null" included). Browsers attach
+ *     cached basic-auth credentials to cross-site form posts, so credentials
+ *     alone cannot tell the operator from a page they visited. Clients that
+ *     are not browsers (curl, amtool) send neither header and pass on.
+ *   - with a token: "Authorization: Bearer TOKEN" is required;
+ *   - else with basic auth: the basic-auth credentials are required.
+ * Read routes: open, unless basic auth is set: then the basic-auth
+ * credentials or the bearer token are required. Tokens and passwords are
+ * compared in constant time and never logged.
  *
  * The JSON envelope helpers build the Prometheus HTTP API shapes
  *   {"status":"success","data":...}
@@ -42,6 +56,13 @@ typedef struct kcw_admin kcw_admin_t;
 typedef struct kcw_admin_opts {
     const char *listen;       /* "HOST:PORT"; NULL = KCW_ADMIN_DEFAULT_LISTEN */
     const char *token;        /* bearer token for non-GET routes; NULL or "" = none */
+    /* Basic auth for every request; NULL or "" user = none. See "Access". */
+    const char *basic_user;
+    const char *basic_password;
+    /* PEM files: both set = HTTPS only (libmicrohttpd with GnuTLS); read
+     * once by kcw_admin_new. NULL = plain HTTP. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
     unsigned max_connections; /* 0 = 64 */
     size_t max_body;          /* request body bytes; 0 = 64 KiB */
     size_t conn_memory;       /* MHD per-connection pool (headers, buffers); 0 = 32 KiB */
@@ -62,6 +83,8 @@ typedef struct kcw_admin_opts {
 typedef struct kcw_admin_request {
     const char *method; /* as sent: "GET", "HEAD", "POST", ... */
     const char *path;   /* decoded path, without the query string */
+    const char *rest;   /* prefix route: what follows the prefix ("ID" of
+                           /api/v2/silence/ID); "" for exact routes */
     const char *body;   /* NUL-terminated copy of the body; "" when none */
     size_t body_len;
     void *priv; /* the server's; use the accessors below */
@@ -101,7 +124,10 @@ bool kcw_admin_listen_exposed(const char *listen, const char *token, char *msg, 
  * NULL for every default. NULL on failure with a message in err. */
 kcw_admin_t *kcw_admin_new(uv_loop_t *loop, const kcw_admin_opts_t *opts, char *err, size_t errlen);
 /* Adds a route: method is "GET", "POST", ... (a GET route also serves HEAD),
- * path an exact path ("/api/v1/alerts"). Both are copied. Routes may be added
+ * path an exact path ("/api/v1/alerts") or a prefix: a path ending in '/'
+ * followed by '*' ("/api/v2/silence/" + "*") serves every path under it with
+ * a non-empty rest, handed to the handler as req->rest; exact routes for a
+ * path win. Both are copied. Routes may be added
  * before or after start. 0, -EEXIST for a duplicate, -ENOSPC past 32 routes,
  * -EINVAL, -ENOMEM. */
 int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_admin_handler h,
@@ -109,6 +135,11 @@ int kcw_admin_route(kcw_admin_t *a, const char *method, const char *path, kcw_ad
 /* Replaces the bearer token (reload); NULL or "" turns the check off.
  * 0 or -ENOMEM (the old token stays then). */
 int kcw_admin_set_token(kcw_admin_t *a, const char *token);
+/* Replaces the basic-auth credentials (reload); NULL or "" user turns them
+ * off. 0, -EINVAL (a user without a password) or -ENOMEM (the old ones stay). */
+int kcw_admin_set_basic_auth(kcw_admin_t *a, const char *user, const char *password);
+/* Whether the server speaks HTTPS. */
+bool kcw_admin_tls(const kcw_admin_t *a);
 /* Binds the listen address and starts serving on the loop. 0 or a negative
  * errno (-EADDRINUSE, -EACCES, ... best effort; -EIO when MHD does not say)
  * with MHD's reason in err. */

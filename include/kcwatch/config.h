@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcwatch/duration.h"
 #include "kcwatch/errors.h"
 #include "kcwatch/inhibit.h"
 #include "kcwatch/labels.h"
@@ -31,6 +32,12 @@
 #ifndef KCW_DEFAULT_RULES_DIR
 #define KCW_DEFAULT_RULES_DIR "/usr/share/kcwatch/rules.d"
 #endif
+
+/* Sanity bounds: values past them are refused with their position. Work
+ * per poll or evaluation has a cost; a budget must be able to stop a loop. */
+/* KCW_MIN_INTERVAL_MS (duration.h): poll_interval, evaluation_interval */
+#define KCW_MAX_BUDGET_RESTARTS 1000        /* remediation.budget.max_restarts */
+#define KCW_MIN_BUDGET_WINDOW_MS 60000LL    /* remediation.budget.window */
 
 typedef struct kcw_basic_auth_conf {
     char *username; /* NULL when no basic auth */
@@ -134,6 +141,14 @@ typedef struct kcw_ha_conf {
     char *instance;   /* this instance's name; NULL: the host name */
 } kcw_ha_conf_t;
 
+/* admin: the admin HTTP server's protection (admin.h). */
+typedef struct kcw_admin_conf {
+    char *token;                      /* token_file or token: Bearer for write routes; NULL: none */
+    kcw_basic_auth_conf_t basic_auth; /* every request; username NULL: none */
+    char *tls_cert_file;              /* PEM; with tls_key_file the server speaks HTTPS only */
+    char *tls_key_file;
+} kcw_admin_conf_t;
+
 typedef struct kcw_config {
     char *path; /* file it came from, NULL for built-in defaults */
 
@@ -143,7 +158,8 @@ typedef struct kcw_config {
     char *state_dir; /* default ./kcwatch-state */
     int64_t audit_retention_ms;      /* audit log kept this long, default 30d */
     int64_t notification_max_age_ms; /* undelivered notifications dropped after, default 24h */
-    char *listen;    /* default 127.0.0.1:9464 */
+    char *listen;    /* admin.listen (or global.listen), default 127.0.0.1:9464 */
+    kcw_admin_conf_t admin;
     int log_format;  /* kcw_log_format_t */
     int log_level;   /* kcw_log_level_t */
     char *external_url; /* for payloads; default http://<listen> */
@@ -169,6 +185,10 @@ typedef struct kcw_config {
     size_t n_inhibit_rules;
 
     kcw_ha_conf_t ha;
+
+    /* What loads but deserves a look (an admin API open beyond this host),
+     * positioned like errors; `check` prints them, --strict refuses them. */
+    kcw_errors_t warnings;
 } kcw_config_t;
 
 /* Loads and validates path (NULL: built-in defaults). On success returns 0 and
@@ -183,6 +203,11 @@ int kcw_config_load(const char *path, kcw_config_t **out, kcw_errors_t *errs);
 int kcw_config_load_string(const char *yaml, const char *name, kcw_config_t **out,
                            kcw_errors_t *errs);
 void kcw_config_free(kcw_config_t *cfg);
+/* Calls fn(path, keys) for every mapping the loader checks, with the keys it
+ * accepts there ("" is the top level, list items are "connect[0]"); NULL
+ * stops. For the test that holds docs/config.md to the parser. */
+typedef void (*kcw_config_key_observer)(const char *path, const char *const *keys, void *arg);
+void kcw_config_observe_keys(kcw_config_key_observer fn, void *arg);
 /* The built-in unrecoverable-trace regexes (NULL-terminated). */
 const char *const *kcw_config_default_unrecoverable_traces(void);
 const kcw_receiver_conf_t *kcw_config_receiver(const kcw_config_t *cfg, const char *name);

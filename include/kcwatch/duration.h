@@ -12,4 +12,8 @@ int kcw_duration_parse(const char *s, int64_t *out_ms);
 /* Formats like Prometheus does (1h30m, 10s, 0s). Returns buf. */
 char *kcw_duration_format(int64_t ms, char *buf, size_t n);
 
+/* The shortest interval anything runs at: poll_interval, evaluation_interval
+ * and a rule group's interval below it are refused. */
+#define KCW_MIN_INTERVAL_MS 100LL
+
 #endif

@@ -35,4 +35,11 @@ void kcw_error_format(const kcw_error_t *e, char *buf, size_t n);
 /* Frees the items; the struct itself is reusable afterwards (zeroed). */
 void kcw_errors_clear(kcw_errors_t *errs);
 
+/* Appends a copy of every item of from to to. */
+void kcw_errors_append(kcw_errors_t *to, const kcw_errors_t *from);
+
+/* Warnings (problems that do not stop a load) as log lines: one WARN line
+ * msg with "warning": "FILE:LINE:COL: message" each. */
+void kcw_errors_log_warnings(const kcw_errors_t *warnings, const char *msg);
+
 #endif

@@ -2,7 +2,14 @@
  *
  *   kcw_log(KCW_LOG_INFO, "restart sent", "cluster", c, "connector", name, NULL);
  *
- * Arguments after the message are key, value pairs ended by NULL. Every value
+ * Arguments after the message are key, value pairs ended by NULL. Numbers and
+ * booleans go through the typed pair macros, so JSON lines keep their type:
+ *
+ *   kcw_log(KCW_LOG_WARN, "worker down", "url", u, KCW_LOG_INT("failed_polls", n),
+ *           KCW_LOG_BOOL("dry_run", dry), KCW_LOG_NUM("seconds", 1.5), NULL);
+ *
+ * (JSON: "failed_polls":3,"dry_run":false,"seconds":1.5; logfmt prints the
+ * same values bare). The key must be a string literal. Every value
  * registered with kcw_log_add_secret() is replaced by "<redacted>" wherever it
  * appears, and every URL's userinfo and query values by "xxxxx". Values are
  * escaped (control bytes, invalid UTF-8) so a peer cannot forge lines. Output goes to stderr unless kcw_log_setup() names another FILE. */
@@ -40,6 +47,21 @@ size_t kcw_log_secret_count(void);
 /* Forget all secrets and restore defaults (tests, shutdown). */
 void kcw_log_reset(void);
 void kcw_log(kcw_log_level_t level, const char *msg, ...) __attribute__((sentinel));
+
+/* Typed key/value pairs for kcw_log (two arguments each). A key starting
+ * with one of these bytes carries a value of that type as text; the buffers
+ * are compound literals that live until the end of the enclosing block. */
+#define KCW_LOG_TYPE_INT "\x01"
+#define KCW_LOG_TYPE_BOOL "\x02"
+#define KCW_LOG_TYPE_NUM "\x03"
+#define KCW_LOG_INT(key, v) \
+    KCW_LOG_TYPE_INT key, kcw_log_fmt_int((char[24]){0}, 24, (long long)(v))
+#define KCW_LOG_BOOL(key, v) KCW_LOG_TYPE_BOOL key, ((v) ? "true" : "false")
+#define KCW_LOG_NUM(key, v) \
+    KCW_LOG_TYPE_NUM key, kcw_log_fmt_num((char[32]){0}, 32, (double)(v))
+/* The macros' formatters: v into buf (n bytes), returned. */
+const char *kcw_log_fmt_int(char *buf, size_t n, long long v);
+const char *kcw_log_fmt_num(char *buf, size_t n, double v);
 int kcw_log_enabled(kcw_log_level_t level);
 
 #endif

@@ -2,7 +2,8 @@
  *
  * Prometheus rule files load unchanged (groups: name, interval, limit,
  * query_offset; rules: alert, expr, for, keep_firing_for, labels,
- * annotations). Recording rules are skipped with one warning per file.
+ * annotations). Recording rules are skipped, each a positioned warning
+ * (kcw_ruleset_t.warnings).
  * kcwatch adds per rule `connect:` (a condition on the Connect status, instead
  * of expr) and `restart:` (remediation). Templates are compiled at load time;
  * every error is positioned (FILE:LINE:COL) and all are reported at once. */
@@ -89,6 +90,8 @@ typedef struct kcw_rule_group {
 typedef struct kcw_ruleset {
     kcw_rule_group_t *groups;
     size_t n_groups;
+    /* What loaded but was left out (recording rules), positioned like errors. */
+    kcw_errors_t warnings;
 } kcw_ruleset_t;
 
 /* Expands each glob (glob(3)), loads every matching file in order. A glob

@@ -5,8 +5,10 @@
  *   POST   /api/v2/silences          a postableSilence: creates one (or
  *                                    updates the one its "id" names);
  *                                    answers {"silenceID": "..."}
- *   DELETE /api/v2/silences?id=ID    expires it (Alertmanager's
- *                                    DELETE /api/v2/silence/{id})
+ *   GET    /api/v2/silence/ID        that one silence (gettableSilence)
+ *   DELETE /api/v2/silence/ID        expires it (what amtool silence expire
+ *                                    sends)
+ *   DELETE /api/v2/silences?id=ID    the same, as a query argument
  * Bad input is answered 400 with Alertmanager's error shape (a JSON
  * string), an unknown id 404, a config silence 403 (edit the file). POST and
  * DELETE are write routes: the admin token applies. Every change is handed
@@ -32,7 +34,7 @@ typedef struct kcw_silence_api {
     void *arg;
 } kcw_silence_api_t;
 
-/* Registers the three routes; api must outlive the admin server. 0 or a
+/* Registers the five routes; api must outlive the admin server. 0 or a
  * negative errno from kcw_admin_route. */
 int kcw_silence_api_register(kcw_admin_t *admin, kcw_silence_api_t *api);
 

@@ -26,4 +26,11 @@ bool kcw_text_needs_escape(const char *s);
  * code points past U+10FFFF) at s[0..n), or 0 when it is not one. */
 size_t kcw_text_utf8_len(const unsigned char *s, size_t n);
 
+/* The candidate closest to word by edit distance (insertions, deletions,
+ * substitutions and swaps of neighbours, case-insensitive), for "did you
+ * mean" hints: NULL when none is close enough (at most 1 edit for words of
+ * up to 4 characters, 2 up to 8, 3 beyond) or word is longer than 64
+ * bytes. candidates is NULL-terminated; the first of equally close wins. */
+const char *kcw_text_nearest(const char *word, const char *const *candidates);
+
 #endif

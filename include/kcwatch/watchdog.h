@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "kcwatch/config.h"
+#include "kcwatch/errors.h"
 #include "kcwatch/rules.h"
 
 typedef struct kcw_watchdog kcw_watchdog_t;
@@ -26,6 +27,9 @@ int kcw_watchdog_start(kcw_watchdog_t *wd);
 /* Loads the config file again (and its rules); on success swaps them in, on
  * failure logs every error and keeps running on the old ones. 0 or -EINVAL. */
 int kcw_watchdog_reload(kcw_watchdog_t *wd);
+/* The same; on -EINVAL every positioned error (config, rules, templates) is
+ * also left in *report (may be NULL; the caller clears it). */
+int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report);
 /* Stops everything; the loop ends once all handles are closed. */
 void kcw_watchdog_stop(kcw_watchdog_t *wd);
 /* Frees after the loop has ended. */

@@ -6,7 +6,7 @@ _kcwatch()
     prev=${COMP_WORDS[COMP_CWORD-1]}
     cmd=${COMP_WORDS[1]}
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "run check status test history version --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "run check status test history version help --help" -- "$cur"))
         return
     fi
     case "$prev" in
@@ -24,16 +24,22 @@ _kcwatch()
             return ;;
     esac
     case "$cmd" in
-        run) COMPREPLY=($(compgen -W "-c --config --log-level --log-format --help" -- "$cur")) ;;
+        run) COMPREPLY=($(compgen -W "-c --config --strict --log-level --log-format --help" -- "$cur")) ;;
         check)
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-c --config --strict --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-c --config --strict --log-level --log-format --help" -- "$cur"))
             else
                 COMPREPLY=($(compgen -f -X '!*.y*ml' -- "$cur") $(compgen -d -- "$cur"))
             fi ;;
-        status) COMPREPLY=($(compgen -W "-c --config --json --help" -- "$cur")) ;;
-        history) COMPREPLY=($(compgen -W "-c --config --since --connector --json --help" -- "$cur")) ;;
-        test) COMPREPLY=($(compgen -f -X '!*.y*ml' -- "$cur") $(compgen -d -- "$cur")) ;;
+        status) COMPREPLY=($(compgen -W "-c --config --json --log-level --log-format --help" -- "$cur")) ;;
+        history) COMPREPLY=($(compgen -W "-c --config --since --connector --json --log-level --log-format --help" -- "$cur")) ;;
+        test)
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -f -X '!*.y*ml' -- "$cur") $(compgen -d -- "$cur"))
+            fi ;;
+        help) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "run check status test history version" -- "$cur")) ;;
         version) COMPREPLY=($(compgen -W "--json --help" -- "$cur")) ;;
     esac
 }

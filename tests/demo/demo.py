@@ -9,12 +9,19 @@ kcwatch logs, the restart request the cluster received, the task's recovery,
 and the firing and resolved notifications the webhook received. Exits 0 when
 all of that happened, 1 (with the daemon's log) when something did not within
 the deadline.
+
+Every port is picked free (the simulated workers and the webhook receiver
+bind port 0, the admin API a port free at start), so the demo runs beside a
+kcwatch already on 9464. Whatever ends it (success, failure, Ctrl-C,
+SIGTERM, SIGHUP), it stops the daemon and the simulators and removes its
+temporary directory (--keep keeps it, for a look at the state database).
 """
 
 import argparse
-import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,9 +59,26 @@ def wait_for(pred, timeout, what):
     raise TimeoutError(what)
 
 
-def write_config(tmp, cluster, sink):
+def free_port():
+    """A loopback port free right now (kcwatch binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stop(Exception):
+    """A signal asked the demo to end: cleanup still runs."""
+
+
+def on_signal(signum, frame):
+    raise Stop(signal.Signals(signum).name)
+
+
+def write_config(tmp, cluster, sink, admin_port):
     rules = os.path.join(ROOT, "rules.d", "connect-status.yaml")
     cfg = """\
+admin:
+  listen: 127.0.0.1:{admin_port}
 global:
   evaluation_interval: 1s
   state_dir: {tmp}/state
@@ -68,7 +92,9 @@ remediation:
   enabled: true
   backoff: {{initial: 5s, max: 5m, multiplier: 2, jitter: 0.2}}
   budget: {{max_restarts: 5, window: 1h}}
-  stable_period: 10m
+  # RUNNING this long after the restart counts as healed and resolves the
+  # alert (production: minutes; the demo has no time for that)
+  stable_period: 3s
 rule_files: [{rules}]
 receivers:
   - name: oncall-webhook
@@ -79,7 +105,8 @@ route:
   group_wait: 1s
   group_interval: 2s
   repeat_interval: 4h
-""".format(tmp=tmp, urls=", ".join(cluster.urls), rules=rules, hook=sink.url + "/hook")
+""".format(tmp=tmp, urls=", ".join(cluster.urls), rules=rules, hook=sink.url + "/hook",
+           admin_port=admin_port)
     path = os.path.join(tmp, "kcwatch.yaml")
     with open(path, "w") as f:
         f.write(cfg)
@@ -110,26 +137,33 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kcwatch", default=os.path.join(ROOT, "build", "kcwatch"))
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     if not os.access(args.kcwatch, os.X_OK):
         sys.exit("demo: no kcwatch binary at %s (build it first)" % args.kcwatch)
 
-    cluster = FakeConnectCluster(workers=2, version="3.8.0", restart_process_delay=0.5,
-                                 restarting_delay=0.5).start()
-    sink = WebhookSink().start()
+    # The cleanup below runs however the demo ends (the trap).
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    cluster = sink = proc = None
     tmp = tempfile.mkdtemp(prefix="kcwatch-demo-")
-    proc = None
     lines = []
     ok = False
     try:
+        cluster = FakeConnectCluster(workers=2, version="3.8.0", restart_process_delay=0.5,
+                                     restarting_delay=0.5).start()
+        sink = WebhookSink().start()
         cluster.add_connector("orders-sink", type="sink", tasks=2)
         cluster.add_connector("users-source", type="source", tasks=1)
-        cfg = write_config(tmp, cluster, sink)
+        admin_port = free_port()
+        cfg = write_config(tmp, cluster, sink, admin_port)
         say(BOLD, "== A Connect cluster with 2 workers (%s): orders-sink (2 tasks), users-source"
             % ", ".join(cluster.urls))
         say(BOLD, "== Starting kcwatch with the shipped rules: %s run -c %s" % (args.kcwatch, cfg))
         proc = subprocess.Popen([args.kcwatch, "run", "-c", cfg], stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        say(BOLD, "== kcwatch (pid %d) serves its admin API on http://127.0.0.1:%d"
+            % (proc.pid, admin_port))
         threading.Thread(target=pump_log, args=(proc, lines), daemon=True).start()
         wait_for(lambda: cluster.poll_count() >= 2, args.timeout, "kcwatch polling the cluster")
 
@@ -166,7 +200,12 @@ def main():
         ok = True
     except (TimeoutError, AssertionError) as e:
         say(RED + BOLD, "demo failed: waiting for %s" % e)
+    except Stop as e:
+        say(YELLOW + BOLD, "demo stopped by %s" % e)
     finally:
+        # Signals arriving during cleanup must not cut it short.
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         if proc and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -174,8 +213,14 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        sink.stop()
-        cluster.stop()
+        if sink:
+            sink.stop()
+        if cluster:
+            cluster.stop()
+        if args.keep:
+            say(DIM, "demo: kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     if proc and proc.returncode not in (0, None) and ok:
         say(RED, "kcwatch exited with status %d" % proc.returncode)
         ok = False

@@ -296,9 +296,10 @@ class Harness:
 
     # -------------------------------------------------------- daemon
 
-    def start_daemon(self, overrides=None, rules=None, wait_polls=2):
-        """Writes config + rules, starts the daemon, waits until it polled the
-        fake `wait_polls` times (it has seen the healthy cluster)."""
+    def start_daemon(self, overrides=None, rules=None, wait_polls=2, args=()):
+        """Writes config + rules, starts the daemon (`run -c CONFIG` plus
+        args), waits until it polled the fake `wait_polls` times (it has seen
+        the healthy cluster)."""
         binary = kcwatch_bin()
         self.write_config(overrides, rules)
         env = dict(os.environ)
@@ -308,7 +309,8 @@ class Harness:
         out = open(self.out_path, "wb")
         self._log_files += [err, out]
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen([binary, "run", "-c", self.config_path], stdin=subprocess.DEVNULL,
+        cmd = [binary, "run", "-c", self.config_path] + list(args)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=err, cwd=self.tmp, env=env,
                                      start_new_session=True)
         if wait_polls:

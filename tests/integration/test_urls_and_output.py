@@ -84,7 +84,7 @@ def test_strict_refuses_exposed_admin_api():
         rc, out, err = run_cli(h, "check", "-c", h.config_path)
         h.check(rc == 0, "check without --strict: %d %r" % (rc, err))
         rc, out, err = run_cli(h, "run", "--strict", "-c", h.config_path)
-        h.check(rc == 1 and "global.listen" in err, "run --strict: %d %r" % (rc, err))
+        h.check(rc == 1 and "admin.listen" in err, "run --strict: %d %r" % (rc, err))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package from this source tree with prefix /usr, checks
 # what it contains, installs it on this machine with dpkg, runs the installed
-# `kcwatch check` on the installed config (both shipped rule packs must load),
+# `kcwatch check` on the installed config (every shipped rule pack must load),
 # verifies the unit with systemd-analyze, and purges the package again.
 #
 #   tests/package/test_deb.sh SOURCE_DIR BUILT_KCWATCH
@@ -45,6 +45,7 @@ for f in ./usr/bin/kcwatch ./etc/kcwatch/kcwatch.yaml ./usr/lib/systemd/system/k
          ./usr/share/man/man8/kcwatch.8.gz ./usr/share/man/man5/kcwatch.yaml.5.gz \
          ./usr/share/bash-completion/completions/kcwatch \
          ./usr/share/kcwatch/rules.d/connect-status.yaml ./usr/share/kcwatch/rules.d/connect-jmx.yaml \
+         ./usr/share/kcwatch/rules.d/kcwatch-self.yaml \
          ./usr/share/doc/kcwatch/kcwatch.example.yaml; do
     grep -q " $f\$" "$work/contents" || fail "package lacks $f"
 done
@@ -63,7 +64,7 @@ for pack in "$src"/rules.d/*.yaml; do
     [ -n "$g" ] && [ -n "$r" ] && [ "$r" -gt 0 ] || fail "cannot count $pack: $line"
     groups=$((groups + g)) rules=$((rules + r)) packs=$((packs + 1))
 done
-[ "$packs" -eq 2 ] || fail "expected 2 shipped rule packs, found $packs"
+[ "$packs" -eq 3 ] || fail "expected 3 shipped rule packs, found $packs"
 
 echo "--- install"
 installed=yes
@@ -73,8 +74,8 @@ getent passwd kcwatch >/dev/null || fail "postinst did not create the kcwatch us
 out=$(/usr/bin/kcwatch check -c /etc/kcwatch/kcwatch.yaml) || fail "installed check: $out"
 echo "$out"
 want="$groups rule group"
-echo "$out" | grep -q "$want" || fail "installed config should load $groups groups from both packs"
-echo "$out" | grep -q " $rules rules\$" || fail "installed config should load $rules rules from both packs"
+echo "$out" | grep -q "$want" || fail "installed config should load $groups groups from the packs"
+echo "$out" | grep -q " $rules rules\$" || fail "installed config should load $rules rules from the packs"
 grep -q "^  state_dir: /var/lib/kcwatch" /etc/kcwatch/kcwatch.yaml || fail "state_dir of the service"
 man -w kcwatch >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "man kcwatch not found"
 

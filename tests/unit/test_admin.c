@@ -178,6 +178,16 @@ static int h_fail(const kcw_admin_request_t *req, kcw_admin_response_t *resp, vo
     return -EIO;
 }
 
+/* A prefix route: records what followed the prefix. */
+static int h_item(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
+{
+    fixture_t *f = arg;
+    f->calls++;
+    snprintf(f->last_method, sizeof f->last_method, "%s", req->method);
+    snprintf(f->last_arg, sizeof f->last_arg, "%s", req->rest);
+    return kcw_admin_response_text(resp, 200, NULL, req->rest);
+}
+
 static int h_no_content(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
 {
     (void)req;
@@ -437,6 +447,9 @@ static fixture_t *fixture_new(const kcw_admin_opts_t *opts)
     assert_int_equal(kcw_admin_route(f->admin, "POST", "/-/reload", h_reload, f), 0);
     assert_int_equal(kcw_admin_route(f->admin, "GET", "/fail", h_fail, f), 0);
     assert_int_equal(kcw_admin_route(f->admin, "GET", "/empty", h_no_content, f), 0);
+    assert_int_equal(kcw_admin_route(f->admin, "GET", "/item/*", h_item, f), 0);
+    assert_int_equal(kcw_admin_route(f->admin, "DELETE", "/item/*", h_item, f), 0);
+    assert_int_equal(kcw_admin_route(f->admin, "GET", "/item/special", h_hello, f), 0);
     int rc = kcw_admin_start(f->admin, err, sizeof err);
     if (rc != 0)
         fail_msg("kcw_admin_start: %d %s", rc, err);
@@ -645,6 +658,11 @@ static void test_new_and_route_errors(void **state)
     assert_int_equal(kcw_admin_route(a, "get", "/y", h_hello, NULL), -EINVAL);
     assert_int_equal(kcw_admin_route(a, "GET", "y", h_hello, NULL), -EINVAL);
     assert_int_equal(kcw_admin_route(a, "GET", "/y", NULL, NULL), -EINVAL);
+    assert_int_equal(kcw_admin_route(a, "GET", "/a*b", h_hello, NULL), -EINVAL);
+    assert_int_equal(kcw_admin_route(a, "GET", "/*", h_hello, NULL), -EINVAL);
+    assert_int_equal(kcw_admin_route(a, "GET", "/x/*", h_hello, NULL), 0);
+    assert_int_equal(kcw_admin_route(a, "GET", "/x/*", h_hello, NULL), -EEXIST);
+    assert_int_equal(kcw_admin_route(a, "GET", "/x/", h_hello, NULL), 0); /* exact, distinct */
     int rc = 0;
     char path[32];
     for (int i = 0; i < 40 && rc == 0; i++) {
@@ -778,6 +796,41 @@ static void test_not_found(void **state)
     assert_error_json(&res[1], "not_found", "/hello/");
     assert_error_json(&res[2], "not_found", "/nope");
     assert_int_equal(f->calls, 0);
+}
+
+/* The prefix route "/item/" + "*" serves every path below it with a
+ * non-empty rest; the exact "/item/special" wins over it. */
+static void test_prefix_route(void **state)
+{
+    fixture_t *f = *state;
+    const client_req_t reqs[] = {
+        {.path = "/item/abc"},
+        {.method = "DELETE", .path = "/item/x%20y"},
+        {.path = "/item/special"},
+        {.path = "/item/"},
+        {.path = "/item"},
+        {.path = "/itemabc"},
+        {.method = "PUT", .path = "/item/abc", .body = "x"},
+    };
+    enum { N = sizeof reqs / sizeof reqs[0] };
+    http_result_t res[N];
+    run_script(f, reqs, 3, res);
+    assert_int_equal(res[0].status, 200);
+    assert_string_equal(res[0].body, "abc");
+    assert_int_equal(res[1].status, 200);
+    assert_string_equal(res[1].body, "x y");
+    assert_string_equal(f->last_arg, "x y"); /* decoded */
+    assert_int_equal(res[2].status, 200);
+    assert_string_equal(res[2].body, "hello world\n");
+    assert_int_equal(f->calls, 3);
+    run_script(f, reqs + 3, N - 3, res + 3);
+    for (int i = 3; i < 6; i++) {
+        if (res[i].status != 404)
+            fail_msg("%s: status %ld", reqs[i].path, res[i].status);
+    }
+    assert_int_equal(res[6].status, 405);
+    assert_string_equal(res[6].allow, "GET, DELETE, HEAD");
+    assert_int_equal(f->calls, 3);
 }
 
 static void test_method_not_allowed(void **state)
@@ -1187,6 +1240,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefix_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_method_not_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_limit, setup_small_body, teardown),

@@ -1146,6 +1146,67 @@ static void test_default_traces(void **state)
         kcw_regex_free(re[j]);
 }
 
+/* Insane values are refused at their position (issue: 1ms intervals and a
+ * budget of a million restarts per millisecond were accepted). */
+static void test_sanity_bounds(void **state)
+{
+    (void)state;
+    expect_single_error("global: {evaluation_interval: 1ms}\n", 1, 31,
+                        "global.evaluation_interval: 1ms is below the minimum of 100ms");
+    expect_single_error("connect:\n  - name: a\n    url: http://x:1\n    poll_interval: 99ms\n",
+                        4, 20, "connect[0].poll_interval: 99ms is below the minimum of 100ms");
+    expect_single_error("remediation:\n  budget: {max_restarts: 1001}\n", 2, 26,
+                        "remediation.budget.max_restarts: must be between 1 and 1000");
+    expect_single_error("remediation:\n  budget: {window: 59s}\n", 2, 20,
+                        "remediation.budget.window: 59s is below the minimum of 1m");
+    /* the bounds themselves pass */
+    kcw_config_t *cfg = load_ok("global: {evaluation_interval: 100ms}\n"
+                                "connect:\n  - name: a\n    url: http://x:1\n"
+                                "    poll_interval: 100ms\n"
+                                "remediation:\n  budget: {max_restarts: 1000, window: 1m}\n");
+    assert_int_equal(cfg->evaluation_interval_ms, 100);
+    assert_int_equal(cfg->clusters[0].poll_interval_ms, 100);
+    assert_int_equal(cfg->remediation.budget_max_restarts, 1000);
+    assert_int_equal(cfg->remediation.budget_window_ms, 60000);
+    kcw_config_free(cfg);
+}
+
+/* admin: listen (global.listen is the older spelling, not both), the token,
+ * basic auth and TLS. */
+static void test_admin_config(void **state)
+{
+    (void)state;
+    kcw_config_t *cfg = load_ok("admin:\n"
+                                "  listen: 0.0.0.0:9500\n"
+                                "  token: t0k3n-admin\n"
+                                "  basic_auth: {username: ops, password: pw-admin}\n");
+    assert_string_equal(cfg->listen, "0.0.0.0:9500");
+    assert_string_equal(cfg->admin.token, "t0k3n-admin");
+    assert_string_equal(cfg->admin.basic_auth.username, "ops");
+    assert_string_equal(cfg->admin.basic_auth.password, "pw-admin");
+    assert_null(cfg->admin.tls_cert_file);
+    kcw_config_free(cfg);
+    cfg = load_ok("global:\n  listen: 127.0.0.1:9600\n");
+    assert_string_equal(cfg->listen, "127.0.0.1:9600");
+    assert_null(cfg->admin.token);
+    kcw_config_free(cfg);
+
+    expect_single_error("global: {listen: '127.0.0.1:1'}\nadmin:\n  listen: 127.0.0.1:2\n", 3,
+                        3, "admin.listen: global.listen (line 1) says the same; keep one of them");
+    expect_single_error("admin:\n  listen: nope\n", 2, 11,
+                        "admin.listen: expected host:port (e.g. 127.0.0.1:9464), got \"nope\"");
+    expect_single_error("admin:\n  token: x\n  token_file: y\n", 3, 3,
+                        "admin: \"token\" and \"token_file\" are mutually exclusive");
+    expect_single_error("admin:\n  token: ''\n", 2, 10, "admin: the token is empty");
+    expect_single_error("admin:\n  basic_auth: {username: u}\n", 2, 15,
+                        "admin.basic_auth: password or password_file is required");
+    expect_single_error("admin:\n  tokn_file: x\n", 2, 3,
+                        "unknown key \"tokn_file\" in admin; did you mean \"token_file\"?");
+    expect_single_error("admin:\n  xyz: x\n", 2, 3, "unknown key \"xyz\" in admin");
+    expect_single_error("admin:\n  tls: {}\n", 2, 8,
+                        "admin.tls: cert_file and key_file are both required");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1175,6 +1236,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_file, setup, teardown),
         cmocka_unit_test(test_default_traces),
         cmocka_unit_test(test_ha_config),
+        cmocka_unit_test(test_admin_config),
+        cmocka_unit_test(test_sanity_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

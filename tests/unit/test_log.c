@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <math.h>
 
 #include "kcwatch/log.h"
 
@@ -72,6 +73,40 @@ static void test_json_keeps_invalid_utf8_field(void **state)
     free(out);
 }
 
+/* Numbers and booleans keep their JSON type; logfmt shows them bare. */
+static void test_typed_fields(void **state)
+{
+    (void)state;
+    long long big = 9007199254740993LL;
+    char *out = CAPTURE(KCW_LOG_JSON, "m", KCW_LOG_INT("count", 42), KCW_LOG_INT("neg", -7),
+                        KCW_LOG_INT("big", big), KCW_LOG_BOOL("dry_run", 0),
+                        KCW_LOG_BOOL("ok", 5 > 1), KCW_LOG_NUM("seconds", 1.5),
+                        KCW_LOG_NUM("nan", NAN), "text", "42", NULL);
+    json_error_t err;
+    json_t *o = json_loads(out, 0, &err);
+    if (!o)
+        fail_msg("not JSON: %s", out);
+    assert_true(json_is_integer(json_object_get(o, "count")));
+    assert_int_equal(json_integer_value(json_object_get(o, "count")), 42);
+    assert_int_equal(json_integer_value(json_object_get(o, "neg")), -7);
+    assert_true(json_integer_value(json_object_get(o, "big")) == big);
+    assert_true(json_is_false(json_object_get(o, "dry_run")));
+    assert_true(json_is_true(json_object_get(o, "ok")));
+    assert_true(json_is_real(json_object_get(o, "seconds")));
+    assert_true(json_real_value(json_object_get(o, "seconds")) == 1.5);
+    /* JSON has no NaN: the text form stays */
+    assert_string_equal(json_string_value(json_object_get(o, "nan")), "nan");
+    assert_string_equal(json_string_value(json_object_get(o, "text")), "42");
+    json_decref(o);
+    free(out);
+
+    out = CAPTURE(KCW_LOG_LOGFMT, "m", KCW_LOG_INT("count", 42), KCW_LOG_BOOL("dry_run", 1),
+                  KCW_LOG_NUM("seconds", 0.25), NULL);
+    assert_non_null(strstr(out, " count=42 dry_run=true seconds=0.25\n"));
+    assert_null(strchr(out, '\x01'));
+    free(out);
+}
+
 static void test_urls_redacted(void **state)
 {
     (void)state;
@@ -108,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_logfmt_escapes_every_control, teardown),
         cmocka_unit_test_teardown(test_json_keeps_invalid_utf8_field, teardown),
+        cmocka_unit_test_teardown(test_typed_fields, teardown),
         cmocka_unit_test_teardown(test_urls_redacted, teardown),
         cmocka_unit_test_teardown(test_secrets_rotate_without_limit, teardown),
     };

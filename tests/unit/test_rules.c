@@ -179,13 +179,18 @@ static void test_valid_file(void **state)
     assert_true(r->restart.enabled);
     assert_int_equal(r->restart.scope, KCW_SCOPE_TASK);
 
-    /* one warning for the file, not one per recording rule */
+    /* each recording rule is a positioned warning, not a log line */
     fflush(logf);
-    size_t warnings = 0;
-    for (const char *p = logbuf; (p = strstr(p, "recording rules skipped")) != NULL; p++)
-        warnings++;
-    assert_int_equal(warnings, 1);
-    assert_non_null(strstr(logbuf, "count=2"));
+    assert_null(strstr(logbuf, "recording"));
+    assert_int_equal(rs->warnings.n, 2);
+    const int at[2][2] = {{7, 9}, {48, 9}};
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(rs->warnings.items[i].file, "valid.yaml");
+        assert_int_equal(rs->warnings.items[i].line, at[i][0]);
+        assert_int_equal(rs->warnings.items[i].col, at[i][1]);
+        assert_string_equal(rs->warnings.items[i].msg,
+                            "recording rule skipped: kcwatch evaluates alerting rules only");
+    }
     kcw_log_reset();
     fclose(logf);
     free(logbuf);
@@ -296,6 +301,22 @@ static const char many_errors_yaml[] =
     "        connect: {target: node, type: both}\n"                     /* 52 */
     "        restart: maybe\n"                                          /* 53 */
     "extra: 1\n";                                                       /* 54 */
+
+/* A group interval below 100ms is refused where it is written. */
+static void test_group_interval_minimum(void **state)
+{
+    (void)state;
+    kcw_errors_t errs = load_bad("groups:\n  - name: g\n    interval: 10ms\n    rules: []\n");
+    expect_error_at(&errs, 3, 15, "interval: 10ms is below the minimum of 100ms");
+    kcw_errors_clear(&errs);
+    kcw_ruleset_t *rs = NULL;
+    assert_int_equal(
+        kcw_rules_load_string("groups:\n  - name: g\n    interval: 100ms\n    rules: []\n",
+                              "ok.yaml", &rs, &errs),
+        0);
+    assert_int_equal(rs->groups[0].interval_ms, 100);
+    kcw_ruleset_free(rs);
+}
 
 static void test_every_error_in_one_pass(void **state)
 {
@@ -543,6 +564,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file),
         cmocka_unit_test(test_empty_files),
+        cmocka_unit_test(test_group_interval_minimum),
         cmocka_unit_test(test_every_error_in_one_pass),
         cmocka_unit_test(test_single_errors),
         cmocka_unit_test(test_nesting_bound),

@@ -46,11 +46,34 @@ static void test_needs_escape(void **state)
     assert_true(kcw_text_needs_escape("x\xff"));
 }
 
+/* "did you mean": the nearest key within a few edits, or none. */
+static void test_nearest(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"poll_interval", "timeout", "urls", "url",
+                                       "max_body_bytes", "name", NULL};
+    assert_string_equal(kcw_text_nearest("poll_intervall", keys), "poll_interval");
+    assert_string_equal(kcw_text_nearest("pol_interval", keys), "poll_interval");
+    assert_string_equal(kcw_text_nearest("Timeout", keys), "timeout");    /* case */
+    assert_string_equal(kcw_text_nearest("timeuot", keys), "timeout");    /* swap */
+    assert_string_equal(kcw_text_nearest("nmae", keys), "name");
+    assert_string_equal(kcw_text_nearest("uls", keys), "urls");           /* first of ties */
+    assert_null(kcw_text_nearest("zzzz", keys));
+    assert_null(kcw_text_nearest("interval", keys));                      /* too far */
+    assert_null(kcw_text_nearest("", keys));
+    assert_null(kcw_text_nearest("x", NULL));
+    char huge[200];
+    memset(huge, 'a', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    assert_null(kcw_text_nearest(huge, keys)); /* bounded work */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_controls),
         cmocka_unit_test(test_needs_escape),
+        cmocka_unit_test(test_nearest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -175,7 +175,8 @@ static void test_check_map(void **state)
     assert_true(kcw_ydoc_check_map(&f->d, root, "thing", keys, 100));
     assert_int_equal(f->errs.n, 3);
     assert_error(&f->errs, 0, 2, 1, "thing: duplicate key \"name\"");
-    assert_error(&f->errs, 1, 3, 1, "thing: unknown key \"nmae\" (known: name, value)");
+    assert_error(&f->errs, 1, 3, 1,
+                 "thing: unknown key \"nmae\"; did you mean \"name\"? (known: name, value)");
     assert_error(&f->errs, 2, 4, 1, "thing: keys must be strings");
 
     assert_false(kcw_ydoc_check_map(&f->d, root, "small", NULL, 3));
