@@ -33,6 +33,9 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_BODY (16u * 1024 * 1024)
 #define MAX_EXTRA_HEADERS 64
+/* Finished easy handles kept for the next requests (curl_easy_reset between
+ * uses): creating one costs more than a small request itself. */
+#define EASY_POOL_MAX 16
 /* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
 #define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
@@ -47,12 +50,14 @@ typedef struct transfer {
     struct transfer *prev, *next;
     kcw_http_t *http;
     CURL *easy;
-    struct curl_slist *headers;
+    struct curl_slist *headers; /* own list, or one of the client's defaults */
+    bool own_headers;
     kcw_http_cb cb;
     void *arg;
     char *buf;
     size_t len, cap, max_body;
     bool overflow;
+    bool doomed; /* the multi handle failed while it was in flight */
     int64_t retry_after_ms;
     uint64_t start_ns;
     char errbuf[CURL_ERROR_SIZE];
@@ -68,11 +73,18 @@ struct kcw_http {
     size_t open_handles; /* uv handles whose close callback has not run */
     bool closing;
     CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
+    CURL *idle[EASY_POOL_MAX];  /* reset easy handles ready for reuse */
+    size_t n_idle;
+    /* The header lists of requests without extra headers or a token, built
+     * once: with a JSON body, and without a body. */
+    struct curl_slist *hdr_json, *hdr_plain;
     void (*on_closed)(void *arg);
     void *on_closed_arg;
 };
 
 static void check_multi_info(kcw_http_t *http);
+static void transfers_fail(kcw_http_t *http, CURLMcode mc);
+static int base_headers(struct curl_slist **list, const char *content_type);
 
 /* --- handle lifetime ------------------------------------------------------ */
 
@@ -119,8 +131,11 @@ static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
 /* --- curl -> libuv ------------------------------------------------------- */
 
 /* curl_multi_socket_action, with its failure logged: once per distinct code
- * while it repeats. A transfer it could not drive still ends through its
- * own timeout (CURLOPT_TIMEOUT_MS), so nothing waits forever. */
+ * while it repeats. After a failure libcurl may not drive the transfers any
+ * more (a socket callback that failed leaves the multi handle dead until it
+ * holds no transfer, and the timer is not re-armed), so every transfer in
+ * flight then fails at once with the reason: none waits for a wake-up that
+ * may never come, and the next request starts on a multi handle that works. */
 static void socket_action(kcw_http_t *http, curl_socket_t fd, int flags)
 {
     int running = 0;
@@ -133,6 +148,7 @@ static void socket_action(kcw_http_t *http, curl_socket_t fd, int flags)
     if (mc != http->last_multi_error)
         kcw_log(KCW_LOG_ERROR, "http: curl multi failed", "error", curl_multi_strerror(mc), NULL);
     http->last_multi_error = mc;
+    transfers_fail(http, mc);
 }
 
 static void poll_cb(uv_poll_t *p, int status, int events)
@@ -333,18 +349,34 @@ static void transfer_unlink(kcw_http_t *http, transfer_t *t)
     http->n_transfers--;
 }
 
+/* Returns an easy handle to the pool (reset: no option, credential or body
+ * of the last request stays) or frees it when the pool is full or closed. */
+static void easy_release(kcw_http_t *http, CURL *easy)
+{
+    if (!easy)
+        return;
+    if (http->closing || http->n_idle == EASY_POOL_MAX) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy);
+    http->idle[http->n_idle++] = easy;
+}
+
 static void transfer_free(transfer_t *t)
 {
-    if (t->easy)
-        curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->headers);
+    easy_release(t->http, t->easy);
+    if (t->own_headers)
+        curl_slist_free_all(t->headers);
     free(t->buf);
     free(t);
 }
 
 /* Removes t from the multi, runs its callback, frees it. cancelled: the
- * transfer did not finish on its own. */
-static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bool cancelled)
+ * transfer did not finish on its own. multi_error: it did not finish because
+ * the multi handle failed with this code. */
+static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bool cancelled,
+                              CURLMcode multi_error)
 {
     kcw_http_resp_t resp;
     memset(&resp, 0, sizeof(resp));
@@ -362,6 +394,12 @@ static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bo
     if (cancelled) {
         resp.curl_code = CURLE_ABORTED_BY_CALLBACK;
         snprintf(resp.error, sizeof(resp.error), "cancelled");
+    } else if (multi_error != CURLM_OK) {
+        /* What libcurl itself reports for the transfers of a dead multi
+         * handle; not a connection failure: the request may have been sent. */
+        resp.curl_code = CURLE_ABORTED_BY_CALLBACK;
+        snprintf(resp.error, sizeof(resp.error), "HTTP client failure: %s",
+                 curl_multi_strerror(multi_error));
     } else if (code != CURLE_OK) {
         resp.curl_code = (int)code;
         resp.conn_error = is_conn_error(code);
@@ -390,7 +428,27 @@ static void check_multi_info(kcw_http_t *http)
         transfer_t *t = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
         if (t)
-            transfer_complete(http, t, msg->data.result, false);
+            transfer_complete(http, t, msg->data.result, false, CURLM_OK);
+    }
+}
+
+/* Fails every transfer in flight after the multi handle failed with mc.
+ * All leave the multi handle before any callback runs, so that a dead one is
+ * usable again for the requests those callbacks start; those new transfers
+ * are not failed here. */
+static void transfers_fail(kcw_http_t *http, CURLMcode mc)
+{
+    for (transfer_t *t = http->transfers; t; t = t->next) {
+        t->doomed = true;
+        curl_multi_remove_handle(http->multi, t->easy);
+    }
+    for (;;) {
+        transfer_t *t = http->transfers;
+        while (t && !t->doomed)
+            t = t->next;
+        if (!t || http->closing)
+            break;
+        transfer_complete(http, t, CURLE_OK, false, mc);
     }
 }
 
@@ -413,9 +471,13 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop)
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
-        curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK) {
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
+        base_headers(&http->hdr_json, "Content-Type: application/json") < 0 ||
+        base_headers(&http->hdr_plain, "Content-Type:") < 0) {
         if (http->multi)
             curl_multi_cleanup(http->multi);
+        curl_slist_free_all(http->hdr_json);
+        curl_slist_free_all(http->hdr_plain);
         free(http);
         curl_global_cleanup();
         return NULL;
@@ -451,19 +513,35 @@ static int add_header(struct curl_slist **list, const char *line)
     return 0;
 }
 
+/* The fixed part of every request's headers; content_type NULL: the
+ * caller's extra headers name one. A body-less POST must not claim a form
+ * body: Connect's resources only consume JSON (connect-rest.md §1), hence a
+ * blank "Content-Type:" then. "Expect:" avoids a 100-continue wait. */
+static int base_headers(struct curl_slist **list, const char *content_type)
+{
+    if (add_header(list, "Accept: application/json") < 0 ||
+        (content_type && add_header(list, content_type) < 0) || add_header(list, "Expect:") < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static const char *default_content_type(const kcw_http_req_t *req)
+{
+    return req->body ? "Content-Type: application/json" : "Content-Type:";
+}
+
 static int build_headers(transfer_t *t, const kcw_http_req_t *req)
 {
-    if (add_header(&t->headers, "Accept: application/json") < 0)
-        return -ENOMEM;
-    /* A body-less POST must not claim a form body: Connect's resources only
-     * consume JSON (connect-rest.md §1). "Expect:" avoids a 100-continue wait. */
+    if (!req->headers && !(req->bearer_token && *req->bearer_token)) {
+        t->headers = req->body ? t->http->hdr_json : t->http->hdr_plain;
+        return 0;
+    }
+    t->own_headers = true;
     bool own_type = false;
     for (size_t i = 0; req->headers && req->headers[i] && i < MAX_EXTRA_HEADERS; i++)
         if (strncasecmp(req->headers[i], "Content-Type:", 13) == 0)
             own_type = true;
-    if ((!own_type && add_header(&t->headers, req->body ? "Content-Type: application/json"
-                                                        : "Content-Type:") < 0) ||
-        add_header(&t->headers, "Expect:") < 0)
+    if (base_headers(&t->headers, own_type ? NULL : default_content_type(req)) < 0)
         return -ENOMEM;
     if (req->headers) {
         for (size_t i = 0; req->headers[i]; i++) {
@@ -591,7 +669,7 @@ int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb
     t->arg = arg;
     t->retry_after_ms = -1;
     t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
-    t->easy = curl_easy_init();
+    t->easy = http->n_idle > 0 ? http->idle[--http->n_idle] : curl_easy_init();
     if (!t->easy) {
         transfer_free(t);
         return -ENOMEM;
@@ -633,7 +711,7 @@ size_t kcw_http_cancel(kcw_http_t *http, void *arg)
             t = t->next;
         if (!t)
             break;
-        transfer_complete(http, t, CURLE_OK, true);
+        transfer_complete(http, t, CURLE_OK, true, CURLM_OK);
         n++;
     }
     return n;
@@ -648,7 +726,7 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     http->on_closed_arg = arg;
 
     while (http->transfers)
-        transfer_complete(http, http->transfers, CURLE_OK, true);
+        transfer_complete(http, http->transfers, CURLE_OK, true, CURLM_OK);
 
     uv_timer_stop(&http->timer);
     /* Stop watching cached connections before curl closes their sockets. */
@@ -658,5 +736,10 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     }
     curl_multi_cleanup(http->multi);
     http->multi = NULL;
+    while (http->n_idle > 0)
+        curl_easy_cleanup(http->idle[--http->n_idle]);
+    curl_slist_free_all(http->hdr_json);
+    curl_slist_free_all(http->hdr_plain);
+    http->hdr_json = http->hdr_plain = NULL;
     uv_close((uv_handle_t *)&http->timer, timer_closed);
 }

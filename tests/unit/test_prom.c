@@ -1021,6 +1021,109 @@ static void test_client_free_from_callback(void **state)
     outcome_clear(&c);
 }
 
+/* Runs the loop until every one of the n outcomes has had its callback. */
+static int run_until_all(fixture_t *fx, outcome_t *o, int n)
+{
+    fx->expired = false;
+    assert_int_equal(uv_timer_start(&fx->deadline, on_deadline, DEADLINE_MS, 0), 0);
+    int done = 0;
+    while (!fx->expired) {
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += o[i].calls;
+        if (done >= n)
+            break;
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(&fx->deadline);
+    return done;
+}
+
+#define N_QUEUED (KCW_PROM_MAX_INFLIGHT + 8)
+
+/* More queries than may be in flight: the rest wait, and all are answered. */
+static void test_client_queue_beyond_inflight(void **state)
+{
+    fixture_t *fx = *state;
+    kcw_prometheus_conf_t conf = conf_for(fx->url, 10000);
+    fx->prom = kcw_prom_new(fx->http, &conf);
+    assert_non_null(fx->prom);
+    server_answer(&fx->srv, 200, VECTOR_BODY);
+    outcome_t o[N_QUEUED];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < N_QUEUED; i++) {
+        o[i].fx = fx;
+        assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
+    }
+    assert_int_equal(kcw_prom_pending(fx->prom), N_QUEUED);
+    assert_int_equal(kcw_http_pending(fx->http), KCW_PROM_MAX_INFLIGHT);
+    assert_int_equal(run_until_all(fx, o, N_QUEUED), N_QUEUED);
+    for (int i = 0; i < N_QUEUED; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_false(o[i].failed);
+        assert_non_null(o[i].res);
+        assert_int_equal(o[i].res->n, 2);
+        outcome_clear(&o[i]);
+    }
+    assert_int_equal(kcw_prom_pending(fx->prom), 0);
+    assert_int_equal(server_last(&fx->srv, &fx->seen), N_QUEUED);
+    assert_string_equal(fx->seen.query, "up");
+    assert_string_equal(fx->seen.time, "1732528800.123");
+}
+
+/* A waiting query's timeout runs from kcw_prom_query: against a server that
+ * never answers, the queue does not add a second timeout on top of the first. */
+static void test_client_queue_timeout(void **state)
+{
+    fixture_t *fx = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)fx->blackhole_port);
+    kcw_prometheus_conf_t conf = conf_for(url, 1000);
+    fx->prom = kcw_prom_new(fx->http, &conf);
+    assert_non_null(fx->prom);
+    outcome_t o[N_QUEUED];
+    memset(o, 0, sizeof(o));
+    uv_update_time(&fx->loop);
+    uint64_t start = uv_now(&fx->loop);
+    for (int i = 0; i < N_QUEUED; i++) {
+        o[i].fx = fx;
+        assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
+    }
+    assert_int_equal(run_until_all(fx, o, N_QUEUED), N_QUEUED);
+    for (int i = 0; i < N_QUEUED; i++) {
+        assert_true(o[i].failed);
+        assert_int_equal(o[i].err.kind, KCW_PROM_ERR_TIMEOUT);
+        assert_true(o[i].at_ms - start >= 990);
+        assert_true(o[i].at_ms - start < 2000);
+    }
+    assert_int_equal(kcw_prom_pending(fx->prom), 0);
+}
+
+/* Freeing the client cancels the waiting queries too, each exactly once. */
+static void test_client_free_cancels_waiting(void **state)
+{
+    fixture_t *fx = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)fx->blackhole_port);
+    kcw_prometheus_conf_t conf = conf_for(url, 10000);
+    fx->prom = kcw_prom_new(fx->http, &conf);
+    assert_non_null(fx->prom);
+    outcome_t o[N_QUEUED];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < N_QUEUED; i++) {
+        o[i].fx = fx;
+        assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
+    }
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    kcw_prom_free(fx->prom);
+    fx->prom = NULL;
+    for (int i = 0; i < N_QUEUED; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_int_equal(o[i].err.kind, KCW_PROM_ERR_CANCELLED);
+    }
+    assert_int_equal(kcw_http_pending(fx->http), 0);
+}
+
 static void test_client_arguments(void **state)
 {
     fixture_t *fx = *state;
@@ -1066,6 +1169,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_free_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_free_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_queue_beyond_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_queue_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_free_cancels_waiting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
