@@ -1,8 +1,11 @@
 /* prom.c: PromQL instant queries against the Prometheus HTTP API (see prom.h).
  *
- * A query leaves as GET {url}/api/v1/query?query=..&time=..&timeout=.. (or the
- * same parameters form-encoded in a POST body when the expression is long)
- * through the shared HTTP client, so it never blocks the loop. The answer
+ * A query leaves as POST {url}/api/v1/query with query=..&time=..&timeout=..
+ * form-encoded in the body, through the shared HTTP client, so it never
+ * blocks the loop. POST rather than GET because libcurl's cost per request
+ * grows with the URL's length (it formats the URL and the request line byte
+ * by byte, several times), which made it most of kcwatch's CPU per rule
+ * evaluation; a form body is copied once. Prometheus reads both the same. The answer
  * comes back in on_http_done, is classified (transport failure, timeout,
  * HTTP status, Prometheus' own error body) and, when it is a success body,
  * parsed by kcw_prom_parse_response into an instant vector or a scalar that
@@ -37,9 +40,8 @@ typedef struct query {
     kcw_prom_t *prom;
     kcw_prom_cb cb;
     void *arg;
-    char *target; /* until sent: GET, the whole URL; POST, the form body */
-    size_t target_len;
-    bool post;
+    char *form; /* until sent: the form body */
+    size_t form_len;
     uint64_t queued_ns; /* when kcw_prom_query took it (uv_hrtime) */
     int send_error;     /* errno the HTTP client refused it with (queue_pump) */
 } query_t;
@@ -47,10 +49,8 @@ typedef struct query {
 struct kcw_prom {
     kcw_http_t *http;
     char *query_url;
-    /* Built once per client (that is, per configuration): the query URL up
-     * to the expression ("...?query=") and the trailing timeout parameter. */
-    char *get_prefix;
-    size_t get_prefix_len;
+    /* Built once per client (that is, per configuration): the trailing
+     * timeout parameter of every query. */
     char timeout_param[48]; /* "&timeout=10s" */
     size_t timeout_param_len;
     int64_t timeout_ms;
@@ -368,7 +368,8 @@ int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **ou
 /* --- client ---------------------------------------------------------------- */
 
 /* RFC 3986 unreserved characters stay, everything else (UTF-8 bytes
- * included) becomes %XX, which Go's url.ParseQuery decodes. Notably '+' must
+ * included) becomes %XX, which Go's url.ParseQuery decodes (form bodies
+ * too). Notably '+' must
  * be escaped or it would arrive as a space. Kept here rather than calling
  * libcurl's escaper because http_client.c is the only libcurl user. */
 static bool url_unreserved(unsigned char c)
@@ -436,7 +437,6 @@ static int dup_opt(char **dst, const char *src)
 static void prom_release(kcw_prom_t *prom)
 {
     free(prom->query_url);
-    free(prom->get_prefix);
     free(prom->basic_auth.username);
     free(prom->basic_auth.password);
     free(prom->bearer_token);
@@ -460,16 +460,10 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf)
      * its query; a trailing slash must not double. */
     kcw_url_register_secrets(conf->url);
     prom->query_url = kcw_url_join(conf->url, QUERY_PATH);
-    /* query_url came out of kcw_url_join: it has a '?' only when the
-     * configured URL has a query of its own, which stays first. */
-    if (!prom->query_url ||
-        asprintf(&prom->get_prefix, "%s%cquery=", prom->query_url,
-                 strchr(prom->query_url, '?') ? '&' : '?') < 0) {
-        prom->get_prefix = NULL;
+    if (!prom->query_url) {
         prom_release(prom);
         return NULL;
     }
-    prom->get_prefix_len = strlen(prom->get_prefix);
     /* The server-side timeout stops Prometheus working on a query nobody
      * waits for any more once our transfer has given up. */
     char timeout[32];
@@ -578,7 +572,7 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg);
 
 static void query_free(query_t *q)
 {
-    free(q->target);
+    free(q->form);
     free(q);
 }
 
@@ -593,25 +587,23 @@ static int query_send(kcw_prom_t *prom, query_t *q)
     int64_t waited_ms = (int64_t)((uv_hrtime() - q->queued_ns) / 1000000u);
     int64_t timeout_ms = prom->timeout_ms - waited_ms;
     kcw_http_req_t req = {
-        .method = q->post ? "POST" : "GET",
-        .url = q->post ? prom->query_url : q->target,
+        .method = "POST",
+        .url = prom->query_url,
+        .body = q->form,
+        .body_len = q->form_len,
+        .headers = form_headers,
         .timeout_ms = timeout_ms > 0 ? timeout_ms : 1,
         .max_body = KCW_PROM_MAX_BODY,
         .basic_auth = &prom->basic_auth,
         .bearer_token = prom->bearer_token,
         .tls = &prom->tls,
     };
-    if (q->post) {
-        req.body = q->target;
-        req.body_len = q->target_len;
-        req.headers = form_headers;
-    }
     int rc = kcw_http_request(prom->http, &req, on_http_done, q);
     if (rc < 0)
         return rc;
-    /* The request copied the URL or body: the text is not needed any more. */
-    free(q->target);
-    q->target = NULL;
+    /* The request copied the body: it is not needed any more. */
+    free(q->form);
+    q->form = NULL;
     q->next = prom->queries;
     if (prom->queries)
         prom->queries->prev = q;
@@ -693,7 +685,6 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     size_t enc_len = url_encoded_len(expr);
     if (enc_len == SIZE_MAX)
         return -E2BIG;
-    bool post = enc_len > KCW_PROM_MAX_GET_QUERY;
     char when[32];
     format_time(eval_time_ms, when, sizeof(when));
     size_t when_len = strlen(when);
@@ -701,25 +692,23 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     query_t *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
-    /* GET: {get_prefix}{expr}&time={when}&timeout={timeout}, built in one go;
-     * POST: the same parameters as the form body. */
-    static const char time_param[] = "&time=";
-    size_t head = post ? sizeof("query=") - 1 : prom->get_prefix_len;
-    q->target_len = head + enc_len + sizeof(time_param) - 1 + when_len + prom->timeout_param_len;
-    q->target = malloc(q->target_len + 1);
-    if (!q->target) {
+    /* query={expr}&time={when}&timeout={timeout}, built in one go. */
+    static const char query_param[] = "query=", time_param[] = "&time=";
+    q->form_len = sizeof(query_param) - 1 + enc_len + sizeof(time_param) - 1 + when_len +
+                  prom->timeout_param_len;
+    q->form = malloc(q->form_len + 1);
+    if (!q->form) {
         free(q);
         return -ENOMEM;
     }
-    char *p = q->target;
-    memcpy(p, post ? "query=" : prom->get_prefix, head);
-    p = url_encode_to(p + head, expr);
+    char *p = q->form;
+    memcpy(p, query_param, sizeof(query_param) - 1);
+    p = url_encode_to(p + sizeof(query_param) - 1, expr);
     memcpy(p, time_param, sizeof(time_param) - 1);
     p += sizeof(time_param) - 1;
     memcpy(p, when, when_len);
     p += when_len;
     memcpy(p, prom->timeout_param, prom->timeout_param_len + 1);
-    q->post = post;
     q->prom = prom;
     q->cb = cb;
     q->arg = arg;

@@ -3,8 +3,8 @@
  * Two layers. kcw_prom_parse_response() is pure: the body of
  * GET /api/v1/query in, a kcw_prom_result_t (an instant vector or a scalar)
  * or a precise error out; no I/O, no clock. kcw_prom_t is the client: it
- * sends the query through the shared kcw_http_t on the libuv loop (GET, or a
- * form-encoded POST when the expression is long), with the evaluation time and
+ * sends the query through the shared kcw_http_t on the libuv loop (a
+ * form-encoded POST to /api/v1/query), with the evaluation time and
  * the configured timeout, basic auth / bearer token and TLS, and hands the
  * parsed result or a classified error to a callback on the loop.
  *
@@ -27,9 +27,6 @@
  * limit still lets the series limit be the one that bites. */
 #define KCW_PROM_MAX_BODY (64u * 1024 * 1024)
 #define KCW_PROM_MAX_WARNINGS 32 /* warnings (and infos) kept per result */
-/* URL-encoded expressions longer than this go in a POST body instead of the
- * URL, as Prometheus accepts, to stay clear of URL length limits in proxies. */
-#define KCW_PROM_MAX_GET_QUERY 2000
 /* Queries a client has in flight at most; more wait in its queue, oldest
  * first, and their timeout runs from kcw_prom_query. Prometheus itself runs
  * 20 queries at a time by default (--query.max-concurrency), so more
