@@ -78,6 +78,13 @@ struct kcw_http {
     /* The header lists of requests without extra headers or a token, built
      * once: with a JSON body, and without a body. */
     struct curl_slist *hdr_json, *hdr_plain;
+    /* URLs of requests marked url_reused, parsed once (first come, kept
+     * until close: a transfer may still refer to one). */
+    struct kept_url {
+        char *url;
+        CURLU *parsed;
+    } kept[KCW_HTTP_MAX_KEPT_URLS];
+    size_t n_kept;
     void (*on_closed)(void *arg);
     void *on_closed_arg;
 };
@@ -573,9 +580,31 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
             return -EINVAL;                                                                        \
     } while (0)
 
+/* The parsed form of url when the client keeps it (or starts to); NULL
+ * otherwise, the URL then goes to libcurl as text. */
+static CURLU *kept_url(kcw_http_t *http, const char *url)
+{
+    for (size_t i = 0; i < http->n_kept; i++)
+        if (strcmp(http->kept[i].url, url) == 0)
+            return http->kept[i].parsed;
+    if (http->n_kept == KCW_HTTP_MAX_KEPT_URLS)
+        return NULL;
+    struct kept_url k = {.url = strdup(url), .parsed = curl_url()};
+    /* The flags libcurl itself parses CURLOPT_URL with. */
+    if (!k.url || !k.parsed ||
+        curl_url_set(k.parsed, CURLUPART_URL, url,
+                     CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+        free(k.url);
+        curl_url_cleanup(k.parsed);
+        return NULL; /* libcurl reports a bad URL itself */
+    }
+    http->kept[http->n_kept++] = k;
+    return k.parsed;
+}
+
 /* The URL without userinfo, and credentials: the configured basic auth, or
  * else the URL's userinfo (percent-decoded), sent preemptively as Basic. */
-static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
+static int setup_url_auth(kcw_http_t *http, CURL *e, const kcw_http_req_t *req)
 {
     const kcw_basic_auth_conf_t *ba =
         req->basic_auth && req->basic_auth->username ? req->basic_auth : NULL;
@@ -585,7 +614,9 @@ static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
         return -ENOMEM; /* -EINVAL: libcurl reports the bad URL itself */
     const char *name = ba ? ba->username : user;
     const char *secret = ba ? (ba->password ? ba->password : "") : (pass ? pass : "");
-    bool ok = curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
+    CURLU *parsed = req->url_reused && !bare ? kept_url(http, req->url) : NULL;
+    bool ok = parsed ? curl_easy_setopt(e, CURLOPT_CURLU, parsed) == CURLE_OK
+                     : curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
     /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
      * go out on the first request (connect-rest.md §8). */
     if (ok && name)
@@ -601,7 +632,7 @@ static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
 static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
 {
     CURL *e = t->easy;
-    int rc = setup_url_auth(e, req);
+    int rc = setup_url_auth(t->http, e, req);
     if (rc < 0)
         return rc;
     SETOPT(e, CURLOPT_PRIVATE, (void *)t);
@@ -741,5 +772,10 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     curl_slist_free_all(http->hdr_json);
     curl_slist_free_all(http->hdr_plain);
     http->hdr_json = http->hdr_plain = NULL;
+    for (size_t i = 0; i < http->n_kept; i++) {
+        free(http->kept[i].url);
+        curl_url_cleanup(http->kept[i].parsed);
+    }
+    http->n_kept = 0;
     uv_close((uv_handle_t *)&http->timer, timer_closed);
 }

@@ -597,6 +597,7 @@ static int query_send(kcw_prom_t *prom, query_t *q)
         .basic_auth = &prom->basic_auth,
         .bearer_token = prom->bearer_token,
         .tls = &prom->tls,
+        .url_reused = true,
     };
     int rc = kcw_http_request(prom->http, &req, on_http_done, q);
     if (rc < 0)

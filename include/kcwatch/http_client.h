@@ -29,7 +29,13 @@ typedef struct kcw_http_req {
     const kcw_basic_auth_conf_t *basic_auth; /* preemptive Basic when username set */
     const char *bearer_token;                /* Authorization: Bearer, may be NULL */
     const kcw_tls_conf_t *tls;               /* may be NULL */
+    /* The same URL is requested again and again (a Prometheus query URL):
+     * the client keeps it parsed (libcurl's CURLU) for its whole life instead
+     * of parsing it per request. At most KCW_HTTP_MAX_KEPT_URLS are kept. */
+    bool url_reused;
 } kcw_http_req_t;
+
+#define KCW_HTTP_MAX_KEPT_URLS 8
 
 typedef struct kcw_http_resp {
     long status;          /* HTTP status, 0 when no response arrived */

@@ -637,6 +637,38 @@ static void test_http_close_in_flight(void **state)
     assert_true(run_until(fx, flag_set, &fx->http_closed, DEADLINE_MS));
 }
 
+/* URLs marked url_reused are kept parsed: each request still goes to its
+ * own URL, the same easy handles serve plain and kept URLs in turn, and
+ * URLs beyond the kept ones are sent as text. */
+static void test_http_kept_urls(void **state)
+{
+    fx_t *fx = *state;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < KCW_HTTP_MAX_KEPT_URLS + 3; i++) {
+            char path[64], url[128];
+            snprintf(path, sizeof(path), "/kept/%d?round=%d", i, round);
+            snprintf(url, sizeof(url), "%s%s", fx->live_url, path);
+            kcw_http_req_t req = {.method = "GET", .url = url, .url_reused = (i % 2 == 0)};
+            result_t r = {0};
+            assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &r), 0);
+            assert_true(run_until(fx, result_done, &r, DEADLINE_MS));
+            assert_int_equal(r.curl_code, 0);
+            char want[64];
+            snprintf(want, sizeof(want), "/kept/%d", i);
+            pthread_mutex_lock(&fx->srv.mu);
+            assert_string_equal(fx->srv.path, want);
+            char query[32];
+            snprintf(query, sizeof(query), "round=%d", round);
+            assert_non_null(strstr(fx->srv.query, query));
+            pthread_mutex_unlock(&fx->srv.mu);
+        }
+    }
+    result_t ok;
+    get(fx, "/hello", &ok, NULL);
+    assert_int_equal(ok.status, 200);
+    assert_string_equal(ok.body, "hello world");
+}
+
 static void stale_poll_cb(uv_poll_t *p, int status, int events)
 {
     (void)p;
@@ -1265,6 +1297,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_close_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_multi_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_kept_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_failover_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_unreachable_keeps_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_array_fallback, setup, teardown),
