@@ -576,6 +576,18 @@ static void query_free(query_t *q)
     free(q);
 }
 
+/* Runs the callback of q, which is in no list, with an error and frees it. */
+static void query_fail(query_t *q, kcw_prom_err_kind_t kind, const char *msg)
+{
+    kcw_prom_error_t err;
+    memset(&err, 0, sizeof(err));
+    fail(&err, kind, 0, "%s", msg);
+    kcw_prom_cb cb = q->cb;
+    void *cb_arg = q->arg;
+    query_free(q);
+    cb(NULL, &err, cb_arg);
+}
+
 /* Sends q (which is in no list) and links it in flight. The transfer's
  * timeout is what remains of the query's after its wait in the queue; one
  * whose time ran out while waiting still goes out with 1 ms, so that it fails
@@ -642,16 +654,13 @@ static void queue_fail(query_t *failed)
     while (failed) {
         query_t *q = failed;
         failed = q->next;
-        kcw_prom_error_t err;
-        memset(&err, 0, sizeof(err));
-        if (q->send_error == ESHUTDOWN)
-            fail(&err, KCW_PROM_ERR_CANCELLED, 0, "cancelled");
-        else
-            fail(&err, KCW_PROM_ERR_TRANSPORT, 0, "query not sent: %s", strerror(q->send_error));
-        kcw_prom_cb cb = q->cb;
-        void *cb_arg = q->arg;
-        query_free(q);
-        cb(NULL, &err, cb_arg);
+        if (q->send_error == ESHUTDOWN) {
+            query_fail(q, KCW_PROM_ERR_CANCELLED, "cancelled");
+        } else {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "query not sent: %s", strerror(q->send_error));
+            query_fail(q, KCW_PROM_ERR_TRANSPORT, msg);
+        }
     }
 }
 
@@ -748,26 +757,14 @@ void kcw_prom_free(kcw_prom_t *prom)
         /* The HTTP client no longer knows it: finish it here so its
          * callback still runs exactly once. */
         query_unlink(prom, q);
-        kcw_prom_error_t err;
-        memset(&err, 0, sizeof(err));
-        fail(&err, KCW_PROM_ERR_CANCELLED, 0, "cancelled");
-        kcw_prom_cb cb = q->cb;
-        void *cb_arg = q->arg;
-        query_free(q);
-        cb(NULL, &err, cb_arg);
+        query_fail(q, KCW_PROM_ERR_CANCELLED, "cancelled");
     }
     /* Queries that never left: closing stopped queue_pump from sending them. */
     while (prom->waiting) {
         query_t *q = prom->waiting;
         prom->waiting = q->next;
         prom->n_waiting--;
-        kcw_prom_error_t err;
-        memset(&err, 0, sizeof(err));
-        fail(&err, KCW_PROM_ERR_CANCELLED, 0, "cancelled");
-        kcw_prom_cb cb = q->cb;
-        void *cb_arg = q->arg;
-        query_free(q);
-        cb(NULL, &err, cb_arg);
+        query_fail(q, KCW_PROM_ERR_CANCELLED, "cancelled");
     }
     prom->waiting_tail = NULL;
     prom_release(prom);

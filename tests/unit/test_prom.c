@@ -1048,20 +1048,28 @@ static int run_until_all(fixture_t *fx, outcome_t *o, int n)
 
 #define N_QUEUED (KCW_PROM_MAX_INFLIGHT + 8)
 
-/* More queries than may be in flight: the rest wait, and all are answered. */
-static void test_client_queue_beyond_inflight(void **state)
+/* A client for url (NULL: the black hole) with N_QUEUED queries started. */
+static void start_queued(fixture_t *fx, const char *url, int64_t timeout_ms, outcome_t *o)
 {
-    fixture_t *fx = *state;
-    kcw_prometheus_conf_t conf = conf_for(fx->url, 10000);
+    char hole[64];
+    snprintf(hole, sizeof(hole), "http://127.0.0.1:%u", (unsigned)fx->blackhole_port);
+    kcw_prometheus_conf_t conf = conf_for(url ? url : hole, timeout_ms);
     fx->prom = kcw_prom_new(fx->http, &conf);
     assert_non_null(fx->prom);
-    server_answer(&fx->srv, 200, VECTOR_BODY);
-    outcome_t o[N_QUEUED];
-    memset(o, 0, sizeof(o));
+    memset(o, 0, N_QUEUED * sizeof(*o));
     for (int i = 0; i < N_QUEUED; i++) {
         o[i].fx = fx;
         assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
     }
+}
+
+/* More queries than may be in flight: the rest wait, and all are answered. */
+static void test_client_queue_beyond_inflight(void **state)
+{
+    fixture_t *fx = *state;
+    server_answer(&fx->srv, 200, VECTOR_BODY);
+    outcome_t o[N_QUEUED];
+    start_queued(fx, fx->url, 10000, o);
     assert_int_equal(kcw_prom_pending(fx->prom), N_QUEUED);
     assert_int_equal(kcw_http_pending(fx->http), KCW_PROM_MAX_INFLIGHT);
     assert_int_equal(run_until_all(fx, o, N_QUEUED), N_QUEUED);
@@ -1083,19 +1091,10 @@ static void test_client_queue_beyond_inflight(void **state)
 static void test_client_queue_timeout(void **state)
 {
     fixture_t *fx = *state;
-    char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)fx->blackhole_port);
-    kcw_prometheus_conf_t conf = conf_for(url, 1000);
-    fx->prom = kcw_prom_new(fx->http, &conf);
-    assert_non_null(fx->prom);
     outcome_t o[N_QUEUED];
-    memset(o, 0, sizeof(o));
     uv_update_time(&fx->loop);
     uint64_t start = uv_now(&fx->loop);
-    for (int i = 0; i < N_QUEUED; i++) {
-        o[i].fx = fx;
-        assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
-    }
+    start_queued(fx, NULL, 1000, o);
     assert_int_equal(run_until_all(fx, o, N_QUEUED), N_QUEUED);
     for (int i = 0; i < N_QUEUED; i++) {
         assert_true(o[i].failed);
@@ -1110,17 +1109,8 @@ static void test_client_queue_timeout(void **state)
 static void test_client_free_cancels_waiting(void **state)
 {
     fixture_t *fx = *state;
-    char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)fx->blackhole_port);
-    kcw_prometheus_conf_t conf = conf_for(url, 10000);
-    fx->prom = kcw_prom_new(fx->http, &conf);
-    assert_non_null(fx->prom);
     outcome_t o[N_QUEUED];
-    memset(o, 0, sizeof(o));
-    for (int i = 0; i < N_QUEUED; i++) {
-        o[i].fx = fx;
-        assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
-    }
+    start_queued(fx, NULL, 10000, o);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
     kcw_prom_free(fx->prom);
     fx->prom = NULL;
