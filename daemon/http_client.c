@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,13 @@
 /* Finished easy handles kept for the next requests (curl_easy_reset between
  * uses): creating one costs more than a small request itself. */
 #define EASY_POOL_MAX 16
+/* After a response this large its owner's processing (a parsed tree, a
+ * result, instances) has freed as much in scattered heap chunks: malloc_trim
+ * hands their pages back, or they stay resident until reused. At most every
+ * TRIM_INTERVAL_MS: the chunks freed by a steady flow of such responses are
+ * reused by the next ones, and every trim makes those pages fault in again. */
+#define TRIM_AFTER_BODY (256u * 1024)
+#define TRIM_INTERVAL_MS 10000
 /* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
 #define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
@@ -73,6 +81,7 @@ struct kcw_http {
     size_t open_handles; /* uv handles whose close callback has not run */
     bool closing;
     CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
+    uint64_t last_trim_ms;      /* loop time of the last malloc_trim */
     CURL *idle[EASY_POOL_MAX];  /* reset easy handles ready for reuse */
     size_t n_idle;
     /* The header lists of requests without extra headers or a token, built
@@ -420,7 +429,13 @@ static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bo
     }
     if (t->cb)
         t->cb(&resp, t->arg);
+    bool trim = t->len >= TRIM_AFTER_BODY;
     transfer_free(t);
+    if (trim && (http->last_trim_ms == 0 ||
+                 uv_now(http->loop) - http->last_trim_ms >= TRIM_INTERVAL_MS)) {
+        malloc_trim(0);
+        http->last_trim_ms = uv_now(http->loop);
+    }
 }
 
 static void check_multi_info(kcw_http_t *http)
