@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,16 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_BODY (16u * 1024 * 1024)
 #define MAX_EXTRA_HEADERS 64
+/* Finished easy handles kept for the next requests (curl_easy_reset between
+ * uses): creating one costs more than a small request itself. */
+#define EASY_POOL_MAX 16
+/* After a response this large its owner's processing (a parsed tree, a
+ * result, instances) has freed as much in scattered heap chunks: malloc_trim
+ * hands their pages back, or they stay resident until reused. At most every
+ * TRIM_INTERVAL_MS: the chunks freed by a steady flow of such responses are
+ * reused by the next ones, and every trim makes those pages fault in again. */
+#define TRIM_AFTER_BODY (256u * 1024)
+#define TRIM_INTERVAL_MS 10000
 /* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
 #define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
@@ -47,13 +58,15 @@ typedef struct transfer {
     struct transfer *prev, *next;
     kcw_http_t *http;
     CURL *easy;
-    struct curl_slist *headers;
+    struct curl_slist *headers; /* own list, or one of the client's defaults */
+    bool own_headers;
     kcw_http_cb cb;
     void *arg;
     char *buf;
     size_t len, cap, max_body;
     int (*on_data)(long status, const char *data, size_t len, void *arg);
     bool overflow;
+    bool doomed; /* the multi handle failed while it was in flight */
     int64_t retry_after_ms;
     uint64_t start_ns;
     char errbuf[CURL_ERROR_SIZE];
@@ -69,11 +82,26 @@ struct kcw_http {
     size_t open_handles; /* uv handles whose close callback has not run */
     bool closing;
     CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
+    uint64_t last_trim_ms;      /* loop time of the last malloc_trim */
+    CURL *idle[EASY_POOL_MAX];  /* reset easy handles ready for reuse */
+    size_t n_idle;
+    /* The header lists of requests without extra headers or a token, built
+     * once: with a JSON body, and without a body. */
+    struct curl_slist *hdr_json, *hdr_plain;
+    /* URLs of requests marked url_reused, parsed once (first come, kept
+     * until close: a transfer may still refer to one). */
+    struct kept_url {
+        char *url;
+        CURLU *parsed;
+    } kept[KCW_HTTP_MAX_KEPT_URLS];
+    size_t n_kept;
     void (*on_closed)(void *arg);
     void *on_closed_arg;
 };
 
 static void check_multi_info(kcw_http_t *http);
+static void transfers_fail(kcw_http_t *http, CURLMcode mc);
+static int base_headers(struct curl_slist **list, const char *content_type);
 
 /* --- handle lifetime ------------------------------------------------------ */
 
@@ -120,8 +148,11 @@ static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
 /* --- curl -> libuv ------------------------------------------------------- */
 
 /* curl_multi_socket_action, with its failure logged: once per distinct code
- * while it repeats. A transfer it could not drive still ends through its
- * own timeout (CURLOPT_TIMEOUT_MS), so nothing waits forever. */
+ * while it repeats. After a failure libcurl may not drive the transfers any
+ * more (a socket callback that failed leaves the multi handle dead until it
+ * holds no transfer, and the timer is not re-armed), so every transfer in
+ * flight then fails at once with the reason: none waits for a wake-up that
+ * may never come, and the next request starts on a multi handle that works. */
 static void socket_action(kcw_http_t *http, curl_socket_t fd, int flags)
 {
     int running = 0;
@@ -134,6 +165,7 @@ static void socket_action(kcw_http_t *http, curl_socket_t fd, int flags)
     if (mc != http->last_multi_error)
         kcw_log(KCW_LOG_ERROR, "http: curl multi failed", "error", curl_multi_strerror(mc), NULL);
     http->last_multi_error = mc;
+    transfers_fail(http, mc);
 }
 
 static void poll_cb(uv_poll_t *p, int status, int events)
@@ -339,18 +371,34 @@ static void transfer_unlink(kcw_http_t *http, transfer_t *t)
     http->n_transfers--;
 }
 
+/* Returns an easy handle to the pool (reset: no option, credential or body
+ * of the last request stays) or frees it when the pool is full or closed. */
+static void easy_release(kcw_http_t *http, CURL *easy)
+{
+    if (!easy)
+        return;
+    if (http->closing || http->n_idle == EASY_POOL_MAX) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy);
+    http->idle[http->n_idle++] = easy;
+}
+
 static void transfer_free(transfer_t *t)
 {
-    if (t->easy)
-        curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->headers);
+    easy_release(t->http, t->easy);
+    if (t->own_headers)
+        curl_slist_free_all(t->headers);
     free(t->buf);
     free(t);
 }
 
 /* Removes t from the multi, runs its callback, frees it. cancelled: the
- * transfer did not finish on its own. */
-static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bool cancelled)
+ * transfer did not finish on its own. multi_error: it did not finish because
+ * the multi handle failed with this code. */
+static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bool cancelled,
+                              CURLMcode multi_error)
 {
     kcw_http_resp_t resp;
     memset(&resp, 0, sizeof(resp));
@@ -368,6 +416,12 @@ static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bo
     if (cancelled) {
         resp.curl_code = CURLE_ABORTED_BY_CALLBACK;
         snprintf(resp.error, sizeof(resp.error), "cancelled");
+    } else if (multi_error != CURLM_OK) {
+        /* What libcurl itself reports for the transfers of a dead multi
+         * handle; not a connection failure: the request may have been sent. */
+        resp.curl_code = CURLE_ABORTED_BY_CALLBACK;
+        snprintf(resp.error, sizeof(resp.error), "HTTP client failure: %s",
+                 curl_multi_strerror(multi_error));
     } else if (code != CURLE_OK) {
         resp.curl_code = (int)code;
         resp.conn_error = is_conn_error(code);
@@ -381,7 +435,13 @@ static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bo
     }
     if (t->cb)
         t->cb(&resp, t->arg);
+    bool trim = t->len >= TRIM_AFTER_BODY;
     transfer_free(t);
+    if (trim && (http->last_trim_ms == 0 ||
+                 uv_now(http->loop) - http->last_trim_ms >= TRIM_INTERVAL_MS)) {
+        malloc_trim(0);
+        http->last_trim_ms = uv_now(http->loop);
+    }
 }
 
 static void check_multi_info(kcw_http_t *http)
@@ -396,7 +456,27 @@ static void check_multi_info(kcw_http_t *http)
         transfer_t *t = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
         if (t)
-            transfer_complete(http, t, msg->data.result, false);
+            transfer_complete(http, t, msg->data.result, false, CURLM_OK);
+    }
+}
+
+/* Fails every transfer in flight after the multi handle failed with mc.
+ * All leave the multi handle before any callback runs, so that a dead one is
+ * usable again for the requests those callbacks start; those new transfers
+ * are not failed here. */
+static void transfers_fail(kcw_http_t *http, CURLMcode mc)
+{
+    for (transfer_t *t = http->transfers; t; t = t->next) {
+        t->doomed = true;
+        curl_multi_remove_handle(http->multi, t->easy);
+    }
+    for (;;) {
+        transfer_t *t = http->transfers;
+        while (t && !t->doomed)
+            t = t->next;
+        if (!t || http->closing)
+            break;
+        transfer_complete(http, t, CURLE_OK, false, mc);
     }
 }
 
@@ -419,9 +499,13 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop)
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
-        curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK) {
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
+        base_headers(&http->hdr_json, "Content-Type: application/json") < 0 ||
+        base_headers(&http->hdr_plain, "Content-Type:") < 0) {
         if (http->multi)
             curl_multi_cleanup(http->multi);
+        curl_slist_free_all(http->hdr_json);
+        curl_slist_free_all(http->hdr_plain);
         free(http);
         curl_global_cleanup();
         return NULL;
@@ -457,19 +541,35 @@ static int add_header(struct curl_slist **list, const char *line)
     return 0;
 }
 
+/* The fixed part of every request's headers; content_type NULL: the
+ * caller's extra headers name one. A body-less POST must not claim a form
+ * body: Connect's resources only consume JSON (connect-rest.md §1), hence a
+ * blank "Content-Type:" then. "Expect:" avoids a 100-continue wait. */
+static int base_headers(struct curl_slist **list, const char *content_type)
+{
+    if (add_header(list, "Accept: application/json") < 0 ||
+        (content_type && add_header(list, content_type) < 0) || add_header(list, "Expect:") < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static const char *default_content_type(const kcw_http_req_t *req)
+{
+    return req->body ? "Content-Type: application/json" : "Content-Type:";
+}
+
 static int build_headers(transfer_t *t, const kcw_http_req_t *req)
 {
-    if (add_header(&t->headers, "Accept: application/json") < 0)
-        return -ENOMEM;
-    /* A body-less POST must not claim a form body: Connect's resources only
-     * consume JSON (connect-rest.md §1). "Expect:" avoids a 100-continue wait. */
+    if (!req->headers && !(req->bearer_token && *req->bearer_token)) {
+        t->headers = req->body ? t->http->hdr_json : t->http->hdr_plain;
+        return 0;
+    }
+    t->own_headers = true;
     bool own_type = false;
     for (size_t i = 0; req->headers && req->headers[i] && i < MAX_EXTRA_HEADERS; i++)
         if (strncasecmp(req->headers[i], "Content-Type:", 13) == 0)
             own_type = true;
-    if ((!own_type && add_header(&t->headers, req->body ? "Content-Type: application/json"
-                                                        : "Content-Type:") < 0) ||
-        add_header(&t->headers, "Expect:") < 0)
+    if (base_headers(&t->headers, own_type ? NULL : default_content_type(req)) < 0)
         return -ENOMEM;
     if (req->headers) {
         for (size_t i = 0; req->headers[i]; i++) {
@@ -501,9 +601,31 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
             return -EINVAL;                                                                        \
     } while (0)
 
+/* The parsed form of url when the client keeps it (or starts to); NULL
+ * otherwise, the URL then goes to libcurl as text. */
+static CURLU *kept_url(kcw_http_t *http, const char *url)
+{
+    for (size_t i = 0; i < http->n_kept; i++)
+        if (strcmp(http->kept[i].url, url) == 0)
+            return http->kept[i].parsed;
+    if (http->n_kept == KCW_HTTP_MAX_KEPT_URLS)
+        return NULL;
+    struct kept_url k = {.url = strdup(url), .parsed = curl_url()};
+    /* The flags libcurl itself parses CURLOPT_URL with. */
+    if (!k.url || !k.parsed ||
+        curl_url_set(k.parsed, CURLUPART_URL, url,
+                     CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+        free(k.url);
+        curl_url_cleanup(k.parsed);
+        return NULL; /* libcurl reports a bad URL itself */
+    }
+    http->kept[http->n_kept++] = k;
+    return k.parsed;
+}
+
 /* The URL without userinfo, and credentials: the configured basic auth, or
  * else the URL's userinfo (percent-decoded), sent preemptively as Basic. */
-static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
+static int setup_url_auth(kcw_http_t *http, CURL *e, const kcw_http_req_t *req)
 {
     const kcw_basic_auth_conf_t *ba =
         req->basic_auth && req->basic_auth->username ? req->basic_auth : NULL;
@@ -513,7 +635,9 @@ static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
         return -ENOMEM; /* -EINVAL: libcurl reports the bad URL itself */
     const char *name = ba ? ba->username : user;
     const char *secret = ba ? (ba->password ? ba->password : "") : (pass ? pass : "");
-    bool ok = curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
+    CURLU *parsed = req->url_reused && !bare ? kept_url(http, req->url) : NULL;
+    bool ok = parsed ? curl_easy_setopt(e, CURLOPT_CURLU, parsed) == CURLE_OK
+                     : curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
     /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
      * go out on the first request (connect-rest.md §8). */
     if (ok && name)
@@ -529,7 +653,7 @@ static int setup_url_auth(CURL *e, const kcw_http_req_t *req)
 static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
 {
     CURL *e = t->easy;
-    int rc = setup_url_auth(e, req);
+    int rc = setup_url_auth(t->http, e, req);
     if (rc < 0)
         return rc;
     SETOPT(e, CURLOPT_PRIVATE, (void *)t);
@@ -598,7 +722,7 @@ int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb
     t->retry_after_ms = -1;
     t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
     t->on_data = req->on_data;
-    t->easy = curl_easy_init();
+    t->easy = http->n_idle > 0 ? http->idle[--http->n_idle] : curl_easy_init();
     if (!t->easy) {
         transfer_free(t);
         return -ENOMEM;
@@ -640,7 +764,7 @@ size_t kcw_http_cancel(kcw_http_t *http, void *arg)
             t = t->next;
         if (!t)
             break;
-        transfer_complete(http, t, CURLE_OK, true);
+        transfer_complete(http, t, CURLE_OK, true, CURLM_OK);
         n++;
     }
     return n;
@@ -655,7 +779,7 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     http->on_closed_arg = arg;
 
     while (http->transfers)
-        transfer_complete(http, http->transfers, CURLE_OK, true);
+        transfer_complete(http, http->transfers, CURLE_OK, true, CURLM_OK);
 
     uv_timer_stop(&http->timer);
     /* Stop watching cached connections before curl closes their sockets. */
@@ -665,5 +789,15 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     }
     curl_multi_cleanup(http->multi);
     http->multi = NULL;
+    while (http->n_idle > 0)
+        curl_easy_cleanup(http->idle[--http->n_idle]);
+    curl_slist_free_all(http->hdr_json);
+    curl_slist_free_all(http->hdr_plain);
+    http->hdr_json = http->hdr_plain = NULL;
+    for (size_t i = 0; i < http->n_kept; i++) {
+        free(http->kept[i].url);
+        curl_url_cleanup(http->kept[i].parsed);
+    }
+    http->n_kept = 0;
     uv_close((uv_handle_t *)&http->timer, timer_closed);
 }

@@ -22,6 +22,20 @@ static long find(const kcw_labels_t *l, const char *name)
     return -(long)lo - 1;
 }
 
+/* name and value in one allocation: "name\0value\0". */
+static int pair_make(kcw_label_t *out, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    char *p = malloc(nl + vl + 2);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p, name, nl + 1);
+    memcpy(p + nl + 1, value, vl + 1);
+    out->name = p;
+    out->value = p + nl + 1;
+    return 0;
+}
+
 int kcw_labels_set(kcw_labels_t *l, const char *name, const char *value)
 {
     long at = find(l, name);
@@ -29,39 +43,32 @@ int kcw_labels_set(kcw_labels_t *l, const char *name, const char *value)
         /* Prometheus: an empty label value is the same as no label. */
         if (at >= 0) {
             free(l->items[at].name);
-            free(l->items[at].value);
             memmove(&l->items[at], &l->items[at + 1], (l->n - (size_t)at - 1) * sizeof(*l->items));
             l->n--;
         }
         return 0;
     }
-    char *v = strdup(value);
-    if (!v)
+    kcw_label_t pair;
+    if (pair_make(&pair, name, value) < 0)
         return -ENOMEM;
     if (at >= 0) {
-        free(l->items[at].value);
-        l->items[at].value = v;
+        free(l->items[at].name);
+        l->items[at] = pair;
         return 0;
     }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         kcw_label_t *items = realloc(l->items, cap * sizeof(*items));
         if (!items) {
-            free(v);
+            free(pair.name);
             return -ENOMEM;
         }
         l->items = items;
         l->cap = cap;
     }
-    char *nm = strdup(name);
-    if (!nm) {
-        free(v);
-        return -ENOMEM;
-    }
     size_t pos = (size_t)(-at - 1);
     memmove(&l->items[pos + 1], &l->items[pos], (l->n - pos) * sizeof(*l->items));
-    l->items[pos].name = nm;
-    l->items[pos].value = v;
+    l->items[pos] = pair;
     l->n++;
     return 0;
 }
@@ -82,13 +89,11 @@ int kcw_labels_copy(kcw_labels_t *dst, const kcw_labels_t *src)
         return -ENOMEM;
     dst->cap = src->n;
     for (size_t i = 0; i < src->n; i++) {
-        dst->items[i].name = strdup(src->items[i].name);
-        dst->items[i].value = strdup(src->items[i].value);
-        dst->n = i + 1;
-        if (!dst->items[i].name || !dst->items[i].value) {
+        if (pair_make(&dst->items[i], src->items[i].name, src->items[i].value) < 0) {
             kcw_labels_clear(dst);
             return -ENOMEM;
         }
+        dst->n = i + 1;
     }
     return 0;
 }
@@ -129,10 +134,8 @@ uint64_t kcw_labels_fingerprint(const kcw_labels_t *l)
 
 void kcw_labels_clear(kcw_labels_t *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
+    for (size_t i = 0; i < l->n; i++)
         free(l->items[i].name);
-        free(l->items[i].value);
-    }
     free(l->items);
     memset(l, 0, sizeof(*l));
 }

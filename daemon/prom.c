@@ -1,8 +1,11 @@
 /* prom.c: PromQL instant queries against the Prometheus HTTP API (see prom.h).
  *
- * A query leaves as GET {url}/api/v1/query?query=..&time=..&timeout=.. (or the
- * same parameters form-encoded in a POST body when the expression is long)
- * through the shared HTTP client, so it never blocks the loop. The answer
+ * A query leaves as POST {url}/api/v1/query with query=..&time=..&timeout=..
+ * form-encoded in the body, through the shared HTTP client, so it never
+ * blocks the loop. POST rather than GET because libcurl's cost per request
+ * grows with the URL's length (it formats the URL and the request line byte
+ * by byte, several times), which made it most of kcwatch's CPU per rule
+ * evaluation; a form body is copied once. Prometheus reads both the same. The answer
  * comes back in on_http_done, is classified (transport failure, timeout,
  * HTTP status, Prometheus' own error body) and, when it is a success body,
  * parsed by kcw_prom_parse_response into an instant vector or a scalar that
@@ -33,21 +36,31 @@
 #define HTTP_SNIPPET_MAX 200
 
 typedef struct query {
-    struct query *prev, *next;
+    struct query *prev, *next; /* in flight (doubly linked) or waiting (FIFO, next only) */
     kcw_prom_t *prom;
     kcw_prom_cb cb;
     void *arg;
+    char *form; /* until sent: the form body */
+    size_t form_len;
+    uint64_t queued_ns; /* when kcw_prom_query took it (uv_hrtime) */
+    int send_error;     /* errno the HTTP client refused it with (queue_pump) */
 } query_t;
 
 struct kcw_prom {
     kcw_http_t *http;
     char *query_url;
+    /* Built once per client (that is, per configuration): the trailing
+     * timeout parameter of every query. */
+    char timeout_param[48]; /* "&timeout=10s" */
+    size_t timeout_param_len;
     int64_t timeout_ms;
     kcw_basic_auth_conf_t basic_auth;
     char *bearer_token;
     kcw_tls_conf_t tls;
     query_t *queries; /* in flight, doubly linked */
     size_t n_queries;
+    query_t *waiting, *waiting_tail; /* not yet sent, oldest first */
+    size_t n_waiting;
     bool closing;
 };
 
@@ -355,31 +368,42 @@ int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **ou
 /* --- client ---------------------------------------------------------------- */
 
 /* RFC 3986 unreserved characters stay, everything else (UTF-8 bytes
- * included) becomes %XX, which Go's url.ParseQuery decodes. Notably '+' must
+ * included) becomes %XX, which Go's url.ParseQuery decodes (form bodies
+ * too). Notably '+' must
  * be escaped or it would arrive as a space. Kept here rather than calling
  * libcurl's escaper because http_client.c is the only libcurl user. */
-static char *url_encode(const char *s)
+static bool url_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Length of s once encoded, SIZE_MAX when that does not fit a size_t. */
+static size_t url_encoded_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        n += url_unreserved((unsigned char)*s) ? 1 : 3;
+        if (n > SIZE_MAX / 2)
+            return SIZE_MAX;
+    }
+    return n;
+}
+
+/* Writes s encoded at out (url_encoded_len(s) bytes, no NUL); returns the end. */
+static char *url_encode_to(char *out, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t len = strlen(s);
-    if (len > (SIZE_MAX - 1) / 3)
-        return NULL;
-    char *out = malloc(len * 3 + 1);
-    if (!out)
-        return NULL;
-    char *p = out;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            *p++ = (char)c;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (url_unreserved(c)) {
+            *out++ = (char)c;
         } else {
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 0x0f];
+            *out++ = '%';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 0x0f];
         }
     }
-    *p = '\0';
     return out;
 }
 
@@ -440,6 +464,12 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf)
         prom_release(prom);
         return NULL;
     }
+    /* The server-side timeout stops Prometheus working on a query nobody
+     * waits for any more once our transfer has given up. */
+    char timeout[32];
+    format_timeout(prom->timeout_ms, timeout, sizeof(timeout));
+    snprintf(prom->timeout_param, sizeof(prom->timeout_param), "&timeout=%s", timeout);
+    prom->timeout_param_len = strlen(prom->timeout_param);
     prom->tls.insecure = conf->tls.insecure;
     if (dup_opt(&prom->basic_auth.username, conf->basic_auth.username) < 0 ||
         dup_opt(&prom->basic_auth.password, conf->basic_auth.password) < 0 ||
@@ -490,6 +520,12 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
     case CURLE_OK:
         break;
     case CURLE_ABORTED_BY_CALLBACK:
+        /* The HTTP client says "cancelled" when its owner or its close did it;
+         * otherwise the client itself failed (its reason is in the error). */
+        if (strcmp(resp->error, "cancelled") != 0) {
+            fail(err, KCW_PROM_ERR_TRANSPORT, 0, "%s", resp->error);
+            return NULL;
+        }
         fail(err, KCW_PROM_ERR_CANCELLED, 0, "cancelled");
         return NULL;
     case CURLE_OPERATION_TIMEDOUT:
@@ -532,6 +568,102 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
     return NULL;
 }
 
+static void on_http_done(const kcw_http_resp_t *resp, void *arg);
+
+static void query_free(query_t *q)
+{
+    free(q->form);
+    free(q);
+}
+
+/* Runs the callback of q, which is in no list, with an error and frees it. */
+static void query_fail(query_t *q, kcw_prom_err_kind_t kind, const char *msg)
+{
+    kcw_prom_error_t err;
+    memset(&err, 0, sizeof(err));
+    fail(&err, kind, 0, "%s", msg);
+    kcw_prom_cb cb = q->cb;
+    void *cb_arg = q->arg;
+    query_free(q);
+    cb(NULL, &err, cb_arg);
+}
+
+/* Sends q (which is in no list) and links it in flight. The transfer's
+ * timeout is what remains of the query's after its wait in the queue; one
+ * whose time ran out while waiting still goes out with 1 ms, so that it fails
+ * as a timeout through the HTTP client like any other, on the loop. */
+static int query_send(kcw_prom_t *prom, query_t *q)
+{
+    static const char *const form_headers[] = {"Content-Type: application/x-www-form-urlencoded",
+                                               NULL};
+    int64_t waited_ms = (int64_t)((uv_hrtime() - q->queued_ns) / 1000000u);
+    int64_t timeout_ms = prom->timeout_ms - waited_ms;
+    kcw_http_req_t req = {
+        .method = "POST",
+        .url = prom->query_url,
+        .body = q->form,
+        .body_len = q->form_len,
+        .headers = form_headers,
+        .timeout_ms = timeout_ms > 0 ? timeout_ms : 1,
+        .max_body = KCW_PROM_MAX_BODY,
+        .basic_auth = &prom->basic_auth,
+        .bearer_token = prom->bearer_token,
+        .tls = &prom->tls,
+        .url_reused = true,
+    };
+    int rc = kcw_http_request(prom->http, &req, on_http_done, q);
+    if (rc < 0)
+        return rc;
+    /* The request copied the body: it is not needed any more. */
+    free(q->form);
+    q->form = NULL;
+    q->next = prom->queries;
+    if (prom->queries)
+        prom->queries->prev = q;
+    prom->queries = q;
+    prom->n_queries++;
+    return 0;
+}
+
+/* Sends waiting queries while fewer than KCW_PROM_MAX_INFLIGHT are in
+ * flight. Those the HTTP client refused are returned (unlinked, in order) for
+ * the caller to fail once it no longer touches prom. */
+static query_t *queue_pump(kcw_prom_t *prom)
+{
+    query_t *failed = NULL, **failed_tail = &failed;
+    while (!prom->closing && prom->waiting && prom->n_queries < KCW_PROM_MAX_INFLIGHT) {
+        query_t *q = prom->waiting;
+        prom->waiting = q->next;
+        if (!prom->waiting)
+            prom->waiting_tail = NULL;
+        prom->n_waiting--;
+        q->next = NULL;
+        int rc = query_send(prom, q);
+        if (rc < 0) {
+            q->send_error = -rc;
+            *failed_tail = q;
+            failed_tail = &q->next;
+        }
+    }
+    return failed;
+}
+
+/* Runs the callbacks of the queries queue_pump could not send. */
+static void queue_fail(query_t *failed)
+{
+    while (failed) {
+        query_t *q = failed;
+        failed = q->next;
+        if (q->send_error == ESHUTDOWN) {
+            query_fail(q, KCW_PROM_ERR_CANCELLED, "cancelled");
+        } else {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "query not sent: %s", strerror(q->send_error));
+            query_fail(q, KCW_PROM_ERR_TRANSPORT, msg);
+        }
+    }
+}
+
 static void on_http_done(const kcw_http_resp_t *resp, void *arg)
 {
     query_t *q = arg;
@@ -541,12 +673,15 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg)
     kcw_prom_result_t *res = classify(prom, resp, &err);
     kcw_prom_cb cb = q->cb;
     void *cb_arg = q->arg;
-    free(q);
-    /* The callback may free prom: nothing touches it after this. */
+    query_free(q);
+    /* The slot is free: the next waiting query goes out before the callback,
+     * which may free prom; nothing touches prom after it. */
+    query_t *failed = queue_pump(prom);
     if (res)
         cb(res, NULL, cb_arg);
     else
         cb(NULL, &err, cb_arg);
+    queue_fail(failed);
 }
 
 int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
@@ -557,75 +692,56 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     if (prom->closing)
         return -ESHUTDOWN;
 
-    char *enc = url_encode(expr);
-    if (!enc)
-        return -ENOMEM;
-    char when[32], timeout[32];
+    size_t enc_len = url_encoded_len(expr);
+    if (enc_len == SIZE_MAX)
+        return -E2BIG;
+    char when[32];
     format_time(eval_time_ms, when, sizeof(when));
-    format_timeout(prom->timeout_ms, timeout, sizeof(timeout));
-    /* The server-side timeout stops Prometheus working on a query nobody
-     * waits for any more once our transfer has given up. */
-    char *params = NULL;
-    int n = asprintf(&params, "query=%s&time=%s&timeout=%s", enc, when, timeout);
-    bool post = strlen(enc) > KCW_PROM_MAX_GET_QUERY;
-    free(enc);
-    if (n < 0)
-        return -ENOMEM;
-
-    static const char *const form_headers[] = {"Content-Type: application/x-www-form-urlencoded",
-                                               NULL};
-    kcw_http_req_t req = {
-        .method = post ? "POST" : "GET",
-        .timeout_ms = prom->timeout_ms,
-        .max_body = KCW_PROM_MAX_BODY,
-        .basic_auth = &prom->basic_auth,
-        .bearer_token = prom->bearer_token,
-        .tls = &prom->tls,
-    };
-    char *url = NULL;
-    if (post) {
-        req.url = prom->query_url;
-        req.body = params;
-        req.body_len = (size_t)n;
-        req.headers = form_headers;
-    } else {
-        /* query_url came out of kcw_url_join: it has a '?' only when the
-         * configured URL has a query of its own, which stays first. */
-        if (asprintf(&url, "%s%c%s", prom->query_url, strchr(prom->query_url, '?') ? '&' : '?',
-                     params) < 0) {
-            free(params);
-            return -ENOMEM;
-        }
-        req.url = url;
-    }
+    size_t when_len = strlen(when);
 
     query_t *q = calloc(1, sizeof(*q));
-    if (!q) {
-        free(url);
-        free(params);
+    if (!q)
+        return -ENOMEM;
+    /* query={expr}&time={when}&timeout={timeout}, built in one go. */
+    static const char query_param[] = "query=", time_param[] = "&time=";
+    q->form_len = sizeof(query_param) - 1 + enc_len + sizeof(time_param) - 1 + when_len +
+                  prom->timeout_param_len;
+    q->form = malloc(q->form_len + 1);
+    if (!q->form) {
+        free(q);
         return -ENOMEM;
     }
+    char *p = q->form;
+    memcpy(p, query_param, sizeof(query_param) - 1);
+    p = url_encode_to(p + sizeof(query_param) - 1, expr);
+    memcpy(p, time_param, sizeof(time_param) - 1);
+    p += sizeof(time_param) - 1;
+    memcpy(p, when, when_len);
+    p += when_len;
+    memcpy(p, prom->timeout_param, prom->timeout_param_len + 1);
     q->prom = prom;
     q->cb = cb;
     q->arg = arg;
-    int rc = kcw_http_request(prom->http, &req, on_http_done, q);
-    free(url);
-    free(params);
-    if (rc < 0) {
-        free(q);
+    q->queued_ns = uv_hrtime();
+
+    if (prom->n_queries < KCW_PROM_MAX_INFLIGHT && !prom->waiting) {
+        int rc = query_send(prom, q);
+        if (rc < 0)
+            query_free(q);
         return rc;
     }
-    q->next = prom->queries;
-    if (prom->queries)
-        prom->queries->prev = q;
-    prom->queries = q;
-    prom->n_queries++;
+    if (prom->waiting_tail)
+        prom->waiting_tail->next = q;
+    else
+        prom->waiting = q;
+    prom->waiting_tail = q;
+    prom->n_waiting++;
     return 0;
 }
 
 size_t kcw_prom_pending(const kcw_prom_t *prom)
 {
-    return prom ? prom->n_queries : 0;
+    return prom ? prom->n_queries + prom->n_waiting : 0;
 }
 
 void kcw_prom_free(kcw_prom_t *prom)
@@ -641,13 +757,15 @@ void kcw_prom_free(kcw_prom_t *prom)
         /* The HTTP client no longer knows it: finish it here so its
          * callback still runs exactly once. */
         query_unlink(prom, q);
-        kcw_prom_error_t err;
-        memset(&err, 0, sizeof(err));
-        fail(&err, KCW_PROM_ERR_CANCELLED, 0, "cancelled");
-        kcw_prom_cb cb = q->cb;
-        void *cb_arg = q->arg;
-        free(q);
-        cb(NULL, &err, cb_arg);
+        query_fail(q, KCW_PROM_ERR_CANCELLED, "cancelled");
     }
+    /* Queries that never left: closing stopped queue_pump from sending them. */
+    while (prom->waiting) {
+        query_t *q = prom->waiting;
+        prom->waiting = q->next;
+        prom->n_waiting--;
+        query_fail(q, KCW_PROM_ERR_CANCELLED, "cancelled");
+    }
+    prom->waiting_tail = NULL;
     prom_release(prom);
 }

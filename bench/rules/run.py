@@ -94,7 +94,10 @@ def queries_served(prom):
 
 
 def kcwatch_cmd(binary, tmp, rules_path, prom, connect_port, sink_port):
-    """Command line and admin listen address of kcwatch on these rules."""
+    """Command line and admin listen address of kcwatch on these rules. Each
+    start gets its own state directory: alerts a previous run left firing in
+    the state database would otherwise not be notified again."""
+    tmp = tempfile.mkdtemp(dir=tmp, prefix="kcwatch-")
     path, listen = write_kcwatch_config(tmp, rules_path, connect_port, sink_port,
                                         poll_interval="5s", prometheus_url=prom.url)
     return WRAP + [binary, "run", "-c", path], listen

@@ -35,7 +35,13 @@ typedef struct kcw_http_req {
      * keeps. It runs inside the transfer: it must not start or cancel
      * requests (defer with a timer). A negative return aborts the transfer. */
     int (*on_data)(long status, const char *data, size_t len, void *arg);
+    /* The same URL is requested again and again (a Prometheus query URL):
+     * the client keeps it parsed (libcurl's CURLU) for its whole life instead
+     * of parsing it per request. At most KCW_HTTP_MAX_KEPT_URLS are kept. */
+    bool url_reused;
 } kcw_http_req_t;
+
+#define KCW_HTTP_MAX_KEPT_URLS 8
 
 typedef struct kcw_http_resp {
     long status;          /* HTTP status, 0 when no response arrived */

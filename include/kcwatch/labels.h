@@ -10,9 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Read-only outside labels.c: name and value share one allocation (name
+ * owns it, value points into it), half the allocations of an alert's or a
+ * query result's labels. */
 typedef struct kcw_label {
     char *name;  /* owned */
-    char *value; /* owned */
+    char *value; /* within name's allocation */
 } kcw_label_t;
 
 typedef struct kcw_labels {

@@ -3,8 +3,8 @@
  * Two layers. kcw_prom_parse_response() is pure: the body of
  * GET /api/v1/query in, a kcw_prom_result_t (an instant vector or a scalar)
  * or a precise error out; no I/O, no clock. kcw_prom_t is the client: it
- * sends the query through the shared kcw_http_t on the libuv loop (GET, or a
- * form-encoded POST when the expression is long), with the evaluation time and
+ * sends the query through the shared kcw_http_t on the libuv loop (a
+ * form-encoded POST to /api/v1/query), with the evaluation time and
  * the configured timeout, basic auth / bearer token and TLS, and hands the
  * parsed result or a classified error to a callback on the loop.
  *
@@ -27,9 +27,12 @@
  * limit still lets the series limit be the one that bites. */
 #define KCW_PROM_MAX_BODY (64u * 1024 * 1024)
 #define KCW_PROM_MAX_WARNINGS 32 /* warnings (and infos) kept per result */
-/* URL-encoded expressions longer than this go in a POST body instead of the
- * URL, as Prometheus accepts, to stay clear of URL length limits in proxies. */
-#define KCW_PROM_MAX_GET_QUERY 2000
+/* Queries a client has in flight at most; more wait in its queue, oldest
+ * first, and their timeout runs from kcw_prom_query. Prometheus itself runs
+ * 20 queries at a time by default (--query.max-concurrency), so more
+ * connections would only queue there, each holding a socket and libcurl's
+ * buffers here. */
+#define KCW_PROM_MAX_INFLIGHT 16
 
 typedef enum {
     KCW_PROM_VECTOR = 0,
@@ -110,7 +113,7 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf);
  * HTTP client's error. */
 int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
                    void *arg);
-/* Queries in flight. */
+/* Queries in flight or waiting to be sent. */
 size_t kcw_prom_pending(const kcw_prom_t *prom);
 /* Cancels every query in flight (their callbacks run with
  * KCW_PROM_ERR_CANCELLED before this returns) and frees the client. NULL is a

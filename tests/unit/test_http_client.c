@@ -688,6 +688,119 @@ static void test_http_close_in_flight(void **state)
     assert_true(run_until(fx, flag_set, &fx->http_closed, DEADLINE_MS));
 }
 
+/* URLs marked url_reused are kept parsed: each request still goes to its
+ * own URL, the same easy handles serve plain and kept URLs in turn, and
+ * URLs beyond the kept ones are sent as text. */
+static void test_http_kept_urls(void **state)
+{
+    fx_t *fx = *state;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < KCW_HTTP_MAX_KEPT_URLS + 3; i++) {
+            char path[64], url[128];
+            snprintf(path, sizeof(path), "/kept/%d?round=%d", i, round);
+            snprintf(url, sizeof(url), "%s%s", fx->live_url, path);
+            kcw_http_req_t req = {.method = "GET", .url = url, .url_reused = (i % 2 == 0)};
+            result_t r = {0};
+            assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &r), 0);
+            assert_true(run_until(fx, result_done, &r, DEADLINE_MS));
+            assert_int_equal(r.curl_code, 0);
+            char want[64];
+            snprintf(want, sizeof(want), "/kept/%d", i);
+            pthread_mutex_lock(&fx->srv.mu);
+            assert_string_equal(fx->srv.path, want);
+            char query[32];
+            snprintf(query, sizeof(query), "round=%d", round);
+            assert_non_null(strstr(fx->srv.query, query));
+            pthread_mutex_unlock(&fx->srv.mu);
+        }
+    }
+    result_t ok;
+    get(fx, "/hello", &ok, NULL);
+    assert_int_equal(ok.status, 200);
+    assert_string_equal(ok.body, "hello world");
+}
+
+static void stale_poll_cb(uv_poll_t *p, int status, int events)
+{
+    (void)p;
+    (void)status;
+    (void)events;
+}
+
+static size_t count_lines_with(FILE *f, const char *needle)
+{
+    char line[1024];
+    size_t n = 0;
+    fflush(f);
+    rewind(f);
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            n++;
+    return n;
+}
+
+static bool results_done(const void *arg)
+{
+    const result_t *r = arg;
+    return r[0].calls > 0 && r[1].calls > 0;
+}
+
+/* curl_multi_socket_action failing, provoked for real: libuv refuses a
+ * second poll handle on a descriptor its loop still watches (UV_EEXIST). The
+ * test watches a socket and closes it, so libcurl's next socket gets that
+ * number and the client's socket callback fails; libcurl then marks its
+ * multi handle dead and curl_multi_socket_action returns
+ * CURLM_ABORTED_BY_CALLBACK. Every transfer in flight must come back at once
+ * with the reason (not hang until a timeout nobody arms), the failure is
+ * logged once, and the next request works. */
+static void test_http_multi_failure(void **state)
+{
+    fx_t *fx = *state;
+    FILE *logs = tmpfile();
+    assert_non_null(logs);
+    kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_DEBUG, logs);
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    uv_poll_t stale;
+    assert_int_equal(uv_poll_init_socket(&fx->loop, &stale, fd), 0);
+    assert_int_equal(uv_poll_start(&stale, UV_READABLE, stale_poll_cb), 0);
+    uv_run(&fx->loop, UV_RUN_NOWAIT); /* libuv registers it with epoll now */
+    close(fd); /* free again for socket(), still watched as far as libuv knows */
+
+    char url[128];
+    snprintf(url, sizeof(url), "%s/hello", fx->live_url);
+    /* A long timeout: only the failure handling can end these in time. */
+    kcw_http_req_t req = {.method = "GET", .url = url, .timeout_ms = 60000};
+    result_t r[2];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &r[i]), 0);
+    assert_true(run_until(fx, results_done, r, DEADLINE_MS));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].status, 0);
+        assert_int_equal(r[i].curl_code, CURLE_ABORTED_BY_CALLBACK);
+        assert_false(r[i].conn_error);
+        assert_non_null(strstr(r[i].error, "HTTP client failure: "));
+        assert_string_not_equal(r[i].error, "cancelled");
+    }
+    assert_int_equal(kcw_http_pending(fx->http), 0);
+    assert_int_equal(count_lines_with(logs, "curl multi failed"), 1);
+
+    uv_close((uv_handle_t *)&stale, NULL);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    /* The multi handle holds no transfer any more: libcurl takes new ones. */
+    result_t ok;
+    get(fx, "/hello", &ok, NULL);
+    assert_int_equal(ok.status, 200);
+    assert_string_equal(ok.body, "hello world");
+    assert_int_equal(count_lines_with(logs, "curl multi failed"), 1);
+
+    kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_DEBUG, fx->logs);
+    fclose(logs);
+}
+
 /* --- Connect client against the fake ------------------------------------------------ */
 
 typedef struct cfgx {
@@ -1235,6 +1348,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_close_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_multi_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_kept_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_failover_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_unreachable_keeps_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_array_fallback, setup, teardown),

@@ -357,6 +357,7 @@ static void test_parse_bounds(void **state)
 
 typedef struct request {
     char *raw_uri; /* as sent, query string included */
+    char *raw_body; /* as sent */
     char *method;
     char *query, *time, *timeout; /* from the URL or the form body, decoded */
     char *auth;
@@ -380,6 +381,7 @@ typedef struct server {
 static void request_clear(request_t *r)
 {
     free(r->raw_uri);
+    free(r->raw_body);
     free(r->method);
     free(r->query);
     free(r->time);
@@ -485,6 +487,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
+        if (append(&r->raw_body, upload_data, *upload_data_size) < 0)
+            return MHD_NO;
         if (r->pp)
             MHD_post_process(r->pp, upload_data, *upload_data_size);
         *upload_data_size = 0;
@@ -555,6 +559,7 @@ static int server_last(server_t *srv, request_t *out)
     pthread_mutex_lock(&srv->mu);
     const request_t *l = &srv->last;
     out->raw_uri = dup_or_null(l->raw_uri);
+    out->raw_body = dup_or_null(l->raw_body);
     out->method = dup_or_null(l->method);
     out->query = dup_or_null(l->query);
     out->time = dup_or_null(l->time);
@@ -742,16 +747,18 @@ static void test_client_get_vector(void **state)
 
     request_t *r = &fx->seen;
     assert_int_equal(server_last(&fx->srv, r), 1);
-    assert_string_equal(r->method, "GET");
+    assert_string_equal(r->method, "POST");
+    assert_string_equal(r->raw_uri, "/api/v1/query");
+    assert_string_equal(r->content_type, "application/x-www-form-urlencoded");
     assert_non_null(r->query);
     assert_string_equal(r->query, expr);
     assert_string_equal(r->time, "1732528800.123");
     assert_string_equal(r->timeout, "5s");
     assert_string_equal(r->auth, "Bearer s3cr3t-token");
-    assert_true(strncmp(r->raw_uri, "/api/v1/query?query=", 20) == 0);
     /* Percent-encoded on the wire: no raw space, '+', '"', '#', UTF-8. */
-    const char *qs = strchr(r->raw_uri, '?');
+    const char *qs = r->raw_body;
     assert_non_null(qs);
+    assert_true(strncmp(qs, "query=", 6) == 0);
     assert_null(strpbrk(qs, " +\"#{}"));
     for (const char *p = qs; *p; p++)
         assert_true((unsigned char)*p < 0x80);
@@ -813,7 +820,7 @@ static void test_client_basic_auth_scalar(void **state)
     assert_int_equal(o.res->scalar_ts_ms, 1732528800000LL);
     request_t *r = &fx->seen;
     server_last(&fx->srv, r);
-    assert_true(strncmp(r->raw_uri, "/prometheus/api/v1/query?", 25) == 0);
+    assert_string_equal(r->raw_uri, "/prometheus/api/v1/query");
     /* base64("kcwatch:pa:ss") */
     assert_string_equal(r->auth, "Basic a2N3YXRjaDpwYTpzcw==");
     assert_string_equal(r->time, "1732528800.000");
@@ -830,7 +837,7 @@ static void test_client_long_expr_posts_form(void **state)
     assert_non_null(fx->prom);
     server_answer(&fx->srv, 200, VECTOR_BODY);
 
-    /* > KCW_PROM_MAX_GET_QUERY once encoded: goes in the body. */
+    /* Longer than a URL should be: the form body has no such limit. */
     static char expr[4096];
     size_t cap = sizeof(expr), len = 0;
     for (int i = 0; len < 2100; i++)
@@ -1021,6 +1028,99 @@ static void test_client_free_from_callback(void **state)
     outcome_clear(&c);
 }
 
+/* Runs the loop until every one of the n outcomes has had its callback. */
+static int run_until_all(fixture_t *fx, outcome_t *o, int n)
+{
+    fx->expired = false;
+    assert_int_equal(uv_timer_start(&fx->deadline, on_deadline, DEADLINE_MS, 0), 0);
+    int done = 0;
+    while (!fx->expired) {
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += o[i].calls;
+        if (done >= n)
+            break;
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(&fx->deadline);
+    return done;
+}
+
+#define N_QUEUED (KCW_PROM_MAX_INFLIGHT + 8)
+
+/* A client for url (NULL: the black hole) with N_QUEUED queries started. */
+static void start_queued(fixture_t *fx, const char *url, int64_t timeout_ms, outcome_t *o)
+{
+    char hole[64];
+    snprintf(hole, sizeof(hole), "http://127.0.0.1:%u", (unsigned)fx->blackhole_port);
+    kcw_prometheus_conf_t conf = conf_for(url ? url : hole, timeout_ms);
+    fx->prom = kcw_prom_new(fx->http, &conf);
+    assert_non_null(fx->prom);
+    memset(o, 0, N_QUEUED * sizeof(*o));
+    for (int i = 0; i < N_QUEUED; i++) {
+        o[i].fx = fx;
+        assert_int_equal(kcw_prom_query(fx->prom, "up", EVAL_MS, on_result, &o[i]), 0);
+    }
+}
+
+/* More queries than may be in flight: the rest wait, and all are answered. */
+static void test_client_queue_beyond_inflight(void **state)
+{
+    fixture_t *fx = *state;
+    server_answer(&fx->srv, 200, VECTOR_BODY);
+    outcome_t o[N_QUEUED];
+    start_queued(fx, fx->url, 10000, o);
+    assert_int_equal(kcw_prom_pending(fx->prom), N_QUEUED);
+    assert_int_equal(kcw_http_pending(fx->http), KCW_PROM_MAX_INFLIGHT);
+    assert_int_equal(run_until_all(fx, o, N_QUEUED), N_QUEUED);
+    for (int i = 0; i < N_QUEUED; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_false(o[i].failed);
+        assert_non_null(o[i].res);
+        assert_int_equal(o[i].res->n, 2);
+        outcome_clear(&o[i]);
+    }
+    assert_int_equal(kcw_prom_pending(fx->prom), 0);
+    assert_int_equal(server_last(&fx->srv, &fx->seen), N_QUEUED);
+    assert_string_equal(fx->seen.query, "up");
+    assert_string_equal(fx->seen.time, "1732528800.123");
+}
+
+/* A waiting query's timeout runs from kcw_prom_query: against a server that
+ * never answers, the queue does not add a second timeout on top of the first. */
+static void test_client_queue_timeout(void **state)
+{
+    fixture_t *fx = *state;
+    outcome_t o[N_QUEUED];
+    uv_update_time(&fx->loop);
+    uint64_t start = uv_now(&fx->loop);
+    start_queued(fx, NULL, 1000, o);
+    assert_int_equal(run_until_all(fx, o, N_QUEUED), N_QUEUED);
+    for (int i = 0; i < N_QUEUED; i++) {
+        assert_true(o[i].failed);
+        assert_int_equal(o[i].err.kind, KCW_PROM_ERR_TIMEOUT);
+        assert_true(o[i].at_ms - start >= 990);
+        assert_true(o[i].at_ms - start < 2000);
+    }
+    assert_int_equal(kcw_prom_pending(fx->prom), 0);
+}
+
+/* Freeing the client cancels the waiting queries too, each exactly once. */
+static void test_client_free_cancels_waiting(void **state)
+{
+    fixture_t *fx = *state;
+    outcome_t o[N_QUEUED];
+    start_queued(fx, NULL, 10000, o);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    kcw_prom_free(fx->prom);
+    fx->prom = NULL;
+    for (int i = 0; i < N_QUEUED; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_int_equal(o[i].err.kind, KCW_PROM_ERR_CANCELLED);
+    }
+    assert_int_equal(kcw_http_pending(fx->http), 0);
+}
+
 static void test_client_arguments(void **state)
 {
     fixture_t *fx = *state;
@@ -1066,6 +1166,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_free_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_free_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_queue_beyond_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_queue_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_free_cancels_waiting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
