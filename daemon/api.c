@@ -356,6 +356,8 @@ static json_t *json_expr(const char *expr)
 
 static json_t *json_query(const kcw_rule_t *rule)
 {
+    if (rule->expr_formatted) /* as Prometheus shows it: its own parser's text */
+        return kcw_json_text(rule->expr_formatted);
     if (rule->expr)
         return json_expr(rule->expr);
     if (!rule->connect)
@@ -422,11 +424,15 @@ static json_t *json_rule(const kcw_api_rule_view_t *v)
         rc = append_active(alerts, v->alerts);
     if (rc == 0)
         rc = put(o, "alerts", json_incref(alerts));
+    /* An expression Prometheus' parser refused is an error before any
+     * evaluation, positioned in the rule file. */
+    const char *last_error = rule->expr_error ? rule->expr_error : v->last_error;
     if (rc == 0)
-        rc = put(o, "health", json_string(health_name(v->health)));
-    if (rc == 0 && v->last_error && *v->last_error) { /* omitempty */
+        rc = put(o, "health",
+                 json_string(health_name(rule->expr_error ? KCW_RULE_HEALTH_ERR : v->health)));
+    if (rc == 0 && last_error && *last_error) { /* omitempty */
         /* A peer's error body may echo credentials back: mask them. */
-        char *shown = kcw_log_redact(v->last_error);
+        char *shown = kcw_log_redact(last_error);
         rc = put(o, "lastError", kcw_json_text(shown ? shown : "(out of memory)"));
         free(shown);
     }

@@ -19,6 +19,7 @@
 #include "kcwatch/http_client.h"
 #include "kcwatch/labels_json.h"
 #include "kcwatch/log.h"
+#include "kcwatch/promql_check.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/ruletest.h"
 #include "kcwatch/store.h"
@@ -174,6 +175,64 @@ static void count_rules(const kcw_ruleset_t *rs, size_t *groups, size_t *rules)
     }
 }
 
+/* kcwatch check's exit status when the config and rules are valid but
+ * Prometheus could not be asked about their PromQL. */
+#define EXIT_PROMQL_UNVERIFIED 3
+
+/* Every expr of sets checked by the configured Prometheus' parser (a
+ * blocking round on a private loop, bounded by prometheus.timeout per
+ * request). 0: all verified or none to verify; 1: rejected (printed at
+ * FILE:LINE:COL); EXIT_PROMQL_UNVERIFIED: Prometheus could not be asked. */
+static int check_promql(const kcw_config_t *cfg, kcw_ruleset_t *const *sets, size_t n_sets)
+{
+    size_t rejected = 0, unverified = 0;
+    const char *reason = NULL;
+    char why[1200] = "";
+    for (size_t i = 0; i < n_sets; i++) {
+        if (!sets[i] || kcw_promql_unverified(sets[i]) == 0)
+            continue;
+        if (reason) { /* Prometheus already failed to answer: do not wait again */
+            unverified += kcw_promql_unverified(sets[i]);
+            continue;
+        }
+        kcw_promql_check_t *chk = NULL;
+        if (kcw_promql_check_run(&cfg->prometheus, sets[i], &chk) < 0) {
+            unverified += kcw_promql_unverified(sets[i]);
+            reason = "no usable Prometheus URL";
+            continue;
+        }
+        errors_print(kcw_promql_check_errors(chk), stderr);
+        rejected += kcw_promql_check_rejected(chk);
+        size_t left = kcw_promql_check_unverified(chk);
+        if (left > 0) {
+            unverified += left;
+            snprintf(why, sizeof(why), "%s", kcw_promql_check_reason(chk));
+            reason = why;
+        }
+        kcw_promql_check_free(chk);
+    }
+    if (rejected > 0) {
+        fprintf(stderr, "%zu error%s\n", rejected, rejected == 1 ? "" : "s");
+        return 1;
+    }
+    if (unverified > 0) {
+        char url[512];
+        kcw_url_redact_buf(cfg->prometheus.url ? cfg->prometheus.url : "", url, sizeof(url));
+        /* The reason may quote a peer's answer, which may echo credentials. */
+        char *red = kcw_log_redact(reason ? reason : "");
+        char *shown = red ? kcw_text_escape(red, 0) : NULL;
+        free(red);
+        fprintf(stderr,
+                "warning: PromQL not verified: %zu expression%s not checked, Prometheus at %s "
+                "cannot be asked (%s); exit status %d\n",
+                unverified, unverified == 1 ? "" : "s", url, shown ? shown : "?",
+                EXIT_PROMQL_UNVERIFIED);
+        free(shown);
+        return EXIT_PROMQL_UNVERIFIED;
+    }
+    return 0;
+}
+
 /* Validates the config, its rule files and the rule files named on the
  * command line; every error of all of them in one pass. */
 static int cmd_check(const char *given, char **extra, size_t n_extra, bool strict)
@@ -193,7 +252,10 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
     } else if (exposure_refused(cfg, strict, stderr)) {
         fprintf(stderr, "1 error\n");
         rc = 1;
+    } else if ((rc = check_promql(cfg, (kcw_ruleset_t *const[]){rules, extra_rules}, 2)) == 1) {
+        /* printed */
     } else {
+        int promql_rc = rc;
         size_t n_groups = 0, n_rules = 0;
         count_rules(rules, &n_groups, &n_rules);
         count_rules(extra_rules, &n_groups, &n_rules);
@@ -203,7 +265,7 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
                cfg->n_clusters == 1 ? "" : "s", n_groups, n_groups == 1 ? "" : "s", n_rules,
                n_rules == 1 ? "" : "s");
         free(shown_path);
-        rc = 0;
+        rc = promql_rc;
     }
     kcw_errors_clear(&errs);
     kcw_config_free(cfg);

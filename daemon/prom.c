@@ -28,6 +28,7 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define QUERY_PATH "/api/v1/query"
+#define FORMAT_PATH "/api/v1/format_query"
 /* How much of a non-API error body (a proxy's HTML, "Service Unavailable")
  * goes into the error message. */
 #define HTTP_SNIPPET_MAX 200
@@ -35,13 +36,15 @@
 typedef struct query {
     struct query *prev, *next;
     kcw_prom_t *prom;
-    kcw_prom_cb cb;
+    kcw_prom_cb cb;               /* an instant query, or */
+    kcw_prom_format_cb format_cb; /* a format_query */
     void *arg;
 } query_t;
 
 struct kcw_prom {
     kcw_http_t *http;
     char *query_url;
+    char *format_url;
     int64_t timeout_ms;
     kcw_basic_auth_conf_t basic_auth;
     char *bearer_token;
@@ -352,6 +355,50 @@ int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **ou
     return 0;
 }
 
+int kcw_prom_parse_format_response(const char *body, size_t len, char **formatted,
+                                   kcw_prom_error_t *err)
+{
+    kcw_prom_error_t scratch;
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof(*err));
+    if (formatted)
+        *formatted = NULL;
+    if (!formatted || (!body && len > 0))
+        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "no response buffer");
+    if (!body || len == 0)
+        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "empty response body");
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root)
+        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
+                    "response is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                    jerr.column);
+    int rc;
+    const json_t *status = json_is_object(root) ? json_object_get(root, "status") : NULL;
+    const json_t *data = json_is_object(root) ? json_object_get(root, "data") : NULL;
+    if (!json_is_object(root))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "response is not a JSON object");
+    else if (!json_is_string(status))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "status: %s",
+                  status ? "not a string" : "missing");
+    else if (strcmp(json_string_value(status), "error") == 0)
+        rc = parse_error_body(root, err);
+    else if (strcmp(json_string_value(status), "success") != 0)
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
+                  "status: \"%.32s\", expected \"success\" or \"error\"",
+                  json_string_value(status));
+    else if (!json_is_string(data))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data: %s",
+                  data ? "not a string" : "missing");
+    else if (!(*formatted = strdup(json_string_value(data))))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
+    else
+        rc = 0;
+    json_decref(root);
+    return rc;
+}
+
 /* --- client ---------------------------------------------------------------- */
 
 /* RFC 3986 unreserved characters stay, everything else (UTF-8 bytes
@@ -413,6 +460,7 @@ static int dup_opt(char **dst, const char *src)
 static void prom_release(kcw_prom_t *prom)
 {
     free(prom->query_url);
+    free(prom->format_url);
     free(prom->basic_auth.username);
     free(prom->basic_auth.password);
     free(prom->bearer_token);
@@ -436,7 +484,8 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf)
      * its query; a trailing slash must not double. */
     kcw_url_register_secrets(conf->url);
     prom->query_url = kcw_url_join(conf->url, QUERY_PATH);
-    if (!prom->query_url) {
+    prom->format_url = kcw_url_join(conf->url, FORMAT_PATH);
+    if (!prom->query_url || !prom->format_url) {
         prom_release(prom);
         return NULL;
     }
@@ -481,8 +530,10 @@ static void body_snippet(const kcw_http_resp_t *resp, char *buf, size_t n)
 }
 
 /* Turns the HTTP outcome into a result or a classified error. */
+/* formatted: NULL for an instant query; else the body is a format_query
+ * answer and its data lands there (the return value is then NULL). */
 static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t *resp,
-                                   kcw_prom_error_t *err)
+                                   kcw_prom_error_t *err, char **formatted)
 {
     memset(err, 0, sizeof(*err));
     err->http_status = resp->status;
@@ -507,7 +558,9 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
 
     kcw_prom_result_t *res = NULL;
     kcw_prom_error_t perr;
-    int rc = kcw_prom_parse_response(resp->body, resp->body_len, &res, &perr);
+    int rc = formatted
+                 ? kcw_prom_parse_format_response(resp->body, resp->body_len, formatted, &perr)
+                 : kcw_prom_parse_response(resp->body, resp->body_len, &res, &perr);
     if (resp->status >= 200 && resp->status < 300) {
         if (rc == 0)
             return res;
@@ -516,6 +569,10 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
         return NULL;
     }
     kcw_prom_result_free(res);
+    if (formatted) {
+        free(*formatted);
+        *formatted = NULL;
+    }
     if (rc == -EREMOTEIO) {
         /* 400 bad_data, 422 execution, 503 timeout/unavailable, 500 internal... */
         *err = perr;
@@ -538,7 +595,17 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg)
     kcw_prom_t *prom = q->prom;
     query_unlink(prom, q);
     kcw_prom_error_t err;
-    kcw_prom_result_t *res = classify(prom, resp, &err);
+    if (q->format_cb) {
+        char *formatted = NULL;
+        classify(prom, resp, &err, &formatted);
+        kcw_prom_format_cb fcb = q->format_cb;
+        void *fcb_arg = q->arg;
+        free(q);
+        fcb(formatted, formatted ? NULL : &err, fcb_arg);
+        free(formatted);
+        return;
+    }
+    kcw_prom_result_t *res = classify(prom, resp, &err, NULL);
     kcw_prom_cb cb = q->cb;
     void *cb_arg = q->arg;
     free(q);
@@ -547,6 +614,47 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg)
         cb(res, NULL, cb_arg);
     else
         cb(NULL, &err, cb_arg);
+}
+
+/* Sends params (URL-encoded, n bytes) to base as a GET, or as a form POST
+ * when the query is long, with q as the transfer's argument; q is linked
+ * into the in-flight list on success. */
+static int send_params(kcw_prom_t *prom, const char *base, char *params, int n, bool post,
+                       query_t *q)
+{
+    static const char *const form_headers[] = {"Content-Type: application/x-www-form-urlencoded",
+                                               NULL};
+    kcw_http_req_t req = {
+        .method = post ? "POST" : "GET",
+        .timeout_ms = prom->timeout_ms,
+        .max_body = KCW_PROM_MAX_BODY,
+        .basic_auth = &prom->basic_auth,
+        .bearer_token = prom->bearer_token,
+        .tls = &prom->tls,
+    };
+    char *url = NULL;
+    if (post) {
+        req.url = base;
+        req.body = params;
+        req.body_len = (size_t)n;
+        req.headers = form_headers;
+    } else {
+        /* base came out of kcw_url_join: it has a '?' only when the
+         * configured URL has a query of its own, which stays first. */
+        if (asprintf(&url, "%s%c%s", base, strchr(base, '?') ? '&' : '?', params) < 0)
+            return -ENOMEM;
+        req.url = url;
+    }
+    int rc = kcw_http_request(prom->http, &req, on_http_done, q);
+    free(url);
+    if (rc < 0)
+        return rc;
+    q->next = prom->queries;
+    if (prom->queries)
+        prom->queries->prev = q;
+    prom->queries = q;
+    prom->n_queries++;
+    return 0;
 }
 
 int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
@@ -571,56 +679,49 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     free(enc);
     if (n < 0)
         return -ENOMEM;
-
-    static const char *const form_headers[] = {"Content-Type: application/x-www-form-urlencoded",
-                                               NULL};
-    kcw_http_req_t req = {
-        .method = post ? "POST" : "GET",
-        .timeout_ms = prom->timeout_ms,
-        .max_body = KCW_PROM_MAX_BODY,
-        .basic_auth = &prom->basic_auth,
-        .bearer_token = prom->bearer_token,
-        .tls = &prom->tls,
-    };
-    char *url = NULL;
-    if (post) {
-        req.url = prom->query_url;
-        req.body = params;
-        req.body_len = (size_t)n;
-        req.headers = form_headers;
-    } else {
-        /* query_url came out of kcw_url_join: it has a '?' only when the
-         * configured URL has a query of its own, which stays first. */
-        if (asprintf(&url, "%s%c%s", prom->query_url, strchr(prom->query_url, '?') ? '&' : '?',
-                     params) < 0) {
-            free(params);
-            return -ENOMEM;
-        }
-        req.url = url;
-    }
-
     query_t *q = calloc(1, sizeof(*q));
     if (!q) {
-        free(url);
         free(params);
         return -ENOMEM;
     }
     q->prom = prom;
     q->cb = cb;
     q->arg = arg;
-    int rc = kcw_http_request(prom->http, &req, on_http_done, q);
-    free(url);
+    int rc = send_params(prom, prom->query_url, params, n, post, q);
     free(params);
-    if (rc < 0) {
+    if (rc < 0)
         free(q);
-        return rc;
+    return rc;
+}
+
+int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, void *arg)
+{
+    if (!prom || !expr || !*expr || !cb)
+        return -EINVAL;
+    if (prom->closing)
+        return -ESHUTDOWN;
+    char *enc = url_encode(expr);
+    if (!enc)
+        return -ENOMEM;
+    char *params = NULL;
+    int n = asprintf(&params, "query=%s", enc);
+    bool post = strlen(enc) > KCW_PROM_MAX_GET_QUERY;
+    free(enc);
+    if (n < 0)
+        return -ENOMEM;
+    query_t *q = calloc(1, sizeof(*q));
+    if (!q) {
+        free(params);
+        return -ENOMEM;
     }
-    q->next = prom->queries;
-    if (prom->queries)
-        prom->queries->prev = q;
-    prom->queries = q;
-    prom->n_queries++;
-    return 0;
+    q->prom = prom;
+    q->format_cb = cb;
+    q->arg = arg;
+    int rc = send_params(prom, prom->format_url, params, n, post, q);
+    free(params);
+    if (rc < 0)
+        free(q);
+    return rc;
 }
 
 size_t kcw_prom_pending(const kcw_prom_t *prom)
@@ -645,9 +746,13 @@ void kcw_prom_free(kcw_prom_t *prom)
         memset(&err, 0, sizeof(err));
         fail(&err, KCW_PROM_ERR_CANCELLED, 0, "cancelled");
         kcw_prom_cb cb = q->cb;
+        kcw_prom_format_cb fcb = q->format_cb;
         void *cb_arg = q->arg;
         free(q);
-        cb(NULL, &err, cb_arg);
+        if (fcb)
+            fcb(NULL, &err, cb_arg);
+        else
+            cb(NULL, &err, cb_arg);
     }
     prom_release(prom);
 }

@@ -68,6 +68,9 @@ static void rule_clear(kcw_rule_t *r)
     templates_free(r->annotations, r->n_annotations);
     kcw_regex_free(r->restart.unless_trace);
     free(r->file);
+    free(r->expr_map);
+    free(r->expr_formatted);
+    free(r->expr_error);
     memset(r, 0, sizeof(*r));
 }
 
@@ -507,6 +510,13 @@ static int on_rule_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_
         if (rc == 0 && !*r->expr) {
             kcw_ydoc_error(&l->y, v, "expr: empty expression");
             rc = -EINVAL;
+        }
+        r->expr_line = (int)v->start_mark.line + 1;
+        r->expr_col = (int)v->start_mark.column + 1;
+        if (rc == 0 && kcw_ydoc_scalar_map(l->text, l->len, v, r->expr, &r->expr_map,
+                                           &r->n_expr_map) < 0) {
+            kcw_ydoc_error(&l->y, v, "out of memory");
+            rc = -ENOMEM;
         }
         return rc;
     }

@@ -45,6 +45,7 @@
 #include "kcwatch/metrics.h"
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
+#include "kcwatch/promql_check.h"
 #include "kcwatch/remediate.h"
 #include "kcwatch/sdnotify.h"
 #include "kcwatch/silence.h"
@@ -86,6 +87,7 @@ typedef struct generation {
     kcw_engine_t *engine;
     kcw_connect_t *cn;
     kcw_prom_t *prom;
+    kcw_promql_verifier_t *pq; /* rules whose PromQL Prometheus has not checked yet */
     bool running; /* timers initialised, client started */
     bool retired;
     group_timer_t *timers;
@@ -116,6 +118,10 @@ struct kcw_watchdog {
     bool reload_ok;
     int64_t reload_ok_ms;
     int retiring; /* generations still closing */
+    /* A reload waiting for Prometheus to check its PromQL (promql_check.h). */
+    kcw_promql_check_t *reload_chk;
+    kcw_config_t *reload_cfg;
+    kcw_ruleset_t *reload_rules;
 };
 
 static int64_t wall_now_ms(void)
@@ -805,6 +811,7 @@ static int generation_start(kcw_watchdog_t *wd, generation_t *g)
         if (!g->prom)
             kcw_log(KCW_LOG_ERROR, "PromQL rules cannot run: no usable Prometheus client", "url",
                     g->cfg->prometheus.url ? g->cfg->prometheus.url : "", NULL);
+        g->pq = kcw_promql_verifier_new(wd->loop, wd->http, &g->cfg->prometheus, g->rules);
     }
     /* The schedule starts now, on both clocks. */
     uv_update_time(wd->loop);
@@ -835,6 +842,11 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
     /* Queries in flight come back cancelled, from inside this call. */
     kcw_prom_free(g->prom);
     g->prom = NULL;
+    if (g->pq) {
+        g->closing++;
+        kcw_promql_verifier_close(g->pq, on_cn_closed, g);
+        g->pq = NULL;
+    }
     for (size_t i = 0; g->running && i < g->n_timers; i++) {
         g->timers[i].timer.data = g;
         uv_close((uv_handle_t *)&g->timers[i].timer, on_timer_closed);
@@ -996,7 +1008,13 @@ static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *r
     (void)req;
     kcw_watchdog_t *wd = arg;
     kcw_log(KCW_LOG_INFO, "reload requested over HTTP", NULL);
-    if (kcw_watchdog_reload(wd) < 0)
+    int rc = kcw_watchdog_reload(wd);
+    if (rc == -EINPROGRESS)
+        return kcw_admin_response_text(resp, 202, NULL,
+                                       "reload accepted: Prometheus is checking the rules' PromQL; "
+                                       "the outcome is logged and in "
+                                       "kcwatch_config_last_reload_successful\n");
+    if (rc < 0)
         return kcw_admin_response_text(resp, 500, NULL,
                                        "failed to reload config: see the log for every error\n");
     return kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
@@ -1258,6 +1276,77 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     return 0;
 }
 
+static int reload_apply(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules);
+
+static void reload_pending_drop(kcw_watchdog_t *wd)
+{
+    kcw_promql_check_free(wd->reload_chk);
+    kcw_config_free(wd->reload_cfg);
+    kcw_ruleset_free(wd->reload_rules);
+    wd->reload_chk = NULL;
+    wd->reload_cfg = NULL;
+    wd->reload_rules = NULL;
+}
+
+/* The new rules' PromQL is checked; one Prometheus rejects refuses the
+ * reload. Unverified rules (Prometheus unreachable) load, and the new
+ * generation's verifier keeps asking. */
+static int reload_promql_done(kcw_watchdog_t *wd, kcw_promql_check_t *chk, kcw_config_t *cfg,
+                              kcw_ruleset_t *rules)
+{
+    size_t rejected = kcw_promql_check_rejected(chk);
+    if (rejected > 0) {
+        const kcw_errors_t *errs = kcw_promql_check_errors(chk);
+        char line[1200];
+        for (size_t i = 0; i < errs->n && i < errs->cap; i++) {
+            kcw_error_format(&errs->items[i], line, sizeof(line));
+            kcw_log(KCW_LOG_ERROR, "reload rejected", "error", line, NULL);
+        }
+        kcw_log(KCW_LOG_ERROR,
+                "reload failed: Prometheus rejected PromQL; keeping the running configuration",
+                NULL);
+        wd->reload_ok = false;
+        kcw_sdnotify_ready(wd->sd);
+        kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
+        kcw_promql_check_free(chk);
+        kcw_config_free(cfg);
+        kcw_ruleset_free(rules);
+        return -EINVAL;
+    }
+    kcw_promql_check_free(chk);
+    return reload_apply(wd, cfg, rules);
+}
+
+static void on_reload_checked(kcw_promql_check_t *chk, void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    kcw_config_t *cfg = wd->reload_cfg;
+    kcw_ruleset_t *rules = wd->reload_rules;
+    wd->reload_chk = NULL;
+    wd->reload_cfg = NULL;
+    wd->reload_rules = NULL;
+    reload_promql_done(wd, chk, cfg, rules);
+}
+
+/* Applies the loaded cfg and rules, after Prometheus checked their PromQL
+ * when there is any: -EINPROGRESS while it is being asked (the outcome is
+ * logged and in kcwatch_config_last_reload_successful). */
+static int reload_promql_check(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules)
+{
+    reload_pending_drop(wd); /* a newer reload supersedes one still being checked */
+    if (kcw_promql_unverified(rules) == 0)
+        return reload_apply(wd, cfg, rules);
+    kcw_promql_check_t *chk =
+        kcw_promql_check_start(wd->http, &cfg->prometheus, rules, on_reload_checked, wd);
+    if (!chk || kcw_promql_check_done(chk))
+        return chk ? reload_promql_done(wd, chk, cfg, rules) : reload_apply(wd, cfg, rules);
+    wd->reload_chk = chk;
+    wd->reload_cfg = cfg;
+    wd->reload_rules = rules;
+    kcw_log(KCW_LOG_INFO, "reload: Prometheus is checking the rules' PromQL", NULL);
+    return -EINPROGRESS;
+}
+
 int kcw_watchdog_reload(kcw_watchdog_t *wd)
 {
     if (wd->stopping)
@@ -1286,6 +1375,13 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         return -EINVAL;
     }
     kcw_errors_clear(&errs);
+    return reload_promql_check(wd, cfg, rules);
+}
+
+static int reload_apply(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules)
+{
+    const char *path = cfg->path;
+    int rc;
     const kcw_ha_conf_t *was = &wd->gen->cfg->ha, *now = &cfg->ha;
     if ((was->n_endpoints > 0) != (now->n_endpoints > 0) || strcmp(was->prefix, now->prefix) != 0 ||
         strcmp(was->instance ? was->instance : "", now->instance ? now->instance : "") != 0) {
@@ -1383,6 +1479,7 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     if (wd->stopping)
         return;
     wd->stopping = true;
+    reload_pending_drop(wd);
     kcw_sdnotify_stopping(wd->sd);
     kcw_sdnotify_close(wd->sd);
     wd->sd = NULL;

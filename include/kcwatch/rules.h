@@ -16,6 +16,7 @@
 #include "kcwatch/errors.h"
 #include "kcwatch/labels.h"
 #include "kcwatch/template.h"
+#include "kcwatch/yamlnode.h"
 
 typedef enum {
     KCW_TARGET_TASK = 0, /* default */
@@ -74,6 +75,15 @@ typedef struct kcw_rule {
     kcw_restart_spec_t restart;
     char *file;
     int line, col;
+    /* Where expr's text lies in the file, to position Prometheus' parse
+     * errors (kcw_src_map_pos); expr_line:expr_col is the expr scalar. */
+    kcw_src_seg_t *expr_map;
+    size_t n_expr_map;
+    int expr_line, expr_col;
+    /* Set by the PromQL check (promql_check.h): Prometheus' normalised text
+     * of expr, and its rejection (FILE:LINE:COL: ...) when it refused it. */
+    char *expr_formatted;
+    char *expr_error;
 } kcw_rule_t;
 
 typedef struct kcw_rule_group {
