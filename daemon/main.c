@@ -98,6 +98,27 @@ static bool exposure_refused(const kcw_config_t *cfg, bool strict, FILE *out)
     return false;
 }
 
+/* Rule files that load but look like a mistake (rules.h): printed to out
+ * (check) or logged (out NULL: run). true when --strict refuses them, each
+ * then printed as an error. */
+static bool rules_warned(const kcw_config_t *cfg, const kcw_ruleset_t *const *sets, size_t n_sets,
+                         bool strict, FILE *out)
+{
+    const char *where = cfg->path ? cfg->path : "(built-in defaults)";
+    const char *const *globs = (const char *const *)cfg->rule_files;
+    if (!out && !strict) {
+        kcw_rules_warn(globs, cfg->n_rule_files, sets, n_sets, where);
+        return false;
+    }
+    kcw_errors_t warns = {0};
+    size_t n = kcw_rules_warnings(globs, cfg->n_rule_files, sets, n_sets, where, &warns);
+    for (size_t i = 0; i < n && i < warns.cap; i++)
+        fprintf(out ? out : stderr, strict ? "%s: %s; refused by --strict\n" : "%s: warning: %s\n",
+                where, warns.items[i].msg);
+    kcw_errors_clear(&warns);
+    return strict && n > 0;
+}
+
 /* Loads the config and its rule files, collecting every error. */
 static int load_all(const char *path, kcw_config_t **cfg, kcw_ruleset_t **rules,
                     kcw_errors_t *errs)
@@ -132,7 +153,8 @@ static int cmd_run(const char *given, bool strict)
     }
     kcw_errors_clear(&errs);
     apply_log_settings(cfg);
-    if (exposure_refused(cfg, strict, stderr)) {
+    if (exposure_refused(cfg, strict, stderr) ||
+        rules_warned(cfg, (const kcw_ruleset_t *const[]){rules}, 1, strict, NULL)) {
         kcw_config_free(cfg);
         kcw_ruleset_free(rules);
         kcw_log_reset();
@@ -251,6 +273,9 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
         rc = 1;
     } else if (exposure_refused(cfg, strict, stderr)) {
         fprintf(stderr, "1 error\n");
+        rc = 1;
+    } else if (rules_warned(cfg, (const kcw_ruleset_t *const[]){rules, extra_rules}, 2, strict,
+                            stderr)) {
         rc = 1;
     } else if ((rc = check_promql(cfg, (kcw_ruleset_t *const[]){rules, extra_rules}, 2)) == 1) {
         /* printed */

@@ -901,3 +901,39 @@ int kcw_rules_load(const char *const *globs, size_t n_globs, kcw_ruleset_t **out
     *out = rs;
     return 0;
 }
+
+size_t kcw_rules_warnings(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                          size_t n_sets, const char *where, kcw_errors_t *warns)
+{
+    size_t before = warns->n;
+    for (size_t i = 0; i < n_globs; i++) {
+        if (!has_wildcard(globs[i]))
+            continue; /* a named file that is missing is an error already */
+        glob_t gl;
+        memset(&gl, 0, sizeof(gl));
+        if (glob(globs[i], 0, NULL, &gl) == GLOB_NOMATCH)
+            kcw_errors_add(warns, where, 0, 0, "rule_files: \"%s\" matches no file", globs[i]);
+        globfree(&gl);
+    }
+    size_t n_rules = 0;
+    for (size_t s = 0; s < n_sets; s++)
+        for (size_t g = 0; sets[s] && g < sets[s]->n_groups; g++)
+            n_rules += sets[s]->groups[g].n_rules;
+    if (n_rules == 0)
+        kcw_errors_add(warns, where, 0, 0, "no alerting rule loaded: kcwatch will never alert");
+    return warns->n - before;
+}
+
+size_t kcw_rules_warn(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                      size_t n_sets, const char *where)
+{
+    kcw_errors_t warns = {0};
+    size_t n = kcw_rules_warnings(globs, n_globs, sets, n_sets, where, &warns);
+    char line[2048];
+    for (size_t i = 0; i < n && i < warns.cap; i++) {
+        kcw_error_format(&warns.items[i], line, sizeof(line));
+        kcw_log(KCW_LOG_WARN, "rule files", "warning", line, NULL);
+    }
+    kcw_errors_clear(&warns);
+    return n;
+}

@@ -1334,6 +1334,9 @@ static void on_reload_checked(kcw_promql_check_t *chk, void *arg)
 static int reload_promql_check(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules)
 {
     reload_pending_drop(wd); /* a newer reload supersedes one still being checked */
+    kcw_rules_warn((const char *const *)cfg->rule_files, cfg->n_rule_files,
+                   (const kcw_ruleset_t *const[]){rules}, 1,
+                   cfg->path ? cfg->path : "(built-in defaults)");
     if (kcw_promql_unverified(rules) == 0)
         return reload_apply(wd, cfg, rules);
     kcw_promql_check_t *chk =

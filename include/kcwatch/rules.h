@@ -112,4 +112,15 @@ int kcw_rules_load_string(const char *yaml, const char *name, kcw_ruleset_t **rs
                           kcw_errors_t *errs);
 void kcw_ruleset_free(kcw_ruleset_t *rs);
 
+/* What loads but is likely a mistake, appended to warns at where (the
+ * config file, no position): each pattern of globs that matches no file
+ * ("rule_files: \"P\" matches no file"), and "no alerting rule loaded" when
+ * the n_sets sets hold none. kcwatch check prints them (errors with
+ * --strict), the daemon logs them. Returns how many were added. */
+size_t kcw_rules_warnings(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                          size_t n_sets, const char *where, kcw_errors_t *warns);
+/* The same, logged at WARN ("rule files", warning=FILE: message). */
+size_t kcw_rules_warn(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                      size_t n_sets, const char *where);
+
 #endif

@@ -144,5 +144,30 @@ def test_good_config_passes():
         h.check("s3cret" not in out, "the password appeared in the output")
 
 
+def test_no_rules_warns_and_strict_refuses():
+    """A rule_files glob matching nothing and 0 rules loaded: warnings in
+    check (exit 0), errors with --strict (exit 1), warnings in the log."""
+    with Harness("check-norules") as h:
+        glob = os.path.join(h.tmp, "missing", "*.yaml")
+        cfg = h.write("norules.yaml", "global:\n  state_dir: %s\nconnect: [{name: a, urls: "
+                      "[http://127.0.0.1:1]}]\nrule_files: [%s]\n"
+                      % (os.path.join(h.tmp, "state"), glob))
+        rc, out = run_check(h, "-c", cfg)
+        h.check(rc == 0, "exit status %s; output:\n%s" % (rc, out))
+        h.check('%s: warning: rule_files: "%s" matches no file' % (cfg, glob) in out,
+                "no warning for the empty glob:\n" + out)
+        h.check("%s: warning: no alerting rule loaded" % cfg in out,
+                "no warning for 0 rules:\n" + out)
+        rc, out = run_check(h, "--strict", "-c", cfg)
+        h.check(rc == 1, "exit status %s with --strict; output:\n%s" % (rc, out))
+        h.check(out.count("refused by --strict") == 2, "--strict output:\n" + out)
+        h.start_daemon(overrides={"rule_files": [glob]})
+        h.wait_for(lambda: h.log_records(msg="rule files"), what="the warning in the log")
+        warned = " ".join(r.get("warning", "") for r in h.log_records(msg="rule files"))
+        h.check("matches no file" in warned and "no alerting rule loaded" in warned,
+                "log warnings: %r" % warned)
+        h.finish()
+
+
 if __name__ == "__main__":
     harness.run_tests(globals())
