@@ -602,6 +602,7 @@ typedef struct group_parse {
     kcw_rule_group_t *g;
     const yaml_node_t *name_node;
     yaml_node_t *rules_node;
+    yaml_node_t *labels_node;
 } group_parse_t;
 
 static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_t *v, void *arg)
@@ -622,7 +623,18 @@ static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node
         gp->rules_node = v;
         return 0;
     }
-    kcw_ydoc_unknown_key(&l->y, k, "group", key, "name, interval, limit, query_offset, rules");
+    if (strcmp(key, "labels") == 0) {
+        /* Checked here once; added to each rule after its rules are read. */
+        kcw_rule_template_t *items = NULL;
+        size_t n = 0;
+        int rc = get_templates(l, v, "labels", &items, &n);
+        templates_free(items, n);
+        if (rc == 0 && !kcw_ynode_is_null(v))
+            gp->labels_node = v;
+        return rc;
+    }
+    kcw_ydoc_unknown_key(&l->y, k, "group", key,
+                         "name, interval, labels, limit, query_offset, rules");
     return -EINVAL;
 }
 
@@ -667,6 +679,33 @@ static int parse_rules(loader_t *l, yaml_node_t *seq, kcw_rule_group_t *g)
     return rc;
 }
 
+typedef struct group_labels {
+    tmpl_list_t tl;
+    size_t n_own; /* the rule's own labels, first in tl */
+} group_labels_t;
+
+static int on_group_label(loader_t *l, const char *key, yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+    group_labels_t *gl = arg;
+    for (size_t i = 0; i < gl->n_own; i++)
+        if (strcmp(gl->tl.items[i].name, key) == 0)
+            return 0; /* the rule's own label wins */
+    return on_template_pair(l, key, k, v, &gl->tl);
+}
+
+/* Group `labels:` (Prometheus' rule group labels): every rule of the group
+ * gets them, its own labels of the same name win. Values are templates,
+ * compiled per rule like the rule's own. */
+static int add_group_labels(loader_t *l, yaml_node_t *labels, kcw_rule_t *r)
+{
+    group_labels_t gl = {
+        .tl = {.items = r->labels, .n = r->n_labels, .what = "labels"}, .n_own = r->n_labels};
+    int rc = walk_mapping(l, labels, "labels", on_group_label, &gl);
+    r->labels = gl.tl.items;
+    r->n_labels = gl.tl.n;
+    return rc;
+}
+
 static int parse_group(loader_t *l, yaml_node_t *n, kcw_rule_group_t *g, kcw_rule_group_t *prev,
                        size_t n_prev)
 {
@@ -695,6 +734,9 @@ static int parse_group(loader_t *l, yaml_node_t *n, kcw_rule_group_t *g, kcw_rul
     }
     if (gp.rules_node && parse_rules(l, gp.rules_node, g) < 0)
         rc = -EINVAL;
+    for (size_t i = 0; gp.labels_node && i < g->n_rules; i++)
+        if (add_group_labels(l, gp.labels_node, &g->rules[i]) < 0)
+            rc = -EINVAL;
     return rc;
 }
 
