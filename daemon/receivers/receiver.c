@@ -73,7 +73,7 @@ int kcw_receiver_build(const kcw_receiver_conf_t *rc, const kcw_notification_t *
         rc_add = add(out, n_out, 0,
                      kcw_webhook_payload(nt->receiver, nt->group_key, nt->group_labels,
                                          nt->alerts, nt->n_alerts, cfg->external_url,
-                                         rc->max_alerts),
+                                         &cfg->external_labels, rc->max_alerts),
                      firing, nt->n_alerts);
         break;
     case KCW_RECEIVER_SLACK: {
