@@ -7,7 +7,8 @@ Against Debian's Prometheus (GET /api/v1/format_query):
     Prometheus names) and exits 1; the same rules fixed exit 0; with
     Prometheus stopped it exits 3 and says the PromQL was not verified;
   - the daemon shows Prometheus' normalised expression as `query` in
-    /api/v1/rules; a reload bringing a rejected expression is refused (202,
+    /api/v1/rules, whose rule_name[], rule_group[] and file[] filters work;
+    a reload bringing a rejected expression is refused (202,
     then "reload rejected" at the position, the running rules stay and
     kcwatch_config_last_reload_successful is 0);
   - a daemon started while Prometheus is down loads the rules and, once
@@ -18,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +152,15 @@ def test_daemon_normalises_and_refuses_rejected_reload():
             block = rules_by_name(h)["Block"]["query"]
             h.check(block == "sum by (job) (rate(up[5m])) > 1",
                     "normalised block expression: %r" % block)
+
+            # Prometheus' filters, repeated and URL-encoded as clients send them.
+            st, body, _ = admin(h, "/api/v1/rules?rule_name%5B%5D=Block&file%5B%5D=" +
+                                urllib.parse.quote(rules, safe=""))
+            got = [(g["name"], [r["name"] for r in g["rules"]]) for g in body["data"]["groups"]]
+            h.check(st == 200 and got == [("promql", ["Block"])], "filtered rules: %r" % got)
+            st, body, _ = admin(h, "/api/v1/rules?rule_group[]=connect-status&type=alert")
+            got = [g["name"] for g in body["data"]["groups"]]
+            h.check(got == ["connect-status"], "rule_group[] filter: %r" % got)
 
             with open(rules, "w") as f:
                 f.write(BAD)
