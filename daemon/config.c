@@ -1114,6 +1114,11 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     static const char *const keys[] = {"name",       "urls", "url", "poll_interval",
                                        "timeout",    "max_body_bytes", "basic_auth",
                                        "tls",        NULL};
+    /* `connect: []` says it outright: no Connect cluster, kcwatch evaluates
+     * PromQL rules only. */
+    const node_t *given = map_get(c, root, "connect");
+    if (given && given->type == YAML_SEQUENCE_NODE && nkids(given) == 0)
+        return;
     void *items;
     const node_t *seq = map_list(c, root, "connect", "cluster", sizeof(*cfg->clusters), &items);
     if (!seq)
