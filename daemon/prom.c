@@ -401,35 +401,6 @@ int kcw_prom_parse_format_response(const char *body, size_t len, char **formatte
 
 /* --- client ---------------------------------------------------------------- */
 
-/* RFC 3986 unreserved characters stay, everything else (UTF-8 bytes
- * included) becomes %XX, which Go's url.ParseQuery decodes. Notably '+' must
- * be escaped or it would arrive as a space. Kept here rather than calling
- * libcurl's escaper because http_client.c is the only libcurl user. */
-static char *url_encode(const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t len = strlen(s);
-    if (len > (SIZE_MAX - 1) / 3)
-        return NULL;
-    char *out = malloc(len * 3 + 1);
-    if (!out)
-        return NULL;
-    char *p = out;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            *p++ = (char)c;
-        } else {
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 0x0f];
-        }
-    }
-    *p = '\0';
-    return out;
-}
-
 /* Unix seconds with milliseconds, "1732528800.123"; the sign is printed
  * separately so -1500 ms reads "-1.500", not "-2.500". */
 static void format_time(int64_t ms, char *buf, size_t n)
@@ -665,7 +636,7 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     if (prom->closing)
         return -ESHUTDOWN;
 
-    char *enc = url_encode(expr);
+    char *enc = kcw_url_escape(expr, false); /* '+' must not arrive as a space */
     if (!enc)
         return -ENOMEM;
     char when[32], timeout[32];
@@ -700,7 +671,7 @@ int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, v
         return -EINVAL;
     if (prom->closing)
         return -ESHUTDOWN;
-    char *enc = url_encode(expr);
+    char *enc = kcw_url_escape(expr, false); /* '+' must not arrive as a space */
     if (!enc)
         return -ENOMEM;
     char *params = NULL;

@@ -761,7 +761,11 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
 {
     kcw_engine_opts_t opts = {.default_interval_ms = g->cfg->evaluation_interval_ms,
                               .spread = true,
-                              .external_labels = &g->cfg->external_labels};
+                              .external_labels = &g->cfg->external_labels,
+                              .prometheus_url = g->cfg->prometheus.external_url
+                                                    ? g->cfg->prometheus.external_url
+                                                    : g->cfg->prometheus.url,
+                              .external_url = g->cfg->external_url};
     kcw_engine_hooks_t hooks = {.arg = wd,
                                 .restart = hook_restart,
                                 .budget = hook_budget,

@@ -112,7 +112,8 @@ static json_t *alert_json(const kcw_alert_t *a, const char *generator_url)
         put(o, "annotations", kcw_labels_to_json(&a->annotations)) < 0 ||
         put(o, "startsAt", kcw_json_text(starts)) < 0 ||
         put(o, "endsAt", kcw_json_text(ends)) < 0 ||
-        put(o, "generatorURL", kcw_json_text(generator_url)) < 0 ||
+        put(o, "generatorURL",
+            kcw_json_text(a->generator_url ? a->generator_url : generator_url)) < 0 ||
         put(o, "fingerprint", kcw_json_text(fp)) < 0) {
         json_decref(o);
         return NULL;
