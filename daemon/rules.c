@@ -979,3 +979,16 @@ size_t kcw_rules_warn(const char *const *globs, size_t n_globs, const kcw_rulese
     kcw_errors_clear(&warns);
     return n;
 }
+
+void kcw_rules_set_template_env(kcw_ruleset_t *rs, const kcw_template_env_t *env)
+{
+    for (size_t g = 0; rs && g < rs->n_groups; g++) {
+        for (size_t i = 0; i < rs->groups[g].n_rules; i++) {
+            kcw_rule_t *r = &rs->groups[g].rules[i];
+            for (size_t k = 0; k < r->n_labels; k++)
+                kcw_template_set_env(r->labels[k].tmpl, env);
+            for (size_t k = 0; k < r->n_annotations; k++)
+                kcw_template_set_env(r->annotations[k].tmpl, env);
+        }
+    }
+}

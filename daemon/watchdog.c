@@ -46,6 +46,7 @@
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/promql_check.h"
+#include "kcwatch/tquery.h"
 #include "kcwatch/remediate.h"
 #include "kcwatch/sdnotify.h"
 #include "kcwatch/silence.h"
@@ -88,6 +89,8 @@ typedef struct generation {
     kcw_connect_t *cn;
     kcw_prom_t *prom;
     kcw_promql_verifier_t *pq; /* rules whose PromQL Prometheus has not checked yet */
+    kcw_tquery_t *tq;          /* {{ query }} of the rules' templates */
+    kcw_template_env_t tenv;   /* what the rules' templates reach: tq, external_url */
     bool running; /* timers initialised, client started */
     bool retired;
     group_timer_t *timers;
@@ -817,6 +820,12 @@ static int generation_start(kcw_watchdog_t *wd, generation_t *g)
                     g->cfg->prometheus.url ? g->cfg->prometheus.url : "", NULL);
         g->pq = kcw_promql_verifier_new(wd->loop, wd->http, &g->cfg->prometheus, g->rules);
     }
+    g->tq = kcw_tquery_new(wd->http, &g->cfg->prometheus, g->cfg->evaluation_interval_ms,
+                           wall_now_ms);
+    g->tenv = (kcw_template_env_t){.external_url = g->cfg->external_url,
+                                   .query = g->tq ? kcw_tquery_query : NULL,
+                                   .query_arg = g->tq};
+    kcw_rules_set_template_env(g->rules, &g->tenv);
     /* The schedule starts now, on both clocks. */
     uv_update_time(wd->loop);
     int64_t start = wall_now_ms();
@@ -846,6 +855,9 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
     /* Queries in flight come back cancelled, from inside this call. */
     kcw_prom_free(g->prom);
     g->prom = NULL;
+    kcw_rules_set_template_env(g->rules, NULL);
+    kcw_tquery_free(g->tq);
+    g->tq = NULL;
     if (g->pq) {
         g->closing++;
         kcw_promql_verifier_close(g->pq, on_cn_closed, g);

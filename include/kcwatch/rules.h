@@ -31,6 +31,12 @@ typedef struct kcw_regex kcw_regex_t; /* compiled PCRE2 */
 int kcw_regex_compile(const char *src, bool anchored, kcw_regex_t **out, char *err,
                       size_t errlen);
 bool kcw_regex_match(const kcw_regex_t *re, const char *subject);
+/* Go's Regexp.ReplaceAllString: every match of re in subject replaced by
+ * repl, where $1, ${1}, $name and ${name} expand to groups (unknown or unset
+ * ones to "") and $$ is a '$'. *out (free it) is at most max bytes, else
+ * -E2BIG. 0, -E2BIG, -EINVAL (a bad replacement, message in err), -ENOMEM. */
+int kcw_regex_replace_all(const kcw_regex_t *re, const char *subject, const char *repl,
+                          size_t max, char **out, char *err, size_t errlen);
 const char *kcw_regex_source(const kcw_regex_t *re);
 void kcw_regex_free(kcw_regex_t *re);
 
@@ -111,6 +117,9 @@ int kcw_rules_load(const char *const *globs, size_t n_globs, kcw_ruleset_t **out
 int kcw_rules_load_string(const char *yaml, const char *name, kcw_ruleset_t **rs,
                           kcw_errors_t *errs);
 void kcw_ruleset_free(kcw_ruleset_t *rs);
+/* Gives every label and annotation template of rs the environment env
+ * (query, externalURL; kcw_template_set_env). */
+void kcw_rules_set_template_env(kcw_ruleset_t *rs, const kcw_template_env_t *env);
 
 /* What loads but is likely a mistake, appended to warns at where (the
  * config file, no position): each pattern of globs that matches no file
