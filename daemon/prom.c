@@ -320,32 +320,47 @@ static int parse_root(const json_t *root, kcw_prom_result_t *res, kcw_prom_error
     return parse_notes(root, "infos", &res->infos, &res->n_infos, err);
 }
 
+/* A response body as JSON; NULL with err filled and *rc set when there is
+ * no output to fill (has_out false), no body, or no JSON. */
+static json_t *load_body(const char *body, size_t len, bool has_out, kcw_prom_error_t *err,
+                         int *rc)
+{
+    memset(err, 0, sizeof(*err));
+    if (!has_out || (!body && len > 0)) {
+        *rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "no response buffer");
+        return NULL;
+    }
+    if (!body || len == 0) {
+        *rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "empty response body");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root)
+        *rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
+                   "response is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                   jerr.column);
+    return root;
+}
+
 int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
                             kcw_prom_error_t *err)
 {
     kcw_prom_error_t scratch;
     if (!err)
         err = &scratch;
-    memset(err, 0, sizeof(*err));
     if (out)
         *out = NULL;
-    if (!out || (!body && len > 0))
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "no response buffer");
-    if (!body || len == 0)
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "empty response body");
-
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    int rc = 0;
+    json_t *root = load_body(body, len, out != NULL, err, &rc);
     if (!root)
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
-                    "response is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                    jerr.column);
+        return rc;
     kcw_prom_result_t *res = calloc(1, sizeof(*res));
     if (!res) {
         json_decref(root);
         return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
     }
-    int rc = parse_root(root, res, err);
+    rc = parse_root(root, res, err);
     json_decref(root);
     if (rc < 0) {
         kcw_prom_result_free(res);
@@ -361,20 +376,12 @@ int kcw_prom_parse_format_response(const char *body, size_t len, char **formatte
     kcw_prom_error_t scratch;
     if (!err)
         err = &scratch;
-    memset(err, 0, sizeof(*err));
     if (formatted)
         *formatted = NULL;
-    if (!formatted || (!body && len > 0))
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "no response buffer");
-    if (!body || len == 0)
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "empty response body");
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    int rc = 0;
+    json_t *root = load_body(body, len, formatted != NULL, err, &rc);
     if (!root)
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
-                    "response is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                    jerr.column);
-    int rc;
+        return rc;
     const json_t *status = json_is_object(root) ? json_object_get(root, "status") : NULL;
     const json_t *data = json_is_object(root) ? json_object_get(root, "data") : NULL;
     if (!json_is_object(root))
@@ -628,24 +635,16 @@ static int send_params(kcw_prom_t *prom, const char *base, char *params, int n, 
     return 0;
 }
 
-int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
-                   void *arg)
+/* Sends query=EXPR plus extra ("&name=value...") to base; the answer goes
+ * to cb (an instant query) or fcb (a format_query). */
+static int start_query(kcw_prom_t *prom, const char *base, const char *expr, const char *extra,
+                       kcw_prom_cb cb, kcw_prom_format_cb fcb, void *arg)
 {
-    if (!prom || !expr || !*expr || !cb)
-        return -EINVAL;
-    if (prom->closing)
-        return -ESHUTDOWN;
-
     char *enc = kcw_url_escape(expr, false); /* '+' must not arrive as a space */
     if (!enc)
         return -ENOMEM;
-    char when[32], timeout[32];
-    format_time(eval_time_ms, when, sizeof(when));
-    format_timeout(prom->timeout_ms, timeout, sizeof(timeout));
-    /* The server-side timeout stops Prometheus working on a query nobody
-     * waits for any more once our transfer has given up. */
     char *params = NULL;
-    int n = asprintf(&params, "query=%s&time=%s&timeout=%s", enc, when, timeout);
+    int n = asprintf(&params, "query=%s%s", enc, extra);
     bool post = strlen(enc) > KCW_PROM_MAX_GET_QUERY;
     free(enc);
     if (n < 0)
@@ -657,12 +656,30 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     }
     q->prom = prom;
     q->cb = cb;
+    q->format_cb = fcb;
     q->arg = arg;
-    int rc = send_params(prom, prom->query_url, params, n, post, q);
+    int rc = send_params(prom, base, params, n, post, q);
     free(params);
     if (rc < 0)
         free(q);
     return rc;
+}
+
+int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
+                   void *arg)
+{
+    if (!prom || !expr || !*expr || !cb)
+        return -EINVAL;
+    if (prom->closing)
+        return -ESHUTDOWN;
+
+    char when[32], timeout[32], extra[96];
+    format_time(eval_time_ms, when, sizeof(when));
+    format_timeout(prom->timeout_ms, timeout, sizeof(timeout));
+    /* The server-side timeout stops Prometheus working on a query nobody
+     * waits for any more once our transfer has given up. */
+    snprintf(extra, sizeof(extra), "&time=%s&timeout=%s", when, timeout);
+    return start_query(prom, prom->query_url, expr, extra, cb, NULL, arg);
 }
 
 int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, void *arg)
@@ -671,28 +688,7 @@ int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, v
         return -EINVAL;
     if (prom->closing)
         return -ESHUTDOWN;
-    char *enc = kcw_url_escape(expr, false); /* '+' must not arrive as a space */
-    if (!enc)
-        return -ENOMEM;
-    char *params = NULL;
-    int n = asprintf(&params, "query=%s", enc);
-    bool post = strlen(enc) > KCW_PROM_MAX_GET_QUERY;
-    free(enc);
-    if (n < 0)
-        return -ENOMEM;
-    query_t *q = calloc(1, sizeof(*q));
-    if (!q) {
-        free(params);
-        return -ENOMEM;
-    }
-    q->prom = prom;
-    q->format_cb = cb;
-    q->arg = arg;
-    int rc = send_params(prom, prom->format_url, params, n, post, q);
-    free(params);
-    if (rc < 0)
-        free(q);
-    return rc;
+    return start_query(prom, prom->format_url, expr, "", NULL, cb, arg);
 }
 
 size_t kcw_prom_pending(const kcw_prom_t *prom)
