@@ -46,6 +46,7 @@
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
 #include "kcwatch/promql_check.h"
+#include "kcwatch/reload_gate.h"
 #include "kcwatch/tquery.h"
 #include "kcwatch/remediate.h"
 #include "kcwatch/sdnotify.h"
@@ -121,10 +122,7 @@ struct kcw_watchdog {
     bool reload_ok;
     int64_t reload_ok_ms;
     int retiring; /* generations still closing */
-    /* A reload waiting for Prometheus to check its PromQL (promql_check.h). */
-    kcw_promql_check_t *reload_chk;
-    kcw_config_t *reload_cfg;
-    kcw_ruleset_t *reload_rules;
+    kcw_reload_gate_t reload_gate; /* a reload waiting for Prometheus' PromQL check */
 };
 
 static int64_t wall_now_ms(void)
@@ -877,6 +875,9 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
 
 /* --- public -------------------------------------------------------------- */
 
+static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules);
+static void reload_refused(void *arg);
+
 kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset_t *rules)
 {
     /* Status bodies are MBs and come every second. glibc raises its mmap
@@ -903,6 +904,8 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->metrics = kcw_metrics_new();
     wd->reload_ok = true;
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
+    wd->reload_gate = (kcw_reload_gate_t){.apply = reload_apply, .refused = reload_refused,
+                                          .arg = wd};
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
         generation_build(wd, g, NULL) < 0) {
         /* The client's handles close when the caller runs the loop. */
@@ -1305,80 +1308,6 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     return 0;
 }
 
-static int reload_apply(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules);
-
-static void reload_pending_drop(kcw_watchdog_t *wd)
-{
-    kcw_promql_check_free(wd->reload_chk);
-    kcw_config_free(wd->reload_cfg);
-    kcw_ruleset_free(wd->reload_rules);
-    wd->reload_chk = NULL;
-    wd->reload_cfg = NULL;
-    wd->reload_rules = NULL;
-}
-
-/* The new rules' PromQL is checked; one Prometheus rejects refuses the
- * reload. Unverified rules (Prometheus unreachable) load, and the new
- * generation's verifier keeps asking. */
-static int reload_promql_done(kcw_watchdog_t *wd, kcw_promql_check_t *chk, kcw_config_t *cfg,
-                              kcw_ruleset_t *rules)
-{
-    size_t rejected = kcw_promql_check_rejected(chk);
-    if (rejected > 0) {
-        const kcw_errors_t *errs = kcw_promql_check_errors(chk);
-        char line[1200];
-        for (size_t i = 0; i < errs->n && i < errs->cap; i++) {
-            kcw_error_format(&errs->items[i], line, sizeof(line));
-            kcw_log(KCW_LOG_ERROR, "reload rejected", "error", line, NULL);
-        }
-        kcw_log(KCW_LOG_ERROR,
-                "reload failed: Prometheus rejected PromQL; keeping the running configuration",
-                NULL);
-        wd->reload_ok = false;
-        kcw_sdnotify_ready(wd->sd);
-        kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
-        kcw_promql_check_free(chk);
-        kcw_config_free(cfg);
-        kcw_ruleset_free(rules);
-        return -EINVAL;
-    }
-    kcw_promql_check_free(chk);
-    return reload_apply(wd, cfg, rules);
-}
-
-static void on_reload_checked(kcw_promql_check_t *chk, void *arg)
-{
-    kcw_watchdog_t *wd = arg;
-    kcw_config_t *cfg = wd->reload_cfg;
-    kcw_ruleset_t *rules = wd->reload_rules;
-    wd->reload_chk = NULL;
-    wd->reload_cfg = NULL;
-    wd->reload_rules = NULL;
-    reload_promql_done(wd, chk, cfg, rules);
-}
-
-/* Applies the loaded cfg and rules, after Prometheus checked their PromQL
- * when there is any: -EINPROGRESS while it is being asked (the outcome is
- * logged and in kcwatch_config_last_reload_successful). */
-static int reload_promql_check(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules)
-{
-    reload_pending_drop(wd); /* a newer reload supersedes one still being checked */
-    kcw_rules_warn((const char *const *)cfg->rule_files, cfg->n_rule_files,
-                   (const kcw_ruleset_t *const[]){rules}, 1,
-                   cfg->path ? cfg->path : "(built-in defaults)");
-    if (kcw_promql_unverified(rules) == 0)
-        return reload_apply(wd, cfg, rules);
-    kcw_promql_check_t *chk =
-        kcw_promql_check_start(wd->http, &cfg->prometheus, rules, on_reload_checked, wd);
-    if (!chk || kcw_promql_check_done(chk))
-        return chk ? reload_promql_done(wd, chk, cfg, rules) : reload_apply(wd, cfg, rules);
-    wd->reload_chk = chk;
-    wd->reload_cfg = cfg;
-    wd->reload_rules = rules;
-    kcw_log(KCW_LOG_INFO, "reload: Prometheus is checking the rules' PromQL", NULL);
-    return -EINPROGRESS;
-}
-
 int kcw_watchdog_reload(kcw_watchdog_t *wd)
 {
     if (wd->stopping)
@@ -1407,11 +1336,21 @@ int kcw_watchdog_reload(kcw_watchdog_t *wd)
         return -EINVAL;
     }
     kcw_errors_clear(&errs);
-    return reload_promql_check(wd, cfg, rules);
+    return kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules);
 }
 
-static int reload_apply(kcw_watchdog_t *wd, kcw_config_t *cfg, kcw_ruleset_t *rules)
+/* Prometheus rejected the new rules' PromQL (reload_gate.h). */
+static void reload_refused(void *arg)
 {
+    kcw_watchdog_t *wd = arg;
+    wd->reload_ok = false;
+    kcw_sdnotify_ready(wd->sd);
+    kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
+}
+
+static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules)
+{
+    kcw_watchdog_t *wd = arg;
     const char *path = cfg->path;
     int rc;
     const kcw_ha_conf_t *was = &wd->gen->cfg->ha, *now = &cfg->ha;
@@ -1511,7 +1450,7 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     if (wd->stopping)
         return;
     wd->stopping = true;
-    reload_pending_drop(wd);
+    kcw_reload_gate_drop(&wd->reload_gate);
     kcw_sdnotify_stopping(wd->sd);
     kcw_sdnotify_close(wd->sd);
     wd->sd = NULL;
