@@ -179,14 +179,6 @@ static char *payload_text(const char *receiver, const char *group_key,
                           const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
                           size_t n_alerts, const char *external_url, int max_alerts);
 
-static void labeled_free(kcw_alert_t *copies, const kcw_alert_t **ptrs, size_t n)
-{
-    for (size_t i = 0; copies && i < n; i++)
-        kcw_labels_clear(&copies[i].labels);
-    free(copies);
-    free(ptrs);
-}
-
 char *kcw_webhook_payload(const char *receiver, const char *group_key,
                           const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
                           size_t n_alerts, const char *external_url,
@@ -195,31 +187,12 @@ char *kcw_webhook_payload(const char *receiver, const char *group_key,
     if (!external_labels || external_labels->n == 0)
         return payload_text(receiver, group_key, group_labels, alerts, n_alerts, external_url,
                             max_alerts);
-    /* Shallow copies whose labels carry the external ones. */
-    kcw_alert_t *copies = calloc(n_alerts ? n_alerts : 1, sizeof(*copies));
-    const kcw_alert_t **ptrs = calloc(n_alerts ? n_alerts : 1, sizeof(*ptrs));
-    if (!copies || !ptrs) {
-        labeled_free(copies, ptrs, 0);
+    const kcw_alert_t **labeled = NULL;
+    if (kcw_payload_labeled(alerts, n_alerts, external_labels, &labeled) < 0)
         return NULL;
-    }
-    for (size_t i = 0; i < n_alerts; i++) {
-        copies[i] = *alerts[i];
-        copies[i].fingerprint = fingerprint_of(alerts[i]);
-        memset(&copies[i].labels, 0, sizeof(copies[i].labels));
-        int rc = kcw_labels_copy(&copies[i].labels, &alerts[i]->labels);
-        for (size_t e = 0; rc == 0 && e < external_labels->n; e++)
-            if (!kcw_labels_get(&alerts[i]->labels, external_labels->items[e].name))
-                rc = kcw_labels_set(&copies[i].labels, external_labels->items[e].name,
-                                    external_labels->items[e].value);
-        ptrs[i] = &copies[i];
-        if (rc < 0) {
-            labeled_free(copies, ptrs, i + 1);
-            return NULL;
-        }
-    }
-    char *text = payload_text(receiver, group_key, group_labels, ptrs, n_alerts, external_url,
+    char *text = payload_text(receiver, group_key, group_labels, labeled, n_alerts, external_url,
                               max_alerts);
-    labeled_free(copies, ptrs, n_alerts);
+    kcw_payload_labeled_free(labeled, n_alerts);
     return text;
 }
 
