@@ -342,6 +342,35 @@ const char *kcw_admin_request_arg(const kcw_admin_request_t *req, const char *na
     return value ? value : "";
 }
 
+typedef struct args_walk {
+    const char *name;
+    const char **out;
+    size_t max, n;
+} args_walk_t;
+
+static enum MHD_Result on_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                              const char *value)
+{
+    (void)kind;
+    args_walk_t *w = cls;
+    if (key && strcmp(key, w->name) == 0) {
+        if (w->n < w->max)
+            w->out[w->n] = value ? value : "";
+        w->n++;
+    }
+    return MHD_YES;
+}
+
+size_t kcw_admin_request_args(const kcw_admin_request_t *req, const char *name, const char **out,
+                              size_t max)
+{
+    if (!req || !req->priv || !name || !out || max == 0)
+        return 0;
+    args_walk_t w = {.name = name, .out = out, .max = max};
+    MHD_get_connection_values(req->priv, MHD_GET_ARGUMENT_KIND, on_arg, &w);
+    return w.n;
+}
+
 const char *kcw_admin_request_header(const kcw_admin_request_t *req, const char *name)
 {
     if (!req || !req->priv || !name)

@@ -56,6 +56,7 @@ void kcw_instance_clear(kcw_instance_t *in)
     kcw_labels_clear(&in->labels);
     kcw_labels_clear(&in->annotations);
     free(in->trace);
+    free(in->generator_url);
     memset(in, 0, sizeof(*in));
 }
 
@@ -66,6 +67,7 @@ static void entry_free(entry_t *e)
     kcw_labels_clear(&e->alert.labels);
     kcw_labels_clear(&e->alert.annotations);
     free(e->alert.trace);
+    free(e->alert.generator_url);
     free(e);
 }
 
@@ -180,6 +182,11 @@ static void take_instance(kcw_alert_t *a, kcw_instance_t *in, bool take_labels)
     free(a->trace);
     a->trace = in->trace;
     in->trace = NULL;
+    if (in->generator_url) {
+        free(a->generator_url);
+        a->generator_url = in->generator_url;
+        in->generator_url = NULL;
+    }
     a->value = in->value;
     if (take_labels) {
         a->labels = in->labels;
@@ -361,9 +368,11 @@ int kcw_alert_set_restore(kcw_alert_set_t *s, const kcw_alert_t *a)
     memset(&e->alert.labels, 0, sizeof(e->alert.labels));
     memset(&e->alert.annotations, 0, sizeof(e->alert.annotations));
     e->alert.trace = NULL;
+    e->alert.generator_url = NULL;
     if (kcw_labels_copy(&e->alert.labels, &a->labels) < 0 ||
         kcw_labels_copy(&e->alert.annotations, &a->annotations) < 0 ||
-        (a->trace && !(e->alert.trace = strdup(a->trace)))) {
+        (a->trace && !(e->alert.trace = strdup(a->trace))) ||
+        (a->generator_url && !(e->alert.generator_url = strdup(a->generator_url)))) {
         entry_free(e);
         return -ENOMEM;
     }

@@ -356,6 +356,8 @@ static json_t *json_expr(const char *expr)
 
 static json_t *json_query(const kcw_rule_t *rule)
 {
+    if (rule->expr_formatted) /* as Prometheus shows it: its own parser's text */
+        return kcw_json_text(rule->expr_formatted);
     if (rule->expr)
         return json_expr(rule->expr);
     if (!rule->connect)
@@ -422,11 +424,15 @@ static json_t *json_rule(const kcw_api_rule_view_t *v)
         rc = append_active(alerts, v->alerts);
     if (rc == 0)
         rc = put(o, "alerts", json_incref(alerts));
+    /* An expression Prometheus' parser refused is an error before any
+     * evaluation, positioned in the rule file. */
+    const char *last_error = rule->expr_error ? rule->expr_error : v->last_error;
     if (rc == 0)
-        rc = put(o, "health", json_string(health_name(v->health)));
-    if (rc == 0 && v->last_error && *v->last_error) { /* omitempty */
+        rc = put(o, "health",
+                 json_string(health_name(rule->expr_error ? KCW_RULE_HEALTH_ERR : v->health)));
+    if (rc == 0 && last_error && *last_error) { /* omitempty */
         /* A peer's error body may echo credentials back: mask them. */
-        char *shown = kcw_log_redact(v->last_error);
+        char *shown = kcw_log_redact(last_error);
         rc = put(o, "lastError", kcw_json_text(shown ? shown : "(out of memory)"));
         free(shown);
     }
@@ -444,7 +450,17 @@ static json_t *json_rule(const kcw_api_rule_view_t *v)
     return o;
 }
 
-static json_t *json_group(const kcw_api_group_view_t *g, bool with_alerting)
+static bool in_set(const char *s, const char *const *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s && set[i] && strcmp(s, set[i]) == 0)
+            return true;
+    return false;
+}
+
+/* NULL when the group is filtered out whole. */
+static json_t *json_group(const kcw_api_group_view_t *g, bool with_alerting,
+                          const kcw_api_rules_filter_t *f, bool *skip)
 {
     const kcw_rule_group_t *grp = g->group;
     json_t *o = json_object();
@@ -458,8 +474,13 @@ static json_t *json_group(const kcw_api_group_view_t *g, bool with_alerting)
     if (rc == 0)
         rc = put(o, "file", kcw_json_text(grp->file));
     for (size_t i = 0; rc == 0 && with_alerting && g->rules && i < g->n_rules; i++)
-        if (g->rules[i].rule)
+        if (g->rules[i].rule &&
+            (!f->n_rule_names || in_set(g->rules[i].rule->alert, f->rule_names, f->n_rule_names)))
             rc = append(rules, json_rule(&g->rules[i]));
+    /* With filters, a group none of whose rules is left is not listed
+     * (Prometheus: "we filtered all the rules of this group"). */
+    bool filtering = f->n_rule_names || f->n_groups || f->n_files;
+    *skip = rc == 0 && filtering && json_array_size(rules) == 0;
     if (rc == 0)
         rc = put(o, "rules", json_incref(rules));
     if (rc == 0)
@@ -480,18 +501,34 @@ static json_t *json_group(const kcw_api_group_view_t *g, bool with_alerting)
 
 json_t *kcw_api_rules(const kcw_api_group_view_t *groups, size_t n_groups, const char *type_filter)
 {
+    kcw_api_rules_filter_t f = {.type = type_filter};
+    return kcw_api_rules_filtered(groups, n_groups, &f);
+}
+
+json_t *kcw_api_rules_filtered(const kcw_api_group_view_t *groups, size_t n_groups,
+                               const kcw_api_rules_filter_t *f)
+{
     /* kcwatch has alerting rules only (recording rules are skipped at load):
      * ?type=record lists every group with no rules, as Prometheus would for a
      * server without recording rules. Prometheus lower-cases the parameter. */
+    const char *type_filter = f->type;
     bool with_alerting = !type_filter || !*type_filter || strcasecmp(type_filter, "alert") == 0;
     json_t *data = json_object();
     json_t *arr = json_array();
     if (!data || !arr || put(data, "groups", json_incref(arr)) < 0)
         goto fail;
     for (size_t g = 0; groups && g < n_groups; g++) {
-        if (!groups[g].group)
+        const kcw_rule_group_t *grp = groups[g].group;
+        if (!grp || (f->n_groups && !in_set(grp->name, f->groups, f->n_groups)) ||
+            (f->n_files && !in_set(grp->file, f->files, f->n_files)))
             continue;
-        if (append(arr, json_group(&groups[g], with_alerting)) < 0)
+        bool skip = false;
+        json_t *o = json_group(&groups[g], with_alerting, f, &skip);
+        if (skip) {
+            json_decref(o);
+            continue;
+        }
+        if (append(arr, o) < 0)
             goto fail;
     }
     json_decref(arr);

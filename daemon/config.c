@@ -1130,12 +1130,14 @@ static void parse_global(ctx_t *c, const node_t *root, kcw_config_t *cfg, bool *
 static void parse_prometheus(ctx_t *c, const node_t *root, kcw_prometheus_conf_t *p)
 {
     static const char *const keys[] = {
-        "url", "timeout", "basic_auth", "bearer_token", "bearer_token_file", "tls", NULL};
+        "url", "external_url", "timeout", "basic_auth", "bearer_token", "bearer_token_file",
+        "tls", NULL};
     char pp[PATH_LEN];
     const node_t *m = sub_map(c, root, "", "prometheus", keys, NULL, pp);
     if (!m)
         return;
     get_url(c, m, pp, "url", &p->url, true);
+    get_url(c, m, pp, "external_url", &p->external_url, true);
     get_duration(c, m, pp, "timeout", &p->timeout_ms, true);
     parse_basic_auth(c, m, pp, &p->basic_auth);
     parse_bearer(c, m, pp, &p->bearer_token);
@@ -1212,6 +1214,11 @@ static void parse_connect(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     static const char *const keys[] = {"name",       "urls", "url", "poll_interval",
                                        "timeout",    "max_body_bytes", "basic_auth",
                                        "tls",        NULL};
+    /* `connect: []` says it outright: no Connect cluster, kcwatch evaluates
+     * PromQL rules only. */
+    const node_t *given = map_get(c, root, "connect");
+    if (given && given->type == YAML_SEQUENCE_NODE && nkids(given) == 0)
+        return;
     void *items;
     const node_t *seq = map_list(c, root, "connect", "cluster", sizeof(*cfg->clusters), &items);
     if (!seq)
@@ -2192,6 +2199,7 @@ void kcw_config_free(kcw_config_t *cfg)
     free(cfg->admin.tls_key_file);
 
     free(cfg->prometheus.url);
+    free(cfg->prometheus.external_url);
     basic_auth_free(&cfg->prometheus.basic_auth);
     free(cfg->prometheus.bearer_token);
     tls_free(&cfg->prometheus.tls);

@@ -6,6 +6,7 @@
  * notifications, transitions and rule health for the log. Everything is keyed
  * to the `now` the caller passes; the only clock read is the optional
  * hrtime hook used to time evaluations. */
+#include "kcwatch/url.h"
 #include "kcwatch/engine.h"
 
 #include <errno.h>
@@ -403,6 +404,26 @@ static size_t pending_labels(const kcw_alert_set_t *set, kcw_labels_t **out)
     return k;
 }
 
+/* Each instance links to where its rule lives, as Prometheus' generatorURL:
+ * the Prometheus graph of the (normalised) expression, or the connect:
+ * rule's entry in kcwatch's API. Best effort: none on allocation failure. */
+static void set_generator_urls(const kcw_engine_t *e, const rule_state_t *r,
+                               kcw_instance_t *inst, size_t n_inst)
+{
+    const kcw_rule_t *rule = r->rule;
+    char *url = rule->expr ? kcw_url_generator(e->opts.prometheus_url,
+                                               rule->expr_formatted ? rule->expr_formatted
+                                                                    : rule->expr,
+                                               NULL, NULL)
+                           : kcw_url_generator(e->opts.external_url, NULL, r->group->name,
+                                               rule->alert);
+    for (size_t i = 0; url && i < n_inst; i++) {
+        free(inst[i].generator_url);
+        inst[i].generator_url = strdup(url);
+    }
+    free(url);
+}
+
 /* Applies one evaluation's instances (taken) or its failure rc to the rule's
  * alert set at now, as Prometheus does: a failure leaves the alerts as they
  * were; more alerts than the group's limit drops them all and fails. */
@@ -427,6 +448,7 @@ static void apply(kcw_engine_t *e, rule_state_t *r, int rc, kcw_instance_t *inst
         rc = -E2BIG;
         error = msg;
     } else if (rc == 0) {
+        set_generator_urls(e, r, inst, n_inst);
         kcw_labels_t *pending = NULL;
         size_t n_pending = e->hooks.gone ? pending_labels(r->set, &pending) : 0;
         rc = kcw_alert_set_update(r->set, inst, n_inst, now);

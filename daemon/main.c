@@ -21,6 +21,7 @@
 #include "kcwatch/http_client.h"
 #include "kcwatch/labels_json.h"
 #include "kcwatch/log.h"
+#include "kcwatch/promql_check.h"
 #include "kcwatch/rules.h"
 #include "kcwatch/ruletest.h"
 #include "kcwatch/store.h"
@@ -193,6 +194,11 @@ static void warnings_collect(const kcw_config_t *cfg, const kcw_ruleset_t *rules
         kcw_errors_append(out, &rules->warnings);
     if (extra)
         kcw_errors_append(out, &extra->warnings);
+    /* Rule files that load but look like a mistake (rules.h). */
+    if (cfg)
+        kcw_rules_warnings((const char *const *)cfg->rule_files, cfg->n_rule_files,
+                           (const kcw_ruleset_t *const[]){rules, extra}, 2,
+                           cfg->path ? cfg->path : "(built-in defaults)", out);
 }
 
 /* Prints each warning as FILE:LINE:COL: warning: message, like errors (with
@@ -293,6 +299,64 @@ static void count_rules(const kcw_ruleset_t *rs, size_t *groups, size_t *rules)
     }
 }
 
+/* kcwatch check's exit status when the config and rules are valid but
+ * Prometheus could not be asked about their PromQL. */
+#define EXIT_PROMQL_UNVERIFIED 3
+
+/* Every expr of sets checked by the configured Prometheus' parser (a
+ * blocking round on a private loop, bounded by prometheus.timeout per
+ * request). 0: all verified or none to verify; 1: rejected (printed at
+ * FILE:LINE:COL); EXIT_PROMQL_UNVERIFIED: Prometheus could not be asked. */
+static int check_promql(const kcw_config_t *cfg, kcw_ruleset_t *const *sets, size_t n_sets)
+{
+    size_t rejected = 0, unverified = 0;
+    const char *reason = NULL;
+    char why[1200] = "";
+    for (size_t i = 0; i < n_sets; i++) {
+        if (!sets[i] || kcw_promql_unverified(sets[i]) == 0)
+            continue;
+        if (reason) { /* Prometheus already failed to answer: do not wait again */
+            unverified += kcw_promql_unverified(sets[i]);
+            continue;
+        }
+        kcw_promql_check_t *chk = NULL;
+        if (kcw_promql_check_run(&cfg->prometheus, sets[i], &chk) < 0) {
+            unverified += kcw_promql_unverified(sets[i]);
+            reason = "no usable Prometheus URL";
+            continue;
+        }
+        errors_print(kcw_promql_check_errors(chk), stderr);
+        rejected += kcw_promql_check_rejected(chk);
+        size_t left = kcw_promql_check_unverified(chk);
+        if (left > 0) {
+            unverified += left;
+            snprintf(why, sizeof(why), "%s", kcw_promql_check_reason(chk));
+            reason = why;
+        }
+        kcw_promql_check_free(chk);
+    }
+    if (rejected > 0) {
+        fprintf(stderr, "%zu error%s\n", rejected, rejected == 1 ? "" : "s");
+        return 1;
+    }
+    if (unverified > 0) {
+        char url[512];
+        kcw_url_redact_buf(cfg->prometheus.url ? cfg->prometheus.url : "", url, sizeof(url));
+        /* The reason may quote a peer's answer, which may echo credentials. */
+        char *red = kcw_log_redact(reason ? reason : "");
+        char *shown = red ? kcw_text_escape(red, 0) : NULL;
+        free(red);
+        fprintf(stderr,
+                "warning: PromQL not verified: %zu expression%s not checked, Prometheus at %s "
+                "cannot be asked (%s); exit status %d\n",
+                unverified, unverified == 1 ? "" : "s", url, shown ? shown : "?",
+                EXIT_PROMQL_UNVERIFIED);
+        free(shown);
+        return EXIT_PROMQL_UNVERIFIED;
+    }
+    return 0;
+}
+
 /* Validates the config, its rule files and the rule files named on the
  * command line; every error of all of them in one pass. */
 static int cmd_check(const char *given, char **extra, size_t n_extra, bool strict)
@@ -316,7 +380,10 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
         warnings_print(&warns, true, stderr);
         fprintf(stderr, "%zu error%s\n", warns.n, warns.n == 1 ? "" : "s");
         rc = 1;
+    } else if ((rc = check_promql(cfg, (kcw_ruleset_t *const[]){rules, extra_rules}, 2)) == 1) {
+        /* printed */
     } else {
+        int promql_rc = rc;
         warnings_print(&warns, false, stderr);
         size_t n_groups = 0, n_rules = 0;
         count_rules(rules, &n_groups, &n_rules);
@@ -329,7 +396,7 @@ static int cmd_check(const char *given, char **extra, size_t n_extra, bool stric
         free(shown_path);
         if (warns.n > 0)
             printf("%zu warning%s\n", warns.n, warns.n == 1 ? "" : "s");
-        rc = 0;
+        rc = promql_rc;
     }
     kcw_errors_clear(&warns);
     kcw_errors_clear(&errs);

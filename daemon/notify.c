@@ -436,6 +436,8 @@ static void member_clear(member_t *m)
     kcw_labels_clear(&m->alert.annotations);
     free(m->alert.trace);
     m->alert.trace = NULL;
+    free(m->alert.generator_url);
+    m->alert.generator_url = NULL;
 }
 
 static void group_free(group_t *g)
@@ -646,6 +648,14 @@ static int member_assign(member_t *m, const kcw_alert_t *a)
         m->alert.trace = trace;
     } else {
         free(trace);
+    }
+    if (a->generator_url && (!m->alert.generator_url ||
+                             strcmp(a->generator_url, m->alert.generator_url) != 0)) {
+        char *url = strdup(a->generator_url);
+        if (!url)
+            return -ENOMEM;
+        free(m->alert.generator_url);
+        m->alert.generator_url = url;
     }
     m->alert.value = a->value;
     m->alert.state = a->state;

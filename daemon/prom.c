@@ -31,6 +31,7 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define QUERY_PATH "/api/v1/query"
+#define FORMAT_PATH "/api/v1/format_query"
 /* How much of a non-API error body (a proxy's HTML, "Service Unavailable")
  * goes into the error message. */
 #define HTTP_SNIPPET_MAX 200
@@ -38,7 +39,8 @@
 typedef struct query {
     struct query *prev, *next; /* in flight (doubly linked) or waiting (FIFO, next only) */
     kcw_prom_t *prom;
-    kcw_prom_cb cb;
+    kcw_prom_cb cb;               /* an instant query, or */
+    kcw_prom_format_cb format_cb; /* a format_query */
     void *arg;
     char *form; /* until sent: the form body */
     size_t form_len;
@@ -49,6 +51,7 @@ typedef struct query {
 struct kcw_prom {
     kcw_http_t *http;
     char *query_url;
+    char *format_url;
     /* Built once per client (that is, per configuration): the trailing
      * timeout parameter of every query. */
     char timeout_param[48]; /* "&timeout=10s" */
@@ -330,32 +333,47 @@ static int parse_root(const json_t *root, kcw_prom_result_t *res, kcw_prom_error
     return parse_notes(root, "infos", &res->infos, &res->n_infos, err);
 }
 
+/* A response body as JSON; NULL with err filled and *rc set when there is
+ * no output to fill (has_out false), no body, or no JSON. */
+static json_t *load_body(const char *body, size_t len, bool has_out, kcw_prom_error_t *err,
+                         int *rc)
+{
+    memset(err, 0, sizeof(*err));
+    if (!has_out || (!body && len > 0)) {
+        *rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "no response buffer");
+        return NULL;
+    }
+    if (!body || len == 0) {
+        *rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "empty response body");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root)
+        *rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
+                   "response is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                   jerr.column);
+    return root;
+}
+
 int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
                             kcw_prom_error_t *err)
 {
     kcw_prom_error_t scratch;
     if (!err)
         err = &scratch;
-    memset(err, 0, sizeof(*err));
     if (out)
         *out = NULL;
-    if (!out || (!body && len > 0))
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "no response buffer");
-    if (!body || len == 0)
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "empty response body");
-
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    int rc = 0;
+    json_t *root = load_body(body, len, out != NULL, err, &rc);
     if (!root)
-        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
-                    "response is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                    jerr.column);
+        return rc;
     kcw_prom_result_t *res = calloc(1, sizeof(*res));
     if (!res) {
         json_decref(root);
         return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
     }
-    int rc = parse_root(root, res, err);
+    rc = parse_root(root, res, err);
     json_decref(root);
     if (rc < 0) {
         kcw_prom_result_free(res);
@@ -363,6 +381,42 @@ int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **ou
     }
     *out = res;
     return 0;
+}
+
+int kcw_prom_parse_format_response(const char *body, size_t len, char **formatted,
+                                   kcw_prom_error_t *err)
+{
+    kcw_prom_error_t scratch;
+    if (!err)
+        err = &scratch;
+    if (formatted)
+        *formatted = NULL;
+    int rc = 0;
+    json_t *root = load_body(body, len, formatted != NULL, err, &rc);
+    if (!root)
+        return rc;
+    const json_t *status = json_is_object(root) ? json_object_get(root, "status") : NULL;
+    const json_t *data = json_is_object(root) ? json_object_get(root, "data") : NULL;
+    if (!json_is_object(root))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "response is not a JSON object");
+    else if (!json_is_string(status))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "status: %s",
+                  status ? "not a string" : "missing");
+    else if (strcmp(json_string_value(status), "error") == 0)
+        rc = parse_error_body(root, err);
+    else if (strcmp(json_string_value(status), "success") != 0)
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL,
+                  "status: \"%.32s\", expected \"success\" or \"error\"",
+                  json_string_value(status));
+    else if (!json_is_string(data))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data: %s",
+                  data ? "not a string" : "missing");
+    else if (!(*formatted = strdup(json_string_value(data))))
+        rc = fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
+    else
+        rc = 0;
+    json_decref(root);
+    return rc;
 }
 
 /* --- client ---------------------------------------------------------------- */
@@ -437,6 +491,7 @@ static int dup_opt(char **dst, const char *src)
 static void prom_release(kcw_prom_t *prom)
 {
     free(prom->query_url);
+    free(prom->format_url);
     free(prom->basic_auth.username);
     free(prom->basic_auth.password);
     free(prom->bearer_token);
@@ -460,7 +515,8 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf)
      * its query; a trailing slash must not double. */
     kcw_url_register_secrets(conf->url);
     prom->query_url = kcw_url_join(conf->url, QUERY_PATH);
-    if (!prom->query_url) {
+    prom->format_url = kcw_url_join(conf->url, FORMAT_PATH);
+    if (!prom->query_url || !prom->format_url) {
         prom_release(prom);
         return NULL;
     }
@@ -511,8 +567,10 @@ static void body_snippet(const kcw_http_resp_t *resp, char *buf, size_t n)
 }
 
 /* Turns the HTTP outcome into a result or a classified error. */
+/* formatted: NULL for an instant query; else the body is a format_query
+ * answer and its data lands there (the return value is then NULL). */
 static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t *resp,
-                                   kcw_prom_error_t *err)
+                                   kcw_prom_error_t *err, char **formatted)
 {
     memset(err, 0, sizeof(*err));
     err->http_status = resp->status;
@@ -543,7 +601,9 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
 
     kcw_prom_result_t *res = NULL;
     kcw_prom_error_t perr;
-    int rc = kcw_prom_parse_response(resp->body, resp->body_len, &res, &perr);
+    int rc = formatted
+                 ? kcw_prom_parse_format_response(resp->body, resp->body_len, formatted, &perr)
+                 : kcw_prom_parse_response(resp->body, resp->body_len, &res, &perr);
     if (resp->status >= 200 && resp->status < 300) {
         if (rc == 0)
             return res;
@@ -552,6 +612,10 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
         return NULL;
     }
     kcw_prom_result_free(res);
+    if (formatted) {
+        free(*formatted);
+        *formatted = NULL;
+    }
     if (rc == -EREMOTEIO) {
         /* 400 bad_data, 422 execution, 503 timeout/unavailable, 500 internal... */
         *err = perr;
@@ -583,9 +647,13 @@ static void query_fail(query_t *q, kcw_prom_err_kind_t kind, const char *msg)
     memset(&err, 0, sizeof(err));
     fail(&err, kind, 0, "%s", msg);
     kcw_prom_cb cb = q->cb;
+    kcw_prom_format_cb fcb = q->format_cb;
     void *cb_arg = q->arg;
     query_free(q);
-    cb(NULL, &err, cb_arg);
+    if (fcb)
+        fcb(NULL, &err, cb_arg);
+    else
+        cb(NULL, &err, cb_arg);
 }
 
 /* Sends q (which is in no list) and links it in flight. The transfer's
@@ -600,7 +668,7 @@ static int query_send(kcw_prom_t *prom, query_t *q)
     int64_t timeout_ms = prom->timeout_ms - waited_ms;
     kcw_http_req_t req = {
         .method = "POST",
-        .url = prom->query_url,
+        .url = q->format_cb ? prom->format_url : prom->query_url,
         .body = q->form,
         .body_len = q->form_len,
         .headers = form_headers,
@@ -670,7 +738,19 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg)
     kcw_prom_t *prom = q->prom;
     query_unlink(prom, q);
     kcw_prom_error_t err;
-    kcw_prom_result_t *res = classify(prom, resp, &err);
+    if (q->format_cb) {
+        char *formatted = NULL;
+        classify(prom, resp, &err, &formatted);
+        kcw_prom_format_cb fcb = q->format_cb;
+        void *fcb_arg = q->arg;
+        query_free(q);
+        query_t *failed = queue_pump(prom);
+        fcb(formatted, formatted ? NULL : &err, fcb_arg);
+        free(formatted);
+        queue_fail(failed);
+        return;
+    }
+    kcw_prom_result_t *res = classify(prom, resp, &err, NULL);
     kcw_prom_cb cb = q->cb;
     void *cb_arg = q->arg;
     query_free(q);
@@ -684,28 +764,20 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg)
     queue_fail(failed);
 }
 
-int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
-                   void *arg)
+/* Queues query={expr}{extra} (extra: "&name=value..." already encoded, may
+ * be empty) for the instant query or format_query URL, sending it at once
+ * while fewer than KCW_PROM_MAX_INFLIGHT are in flight. */
+static int query_start(kcw_prom_t *prom, const char *expr, const char *extra, size_t extra_len,
+                       kcw_prom_cb cb, kcw_prom_format_cb fcb, void *arg)
 {
-    if (!prom || !expr || !*expr || !cb)
-        return -EINVAL;
-    if (prom->closing)
-        return -ESHUTDOWN;
-
     size_t enc_len = url_encoded_len(expr);
     if (enc_len == SIZE_MAX)
         return -E2BIG;
-    char when[32];
-    format_time(eval_time_ms, when, sizeof(when));
-    size_t when_len = strlen(when);
-
     query_t *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
-    /* query={expr}&time={when}&timeout={timeout}, built in one go. */
-    static const char query_param[] = "query=", time_param[] = "&time=";
-    q->form_len = sizeof(query_param) - 1 + enc_len + sizeof(time_param) - 1 + when_len +
-                  prom->timeout_param_len;
+    static const char query_param[] = "query=";
+    q->form_len = sizeof(query_param) - 1 + enc_len + extra_len;
     q->form = malloc(q->form_len + 1);
     if (!q->form) {
         free(q);
@@ -714,13 +786,11 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     char *p = q->form;
     memcpy(p, query_param, sizeof(query_param) - 1);
     p = url_encode_to(p + sizeof(query_param) - 1, expr);
-    memcpy(p, time_param, sizeof(time_param) - 1);
-    p += sizeof(time_param) - 1;
-    memcpy(p, when, when_len);
-    p += when_len;
-    memcpy(p, prom->timeout_param, prom->timeout_param_len + 1);
+    memcpy(p, extra, extra_len);
+    p[extra_len] = '\0';
     q->prom = prom;
     q->cb = cb;
+    q->format_cb = fcb;
     q->arg = arg;
     q->queued_ns = uv_hrtime();
 
@@ -737,6 +807,33 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
     prom->waiting_tail = q;
     prom->n_waiting++;
     return 0;
+}
+
+int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
+                   void *arg)
+{
+    if (!prom || !expr || !*expr || !cb)
+        return -EINVAL;
+    if (prom->closing)
+        return -ESHUTDOWN;
+    /* &time={when}&timeout={timeout} */
+    char extra[96];
+    static const char time_param[] = "&time=";
+    memcpy(extra, time_param, sizeof(time_param) - 1);
+    format_time(eval_time_ms, extra + sizeof(time_param) - 1,
+                sizeof(extra) - (sizeof(time_param) - 1) - sizeof(prom->timeout_param));
+    size_t len = strlen(extra);
+    memcpy(extra + len, prom->timeout_param, prom->timeout_param_len + 1);
+    return query_start(prom, expr, extra, len + prom->timeout_param_len, cb, NULL, arg);
+}
+
+int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, void *arg)
+{
+    if (!prom || !expr || !*expr || !cb)
+        return -EINVAL;
+    if (prom->closing)
+        return -ESHUTDOWN;
+    return query_start(prom, expr, "", 0, NULL, cb, arg);
 }
 
 size_t kcw_prom_pending(const kcw_prom_t *prom)

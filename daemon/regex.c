@@ -80,3 +80,39 @@ void kcw_regex_free(kcw_regex_t *re)
     free(re->source);
     free(re);
 }
+
+int kcw_regex_replace_all(const kcw_regex_t *re, const char *subject, const char *repl,
+                          size_t max, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    uint32_t opts = PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH |
+                    PCRE2_SUBSTITUTE_UNKNOWN_UNSET | PCRE2_SUBSTITUTE_UNSET_EMPTY;
+    PCRE2_SIZE cap = strlen(subject) + 64;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (cap > max + 1)
+            cap = max + 1;
+        PCRE2_UCHAR *buf = malloc(cap);
+        if (!buf)
+            return -ENOMEM;
+        PCRE2_SIZE len = cap;
+        int rc = pcre2_substitute(re->code, (PCRE2_SPTR)subject, PCRE2_ZERO_TERMINATED, 0, opts,
+                                  NULL, NULL, (PCRE2_SPTR)repl, PCRE2_ZERO_TERMINATED, buf, &len);
+        if (rc >= 0) {
+            *out = (char *)buf;
+            return 0;
+        }
+        free(buf);
+        if (rc == PCRE2_ERROR_NOMEMORY) { /* len is the length needed */
+            if (len > max)
+                return -E2BIG;
+            cap = len + 1;
+            continue;
+        }
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof(msg));
+        if (err)
+            snprintf(err, errlen, "%s", (char *)msg);
+        return -EINVAL;
+    }
+    return -E2BIG;
+}

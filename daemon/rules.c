@@ -69,6 +69,9 @@ static void rule_clear(kcw_rule_t *r)
     templates_free(r->annotations, r->n_annotations);
     kcw_regex_free(r->restart.unless_trace);
     free(r->file);
+    free(r->expr_map);
+    free(r->expr_formatted);
+    free(r->expr_error);
     memset(r, 0, sizeof(*r));
 }
 
@@ -510,6 +513,13 @@ static int on_rule_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_
             kcw_ydoc_error(&l->y, v, "expr: empty expression");
             rc = -EINVAL;
         }
+        r->expr_line = (int)v->start_mark.line + 1;
+        r->expr_col = (int)v->start_mark.column + 1;
+        if (rc == 0 && kcw_ydoc_scalar_map(l->text, l->len, v, r->expr, &r->expr_map,
+                                           &r->n_expr_map) < 0) {
+            kcw_ydoc_error(&l->y, v, "out of memory");
+            rc = -ENOMEM;
+        }
         return rc;
     }
     if (strcmp(key, "connect") == 0) {
@@ -598,6 +608,7 @@ typedef struct group_parse {
     kcw_rule_group_t *g;
     const yaml_node_t *name_node;
     yaml_node_t *rules_node;
+    yaml_node_t *labels_node;
 } group_parse_t;
 
 static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_t *v, void *arg)
@@ -625,7 +636,18 @@ static int on_group_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node
         gp->rules_node = v;
         return 0;
     }
-    kcw_ydoc_unknown_key(&l->y, k, "group", key, "name, interval, limit, query_offset, rules");
+    if (strcmp(key, "labels") == 0) {
+        /* Checked here once; added to each rule after its rules are read. */
+        kcw_rule_template_t *items = NULL;
+        size_t n = 0;
+        int rc = get_templates(l, v, "labels", &items, &n);
+        templates_free(items, n);
+        if (rc == 0 && !kcw_ynode_is_null(v))
+            gp->labels_node = v;
+        return rc;
+    }
+    kcw_ydoc_unknown_key(&l->y, k, "group", key,
+                         "name, interval, labels, limit, query_offset, rules");
     return -EINVAL;
 }
 
@@ -670,6 +692,33 @@ static int parse_rules(loader_t *l, yaml_node_t *seq, kcw_rule_group_t *g)
     return rc;
 }
 
+typedef struct group_labels {
+    tmpl_list_t tl;
+    size_t n_own; /* the rule's own labels, first in tl */
+} group_labels_t;
+
+static int on_group_label(loader_t *l, const char *key, yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+    group_labels_t *gl = arg;
+    for (size_t i = 0; i < gl->n_own; i++)
+        if (strcmp(gl->tl.items[i].name, key) == 0)
+            return 0; /* the rule's own label wins */
+    return on_template_pair(l, key, k, v, &gl->tl);
+}
+
+/* Group `labels:` (Prometheus' rule group labels): every rule of the group
+ * gets them, its own labels of the same name win. Values are templates,
+ * compiled per rule like the rule's own. */
+static int add_group_labels(loader_t *l, yaml_node_t *labels, kcw_rule_t *r)
+{
+    group_labels_t gl = {
+        .tl = {.items = r->labels, .n = r->n_labels, .what = "labels"}, .n_own = r->n_labels};
+    int rc = walk_mapping(l, labels, "labels", on_group_label, &gl);
+    r->labels = gl.tl.items;
+    r->n_labels = gl.tl.n;
+    return rc;
+}
+
 static int parse_group(loader_t *l, yaml_node_t *n, kcw_rule_group_t *g, kcw_rule_group_t *prev,
                        size_t n_prev)
 {
@@ -698,6 +747,9 @@ static int parse_group(loader_t *l, yaml_node_t *n, kcw_rule_group_t *g, kcw_rul
     }
     if (gp.rules_node && parse_rules(l, gp.rules_node, g) < 0)
         rc = -EINVAL;
+    for (size_t i = 0; gp.labels_node && i < g->n_rules; i++)
+        if (add_group_labels(l, gp.labels_node, &g->rules[i]) < 0)
+            rc = -EINVAL;
     return rc;
 }
 
@@ -900,4 +952,53 @@ int kcw_rules_load(const char *const *globs, size_t n_globs, kcw_ruleset_t **out
     }
     *out = rs;
     return 0;
+}
+
+size_t kcw_rules_warnings(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                          size_t n_sets, const char *where, kcw_errors_t *warns)
+{
+    size_t before = warns->n;
+    for (size_t i = 0; i < n_globs; i++) {
+        if (!has_wildcard(globs[i]))
+            continue; /* a named file that is missing is an error already */
+        glob_t gl;
+        memset(&gl, 0, sizeof(gl));
+        if (glob(globs[i], 0, NULL, &gl) == GLOB_NOMATCH)
+            kcw_errors_add(warns, where, 0, 0, "rule_files: \"%s\" matches no file", globs[i]);
+        globfree(&gl);
+    }
+    size_t n_rules = 0;
+    for (size_t s = 0; s < n_sets; s++)
+        for (size_t g = 0; sets[s] && g < sets[s]->n_groups; g++)
+            n_rules += sets[s]->groups[g].n_rules;
+    if (n_rules == 0)
+        kcw_errors_add(warns, where, 0, 0, "no alerting rule loaded: kcwatch will never alert");
+    return warns->n - before;
+}
+
+size_t kcw_rules_warn(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                      size_t n_sets, const char *where)
+{
+    kcw_errors_t warns = {0};
+    size_t n = kcw_rules_warnings(globs, n_globs, sets, n_sets, where, &warns);
+    char line[2048];
+    for (size_t i = 0; i < n && i < warns.cap; i++) {
+        kcw_error_format(&warns.items[i], line, sizeof(line));
+        kcw_log(KCW_LOG_WARN, "configuration warning", "warning", line, NULL);
+    }
+    kcw_errors_clear(&warns);
+    return n;
+}
+
+void kcw_rules_set_template_env(kcw_ruleset_t *rs, const kcw_template_env_t *env)
+{
+    for (size_t g = 0; rs && g < rs->n_groups; g++) {
+        for (size_t i = 0; i < rs->groups[g].n_rules; i++) {
+            kcw_rule_t *r = &rs->groups[g].rules[i];
+            for (size_t k = 0; k < r->n_labels; k++)
+                kcw_template_set_env(r->labels[k].tmpl, env);
+            for (size_t k = 0; k < r->n_annotations; k++)
+                kcw_template_set_env(r->annotations[k].tmpl, env);
+        }
+    }
 }

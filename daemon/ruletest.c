@@ -1092,8 +1092,31 @@ static void parse_text(const char *path, const char *text, size_t len, test_file
     kcw_ydoc_free(&l);
 }
 
-/* Every promql entry must feed some rule: a typo in an expr would otherwise
- * just look like an empty result. */
+/* Whether expr (normalised) appears in one of rule's templates, as a
+ * {{ query }} argument would. */
+static bool template_mentions(const kcw_rule_t *rule, const char *expr, bool *oom)
+{
+    const kcw_rule_template_t *lists[] = {rule->labels, rule->annotations};
+    size_t counts[] = {rule->n_labels, rule->n_annotations};
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; i < counts[l]; i++) {
+            char *norm = normalise_expr(lists[l][i].source);
+            if (!norm) {
+                *oom = true;
+                return false;
+            }
+            bool hit = strstr(norm, expr) != NULL;
+            free(norm);
+            if (hit)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Every promql entry must feed some rule (its expr, or a template's query
+ * with the expr written out): a typo in an expr would otherwise just look
+ * like an empty result. */
 static void check_queries(const test_file_t *tf, kcw_errors_t *errs)
 {
     for (size_t t = 0; t < tf->n_tests; t++) {
@@ -1103,7 +1126,13 @@ static void check_queries(const test_file_t *tf, kcw_errors_t *errs)
             for (size_t g = 0; g < tf->rules->n_groups && !used; g++) {
                 const kcw_rule_group_t *grp = &tf->rules->groups[g];
                 for (size_t r = 0; r < grp->n_rules && !used; r++) {
-                    if (!grp->rules[r].expr)
+                    bool oom = false;
+                    used = template_mentions(&grp->rules[r], qu->expr, &oom);
+                    if (oom) {
+                        kcw_errors_add(errs, tf->path, 0, 0, "out of memory");
+                        return;
+                    }
+                    if (used || !grp->rules[r].expr)
                         continue;
                     char *norm = normalise_expr(grp->rules[r].expr);
                     if (!norm) {
@@ -1116,7 +1145,9 @@ static void check_queries(const test_file_t *tf, kcw_errors_t *errs)
             }
             if (!used)
                 kcw_errors_add(errs, tf->path, qu->line, qu->col,
-                               "promql: no rule in rule_files has the expr \"%s\"", qu->expr);
+                               "promql: no rule in rule_files has the expr \"%s\" (as its expr "
+                               "or in a template)",
+                               qu->expr);
         }
     }
 }
@@ -1181,7 +1212,72 @@ typedef struct run {
     size_t n_warned;
     bool header_done; /* the FAIL line of this test was printed */
     bool oom;
+    /* {{ query }} in templates: answered from the test's promql: results in
+     * force at the test time being evaluated */
+    kcw_template_env_t tenv;
+    int64_t now_t;
+    kcw_template_sample_t *tsamples; /* the last answer, valid until the next */
+    size_t n_tsamples;
 } run_t;
+
+static void tsamples_clear(run_t *r)
+{
+    for (size_t i = 0; i < r->n_tsamples; i++)
+        kcw_labels_clear(&r->tsamples[i].labels);
+    free(r->tsamples);
+    r->tsamples = NULL;
+    r->n_tsamples = 0;
+}
+
+/* kcw_template_env_t.query for tests: the canned result of expr in force at
+ * the time being evaluated; an expr the test does not script is empty. */
+static int test_query(void *arg, const char *expr, const kcw_template_sample_t **samples,
+                      size_t *n, char *err, size_t errlen)
+{
+    run_t *r = arg;
+    *samples = NULL;
+    *n = 0;
+    tsamples_clear(r);
+    char *norm = normalise_expr(expr);
+    if (!norm) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    const canned_t *c = NULL;
+    for (size_t q = 0; q < r->tc->n_queries; q++) {
+        const query_t *qu = &r->tc->queries[q];
+        if (strcmp(qu->expr, norm) != 0)
+            continue;
+        for (size_t i = 0; i < qu->n_results && qu->results[i].at_ms <= r->now_t; i++)
+            c = &qu->results[i];
+    }
+    free(norm);
+    if (!c)
+        return 0;
+    if (c->kind == CANNED_ERROR) {
+        snprintf(err, errlen, "%s", c->error);
+        return -EIO;
+    }
+    size_t count = c->kind == CANNED_SCALAR ? 1 : c->n_samples;
+    r->tsamples = calloc(count ? count : 1, sizeof(*r->tsamples));
+    if (!r->tsamples) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->n_tsamples = count;
+    if (c->kind == CANNED_SCALAR)
+        r->tsamples[0].value = c->scalar;
+    for (size_t i = 0; c->kind == CANNED_VECTOR && i < count; i++) {
+        r->tsamples[i].value = c->samples[i].value;
+        if (kcw_labels_copy(&r->tsamples[i].labels, &c->samples[i].metric) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    *samples = r->tsamples;
+    *n = count;
+    return 0;
+}
 
 static void run_free(run_t *r)
 {
@@ -1190,6 +1286,7 @@ static void run_free(run_t *r)
     free(r->queries);
     free(r->warned);
     kcw_engine_free(r->engine);
+    tsamples_clear(r);
 }
 
 /* An evaluation that failed for a reason the test did not script (a duplicate
@@ -1232,6 +1329,8 @@ static int run_init(run_t *r)
                               .spread = false,
                               .external_labels = &r->tf->external_labels};
     kcw_engine_hooks_t hooks = {.arg = r, .health = on_health};
+    r->tenv = (kcw_template_env_t){.query = test_query, .query_arg = r};
+    kcw_rules_set_template_env(r->tf->rules, &r->tenv);
     r->engine = kcw_engine_new(rs, &opts, &hooks, NULL, TEST_EPOCH_MS);
     r->queries = calloc(rs->n_groups ? rs->n_groups : 1, sizeof(*r->queries));
     if (!r->engine || !r->queries)
@@ -1289,6 +1388,7 @@ static void tick_group(run_t *r, size_t g, const snapshot_t *snap, int64_t t)
         return;
     /* The daemon queries at now - query_offset; so does the test. */
     int64_t at = kcw_engine_query_time_ms(r->engine, g) - TEST_EPOCH_MS;
+    r->now_t = at;
     for (size_t q = 0; q < n_queries; q++) {
         query_run_t *qr = &r->queries[g][q];
         const canned_t *c = canned_at(qr, at);
@@ -1534,6 +1634,7 @@ static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
             if (snap_left && tc->snaps[snap].at_ms == t) {
                 const snapshot_t *prev = in_force;
                 in_force = &tc->snaps[snap++];
+                r.now_t = t;
                 if (snapshot_changed(prev, in_force))
                     kcw_engine_connect_changed(r.engine, in_force->view, in_force->n_clusters,
                                                TEST_EPOCH_MS + t);
@@ -1549,6 +1650,7 @@ static int run_test(const test_file_t *tf, const test_case_t *tc, FILE *out)
     }
     if (rc == 0 && r.oom)
         rc = -ENOMEM;
+    kcw_rules_set_template_env(tf->rules, NULL);
     run_free(&r);
     if (rc < 0) {
         esc_t e = {0};

@@ -9,6 +9,7 @@
  * as Prometheus uses them (missingkey=zero, %v of float64, the humanize*
  * helpers), so rules copied from Prometheus print the same text. */
 #include "kcwatch/template.h"
+#include "kcwatch/rules.h" /* kcw_regex_* */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +39,15 @@ typedef enum {
     FN_TO_LOWER,
     FN_EQ,
     FN_NE,
+    FN_QUERY,
+    FN_FIRST,
+    FN_LABEL,
+    FN_VALUE,
+    FN_SORT_BY_LABEL,
+    FN_RE_REPLACE_ALL,
+    FN_SAFE_HTML,
+    FN_EXTERNAL_URL,
+    FN_PATH_PREFIX,
 } fn_t;
 
 static const struct {
@@ -56,6 +66,15 @@ static const struct {
     {"toLower", FN_TO_LOWER, 1, 1},
     {"eq", FN_EQ, 2, -1},
     {"ne", FN_NE, 2, 2},
+    {"query", FN_QUERY, 1, 1},
+    {"first", FN_FIRST, 1, 1},
+    {"label", FN_LABEL, 2, 2},
+    {"value", FN_VALUE, 1, 1},
+    {"sortByLabel", FN_SORT_BY_LABEL, 2, 2},
+    {"reReplaceAll", FN_RE_REPLACE_ALL, 3, 3},
+    {"safeHtml", FN_SAFE_HTML, 1, 1},
+    {"externalURL", FN_EXTERNAL_URL, 0, 0},
+    {"pathPrefix", FN_PATH_PREFIX, 0, 0},
 };
 #define N_FUNCTIONS (sizeof(functions) / sizeof(functions[0]))
 
@@ -70,6 +89,7 @@ typedef enum {
     ARG_FLOAT,
     ARG_BOOL,
     ARG_PIPE, /* ( pipeline ) */
+    ARG_DOT,  /* {{ . }}: the value of the enclosing with / range */
 } arg_kind_t;
 
 typedef struct pipeline pipeline_t;
@@ -81,6 +101,7 @@ typedef struct arg {
     double num;
     long long inum;
     bool b;
+    bool field; /* .Labels / .Value (follow the dot), not $labels / $value */
     pipeline_t *pipe;
 } arg_t;
 
@@ -96,7 +117,7 @@ struct pipeline {
     size_t n;
 };
 
-typedef enum { NODE_TEXT, NODE_PRINT, NODE_IF } node_kind_t;
+typedef enum { NODE_TEXT, NODE_PRINT, NODE_IF, NODE_WITH, NODE_RANGE } node_kind_t;
 
 typedef struct node node_t;
 typedef struct node_list {
@@ -115,6 +136,7 @@ struct node {
 struct kcw_template {
     char *file;
     node_list_t root;
+    const kcw_template_env_t *env;
 };
 
 static void pipeline_free(pipeline_t *p);
@@ -149,6 +171,12 @@ static void node_list_clear(node_list_t *l)
     }
     free(l->items);
     memset(l, 0, sizeof(*l));
+}
+
+void kcw_template_set_env(kcw_template_t *t, const kcw_template_env_t *env)
+{
+    if (t)
+        t->env = env;
 }
 
 void kcw_template_free(kcw_template_t *t)
@@ -205,6 +233,7 @@ typedef struct parser {
     bool failed;
     bool nomem;
     bool trim_next;      /* the previous action ended with -}} */
+    int scoped;          /* inside the body of a with / range: the dot is a value */
     size_t action_start; /* offset of the current action's {{ */
     /* position cache: src offset -> line/column, scanned forward */
     size_t cache_pos, cache_bol;
@@ -519,6 +548,7 @@ static int parse_reference(parser_t *p, const token_t *t, arg_t *a)
             return -EINVAL;
         }
         a->kind = labels ? ARG_LABEL : ext ? ARG_EXT_LABEL : ARG_ANNOTATION;
+        a->field = !is_var;
         a->str = strndup(field, field_len);
         if (!a->str) {
             parser_nomem(p);
@@ -532,6 +562,17 @@ static int parse_reference(parser_t *p, const token_t *t, arg_t *a)
             return -EINVAL;
         }
         a->kind = value ? ARG_VALUE : ARG_TRACE;
+        a->field = !is_var;
+        return 0;
+    }
+    if (!is_var && n == 1) {
+        if (p->scoped == 0) {
+            perror_at(p, t->start,
+                      "{{ . }} outside {{ with }} / {{ range }} is not supported (use "
+                      ".Labels.NAME or .Value)");
+            return -EINVAL;
+        }
+        a->kind = ARG_DOT;
         return 0;
     }
     size_t after = t->end;
@@ -544,8 +585,6 @@ static int parse_reference(parser_t *p, const token_t *t, arg_t *a)
                   "undefined variable \"%s\" (supported: $labels.NAME, $value, "
                   "$trace, $externalLabels.NAME, $annotations.NAME)",
                   name);
-    } else if (head == 1) {
-        perror_at(p, t->start, "{{ . }} is not supported (use .Labels.NAME or .Value)");
     } else {
         perror_at(p, t->start,
                   "unsupported field %s (supported: .Labels.NAME, .Value, "
@@ -588,7 +627,7 @@ static int parse_number(parser_t *p, const token_t *t, arg_t *a)
 }
 
 static const char *const unsupported_keywords[] = {
-    "range", "with", "define", "template", "block", "break", "continue", "nil",
+    "define", "template", "block", "break", "continue", "nil",
 };
 
 static int parse_pipeline(parser_t *p, token_t *first, tok_kind_t until, int depth,
@@ -712,7 +751,8 @@ static int parse_pipeline(parser_t *p, token_t *first, tok_kind_t until, int dep
                     if (tok_is(p, &t, T_IDENT, unsupported_keywords[i]))
                         keyword = true;
                 if (keyword || tok_is(p, &t, T_IDENT, "if") || tok_is(p, &t, T_IDENT, "else") ||
-                    tok_is(p, &t, T_IDENT, "end"))
+                    tok_is(p, &t, T_IDENT, "end") || tok_is(p, &t, T_IDENT, "with") ||
+                    tok_is(p, &t, T_IDENT, "range"))
                     perror_at(p, t.start, "{{ %.*s }} is not supported here", (int)n,
                               p->src + t.start);
                 else
@@ -839,10 +879,15 @@ static int expect_end(parser_t *p, const char *what)
     return 0;
 }
 
-/* {{ if PIPELINE }} ... [{{ else [if ...] }} ...] {{ end }}; the "if"
- * keyword is consumed. if_pos locates it for "missing end" errors. */
-static int parse_if(parser_t *p, node_list_t *list, int depth, size_t if_pos)
+/* {{ if|with|range PIPELINE }} ... [{{ else [if ...] }} ...] {{ end }}; the
+ * keyword is consumed. if_pos locates it for "missing end" errors. Only if
+ * takes an else if (as Go's text/template of Prometheus 2.42). */
+static int parse_control(parser_t *p, node_list_t *list, int depth, size_t if_pos,
+                         node_kind_t kind)
 {
+    static const char *const names[] = {[NODE_IF] = "if", [NODE_WITH] = "with",
+                                        [NODE_RANGE] = "range"};
+    const char *kw = names[kind];
     if (depth >= MAX_DEPTH) {
         perror_at(p, if_pos, "nesting deeper than %d", MAX_DEPTH);
         return -EINVAL;
@@ -850,7 +895,7 @@ static int parse_if(parser_t *p, node_list_t *list, int depth, size_t if_pos)
     node_t *n = list_push(p, list);
     if (!n)
         return -ENOMEM;
-    n->kind = NODE_IF;
+    n->kind = kind;
     token_t t, last;
     if (lex(p, &t) < 0)
         return -EINVAL;
@@ -861,10 +906,14 @@ static int parse_if(parser_t *p, node_list_t *list, int depth, size_t if_pos)
     p->trim_next = last.trim_right;
     stop_t stop;
     size_t stop_pos;
-    if ((rc = parse_list(p, &n->then_nodes, depth + 1, &stop, &stop_pos)) < 0)
+    bool scoped = kind != NODE_IF;
+    p->scoped += scoped;
+    rc = parse_list(p, &n->then_nodes, depth + 1, &stop, &stop_pos);
+    p->scoped -= scoped;
+    if (rc < 0)
         return rc;
     if (stop == STOP_EOF) {
-        perror_at(p, if_pos, "unexpected EOF: {{ if }} has no {{ end }}");
+        perror_at(p, if_pos, "unexpected EOF: {{ %s }} has no {{ end }}", kw);
         return -EINVAL;
     }
     if (stop == STOP_END)
@@ -874,8 +923,12 @@ static int parse_if(parser_t *p, node_list_t *list, int depth, size_t if_pos)
     if (lex(p, &e) < 0)
         return -EINVAL;
     if (tok_is(p, &e, T_IDENT, "if")) {
+        if (kind != NODE_IF) {
+            perror_at(p, e.start, "{{ else if }} is only allowed in {{ if }}");
+            return -EINVAL;
+        }
         /* else if: a nested if that shares our end */
-        return parse_if(p, &n->else_nodes, depth + 1, e.start);
+        return parse_control(p, &n->else_nodes, depth + 1, e.start, NODE_IF);
     }
     if (e.kind != T_END) {
         free(e.str);
@@ -886,11 +939,11 @@ static int parse_if(parser_t *p, node_list_t *list, int depth, size_t if_pos)
     if ((rc = parse_list(p, &n->else_nodes, depth + 1, &stop, &stop_pos)) < 0)
         return rc;
     if (stop == STOP_EOF) {
-        perror_at(p, if_pos, "unexpected EOF: {{ if }} has no {{ end }}");
+        perror_at(p, if_pos, "unexpected EOF: {{ %s }} has no {{ end }}", kw);
         return -EINVAL;
     }
     if (stop == STOP_ELSE) {
-        perror_at(p, stop_pos, "second {{ else }} in one {{ if }}");
+        perror_at(p, stop_pos, "second {{ else }} in one {{ %s }}", kw);
         return -EINVAL;
     }
     return 0;
@@ -994,8 +1047,12 @@ static int parse_list(parser_t *p, node_list_t *list, int depth, stop_t *stop, s
             /* else leaves the rest of its action to parse_if */
             return is_end ? expect_end(p, "end") : 0;
         }
-        if (tok_is(p, &t, T_IDENT, "if")) {
-            if (parse_if(p, list, depth, t.start) < 0)
+        if (tok_is(p, &t, T_IDENT, "if") || tok_is(p, &t, T_IDENT, "with") ||
+            tok_is(p, &t, T_IDENT, "range")) {
+            node_kind_t kind = tok_is(p, &t, T_IDENT, "if")     ? NODE_IF
+                               : tok_is(p, &t, T_IDENT, "with") ? NODE_WITH
+                                                                 : NODE_RANGE;
+            if (parse_control(p, list, depth, t.start, kind) < 0)
                 return -EINVAL;
             continue;
         }
@@ -1067,7 +1124,9 @@ int kcw_template_compile_block(const char *src, const char *file, int line, int 
 
 /* --- values and Go-compatible formatting ------------------------------ */
 
-typedef enum { V_STR, V_FLOAT, V_INT, V_BOOL } vkind_t;
+/* V_NIL: Go's nil (no value); V_SAMPLE: a *sample of a query result;
+ * V_SAMPLES: a queryResult. Samples live in the render's arena. */
+typedef enum { V_STR, V_FLOAT, V_INT, V_BOOL, V_NIL, V_SAMPLE, V_SAMPLES } vkind_t;
 
 typedef struct value {
     vkind_t kind;
@@ -1077,6 +1136,9 @@ typedef struct value {
     double f;
     long long i;
     bool b;
+    const kcw_template_sample_t *sample;
+    const kcw_template_sample_t **samples;
+    size_t n_samples;
 } value_t;
 
 static void value_clear(value_t *v)
@@ -1096,6 +1158,12 @@ static const char *type_name(const value_t *v)
         return "int";
     case V_BOOL:
         return "bool";
+    case V_NIL:
+        return "<nil>";
+    case V_SAMPLE:
+        return "*template.sample";
+    case V_SAMPLES:
+        return "template.queryResult";
     }
     return "?";
 }
@@ -1234,11 +1302,45 @@ static void fmt_shortest(char *buf, size_t n, double v, bool upper)
     snprintf(buf, n, "%s", out);
 }
 
+/* A sample as Go's %v prints Prometheus' sample struct (through the
+ * pointer, as text/template does): {map[k:v ...] VALUE}, keys sorted. */
+static void sample_print(strbuf_t *sb, const kcw_template_sample_t *s)
+{
+    char buf[64];
+    sb_puts(sb, "{map[");
+    for (size_t i = 0; i < s->labels.n; i++) {
+        if (i)
+            sb_puts(sb, " ");
+        sb_puts(sb, s->labels.items[i].name);
+        sb_puts(sb, ":");
+        sb_puts(sb, s->labels.items[i].value);
+    }
+    fmt_shortest(buf, sizeof(buf), s->value, false);
+    sb_puts(sb, "] ");
+    sb_puts(sb, buf);
+    sb_puts(sb, "}");
+}
+
 /* Default text of a value, as {{ }} and %v print it. */
 static void value_print(strbuf_t *sb, const value_t *v)
 {
     char buf[64];
     switch (v->kind) {
+    case V_NIL:
+        sb_puts(sb, "<no value>");
+        return;
+    case V_SAMPLE:
+        sample_print(sb, v->sample);
+        return;
+    case V_SAMPLES:
+        sb_puts(sb, "[");
+        for (size_t i = 0; i < v->n_samples; i++) {
+            if (i)
+                sb_puts(sb, " ");
+            sample_print(sb, v->samples[i]);
+        }
+        sb_puts(sb, "]");
+        return;
     case V_STR:
         sb_add(sb, v->s, v->len);
         return;
@@ -1584,13 +1686,54 @@ static void go_sprintf(strbuf_t *sb, const char *fmt, size_t fmt_len, const valu
 
 /* --- rendering -------------------------------------------------------- */
 
+/* Memory a render hands out to values (query results, sorted copies),
+ * released when it ends. */
+typedef struct arena_block {
+    kcw_template_sample_t *samples; /* deep: labels owned */
+    size_t n;
+    const kcw_template_sample_t **ptrs;
+} arena_block_t;
+
 typedef struct render {
     const kcw_template_t *t;
     const kcw_template_ctx_t *ctx;
     strbuf_t out;
     bool failed;
     char err[MAX_ERROR];
+    const value_t *dot; /* inside with / range; NULL at the top */
+    const command_t *cur; /* the command being evaluated, for error positions */
+    size_t steps, queries;
+    arena_block_t *arena;
+    size_t n_arena, cap_arena;
 } render_t;
+
+static void arena_free(render_t *r)
+{
+    for (size_t i = 0; i < r->n_arena; i++) {
+        for (size_t j = 0; j < r->arena[i].n; j++)
+            kcw_labels_clear(&r->arena[i].samples[j].labels);
+        free(r->arena[i].samples);
+        free(r->arena[i].ptrs);
+    }
+    free(r->arena);
+}
+
+/* Keeps block in the arena; on failure frees it. 0 or -ENOMEM. */
+static int arena_keep(render_t *r, arena_block_t block)
+{
+    arena_block_t *a = grow(r->arena, r->n_arena, &r->cap_arena, sizeof(*a));
+    if (!a) {
+        for (size_t j = 0; j < block.n; j++)
+            kcw_labels_clear(&block.samples[j].labels);
+        free(block.samples);
+        free(block.ptrs);
+        r->out.nomem = true;
+        return -ENOMEM;
+    }
+    r->arena = a;
+    r->arena[r->n_arena++] = block;
+    return 0;
+}
 
 static void rerror(render_t *r, const command_t *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1639,11 +1782,52 @@ static int set_owned(render_t *r, value_t *v, strbuf_t *sb)
 
 static int eval_pipeline(render_t *r, const pipeline_t *pl, value_t *out);
 
+/* .Labels / .Value inside with / range: the dot's; false when the dot is
+ * the alert (the top level) and the alert's applies. */
+static bool dot_field(render_t *r, const arg_t *a, value_t *v, int *rc)
+{
+    *rc = 0;
+    if (!a->field || !r->dot)
+        return false;
+    if (r->dot->kind != V_SAMPLE) {
+        rerror(r, r->cur, "can't evaluate field %s in type %s",
+               a->kind == ARG_VALUE ? "Value" : "Labels", type_name(r->dot));
+        *rc = -EINVAL;
+        return true;
+    }
+    if (a->kind == ARG_VALUE) {
+        v->kind = V_FLOAT;
+        v->f = r->dot->sample->value;
+    } else {
+        set_string(v, kcw_labels_get(&r->dot->sample->labels, a->str));
+    }
+    return true;
+}
+
 static int eval_arg(render_t *r, const arg_t *a, value_t *v)
 {
     memset(v, 0, sizeof(*v));
     const kcw_template_ctx_t *ctx = r->ctx;
+    int rc;
+    if ((a->kind == ARG_LABEL || a->kind == ARG_VALUE) && dot_field(r, a, v, &rc))
+        return rc;
     switch (a->kind) {
+    case ARG_DOT:
+        if (!r->dot) {
+            v->kind = V_NIL; /* the alert itself: kcwatch has no value for it */
+            return 0;
+        }
+        *v = *r->dot;
+        v->owned = NULL;
+        if (v->kind == V_STR && r->dot->owned) {
+            v->owned = strndup(r->dot->s, r->dot->len);
+            if (!v->owned) {
+                r->out.nomem = true;
+                return -ENOMEM;
+            }
+            v->s = v->owned;
+        }
+        return 0;
     case ARG_LABEL:
         /* missingkey=zero: an absent label prints as "" */
         set_string(v, ctx->labels ? kcw_labels_get(ctx->labels, a->str) : NULL);
@@ -1709,6 +1893,9 @@ static int to_float(render_t *r, const command_t *cmd, const value_t *v, double 
         return -EINVAL;
     }
     case V_BOOL:
+    case V_NIL:
+    case V_SAMPLE:
+    case V_SAMPLES:
         break;
     }
     rerror(r, cmd, "error calling %s: can't convert %s to float", fn_name(cmd->fn), type_name(v));
@@ -1854,7 +2041,205 @@ static int compare(render_t *r, const command_t *cmd, const value_t *a, const va
     case V_BOOL:
         *equal = a->b == b->b;
         break;
+    case V_NIL:
+    case V_SAMPLE:
+    case V_SAMPLES:
+        rerror(r, cmd, "error calling %s: invalid type for comparison", fn_name(cmd->fn));
+        return -EINVAL;
     }
+    return 0;
+}
+
+/* Text/template's argument check for a string parameter. */
+static bool want_string(render_t *r, const command_t *cmd, const value_t *v)
+{
+    if (v->kind == V_STR)
+        return true;
+    rerror(r, cmd, "wrong type for value; expected string; got %s", type_name(v));
+    return false;
+}
+
+static bool want_sample(render_t *r, const command_t *cmd, const value_t *v)
+{
+    if (v->kind == V_SAMPLE)
+        return true;
+    if (v->kind == V_NIL)
+        rerror(r, cmd, "error calling %s: runtime error: invalid memory address or nil pointer "
+                       "dereference",
+               fn_name(cmd->fn));
+    else
+        rerror(r, cmd, "wrong type for value; expected *template.sample; got %s", type_name(v));
+    return false;
+}
+
+static bool want_samples(render_t *r, const command_t *cmd, const value_t *v)
+{
+    if (v->kind == V_SAMPLES)
+        return true;
+    rerror(r, cmd, "wrong type for value; expected template.queryResult; got %s", type_name(v));
+    return false;
+}
+
+/* query "EXPR": the environment's instant query, copied into the arena. */
+static int call_query(render_t *r, const command_t *cmd, const value_t *expr, value_t *out)
+{
+    const kcw_template_env_t *env = r->t->env;
+    if (!want_string(r, cmd, expr))
+        return -EINVAL;
+    if (!env || !env->query) {
+        rerror(r, cmd, "error calling query: no Prometheus to query here");
+        return -EINVAL;
+    }
+    if (++r->queries > KCW_TEMPLATE_MAX_QUERIES) {
+        rerror(r, cmd, "error calling query: more than %d queries in one template",
+               KCW_TEMPLATE_MAX_QUERIES);
+        return -EINVAL;
+    }
+    char *text = strndup(expr->s, expr->len);
+    if (!text) {
+        r->out.nomem = true;
+        return -ENOMEM;
+    }
+    const kcw_template_sample_t *got = NULL;
+    size_t n = 0;
+    char err[256] = "";
+    int rc = env->query(env->query_arg, text, &got, &n, err, sizeof(err));
+    free(text);
+    if (rc < 0) {
+        rerror(r, cmd, "error calling query: %s", err[0] ? err : "query failed");
+        return -EINVAL;
+    }
+    if (n > KCW_TEMPLATE_MAX_SAMPLES) {
+        rerror(r, cmd, "error calling query: %zu samples, more than %d", n,
+               KCW_TEMPLATE_MAX_SAMPLES);
+        return -EINVAL;
+    }
+    arena_block_t b = {.samples = calloc(n ? n : 1, sizeof(*b.samples)),
+                       .ptrs = calloc(n ? n : 1, sizeof(*b.ptrs))};
+    int ok = b.samples && b.ptrs ? 0 : -ENOMEM;
+    for (size_t i = 0; ok == 0 && i < n; i++) {
+        ok = kcw_labels_copy(&b.samples[i].labels, &got[i].labels);
+        b.samples[i].value = got[i].value;
+        b.ptrs[i] = &b.samples[i];
+        b.n = i + 1;
+    }
+    if (ok < 0 || arena_keep(r, b) < 0) {
+        if (ok < 0) {
+            for (size_t j = 0; j < b.n; j++)
+                kcw_labels_clear(&b.samples[j].labels);
+            free(b.samples);
+            free(b.ptrs);
+        }
+        r->out.nomem = true;
+        return -ENOMEM;
+    }
+    out->kind = V_SAMPLES;
+    out->samples = r->arena[r->n_arena - 1].ptrs;
+    out->n_samples = n;
+    return 0;
+}
+
+/* sortByLabel NAME RESULT: a stably sorted copy (Go's sort.Stable). */
+static int call_sort(render_t *r, const command_t *cmd, const value_t *name, const value_t *v,
+                     value_t *out)
+{
+    if (!want_string(r, cmd, name) || !want_samples(r, cmd, v))
+        return -EINVAL;
+    arena_block_t b = {.ptrs = calloc(v->n_samples ? v->n_samples : 1, sizeof(*b.ptrs))};
+    if (!b.ptrs || arena_keep(r, b) < 0) {
+        free(b.ptrs);
+        r->out.nomem = true;
+        return -ENOMEM;
+    }
+    char *key = strndup(name->s, name->len);
+    if (!key) {
+        r->out.nomem = true;
+        return -ENOMEM;
+    }
+    const kcw_template_sample_t **p = r->arena[r->n_arena - 1].ptrs;
+    /* insertion sort: stable, and results are small (KCW_TEMPLATE_MAX_SAMPLES) */
+    for (size_t i = 0; i < v->n_samples; i++) {
+        const kcw_template_sample_t *s = v->samples[i];
+        const char *sv = kcw_labels_get(&s->labels, key);
+        size_t j = i;
+        while (j > 0) {
+            const char *pv = kcw_labels_get(&p[j - 1]->labels, key);
+            if (strcmp(pv ? pv : "", sv ? sv : "") <= 0)
+                break;
+            p[j] = p[j - 1];
+            j--;
+        }
+        p[j] = s;
+    }
+    free(key);
+    out->kind = V_SAMPLES;
+    out->samples = p;
+    out->n_samples = v->n_samples;
+    return 0;
+}
+
+/* reReplaceAll PATTERN REPL TEXT (Go's regexp.ReplaceAllString). */
+static int call_replace(render_t *r, const command_t *cmd, value_t *args, value_t *out)
+{
+    if (!want_string(r, cmd, &args[0]) || !want_string(r, cmd, &args[1]) ||
+        !want_string(r, cmd, &args[2]))
+        return -EINVAL;
+    char *pattern = strndup(args[0].s, args[0].len);
+    char *repl = strndup(args[1].s, args[1].len);
+    char *text = strndup(args[2].s, args[2].len);
+    kcw_regex_t *re = NULL;
+    char err[300] = "";
+    int rc = pattern && repl && text ? kcw_regex_compile(pattern, false, &re, err, sizeof(err))
+                                     : -ENOMEM;
+    char *res = NULL;
+    if (rc == 0)
+        rc = kcw_regex_replace_all(re, text, repl, KCW_TEMPLATE_MAX_OUTPUT, &res, err,
+                                   sizeof(err));
+    kcw_regex_free(re);
+    free(pattern);
+    free(repl);
+    free(text);
+    if (rc == -ENOMEM) {
+        r->out.nomem = true;
+        return rc;
+    }
+    if (rc == -E2BIG) {
+        rerror(r, cmd, "error calling reReplaceAll: result longer than %d bytes",
+               KCW_TEMPLATE_MAX_OUTPUT);
+        return -EINVAL;
+    }
+    if (rc < 0) {
+        rerror(r, cmd, "error calling reReplaceAll: %s", err);
+        return -EINVAL;
+    }
+    out->kind = V_STR;
+    out->owned = res;
+    out->s = res;
+    out->len = strlen(res);
+    return 0;
+}
+
+/* externalURL, or (path) its path for pathPrefix. */
+static int call_external(render_t *r, const command_t *cmd, value_t *out)
+{
+    const char *url = r->t->env && r->t->env->external_url ? r->t->env->external_url : "";
+    const char *s = url;
+    size_t len = strlen(url);
+    if (cmd->fn == FN_PATH_PREFIX) {
+        const char *scheme = strstr(url, "://");
+        const char *host = scheme ? scheme + 3 : url;
+        const char *path = host + strcspn(host, "/?#");
+        s = *path == '/' ? path : "";
+        len = strcspn(s, "?#");
+    }
+    out->kind = V_STR;
+    out->owned = strndup(s, len);
+    if (!out->owned) {
+        r->out.nomem = true;
+        return -ENOMEM;
+    }
+    out->s = out->owned;
+    out->len = len;
     return 0;
 }
 
@@ -1909,6 +2294,65 @@ static int call(render_t *r, const command_t *cmd, value_t *args, size_t n, valu
         out->b = cmd->fn == FN_EQ ? any : !any;
         return 0;
     }
+    case FN_QUERY:
+        return call_query(r, cmd, &args[0], out);
+    case FN_FIRST:
+        if (!want_samples(r, cmd, &args[0]))
+            return -EINVAL;
+        if (args[0].n_samples == 0) {
+            rerror(r, cmd, "error calling first: first() called on vector with no elements");
+            return -EINVAL;
+        }
+        out->kind = V_SAMPLE;
+        out->sample = args[0].samples[0];
+        return 0;
+    case FN_LABEL:
+        if (!want_string(r, cmd, &args[0]) || !want_sample(r, cmd, &args[1]))
+            return -EINVAL;
+        {
+            char *name = strndup(args[0].s, args[0].len);
+            if (!name) {
+                r->out.nomem = true;
+                return -ENOMEM;
+            }
+            const char *v = kcw_labels_get(&args[1].sample->labels, name);
+            free(name);
+            out->kind = V_STR;
+            out->owned = strdup(v ? v : "");
+            if (!out->owned) {
+                r->out.nomem = true;
+                return -ENOMEM;
+            }
+            out->s = out->owned;
+            out->len = strlen(out->s);
+        }
+        return 0;
+    case FN_VALUE:
+        if (!want_sample(r, cmd, &args[0]))
+            return -EINVAL;
+        out->kind = V_FLOAT;
+        out->f = args[0].sample->value;
+        return 0;
+    case FN_SORT_BY_LABEL:
+        return call_sort(r, cmd, &args[0], &args[1], out);
+    case FN_RE_REPLACE_ALL:
+        return call_replace(r, cmd, args, out);
+    case FN_SAFE_HTML:
+        if (!want_string(r, cmd, &args[0]))
+            return -EINVAL;
+        /* html/template.HTML: in a text template, the same text */
+        out->kind = V_STR;
+        out->owned = strndup(args[0].s, args[0].len);
+        if (!out->owned) {
+            r->out.nomem = true;
+            return -ENOMEM;
+        }
+        out->s = out->owned;
+        out->len = args[0].len;
+        return 0;
+    case FN_EXTERNAL_URL:
+    case FN_PATH_PREFIX:
+        return call_external(r, cmd, out);
     case FN_NONE:
         break;
     }
@@ -1921,6 +2365,7 @@ static int eval_pipeline(render_t *r, const pipeline_t *pl, value_t *out)
     bool have_prev = false;
     for (size_t c = 0; c < pl->n; c++) {
         const command_t *cmd = &pl->cmds[c];
+        r->cur = cmd;
         if (cmd->fn == FN_NONE) {
             /* the parser allows an operand only as the first stage */
             if (eval_arg(r, &cmd->args[0], &prev) < 0)
@@ -1971,8 +2416,52 @@ static bool truth(const value_t *v)
         return v->i != 0;
     case V_BOOL:
         return v->b;
+    case V_NIL:
+        return false;
+    case V_SAMPLE:
+        return true;
+    case V_SAMPLES:
+        return v->n_samples > 0;
     }
     return false;
+}
+
+static int render_list(render_t *r, const node_list_t *list);
+
+/* {{ with }} and {{ range }}: the body with the dot set to the value (each
+ * sample of a query result for range), else the else branch. */
+static int render_scoped(render_t *r, const node_t *n, value_t *v)
+{
+    const value_t *saved = r->dot;
+    int rc = 0;
+    if (n->kind == NODE_WITH) {
+        if (!truth(v))
+            return render_list(r, &n->else_nodes);
+        r->dot = v;
+        rc = render_list(r, &n->then_nodes);
+        r->dot = saved;
+        return rc;
+    }
+    if (v->kind == V_NIL)
+        return render_list(r, &n->else_nodes);
+    if (v->kind != V_SAMPLES) {
+        rerror(r, &n->pipe->cmds[0], "range can't iterate over %s", type_name(v));
+        return -EINVAL;
+    }
+    if (v->n_samples == 0)
+        return render_list(r, &n->else_nodes);
+    for (size_t i = 0; i < v->n_samples && rc == 0 && !r->out.truncated; i++) {
+        if (++r->steps > KCW_TEMPLATE_MAX_STEPS) {
+            rerror(r, &n->pipe->cmds[0], "more than %d steps", KCW_TEMPLATE_MAX_STEPS);
+            rc = -EINVAL;
+            break;
+        }
+        value_t item = {.kind = V_SAMPLE, .sample = v->samples[i]};
+        r->dot = &item;
+        rc = render_list(r, &n->then_nodes);
+        r->dot = saved;
+    }
+    return rc;
 }
 
 static int render_list(render_t *r, const node_list_t *list)
@@ -1985,12 +2474,23 @@ static int render_list(render_t *r, const node_list_t *list)
             sb_add(&r->out, n->text, n->len);
             continue;
         }
+        if (++r->steps > KCW_TEMPLATE_MAX_STEPS) {
+            rerror(r, &n->pipe->cmds[0], "more than %d steps", KCW_TEMPLATE_MAX_STEPS);
+            return -EINVAL;
+        }
         value_t v;
         if (eval_pipeline(r, n->pipe, &v) < 0)
             return -EINVAL;
         if (n->kind == NODE_PRINT) {
             value_print(&r->out, &v);
             value_clear(&v);
+            continue;
+        }
+        if (n->kind == NODE_WITH || n->kind == NODE_RANGE) {
+            int rc = render_scoped(r, n, &v);
+            value_clear(&v);
+            if (rc < 0)
+                return -EINVAL;
             continue;
         }
         bool cond = truth(&v);
@@ -2006,6 +2506,7 @@ int kcw_template_render(const kcw_template_t *t, const kcw_template_ctx_t *ctx, 
     *out = NULL;
     render_t r = {.t = t, .ctx = ctx};
     render_list(&r, &t->root);
+    arena_free(&r);
     if (r.out.nomem) {
         free(r.out.buf);
         return -ENOMEM;

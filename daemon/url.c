@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,4 +322,66 @@ char *kcw_url_redact_text(const char *text)
     }
     memcpy(out + o, p, strlen(p) + 1);
     return out;
+}
+
+char *kcw_url_escape(const char *s, bool plus_space)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(s);
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    char *p = out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            *p++ = (char)c;
+        } else if (c == ' ' && plus_space) {
+            *p++ = '+';
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0x0f];
+        }
+    }
+    *p = '\0';
+    return out;
+}
+
+char *kcw_url_generator(const char *base, const char *expr, const char *group, const char *alert)
+{
+    if (!base || !*base)
+        return NULL;
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    char *out = NULL;
+    int n;
+    if (expr) {
+        while (*expr == ' ' || *expr == '\t' || *expr == '\n' || *expr == '\r')
+            expr++;
+        size_t len = strlen(expr);
+        while (len > 0 && (expr[len - 1] == ' ' || expr[len - 1] == '\t' ||
+                           expr[len - 1] == '\n' || expr[len - 1] == '\r'))
+            len--;
+        char *trimmed = strndup(expr, len);
+        char *enc = trimmed ? kcw_url_escape(trimmed, true) : NULL;
+        free(trimmed);
+        if (!enc)
+            return NULL;
+        n = asprintf(&out, "%.*s/graph?g0.expr=%s&g0.tab=1", (int)blen, base, enc);
+        free(enc);
+    } else {
+        char *g = kcw_url_escape(group ? group : "", true);
+        char *a = kcw_url_escape(alert ? alert : "", true);
+        n = g && a ? asprintf(&out, "%.*s/api/v1/rules?rule_group%%5B%%5D=%s&rule_name%%5B%%5D=%s",
+                              (int)blen, base, g, a)
+                   : -1;
+        free(g);
+        free(a);
+    }
+    return n < 0 ? NULL : out;
 }

@@ -51,7 +51,11 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
 {
     kcw_engine_opts_t opts = {.default_interval_ms = g->cfg->evaluation_interval_ms,
                               .spread = true,
-                              .external_labels = &g->cfg->external_labels};
+                              .external_labels = &g->cfg->external_labels,
+                              .prometheus_url = g->cfg->prometheus.external_url
+                                                    ? g->cfg->prometheus.external_url
+                                                    : g->cfg->prometheus.url,
+                              .external_url = g->cfg->external_url};
     kcw_engine_hooks_t hooks = kcw_wd_engine_hooks(wd);
     size_t n = g->rules->n_groups;
     g->timers = calloc(n ? n : 1, sizeof(*g->timers));
@@ -88,7 +92,14 @@ static int generation_start(kcw_watchdog_t *wd, generation_t *g)
         if (!g->prom)
             kcw_log(KCW_LOG_ERROR, "PromQL rules cannot run: no usable Prometheus client", "url",
                     g->cfg->prometheus.url ? g->cfg->prometheus.url : "", NULL);
+        g->pq = kcw_promql_verifier_new(wd->loop, wd->http, &g->cfg->prometheus, g->rules);
     }
+    g->tq = kcw_tquery_new(wd->http, &g->cfg->prometheus, g->cfg->evaluation_interval_ms,
+                           wall_now_ms);
+    g->tenv = (kcw_template_env_t){.external_url = g->cfg->external_url,
+                                   .query = g->tq ? kcw_tquery_query : NULL,
+                                   .query_arg = g->tq};
+    kcw_rules_set_template_env(g->rules, &g->tenv);
     /* The schedule starts now, on both clocks. */
     uv_update_time(wd->loop);
     int64_t start = wall_now_ms();
@@ -118,6 +129,14 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
     /* Queries in flight come back cancelled, from inside this call. */
     kcw_prom_free(g->prom);
     g->prom = NULL;
+    kcw_rules_set_template_env(g->rules, NULL);
+    kcw_tquery_free(g->tq);
+    g->tq = NULL;
+    if (g->pq) {
+        g->closing++;
+        kcw_promql_verifier_close(g->pq, on_cn_closed, g);
+        g->pq = NULL;
+    }
     for (size_t i = 0; g->running && i < g->n_timers; i++) {
         g->timers[i].timer.data = g;
         uv_close((uv_handle_t *)&g->timers[i].timer, on_timer_closed);
@@ -131,6 +150,9 @@ static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
 }
 
 /* --- public -------------------------------------------------------------- */
+
+static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules);
+static void reload_refused(void *arg);
 
 kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset_t *rules)
 {
@@ -159,6 +181,8 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->alertlog = kcw_alertlog_new(0);
     wd->reload_ok = true;
     wd->reload_ok_ms = (int64_t)time(NULL) * 1000;
+    wd->reload_gate = (kcw_reload_gate_t){.apply = reload_apply, .refused = reload_refused,
+                                          .arg = wd};
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
         generation_build(wd, g, NULL) < 0) {
         /* The client's handles close when the caller runs the loop. */
@@ -297,6 +321,23 @@ int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
         kcw_ruleset_free(rules);
         return -EINVAL;
     }
+    return kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules);
+}
+
+/* Prometheus rejected the new rules' PromQL (reload_gate.h). */
+static void reload_refused(void *arg)
+{
+    kcw_watchdog_t *wd = arg;
+    wd->reload_ok = false;
+    kcw_sdnotify_ready(wd->sd);
+    kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
+}
+
+/* The new configuration, checked: a generation built from it takes over. */
+static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules)
+{
+    kcw_watchdog_t *wd = arg;
+    const char *path = cfg->path;
     generation_t *g = calloc(1, sizeof(*g));
     if (!g) {
         kcw_config_free(cfg);
@@ -334,7 +375,7 @@ int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
     if (strcmp(old->cfg->state_dir, cfg->state_dir) != 0)
         kcw_log(KCW_LOG_WARN, "global.state_dir changed: restart kcwatch for it to take effect",
                 "in_use", old->cfg->state_dir, "configured", cfg->state_dir, NULL);
-    rc = generation_start(wd, g);
+    int rc = generation_start(wd, g);
     kcw_remediator_set_connect(wd->rem, g->cn);
     generation_retire(wd, old);
     kcw_log(KCW_LOG_INFO, "configuration reloaded", "config", path ? path : "(built-in defaults)",
@@ -378,6 +419,7 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     if (wd->stopping)
         return;
     wd->stopping = true;
+    kcw_reload_gate_drop(&wd->reload_gate);
     kcw_sdnotify_stopping(wd->sd);
     kcw_sdnotify_close(wd->sd);
     wd->sd = NULL;

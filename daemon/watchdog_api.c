@@ -93,9 +93,22 @@ static int handle_rules(const kcw_admin_request_t *req, kcw_admin_response_t *re
     const char *type = kcw_admin_request_arg(req, "type");
     if (type && strcmp(type, "alert") != 0 && strcmp(type, "record") != 0)
         return kcw_admin_response_error(resp, 400, "bad_data", "invalid query parameter type");
+    /* Prometheus' repeated filters, up to 256 values each. */
+    const char *names[256], *groups[256], *files[256];
+    kcw_api_rules_filter_t f = {
+        .type = type,
+        .rule_names = names,
+        .n_rule_names = kcw_admin_request_args(req, "rule_name[]", names, 256),
+        .groups = groups,
+        .n_groups = kcw_admin_request_args(req, "rule_group[]", groups, 256),
+        .files = files,
+        .n_files = kcw_admin_request_args(req, "file[]", files, 256)};
+    if (f.n_rule_names > 256 || f.n_groups > 256 || f.n_files > 256)
+        return kcw_admin_response_error(resp, 400, "bad_data",
+                                        "more than 256 values of one rule filter");
     size_t n = 0;
     kcw_api_group_view_t *views = kcw_engine_api_views(wd->gen->engine, &n);
-    json_t *data = kcw_api_rules(views, n, type);
+    json_t *data = kcw_api_rules_filtered(views, n, &f);
     kcw_engine_api_views_free(views, n);
     if (!data)
         return -ENOMEM;
@@ -182,7 +195,12 @@ static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *r
     kcw_log(KCW_LOG_INFO, "reload requested over HTTP", NULL);
     kcw_errors_t errs = {0};
     int rc = kcw_watchdog_reload_report(wd, &errs);
-    if (rc == -EINVAL)
+    if (rc == -EINPROGRESS)
+        rc = kcw_admin_response_text(resp, 202, NULL,
+                                     "reload accepted: Prometheus is checking the rules' PromQL; "
+                                     "the outcome is logged and in "
+                                     "kcwatch_config_last_reload_successful\n");
+    else if (rc == -EINVAL)
         rc = kcw_admin_reload_failed(resp, "reload failed: keeping the running configuration",
                                      &errs);
     else if (rc < 0)

@@ -36,6 +36,9 @@
 #include "kcwatch/metrics.h"
 #include "kcwatch/notify.h"
 #include "kcwatch/prom.h"
+#include "kcwatch/promql_check.h"
+#include "kcwatch/reload_gate.h"
+#include "kcwatch/tquery.h"
 #include "kcwatch/remediate.h"
 #include "kcwatch/sdnotify.h"
 #include "kcwatch/silence.h"
@@ -78,6 +81,9 @@ typedef struct generation {
     kcw_engine_t *engine;
     kcw_connect_t *cn;
     kcw_prom_t *prom;
+    kcw_promql_verifier_t *pq; /* rules whose PromQL Prometheus has not checked yet */
+    kcw_tquery_t *tq;          /* {{ query }} of the rules' templates */
+    kcw_template_env_t tenv;   /* what the rules' templates reach: tq, external_url */
     bool running; /* timers initialised, client started */
     bool retired;
     group_timer_t *timers;
@@ -111,6 +117,7 @@ struct kcw_watchdog {
     int64_t reload_ok_ms;
     int64_t reload_at_ms; /* last reload attempt (0: none since start) */
     int retiring; /* generations still closing */
+    kcw_reload_gate_t reload_gate; /* a reload waiting for Prometheus' PromQL check */
 };
 
 static inline int64_t wall_now_ms(void)

@@ -208,6 +208,7 @@ static int copy_node(builder_t *b, int src, yaml_mark_t mark, int *out)
     if (!idx)
         return -ENOMEM;
     doc_node(b, idx)->start_mark = mark;
+    doc_node(b, idx)->end_mark = mark; /* a copy has no text of its own */
     n = doc_node(b, src);
     if (n->type == YAML_SEQUENCE_NODE) {
         size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -302,6 +303,7 @@ static int on_scalar(builder_t *b, const yaml_event_t *ev)
     if (!idx)
         return -ENOMEM;
     doc_node(b, idx)->start_mark = ev->start_mark;
+    doc_node(b, idx)->end_mark = ev->end_mark; /* kcw_ydoc_scalar_map */
     int rc = attach(b, idx);
     return rc < 0 ? rc : anchor_take(b, ev->data.scalar.anchor, idx);
 }
@@ -702,4 +704,112 @@ int kcw_ydoc_compile_template(kcw_ydoc_t *d, const char *text, size_t len, const
         p = nl ? nl + 1 : end;
     }
     return kcw_template_compile_block(src, d->file, line + 1, indent + 1, indent, out, d->errs);
+}
+
+/* Byte offset in text of a libyaml mark (whose column counts characters). */
+static size_t mark_offset(const char *text, size_t len, const yaml_mark_t *m)
+{
+    size_t off = 0;
+    for (size_t l = 0; l < m->line && off < len; l++) {
+        const char *nl = memchr(text + off, '\n', len - off);
+        off = nl ? (size_t)(nl - text) + 1 : len;
+    }
+    for (size_t c = 0; c < m->column && off < len && text[off] != '\n'; c++) {
+        off++;
+        while (off < len && ((unsigned char)text[off] & 0xC0) == 0x80)
+            off++;
+    }
+    return off;
+}
+
+/* Characters between line_start and p, plus one. */
+static int char_col(const char *line_start, const char *p)
+{
+    int col = 1;
+    for (const char *q = line_start; q < p; q++)
+        col += ((unsigned char)*q & 0xC0) != 0x80;
+    return col;
+}
+
+int kcw_ydoc_scalar_map(const char *text, size_t len, const yaml_node_t *n, const char *src,
+                        kcw_src_seg_t **segs, size_t *n_segs)
+{
+    *segs = NULL;
+    *n_segs = 0;
+    if (!n || n->type != YAML_SCALAR_NODE || !src)
+        return 0;
+    size_t a = mark_offset(text, len, &n->start_mark);
+    size_t b = mark_offset(text, len, &n->end_mark);
+    int line = (int)n->start_mark.line + 1;
+    yaml_scalar_style_t style = n->data.scalar.style;
+    if (style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) {
+        a++;
+        if (b > a)
+            b--;
+    } else if (style == YAML_LITERAL_SCALAR_STYLE || style == YAML_FOLDED_SCALAR_STYLE) {
+        const char *nl = memchr(text + a, '\n', b > a ? b - a : 0);
+        a = nl ? (size_t)(nl - text) + 1 : b;
+        line++;
+    }
+    if (b > len)
+        b = len;
+    size_t vlen = strlen(src), cur = 0;
+    size_t cap = 0;
+    size_t line_start = a;
+    while (line_start > 0 && text[line_start - 1] != '\n')
+        line_start--;
+    for (size_t p = a; p < b; line++) {
+        const char *nl = memchr(text + p, '\n', b - p);
+        size_t eol = nl ? (size_t)(nl - text) : b;
+        size_t s = p, e = eol;
+        while (s < e && (text[s] == ' ' || text[s] == '\t'))
+            s++;
+        while (e > s && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r'))
+            e--;
+        if (e > s) {
+            const char *hit = cur <= vlen ? memmem(src + cur, vlen - cur, text + s, e - s) : NULL;
+            if (!hit)
+                break;
+            if (*n_segs == cap) {
+                size_t nc = cap ? cap * 2 : 4;
+                kcw_src_seg_t *g = realloc(*segs, nc * sizeof(*g));
+                if (!g) {
+                    free(*segs);
+                    *segs = NULL;
+                    *n_segs = 0;
+                    return -ENOMEM;
+                }
+                *segs = g;
+                cap = nc;
+            }
+            (*segs)[(*n_segs)++] = (kcw_src_seg_t){
+                .off = (size_t)(hit - src), .line = line, .col = char_col(text + line_start, text + s)};
+            cur = (size_t)(hit - src) + (e - s);
+        }
+        p = eol + 1;
+        line_start = p;
+    }
+    return 0;
+}
+
+void kcw_src_map_pos(const kcw_src_seg_t *segs, size_t n_segs, const char *src, int line, int col,
+                     int *fline, int *fcol)
+{
+    *fline = *fcol = 0;
+    if (!n_segs)
+        return;
+    size_t len = strlen(src), off = 0;
+    for (int l = 1; l < line && off < len; l++) {
+        const char *nl = memchr(src + off, '\n', len - off);
+        off = nl ? (size_t)(nl - src) + 1 : len;
+    }
+    if (col > 1)
+        off += (size_t)(col - 1);
+    if (off > len)
+        off = len;
+    size_t i = 0;
+    while (i + 1 < n_segs && segs[i + 1].off <= off)
+        i++;
+    *fline = segs[i].line;
+    *fcol = segs[i].col + (off > segs[i].off ? (int)(off - segs[i].off) : 0);
 }

@@ -58,7 +58,8 @@ char *kcw_alertmanager_payload(const kcw_alert_t *const *alerts, size_t n_alerts
             kcw_payload_put(o, "annotations", kcw_labels_to_json(&a->annotations)) < 0 ||
             kcw_payload_put(o, "startsAt", time_json(kcw_payload_alert_starts_ms(a))) < 0 ||
             kcw_payload_put(o, "endsAt", time_json(ends)) < 0 ||
-            kcw_payload_put(o, "generatorURL", kcw_json_text(generator)) < 0) {
+            kcw_payload_put(o, "generatorURL",
+                            kcw_json_text(a->generator_url ? a->generator_url : generator)) < 0) {
             json_decref(o);
             goto done;
         }

@@ -1,6 +1,7 @@
 /* payload.c: alert facts shared by the payload builders (see payload.h). */
 #include "kcwatch/payload.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,4 +68,50 @@ char *kcw_payload_first_lines(const char *text, int max_lines, size_t max_bytes)
         len--;
     len = kcw_payload_utf8_cut(text, len, max_bytes);
     return strndup(text, len);
+}
+
+void kcw_payload_labeled_free(const kcw_alert_t **labeled, size_t n)
+{
+    if (!labeled)
+        return;
+    kcw_alert_t *copies = n ? (kcw_alert_t *)labeled[0] : NULL;
+    for (size_t i = 0; copies && i < n; i++)
+        kcw_labels_clear(&copies[i].labels);
+    free(copies);
+    free(labeled);
+}
+
+int kcw_payload_labeled(const kcw_alert_t *const *alerts, size_t n, const kcw_labels_t *external,
+                        const kcw_alert_t ***out)
+{
+    *out = NULL;
+    kcw_alert_t *copies = calloc(n ? n : 1, sizeof(*copies));
+    const kcw_alert_t **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    if (!copies || !ptrs) {
+        free(copies);
+        free(ptrs);
+        return -ENOMEM;
+    }
+    int rc = 0;
+    size_t done = 0;
+    for (; rc == 0 && done < n; done++) {
+        kcw_alert_t *c = &copies[done];
+        *c = *alerts[done]; /* annotations, trace, links: shared, not owned */
+        c->fingerprint = kcw_payload_alert_fp(alerts[done]);
+        memset(&c->labels, 0, sizeof(c->labels));
+        rc = kcw_labels_copy(&c->labels, &alerts[done]->labels);
+        for (size_t e = 0; rc == 0 && external && e < external->n; e++)
+            if (!kcw_labels_get(&alerts[done]->labels, external->items[e].name))
+                rc = kcw_labels_set(&c->labels, external->items[e].name,
+                                    external->items[e].value);
+        ptrs[done] = c;
+    }
+    if (rc < 0) {
+        kcw_payload_labeled_free(ptrs, done); /* ptrs[0] is copies */
+        return -ENOMEM;
+    }
+    if (n == 0)
+        free(copies); /* nothing points at it */
+    *out = ptrs;
+    return 0;
 }

@@ -61,18 +61,25 @@ int kcw_receiver_build(const kcw_receiver_conf_t *rc, const kcw_notification_t *
 {
     *out = NULL;
     *n_out = 0;
-    if (nt->n_alerts == 0)
+    if (nt->n_alerts == 0 || rc->kind == KCW_RECEIVER_LOG)
         return 0;
     const kcw_config_t *cfg = nt->cfg;
     bool firing = any_firing(nt->alerts, nt->n_alerts);
+    /* Every receiver gets the alerts with the external labels, as
+     * Prometheus sends them (Slack and PagerDuty show them too). */
+    const kcw_alert_t **labeled = NULL;
+    if (cfg->external_labels.n > 0 &&
+        kcw_payload_labeled(nt->alerts, nt->n_alerts, &cfg->external_labels, &labeled) < 0)
+        return -ENOMEM;
+    const kcw_alert_t *const *alerts = labeled ? labeled : nt->alerts;
     int rc_add = 0;
     switch (rc->kind) {
     case KCW_RECEIVER_LOG:
-        return 0;
+        break;
     case KCW_RECEIVER_WEBHOOK:
         rc_add = add(out, n_out, 0,
                      kcw_webhook_payload(nt->receiver, nt->group_key, nt->group_labels,
-                                         nt->alerts, nt->n_alerts, cfg->external_url,
+                                         alerts, nt->n_alerts, cfg->external_url, NULL,
                                          rc->max_alerts),
                      firing, nt->n_alerts);
         break;
@@ -84,7 +91,7 @@ int kcw_receiver_build(const kcw_receiver_conf_t *rc, const kcw_notification_t *
                               .text = rc->text,
                               .external_labels = &cfg->external_labels};
         rc_add = add(out, n_out, 0,
-                     kcw_slack_payload(&o, nt->group_labels, nt->alerts, nt->n_alerts), firing,
+                     kcw_slack_payload(&o, nt->group_labels, alerts, nt->n_alerts), firing,
                      nt->n_alerts);
         break;
     }
@@ -98,8 +105,10 @@ int kcw_receiver_build(const kcw_receiver_conf_t *rc, const kcw_notification_t *
                                   .summary = rc->summary};
         char **events = NULL;
         size_t n_events = 0;
-        if (kcw_pagerduty_events(&o, nt->alerts, nt->n_alerts, &events, &n_events) < 0)
-            return -ENOMEM;
+        if (kcw_pagerduty_events(&o, alerts, nt->n_alerts, &events, &n_events) < 0) {
+            rc_add = -ENOMEM;
+            break;
+        }
         for (size_t i = 0; i < n_events; i++) {
             bool trigger = strstr(events[i], "\"event_action\":\"trigger\"") != NULL;
             if (rc_add == 0)
@@ -116,12 +125,13 @@ int kcw_receiver_build(const kcw_receiver_conf_t *rc, const kcw_notification_t *
                                                                  : cfg->evaluation_interval_ms);
         for (size_t t = 0; t < rc->n_urls && rc_add == 0; t++)
             rc_add = add(out, n_out, (int)t,
-                         kcw_alertmanager_payload(nt->alerts, nt->n_alerts, nt->now_ms, valid_for,
+                         kcw_alertmanager_payload(alerts, nt->n_alerts, nt->now_ms, valid_for,
                                                   &cfg->external_labels, cfg->external_url),
                          firing, nt->n_alerts);
         break;
     }
     }
+    kcw_payload_labeled_free(labeled, nt->n_alerts);
     if (rc_add < 0) {
         kcw_outgoing_free(*out, *n_out);
         *out = NULL;

@@ -112,7 +112,8 @@ static json_t *alert_json(const kcw_alert_t *a, const char *generator_url)
         put(o, "annotations", kcw_labels_to_json(&a->annotations)) < 0 ||
         put(o, "startsAt", kcw_json_text(starts)) < 0 ||
         put(o, "endsAt", kcw_json_text(ends)) < 0 ||
-        put(o, "generatorURL", kcw_json_text(generator_url)) < 0 ||
+        put(o, "generatorURL",
+            kcw_json_text(a->generator_url ? a->generator_url : generator_url)) < 0 ||
         put(o, "fingerprint", kcw_json_text(fp)) < 0) {
         json_decref(o);
         return NULL;
@@ -174,7 +175,28 @@ static size_t fitting_alerts(const ordered_t *alerts, size_t n, const char *gene
     return fit;
 }
 
+static char *payload_text(const char *receiver, const char *group_key,
+                          const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
+                          size_t n_alerts, const char *external_url, int max_alerts);
+
 char *kcw_webhook_payload(const char *receiver, const char *group_key,
+                          const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
+                          size_t n_alerts, const char *external_url,
+                          const kcw_labels_t *external_labels, int max_alerts)
+{
+    if (!external_labels || external_labels->n == 0)
+        return payload_text(receiver, group_key, group_labels, alerts, n_alerts, external_url,
+                            max_alerts);
+    const kcw_alert_t **labeled = NULL;
+    if (kcw_payload_labeled(alerts, n_alerts, external_labels, &labeled) < 0)
+        return NULL;
+    char *text = payload_text(receiver, group_key, group_labels, labeled, n_alerts, external_url,
+                              max_alerts);
+    kcw_payload_labeled_free(labeled, n_alerts);
+    return text;
+}
+
+static char *payload_text(const char *receiver, const char *group_key,
                           const kcw_labels_t *group_labels, const kcw_alert_t *const *alerts,
                           size_t n_alerts, const char *external_url, int max_alerts)
 {

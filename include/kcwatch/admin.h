@@ -164,6 +164,11 @@ void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg);
 
 /* Query-string argument (decoded), NULL when absent. For "?a" the value is "". */
 const char *kcw_admin_request_arg(const kcw_admin_request_t *req, const char *name);
+/* Every value of a query-string argument that may repeat ("?f[]=a&f[]=b"),
+ * decoded, in order: at most max of them into out (valid during the
+ * handler). Returns how many there are (more than max: not all stored). */
+size_t kcw_admin_request_args(const kcw_admin_request_t *req, const char *name, const char **out,
+                              size_t max);
 /* Request header (case-insensitive name), NULL when absent. */
 const char *kcw_admin_request_header(const kcw_admin_request_t *req, const char *name);
 

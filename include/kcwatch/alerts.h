@@ -33,6 +33,7 @@ typedef struct kcw_instance {
     kcw_labels_t annotations; /* rendered */
     double value;
     char *trace;              /* Connect trace, may be NULL */
+    char *generator_url;      /* the rule's link (kcw_url_generator), may be NULL */
 } kcw_instance_t;
 
 void kcw_instance_clear(kcw_instance_t *in);
@@ -42,6 +43,7 @@ typedef struct kcw_alert {
     kcw_labels_t annotations;
     double value;
     char *trace;
+    char *generator_url; /* from its latest instance; NULL: receivers use their default */
     uint64_t fingerprint;
     kcw_alert_state_t state;
     int64_t active_at_ms;

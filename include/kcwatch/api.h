@@ -54,6 +54,21 @@ json_t *kcw_api_alerts(const kcw_api_group_view_t *groups, size_t n_groups,
  * type_filter: NULL, "alert" or "record" (?type= of Prometheus). New reference. */
 json_t *kcw_api_rules(const kcw_api_group_view_t *groups, size_t n_groups,
                       const char *type_filter);
+/* The filters of GET /api/v1/rules, as Prometheus': type, and the repeated
+ * rule_name[], rule_group[] and file[] (each matches exactly; an empty list
+ * does not filter). With any of the lists set, a group left with no rule is
+ * not listed. */
+typedef struct kcw_api_rules_filter {
+    const char *type;
+    const char *const *rule_names;
+    size_t n_rule_names;
+    const char *const *groups;
+    size_t n_groups;
+    const char *const *files;
+    size_t n_files;
+} kcw_api_rules_filter_t;
+json_t *kcw_api_rules_filtered(const kcw_api_group_view_t *groups, size_t n_groups,
+                               const kcw_api_rules_filter_t *f);
 /* Go's time.Time RFC3339Nano text of a ms timestamp, e.g.
  * "2026-11-25T10:00:00.123Z" ("0001-01-01T00:00:00Z" for 0). Returns buf. */
 char *kcw_api_time(int64_t ms, char *buf, size_t n);

@@ -68,6 +68,7 @@ typedef struct kcw_cluster_conf {
 
 typedef struct kcw_prometheus_conf {
     char *url;          /* default http://localhost:9090 */
+    char *external_url; /* Prometheus as people reach it (generatorURL links); NULL: url */
     int64_t timeout_ms; /* default 10s */
     kcw_basic_auth_conf_t basic_auth;
     char *bearer_token; /* from bearer_token_file */

@@ -108,6 +108,10 @@ typedef struct kcw_engine_opts {
     bool spread;                         /* spread group offsets over the interval */
     int64_t interval_override_ms;        /* > 0: every group at this interval */
     const kcw_labels_t *external_labels; /* must outlive the engine; may be NULL */
+    /* generatorURL bases (kcw_url_generator), must outlive the engine, may be
+     * NULL: Prometheus' for PromQL rules, kcwatch's for connect: rules. */
+    const char *prometheus_url;
+    const char *external_url;
 } kcw_engine_opts_t;
 
 typedef struct kcw_engine kcw_engine_t;

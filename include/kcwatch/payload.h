@@ -21,6 +21,13 @@ uint64_t kcw_payload_alert_fp(const kcw_alert_t *a);
 /* external_url + "/api/v1/alerts" (kcwatch's alerts list), "" without an
  * external URL. malloc'd or NULL. */
 char *kcw_payload_generator_url(const char *external_url);
+/* The alerts as they leave kcwatch: *out holds n pointers to shallow copies
+ * whose labels also carry external (an alert's own label of the same name
+ * wins), as Prometheus adds its external labels to the alerts it sends.
+ * Release with kcw_payload_labeled_free. 0 or -ENOMEM. */
+int kcw_payload_labeled(const kcw_alert_t *const *alerts, size_t n, const kcw_labels_t *external,
+                        const kcw_alert_t ***out);
+void kcw_payload_labeled_free(const kcw_alert_t **labeled, size_t n);
 /* json_object_set_new that fails on a NULL value (an allocation that failed);
  * 0 or -1. The value is stolen either way. */
 int kcw_payload_put(json_t *obj, const char *key, json_t *value);

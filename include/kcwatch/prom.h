@@ -113,6 +113,23 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf);
  * HTTP client's error. */
 int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
                    void *arg);
+/* Parses a /api/v1/format_query response body: *formatted (free it) is
+ * Prometheus' normalised text of the expression. Errors as
+ * kcw_prom_parse_response: -EREMOTEIO with Prometheus' errorType and error
+ * verbatim (a rejected expression: "bad_data: invalid parameter \"query\":
+ * 1:16: parse error: ..."), -EINVAL for anything else, -ENOMEM. */
+int kcw_prom_parse_format_response(const char *body, size_t len, char **formatted,
+                                   kcw_prom_error_t *err);
+
+/* Exactly one of formatted and error is non-NULL; both are valid during the
+ * call only. */
+typedef void (*kcw_prom_format_cb)(const char *formatted, const kcw_prom_error_t *error,
+                                   void *arg);
+/* Asks Prometheus' own parser about expr (/api/v1/format_query as a form POST,
+ * Prometheus 2.38 and later), with the client's timeout and credentials. cb(arg) runs
+ * later on the loop; a parse error is KCW_PROM_ERR_QUERY with type
+ * "bad_data". Returns as kcw_prom_query. */
+int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, void *arg);
 /* Queries in flight or waiting to be sent. */
 size_t kcw_prom_pending(const kcw_prom_t *prom);
 /* Cancels every query in flight (their callbacks run with

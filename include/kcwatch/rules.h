@@ -17,6 +17,7 @@
 #include "kcwatch/errors.h"
 #include "kcwatch/labels.h"
 #include "kcwatch/template.h"
+#include "kcwatch/yamlnode.h"
 
 typedef enum {
     KCW_TARGET_TASK = 0, /* default */
@@ -31,6 +32,12 @@ typedef struct kcw_regex kcw_regex_t; /* compiled PCRE2 */
 int kcw_regex_compile(const char *src, bool anchored, kcw_regex_t **out, char *err,
                       size_t errlen);
 bool kcw_regex_match(const kcw_regex_t *re, const char *subject);
+/* Go's Regexp.ReplaceAllString: every match of re in subject replaced by
+ * repl, where $1, ${1}, $name and ${name} expand to groups (unknown or unset
+ * ones to "") and $$ is a '$'. *out (free it) is at most max bytes, else
+ * -E2BIG. 0, -E2BIG, -EINVAL (a bad replacement, message in err), -ENOMEM. */
+int kcw_regex_replace_all(const kcw_regex_t *re, const char *subject, const char *repl,
+                          size_t max, char **out, char *err, size_t errlen);
 const char *kcw_regex_source(const kcw_regex_t *re);
 void kcw_regex_free(kcw_regex_t *re);
 
@@ -75,6 +82,15 @@ typedef struct kcw_rule {
     kcw_restart_spec_t restart;
     char *file;
     int line, col;
+    /* Where expr's text lies in the file, to position Prometheus' parse
+     * errors (kcw_src_map_pos); expr_line:expr_col is the expr scalar. */
+    kcw_src_seg_t *expr_map;
+    size_t n_expr_map;
+    int expr_line, expr_col;
+    /* Set by the PromQL check (promql_check.h): Prometheus' normalised text
+     * of expr, and its rejection (FILE:LINE:COL: ...) when it refused it. */
+    char *expr_formatted;
+    char *expr_error;
 } kcw_rule_t;
 
 typedef struct kcw_rule_group {
@@ -104,5 +120,19 @@ int kcw_rules_load(const char *const *globs, size_t n_globs, kcw_ruleset_t **out
 int kcw_rules_load_string(const char *yaml, const char *name, kcw_ruleset_t **rs,
                           kcw_errors_t *errs);
 void kcw_ruleset_free(kcw_ruleset_t *rs);
+/* Gives every label and annotation template of rs the environment env
+ * (query, externalURL; kcw_template_set_env). */
+void kcw_rules_set_template_env(kcw_ruleset_t *rs, const kcw_template_env_t *env);
+
+/* What loads but is likely a mistake, appended to warns at where (the
+ * config file, no position): each pattern of globs that matches no file
+ * ("rule_files: \"P\" matches no file"), and "no alerting rule loaded" when
+ * the n_sets sets hold none. kcwatch check prints them (errors with
+ * --strict), the daemon logs them. Returns how many were added. */
+size_t kcw_rules_warnings(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                          size_t n_sets, const char *where, kcw_errors_t *warns);
+/* The same, logged at WARN ("configuration warning", warning=FILE: message). */
+size_t kcw_rules_warn(const char *const *globs, size_t n_globs, const kcw_ruleset_t *const *sets,
+                      size_t n_sets, const char *where);
 
 #endif

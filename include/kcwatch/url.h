@@ -8,6 +8,7 @@
 #ifndef KCWATCH_URL_H
 #define KCWATCH_URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* What replaces a hidden userinfo or query value. */
@@ -18,6 +19,20 @@
  * dropped; userinfo stays. NULL when base is not an absolute URL or on
  * allocation failure. Free with free(). */
 char *kcw_url_join(const char *base, const char *path);
+
+/* s percent-encoded for a query value: RFC 3986 unreserved characters stay,
+ * every other byte (UTF-8 included) becomes %XX; with plus_space a space is
+ * '+' (Go's url.QueryEscape), else %20. NULL on allocation failure. */
+char *kcw_url_escape(const char *s, bool plus_space);
+
+/* The generatorURL of a PromQL rule's alerts, as Prometheus makes it: base
+ * (Prometheus' external URL) + "/graph?g0.expr=" + QueryEscape(expr) +
+ * "&g0.tab=1", the expression trimmed of surrounding blanks. A connect:
+ * rule's (expr NULL): base (kcwatch's external URL) +
+ * "/api/v1/rules?rule_group[]=GROUP&rule_name[]=ALERT", its entry in
+ * kcwatch's API. A trailing '/' of base does not double. NULL when base is
+ * NULL or empty, or on allocation failure. */
+char *kcw_url_generator(const char *base, const char *expr, const char *group, const char *alert);
 
 /* Splits userinfo out of url: *bare is url without it; *user and *password
  * are percent-decoded (NULL when absent). 0, -EINVAL (not a URL) or

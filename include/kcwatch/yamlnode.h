@@ -119,4 +119,25 @@ int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len
 int kcw_ydoc_compile_template(kcw_ydoc_t *d, const char *text, size_t len, const yaml_node_t *n,
                               const char *src, kcw_template_t **out);
 
+/* Where the text of a scalar's value lies in its file: from byte off of
+ * the value on, it is at line:col (1-based), until the next segment. */
+typedef struct kcw_src_seg {
+    size_t off;
+    int line, col;
+} kcw_src_seg_t;
+
+/* Maps scalar n (value src) of the document loaded from text/len onto the
+ * file: one segment per source line of the scalar whose text appears, in
+ * order, in src (plain, quoted and block styles; folding and indentation
+ * undone). Stops at the first line it cannot find (an escape sequence in a
+ * double-quoted scalar). *segs (free it) may be NULL with *n == 0; -ENOMEM. */
+int kcw_ydoc_scalar_map(const char *text, size_t len, const yaml_node_t *n, const char *src,
+                        kcw_src_seg_t **segs, size_t *n_segs);
+
+/* The file position of line:col (1-based, bytes, as Prometheus' parser
+ * counts them) of src, through its segments; line:col of the first segment
+ * when the position lies before it; *fline = 0 when there are none. */
+void kcw_src_map_pos(const kcw_src_seg_t *segs, size_t n_segs, const char *src, int line, int col,
+                     int *fline, int *fcol);
+
 #endif

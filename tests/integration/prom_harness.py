@@ -69,7 +69,8 @@ def http_json(url, timeout=5.0, method="GET", body=None):
 
 class PrometheusServer:
     def __init__(self, tmpdir, targets, rule_files=(), job="kcwatch-it-connect",
-                 scrape_interval="1s", evaluation_interval="1s", port=None):
+                 scrape_interval="1s", evaluation_interval="1s", port=None,
+                 alertmanagers=(), extra_flags=()):
         self.binary = prometheus_bin()
         self.dir = os.path.join(tmpdir, "prometheus")
         self.data_dir = os.path.join(self.dir, "data")
@@ -82,6 +83,8 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.port = port
+        self.alertmanagers = list(alertmanagers)  # "host:port" Prometheus sends alerts to
+        self.extra_flags = list(extra_flags)
         self.proc = None
         self.starts = 0
         self._logs = []
@@ -98,6 +101,9 @@ class PrometheusServer:
             "scrape_configs": [{"job_name": self.job,
                                 "static_configs": [{"targets": self.targets}]}],
         }
+        if self.alertmanagers:
+            cfg["alerting"] = {"alertmanagers": [{"static_configs": [
+                {"targets": self.alertmanagers}]}]}
         with open(self.config_path, "w") as f:
             f.write(harness.to_yaml(cfg))
 
@@ -139,7 +145,7 @@ class PrometheusServer:
              "--config.file=" + self.config_path,
              "--storage.tsdb.path=" + self.data_dir,
              "--web.listen-address=127.0.0.1:%d" % self.port,
-             "--log.level=info"],
+             "--log.level=info"] + self.extra_flags,
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir,
             start_new_session=True)
 

@@ -53,7 +53,10 @@ def test_ha_pair_fired_and_resolved():
                 h.check(ends_at(a) > t_fail, "endsAt %s is not ahead" % a["endsAt"])
                 h.check(a["labels"]["cluster"] == "c1" and a["labels"]["severity"] == "warning", a)
                 h.check(a["annotations"]["summary"] == "Task orders/1 failed", a)
-                h.check(a["generatorURL"].endswith("/api/v1/alerts"), a["generatorURL"])
+                # a connect: rule links to its entry in kcwatch's rules API
+                h.check(a["generatorURL"].endswith("/api/v1/rules?rule_group%5B%5D=connect-status"
+                                                   "&rule_name%5B%5D=ConnectTaskFailed"),
+                        a["generatorURL"])
             # Re-sent before it expires: Alertmanager sees a later endsAt.
             first_end = ends_at(am1.alerts(alertname="ConnectTaskFailed")[0])
             h.wait_for(lambda: ends_at(am1.alerts(alertname="ConnectTaskFailed")[0]) > first_end,

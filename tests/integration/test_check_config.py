@@ -107,7 +107,7 @@ def test_bad_rule_file_positions():
                 "RULE_FILE argument errors missing:\n%s" % out)
 
 
-def test_good_config_exits_0():
+def test_good_config_passes():
     with Harness("check-good", start_fakes=False) as h:
         pw = h.write("password", "s3cret\n")
         rules_glob = os.path.join(harness.SOURCE_DIR, "rules.d", "*.yaml")
@@ -125,6 +125,9 @@ def test_good_config_exits_0():
                             "stable_period": "2s", "verify_timeout": "3s",
                             "exclude": {"connector": "legacy-.*"}},
             "rule_files": [h.rules_path, rules_glob],
+            # Nothing listens there: the shipped PromQL rules stay unverified
+            # (test_promql_check.py checks them against a real Prometheus).
+            "prometheus": {"url": "http://127.0.0.1:1"},
             "receivers": [{"name": "hook", "webhook": {"url": "http://127.0.0.1:1/hook"}}],
             "route": {"receiver": "hook", "group_by": ["alertname", "cluster", "connector"],
                       "group_wait": "0s", "group_interval": "500ms", "repeat_interval": "1h"},
@@ -134,9 +137,38 @@ def test_good_config_exits_0():
                                                  "rules": harness.default_rules()}]}))
         path = h.write("good.yaml", harness.to_yaml(cfg))
         rc, out = run_check(h, "-c", path)
-        h.check(rc == 0, "exit status %s for a good config; output:\n%s" % (rc, out))
+        h.check(rc == 3, "exit status %s for a good config with Prometheus unreachable, "
+                "expected 3; output:\n%s" % (rc, out))
+        h.check("PromQL not verified" in out and "OK:" in out, "output:\n" + out)
         h.check(not re.search(r"^\S+:\d+:\d+: ", out, re.M), "errors printed:\n" + out)
         h.check("s3cret" not in out, "the password appeared in the output")
+
+
+def test_no_rules_warns_and_strict_refuses():
+    """A rule_files glob matching nothing and 0 rules loaded: warnings in
+    check (exit 0), errors with --strict (exit 1), warnings in the log."""
+    with Harness("check-norules") as h:
+        glob = os.path.join(h.tmp, "missing", "*.yaml")
+        cfg = h.write("norules.yaml", "global:\n  state_dir: %s\nconnect: [{name: a, urls: "
+                      "[http://127.0.0.1:1]}]\nrule_files: [%s]\n"
+                      % (os.path.join(h.tmp, "state"), glob))
+        rc, out = run_check(h, "-c", cfg)
+        h.check(rc == 0, "exit status %s; output:\n%s" % (rc, out))
+        h.check('%s: warning: rule_files: "%s" matches no file' % (cfg, glob) in out,
+                "no warning for the empty glob:\n" + out)
+        h.check("%s: warning: no alerting rule loaded" % cfg in out,
+                "no warning for 0 rules:\n" + out)
+        rc, out = run_check(h, "--strict", "-c", cfg)
+        h.check(rc == 1, "exit status %s with --strict; output:\n%s" % (rc, out))
+        h.check(out.count("refused by --strict") == 2, "--strict output:\n" + out)
+        h.start_daemon(overrides={"rule_files": [glob]})
+        h.wait_for(lambda: h.log_records(msg="configuration warning"),
+                   what="the warning in the log")
+        warned = " ".join(r.get("warning", "")
+                          for r in h.log_records(msg="configuration warning"))
+        h.check("matches no file" in warned and "no alerting rule loaded" in warned,
+                "log warnings: %r" % warned)
+        h.finish()
 
 
 if __name__ == "__main__":

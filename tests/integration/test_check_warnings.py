@@ -20,9 +20,10 @@ def check(h, *args):
 
 def test_warnings_positioned_and_strict():
     with Harness("check-warn", start_fakes=False) as h:
+        # A connect: rule: no PromQL for check to verify (no Prometheus here).
         rules = h.write("rules.yaml", "groups:\n  - name: g\n    rules:\n"
                         "      - record: job:up:sum\n        expr: sum(up)\n"
-                        "      - alert: Down\n        expr: up == 0\n")
+                        "      - alert: Down\n        connect: {state: FAILED}\n")
         h.write("kcwatch.yaml", "admin:\n  listen: 0.0.0.0:9464\nrule_files: [%s]\n" % rules)
         rc, out, err = check(h)
         lines = err.strip().splitlines()

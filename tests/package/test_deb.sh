@@ -58,7 +58,10 @@ echo "--- what the shipped packs hold"
 printf 'rule_files: []\n' >"$work/empty.yaml"
 groups=0 rules=0 packs=0
 for pack in "$src"/rules.d/*.yaml; do
-    line=$("$built" check -c "$work/empty.yaml" "$pack")
+    # exit 3: valid, but no Prometheus answered to verify the PromQL (kcwatch(8))
+    rc=0
+    line=$("$built" check -c "$work/empty.yaml" "$pack") || rc=$?
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || fail "check $pack: exit $rc: $line"
     g=$(echo "$line" | sed -n 's/.* \([0-9]*\) rule groups\{0,1\}, .*/\1/p')
     r=$(echo "$line" | sed -n 's/.* \([0-9]*\) rules\{0,1\}$/\1/p')
     [ -n "$g" ] && [ -n "$r" ] && [ "$r" -gt 0 ] || fail "cannot count $pack: $line"
@@ -71,7 +74,9 @@ installed=yes
 dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i"; }
 getent passwd kcwatch >/dev/null || fail "postinst did not create the kcwatch user"
 [ "$(stat -c %G /etc/kcwatch/kcwatch.yaml)" = kcwatch ] || fail "config not readable by group kcwatch"
-out=$(/usr/bin/kcwatch check -c /etc/kcwatch/kcwatch.yaml) || fail "installed check: $out"
+rc=0
+out=$(/usr/bin/kcwatch check -c /etc/kcwatch/kcwatch.yaml) || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || fail "installed check: exit $rc: $out"
 echo "$out"
 want="$groups rule group"
 echo "$out" | grep -q "$want" || fail "installed config should load $groups groups from the packs"

@@ -122,7 +122,10 @@ def test_kcwatch_check_accepts_kcwatch_config():
                            stderr=subprocess.STDOUT, timeout=60)
         out = r.stdout.decode()
         print("  " + out.strip().replace("\n", "\n  "))
-        assert r.returncode == 0, "kcwatch check failed"
+        # The compose file's Prometheus (http://prometheus:9090) is not
+        # running here: the PromQL stays unverified, which is exit status 3.
+        assert r.returncode in (0, 3), "kcwatch check failed"
+        assert r.returncode == 0 or "PromQL not verified" in out, "exit 3 without the reason"
 
 
 if __name__ == "__main__":

@@ -496,6 +496,68 @@ static void test_rules_type_filter(void **state)
     json_decref(data);
 }
 
+/* The group names of data, joined by ",", and each group's rule names. */
+static void names_of(const json_t *data, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    const json_t *groups = json_object_get(data, "groups");
+    for (size_t i = 0; i < json_array_size(groups); i++) {
+        const json_t *g = json_array_get(groups, i);
+        size_t len = strlen(buf);
+        snprintf(buf + len, n - len, "%s%s:", i ? "," : "",
+                 json_string_value(json_object_get(g, "name")));
+        const json_t *rules = json_object_get(g, "rules");
+        for (size_t r = 0; r < json_array_size(rules); r++) {
+            len = strlen(buf);
+            snprintf(buf + len, n - len, "%s%s", r ? "+" : "",
+                     json_string_value(json_object_get(json_array_get(rules, r), "name")));
+        }
+    }
+}
+
+static void test_rules_name_group_file_filters(void **state)
+{
+    fixture_t *f = *state;
+    char got[512];
+    const char *names[] = {"ConnectLag", "WorkerDown", "NoSuchRule"};
+    kcw_api_rules_filter_t flt = {.rule_names = names, .n_rule_names = 3};
+    json_t *data = roundtrip(kcw_api_rules_filtered(f->groups, 2, &flt));
+    names_of(data, got, sizeof(got));
+    assert_string_equal(got, "connect-status:WorkerDown,lag:ConnectLag");
+    json_decref(data);
+
+    const char *groups[] = {"lag"};
+    flt = (kcw_api_rules_filter_t){.groups = groups, .n_groups = 1};
+    data = roundtrip(kcw_api_rules_filtered(f->groups, 2, &flt));
+    names_of(data, got, sizeof(got));
+    assert_string_equal(got, "lag:ConnectLag");
+    json_decref(data);
+
+    /* A rule name outside the chosen group: nothing left, no group listed. */
+    const char *only[] = {"WorkerDown"};
+    flt = (kcw_api_rules_filter_t){.groups = groups, .n_groups = 1, .rule_names = only,
+                                   .n_rule_names = 1};
+    data = roundtrip(kcw_api_rules_filtered(f->groups, 2, &flt));
+    assert_int_equal(json_array_size(json_object_get(data, "groups")), 0);
+    json_decref(data);
+
+    const char *files[] = {"rules.d/api.yaml"}, *other[] = {"rules.d/other.yaml"};
+    flt = (kcw_api_rules_filter_t){.files = files, .n_files = 1};
+    data = roundtrip(kcw_api_rules_filtered(f->groups, 2, &flt));
+    assert_int_equal(json_array_size(json_object_get(data, "groups")), 2);
+    json_decref(data);
+    flt = (kcw_api_rules_filter_t){.files = other, .n_files = 1};
+    data = roundtrip(kcw_api_rules_filtered(f->groups, 2, &flt));
+    assert_int_equal(json_array_size(json_object_get(data, "groups")), 0);
+    json_decref(data);
+
+    /* type=record with a filter: every group filtered empty is left out. */
+    flt = (kcw_api_rules_filter_t){.type = "record", .groups = groups, .n_groups = 1};
+    data = roundtrip(kcw_api_rules_filtered(f->groups, 2, &flt));
+    assert_int_equal(json_array_size(json_object_get(data, "groups")), 0);
+    json_decref(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +566,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alerts, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_rules, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_rules_type_filter, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_rules_name_group_file_filters, fixture_setup,
+                                        fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -992,7 +992,10 @@ static void test_lists_and_defaults(void **state)
     assert_string_equal(cfg->external_url, "http://localhost:9500");
     kcw_config_free(cfg);
 
-    expect_single_error("connect: []\n", 1, 10, "connect: at least one cluster is required");
+    /* connect: [] is a PromQL-only kcwatch; an absent connect: the default cluster. */
+    cfg = load_ok("connect: []\n");
+    assert_int_equal(cfg->n_clusters, 0);
+    kcw_config_free(cfg);
     expect_single_error("receivers: []\n", 1, 12, "at least one receiver is required");
     expect_single_error("receivers:\n  - name: x\n    log: {}\n    webhook: {url: http://h}\n", 4,
                         5, "exactly one kind");

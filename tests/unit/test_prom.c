@@ -31,6 +31,7 @@
 
 #include "kcwatch/http_client.h"
 #include "kcwatch/prom.h"
+#include "kcwatch/tquery.h"
 
 /* 2024-11-25T10:00:00.123Z */
 #define EVAL_MS 1732528800123LL
@@ -1144,6 +1145,165 @@ static void test_client_arguments(void **state)
     assert_int_equal(o.calls, 0);
 }
 
+/* --- format_query and the template query cache ------------------------------- */
+
+typedef struct format_outcome {
+    int calls;
+    char formatted[256];
+    kcw_prom_error_t err;
+    bool failed;
+    fixture_t *fx;
+} format_outcome_t;
+
+static void on_format(const char *formatted, const kcw_prom_error_t *err, void *arg)
+{
+    format_outcome_t *o = arg;
+    o->calls++;
+    uv_stop(&o->fx->loop);
+    assert_true((formatted == NULL) != (err == NULL));
+    if (formatted)
+        snprintf(o->formatted, sizeof(o->formatted), "%s", formatted);
+    else {
+        o->failed = true;
+        o->err = *err;
+    }
+}
+
+static void test_client_format_query(void **state)
+{
+    fixture_t *fx = *state;
+    kcw_prometheus_conf_t c = conf_for(fx->url, 5000);
+    fx->prom = kcw_prom_new(fx->http, &c);
+    assert_non_null(fx->prom);
+    server_answer(&fx->srv, 200, "{\"status\":\"success\",\"data\":\"up{a=\\\"b\\\"} == 1\"}");
+    format_outcome_t o = {.fx = fx};
+    assert_int_equal(kcw_prom_format(fx->prom, "up{a=\"b\"}   ==   1", on_format, &o), 0);
+    run_until(fx, &o.calls, 1);
+    assert_false(o.failed);
+    assert_string_equal(o.formatted, "up{a=\"b\"} == 1");
+    server_last(&fx->srv, &fx->seen);
+    assert_string_equal(fx->seen.method, "POST");
+    assert_non_null(strstr(fx->seen.raw_uri, "/api/v1/format_query"));
+    assert_string_equal(fx->seen.query, "up{a=\"b\"}   ==   1");
+    assert_null(fx->seen.time); /* no evaluation time: it is not a query */
+
+    /* Prometheus' parse error, verbatim (Debian's 2.42) */
+    server_answer(&fx->srv, 400,
+                  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid "
+                  "parameter \\\"query\\\": 1:16: parse error: unclosed left parenthesis\"}");
+    o = (format_outcome_t){.fx = fx};
+    assert_int_equal(kcw_prom_format(fx->prom, "sum(rate(x[5m])", on_format, &o), 0);
+    run_until(fx, &o.calls, 1);
+    assert_true(o.failed);
+    assert_int_equal(o.err.kind, KCW_PROM_ERR_QUERY);
+    assert_string_equal(o.err.type, "bad_data");
+    assert_int_equal(o.err.http_status, 400);
+    assert_non_null(strstr(o.err.msg, "1:16: parse error: unclosed left parenthesis"));
+
+    /* an old Prometheus: 404 without an API body */
+    server_answer(&fx->srv, 404, "404 page not found");
+    o = (format_outcome_t){.fx = fx};
+    assert_int_equal(kcw_prom_format(fx->prom, "up", on_format, &o), 0);
+    run_until(fx, &o.calls, 1);
+    assert_true(o.failed);
+    assert_int_equal(o.err.kind, KCW_PROM_ERR_HTTP);
+    assert_int_equal(o.err.http_status, 404);
+
+    /* cancelled by free: the callback runs once, with "cancelled" */
+    o = (format_outcome_t){.fx = fx};
+    assert_int_equal(kcw_prom_format(fx->prom, "up", on_format, &o), 0);
+    kcw_prom_free(fx->prom);
+    fx->prom = NULL;
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.err.kind, KCW_PROM_ERR_CANCELLED);
+}
+
+static int64_t fake_now_ms;
+
+static int64_t fake_now(void)
+{
+    return fake_now_ms;
+}
+
+/* Runs the loop until the cache has nothing in flight. */
+static void tquery_settle(fixture_t *fx, kcw_tquery_t *q)
+{
+    fx->expired = false;
+    assert_int_equal(uv_timer_start(&fx->deadline, on_deadline, DEADLINE_MS, 0), 0);
+    while (kcw_tquery_pending(q) > 0 && !fx->expired)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->deadline);
+    assert_int_equal(kcw_tquery_pending(q), 0);
+}
+
+static void test_tquery_cache(void **state)
+{
+    fixture_t *fx = *state;
+    kcw_prometheus_conf_t c = conf_for(fx->url, 5000);
+    fake_now_ms = 1732528800000;
+    kcw_tquery_t *q = kcw_tquery_new(fx->http, &c, 10000, fake_now);
+    assert_non_null(q);
+    server_answer(&fx->srv, 200, VECTOR_BODY);
+    const kcw_template_sample_t *s = NULL;
+    size_t n = 0;
+    char err[256];
+    /* new expression: pending, one query out */
+    assert_int_equal(kcw_tquery_query(q, "up", &s, &n, err, sizeof(err)), -EAGAIN);
+    assert_non_null(strstr(err, "query pending"));
+    assert_int_equal(kcw_tquery_pending(q), 1);
+    assert_int_equal(kcw_tquery_query(q, "up", &s, &n, err, sizeof(err)), -EAGAIN);
+    assert_int_equal(kcw_tquery_pending(q), 1); /* not asked twice */
+    tquery_settle(fx, q);
+    int asked = server_last(&fx->srv, &fx->seen);
+    assert_string_equal(fx->seen.query, "up");
+    assert_string_equal(fx->seen.time, "1732528800.000");
+    /* answered: the samples, with their labels; fresh: nothing sent */
+    assert_int_equal(kcw_tquery_query(q, "up", &s, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(kcw_labels_get(&s[0].labels, "instance"), "w1:5556");
+    assert_true(s[0].value == 1 && s[1].value == 0);
+    assert_int_equal(kcw_tquery_pending(q), 0);
+    /* stale: the old answer now, a refresh in the background */
+    fake_now_ms += 10001;
+    server_answer(&fx->srv, 422, "{\"status\":\"error\",\"errorType\":\"execution\","
+                                 "\"error\":\"many-to-many matching not allowed\"}");
+    assert_int_equal(kcw_tquery_query(q, "up", &s, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(kcw_tquery_pending(q), 1);
+    tquery_settle(fx, q);
+    assert_int_equal(server_last(&fx->srv, &fx->seen), asked + 1);
+    /* the refresh failed: Prometheus' error is the answer now */
+    assert_int_equal(kcw_tquery_query(q, "up", &s, &n, err, sizeof(err)), -EIO);
+    assert_non_null(strstr(err, "many-to-many matching not allowed"));
+    /* a query still out when the cache goes: cancelled, nothing leaks */
+    assert_int_equal(kcw_tquery_query(q, "other", &s, &n, err, sizeof(err)), -EAGAIN);
+    kcw_tquery_free(q);
+}
+
+static void test_tquery_bounds(void **state)
+{
+    fixture_t *fx = *state;
+    kcw_prometheus_conf_t c = conf_for(fx->url, 5000);
+    fake_now_ms = 1732528800000;
+    kcw_tquery_t *q = kcw_tquery_new(fx->http, &c, 1000, fake_now);
+    server_answer(&fx->srv, 200, VECTOR_BODY);
+    const kcw_template_sample_t *s;
+    size_t n;
+    char err[256], expr[32];
+    for (int i = 0; i < KCW_TQUERY_MAX_ENTRIES; i++) {
+        snprintf(expr, sizeof(expr), "up%d", i);
+        assert_int_equal(kcw_tquery_query(q, expr, &s, &n, err, sizeof(err)), -EAGAIN);
+    }
+    assert_int_equal(kcw_tquery_query(q, "one_more", &s, &n, err, sizeof(err)), -E2BIG);
+    assert_non_null(strstr(err, "more than 256 distinct template queries"));
+    tquery_settle(fx, q);
+    /* entries unused for ten TTLs make room again */
+    fake_now_ms += 10 * 1000 + 1;
+    assert_int_equal(kcw_tquery_query(q, "one_more", &s, &n, err, sizeof(err)), -EAGAIN);
+    tquery_settle(fx, q);
+    kcw_tquery_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1169,6 +1329,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_queue_beyond_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_queue_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_free_cancels_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_format_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tquery_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tquery_bounds, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -406,6 +406,50 @@ static void test_receiver_requests(void **state)
     kcw_config_free(cfg);
 }
 
+/* global.external_labels reach every receiver's alerts, as Prometheus adds
+ * them to what it sends; an alert's own label of that name wins. */
+static void test_external_labels_everywhere(void **state)
+{
+    (void)state;
+    kcw_config_t *cfg = NULL;
+    kcw_errors_t errs = {0};
+    int rc = kcw_config_load_string(
+        "global: {external_labels: {site: eu1, cluster: ext}}\n"
+        "receivers:\n"
+        "  - {name: am, alertmanager: {urls: ['http://am1:9093']}}\n"
+        "  - {name: slack, slack: {url: 'https://hooks.example/services/T/B/X',"
+        " text: 'at {{ $labels.site }}/{{ $labels.cluster }}'}}\n"
+        "  - {name: pd, pagerduty: {routing_key: k}}\n"
+        "  - {name: hook, webhook: {url: 'http://h/x'}}\n",
+        "kcwatch.yaml", &cfg, &errs);
+    if (rc != 0)
+        kcw_errors_print(&errs, stderr);
+    assert_int_equal(rc, 0);
+    kcw_alert_t firing;
+    alert_init(&firing, "ConnectTaskFailed", "critical", "0", false);
+    const kcw_alert_t *alerts[] = {&firing};
+    kcw_notification_t nt = {.receiver = "x", .group_key = "{}:{}", .alerts = alerts,
+                             .n_alerts = 1, .now_ms = T0, .cfg = cfg};
+    static const char *const names[] = {"am", "slack", "pd", "hook"};
+    static const char *const want[] = {"\"site\":\"eu1\"", "at eu1/c1", "eu1",
+                                       "\"site\":\"eu1\""};
+    for (size_t i = 0; i < 4; i++) {
+        kcw_outgoing_t *out;
+        size_t n;
+        assert_int_equal(kcw_receiver_build(kcw_config_receiver(cfg, names[i]), &nt, &out, &n), 0);
+        assert_true(n >= 1);
+        if (!strstr(out[0].body, want[i]))
+            fail_msg("%s payload lacks %s: %s", names[i], want[i], out[0].body);
+        /* the alert's own cluster=c1 wins over the external cluster=ext */
+        assert_null(strstr(out[0].body, "\"cluster\":\"ext\""));
+        kcw_outgoing_free(out, n);
+    }
+    assert_null(kcw_labels_get(&firing.labels, "site")); /* the alert itself is unchanged */
+    kcw_labels_clear(&firing.labels);
+    kcw_labels_clear(&firing.annotations);
+    kcw_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_pagerduty_limits_and_groups),
         cmocka_unit_test(test_alertmanager_payload),
         cmocka_unit_test(test_receiver_requests),
+        cmocka_unit_test(test_external_labels_everywhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

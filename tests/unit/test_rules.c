@@ -279,7 +279,7 @@ static const char many_errors_yaml[] =
     "          1bad: x\n"                                               /* 30 */
     "        annotations:\n"                                            /* 31 */
     "          summary: ok {{ $nope }}\n"                               /* 32 */
-    "          quoted: \"a {{ range }}\"\n"                             /* 33 */
+    "          quoted: \"a {{ block }}\"\n"                             /* 33 */
     "          block: |\n"                                              /* 34 */
     "            fine line\n"                                           /* 35 */
     "              {{ nosuch 1 }}\n"                                    /* 36 */
@@ -338,7 +338,7 @@ static void test_every_error_in_one_pass(void **state)
     expect_error_at(&errs, 28, 33, "tasks_below_configs needs target: connector");
     expect_error_at(&errs, 30, 11, "invalid name \"1bad\"");
     expect_error_at(&errs, 32, 26, "undefined variable \"$nope\"");
-    expect_error_at(&errs, 33, 25, "{{ range }} is not supported");
+    expect_error_at(&errs, 33, 25, "{{ block }} is not supported");
     expect_error_at(&errs, 36, 18, "function \"nosuch\" not defined");
     expect_error_at(&errs, 37, 26, "restart.scope: expected failed, task or connector");
     expect_error_at(&errs, 37, 37, "unknown key \"when\"");

@@ -273,12 +273,15 @@ static void error_position(const char *src, int indent, int *line, int *col)
 static void test_compile_errors(void **state)
 {
     (void)state;
-    expect_error("{{ range $x }}{{ end }}", "{{ range }} is not supported");
+    expect_error("{{ block $x }}{{ end }}", "{{ block }} is not supported");
     expect_error("{{ template \"x\" }}", "{{ template }} is not supported");
-    expect_error("{{ with $labels.a }}{{ end }}", "{{ with }} is not supported");
+    expect_error("{{ with $labels.a }}{{ else if $value }}{{ end }}",
+                 "{{ else if }} is only allowed in {{ if }}");
+    expect_error("{{ range $labels.a }}", "unexpected EOF: {{ range }} has no {{ end }}");
+    expect_error("{{ range $i := query \"up\" }}{{ end }}", "variable declarations");
     expect_error("{{ $foo }}", "undefined variable \"$foo\"");
     expect_error("{{ $x := 1 }}", "variable declarations");
-    expect_error("{{ . }}", "{{ . }} is not supported");
+    expect_error("{{ . }}", "{{ . }} outside {{ with }} / {{ range }} is not supported");
     expect_error("{{ .ExternalURL }}", "unsupported field .ExternalURL");
     expect_error("{{ $labels }}", "$labels needs a label name");
     expect_error("{{ $value.x }}", "$value has no fields");
@@ -310,7 +313,7 @@ static void test_error_positions(void **state)
     (void)state;
     int line, col;
     /* single line: column = start column + offset in the string */
-    error_position("abc {{ range $x }}", 0, &line, &col);
+    error_position("abc {{ block $x }}", 0, &line, &col);
     assert_int_equal(line, 10);
     assert_int_equal(col, 5 + 7);
     error_position("{{ $labels.a }} {{ $foo }}", 0, &line, &col);

@@ -112,9 +112,32 @@ static void test_redact_text(void **state)
     free(s);
 }
 
+static void test_escape_and_generator(void **state)
+{
+    (void)state;
+    char *s = kcw_url_escape("a b+c/\xc3\xa9~", true);
+    assert_string_equal(s, "a+b%2Bc%2F%C3%A9~");
+    free(s);
+    s = kcw_url_escape("a b", false);
+    assert_string_equal(s, "a%20b");
+    free(s);
+    /* As Prometheus' generatorURL for the same rule (test_promql_only.py
+     * compares with a live one). */
+    s = kcw_url_generator("http://prom:9090/", "\n  sum by (job) (up) > 0\n", NULL, NULL);
+    assert_string_equal(s, "http://prom:9090/graph?g0.expr=sum+by+%28job%29+%28up%29+%3E+0&g0.tab=1");
+    free(s);
+    s = kcw_url_generator("http://kcw:9464", NULL, "connect status", "TaskFailed");
+    assert_string_equal(s, "http://kcw:9464/api/v1/rules?rule_group%5B%5D=connect+status"
+                           "&rule_name%5B%5D=TaskFailed");
+    free(s);
+    assert_null(kcw_url_generator(NULL, "up", NULL, NULL));
+    assert_null(kcw_url_generator("", NULL, "g", "a"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape_and_generator),
         cmocka_unit_test(test_join_keeps_query_and_prefix),
         cmocka_unit_test(test_credentials),
         cmocka_unit_test(test_redact),

@@ -65,7 +65,7 @@ static void test_fields_firing(void **state)
     assert_int_equal(kcw_labels_set(&group, "alertname", "ConnectorFailed"), 0);
 
     json_t *j = parse(kcw_webhook_payload("ops", "{}:{alertname=\"ConnectorFailed\"}", &group,
-                                          alerts, 2, "http://kcw:9464", 0));
+                                          alerts, 2, "http://kcw:9464", NULL, 0));
     static const char *const top[] = {"receiver",
                                       "status",
                                       "alerts",
@@ -129,7 +129,7 @@ static void test_resolved_status_and_common(void **state)
     assert_int_equal(kcw_labels_set(&a.annotations, "description", "orders down"), 0);
     assert_int_equal(kcw_labels_set(&b.annotations, "description", "billing down"), 0);
     const kcw_alert_t *alerts[] = {&a, &b};
-    json_t *j = parse(kcw_webhook_payload("ops", "{}:{}", NULL, alerts, 2, NULL, 0));
+    json_t *j = parse(kcw_webhook_payload("ops", "{}:{}", NULL, alerts, 2, NULL, NULL, 0));
     assert_string_equal(str(j, "status"), "resolved");
     assert_string_equal(str(j, "externalURL"), "");
     assert_int_equal(json_object_size(json_object_get(j, "groupLabels")), 0);
@@ -161,7 +161,7 @@ static void test_order_and_truncation(void **state)
     al[4].fingerprint = 0x10;
     const kcw_alert_t *alerts[] = {&al[0], &al[1], &al[2], &al[3], &al[4]};
 
-    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x/", 0));
+    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x/", NULL, 0));
     json_t *list = json_object_get(j, "alerts");
     static const char *const order[] = {"f1", "f2a", "f2b", "f3", "r1"};
     assert_int_equal(json_array_size(list), 5);
@@ -173,7 +173,7 @@ static void test_order_and_truncation(void **state)
     assert_string_equal(str(json_array_get(list, 0), "generatorURL"), "http://x/api/v1/alerts");
     json_decref(j);
 
-    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x", 2));
+    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x", NULL, 2));
     list = json_object_get(j, "alerts");
     assert_int_equal(json_array_size(list), 2);
     assert_int_equal(json_integer_value(json_object_get(j, "truncatedAlerts")), 3);
@@ -183,13 +183,13 @@ static void test_order_and_truncation(void **state)
     json_decref(j);
 
     /* Truncating away every firing alert is impossible: firing sorts first. */
-    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x", 1));
+    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x", NULL, 1));
     assert_string_equal(str(j, "status"), "firing");
     assert_int_equal(json_integer_value(json_object_get(j, "truncatedAlerts")), 4);
     json_decref(j);
 
     /* More room than alerts: nothing truncated. */
-    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x", 10));
+    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 5, "http://x", NULL, 10));
     assert_int_equal(json_array_size(json_object_get(j, "alerts")), 5);
     assert_int_equal(json_integer_value(json_object_get(j, "truncatedAlerts")), 0);
     json_decref(j);
@@ -206,7 +206,7 @@ static void test_starts_at_falls_back_to_active_at(void **state)
     a.active_at_ms = T0;
     a.fingerprint = 0; /* computed from the labels then */
     const kcw_alert_t *alerts[] = {&a};
-    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 1, "", 0));
+    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 1, "", NULL, 0));
     json_t *f = json_array_get(json_object_get(j, "alerts"), 0);
     assert_string_equal(str(f, "startsAt"), "2024-01-02T03:04:05.678Z");
     char fp[17];
@@ -238,7 +238,7 @@ static void test_payload_size_bounded(void **state)
         assert_int_equal(kcw_labels_set(&storage[i].annotations, "description", big), 0);
         alerts[i] = &storage[i];
     }
-    char *text = kcw_webhook_payload("ops", "k", NULL, alerts, N, "http://x", 0);
+    char *text = kcw_webhook_payload("ops", "k", NULL, alerts, N, "http://x", NULL, 0);
     assert_non_null(text);
     size_t len = strlen(text);
     assert_true(len <= KCW_WEBHOOK_MAX_BYTES);
@@ -260,7 +260,7 @@ static void test_payload_size_bounded(void **state)
 static void test_empty_and_bad_utf8(void **state)
 {
     (void)state;
-    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, NULL, 0, "http://x", 0));
+    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, NULL, 0, "http://x", NULL, 0));
     assert_string_equal(str(j, "status"), "resolved");
     assert_int_equal(json_array_size(json_object_get(j, "alerts")), 0);
     assert_int_equal(json_object_size(json_object_get(j, "commonLabels")), 0);
@@ -271,11 +271,43 @@ static void test_empty_and_bad_utf8(void **state)
     alert_init(&a, "X", "c", KCW_ALERT_FIRING, T0, 0);
     assert_int_equal(kcw_labels_set(&a.annotations, "trace", "caf\xe9 \"q\"\n"), 0);
     const kcw_alert_t *alerts[] = {&a};
-    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 1, "http://x", 0));
+    j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 1, "http://x", NULL, 0));
     json_t *ann = json_object_get(json_array_get(json_object_get(j, "alerts"), 0), "annotations");
     assert_string_equal(str(ann, "trace"), "caf\xef\xbf\xbd \"q\"\n");
     json_decref(j);
     alert_clear(&a);
+}
+
+/* External labels join each alert's labels (and so commonLabels) unless the
+ * alert has that label already, as Prometheus adds them to what it sends. */
+static void test_external_labels(void **state)
+{
+    (void)state;
+    kcw_alert_t a, b;
+    alert_init(&a, "X", "orders", KCW_ALERT_FIRING, T0, 0);
+    alert_init(&b, "X", "billing", KCW_ALERT_FIRING, T0, 0);
+    assert_int_equal(kcw_labels_set(&b.labels, "region", "own"), 0);
+    kcw_labels_t ext = {0};
+    assert_int_equal(kcw_labels_set(&ext, "region", "eu1"), 0);
+    assert_int_equal(kcw_labels_set(&ext, "replica", "a"), 0);
+    const kcw_alert_t *alerts[] = {&a, &b};
+    json_t *j = parse(kcw_webhook_payload("ops", "k", NULL, alerts, 2, "http://x", &ext, 0));
+    json_t *list = json_object_get(j, "alerts");
+    for (size_t i = 0; i < 2; i++) {
+        json_t *labels = json_object_get(json_array_get(list, i), "labels");
+        const char *conn = str(labels, "connector");
+        assert_string_equal(str(labels, "replica"), "a");
+        assert_string_equal(str(labels, "region"), strcmp(conn, "billing") == 0 ? "own" : "eu1");
+    }
+    json_t *common = json_object_get(j, "commonLabels");
+    assert_string_equal(str(common, "replica"), "a");
+    assert_null(json_object_get(common, "region")); /* differs between the two */
+    json_decref(j);
+    /* The alerts themselves are not changed. */
+    assert_null(kcw_labels_get(&a.labels, "replica"));
+    kcw_labels_clear(&ext);
+    alert_clear(&a);
+    alert_clear(&b);
 }
 
 int main(void)
@@ -287,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_starts_at_falls_back_to_active_at),
         cmocka_unit_test(test_empty_and_bad_utf8),
         cmocka_unit_test(test_payload_size_bounded),
+        cmocka_unit_test(test_external_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

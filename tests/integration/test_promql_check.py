@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""PromQL is checked by the real Prometheus' parser before it runs.
+
+Against Debian's Prometheus (GET /api/v1/format_query):
+  - `kcwatch check` reports each expression Prometheus rejects at FILE:LINE:COL
+    of the rule file (plain and block scalars, the column of the token
+    Prometheus names) and exits 1; the same rules fixed exit 0; with
+    Prometheus stopped it exits 3 and says the PromQL was not verified;
+  - the daemon shows Prometheus' normalised expression as `query` in
+    /api/v1/rules, whose rule_name[], rule_group[] and file[] filters work;
+    a reload bringing a rejected expression is refused (202,
+    then "reload rejected" at the position, the running rules stay and
+    kcwatch_config_last_reload_successful is 0);
+  - a daemon started while Prometheus is down loads the rules and, once
+    Prometheus answers, marks the rejected rule's health "err" with the
+    positioned parse error."""
+
+import os
+import re
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import prom_harness  # noqa: E402
+from harness import Harness  # noqa: E402
+
+GOOD = """\
+groups:
+  - name: promql
+    interval: 1s
+    rules:
+      - alert: Spaced
+        expr: up   ==   0
+      - alert: Block
+        expr: |
+          sum by (job) (
+            rate(up[5m])
+          ) > 1
+"""
+
+# Broken: line 7 `sum(rate(x[5m])` (Prometheus: 1:16, one past the end:
+# file column 15 + 15); BrokenBlock: the ")" on line 12, column 11.
+BAD = """\
+groups:
+  - name: promql
+    interval: 1s
+    rules:
+      - alert: Spaced
+        expr: up   ==   0
+      - alert: Broken
+        expr: sum(rate(x[5m])
+      - alert: BrokenBlock
+        expr: |
+          sum by (job) (
+            rate(x[5m]) +
+          )
+"""
+BAD_POSITIONS = {("Broken", 8, 30, "unclosed left parenthesis"),
+                 ("BrokenBlock", 13, 11, 'unexpected ")"')}
+
+
+def run_check(h, cfg):
+    p = subprocess.run([harness.kcwatch_bin(), "check", "-c", cfg], cwd=h.tmp,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def check_config(h, prom_url, rules):
+    return h.write("check.yaml", "global:\n  state_dir: %s\nprometheus:\n  url: %s\n"
+                   "rule_files: [%s]\n" % (os.path.join(h.tmp, "state"), prom_url, rules))
+
+
+def assert_positions(h, out, rules):
+    for alert, line, col, text in BAD_POSITIONS:
+        pat = r"^%s:%d:%d: alert %s: PromQL rejected by Prometheus: parse error: .*%s" % (
+            re.escape(rules), line, col, alert, re.escape(text))
+        h.check(re.search(pat, out, re.M), "no %s:%d:%d error for %s; output:\n%s"
+                % (rules, line, col, alert, out))
+
+
+def test_check_verifies_with_prometheus():
+    prom_harness.prometheus_bin()
+    with Harness("promql-check", start_fakes=False) as h:
+        prom = prom_harness.PrometheusServer(h.tmp, ["127.0.0.1:1"]).start()
+        try:
+            rules = h.write("rules.yaml", BAD)
+            cfg = check_config(h, prom.url, rules)
+            rc, out = run_check(h, cfg)
+            h.check(rc == 1, "exit status %s for rejected PromQL; output:\n%s" % (rc, out))
+            assert_positions(h, out, rules)
+            h.check("Spaced" not in out, "a valid expression was reported:\n" + out)
+
+            with open(rules, "w") as f:
+                f.write(GOOD)
+            rc, out = run_check(h, cfg)
+            h.check(rc == 0, "exit status %s for valid PromQL; output:\n%s" % (rc, out))
+            h.check("not verified" not in out, "verified PromQL said unverified:\n" + out)
+
+            prom.stop()
+            rc, out = run_check(h, cfg)
+            h.check(rc == 3, "exit status %s with Prometheus down, expected 3; output:\n%s"
+                    % (rc, out))
+            h.check("PromQL not verified" in out and "OK:" in out,
+                    "unverified check output:\n" + out)
+        finally:
+            prom.close()
+
+
+def admin(h, path, method="GET"):
+    url = "http://%s%s" % (h.config["global"]["listen"], path)
+    return prom_harness.http_json(url, method=method)
+
+
+def rules_by_name(h):
+    st, body, _ = admin(h, "/api/v1/rules")
+    if st != 200 or not body:
+        return {}
+    return {r["name"]: r for g in body["data"]["groups"] for r in g["rules"]}
+
+
+def post_reload(h):
+    url = "http://%s/-/reload" % h.config["global"]["listen"]
+    req = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def metric(h, name):
+    url = "http://%s/metrics" % h.config["global"]["listen"]
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_daemon_normalises_and_refuses_rejected_reload():
+    prom_harness.prometheus_bin()
+    with Harness("promql-reload") as h:
+        prom = prom_harness.PrometheusServer(h.tmp, ["127.0.0.1:1"]).start()
+        try:
+            rules = h.write("promql.yaml", GOOD)
+            h.start_daemon(overrides={"prometheus": {"url": prom.url},
+                                      "rule_files": [h.rules_path, rules]})
+            h.wait_for(lambda: rules_by_name(h).get("Spaced", {}).get("query") == "up == 0",
+                       what="/api/v1/rules to show Prometheus' normalised query")
+            block = rules_by_name(h)["Block"]["query"]
+            h.check(block == "sum by (job) (rate(up[5m])) > 1",
+                    "normalised block expression: %r" % block)
+
+            # Prometheus' filters, repeated and URL-encoded as clients send them.
+            st, body, _ = admin(h, "/api/v1/rules?rule_name%5B%5D=Block&file%5B%5D=" +
+                                urllib.parse.quote(rules, safe=""))
+            got = [(g["name"], [r["name"] for r in g["rules"]]) for g in body["data"]["groups"]]
+            h.check(st == 200 and got == [("promql", ["Block"])], "filtered rules: %r" % got)
+            st, body, _ = admin(h, "/api/v1/rules?rule_group[]=connect-status&type=alert")
+            got = [g["name"] for g in body["data"]["groups"]]
+            h.check(got == ["connect-status"], "rule_group[] filter: %r" % got)
+
+            with open(rules, "w") as f:
+                f.write(BAD)
+            before = len(h.log_lines())
+            status = post_reload(h)
+            h.check(status == 202, "POST /-/reload answered %s, expected 202" % status)
+            h.wait_for(lambda: h.log_records(before, msg="reload failed: Prometheus rejected "
+                                             "PromQL; keeping the running configuration"),
+                       what="the reload refused")
+            errors = [r.get("error", "") for r in h.log_records(before, msg="reload rejected")]
+            for alert, line, col, _ in BAD_POSITIONS:
+                want = "%s:%d:%d: alert %s" % (rules, line, col, alert)
+                h.check(any(e.startswith(want) for e in errors),
+                        "no rejection at %s in %r" % (want, errors))
+            names = set(rules_by_name(h))
+            h.check("Block" in names and "Broken" not in names,
+                    "the running rules changed: %r" % sorted(names))
+            h.check(metric(h, "kcwatch_config_last_reload_successful") == 0,
+                    "kcwatch_config_last_reload_successful is not 0")
+            h.finish()
+        finally:
+            prom.close()
+
+
+def test_daemon_verifies_once_prometheus_answers():
+    prom_harness.prometheus_bin()
+    with Harness("promql-late") as h:
+        prom = prom_harness.PrometheusServer(h.tmp, ["127.0.0.1:1"], port=harness.free_port())
+        try:
+            rules = h.write("promql.yaml", BAD)
+            h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": "2s"},
+                                      "rule_files": [h.rules_path, rules]})
+            h.wait_for(lambda: h.log_records(msg="PromQL not verified: Prometheus cannot be "
+                                             "asked; retrying"),
+                       what="the unverified rules logged")
+            h.check("Broken" in rules_by_name(h), "rules were not loaded")
+            prom.start()
+
+            def rejected():
+                r = rules_by_name(h).get("Broken", {})
+                return r.get("health") == "err" and (
+                    "%s:8:30: alert Broken: PromQL rejected" % rules) in r.get("lastError", "")
+            h.wait_for(rejected, timeout=30, what="the Broken rule's health error")
+            h.check(rules_by_name(h)["Spaced"].get("query") == "up == 0",
+                    "the valid rule is not shown normalised")
+            h.check(h.log_records(msg="rule expression rejected by Prometheus"),
+                    "the rejection was not logged")
+            h.finish()
+        finally:
+            prom.close()
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
