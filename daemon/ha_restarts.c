@@ -85,10 +85,8 @@ size_t kcw_ha_restarts_adopt(kcw_remediator_t *r, const char *self, const char *
         merged += ok;
     }
     if (bad > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%zu", bad);
-        kcw_log(KCW_LOG_WARN, "ha: unreadable restart records in etcd ignored", "count", count,
-                NULL);
+        kcw_log(KCW_LOG_WARN, "ha: unreadable restart records in etcd ignored",
+                KCW_LOG_INT("count", bad), NULL);
     }
     return merged;
 }

@@ -104,9 +104,7 @@ static int generation_start(kcw_watchdog_t *wd, generation_t *g)
     uv_update_time(wd->loop);
     int64_t start = wall_now_ms();
     kcw_engine_set_start(g->engine, start);
-    char at[24];
-    snprintf(at, sizeof(at), "%lld", (long long)start);
-    kcw_log(KCW_LOG_DEBUG, "rule group schedule starts", "start_ms", at, NULL);
+    kcw_log(KCW_LOG_DEBUG, "rule group schedule starts", KCW_LOG_INT("start_ms", start), NULL);
     for (size_t i = 0; i < g->n_timers; i++) {
         group_timer_t *gt = &g->timers[i];
         uv_timer_init(wd->loop, &gt->timer);

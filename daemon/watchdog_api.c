@@ -253,9 +253,7 @@ int kcw_wd_silences_start(kcw_watchdog_t *wd)
         return -ENOMEM;
     long n = kcw_store_silence_load(wd->store, on_stored_silence, wd);
     if (n > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%ld", n);
-        kcw_log(KCW_LOG_INFO, "silences restored", "silences", count, NULL);
+        kcw_log(KCW_LOG_INFO, "silences restored", KCW_LOG_INT("silences", n), NULL);
     }
     kcw_store_begin(wd->store);
     kcw_silences_gc(wd->silences, wall_now_ms(), kcw_wd_silence_dropped, wd);

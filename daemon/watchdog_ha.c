@@ -105,9 +105,7 @@ static void on_ha_restarts(void *arg, const char *const *records, size_t n)
         return;
     size_t merged = kcw_ha_restarts_adopt(wd->rem, kcw_ha_instance(wd->ha), records, n,
                                           wall_now_ms());
-    char count[24];
-    snprintf(count, sizeof(count), "%zu", merged);
-    kcw_log(KCW_LOG_INFO, "ha: restart records taken over", "targets", count, NULL);
+    kcw_log(KCW_LOG_INFO, "ha: restart records taken over", KCW_LOG_INT("targets", merged), NULL);
 }
 
 /* What reached a receiver, recorded in etcd for whoever takes over next. */
@@ -136,9 +134,8 @@ static void on_ha_handover(void *arg, const char *const *records, size_t n)
         return;
     int64_t max_age = wd->gen->cfg->route.repeat_interval_ms + 60 * 60 * 1000;
     size_t adopted = kcw_notifier_adopt_records(wd->notifier, records, n, max_age, wall_now_ms());
-    char count[24];
-    snprintf(count, sizeof(count), "%zu", adopted);
-    kcw_log(KCW_LOG_INFO, "ha: notification logs taken over", "groups", count, NULL);
+    kcw_log(KCW_LOG_INFO, "ha: notification logs taken over", KCW_LOG_INT("groups", adopted),
+            NULL);
 }
 
 /* KcwatchEtcdUnavailable: this instance has held no valid lease for a TTL

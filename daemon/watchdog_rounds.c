@@ -131,9 +131,8 @@ void kcw_wd_on_poll(kcw_connect_t *cn, size_t idx, bool changed, void *arg)
         kcw_store_commit(wd->store);
         return;
     }
-    char at[24];
-    snprintf(at, sizeof(at), "%lld", (long long)now);
-    kcw_log(KCW_LOG_DEBUG, "connect status changed", "cluster", status->name, "eval_ms", at, NULL);
+    kcw_log(KCW_LOG_DEBUG, "connect status changed", "cluster", status->name,
+            KCW_LOG_INT("eval_ms", now), NULL);
     size_t n;
     const kcw_cluster_status_t **clusters = kcw_wd_cluster_views(wd->gen, &n);
     kcw_engine_connect_changed(wd->gen->engine, clusters, n, now);

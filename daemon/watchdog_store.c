@@ -82,9 +82,7 @@ int kcw_wd_store_start(kcw_watchdog_t *wd)
     int64_t now = wall_now_ms();
     long n = kcw_store_alert_load(wd->store, on_stored_alert, wd);
     if (n > 0) {
-        char count[24];
-        snprintf(count, sizeof(count), "%ld", n);
-        kcw_log(KCW_LOG_INFO, "alert state restored", "alerts", count, "state_dir",
+        kcw_log(KCW_LOG_INFO, "alert state restored", KCW_LOG_INT("alerts", n), "state_dir",
                 cfg->state_dir, NULL);
     }
     kcw_remediator_set_store(wd->rem, wd->store, now);
