@@ -7,8 +7,10 @@ marks the peer down in /metrics (kcwatch_connect_up 0, kcwatch_prometheus_up
 no partial data, and recovers by itself once the fault is cleared (and
 /metrics says the peer is up again).
 
-Peers: Connect (a fake Connect worker), the webhook receiver (the webhook
-sink), Prometheus (the real binary). Each episode lasts several requests
+Peers here: Connect (a fake Connect worker), the webhook receiver (the
+webhook sink), Prometheus (the real binary); the Slack, PagerDuty,
+Alertmanager and etcd rows are in test_fault_matrix_<peer>.py, the
+receivers' through receiver_faults() below. Each episode lasts several requests
 against the fault; recovery is proven by fresh work done after it (a restart
 sent, a notification delivered, a rule evaluated healthy again)."""
 
@@ -189,6 +191,24 @@ def receiver_config(receiver):
     """Overrides for a daemon whose only receiver is `receiver` (a dict)."""
     return {"remediation": {"enabled": False}, "receivers": [receiver],
             "route": {"receiver": receiver["name"], "group_interval": "1h"}}
+
+
+def fake_receiver_row(name, fake, receiver, delivered):
+    """The row of a receiver whose peer is a fake (a WebhookSink): fake
+    behind the proxy; receiver(proxy_url) is its configuration (a dict with
+    its name); delivered(fake, conn) as for receiver_faults. The fake must
+    have seen no message that breaks its format."""
+    with Harness("faults-" + name, workers=1) as h, fake:
+        proxy = FaultProxy(fake.url).start()
+        try:
+            conf = receiver(proxy.url)
+            h.start_daemon(receiver_config(conf))
+            receiver_faults(h, proxy, conf["name"], lambda conn: delivered(fake, conn),
+                            label=name)
+            h.check(not fake.violations, fake.violations)
+            h.finish()
+        finally:
+            proxy.stop()
 
 
 def test_webhook_faults():

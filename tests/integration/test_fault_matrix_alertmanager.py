@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakes"))
 import harness  # noqa: E402
-from am_harness import AlertmanagerServer  # noqa: E402
+from am_harness import start_pair  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 from harness import Harness  # noqa: E402
 from test_fault_matrix import receiver_config, receiver_faults  # noqa: E402
@@ -34,11 +34,7 @@ def test_alertmanager_faults():
     with Harness("faults-am", workers=1) as h:
         am1 = am2 = proxy = None
         try:
-            am1 = AlertmanagerServer(h.tmp, h.sink.url + "/from-am", name="am1", cluster=True)
-            am1.start()
-            am2 = AlertmanagerServer(h.tmp, h.sink.url + "/from-am", name="am2",
-                                     peers=[am1.cluster_address])
-            am2.start()
+            am1, am2 = start_pair(h.tmp, h.sink.url + "/from-am")
             proxy = FaultProxy(am1.url).start()
             h.start_daemon(receiver_config({"name": "am", "alertmanager": {
                 "urls": [proxy.url, am2.url], "resend_interval": "1s", "timeout": "1s"}}))

@@ -24,7 +24,6 @@ In every cell kcwatch
    KcwatchEtcdUnavailable resolved."""
 
 import os
-import re
 import sys
 import time
 
@@ -36,23 +35,13 @@ import ha_harness  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 from ha_harness import HaWorld, TTL  # noqa: E402
 from test_fault_matrix import FAULTS, cell  # noqa: E402
+from test_metrics import value  # noqa: E402
 
 # The failure and its consequences, each once: "ha: etcd request failed"
 # (its later wordings, e.g. a reset seen before or after the status line,
 # are DEBUG), "lease not renewed in time", "stopped acting for cluster"; one
 # more for a state change a slow machine may add (the lease lost at etcd).
 MAX_EPISODE_LINES = 4
-
-
-def sample(text, name, **labels):
-    """A sample's value in a /metrics text (None when absent)."""
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    for line in text.splitlines():
-        m = re.match(r'^([a-z_]+)(?:\{([^}]*)\})? (\S+)$', line)
-        if m and m.group(1) == name and ",".join(sorted((m.group(2) or "").split(","))) \
-                .strip(",") == want:
-            return float(m.group(3))
-    return None
 
 
 def test_etcd_faults():
@@ -93,9 +82,9 @@ def test_etcd_faults():
                 w.check(not w.sink.find_alerts("ConnectTaskFailed", "firing", after=t0),
                         "%s: a cluster alert notified while fenced" % name)
                 m = a.metrics()
-                w.check(sample(m, "kcwatch_ha_owner", cluster="c1") == 0,
+                w.check(value(m, "kcwatch_ha_owner", cluster="c1") == 0,
                         "%s: kcwatch_ha_owner{cluster=c1} not 0" % name)
-                w.check(sample(m, "kcwatch_ha_lease_renewals_total") == renewals
+                w.check(value(m, "kcwatch_ha_lease_renewals_total") == renewals
                         and int(a.ha()["leaseRenewals"]) == renewals,
                         "%s: lease renewed through the fault" % name)
                 loud = [r for r in (harness.parse_logfmt(x) for x in a.log_lines()[start:])
@@ -111,12 +100,12 @@ def test_etcd_faults():
                        and w.fake.task_state("orders", 0) == "RUNNING",
                        timeout=30, what="%s: the failed task restarted after the fault" % name)
                 w.wait(lambda: a.acting() == ["c1"]
-                       and sample(a.metrics(), "kcwatch_ha_owner", cluster="c1") == 1,
+                       and value(a.metrics(), "kcwatch_ha_owner", cluster="c1") == 1,
                        what="%s: c1 owned again" % name)
                 w.wait(lambda: w.sink.find_alerts("KcwatchEtcdUnavailable", "resolved",
                                                   {"kcwatch_instance": "kcw-a"}, after=t1),
                        timeout=20, what="%s: KcwatchEtcdUnavailable resolved" % name)
-                w.wait(lambda: sample(a.metrics(), "kcwatch_ha_lease_renewals_total") > renewals,
+                w.wait(lambda: value(a.metrics(), "kcwatch_ha_lease_renewals_total") > renewals,
                        what="%s: the lease renewed again" % name)
                 print("  etcd x %-10s ok: %d faulted requests, %d loud lines, recovered in %.1fs"
                       % (name, n_faulted, len(loud), time.monotonic() - t1))

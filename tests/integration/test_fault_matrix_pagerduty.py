@@ -15,27 +15,15 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakes"))
 import harness  # noqa: E402
 from fake_pagerduty import FakePagerDuty  # noqa: E402
-from fault_proxy import FaultProxy  # noqa: E402
-from harness import Harness  # noqa: E402
-from test_fault_matrix import receiver_config, receiver_faults  # noqa: E402
+from test_fault_matrix import fake_receiver_row  # noqa: E402
 
 
 def test_pagerduty_faults():
-    with Harness("faults-pd", workers=1) as h, FakePagerDuty() as pd:
-        proxy = FaultProxy(pd.url).start()
-        try:
-            h.start_daemon(receiver_config({"name": "pd", "pagerduty": {
-                "routing_key": "R0123456789abcdef0123456789abcde",
-                "url": proxy.url + "/v2/enqueue", "timeout": "1s"}}))
-            receiver_faults(h, proxy, "pd",
-                            lambda conn: [e for e in pd.events("trigger")
-                                          if e["payload"]["custom_details"]["labels"]
-                                          .get("connector") == conn],
-                            label="pagerduty")
-            h.check(not pd.violations, pd.violations)
-            h.finish()
-        finally:
-            proxy.stop()
+    fake_receiver_row("pagerduty", FakePagerDuty(), lambda url: {"name": "pd", "pagerduty": {
+        "routing_key": "R0123456789abcdef0123456789abcde", "url": url + "/v2/enqueue",
+        "timeout": "1s"}},
+        lambda pd, conn: [e for e in pd.events("trigger")
+                          if e["payload"]["custom_details"]["labels"].get("connector") == conn])
 
 
 if __name__ == "__main__":

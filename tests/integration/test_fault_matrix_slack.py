@@ -14,26 +14,14 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakes"))
 import harness  # noqa: E402
 from fake_slack import FakeSlack  # noqa: E402
-from fault_proxy import FaultProxy  # noqa: E402
-from harness import Harness  # noqa: E402
-from test_fault_matrix import receiver_config, receiver_faults  # noqa: E402
+from test_fault_matrix import fake_receiver_row  # noqa: E402
 
 
 def test_slack_faults():
-    with Harness("faults-slack", workers=1) as h, FakeSlack() as slack:
-        proxy = FaultProxy(slack.url).start()
-        try:
-            h.start_daemon(receiver_config({"name": "slack", "slack": {
-                "url": proxy.url + "/services/T0/B0/faults", "timeout": "1s"}}))
-            receiver_faults(h, proxy, "slack",
-                            lambda conn: [t for t in slack.texts()
-                                          if "connector `%s`" % conn in t
-                                          and "resolved" not in t.split("\n")[0]],
-                            label="slack")
-            h.check(not slack.violations, slack.violations)
-            h.finish()
-        finally:
-            proxy.stop()
+    fake_receiver_row("slack", FakeSlack(), lambda url: {"name": "slack", "slack": {
+        "url": url + "/services/T0/B0/faults", "timeout": "1s"}},
+        lambda slack, conn: [t for t in slack.texts() if "connector `%s`" % conn in t
+                             and "resolved" not in t.split("\n")[0]])
 
 
 if __name__ == "__main__":
