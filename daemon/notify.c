@@ -1072,8 +1072,6 @@ static bool delivery_expire(kcw_notifier_t *n, delivery_t *d)
     return true;
 }
 
-/* A retryable failure: d's group backs off and d stays first in its line;
- * other groups, even of the same receiver, go on. */
 /* true for the first failure (or rejection) of d's target since it last
  * accepted a notification: the one line an episode logs loud. */
 static bool episode_first(kcw_notifier_t *n, const delivery_t *d, bool rejection)
@@ -1098,6 +1096,8 @@ static void episode_end(kcw_notifier_t *n, const delivery_t *d)
     }
 }
 
+/* A retryable failure: d's group backs off and d stays first in its line;
+ * other groups, even of the same receiver, go on. */
 static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64_t retry_after,
                             const char *detail)
 {
