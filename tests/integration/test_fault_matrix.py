@@ -114,8 +114,12 @@ def test_connect_faults():
             proxy.stop()
 
 
+REJECTED = "notification rejected, dropped"
+CONFIG_ERROR = "notification rejected: configuration error, not retried"
+
+
 def receiver_faults(h, proxy, receiver, delivered, final=None, resends=False, during=None,
-                    label="receiver"):
+                    label="receiver", config_error=None):
     """Runs every fault of FAULTS against one receiver whose peer sits behind
     proxy, in the daemon h already runs (remediation off, so each task stays
     FAILED; a new connector failing per episode makes a new group).
@@ -125,7 +129,10 @@ def receiver_faults(h, proxy, receiver, delivered, final=None, resends=False, du
     receiver (dropped with one error line, never retried); default: 3xx and
     409, as for a webhook. resends: the receiver sends firing alerts again
     (Alertmanager), so every cell must end with the alert delivered.
-    during(name, conn): extra checks while the fault lasts."""
+    during(name, conn): extra checks while the fault lasts. config_error(fault,
+    kw): a final answer this receiver calls a configuration error (Slack and
+    PagerDuty 4xx), logged as such; other final answers are plain
+    rejections."""
     if final is None:
         final = lambda fault, kw: fault == "redirect" or kw.get("status") == 409  # noqa: E731
     for i, (fault, kw) in enumerate(FAULTS):
@@ -169,13 +176,15 @@ def receiver_faults(h, proxy, receiver, delivered, final=None, resends=False, du
             if [r for r in h.log_records(start, msg="notification sent", receiver=receiver)
                     if 'connector="%s"' % conn in r.get("group", "")]:
                 return "accepted by the fault's 200"
-            for msg in ("notification rejected, dropped",
-                        "notification rejected: configuration error, not retried"):
+            for msg in (REJECTED, CONFIG_ERROR):
                 if h.log_records(start, msg=msg, receiver=receiver):
                     return "rejected"
             return None
         how = h.wait_for(settled, timeout=90, what="%s: delivered or dropped" % name)
         if how == "rejected":
+            want = CONFIG_ERROR if config_error and config_error(fault, kw) else REJECTED
+            h.check(h.log_records(start, msg=want, receiver=receiver),
+                    "%s: not logged as %r" % (name, want))
             # Final answers are dropped, as in Alertmanager: the next
             # notification proves the receiver is used again.
             h.fake.add_connector(conn + "-next", tasks=1)
@@ -193,18 +202,18 @@ def receiver_config(receiver):
             "route": {"receiver": receiver["name"], "group_interval": "1h"}}
 
 
-def fake_receiver_row(name, fake, receiver, delivered):
+def fake_receiver_row(name, fake, receiver, delivered, **kw):
     """The row of a receiver whose peer is a fake (a WebhookSink): fake
     behind the proxy; receiver(proxy_url) is its configuration (a dict with
-    its name); delivered(fake, conn) as for receiver_faults. The fake must
-    have seen no message that breaks its format."""
+    its name); delivered(fake, conn) and kw as for receiver_faults. The
+    fake must have seen no message that breaks its format."""
     with Harness("faults-" + name, workers=1) as h, fake:
         proxy = FaultProxy(fake.url).start()
         try:
             conf = receiver(proxy.url)
             h.start_daemon(receiver_config(conf))
             receiver_faults(h, proxy, conf["name"], lambda conn: delivered(fake, conn),
-                            label=name)
+                            label=name, **kw)
             h.check(not fake.violations, fake.violations)
             h.finish()
         finally:

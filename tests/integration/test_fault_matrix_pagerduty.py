@@ -23,7 +23,8 @@ def test_pagerduty_faults():
         "routing_key": "R0123456789abcdef0123456789abcde", "url": url + "/v2/enqueue",
         "timeout": "1s"}},
         lambda pd, conn: [e for e in pd.events("trigger")
-                          if e["payload"]["custom_details"]["labels"].get("connector") == conn])
+                          if e["payload"]["custom_details"]["labels"].get("connector") == conn],
+        config_error=lambda fault, kw: kw.get("status") == 409)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def test_slack_faults():
     fake_receiver_row("slack", FakeSlack(), lambda url: {"name": "slack", "slack": {
         "url": url + "/services/T0/B0/faults", "timeout": "1s"}},
         lambda slack, conn: [t for t in slack.texts() if "connector `%s`" % conn in t
-                             and "resolved" not in t.split("\n")[0]])
+                             and "resolved" not in t.split("\n")[0]],
+        config_error=lambda fault, kw: kw.get("status") == 409)
 
 
 if __name__ == "__main__":
