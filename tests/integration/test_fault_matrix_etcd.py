@@ -54,7 +54,8 @@ def test_etcd_faults():
             a.start(overrides={"remediation": {"budget": {"max_restarts": 100,
                                                           "window": "1h"}}})
             w.wait(lambda: a.acting() == ["c1"], what="kcw-a acting for c1")
-            w.check(proxy.forwarded(), "etcd not reached through the proxy")
+            w.wait(lambda: [r for r in proxy.forwarded() if r[1] == "/v3/watch"],
+                   what="the watch opened through the proxy")
             for fault, kw in FAULTS:
                 name = cell(fault, kw)
                 start = len(a.log_lines())
