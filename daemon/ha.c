@@ -342,6 +342,7 @@ struct kcw_ha {
     size_t step_pending; /* claims/releases of the current sync */
     uint64_t renewals;
     char error[256];
+    bool failing; /* an episode of failed requests: logged, until a keepalive succeeds */
     call_t *calls; /* in flight */
     uv_timer_t tick, fence_timer;
     bool started, closing;
@@ -371,10 +372,15 @@ static void set_error(kcw_ha_t *ha, const char *fmt, const char *detail)
     char buf[sizeof(ha->error)];
     snprintf(buf, sizeof(buf), fmt, detail ? detail : "");
     if (strcmp(buf, ha->error) != 0) {
-        kcw_log(KCW_LOG_WARN, "ha: etcd request failed", "error", buf, "endpoint",
-                ha->conf->endpoints[ha->endpoint % ha->conf->n_endpoints], NULL);
+        /* Loud once per episode: a fault whose wording varies from request
+         * to request (a reset seen before or after the status line) logs
+         * its later wordings DEBUG, until a keepalive succeeds again. */
+        kcw_log(ha->failing ? KCW_LOG_DEBUG : KCW_LOG_WARN, "ha: etcd request failed", "error",
+                buf, "endpoint", ha->conf->endpoints[ha->endpoint % ha->conf->n_endpoints],
+                NULL);
         snprintf(ha->error, sizeof(ha->error), "%s", buf);
     }
+    ha->failing = true;
 }
 
 static key_state_t *key_find(const kcw_ha_t *ha, const char *name, size_t *at)
@@ -976,7 +982,11 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
     call_unlink(ha, c);
     json_t *root = NULL;
     char err[256] = "";
-    if (resp->status == 200) {
+    if (resp->status != 0 && resp->curl_code != 0) {
+        /* Cut after the status line (reset, short body, timeout): what
+         * arrived is not the answer, whatever it parses to. */
+        snprintf(err, sizeof(err), "%s", resp->error[0] ? resp->error : "answer cut short");
+    } else if (resp->status == 200) {
         json_error_t je;
         root = json_loadb(resp->body, resp->body_len, 0, &je);
         if (!json_is_object(root))
@@ -1066,6 +1076,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         kcw_ha_fence_renewed(&ha->fence, c->sent_ms, ha->lease_ttl_ms);
         fence_timer_arm(ha);
         ha->error[0] = '\0';
+        ha->failing = false;
         send_read(ha);
         break;
     }

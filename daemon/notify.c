@@ -130,6 +130,10 @@ typedef struct receiver_state {
     char *name;
     size_t in_flight;
     size_t queued; /* deliveries in the queue, those in flight included */
+    /* Targets (bit target % 64) in a failure or rejection episode: its
+     * first failed or rejected delivery, of any group, is logged loud, the
+     * others DEBUG until one is accepted. */
+    uint64_t failing, rejecting;
 } receiver_state_t;
 
 /* A group's notification log read from the store, until its group is made
@@ -1073,12 +1077,37 @@ static bool delivery_expire(kcw_notifier_t *n, delivery_t *d)
     return true;
 }
 
+/* true for the first failure (or rejection) of d's target since it last
+ * accepted a notification: the one line an episode logs loud. */
+static bool episode_first(kcw_notifier_t *n, const delivery_t *d, bool rejection)
+{
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    if (!r)
+        return true;
+    uint64_t bit = 1ull << ((unsigned)d->target & 63u);
+    uint64_t *set = rejection ? &r->rejecting : &r->failing;
+    bool first = !(*set & bit);
+    *set |= bit;
+    return first;
+}
+
+static void episode_end(kcw_notifier_t *n, const delivery_t *d)
+{
+    receiver_state_t *r = receiver_state(n, d->receiver, false);
+    uint64_t bit = 1ull << ((unsigned)d->target & 63u);
+    if (r) {
+        r->failing &= ~bit;
+        r->rejecting &= ~bit;
+    }
+}
+
 /* A retryable failure: d's group backs off and d stays first in its line;
  * other groups, even of the same receiver, go on. */
 static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64_t retry_after,
                             const char *detail)
 {
     line_t *l = d->line;
+    bool first = episode_first(n, d, false);
     int64_t delay = 0;
     if (l) {
         if (l->failures < 1000)
@@ -1093,8 +1122,10 @@ static void delivery_failed(kcw_notifier_t *n, delivery_t *d, long status, int64
     char delay_s[24];
     snprintf(delay_s, sizeof(delay_s), "%lldms", (long long)delay);
     /* Loud once per episode: the retries of a group whose receiver stays
-     * down are DEBUG until a delivery succeeds again. */
-    kcw_log(l && l->failures > 1 ? KCW_LOG_DEBUG : KCW_LOG_WARN, "notification failed, will retry",
+     * down, and the failures of its other groups, are DEBUG until a
+     * delivery to that URL succeeds again. */
+    kcw_log(!first || (l && l->failures > 1) ? KCW_LOG_DEBUG : KCW_LOG_WARN,
+            "notification failed, will retry",
             "receiver", d->receiver, "group", d->group_key, KCW_LOG_INT("http_status", status),
             "error", detail, "retry_in", delay_s, NULL);
     event(n, d->receiver, d->group_key, "failed", status, detail);
@@ -1110,7 +1141,9 @@ static void delivery_rejected(kcw_notifier_t *n, delivery_t *d, long status, con
     char snippet[BODY_LOG_MAX + 1];
     size_t cut = kcw_payload_utf8_cut(body ? body : "", body ? strlen(body) : 0, BODY_LOG_MAX);
     snprintf(snippet, sizeof(snippet), "%.*s", (int)cut, body ? body : "");
-    kcw_log(KCW_LOG_ERROR,
+    /* Loud once per episode: a receiver that keeps refusing (every
+     * re-send to an Alertmanager, every group) logs DEBUG after the first. */
+    kcw_log(episode_first(n, d, true) ? KCW_LOG_ERROR : KCW_LOG_DEBUG,
             config_error ? "notification rejected: configuration error, not retried"
                          : "notification rejected, dropped",
             "receiver", d->receiver, "group", d->group_key, KCW_LOG_INT("http_status", status),
@@ -1150,6 +1183,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         broken ? KCW_RECEIVER_RETRY
                : kcw_receiver_verdict(kcw_config_receiver(n->cfg, d->receiver), resp->status);
     if (res == KCW_RECEIVER_ACCEPTED) {
+        episode_end(n, d);
         log_sent(d->receiver, d->group_key, d->firing, d->n_alerts);
         char detail[48];
         snprintf(detail, sizeof(detail), "HTTP %ld", resp->status);

@@ -78,7 +78,13 @@ int kcw_wd_store_start(kcw_watchdog_t *wd)
         return rc;
     }
     kcw_store_set_audit_retention(wd->store, cfg->audit_retention_ms);
-    kcw_store_prune_start(wd->store, wd->loop, STORE_PRUNE_MS);
+    /* Pruned every tenth of the retention (hourly at most): the audit log
+     * holds at most 110 % of it, however short it is. */
+    uint64_t prune_ms = STORE_PRUNE_MS;
+    if (cfg->audit_retention_ms > 0 && (uint64_t)cfg->audit_retention_ms / 10 < prune_ms)
+        prune_ms = cfg->audit_retention_ms / 10 > 1000 ? (uint64_t)cfg->audit_retention_ms / 10
+                                                       : 1000;
+    kcw_store_prune_start(wd->store, wd->loop, prune_ms);
     int64_t now = wall_now_ms();
     long n = kcw_store_alert_load(wd->store, on_stored_alert, wd);
     if (n > 0) {

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """fault_proxy.py: an HTTP proxy on loopback that injects faults.
 
-It stands in front of one real peer (a fake Connect worker, a webhook sink,
-a real Prometheus) and forwards every request to it unchanged while no fault
-is set. A fault applies to the next `count` requests (None: until cleared), or
+It stands in front of one real peer (a fake Connect worker, a receiver's
+fake, a real Prometheus, Alertmanager or etcd) and forwards every request
+to it unchanged while no fault is set. A fault applies to the next `count` requests (None: until cleared), or
 with probability=p to that share of requests until cleared,
 so a test opens an episode, checks what kcwatch did, clears it and checks
 that kcwatch recovered on its own. Faults (tests/FAULTS.md):
@@ -19,6 +19,10 @@ that kcwatch recovered on its own. Faults (tests/FAULTS.md):
     redirect   302 to the same path on another host (127.0.0.2)
     echo       500 whose body repeats the request line and headers (a peer
                that reflects credentials back into error messages)
+
+An answer without a Content-Length (etcd's /v3/watch stream) is passed on
+as it comes, chunked; setting a fault cuts every such stream, so the client
+opens it again into the fault.
 
 Everything is bounded: huge stops at 65 MiB, endless and slow stop after 30 s
 or when the proxy stops. Each request is recorded (method, path, fault).
@@ -55,6 +59,7 @@ class FaultProxy:
         self._stop = threading.Event()
         self._srv = None
         self._port = port
+        self._streams = set()  # upstream sockets of streams being passed on
 
     # ------------------------------------------------------------ control
 
@@ -90,6 +95,8 @@ class FaultProxy:
 
     def stop(self):
         self._stop.set()
+        with self._lock:
+            self._cut_streams()
         if self._srv is not None:
             self._srv.shutdown()
             self._srv.server_close()
@@ -104,6 +111,7 @@ class FaultProxy:
                     self._srv.server_close()
                     self._srv = None
             self._fault, self._count, self._kw = fault, count, kw
+            self._cut_streams()
 
     def clear(self):
         with self._lock:
@@ -161,6 +169,8 @@ class FaultProxy:
             c.request(h.command, h.path, body=body if body or h.command in ("POST", "PUT")
                       else None, headers=headers)
             r = c.getresponse()
+            if r.getheader("Content-Length") is None and h.command != "HEAD":
+                return self._stream(h, c, r)
             data = r.read()
             h.send_response(r.status)
             for k, v in r.getheaders():
@@ -174,6 +184,45 @@ class FaultProxy:
             self._answer(h, 502, b"upstream unreachable")
         finally:
             c.close()
+
+    def _stream(self, h, c, r):
+        """An answer without a length (etcd's /v3/watch: one JSON line per
+        event, for as long as the watch lasts) is passed on piece by piece
+        as it comes, chunked, so the client sees each event when etcd sends
+        it. It ends when either side closes, a fault is set (the stream is
+        cut: a fault applies to what flows through the proxy), or the proxy
+        stops."""
+        h.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in HOP:
+                h.send_header(k, v)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+        with self._lock:
+            self._streams.add(c.sock)
+        try:
+            while not self._stop.is_set():
+                data = r.read1(65536)
+                if not data:
+                    break
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                h.wfile.flush()
+            h.wfile.write(b"0\r\n\r\n")
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            with self._lock:
+                self._streams.discard(c.sock)
+
+    def _cut_streams(self):
+        """Ends every stream being passed on (caller holds the lock)."""
+        for sock in self._streams:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @staticmethod
     def _answer(h, status, body, ctype="text/plain", extra=None):

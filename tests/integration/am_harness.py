@@ -119,3 +119,17 @@ class AlertmanagerServer:
         if self._log:
             self._log.close()
             self._log = None
+
+
+def start_pair(tmpdir, webhook_url):
+    """Two Alertmanagers clustered on loopback (am1, am2), both routing to
+    webhook_url; started, or neither left running."""
+    am1 = AlertmanagerServer(tmpdir, webhook_url, name="am1", cluster=True)
+    try:
+        am1.start()
+        am2 = AlertmanagerServer(tmpdir, webhook_url, name="am2", peers=[am1.cluster_address])
+        am2.start()
+    except BaseException:
+        am1.close()
+        raise
+    return am1, am2

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from am_harness import AlertmanagerServer  # noqa: E402
+from am_harness import start_pair  # noqa: E402
 from harness import Harness, connect_rule  # noqa: E402
 from webhook_sink import parse_rfc3339  # noqa: E402
 
@@ -28,11 +28,7 @@ def test_ha_pair_fired_and_resolved():
     with Harness("am-receiver") as h:
         am1 = am2 = None
         try:
-            am1 = AlertmanagerServer(h.tmp, h.sink.url + "/from-am", name="am1", cluster=True)
-            am1.start()
-            am2 = AlertmanagerServer(h.tmp, h.sink.url + "/from-am", name="am2",
-                                     peers=[am1.cluster_address])
-            am2.start()
+            am1, am2 = start_pair(h.tmp, h.sink.url + "/from-am")
             h.fake.add_connector("orders", tasks=2)
             rules = [connect_rule("ConnectTaskFailed", "task", "FAILED"),
                      connect_rule("ConnectClusterUnreachable", "cluster", "UNREACHABLE")]

@@ -7,8 +7,10 @@ marks the peer down in /metrics (kcwatch_connect_up 0, kcwatch_prometheus_up
 no partial data, and recovers by itself once the fault is cleared (and
 /metrics says the peer is up again).
 
-Peers: Connect (a fake Connect worker), the webhook receiver (the webhook
-sink), Prometheus (the real binary). Each episode lasts several requests
+Peers here: Connect (a fake Connect worker), the webhook receiver (the
+webhook sink), Prometheus (the real binary); the Slack, PagerDuty,
+Alertmanager and etcd rows are in test_fault_matrix_<peer>.py, the
+receivers' through receiver_faults() below. Each episode lasts several requests
 against the fault; recovery is proven by fresh work done after it (a restart
 sent, a notification delivered, a rule evaluated healthy again)."""
 
@@ -112,73 +114,122 @@ def test_connect_faults():
             proxy.stop()
 
 
+REJECTED = "notification rejected, dropped"
+CONFIG_ERROR = "notification rejected: configuration error, not retried"
+
+
+def receiver_faults(h, proxy, receiver, delivered, final=None, resends=False, during=None,
+                    label="receiver", config_error=None):
+    """Runs every fault of FAULTS against one receiver whose peer sits behind
+    proxy, in the daemon h already runs (remediation off, so each task stays
+    FAILED; a new connector failing per episode makes a new group).
+
+    delivered(conn): truthy once the peer holds a firing notification about
+    connector conn. final(fault, kw): the fault's answer is final for this
+    receiver (dropped with one error line, never retried); default: 3xx and
+    409, as for a webhook. resends: the receiver sends firing alerts again
+    (Alertmanager), so every cell must end with the alert delivered.
+    during(name, conn): extra checks while the fault lasts. config_error(fault,
+    kw): a final answer this receiver calls a configuration error (Slack and
+    PagerDuty 4xx), logged as such; other final answers are plain
+    rejections."""
+    if final is None:
+        final = lambda fault, kw: fault == "redirect" or kw.get("status") == 409  # noqa: E731
+    for i, (fault, kw) in enumerate(FAULTS):
+        name = cell(fault, kw)
+        conn = "c%02d" % i
+        h.fake.add_connector(conn, tasks=1)
+        start = len(h.log_lines())
+        failures0 = metric(h, "kcwatch_notifications_total", receiver=receiver,
+                           result="failure")
+        proxy.set_fault(fault, **kw)
+        t0 = time.monotonic()
+        h.fake.fail_task(conn, 0)
+        # A 200 whose body is not what the peer speaks is a delivery
+        # (receivers' bodies mean nothing); any other cell keeps failing.
+        is_final = final(fault, kw)
+        h.wait_for(lambda: time.monotonic() - t0 > 2 and (
+            fault in ("refused", "malformed")
+            or len(proxy.faulted()) >= (1 if is_final else 3)),
+            timeout=40, what="%s: failed deliveries" % name)
+        h.check(h.alive(), "%s: the daemon died" % name)
+        if during:
+            during(name, conn)
+        loud = loud_lines(h, start, lambda r: r.get("receiver") == receiver)
+        h.check(len(loud) <= MAX_EPISODE_LINES,
+                "%s: %d warn/error lines for one episode:\n%s"
+                % (name, len(loud), "\n".join(map(str, loud))))
+        if fault != "malformed":
+            # Marked down: every failed attempt counted for the receiver.
+            h.wait_for(lambda: metric(h, "kcwatch_notifications_total", receiver=receiver,
+                                      result="failure") > failures0,
+                       what="%s: the receiver's failures counted in /metrics" % name)
+        if fault not in ("refused", "malformed"):
+            h.check(not delivered(conn), "%s: delivered through the fault" % name)
+        proxy.clear()
+
+        def settled():
+            if delivered(conn):
+                return "delivered"
+            if resends:
+                return None  # the next send must reach the peer
+            if [r for r in h.log_records(start, msg="notification sent", receiver=receiver)
+                    if 'connector="%s"' % conn in r.get("group", "")]:
+                return "accepted by the fault's 200"
+            for msg in (REJECTED, CONFIG_ERROR):
+                if h.log_records(start, msg=msg, receiver=receiver):
+                    return "rejected"
+            return None
+        how = h.wait_for(settled, timeout=90, what="%s: delivered or dropped" % name)
+        if how == "rejected":
+            want = CONFIG_ERROR if config_error and config_error(fault, kw) else REJECTED
+            h.check(h.log_records(start, msg=want, receiver=receiver),
+                    "%s: not logged as %r" % (name, want))
+            # Final answers are dropped, as in Alertmanager: the next
+            # notification proves the receiver is used again.
+            h.fake.add_connector(conn + "-next", tasks=1)
+            h.fake.fail_task(conn + "-next", 0)
+            h.wait_for(lambda: delivered(conn + "-next"), timeout=30,
+                       what="%s: the next notification delivered" % name)
+        print("  %s x %-10s ok: %s; %d faulted requests, %d loud lines"
+              % (label, name, how, len(proxy.faulted()), len(loud)))
+        proxy.records.clear()
+
+
+def receiver_config(receiver):
+    """Overrides for a daemon whose only receiver is `receiver` (a dict)."""
+    return {"remediation": {"enabled": False}, "receivers": [receiver],
+            "route": {"receiver": receiver["name"], "group_interval": "1h"}}
+
+
+def fake_receiver_row(name, fake, receiver, delivered, **kw):
+    """The row of a receiver whose peer is a fake (a WebhookSink): fake
+    behind the proxy; receiver(proxy_url) is its configuration (a dict with
+    its name); delivered(fake, conn) and kw as for receiver_faults. The
+    fake must have seen no message that breaks its format."""
+    with Harness("faults-" + name, workers=1) as h, fake:
+        proxy = FaultProxy(fake.url).start()
+        try:
+            conf = receiver(proxy.url)
+            h.start_daemon(receiver_config(conf))
+            receiver_faults(h, proxy, conf["name"], lambda conn: delivered(fake, conn),
+                            label=name, **kw)
+            h.check(not fake.violations, fake.violations)
+            h.finish()
+        finally:
+            proxy.stop()
+
+
 def test_webhook_faults():
     with Harness("faults-webhook", workers=1) as h:
         h.fake.add_connector("orders", tasks=1)
         h.fake.add_connector("billing", tasks=1)
         proxy = FaultProxy(h.sink.url).start()
         try:
-            # Restarts off: tasks stay FAILED so each episode has a firing
-            # alert to deliver; a new connector failing per episode makes a
-            # new group (group_interval is long, so each group goes once).
-            h.start_daemon({"remediation": {"enabled": False},
-                            "receivers": [{"name": "hook",
-                                           "webhook": {"url": proxy.url + "/hook",
-                                                       "timeout": "1s"}}],
-                            "route": {"group_interval": "1h"}})
-            for i, (fault, kw) in enumerate(FAULTS):
-                name = cell(fault, kw)
-                conn = "c%02d" % i
-                h.fake.add_connector(conn, tasks=1)
-                start = len(h.log_lines())
-                failures0 = metric(h, "kcwatch_notifications_total", receiver="hook",
-                                   result="failure")
-                proxy.set_fault(fault, **kw)
-                t0 = time.monotonic()
-                h.fake.fail_task(conn, 0)
-                # A 200 whose body is not JSON is a delivery (receivers'
-                # bodies mean nothing); any other cell keeps failing.
-                final = fault == "redirect" or kw.get("status") == 409  # not retried
-                h.wait_for(lambda: time.monotonic() - t0 > 2 and (
-                    fault in ("refused", "malformed")
-                    or len(proxy.faulted()) >= (1 if final else 3)),
-                    timeout=40, what="%s: failed deliveries" % name)
-                h.check(h.alive(), "%s: the daemon died" % name)
-                loud = loud_lines(h, start, lambda r: r.get("receiver") == "hook")
-                h.check(len(loud) <= MAX_EPISODE_LINES,
-                        "%s: %d warn/error lines for one episode:\n%s"
-                        % (name, len(loud), "\n".join(map(str, loud))))
-                if fault != "malformed":
-                    # Marked down: every failed attempt counted for the receiver.
-                    h.wait_for(lambda: metric(h, "kcwatch_notifications_total", receiver="hook",
-                                              result="failure") > failures0,
-                               what="%s: the receiver's failures counted in /metrics" % name)
-                if fault not in ("refused", "malformed"):
-                    h.check(not h.sink.find_alerts("ConnectTaskFailed", "firing",
-                                                   {"connector": conn}),
-                            "%s: delivered through the fault" % name)
-                proxy.clear()
-
-                def settled():
-                    if h.sink.find_alerts("ConnectTaskFailed", "firing", {"connector": conn}):
-                        return "delivered"
-                    if [r for r in h.log_records(start, msg="notification sent")
-                            if 'connector="%s"' % conn in r.get("group", "")]:
-                        return "accepted by the fault's 200"
-                    if h.log_records(start, msg="notification rejected, dropped"):
-                        return "rejected"
-                    return None
-                how = h.wait_for(settled, timeout=90, what="%s: delivered or dropped" % name)
-                if how == "rejected":
-                    # 4xx (not 429) and 3xx are final, as in Alertmanager: the
-                    # next notification proves the receiver is used again.
-                    h.fake.add_connector(conn + "-next", tasks=1)
-                    h.fake.fail_task(conn + "-next", 0)
-                    h.wait_alert("ConnectTaskFailed", "firing", {"connector": conn + "-next"},
-                                 timeout=30, what="%s: the next notification delivered" % name)
-                print("  webhook x %-10s ok: %s; %d faulted requests, %d loud lines"
-                      % (name, how, len(proxy.faulted()), len(loud)))
-                proxy.records.clear()
+            h.start_daemon(receiver_config({"name": "hook", "webhook": {
+                "url": proxy.url + "/hook", "timeout": "1s"}}))
+            receiver_faults(h, proxy, "hook", lambda conn: h.sink.find_alerts(
+                "ConnectTaskFailed", "firing", {"connector": conn}), label="webhook")
             h.finish()
         finally:
             proxy.stop()
