@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kcwatch/eval.h"
+#include "kcwatch/rootcause.h"
 
 #define DEFAULT_INTERVAL_MS 60000
 #define DUPLICATE_LABELSET                                                                         \
@@ -73,6 +74,7 @@ struct kcw_engine {
     group_state_t *gs;
     size_t n_gs;
     kcw_alert_set_t *budget_set;
+    kcw_rootcause_t *rootcause; /* root_cause labels of connect: alerts */
     news_t *news;
     size_t n_news, cap_news;
     uint64_t rounds;
@@ -245,7 +247,7 @@ kcw_engine_t *kcw_engine_new(const kcw_ruleset_t *rules, const kcw_engine_opts_t
     if (hooks)
         e->hooks = *hooks;
     e->start_ms = start_ms;
-    if (build(e) < 0 || adopt(e, prev) < 0) {
+    if (!(e->rootcause = kcw_rootcause_new()) || build(e) < 0 || adopt(e, prev) < 0) {
         kcw_engine_free(e);
         return NULL;
     }
@@ -268,6 +270,7 @@ void kcw_engine_free(kcw_engine_t *e)
     }
     free(e->gs);
     kcw_alert_set_free(e->budget_set);
+    kcw_rootcause_free(e->rootcause);
     for (size_t i = 0; i < e->n_news; i++) {
         free(e->news[i].cluster);
         free(e->news[i].connector);
@@ -518,8 +521,8 @@ static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
     uint64_t t0 = hrtime(e);
     kcw_instance_t *inst = NULL;
     size_t n_inst = 0;
-    int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, e->opts.external_labels, &inst,
-                                   &n_inst);
+    int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, e->opts.external_labels,
+                                   e->rootcause, &inst, &n_inst);
     if (rc == 0)
         hold_healing(e, r, &inst, &n_inst, now);
     apply(e, r, rc, inst, n_inst, NULL, now);
