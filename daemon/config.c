@@ -1209,7 +1209,7 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
 {
     static const char *const keys[] = {
         "enabled",        "dry_run", "max_concurrent",       "backoff", "budget", "stable_period",
-        "verify_timeout", "exclude", "unrecoverable_traces", NULL};
+        "verify_timeout", "exclude", "unrecoverable_traces", "heal_wait", NULL};
     static const char *const backoff_keys[] = {"initial", "max", "multiplier", "jitter", NULL};
     static const char *const budget_keys[] = {"max_restarts", "window", NULL};
     static const char *const exclude_keys[] = {"connector", NULL};
@@ -1222,6 +1222,12 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     get_int(c, m, p, "max_concurrent", &r->max_concurrent, 1, 1000);
     get_duration(c, m, p, "stable_period", &r->stable_period_ms, true);
     get_duration(c, m, p, "verify_timeout", &r->verify_timeout_ms, true);
+    if (get_duration(c, m, p, "heal_wait", &r->heal_wait_ms, false) == 0 &&
+        r->heal_wait_ms > HOUR) {
+        char hp[PATH_LEN];
+        err_node(c, map_get(c, m, "heal_wait"), "%s: must be at most 1h (0 sends at once)",
+                 join(hp, p, "heal_wait"));
+    }
 
     const node_t *b = sub_map(c, m, p, "backoff", backoff_keys, NULL, bp);
     if (b) {
@@ -1847,6 +1853,7 @@ static int set_scalar_defaults(kcw_config_t *cfg)
     r->budget_window_ms = HOUR;
     r->stable_period_ms = 10 * MIN;
     r->verify_timeout_ms = 2 * MIN;
+    r->heal_wait_ms = -1; /* verify_timeout, once that is known */
 
     cfg->route.group_wait_ms = 30 * SEC;
     cfg->route.group_interval_ms = 5 * MIN;
@@ -1946,6 +1953,8 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         parse_inhibit_rules(c, m, cfg);
         parse_ha(c, m, &cfg->ha);
     }
+    if (cfg->remediation.heal_wait_ms < 0)
+        cfg->remediation.heal_wait_ms = cfg->remediation.verify_timeout_ms;
     if (set_list_defaults(cfg, connect_set, rules_set, receivers_set, traces_set,
                           external_url_set) < 0)
         c->oom = true;

@@ -596,10 +596,12 @@ static void after_round(kcw_engine_t *e, int64_t now)
 }
 
 /* Shallow view of an alert with the remediation note added to its
- * annotations; the annotations copy is owned by the view. */
+ * annotations and the remediation state to its labels; the copies are owned
+ * by the view. */
 typedef struct alert_view {
     kcw_alert_t alert;
     kcw_labels_t annotations;
+    kcw_labels_t labels;
 } alert_view_t;
 
 typedef struct view_list {
@@ -607,7 +609,7 @@ typedef struct view_list {
     size_t n, cap;
 } view_list_t;
 
-static void collect(kcw_engine_t *e, const kcw_alert_set_t *set, view_list_t *v)
+static void collect(kcw_engine_t *e, const kcw_alert_set_t *set, view_list_t *v, int64_t now)
 {
     size_t count = set ? kcw_alert_set_count(set) : 0;
     for (size_t i = 0; i < count; i++) {
@@ -625,6 +627,12 @@ static void collect(kcw_engine_t *e, const kcw_alert_set_t *set, view_list_t *v)
         alert_view_t *av = &v->items[v->n++];
         av->alert = *a;
         memset(&av->annotations, 0, sizeof(av->annotations));
+        memset(&av->labels, 0, sizeof(av->labels));
+        const char *state =
+            e->hooks.heal_state ? e->hooks.heal_state(e->hooks.arg, &a->labels, now) : NULL;
+        if (state && kcw_labels_copy(&av->labels, &a->labels) == 0 &&
+            kcw_labels_set(&av->labels, KCW_ENGINE_STATE_LABEL, state) == 0)
+            av->alert.labels = av->labels;
         const char *note = e->hooks.note ? e->hooks.note(e->hooks.arg, &a->labels) : NULL;
         if (note && kcw_labels_copy(&av->annotations, &a->annotations) == 0 &&
             kcw_labels_set(&av->annotations, KCW_ENGINE_NOTE_ANNOTATION, note) == 0)
@@ -661,8 +669,8 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
 {
     view_list_t v = {0};
     for (size_t i = 0; i < e->n_rs; i++)
-        collect(e, e->rs[i].set, &v);
-    collect(e, e->budget_set, &v);
+        collect(e, e->rs[i].set, &v, now_ms);
+    collect(e, e->budget_set, &v, now_ms);
     const kcw_alert_t **ptrs = calloc(v.n ? v.n : 1, sizeof(*ptrs));
     if (ptrs) {
         for (size_t i = 0; i < v.n; i++)
@@ -682,8 +690,10 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
         free(ptrs);
     }
     news_clear(e);
-    for (size_t i = 0; i < v.n; i++)
+    for (size_t i = 0; i < v.n; i++) {
         kcw_labels_clear(&v.items[i].annotations);
+        kcw_labels_clear(&v.items[i].labels);
+    }
     free(v.items);
 }
 

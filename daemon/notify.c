@@ -13,6 +13,14 @@
  * deleted. All of that is pure and runs on the caller's clock; one uv_timer
  * only decides when to call it.
  *
+ * Healing (remediation.heal_wait): a group's first notification waits while
+ * one of its firing alerts carries remediation="healing" (kcwatch's restart
+ * is under way or being verified), at most heal_wait + verify_timeout past its
+ * due time. A
+ * restart that works then resolves the alert as remediation="healed": a group
+ * never notified tells that once, as a resolved notification, and nothing
+ * fired before it, so a fixed task pages nobody.
+ *
  * Notifications leave as webhook payloads on a bounded FIFO, split into one
  * line per (receiver, group): a line sends one notification at a time in
  * order (so a group's notifications arrive in the order they were made) and
@@ -59,6 +67,8 @@
 #define ROUTES_PER_ALERT 16 /* routes one alert may land on (continue: true) */
 #define TRACE_KEPT_LINES 20 /* of an alert's trace, for Slack and PagerDuty */
 #define TRACE_KEPT_BYTES 4000
+#define HEAL_RECHECK_MS 1000 /* a held group looks again this often */
+#define STATE_LABEL "remediation" /* engine.h's KCW_ENGINE_STATE_LABEL */
 
 typedef struct member {
     uint64_t fp;
@@ -83,6 +93,7 @@ typedef struct group {
     int64_t due_ms;
     size_t outstanding; /* its deliveries queued or in flight */
     bool forced;        /* kcw_notifier_flush_for: send even if unchanged */
+    int64_t heal_until_ms; /* first notification held for healing until; 0: not */
 } group_t;
 
 /* A resolved alert already dealt with: ignored while updates still list it. */
@@ -629,6 +640,14 @@ static member_t *member_find(group_t *g, uint64_t fp, size_t *insert_at)
 /* Takes a's state, times and annotations into m (labels are the same). */
 static int member_assign(member_t *m, const kcw_alert_t *a)
 {
+    /* Same fingerprint, other labels: only the remediation state moves. */
+    if (!kcw_labels_equal(&m->alert.labels, &a->labels)) {
+        kcw_labels_t copy;
+        if (kcw_labels_copy(&copy, &a->labels) < 0)
+            return -ENOMEM;
+        kcw_labels_clear(&m->alert.labels);
+        m->alert.labels = copy;
+    }
     if (!kcw_labels_equal(&m->alert.annotations, &a->annotations)) {
         kcw_labels_t copy;
         if (kcw_labels_copy(&copy, &a->annotations) < 0)
@@ -1393,11 +1412,44 @@ static int fp_set_assign(uint64_t **set, size_t *n_set, const uint64_t *src, siz
     return 0;
 }
 
+static bool heal_state_is(const kcw_alert_t *a, const char *state)
+{
+    const char *s = kcw_labels_get(&a->labels, STATE_LABEL);
+    return s && strcmp(s, state) == 0;
+}
+
+/* heal_wait: true while group g's first notification waits for a restart's
+ * verdict (its due time moved to the next look). */
+static bool heal_hold(kcw_notifier_t *n, group_t *g, int64_t now)
+{
+    int64_t wait = n->cfg ? n->cfg->remediation.heal_wait_ms : 0;
+    if (g->notified || wait <= 0)
+        return false;
+    bool healing = false;
+    for (size_t i = 0; i < g->n_members && !healing; i++) {
+        const kcw_alert_t *a = &g->members[i].alert;
+        healing = alert_firing(a) && heal_state_is(a, "healing") && !notification_muted(n, a, now);
+    }
+    if (!healing)
+        return false;
+    /* A restart that works is known verify_timeout after the target runs
+     * again (the engine holds the alert firing until then): wait that long
+     * on top, so heal_wait is the time allowed for the restart itself. */
+    if (g->heal_until_ms == 0)
+        g->heal_until_ms = now + wait + n->cfg->remediation.verify_timeout_ms;
+    if (now >= g->heal_until_ms)
+        return false;
+    g->due_ms = now + HEAL_RECHECK_MS < g->heal_until_ms ? now + HEAL_RECHECK_MS : g->heal_until_ms;
+    return true;
+}
+
 /* Flushes group `at`; true when it produced a notification. The group is
  * deleted when nothing is left in it. */
 static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
 {
     group_t *g = n->groups[at];
+    if (heal_hold(n, g, now))
+        return false;
     const kcw_receiver_conf_t *rc = group_receiver(n, g);
     bool produced = false;
     size_t nm = g->n_members;
@@ -1413,7 +1465,7 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
         free(list);
         return false;
     }
-    size_t n_firing = 0, n_resolved = 0, count = 0;
+    size_t n_firing = 0, n_resolved = 0, count = 0, n_healed = 0;
     bool send_resolved = false;
     for (size_t i = 0; i < nm; i++) {
         const member_t *m = &g->members[i];
@@ -1426,9 +1478,12 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
             list[count++] = &m->alert;
         } else {
             resolved[n_resolved++] = m->fp;
-            if (rc && kcw_receiver_wants(rc, &m->alert)) {
+            /* A restart that worked before anyone was told: its one message. */
+            bool healed = !g->notified && heal_state_is(&m->alert, "healed");
+            if (rc && (kcw_receiver_wants(rc, &m->alert) || healed)) {
                 list[count++] = &m->alert;
                 send_resolved = true;
+                n_healed += healed;
             }
         }
     }
@@ -1442,6 +1497,8 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
     /* An unchanged group still on its way needs no reminder on top. */
     if (why == SEND_REPEAT && g->outstanding > 0)
         why = SEND_NO;
+    if (why == SEND_NO && !g->notified && n_firing == 0 && n_healed > 0)
+        why = SEND_CHANGED;
     /* What remediation did is news even when the alert set is not. */
     if (why == SEND_NO && g->forced && n_firing > 0)
         why = SEND_CHANGED;

@@ -297,6 +297,9 @@ typedef struct target {
     bool partial; /* scope failed: fixable instances restart one by one, the
                    * unrecoverable ones are left (check_unrecoverable) */
     bool exhausted_reported;
+    bool held; /* would restart now but max_concurrent is reached */
+    bool has_kind;
+    kcw_remediation_event_kind_t last_kind; /* last decision reported */
     int64_t last_seen_ms; /* last consider */
     /* What the last poll says about this target, worked out once per model
      * (thousands of alerts on one connector each ask the same questions;
@@ -718,6 +721,8 @@ static void emit(kcw_remediator_t *r, target_t *t, kcw_remediation_event_kind_t 
         .attempt = attempt,
     };
     snprintf(t->note, sizeof(t->note), "%s", detail ? detail : "");
+    t->last_kind = kind;
+    t->has_kind = true;
     log_event(&ev);
     if (r->store) {
         char response[32];
@@ -2019,7 +2024,8 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
         return; /* back-off or verification pending: a later consider acts */
     cluster_slot_t *slot = cluster_slot(r, t->cluster_name);
     int max = conf->max_concurrent > 0 ? conf->max_concurrent : 1;
-    if (!slot || slot->in_flight >= max)
+    t->held = !slot || slot->in_flight >= max;
+    if (t->held)
         return; /* waits for the next evaluation */
     action_start(r, t, rule, scope);
 }
@@ -2276,6 +2282,75 @@ bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_label
     if (task >= 0 && target_healing(r, target_find(r, cname, connector, task), now_ms))
         return true;
     return target_healing(r, target_find(r, cname, connector, -1), now_ms);
+}
+
+const char *kcw_heal_state_name(kcw_heal_state_t s)
+{
+    switch (s) {
+    case KCW_HEAL_NONE:
+        return NULL;
+    case KCW_HEAL_HEALING:
+        return "healing";
+    case KCW_HEAL_HEALED:
+        return "healed";
+    case KCW_HEAL_FAILED:
+        return "failed";
+    case KCW_HEAL_UNFIXABLE:
+        return "unfixable";
+    case KCW_HEAL_HELD:
+        return "held";
+    }
+    return NULL;
+}
+
+static kcw_heal_state_t heal_state_of(const kcw_remediator_t *r, const target_t *t, int64_t now_ms)
+{
+    if (!t)
+        return KCW_HEAL_NONE;
+    if (t->policy.exhausted || (t->has_kind && t->last_kind == KCW_REMEDIATION_BUDGET_EXHAUSTED))
+        return KCW_HEAL_FAILED;
+    if (target_healing(r, t, now_ms))
+        return KCW_HEAL_HEALING;
+    if (t->held)
+        return KCW_HEAL_HELD;
+    if (!t->has_kind)
+        return KCW_HEAL_NONE;
+    switch (t->last_kind) {
+    case KCW_REMEDIATION_UNRECOVERABLE:
+        return KCW_HEAL_UNFIXABLE;
+    case KCW_REMEDIATION_FAILED:
+    case KCW_REMEDIATION_BUDGET_EXHAUSTED:
+        return KCW_HEAL_FAILED;
+    case KCW_REMEDIATION_RECOVERED:
+    case KCW_REMEDIATION_STABLE:
+        return KCW_HEAL_HEALED;
+    case KCW_REMEDIATION_SENT:
+    case KCW_REMEDIATION_RETRY:
+        return KCW_HEAL_HEALING;
+    case KCW_REMEDIATION_SKIPPED:
+    case KCW_REMEDIATION_DRY_RUN:
+        break;
+    }
+    return KCW_HEAL_NONE;
+}
+
+kcw_heal_state_t kcw_remediator_state(kcw_remediator_t *r, const kcw_labels_t *alert_labels,
+                                      int64_t now_ms)
+{
+    if (!r || !alert_labels || !r->conf)
+        return KCW_HEAL_NONE;
+    const char *connector = kcw_labels_get(alert_labels, "connector");
+    size_t cidx;
+    const char *cname;
+    if (!connector || !resolve_cluster(r, alert_labels, &cidx, &cname))
+        return KCW_HEAL_NONE;
+    int task = parse_task(alert_labels);
+    kcw_heal_state_t s = KCW_HEAL_NONE;
+    if (task >= 0)
+        s = heal_state_of(r, target_find(r, cname, connector, task), now_ms);
+    if (s == KCW_HEAL_NONE)
+        s = heal_state_of(r, target_find(r, cname, connector, -1), now_ms);
+    return s;
 }
 
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels)

@@ -322,6 +322,12 @@ static const char *hook_note(void *arg, const kcw_labels_t *labels)
     return wd->rem ? kcw_remediator_note(wd->rem, labels) : NULL;
 }
 
+static const char *hook_heal_state(void *arg, const kcw_labels_t *labels, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    return wd->rem ? kcw_heal_state_name(kcw_remediator_state(wd->rem, labels, now_ms)) : NULL;
+}
+
 static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
@@ -761,6 +767,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .budget = hook_budget,
                                 .note = hook_note,
                                 .healing = hook_healing,
+                                .heal_state = hook_heal_state,
                                 .notify = hook_notify,
                                 .flush = hook_flush,
                                 .refresh = hook_refresh,

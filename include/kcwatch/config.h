@@ -79,6 +79,11 @@ typedef struct kcw_remediation_conf {
     int64_t budget_window_ms;     /* default 1h */
     int64_t stable_period_ms;     /* RUNNING this long resets the counter, default 10m */
     int64_t verify_timeout_ms;    /* no RUNNING seen within it -> failed, default 2m */
+    /* The first notification of a group waits while one of its alerts is
+     * being healed (remediation="healing"): at most this long for the restart
+     * to bring the target back, plus verify_timeout for the verdict, past its
+     * due time; 0: never waits. Default: verify_timeout. */
+    int64_t heal_wait_ms;
     char *exclude_connector;      /* anchored regex source or NULL */
     char **unrecoverable_traces;  /* unanchored regexes; default: built-in list */
     size_t n_unrecoverable_traces;

@@ -52,6 +52,7 @@
 
 #define KCW_ENGINE_BUDGET_ALERT "KcwatchRestartBudgetExhausted"
 #define KCW_ENGINE_NOTE_ANNOTATION "remediation"
+#define KCW_ENGINE_STATE_LABEL "remediation"
 
 /* What the engine hands out. Every hook may be NULL. */
 typedef struct kcw_engine_hooks {
@@ -63,6 +64,12 @@ typedef struct kcw_engine_hooks {
     int (*budget)(void *arg, kcw_instance_t **out, size_t *n_out);
     /* The remediation note of the alert's target, or NULL. */
     const char *(*note)(void *arg, const kcw_labels_t *alert_labels);
+    /* Where kcwatch's healing of the alert's target stands at now
+     * ("healing", "healed", "failed", "unfixable", "held"; remediate.h), or
+     * NULL: notified alerts carry it as the KCW_ENGINE_STATE_LABEL label.
+     * The alert keeps its fingerprint: the label says how it is going, it
+     * does not make another alert. */
+    const char *(*heal_state)(void *arg, const kcw_labels_t *alert_labels, int64_t now_ms);
     /* kcwatch's own restart of the alert's target is under way or being
      * verified at now: a firing alert of a connect: rule with restart:
      * whose instance went away (RESTARTING, or RUNNING for less than the

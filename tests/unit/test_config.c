@@ -172,6 +172,7 @@ static void check_defaults_rules(const kcw_config_t *cfg, const char *rules_glob
     assert_int_equal(r->budget_window_ms, HOUR);
     assert_int_equal(r->stable_period_ms, 10 * MIN);
     assert_int_equal(r->verify_timeout_ms, 2 * MIN);
+    assert_int_equal(r->heal_wait_ms, 2 * MIN); /* the verify period */
     assert_null(r->exclude_connector);
     assert_int_equal(r->n_unrecoverable_traces, count_default_traces());
     for (size_t i = 0; i < r->n_unrecoverable_traces; i++)
@@ -416,6 +417,7 @@ static void test_full_config(void **state)
     assert_int_equal(r->budget_window_ms, 2 * HOUR);
     assert_int_equal(r->stable_period_ms, 15 * MIN);
     assert_int_equal(r->verify_timeout_ms, 90 * SEC);
+    assert_int_equal(r->heal_wait_ms, 90 * SEC); /* follows verify_timeout */
     assert_string_equal(r->exclude_connector, "test-.*|tmp");
     assert_int_equal(r->n_unrecoverable_traces, 2); /* replaces the built-in list */
     assert_string_equal(r->unrecoverable_traces[0], "MyFatalError");
@@ -483,6 +485,18 @@ static void test_wrong_type(void **state)
     expect_single_error("route:\n  group_by: alertname\n", 2, 13,
                         "route.group_by: expected a list, got scalar");
     expect_single_error("- a\n- b\n", 1, 1, "top level: expected a mapping, got sequence");
+    expect_single_error("remediation:\n  heal_wait: 2h\n", 2, 14,
+                        "remediation.heal_wait: must be at most 1h (0 sends at once)");
+    expect_single_error("remediation:\n  heal_wait: soon\n", 2, 14,
+                        "remediation.heal_wait: invalid duration \"soon\"");
+    {
+        kcw_config_t *cfg = load_ok("remediation:\n  heal_wait: 0s\n  verify_timeout: 1m\n");
+        assert_int_equal(cfg->remediation.heal_wait_ms, 0);
+        kcw_config_free(cfg);
+        cfg = load_ok("remediation:\n  heal_wait: 45s\n");
+        assert_int_equal(cfg->remediation.heal_wait_ms, 45 * SEC);
+        kcw_config_free(cfg);
+    }
     expect_single_error("remediation:\n  max_concurrent: 0\n", 2, 19,
                         "remediation.max_concurrent: must be between 1");
 }
