@@ -573,10 +573,35 @@ static void update_budget_alert(kcw_engine_t *e, int64_t now)
     free_instances(inst, n);
 }
 
+/* Hands every firing alert to the sources hook. */
+static void report_sources(kcw_engine_t *e, int64_t now)
+{
+    size_t n = e->budget_set ? kcw_alert_set_count(e->budget_set) : 0;
+    for (size_t i = 0; i < e->n_rs; i++)
+        n += e->rs[i].set ? kcw_alert_set_count(e->rs[i].set) : 0;
+    const kcw_alert_t **firing = malloc((n ? n : 1) * sizeof(*firing));
+    if (!firing)
+        return; /* out of memory: the sources of the last round stay */
+    size_t k = 0;
+    for (size_t i = 0; i <= e->n_rs; i++) {
+        const kcw_alert_set_t *set = i < e->n_rs ? e->rs[i].set : e->budget_set;
+        size_t count = set ? kcw_alert_set_count(set) : 0;
+        for (size_t j = 0; j < count; j++) {
+            const kcw_alert_t *a = kcw_alert_set_at(set, j);
+            if (a->state == KCW_ALERT_FIRING)
+                firing[k++] = a;
+        }
+    }
+    e->hooks.sources(e->hooks.arg, firing, k, now);
+    free(firing);
+}
+
 static void after_round(kcw_engine_t *e, int64_t now)
 {
     if (now > e->last_round_ms)
         e->last_round_ms = now;
+    if (e->hooks.sources)
+        report_sources(e, now);
     if (e->hooks.restart) {
         for (size_t i = 0; i < e->n_rs; i++) {
             rule_state_t *r = &e->rs[i];

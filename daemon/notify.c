@@ -21,6 +21,11 @@
  * never notified tells that once, as a resolved notification, and nothing
  * fired before it, so a fixed task pages nobody.
  *
+ * Failure storms (storm.h): while KcwatchFailureStorm fires for a cluster,
+ * the notifications of that cluster's task alerts are muted by a built-in
+ * inhibit rule (remediation.storm.inhibit_notifications), and a muted alert's
+ * remediation news forces no notification of its group.
+ *
  * Notifications leave as webhook payloads on a bounded FIFO, split into one
  * line per (receiver, group): a line sends one notification at a time in
  * order (so a group's notifications arrive in the order they were made) and
@@ -50,6 +55,7 @@
 #include "kcwatch/receiver.h"
 #include "kcwatch/route.h"
 #include "kcwatch/silence.h"
+#include "kcwatch/storm.h"
 #include "kcwatch/store.h"
 #include "kcwatch/url.h"
 
@@ -167,6 +173,8 @@ struct kcw_notifier {
      * (the config's rules, indexed at each update). */
     const kcw_silences_t *silences;
     kcw_inhibitor_t *inhibitor;
+    kcw_inhibit_rule_t storm_rule; /* the storm alert mutes its cluster's task alerts */
+    kcw_inhibitor_t *storm_inhibitor;
 
     group_t **groups; /* sorted by hash */
     size_t n_groups, cap_groups;
@@ -1286,6 +1294,9 @@ static bool notification_muted(const kcw_notifier_t *n, const kcw_alert_t *a, in
 {
     if (n->silences && kcw_silences_muting(n->silences, &a->labels, now))
         return true;
+    if (n->cfg && n->cfg->remediation.storm_inhibit &&
+        kcw_inhibitor_mutes(n->storm_inhibitor, &a->labels, a->fingerprint))
+        return true;
     return kcw_inhibitor_mutes(n->inhibitor, &a->labels, a->fingerprint);
 }
 
@@ -1622,6 +1633,31 @@ static void register_url_secrets(const kcw_config_t *cfg)
     }
 }
 
+static void storm_inhibitor_free(kcw_notifier_t *n)
+{
+    kcw_inhibitor_free(n->storm_inhibitor);
+    n->storm_inhibitor = NULL;
+    kcw_matchers_clear(&n->storm_rule.source);
+    kcw_matchers_clear(&n->storm_rule.target);
+}
+
+/* The built-in rule: KcwatchFailureStorm{cluster=X} mutes task alerts of X. */
+static int storm_inhibitor_new(kcw_notifier_t *n)
+{
+    static char *equal[] = {"cluster"};
+    char err[128];
+    n->storm_rule.equal = equal;
+    n->storm_rule.n_equal = 1;
+    if (kcw_matchers_parse(&n->storm_rule.source, "alertname=\"" KCW_STORM_ALERT "\"", err,
+                           sizeof(err)) < 0 ||
+        kcw_matchers_parse(&n->storm_rule.target, "task=~\".+\"", err, sizeof(err)) < 0 ||
+        !(n->storm_inhibitor = kcw_inhibitor_new(&n->storm_rule, 1))) {
+        storm_inhibitor_free(n);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                  kcw_notify_event_cb cb, void *arg)
 {
@@ -1645,8 +1681,14 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
         free(n);
         return NULL;
     }
+    if (storm_inhibitor_new(n) < 0) {
+        kcw_inhibitor_free(n->inhibitor);
+        free(n);
+        return NULL;
+    }
     if (uv_timer_init(loop, &n->group_timer) < 0) {
         kcw_inhibitor_free(n->inhibitor);
+        storm_inhibitor_free(n);
         free(n);
         return NULL;
     }
@@ -1657,6 +1699,7 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
         n->group_timer.data = n;
         kcw_inhibitor_free(n->inhibitor);
         n->inhibitor = NULL;
+        storm_inhibitor_free(n);
         uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);
         return NULL;
     }
@@ -1712,6 +1755,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
     n->clock_wall_ms = now_ms;
     n->clock_mono_ms = uv_now(n->loop);
     bool oom = kcw_inhibitor_update(n->inhibitor, alerts, n_alerts) < 0;
+    oom = kcw_inhibitor_update(n->storm_inhibitor, alerts, n_alerts) < 0 || oom;
     for (size_t i = 0; i < n_alerts; i++) {
         const kcw_alert_t *a = alerts[i];
         bool resolved = alert_resolved(a);
@@ -2042,6 +2086,14 @@ static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool befo
 {
     if (!n || !labels || n->closing)
         return;
+    /* News of an alert nobody may hear of now (silenced, inhibited, in a
+     * failure storm) is no reason to notify its group. */
+    kcw_alert_t probe;
+    memset(&probe, 0, sizeof(probe));
+    probe.labels = *labels; /* shallow: read only */
+    probe.fingerprint = kcw_labels_fingerprint(labels);
+    if (notification_muted(n, &probe, clock_now(n)))
+        return;
     const kcw_route_t *routes[ROUTES_PER_ALERT];
     size_t n_routes = kcw_route_match(&n->cfg->route, labels, routes, ROUTES_PER_ALERT);
     for (size_t r = 0; r < n_routes && r < ROUTES_PER_ALERT; r++) {
@@ -2143,6 +2195,7 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
     n->n_receivers = 0;
     kcw_inhibitor_free(n->inhibitor);
     n->inhibitor = NULL;
+    storm_inhibitor_free(n);
     uv_timer_stop(&n->group_timer);
     uv_timer_stop(&n->retry_timer);
     uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);

@@ -20,7 +20,9 @@
 #include "kcwatch/remediate.h"
 
 #include "kcwatch/duration.h"
+#include "kcwatch/inhibit.h"
 #include "kcwatch/log.h"
+#include "kcwatch/storm.h"
 #include "kcwatch/store.h"
 
 #include <errno.h>
@@ -297,7 +299,8 @@ typedef struct target {
     bool partial; /* scope failed: fixable instances restart one by one, the
                    * unrecoverable ones are left (check_unrecoverable) */
     bool exhausted_reported;
-    bool held; /* would restart now but max_concurrent is reached */
+    bool held;      /* would restart now but waits (max_concurrent, a storm, an inhibit rule) */
+    bool inhibited; /* held by remediation.inhibit: released at the storm rate */
     bool has_kind;
     kcw_remediation_event_kind_t last_kind; /* last decision reported */
     int64_t last_seen_ms; /* last consider */
@@ -382,6 +385,8 @@ struct kcw_remediator {
     int64_t clock_ms;     /* caller's clock at the last call */
     uint64_t clock_uv_ms; /* uv_now() then, to advance it inside callbacks */
     kcw_store_t *store;   /* not owned; NULL: tracks die with the process */
+    kcw_storm_t *storm;   /* failure storms: canary first, paced release */
+    kcw_inhibitor_t *hold; /* remediation.inhibit, fed with every firing alert */
 };
 
 static uint64_t fnv1a(uint64_t h, const char *s)
@@ -1757,6 +1762,10 @@ void kcw_remediator_set_conf(kcw_remediator_t *r, const kcw_remediation_conf_t *
         return;
     compiled_clear(r);
     r->conf = conf;
+    if (r->hold)
+        kcw_inhibitor_set_rules(r->hold, conf->inhibit, conf->n_inhibit);
+    else if (!(r->hold = kcw_inhibitor_new(conf->inhibit, conf->n_inhibit)))
+        kcw_log(KCW_LOG_ERROR, "remediation.inhibit holds nothing: out of memory", NULL);
     if (conf->exclude_connector && *conf->exclude_connector) {
         if (kcw_regex_compile(conf->exclude_connector, true, &r->exclude, err, sizeof(err)) < 0) {
             /* Config validation compiled it already; failing here is OOM.
@@ -1800,7 +1809,10 @@ kcw_remediator_t *kcw_remediator_new(uv_loop_t *loop, kcw_connect_t *cn,
     r->arg = arg;
     r->n_buckets = 64;
     r->buckets = calloc(r->n_buckets, sizeof(*r->buckets));
-    if (!r->buckets) {
+    r->storm = kcw_storm_new();
+    if (!r->buckets || !r->storm) {
+        free(r->buckets);
+        kcw_storm_free(r->storm);
         free(r);
         return NULL;
     }
@@ -2006,6 +2018,15 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
                             alert->trace))
         return;
 
+    /* remediation.inhibit: a source alert says a restart cannot help now. */
+    if (r->hold && kcw_inhibitor_mutes(r->hold, &alert->labels, alert->fingerprint)) {
+        t->held = t->inhibited = true;
+        say_once(r, t, KCW_REMEDIATION_SKIPPED,
+                 "restart held: a remediation.inhibit source alert fires for this target; "
+                 "restarted at remediation.rate once it resolves",
+                 NULL);
+        return;
+    }
     int rc = kcw_restart_policy_check(&t->policy, conf, now_ms);
     if (rc == -EDQUOT) {
         if (!t->exhausted_reported) {
@@ -2027,6 +2048,36 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
     t->held = !slot || slot->in_flight >= max;
     if (t->held)
         return; /* waits for the next evaluation */
+    /* In a failure storm one canary goes first, the rest follow at the rate. */
+    kcw_storm_admit_t storm = kcw_storm_admit(r->storm, conf, t->cluster_name, t->connector,
+                                              t->task, now_ms);
+    /* Targets an inhibit rule held come back at the storm rate, not at once. */
+    if (storm == KCW_STORM_PASS && t->inhibited) {
+        if (!kcw_storm_pace(r->storm, conf, t->cluster_name, now_ms)) {
+            t->held = true;
+            snprintf(detail, sizeof(detail),
+                     "restart held: released by remediation.inhibit, restarting at %.4g per "
+                     "minute",
+                     conf->rate_per_min);
+            say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+            return;
+        }
+        t->inhibited = false;
+    }
+    if (storm == KCW_STORM_CANARY || storm == KCW_STORM_RELEASE)
+        t->inhibited = false; /* the storm paces it already */
+    if (storm == KCW_STORM_HOLD) {
+        t->held = true;
+        snprintf(detail, sizeof(detail),
+                 kcw_storm_phase(r->storm, t->cluster_name) == KCW_STORM_PHASE_RELEASE
+                     ? "restart held: failure storm on %s, the canary recovered and the rest "
+                       "restart at %.4g per minute"
+                     : "restart held: failure storm on %s, one canary restart goes first (the "
+                       "rest then restart at %.4g per minute)",
+                 t->cluster_name, conf->rate_per_min);
+        say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+        return;
+    }
     action_start(r, t, rule, scope);
 }
 
@@ -2159,6 +2210,9 @@ void kcw_remediator_observe(kcw_remediator_t *r, size_t cluster_idx,
     if (!r || !status)
         return;
     clock_set(r, now_ms);
+    if (r->conf && kcw_storm_observe(r->storm, r->conf, status, now_ms) < 0)
+        kcw_log(KCW_LOG_ERROR, "failure storm state not updated: out of memory", "cluster",
+                status->name, NULL);
     for (size_t b = 0; b < r->n_buckets; b++) {
         target_t **link = &r->buckets[b];
         while (*link) {
@@ -2223,12 +2277,8 @@ static int exhausted_instance(const kcw_remediator_t *r, const target_t *t, kcw_
     return rc ? -ENOMEM : 0;
 }
 
-int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out)
+static int exhausted_list(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out)
 {
-    *out = NULL;
-    *n_out = 0;
-    if (!r)
-        return 0;
     size_t n = 0;
     for (size_t b = 0; b < r->n_buckets; b++)
         for (target_t *t = r->buckets[b]; t; t = t->next)
@@ -2256,6 +2306,25 @@ int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *
     *out = v;
     *n_out = n;
     return 0;
+}
+
+int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!r)
+        return 0;
+    int rc = exhausted_list(r, out, n_out);
+    if (rc == 0 && r->conf)
+        rc = kcw_storm_alerts(r->storm, r->conf, out, n_out);
+    if (rc < 0) {
+        for (size_t i = 0; i < *n_out; i++)
+            kcw_instance_clear(&(*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rc;
 }
 
 static bool target_healing(const kcw_remediator_t *r, const target_t *t, int64_t now_ms)
@@ -2369,6 +2438,13 @@ const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_l
     return t && t->note[0] ? t->note : NULL;
 }
 
+void kcw_remediator_sources(kcw_remediator_t *r, const kcw_alert_t *const *alerts, size_t n)
+{
+    if (r && r->hold && kcw_inhibitor_update(r->hold, alerts, n) < 0)
+        kcw_log(KCW_LOG_ERROR, "remediation.inhibit holds nothing this round: out of memory",
+                NULL);
+}
+
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r)
 {
     return r ? r->in_flight : 0;
@@ -2403,5 +2479,7 @@ void kcw_remediator_free(kcw_remediator_t *r)
     }
     free(r->clusters);
     compiled_clear(r);
+    kcw_storm_free(r->storm);
+    kcw_inhibitor_free(r->hold);
     free(r);
 }

@@ -322,6 +322,13 @@ static const char *hook_note(void *arg, const kcw_labels_t *labels)
     return wd->rem ? kcw_remediator_note(wd->rem, labels) : NULL;
 }
 
+static void hook_sources(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    (void)now_ms;
+    kcw_remediator_sources(wd->rem, alerts, n);
+}
+
 static const char *hook_heal_state(void *arg, const kcw_labels_t *labels, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
@@ -768,6 +775,7 @@ static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *p
                                 .note = hook_note,
                                 .healing = hook_healing,
                                 .heal_state = hook_heal_state,
+                                .sources = hook_sources,
                                 .notify = hook_notify,
                                 .flush = hook_flush,
                                 .refresh = hook_refresh,

@@ -57,6 +57,10 @@
 /* What the engine hands out. Every hook may be NULL. */
 typedef struct kcw_engine_hooks {
     void *arg;
+    /* Every firing alert (the built-in ones of the last round included),
+     * once per round before the restart hook sees any: what
+     * remediation.inhibit's sources are. Pointers live for the call only. */
+    void (*sources)(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms);
     /* A firing alert of a rule with restart: enabled (every round). */
     void (*restart)(void *arg, const kcw_rule_t *rule, const kcw_alert_t *alert, int64_t now_ms);
     /* Instances of the budget alert, caller-allocated (kcw_instance_t array

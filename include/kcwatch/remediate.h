@@ -148,7 +148,13 @@ void kcw_remediator_observe(kcw_remediator_t *r, size_t cluster_idx,
                             const kcw_cluster_status_t *status, int64_t now_ms);
 /* Instances for the synthetic KcwatchRestartBudgetExhausted alert (one per
  * exhausted target: labels alertname, cluster, connector, task if any,
- * severity=critical; annotations summary, description). Caller frees. */
+ * severity=critical; annotations summary, description), then one
+ * KcwatchFailureStorm per cluster in a failure storm (storm.h). Caller frees.
+ *
+ * Failure storms: each poll feeds the remediator's storm tracker; a restart
+ * that passed every other check is then held (state "held", a note saying
+ * why) unless the storm lets it go as the canary or within
+ * remediation.rate. */
 int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out);
 /* Where kcwatch's healing of an alert's target stands, the alert's
  * `remediation` label (KCW_HEAL_NONE: no label, kcwatch has not acted):
@@ -177,6 +183,12 @@ kcw_heal_state_t kcw_remediator_state(kcw_remediator_t *r, const kcw_labels_t *a
 /* Last decision for the target of these labels ("restarted (attempt 2/5)",
  * "not restarted: ..."), or NULL. Valid until the next call into r. */
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels);
+/* remediation.inhibit: every firing alert of a round, before its restarts
+ * are considered. While a rule's source fires, a target alert (target
+ * matchers, equal labels) is not restarted ("held"); once the source
+ * resolved, held targets restart at remediation.rate per cluster, not all at
+ * once (storm.h's pace). Pointers live for the call only. */
+void kcw_remediator_sources(kcw_remediator_t *r, const kcw_alert_t *const *alerts, size_t n);
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r);
 /* Makes the restart state durable (store.h): every target's back-off,
  * budget window, verification and stable-period state is saved when it
