@@ -17,6 +17,7 @@
 #include "kcwatch/rootcause.h"
 
 #define CONNECTORS_LISTED 10 /* in the alert's description; the rest are counted */
+#define WORKERS_MAX 256      /* tallied per cluster; tasks on others are not */
 #define NOTE_MAX 256
 
 typedef struct task_ref {
@@ -49,6 +50,9 @@ typedef struct cluster {
     int64_t seen_ms;      /* last poll */
     int64_t next_paced_ms; /* kcw_storm_pace */
     size_t released;
+    /* sick worker: the one holding most FAILED tasks, if it is suspect */
+    char *suspect;
+    size_t suspect_failed, suspect_tasks, n_failed_known, n_workers;
 } cluster_t;
 
 struct kcw_storm {
@@ -139,6 +143,7 @@ void kcw_storm_free(kcw_storm_t *s)
         return;
     for (size_t i = 0; i < s->n_clusters; i++) {
         storm_end(&s->clusters[i]);
+        free(s->clusters[i].suspect);
         list_clear(&s->clusters[i].failed);
         free(s->clusters[i].name);
     }
@@ -173,14 +178,69 @@ static cluster_t *cluster_get(kcw_storm_t *s, const char *name)
 }
 
 /* The FAILED tasks of cl, first-seen times carried over from the last scan. */
+typedef struct worker_tally {
+    const char *id; /* borrowed from the status model */
+    size_t tasks, failed;
+} worker_tally_t;
+
+static void tally(worker_tally_t *w, size_t *n, const kcw_task_status_t *ts)
+{
+    if (!ts->worker_id)
+        return;
+    size_t i = 0;
+    while (i < *n && strcmp(w[i].id, ts->worker_id) != 0)
+        i++;
+    if (i == *n) {
+        if (*n == WORKERS_MAX)
+            return;
+        w[(*n)++] = (worker_tally_t){ts->worker_id, 0, 0};
+    }
+    w[i].tasks++;
+    w[i].failed += ts->state == KCW_STATE_FAILED;
+}
+
+/* The sick-worker verdict: at least KCW_STORM_SUSPECT_MIN_FAILED FAILED
+ * tasks, most of them on one worker, and at least twice that worker's share
+ * of the tasks (with two workers: all of them), so that chance alone does not
+ * name one. */
+static int judge_workers(cluster_t *c, const worker_tally_t *w, size_t n)
+{
+    size_t failed = 0, best = 0;
+    for (size_t i = 0; i < n; i++) {
+        failed += w[i].failed;
+        if (w[i].failed > w[best].failed)
+            best = i;
+    }
+    free(c->suspect);
+    c->suspect = NULL;
+    c->n_failed_known = failed;
+    c->n_workers = n;
+    if (n < 2 || failed < KCW_STORM_SUSPECT_MIN_FAILED || 2 * w[best].failed <= failed)
+        return 0;
+    /* failed on it / failed >= min(1, 2 * its tasks / all tasks) */
+    double share = (double)w[best].failed / (double)failed;
+    double load = 2.0 * (double)w[best].tasks / (double)(c->n_tasks ? c->n_tasks : 1);
+    if (share < (load < 1.0 ? load : 1.0))
+        return 0;
+    if (!(c->suspect = strdup(w[best].id)))
+        return -ENOMEM;
+    c->suspect_failed = w[best].failed;
+    c->suspect_tasks = w[best].tasks;
+    return 0;
+}
+
 static int rescan(cluster_t *c, const kcw_cluster_status_t *cl, int64_t now)
 {
     task_list_t fresh = {0};
-    size_t total = 0;
+    size_t total = 0, n_workers = 0;
+    worker_tally_t *workers = calloc(WORKERS_MAX, sizeof(*workers));
+    if (!workers)
+        return -ENOMEM;
     for (size_t i = 0; i < cl->n_connectors; i++) {
         const kcw_connector_status_t *cs = &cl->connectors[i];
         total += cs->n_tasks;
         for (size_t t = 0; t < cs->n_tasks; t++) {
+            tally(workers, &n_workers, &cs->tasks[t]);
             if (cs->tasks[t].state != KCW_STATE_FAILED)
                 continue;
             bool found;
@@ -189,6 +249,7 @@ static int rescan(cluster_t *c, const kcw_cluster_status_t *cl, int64_t now)
             /* connectors are sorted by name and tasks by id: append in order */
             if (list_insert(&fresh, fresh.n, cs->name, cs->tasks[t].id, since) < 0) {
                 list_clear(&fresh);
+                free(workers);
                 return -ENOMEM;
             }
         }
@@ -197,7 +258,9 @@ static int rescan(cluster_t *c, const kcw_cluster_status_t *cl, int64_t now)
     c->failed = fresh;
     c->n_tasks = total;
     c->generation = cl->generation;
-    return 0;
+    int rc = judge_workers(c, workers, n_workers);
+    free(workers);
+    return rc;
 }
 
 static const kcw_task_status_t *task_find(const kcw_connector_status_t *cs, int id)
@@ -307,13 +370,6 @@ int kcw_storm_observe(kcw_storm_t *s, const kcw_remediation_conf_t *conf,
     cluster_t *c = cluster_get(s, cl->name);
     if (!c)
         return -ENOMEM;
-    /* Storms pace restarts: with none to pace (remediation or storms turned
-     * off, a reload may do it mid-storm) there is nothing to hold back. */
-    if (!conf->enabled || !conf->storm_enabled) {
-        if (c->active)
-            storm_end(c);
-        return 0;
-    }
     /* A cluster out of sight keeps its storm as it is: no news is not
      * recovery (connect-rest.md §12). */
     if (!cl->reachable)
@@ -322,6 +378,13 @@ int kcw_storm_observe(kcw_storm_t *s, const kcw_remediation_conf_t *conf,
     if (cl->generation != c->generation || cl->generation == 0) {
         if (rescan(c, cl, now_ms) < 0)
             return -ENOMEM;
+    }
+    /* Storms pace restarts: with none to pace (remediation or storms turned
+     * off, a reload may do it mid-storm) there is nothing to hold back. */
+    if (!conf->enabled || !conf->storm_enabled) {
+        if (c->active)
+            storm_end(c);
+        return 0;
     }
     if (!c->active) {
         if (!storm_starts(conf, c, now_ms))
@@ -492,9 +555,50 @@ static void canary_text(const cluster_t *c, const kcw_remediation_conf_t *conf, 
                  "the others are held", target, c->canary_restarts);
 }
 
+static int suspect_alert(const cluster_t *c, kcw_instance_t **out, size_t *n_out)
+{
+    kcw_instance_t *more = realloc(*out, (*n_out + 1) * sizeof(*more));
+    if (!more)
+        return -ENOMEM;
+    *out = more;
+    kcw_instance_t *in = &more[*n_out];
+    memset(in, 0, sizeof(*in));
+    char summary[512], text[1024];
+    snprintf(summary, sizeof(summary), "Worker %s holds %zu of the %zu failed tasks of %s",
+             c->suspect, c->suspect_failed, c->n_failed_known, c->name);
+    snprintf(text, sizeof(text),
+             "%zu of the cluster's %zu FAILED tasks failed on worker %s, which runs %zu of its "
+             "%zu tasks (%zu workers). The worker itself may be sick (disk, memory, network, a "
+             "plugin). Restarting these tasks can bring them back onto the same worker: Connect "
+             "keeps tasks where they were, so check, drain or restart that worker.",
+             c->suspect_failed, c->n_failed_known, c->suspect, c->suspect_tasks, c->n_tasks,
+             c->n_workers);
+    int rc = kcw_labels_set(&in->labels, "alertname", KCW_WORKER_SUSPECT_ALERT);
+    if (rc == 0)
+        rc = kcw_labels_set(&in->labels, "cluster", c->name);
+    if (rc == 0)
+        rc = kcw_labels_set(&in->labels, "worker_id", c->suspect);
+    if (rc == 0)
+        rc = kcw_labels_set(&in->labels, "severity", "warning");
+    if (rc == 0)
+        rc = kcw_labels_set(&in->annotations, "summary", summary);
+    if (rc == 0)
+        rc = kcw_labels_set(&in->annotations, "description", text);
+    if (rc < 0) {
+        kcw_instance_clear(in);
+        return rc;
+    }
+    in->value = (double)c->suspect_failed;
+    (*n_out)++;
+    return 0;
+}
+
 int kcw_storm_alerts(const kcw_storm_t *s, const kcw_remediation_conf_t *conf,
                      kcw_instance_t **out, size_t *n_out)
 {
+    for (size_t i = 0; s && i < s->n_clusters; i++)
+        if (s->clusters[i].suspect && suspect_alert(&s->clusters[i], out, n_out) < 0)
+            return -ENOMEM;
     for (size_t i = 0; s && i < s->n_clusters; i++) {
         const cluster_t *c = &s->clusters[i];
         if (!c->active)

@@ -39,6 +39,8 @@
 #include "kcwatch/connect.h"
 
 #define KCW_STORM_ALERT "KcwatchFailureStorm"
+#define KCW_WORKER_SUSPECT_ALERT "KcwatchWorkerSuspect"
+#define KCW_STORM_SUSPECT_MIN_FAILED 3 /* FAILED tasks before a worker is suspect */
 #define KCW_STORM_ROOTCAUSE_SAMPLE 1000 /* traces keyed at a storm's start, at most */
 
 typedef struct kcw_storm kcw_storm_t;
@@ -83,8 +85,15 @@ kcw_storm_phase_t kcw_storm_phase(const kcw_storm_t *s, const char *cluster);
 /* Tasks in the cluster's storm (0: none). */
 size_t kcw_storm_members(const kcw_storm_t *s, const char *cluster);
 
-/* Appends one KcwatchFailureStorm instance per cluster in a storm to *out
- * (realloc'd; *n_out grows). 0 or -ENOMEM. */
+/* Appends the tracker's built-in alerts to *out (realloc'd; *n_out grows):
+ *   - KcwatchWorkerSuspect{cluster, worker_id, severity="warning"} for a
+ *     cluster most of whose FAILED tasks (at least
+ *     KCW_STORM_SUSPECT_MIN_FAILED) failed on one worker, at least twice that
+ *     worker's share of the tasks (with two workers: all of them); its
+ *     description says that restarts can bring the tasks back onto the same
+ *     worker. Judged whenever a cluster's status changes, storms or not;
+ *   - one KcwatchFailureStorm per cluster in a storm.
+ * 0 or -ENOMEM. */
 int kcw_storm_alerts(const kcw_storm_t *s, const kcw_remediation_conf_t *conf,
                      kcw_instance_t **out, size_t *n_out);
 

@@ -267,6 +267,67 @@ static void test_end_with_members_failed_again(void **state)
     assert_int_equal(kcw_storm_phase(f->storm, "c1"), KCW_STORM_NONE);
 }
 
+static size_t count_alerts(fixture_t *f, const char *alertname, kcw_instance_t **first)
+{
+    kcw_instance_t *inst = NULL;
+    size_t n = 0, hits = 0;
+    assert_int_equal(kcw_storm_alerts(f->storm, &f->conf, &inst, &n), 0);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(kcw_labels_get(&inst[i].labels, "alertname"), alertname) == 0 && hits++ == 0 &&
+            first) {
+            *first = calloc(1, sizeof(**first));
+            assert_non_null(*first);
+            **first = inst[i];
+            continue; /* handed over */
+        }
+        kcw_instance_clear(&inst[i]);
+    }
+    free(inst);
+    return hits;
+}
+
+/* Most failures on one worker, beyond its share of the tasks: it is named,
+ * and the text says restarts may land there again. Spread: nobody is. */
+static void test_sick_worker(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < N_CONNECTORS; i++) {
+        f->tasks[i][0].worker_id = "w1:8083";
+        f->tasks[i][1].worker_id = "w2:8083";
+    }
+    for (int i = 0; i < 2; i++) {
+        f->tasks[i][1].state = KCW_STATE_FAILED;
+        f->tasks[i][1].trace = f->traces[i];
+    }
+    poll_at(f, T0);
+    assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, NULL), 0); /* 2: too few */
+    for (int i = 2; i < 4; i++)
+        f->tasks[i][1].state = KCW_STATE_FAILED;
+    poll_at(f, T0 + SEC);
+    kcw_instance_t *a = NULL;
+    assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, &a), 1);
+    assert_string_equal(kcw_labels_get(&a->labels, "worker_id"), "w2:8083");
+    assert_string_equal(kcw_labels_get(&a->labels, "cluster"), "c1");
+    assert_string_equal(kcw_labels_get(&a->annotations, "summary"),
+                        "Worker w2:8083 holds 4 of the 4 failed tasks of c1");
+    assert_non_null(strstr(kcw_labels_get(&a->annotations, "description"),
+                           "Restarting these tasks can bring them back onto the same worker"));
+    assert_true(a->value == 4);
+    kcw_instance_clear(a);
+    free(a);
+    /* no storm: 4 of 40 */
+    assert_int_equal(count_alerts(f, KCW_STORM_ALERT, NULL), 0);
+
+    /* one failure elsewhere: 4 of 5 is most, but not beyond w2's half of the
+     * tasks by chance alone */
+    set_task(f, 7, KCW_STATE_FAILED);
+    poll_at(f, T0 + 2 * SEC);
+    assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, NULL), 0);
+    /* an unchanged status keeps the verdict without a rescan */
+    assert_int_equal(kcw_storm_observe(f->storm, &f->conf, &f->cl, T0 + 3 * SEC), 0);
+    assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +336,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_canary_then_paced_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_canary_is_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_with_members_failed_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sick_worker, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
