@@ -682,11 +682,13 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
     int *ids = calloc(n ? n : 1, sizeof(*ids));
     uint64_t *hashes = calloc(n ? n : 1, sizeof(*hashes));
     bool *left = calloc(n ? n : 1, sizeof(*left));
-    if (ids && hashes && left) {
+    bool *held = calloc(n ? n : 1, sizeof(*held));
+    if (ids && hashes && left && held) {
         for (size_t i = 0; i < n; i++) {
             ids[i] = t->marks[i].id;
             hashes[i] = t->marks[i].trace_hash;
             left[i] = t->marks[i].left_failed;
+            held[i] = t->marks[i].held;
         }
         kcw_store_track_t row = {.cluster = t->cluster_name,
                                  .connector = t->connector,
@@ -700,6 +702,7 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
                                  .mark_ids = ids,
                                  .mark_hashes = hashes,
                                  .mark_left = left,
+                                 .mark_held = held,
                                  .n_marks = n};
         kcw_store_track_put(r->store, &row);
     } else {
@@ -709,6 +712,7 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
     free(ids);
     free(hashes);
     free(left);
+    free(held);
 }
 
 static void emit(kcw_remediator_t *r, target_t *t, kcw_remediation_event_kind_t kind, int task,
@@ -1842,7 +1846,8 @@ static int on_stored_track(const kcw_store_track_t *row, void *arg)
     t->marks = row->n_marks ? calloc(row->n_marks, sizeof(*t->marks)) : NULL;
     t->n_marks = t->marks ? row->n_marks : 0;
     for (size_t i = 0; i < t->n_marks; i++)
-        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i], false};
+        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i],
+                               row->mark_held && row->mark_held[i]};
     return 0;
 }
 
