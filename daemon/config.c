@@ -1309,12 +1309,18 @@ static void parse_traces(ctx_t *c, const node_t *v, kcw_remediation_conf_t *r)
         string_list(c, seq, path, trace_item, &r->unrecoverable_traces, &r->n_unrecoverable_traces);
 }
 
+static void parse_inhibit_list(ctx_t *c, const node_t *parent, const char *key, const char *where,
+                               kcw_inhibit_rule_t **rules, size_t *n_rules);
+
 static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf_t *r,
                               bool *traces_set)
 {
     static const char *const keys[] = {
         "enabled",        "dry_run", "max_concurrent",       "backoff", "budget", "stable_period",
-        "verify_timeout", "exclude", "unrecoverable_traces", NULL};
+        "verify_timeout", "exclude", "unrecoverable_traces", "heal_wait", "storm", "rate",
+        "inhibit", NULL};
+    static const char *const storm_keys[] = {"enabled", "min_tasks", "min_fraction", "window",
+                                             "inhibit_notifications", NULL};
     static const char *const backoff_keys[] = {"initial", "max", "multiplier", "jitter", NULL};
     static const char *const budget_keys[] = {"max_restarts", "window", NULL};
     static const char *const exclude_keys[] = {"connector", NULL};
@@ -1327,6 +1333,12 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
     get_int(c, m, p, "max_concurrent", &r->max_concurrent, 1, 1000);
     get_duration(c, m, p, "stable_period", &r->stable_period_ms, true);
     get_duration(c, m, p, "verify_timeout", &r->verify_timeout_ms, true);
+    if (get_duration(c, m, p, "heal_wait", &r->heal_wait_ms, false) == 0 &&
+        r->heal_wait_ms > HOUR) {
+        char hp[PATH_LEN];
+        err_node(c, map_get(c, m, "heal_wait"), "%s: must be at most 1h (0 sends at once)",
+                 join(hp, p, "heal_wait"));
+    }
 
     const node_t *b = sub_map(c, m, p, "backoff", backoff_keys, NULL, bp);
     if (b) {
@@ -1341,6 +1353,21 @@ static void parse_remediation(ctx_t *c, const node_t *root, kcw_remediation_conf
                      kcw_duration_format(r->backoff_initial_ms, a, sizeof(a)),
                      kcw_duration_format(r->backoff_max_ms, z, sizeof(z)));
         }
+    }
+    get_double(c, m, p, "rate", &r->rate_per_min, 0.1, 100000.0);
+    parse_inhibit_list(c, m, "inhibit", "remediation.inhibit", &r->inhibit, &r->n_inhibit);
+    const node_t *st = sub_map(c, m, p, "storm", storm_keys, NULL, bp);
+    if (st) {
+        get_bool(c, st, bp, "enabled", &r->storm_enabled);
+        get_int(c, st, bp, "min_tasks", &r->storm_min_tasks, 1, 1000000);
+        get_double(c, st, bp, "min_fraction", &r->storm_min_fraction, 0.0, 1.0);
+        if (get_duration(c, st, bp, "window", &r->storm_window_ms, true) == 0 &&
+            r->storm_window_ms > HOUR) {
+            char wp[PATH_LEN];
+            err_node(c, map_get(c, st, "window"), "%s: must be at most 1h",
+                     join(wp, bp, "window"));
+        }
+        get_bool(c, st, bp, "inhibit_notifications", &r->storm_inhibit);
     }
     const node_t *bu = sub_map(c, m, p, "budget", budget_keys, NULL, bp);
     if (bu) {
@@ -1894,21 +1921,29 @@ static void parse_silences(ctx_t *c, const node_t *root, kcw_config_t *cfg)
     }
 }
 
-static void parse_inhibit_rules(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+/* A list of Alertmanager inhibit rules at parent's key, named where in its
+ * errors (inhibit_rules, remediation.inhibit). */
+static void parse_inhibit_list(ctx_t *c, const node_t *parent, const char *key, const char *where,
+                               kcw_inhibit_rule_t **rules, size_t *n_rules)
 {
     static const char *const keys[] = {"source_matchers", "target_matchers", "equal", NULL};
-    void *items;
-    const node_t *seq = map_list(c, root, "inhibit_rules", "rule", sizeof(*cfg->inhibit_rules),
-                                 &items);
+    const node_t *seq = as_seq(c, map_get(c, parent, key), where);
     if (!seq)
         return;
-    cfg->inhibit_rules = items;
+    if (nkids(seq) == 0) {
+        err_node(c, seq, "%s: at least one rule is required", where);
+        return;
+    }
+    if (!(*rules = calloc(nkids(seq), sizeof(**rules)))) {
+        c->oom = true;
+        return;
+    }
     if (nkids(seq) > KCW_INHIBIT_RULES_MAX)
-        err_node(c, seq, "inhibit_rules: at most %d rules", KCW_INHIBIT_RULES_MAX);
+        err_node(c, seq, "%s: at most %d rules", where, KCW_INHIBIT_RULES_MAX);
     for (size_t i = 0; i < nkids(seq) && i < KCW_INHIBIT_RULES_MAX; i++) {
-        kcw_inhibit_rule_t *r = &cfg->inhibit_rules[cfg->n_inhibit_rules++];
+        kcw_inhibit_rule_t *r = &(*rules)[(*n_rules)++];
         char path[PATH_LEN];
-        const node_t *m = map_list_item(c, seq, i, "inhibit_rules", keys, NULL, path);
+        const node_t *m = map_list_item(c, seq, i, where, keys, NULL, path);
         if (!m)
             continue;
         const char *sides[2] = {"source_matchers", "target_matchers"};
@@ -1923,6 +1958,12 @@ static void parse_inhibit_rules(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         if (eq)
             string_list(c, eq, ep, equal_item, &r->equal, &r->n_equal);
     }
+}
+
+static void parse_inhibit_rules(ctx_t *c, const node_t *root, kcw_config_t *cfg)
+{
+    parse_inhibit_list(c, root, "inhibit_rules", "inhibit_rules", &cfg->inhibit_rules,
+                       &cfg->n_inhibit_rules);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1952,6 +1993,13 @@ static int set_scalar_defaults(kcw_config_t *cfg)
     r->budget_window_ms = HOUR;
     r->stable_period_ms = 10 * MIN;
     r->verify_timeout_ms = 2 * MIN;
+    r->heal_wait_ms = -1; /* verify_timeout, once that is known */
+    r->storm_enabled = true;
+    r->storm_min_tasks = 10;
+    r->storm_min_fraction = 0.2;
+    r->storm_window_ms = MIN;
+    r->storm_inhibit = true;
+    r->rate_per_min = 30.0;
 
     cfg->route.group_wait_ms = 30 * SEC;
     cfg->route.group_interval_ms = 5 * MIN;
@@ -2053,6 +2101,8 @@ static void walk(ctx_t *c, const node_t *root, kcw_config_t *cfg)
         parse_inhibit_rules(c, m, cfg);
         parse_ha(c, m, &cfg->ha);
     }
+    if (cfg->remediation.heal_wait_ms < 0)
+        cfg->remediation.heal_wait_ms = cfg->remediation.verify_timeout_ms;
     if (set_list_defaults(cfg, connect_set, rules_set, receivers_set, traces_set,
                           external_url_set) < 0)
         c->oom = true;
@@ -2215,6 +2265,9 @@ void kcw_config_free(kcw_config_t *cfg)
 
     free(cfg->remediation.exclude_connector);
     strv_free(cfg->remediation.unrecoverable_traces, cfg->remediation.n_unrecoverable_traces);
+    for (size_t i = 0; i < cfg->remediation.n_inhibit; i++)
+        kcw_inhibit_rule_clear(&cfg->remediation.inhibit[i]);
+    free(cfg->remediation.inhibit);
     strv_free(cfg->rule_files, cfg->n_rule_files);
 
     for (size_t i = 0; i < cfg->n_receivers; i++) {

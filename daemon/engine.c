@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kcwatch/eval.h"
+#include "kcwatch/rootcause.h"
 
 #define DEFAULT_INTERVAL_MS 60000
 #define DUPLICATE_LABELSET                                                                         \
@@ -74,6 +75,7 @@ struct kcw_engine {
     group_state_t *gs;
     size_t n_gs;
     kcw_alert_set_t *budget_set;
+    kcw_rootcause_t *rootcause; /* root_cause labels of connect: alerts */
     news_t *news;
     size_t n_news, cap_news;
     uint64_t rounds;
@@ -246,7 +248,7 @@ kcw_engine_t *kcw_engine_new(const kcw_ruleset_t *rules, const kcw_engine_opts_t
     if (hooks)
         e->hooks = *hooks;
     e->start_ms = start_ms;
-    if (build(e) < 0 || adopt(e, prev) < 0) {
+    if (!(e->rootcause = kcw_rootcause_new()) || build(e) < 0 || adopt(e, prev) < 0) {
         kcw_engine_free(e);
         return NULL;
     }
@@ -269,6 +271,7 @@ void kcw_engine_free(kcw_engine_t *e)
     }
     free(e->gs);
     kcw_alert_set_free(e->budget_set);
+    kcw_rootcause_free(e->rootcause);
     for (size_t i = 0; i < e->n_news; i++) {
         free(e->news[i].cluster);
         free(e->news[i].connector);
@@ -540,8 +543,8 @@ static void eval_connect_rule(kcw_engine_t *e, rule_state_t *r,
     uint64_t t0 = hrtime(e);
     kcw_instance_t *inst = NULL;
     size_t n_inst = 0;
-    int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, e->opts.external_labels, &inst,
-                                   &n_inst);
+    int rc = kcw_eval_connect_rule(r->rule, clusters, n_clusters, e->opts.external_labels,
+                                   e->rootcause, &inst, &n_inst);
     if (rc == 0)
         hold_healing(e, r, &inst, &n_inst, now);
     apply(e, r, rc, inst, n_inst, NULL, now);
@@ -592,10 +595,35 @@ static void update_budget_alert(kcw_engine_t *e, int64_t now)
     free_instances(inst, n);
 }
 
+/* Hands every firing alert to the sources hook. */
+static void report_sources(kcw_engine_t *e, int64_t now)
+{
+    size_t n = e->budget_set ? kcw_alert_set_count(e->budget_set) : 0;
+    for (size_t i = 0; i < e->n_rs; i++)
+        n += e->rs[i].set ? kcw_alert_set_count(e->rs[i].set) : 0;
+    const kcw_alert_t **firing = malloc((n ? n : 1) * sizeof(*firing));
+    if (!firing)
+        return; /* out of memory: the sources of the last round stay */
+    size_t k = 0;
+    for (size_t i = 0; i <= e->n_rs; i++) {
+        const kcw_alert_set_t *set = i < e->n_rs ? e->rs[i].set : e->budget_set;
+        size_t count = set ? kcw_alert_set_count(set) : 0;
+        for (size_t j = 0; j < count; j++) {
+            const kcw_alert_t *a = kcw_alert_set_at(set, j);
+            if (a->state == KCW_ALERT_FIRING)
+                firing[k++] = a;
+        }
+    }
+    e->hooks.sources(e->hooks.arg, firing, k, now);
+    free(firing);
+}
+
 static void after_round(kcw_engine_t *e, int64_t now)
 {
     if (now > e->last_round_ms)
         e->last_round_ms = now;
+    if (e->hooks.sources)
+        report_sources(e, now);
     if (e->hooks.restart) {
         for (size_t i = 0; i < e->n_rs; i++) {
             rule_state_t *r = &e->rs[i];
@@ -615,10 +643,12 @@ static void after_round(kcw_engine_t *e, int64_t now)
 }
 
 /* Shallow view of an alert with the remediation note added to its
- * annotations; the annotations copy is owned by the view. */
+ * annotations and the remediation state to its labels; the copies are owned
+ * by the view. */
 typedef struct alert_view {
     kcw_alert_t alert;
     kcw_labels_t annotations;
+    kcw_labels_t labels;
 } alert_view_t;
 
 typedef struct view_list {
@@ -626,7 +656,7 @@ typedef struct view_list {
     size_t n, cap;
 } view_list_t;
 
-static void collect(kcw_engine_t *e, const kcw_alert_set_t *set, view_list_t *v)
+static void collect(kcw_engine_t *e, const kcw_alert_set_t *set, view_list_t *v, int64_t now)
 {
     size_t count = set ? kcw_alert_set_count(set) : 0;
     for (size_t i = 0; i < count; i++) {
@@ -644,6 +674,12 @@ static void collect(kcw_engine_t *e, const kcw_alert_set_t *set, view_list_t *v)
         alert_view_t *av = &v->items[v->n++];
         av->alert = *a;
         memset(&av->annotations, 0, sizeof(av->annotations));
+        memset(&av->labels, 0, sizeof(av->labels));
+        const char *state =
+            e->hooks.heal_state ? e->hooks.heal_state(e->hooks.arg, &a->labels, now) : NULL;
+        if (state && kcw_labels_copy(&av->labels, &a->labels) == 0 &&
+            kcw_labels_set(&av->labels, KCW_ENGINE_STATE_LABEL, state) == 0)
+            av->alert.labels = av->labels;
         const char *note = e->hooks.note ? e->hooks.note(e->hooks.arg, &a->labels) : NULL;
         if (note && kcw_labels_copy(&av->annotations, &a->annotations) == 0 &&
             kcw_labels_set(&av->annotations, KCW_ENGINE_NOTE_ANNOTATION, note) == 0)
@@ -680,8 +716,8 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
 {
     view_list_t v = {0};
     for (size_t i = 0; i < e->n_rs; i++)
-        collect(e, e->rs[i].set, &v);
-    collect(e, e->budget_set, &v);
+        collect(e, e->rs[i].set, &v, now_ms);
+    collect(e, e->budget_set, &v, now_ms);
     const kcw_alert_t **ptrs = calloc(v.n ? v.n : 1, sizeof(*ptrs));
     if (ptrs) {
         for (size_t i = 0; i < v.n; i++)
@@ -701,8 +737,10 @@ void kcw_engine_notify(kcw_engine_t *e, int64_t now_ms)
         free(ptrs);
     }
     news_clear(e);
-    for (size_t i = 0; i < v.n; i++)
+    for (size_t i = 0; i < v.n; i++) {
         kcw_labels_clear(&v.items[i].annotations);
+        kcw_labels_clear(&v.items[i].labels);
+    }
     free(v.items);
 }
 

@@ -6,7 +6,7 @@
  * regexes, type and state masks, and for the connector target optionally
  * "fewer RUNNING tasks than task configs". Each match becomes one
  * kcw_instance_t: its labels (cluster, connector, task, worker_id, state,
- * type), then the rule's labels rendered against those, then alertname; its
+ * type, and root_cause when the record has a trace), then the rule's labels rendered against those, then alertname; its
  * annotations rendered the same way. The instances go on to
  * kcw_alert_set_update(). Nothing here does I/O or keeps state.
  *
@@ -39,6 +39,7 @@
 typedef struct out_list {
     kcw_instance_t *items;
     size_t n, cap;
+    const kcw_rootcause_t *rootcause; /* NULL: no root_cause labels */
 } out_list_t;
 
 static void out_list_free(out_list_t *o)
@@ -174,6 +175,20 @@ static int connector_labels(kcw_labels_t *l, const kcw_cluster_status_t *cl,
     return rc;
 }
 
+/* root_cause: the trace's key (rootcause.h), so that alerts of one cause
+ * group together whatever their offsets, hosts and ports. */
+static int cause_label(const out_list_t *o, kcw_labels_t *l, const char *trace)
+{
+    if (!o->rootcause || !trace)
+        return 0;
+    char *key = NULL;
+    int rc = kcw_rootcause_key(o->rootcause, trace, &key);
+    if (rc == 0 && key)
+        rc = kcw_labels_set(l, "root_cause", key);
+    free(key);
+    return rc;
+}
+
 static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_cluster_status_t *cl,
                           const kcw_connector_status_t *cs, const kcw_labels_t *external_labels)
 {
@@ -192,6 +207,8 @@ static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_clust
         kcw_labels_t base = {0};
         rc = connector_labels(&base, cl, cs, cs->worker_id, cs->state);
         if (rc == 0)
+            rc = cause_label(o, &base, cs->trace);
+        if (rc == 0)
             rc = emit(o, rule, &base, &base, value, cs->trace, external_labels);
         kcw_labels_clear(&base);
         return rc;
@@ -206,6 +223,8 @@ static int eval_connector(out_list_t *o, const kcw_rule_t *rule, const kcw_clust
         rc = connector_labels(&base, cl, cs, ts->worker_id, ts->state);
         if (rc == 0)
             rc = kcw_labels_set(&base, "task", id);
+        if (rc == 0)
+            rc = cause_label(o, &base, ts->trace);
         if (rc == 0)
             rc = emit(o, rule, &base, &base, 1, ts->trace, external_labels);
         kcw_labels_clear(&base);
@@ -247,13 +266,13 @@ static int eval_cluster(out_list_t *o, const kcw_rule_t *rule, const kcw_cluster
 
 int kcw_eval_connect_rule(const kcw_rule_t *rule, const kcw_cluster_status_t *const *clusters,
                           size_t n_clusters, const kcw_labels_t *external_labels,
-                          kcw_instance_t **out, size_t *n_out)
+                          const kcw_rootcause_t *rootcause, kcw_instance_t **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
     if (!rule || !rule->connect)
         return -EINVAL;
-    out_list_t o = {0};
+    out_list_t o = {.rootcause = rootcause};
     for (size_t c = 0; c < n_clusters; c++) {
         const kcw_cluster_status_t *cl = clusters[c];
         if (!cl || !cl->name)

@@ -13,6 +13,19 @@
  * deleted. All of that is pure and runs on the caller's clock; one uv_timer
  * only decides when to call it.
  *
+ * Healing (remediation.heal_wait): a group's first notification waits while
+ * one of its firing alerts carries remediation="healing" (kcwatch's restart
+ * is under way or being verified), at most heal_wait + verify_timeout past its
+ * due time. A
+ * restart that works then resolves the alert as remediation="healed": a group
+ * never notified tells that once, as a resolved notification, and nothing
+ * fired before it, so a fixed task pages nobody.
+ *
+ * Failure storms (storm.h): while KcwatchFailureStorm fires for a cluster,
+ * the notifications of that cluster's task alerts are muted by a built-in
+ * inhibit rule (remediation.storm.inhibit_notifications), and a muted alert's
+ * remediation news forces no notification of its group.
+ *
  * Notifications leave as webhook payloads on a bounded FIFO, split into one
  * line per (receiver, group): a line sends one notification at a time in
  * order (so a group's notifications arrive in the order they were made) and
@@ -42,6 +55,7 @@
 #include "kcwatch/receiver.h"
 #include "kcwatch/route.h"
 #include "kcwatch/silence.h"
+#include "kcwatch/storm.h"
 #include "kcwatch/store.h"
 #include "kcwatch/url.h"
 
@@ -59,6 +73,8 @@
 #define ROUTES_PER_ALERT 16 /* routes one alert may land on (continue: true) */
 #define TRACE_KEPT_LINES 20 /* of an alert's trace, for Slack and PagerDuty */
 #define TRACE_KEPT_BYTES 4000
+#define HEAL_RECHECK_MS 1000 /* a held group looks again this often */
+#define STATE_LABEL "remediation" /* engine.h's KCW_ENGINE_STATE_LABEL */
 
 typedef struct member {
     uint64_t fp;
@@ -83,6 +99,7 @@ typedef struct group {
     int64_t due_ms;
     size_t outstanding; /* its deliveries queued or in flight */
     bool forced;        /* kcw_notifier_flush_for: send even if unchanged */
+    int64_t heal_until_ms; /* first notification held for healing until; 0: not */
 } group_t;
 
 /* A resolved alert already dealt with: ignored while updates still list it. */
@@ -160,6 +177,8 @@ struct kcw_notifier {
      * (the config's rules, indexed at each update). */
     const kcw_silences_t *silences;
     kcw_inhibitor_t *inhibitor;
+    kcw_inhibit_rule_t storm_rule; /* the storm alert mutes its cluster's task alerts */
+    kcw_inhibitor_t *storm_inhibitor;
 
     group_t **groups; /* sorted by hash */
     size_t n_groups, cap_groups;
@@ -635,6 +654,14 @@ static member_t *member_find(group_t *g, uint64_t fp, size_t *insert_at)
 /* Takes a's state, times and annotations into m (labels are the same). */
 static int member_assign(member_t *m, const kcw_alert_t *a)
 {
+    /* Same fingerprint, other labels: only the remediation state moves. */
+    if (!kcw_labels_equal(&m->alert.labels, &a->labels)) {
+        kcw_labels_t copy;
+        if (kcw_labels_copy(&copy, &a->labels) < 0)
+            return -ENOMEM;
+        kcw_labels_clear(&m->alert.labels);
+        m->alert.labels = copy;
+    }
     if (!kcw_labels_equal(&m->alert.annotations, &a->annotations)) {
         kcw_labels_t copy;
         if (kcw_labels_copy(&copy, &a->annotations) < 0)
@@ -1304,6 +1331,9 @@ static bool notification_muted(const kcw_notifier_t *n, const kcw_alert_t *a, in
 {
     if (n->silences && kcw_silences_muting(n->silences, &a->labels, now))
         return true;
+    if (n->cfg && n->cfg->remediation.storm_inhibit &&
+        kcw_inhibitor_mutes(n->storm_inhibitor, &a->labels, a->fingerprint))
+        return true;
     return kcw_inhibitor_mutes(n->inhibitor, &a->labels, a->fingerprint);
 }
 
@@ -1430,11 +1460,44 @@ static int fp_set_assign(uint64_t **set, size_t *n_set, const uint64_t *src, siz
     return 0;
 }
 
+static bool heal_state_is(const kcw_alert_t *a, const char *state)
+{
+    const char *s = kcw_labels_get(&a->labels, STATE_LABEL);
+    return s && strcmp(s, state) == 0;
+}
+
+/* heal_wait: true while group g's first notification waits for a restart's
+ * verdict (its due time moved to the next look). */
+static bool heal_hold(kcw_notifier_t *n, group_t *g, int64_t now)
+{
+    int64_t wait = n->cfg ? n->cfg->remediation.heal_wait_ms : 0;
+    if (g->notified || wait <= 0)
+        return false;
+    bool healing = false;
+    for (size_t i = 0; i < g->n_members && !healing; i++) {
+        const kcw_alert_t *a = &g->members[i].alert;
+        healing = alert_firing(a) && heal_state_is(a, "healing") && !notification_muted(n, a, now);
+    }
+    if (!healing)
+        return false;
+    /* A restart that works is known verify_timeout after the target runs
+     * again (the engine holds the alert firing until then): wait that long
+     * on top, so heal_wait is the time allowed for the restart itself. */
+    if (g->heal_until_ms == 0)
+        g->heal_until_ms = now + wait + n->cfg->remediation.verify_timeout_ms;
+    if (now >= g->heal_until_ms)
+        return false;
+    g->due_ms = now + HEAL_RECHECK_MS < g->heal_until_ms ? now + HEAL_RECHECK_MS : g->heal_until_ms;
+    return true;
+}
+
 /* Flushes group `at`; true when it produced a notification. The group is
  * deleted when nothing is left in it. */
 static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
 {
     group_t *g = n->groups[at];
+    if (heal_hold(n, g, now))
+        return false;
     const kcw_receiver_conf_t *rc = group_receiver(n, g);
     bool produced = false;
     size_t nm = g->n_members;
@@ -1450,7 +1513,7 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
         free(list);
         return false;
     }
-    size_t n_firing = 0, n_resolved = 0, count = 0;
+    size_t n_firing = 0, n_resolved = 0, count = 0, n_healed = 0;
     bool send_resolved = false;
     for (size_t i = 0; i < nm; i++) {
         const member_t *m = &g->members[i];
@@ -1463,9 +1526,12 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
             list[count++] = &m->alert;
         } else {
             resolved[n_resolved++] = m->fp;
-            if (rc && kcw_receiver_wants(rc, &m->alert)) {
+            /* A restart that worked before anyone was told: its one message. */
+            bool healed = !g->notified && heal_state_is(&m->alert, "healed");
+            if (rc && (kcw_receiver_wants(rc, &m->alert) || healed)) {
                 list[count++] = &m->alert;
                 send_resolved = true;
+                n_healed += healed;
             }
         }
     }
@@ -1479,6 +1545,8 @@ static bool group_flush(kcw_notifier_t *n, size_t at, int64_t now)
     /* An unchanged group still on its way needs no reminder on top. */
     if (why == SEND_REPEAT && g->outstanding > 0)
         why = SEND_NO;
+    if (why == SEND_NO && !g->notified && n_firing == 0 && n_healed > 0)
+        why = SEND_CHANGED;
     /* What remediation did is news even when the alert set is not. */
     if (why == SEND_NO && g->forced && n_firing > 0)
         why = SEND_CHANGED;
@@ -1602,6 +1670,31 @@ static void register_url_secrets(const kcw_config_t *cfg)
     }
 }
 
+static void storm_inhibitor_free(kcw_notifier_t *n)
+{
+    kcw_inhibitor_free(n->storm_inhibitor);
+    n->storm_inhibitor = NULL;
+    kcw_matchers_clear(&n->storm_rule.source);
+    kcw_matchers_clear(&n->storm_rule.target);
+}
+
+/* The built-in rule: KcwatchFailureStorm{cluster=X} mutes task alerts of X. */
+static int storm_inhibitor_new(kcw_notifier_t *n)
+{
+    static char *equal[] = {"cluster"};
+    char err[128];
+    n->storm_rule.equal = equal;
+    n->storm_rule.n_equal = 1;
+    if (kcw_matchers_parse(&n->storm_rule.source, "alertname=\"" KCW_STORM_ALERT "\"", err,
+                           sizeof(err)) < 0 ||
+        kcw_matchers_parse(&n->storm_rule.target, "task=~\".+\"", err, sizeof(err)) < 0 ||
+        !(n->storm_inhibitor = kcw_inhibitor_new(&n->storm_rule, 1))) {
+        storm_inhibitor_free(n);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_config_t *cfg,
                                  kcw_notify_event_cb cb, void *arg)
 {
@@ -1625,8 +1718,14 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
         free(n);
         return NULL;
     }
+    if (storm_inhibitor_new(n) < 0) {
+        kcw_inhibitor_free(n->inhibitor);
+        free(n);
+        return NULL;
+    }
     if (uv_timer_init(loop, &n->group_timer) < 0) {
         kcw_inhibitor_free(n->inhibitor);
+        storm_inhibitor_free(n);
         free(n);
         return NULL;
     }
@@ -1637,6 +1736,7 @@ kcw_notifier_t *kcw_notifier_new(uv_loop_t *loop, kcw_http_t *http, const kcw_co
         n->group_timer.data = n;
         kcw_inhibitor_free(n->inhibitor);
         n->inhibitor = NULL;
+        storm_inhibitor_free(n);
         uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);
         return NULL;
     }
@@ -1692,6 +1792,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
     n->clock_wall_ms = now_ms;
     n->clock_mono_ms = uv_now(n->loop);
     bool oom = kcw_inhibitor_update(n->inhibitor, alerts, n_alerts) < 0;
+    oom = kcw_inhibitor_update(n->storm_inhibitor, alerts, n_alerts) < 0 || oom;
     for (size_t i = 0; i < n_alerts; i++) {
         const kcw_alert_t *a = alerts[i];
         bool resolved = alert_resolved(a);
@@ -2018,6 +2119,14 @@ static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool befo
 {
     if (!n || !labels || n->closing)
         return;
+    /* News of an alert nobody may hear of now (silenced, inhibited, in a
+     * failure storm) is no reason to notify its group. */
+    kcw_alert_t probe;
+    memset(&probe, 0, sizeof(probe));
+    probe.labels = *labels; /* shallow: read only */
+    probe.fingerprint = kcw_labels_fingerprint(labels);
+    if (notification_muted(n, &probe, clock_now(n)))
+        return;
     const kcw_route_t *routes[ROUTES_PER_ALERT];
     size_t n_routes = kcw_route_match(&n->cfg->route, labels, routes, ROUTES_PER_ALERT);
     for (size_t r = 0; r < n_routes && r < ROUTES_PER_ALERT; r++) {
@@ -2115,6 +2224,7 @@ void kcw_notifier_close(kcw_notifier_t *n, void (*on_closed)(void *arg), void *a
     n->n_receivers = 0;
     kcw_inhibitor_free(n->inhibitor);
     n->inhibitor = NULL;
+    storm_inhibitor_free(n);
     uv_timer_stop(&n->group_timer);
     uv_timer_stop(&n->retry_timer);
     uv_close((uv_handle_t *)&n->group_timer, on_handle_closed);

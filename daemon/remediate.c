@@ -20,7 +20,9 @@
 #include "kcwatch/remediate.h"
 
 #include "kcwatch/duration.h"
+#include "kcwatch/inhibit.h"
 #include "kcwatch/log.h"
+#include "kcwatch/storm.h"
 #include "kcwatch/store.h"
 
 #include <errno.h>
@@ -299,6 +301,8 @@ typedef struct target {
     bool partial; /* scope failed: fixable instances restart one by one, the
                    * unrecoverable ones are left (check_unrecoverable) */
     bool exhausted_reported;
+    bool held;      /* would restart now but waits (max_concurrent, a storm, an inhibit rule) */
+    bool inhibited; /* held by remediation.inhibit: released at the storm rate */
     int64_t last_seen_ms; /* last consider */
     /* What the last poll says about this target, worked out once per model
      * (thousands of alerts on one connector each ask the same questions;
@@ -381,6 +385,8 @@ struct kcw_remediator {
     int64_t clock_ms;     /* caller's clock at the last call */
     uint64_t clock_uv_ms; /* uv_now() then, to advance it inside callbacks */
     kcw_store_t *store;   /* not owned; NULL: tracks die with the process */
+    kcw_storm_t *storm;   /* failure storms: canary first, paced release */
+    kcw_inhibitor_t *hold; /* remediation.inhibit, fed with every firing alert */
 };
 
 static uint64_t fnv1a(uint64_t h, const char *s)
@@ -676,11 +682,13 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
     int *ids = calloc(n ? n : 1, sizeof(*ids));
     uint64_t *hashes = calloc(n ? n : 1, sizeof(*hashes));
     bool *left = calloc(n ? n : 1, sizeof(*left));
-    if (ids && hashes && left) {
+    bool *held = calloc(n ? n : 1, sizeof(*held));
+    if (ids && hashes && left && held) {
         for (size_t i = 0; i < n; i++) {
             ids[i] = t->marks[i].id;
             hashes[i] = t->marks[i].trace_hash;
             left[i] = t->marks[i].left_failed;
+            held[i] = t->marks[i].held;
         }
         kcw_store_track_t row = {.cluster = t->cluster_name,
                                  .connector = t->connector,
@@ -694,6 +702,7 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
                                  .mark_ids = ids,
                                  .mark_hashes = hashes,
                                  .mark_left = left,
+                                 .mark_held = held,
                                  .n_marks = n};
         kcw_store_track_put(r->store, &row);
     } else {
@@ -703,6 +712,7 @@ static void track_save(kcw_remediator_t *r, const target_t *t)
     free(ids);
     free(hashes);
     free(left);
+    free(held);
 }
 
 static void emit(kcw_remediator_t *r, target_t *t, kcw_remediation_event_kind_t kind, int task,
@@ -1756,6 +1766,10 @@ void kcw_remediator_set_conf(kcw_remediator_t *r, const kcw_remediation_conf_t *
         return;
     compiled_clear(r);
     r->conf = conf;
+    if (r->hold)
+        kcw_inhibitor_set_rules(r->hold, conf->inhibit, conf->n_inhibit);
+    else if (!(r->hold = kcw_inhibitor_new(conf->inhibit, conf->n_inhibit)))
+        kcw_log(KCW_LOG_ERROR, "remediation.inhibit holds nothing: out of memory", NULL);
     if (conf->exclude_connector && *conf->exclude_connector) {
         if (kcw_regex_compile(conf->exclude_connector, true, &r->exclude, err, sizeof(err)) < 0) {
             /* Config validation compiled it already; failing here is OOM.
@@ -1799,7 +1813,10 @@ kcw_remediator_t *kcw_remediator_new(uv_loop_t *loop, kcw_connect_t *cn,
     r->arg = arg;
     r->n_buckets = 64;
     r->buckets = calloc(r->n_buckets, sizeof(*r->buckets));
-    if (!r->buckets) {
+    r->storm = kcw_storm_new();
+    if (!r->buckets || !r->storm) {
+        free(r->buckets);
+        kcw_storm_free(r->storm);
         free(r);
         return NULL;
     }
@@ -1829,7 +1846,8 @@ static int on_stored_track(const kcw_store_track_t *row, void *arg)
     t->marks = row->n_marks ? calloc(row->n_marks, sizeof(*t->marks)) : NULL;
     t->n_marks = t->marks ? row->n_marks : 0;
     for (size_t i = 0; i < t->n_marks; i++)
-        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i], false};
+        t->marks[i] = (mark_t){row->mark_ids[i], row->mark_hashes[i], row->mark_left[i],
+                               row->mark_held && row->mark_held[i]};
     return 0;
 }
 
@@ -2063,6 +2081,15 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
                             alert->trace))
         return;
 
+    /* remediation.inhibit: a source alert says a restart cannot help now. */
+    if (r->hold && kcw_inhibitor_mutes(r->hold, &alert->labels, alert->fingerprint)) {
+        t->held = t->inhibited = true;
+        say_once(r, t, KCW_REMEDIATION_SKIPPED,
+                 "restart held: a remediation.inhibit source alert fires for this target; "
+                 "restarted at remediation.rate once it resolves",
+                 NULL);
+        return;
+    }
     int rc = kcw_restart_policy_check(&t->policy, conf, now_ms);
     if (rc == -EDQUOT) {
         if (!t->exhausted_reported) {
@@ -2081,8 +2108,39 @@ void kcw_remediator_consider(kcw_remediator_t *r, const kcw_rule_t *rule, const 
         return; /* back-off or verification pending: a later consider acts */
     cluster_slot_t *slot = cluster_slot(r, t->cluster_name);
     int max = conf->max_concurrent > 0 ? conf->max_concurrent : 1;
-    if (!slot || slot->in_flight >= max)
+    t->held = !slot || slot->in_flight >= max;
+    if (t->held)
         return; /* waits for the next evaluation */
+    /* In a failure storm one canary goes first, the rest follow at the rate. */
+    kcw_storm_admit_t storm = kcw_storm_admit(r->storm, conf, t->cluster_name, t->connector,
+                                              t->task, now_ms);
+    /* Targets an inhibit rule held come back at the storm rate, not at once. */
+    if (storm == KCW_STORM_PASS && t->inhibited) {
+        if (!kcw_storm_pace(r->storm, conf, t->cluster_name, now_ms)) {
+            t->held = true;
+            snprintf(detail, sizeof(detail),
+                     "restart held: released by remediation.inhibit, restarting at %.4g per "
+                     "minute",
+                     conf->rate_per_min);
+            say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+            return;
+        }
+        t->inhibited = false;
+    }
+    if (storm == KCW_STORM_CANARY || storm == KCW_STORM_RELEASE)
+        t->inhibited = false; /* the storm paces it already */
+    if (storm == KCW_STORM_HOLD) {
+        t->held = true;
+        snprintf(detail, sizeof(detail),
+                 kcw_storm_phase(r->storm, t->cluster_name) == KCW_STORM_PHASE_RELEASE
+                     ? "restart held: failure storm on %s, the canary recovered and the rest "
+                       "restart at %.4g per minute"
+                     : "restart held: failure storm on %s, one canary restart goes first (the "
+                       "rest then restart at %.4g per minute)",
+                 t->cluster_name, conf->rate_per_min);
+        say_once(r, t, KCW_REMEDIATION_SKIPPED, detail, NULL);
+        return;
+    }
     action_start(r, t, rule, scope);
 }
 
@@ -2215,6 +2273,9 @@ void kcw_remediator_observe(kcw_remediator_t *r, size_t cluster_idx,
     if (!r || !status)
         return;
     clock_set(r, now_ms);
+    if (r->conf && kcw_storm_observe(r->storm, r->conf, status, now_ms) < 0)
+        kcw_log(KCW_LOG_ERROR, "failure storm state not updated: out of memory", "cluster",
+                status->name, NULL);
     for (size_t b = 0; b < r->n_buckets; b++) {
         target_t **link = &r->buckets[b];
         while (*link) {
@@ -2279,12 +2340,8 @@ static int exhausted_instance(const kcw_remediator_t *r, const target_t *t, kcw_
     return rc ? -ENOMEM : 0;
 }
 
-int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out)
+static int exhausted_list(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out)
 {
-    *out = NULL;
-    *n_out = 0;
-    if (!r)
-        return 0;
     size_t n = 0;
     for (size_t b = 0; b < r->n_buckets; b++)
         for (target_t *t = r->buckets[b]; t; t = t->next)
@@ -2314,6 +2371,25 @@ int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *
     return 0;
 }
 
+int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!r)
+        return 0;
+    int rc = exhausted_list(r, out, n_out);
+    if (rc == 0 && r->conf)
+        rc = kcw_storm_alerts(r->storm, r->conf, out, n_out);
+    if (rc < 0) {
+        for (size_t i = 0; i < *n_out; i++)
+            kcw_instance_clear(&(*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rc;
+}
+
 static bool target_healing(const kcw_remediator_t *r, const target_t *t, int64_t now_ms)
 {
     if (!t)
@@ -2338,6 +2414,75 @@ bool kcw_remediator_healing(kcw_remediator_t *r, const kcw_labels_t *alert_label
     if (task >= 0 && target_healing(r, target_find(r, cname, connector, task), now_ms))
         return true;
     return target_healing(r, target_find(r, cname, connector, -1), now_ms);
+}
+
+const char *kcw_heal_state_name(kcw_heal_state_t s)
+{
+    switch (s) {
+    case KCW_HEAL_NONE:
+        return NULL;
+    case KCW_HEAL_HEALING:
+        return "healing";
+    case KCW_HEAL_HEALED:
+        return "healed";
+    case KCW_HEAL_FAILED:
+        return "failed";
+    case KCW_HEAL_UNFIXABLE:
+        return "unfixable";
+    case KCW_HEAL_HELD:
+        return "held";
+    }
+    return NULL;
+}
+
+static kcw_heal_state_t heal_state_of(const kcw_remediator_t *r, const target_t *t, int64_t now_ms)
+{
+    if (!t)
+        return KCW_HEAL_NONE;
+    if (t->policy.exhausted || (t->has_event && t->last_event == KCW_REMEDIATION_BUDGET_EXHAUSTED))
+        return KCW_HEAL_FAILED;
+    if (target_healing(r, t, now_ms))
+        return KCW_HEAL_HEALING;
+    if (t->held)
+        return KCW_HEAL_HELD;
+    if (!t->has_event)
+        return KCW_HEAL_NONE;
+    switch (t->last_event) {
+    case KCW_REMEDIATION_UNRECOVERABLE:
+        return KCW_HEAL_UNFIXABLE;
+    case KCW_REMEDIATION_FAILED:
+    case KCW_REMEDIATION_BUDGET_EXHAUSTED:
+        return KCW_HEAL_FAILED;
+    case KCW_REMEDIATION_RECOVERED:
+    case KCW_REMEDIATION_STABLE:
+        return KCW_HEAL_HEALED;
+    case KCW_REMEDIATION_SENT:
+    case KCW_REMEDIATION_RETRY:
+        return KCW_HEAL_HEALING;
+    case KCW_REMEDIATION_SKIPPED:
+    case KCW_REMEDIATION_DRY_RUN:
+        break;
+    }
+    return KCW_HEAL_NONE;
+}
+
+kcw_heal_state_t kcw_remediator_state(kcw_remediator_t *r, const kcw_labels_t *alert_labels,
+                                      int64_t now_ms)
+{
+    if (!r || !alert_labels || !r->conf)
+        return KCW_HEAL_NONE;
+    const char *connector = kcw_labels_get(alert_labels, "connector");
+    size_t cidx;
+    const char *cname;
+    if (!connector || !resolve_cluster(r, alert_labels, &cidx, &cname))
+        return KCW_HEAL_NONE;
+    int task = parse_task(alert_labels);
+    kcw_heal_state_t s = KCW_HEAL_NONE;
+    if (task >= 0)
+        s = heal_state_of(r, target_find(r, cname, connector, task), now_ms);
+    if (s == KCW_HEAL_NONE)
+        s = heal_state_of(r, target_find(r, cname, connector, -1), now_ms);
+    return s;
 }
 
 /* The target whose note speaks for an alert: its task's when that has one,
@@ -2414,6 +2559,13 @@ size_t kcw_remediator_each(const kcw_remediator_t *r, int64_t now_ms,
     return n;
 }
 
+void kcw_remediator_sources(kcw_remediator_t *r, const kcw_alert_t *const *alerts, size_t n)
+{
+    if (r && r->hold && kcw_inhibitor_update(r->hold, alerts, n) < 0)
+        kcw_log(KCW_LOG_ERROR, "remediation.inhibit holds nothing this round: out of memory",
+                NULL);
+}
+
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r)
 {
     return r ? r->in_flight : 0;
@@ -2448,5 +2600,7 @@ void kcw_remediator_free(kcw_remediator_t *r)
     }
     free(r->clusters);
     compiled_clear(r);
+    kcw_storm_free(r->storm);
+    kcw_inhibitor_free(r->hold);
     free(r);
 }

@@ -1140,7 +1140,8 @@ int kcw_store_track_put(kcw_store_t *s, const kcw_store_track_t *t)
     for (size_t i = 0; marks && i < t->n_marks; i++) {
         char hash[24];
         snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)t->mark_hashes[i]);
-        json_array_append_new(marks, json_pack("[i,s,b]", t->mark_ids[i], hash, t->mark_left[i]));
+        json_array_append_new(marks, json_pack("[i,s,b,b]", t->mark_ids[i], hash, t->mark_left[i],
+                                               t->mark_held && t->mark_held[i]));
     }
     char *marks_text = marks ? json_dumps(marks, JSON_COMPACT) : NULL;
     json_decref(marks);
@@ -1198,21 +1199,26 @@ static int track_row(sqlite3_stmt *st, void *arg, bool *used)
     int *ids = calloc(n ? n : 1, sizeof(*ids));
     uint64_t *hashes = calloc(n ? n : 1, sizeof(*hashes));
     bool *left = calloc(n ? n : 1, sizeof(*left));
+    bool *held = calloc(n ? n : 1, sizeof(*held));
     int stop = 0;
-    if (ids && hashes && left) {
+    if (ids && hashes && left && held) {
         for (size_t i = 0; i < n; i++) {
             int id = 0, l = 0;
             const char *h = NULL;
-            if (json_unpack(json_array_get(marks, i), "[i,s,b]", &id, &h, &l) != 0)
+            const json_t *mark = json_array_get(marks, i);
+            if (json_unpack((json_t *)mark, "[i,s,b]", &id, &h, &l) != 0)
                 continue;
             ids[t.n_marks] = id;
             hashes[t.n_marks] = strtoull(h, NULL, 16);
             left[t.n_marks] = l;
+            /* the fourth item came later: absent is "not held" */
+            held[t.n_marks] = json_is_true(json_array_get(mark, 3));
             t.n_marks++;
         }
         t.mark_ids = ids;
         t.mark_hashes = hashes;
         t.mark_left = left;
+        t.mark_held = held;
         *used = true;
         stop = ((kcw_store_track_cb)c->cb)(&t, c->arg);
     }
@@ -1220,6 +1226,7 @@ static int track_row(sqlite3_stmt *st, void *arg, bool *used)
     free(ids);
     free(hashes);
     free(left);
+    free(held);
     return stop;
 }
 

@@ -56,6 +56,19 @@ static const char *hook_note(void *arg, const kcw_labels_t *labels)
     return wd->rem ? kcw_remediator_note(wd->rem, labels) : NULL;
 }
 
+static void hook_sources(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    (void)now_ms;
+    kcw_remediator_sources(wd->rem, alerts, n);
+}
+
+static const char *hook_heal_state(void *arg, const kcw_labels_t *labels, int64_t now_ms)
+{
+    kcw_watchdog_t *wd = arg;
+    return wd->rem ? kcw_heal_state_name(kcw_remediator_state(wd->rem, labels, now_ms)) : NULL;
+}
+
 static bool hook_healing(void *arg, const kcw_labels_t *labels, int64_t now_ms)
 {
     kcw_watchdog_t *wd = arg;
@@ -246,6 +259,8 @@ kcw_engine_hooks_t kcw_wd_engine_hooks(kcw_watchdog_t *wd)
                                 .budget = hook_budget,
                                 .note = hook_note,
                                 .healing = hook_healing,
+                                .heal_state = hook_heal_state,
+                                .sources = hook_sources,
                                 .notify = hook_notify,
                                 .flush = hook_flush,
                                 .refresh = hook_refresh,

@@ -87,6 +87,25 @@ typedef struct kcw_remediation_conf {
     int64_t budget_window_ms;     /* default 1h */
     int64_t stable_period_ms;     /* RUNNING this long resets the counter, default 10m */
     int64_t verify_timeout_ms;    /* no RUNNING seen within it -> failed, default 2m */
+    /* The first notification of a group waits while one of its alerts is
+     * being healed (remediation="healing"): at most this long for the restart
+     * to bring the target back, plus verify_timeout for the verdict, past its
+     * due time; 0: never waits. Default: verify_timeout. */
+    int64_t heal_wait_ms;
+    /* remediation.storm (storm.h): this many tasks, and this fraction of the
+     * cluster's tasks, entering FAILED within the window is one systemic
+     * failure: a canary restart first, then the rest at rate_per_min. */
+    bool storm_enabled;        /* default true */
+    int storm_min_tasks;       /* default 10 */
+    double storm_min_fraction; /* 0..1, default 0.2 */
+    int64_t storm_window_ms;   /* default 1m */
+    bool storm_inhibit;        /* its alert mutes the cluster's task alerts' notifications, default true */
+    double rate_per_min;       /* remediation.rate: restarts per minute per cluster when released, default 30 */
+    /* remediation.inhibit: Alertmanager inhibit rules that hold restarts
+     * (not notifications): while a source fires, matching targets with the
+     * equal labels are not restarted; released at rate_per_min after. */
+    kcw_inhibit_rule_t *inhibit;
+    size_t n_inhibit;
     char *exclude_connector;      /* anchored regex source or NULL */
     char **unrecoverable_traces;  /* unanchored regexes; default: built-in list */
     size_t n_unrecoverable_traces;

@@ -52,10 +52,15 @@
 
 #define KCW_ENGINE_BUDGET_ALERT "KcwatchRestartBudgetExhausted"
 #define KCW_ENGINE_NOTE_ANNOTATION "remediation"
+#define KCW_ENGINE_STATE_LABEL "remediation"
 
 /* What the engine hands out. Every hook may be NULL. */
 typedef struct kcw_engine_hooks {
     void *arg;
+    /* Every firing alert (the built-in ones of the last round included),
+     * once per round before the restart hook sees any: what
+     * remediation.inhibit's sources are. Pointers live for the call only. */
+    void (*sources)(void *arg, const kcw_alert_t *const *alerts, size_t n, int64_t now_ms);
     /* A firing alert of a rule with restart: enabled (every round). */
     void (*restart)(void *arg, const kcw_rule_t *rule, const kcw_alert_t *alert, int64_t now_ms);
     /* Instances of the budget alert, caller-allocated (kcw_instance_t array
@@ -63,6 +68,12 @@ typedef struct kcw_engine_hooks {
     int (*budget)(void *arg, kcw_instance_t **out, size_t *n_out);
     /* The remediation note of the alert's target, or NULL. */
     const char *(*note)(void *arg, const kcw_labels_t *alert_labels);
+    /* Where kcwatch's healing of the alert's target stands at now
+     * ("healing", "healed", "failed", "unfixable", "held"; remediate.h), or
+     * NULL: notified alerts carry it as the KCW_ENGINE_STATE_LABEL label.
+     * The alert keeps its fingerprint: the label says how it is going, it
+     * does not make another alert. */
+    const char *(*heal_state)(void *arg, const kcw_labels_t *alert_labels, int64_t now_ms);
     /* kcwatch's own restart of the alert's target is under way or being
      * verified at now: a firing alert of a connect: rule with restart:
      * whose instance went away (RESTARTING, or RUNNING for less than the

@@ -149,11 +149,47 @@ void kcw_remediator_observe(kcw_remediator_t *r, size_t cluster_idx,
                             const kcw_cluster_status_t *status, int64_t now_ms);
 /* Instances for the synthetic KcwatchRestartBudgetExhausted alert (one per
  * exhausted target: labels alertname, cluster, connector, task if any,
- * severity=critical; annotations summary, description). Caller frees. */
+ * severity=critical; annotations summary, description), then one
+ * KcwatchFailureStorm per cluster in a failure storm (storm.h). Caller frees.
+ *
+ * Failure storms: each poll feeds the remediator's storm tracker; a restart
+ * that passed every other check is then held (state "held", a note saying
+ * why) unless the storm lets it go as the canary or within
+ * remediation.rate. */
 int kcw_remediator_exhausted(kcw_remediator_t *r, kcw_instance_t **out, size_t *n_out);
+/* Where kcwatch's healing of an alert's target stands, the alert's
+ * `remediation` label (KCW_HEAL_NONE: no label, kcwatch has not acted):
+ *   healing   a restart is in flight, being verified, or RUNNING for less
+ *             than verify_timeout after it; or a 409/429/transport error is
+ *             being retried;
+ *   healed    the last restart was verified (RUNNING, then stable);
+ *   failed    the last restart did not bring it back (FAILED again, or no
+ *             RUNNING within verify_timeout), or the budget is used up;
+ *   unfixable the trace matches an unrecoverable pattern: never restarted;
+ *   held      a restart is due but waits (max_concurrent reached).
+ * Task target first, else the connector target. */
+typedef enum {
+    KCW_HEAL_NONE = 0,
+    KCW_HEAL_HEALING,
+    KCW_HEAL_HEALED,
+    KCW_HEAL_FAILED,
+    KCW_HEAL_UNFIXABLE,
+    KCW_HEAL_HELD,
+} kcw_heal_state_t;
+
+/* The label value; NULL for KCW_HEAL_NONE. */
+const char *kcw_heal_state_name(kcw_heal_state_t s);
+kcw_heal_state_t kcw_remediator_state(kcw_remediator_t *r, const kcw_labels_t *alert_labels,
+                                      int64_t now_ms);
 /* Last decision for the target of these labels ("restarted (attempt 2/5)",
  * "not restarted: ..."), or NULL. Valid until the next call into r. */
 const char *kcw_remediator_note(kcw_remediator_t *r, const kcw_labels_t *alert_labels);
+/* remediation.inhibit: every firing alert of a round, before its restarts
+ * are considered. While a rule's source fires, a target alert (target
+ * matchers, equal labels) is not restarted ("held"); once the source
+ * resolved, held targets restart at remediation.rate per cluster, not all at
+ * once (storm.h's pace). Pointers live for the call only. */
+void kcw_remediator_sources(kcw_remediator_t *r, const kcw_alert_t *const *alerts, size_t n);
 size_t kcw_remediator_in_flight(const kcw_remediator_t *r);
 /* What the remediator holds about one target, for the status page. Strings
  * are the remediator's: valid until the next call into r. */

@@ -165,6 +165,9 @@ typedef struct kcw_store_track {
     const int *mark_ids;
     const uint64_t *mark_hashes;
     const bool *mark_left;
+    /* Instances left out of a partial restart (unrecoverable trace); NULL
+     * when none is. Rows written before it existed load as not held. */
+    const bool *mark_held;
     size_t n_marks;
 } kcw_store_track_t;
 

@@ -322,6 +322,7 @@ class FakeConnectCluster:
         self._history = []
         self._timers = set()
         self._restart_faults = []   # list of (status, message)
+        self._fail_all_until = None  # monotonic deadline: every restart fails again before it
         self._poll_faults = []      # list of kinds
         self.poll_faults_served = 0
         self._delays = []           # [seconds, path regex or None, remaining or None]
@@ -438,6 +439,8 @@ class FakeConnectCluster:
 
     def _outcome_fails(self, c):
         """True if this restart of a failing instance fails again (consumes a use)."""
+        if self._fail_all_until is not None and time.monotonic() < self._fail_all_until:
+            return True  # the cause persists, whatever the connector
         if c.outcome != "fail_again":
             return False
         if c.outcome_times is not None:
@@ -551,6 +554,13 @@ class FakeConnectCluster:
     def stop_connector(self, connector):
         with self._lock:
             self._stop(self._get(connector))
+
+    def fail_restarts_for(self, seconds):
+        """A cause outside the connectors (a broker, a registry): for `seconds`
+        from now every restart of a FAILED instance, of any connector, fails
+        again with its old trace; afterwards each connector's own outcome."""
+        with self._lock:
+            self._fail_all_until = time.monotonic() + seconds
 
     def set_restart_outcome(self, connector, outcome, trace=None, times=None):
         """What restarts of this connector's FAILED instances lead to:

@@ -270,6 +270,9 @@ class Harness:
                                         "jitter": 0},
                             "budget": {"max_restarts": 3, "window": "1h"},
                             "stable_period": "2s", "verify_timeout": "3s",
+                            # notifications as soon as routes allow; the
+                            # heal_wait tests set it themselves
+                            "heal_wait": "0s",
                             "exclude": {"connector": "legacy-.*"}},
             "rule_files": [self.rules_path],
             "receivers": [{"name": "hook", "webhook": {"url": self.sink.url + "/hook"}}],

@@ -89,7 +89,8 @@ def test_daemon_and_rule_test_agree():
             return st
 
         labels = {"cluster": "c1", "connector": "orders", "task": "1", "state": "FAILED",
-                  "worker_id": w1, "type": "sink", "severity": "warning"}
+                  "worker_id": w1, "type": "sink", "severity": "warning",
+                  "root_cause": TRACE}
 
         def check(t, alert):
             st = state_at(alert, t + S)

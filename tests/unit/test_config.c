@@ -172,6 +172,13 @@ static void check_defaults_rules(const kcw_config_t *cfg, const char *rules_glob
     assert_int_equal(r->budget_window_ms, HOUR);
     assert_int_equal(r->stable_period_ms, 10 * MIN);
     assert_int_equal(r->verify_timeout_ms, 2 * MIN);
+    assert_int_equal(r->heal_wait_ms, 2 * MIN); /* the verify period */
+    assert_true(r->storm_enabled);
+    assert_int_equal(r->storm_min_tasks, 10);
+    assert_true(r->storm_min_fraction == 0.2);
+    assert_int_equal(r->storm_window_ms, MIN);
+    assert_true(r->storm_inhibit);
+    assert_true(r->rate_per_min == 30.0);
     assert_null(r->exclude_connector);
     assert_int_equal(r->n_unrecoverable_traces, count_default_traces());
     for (size_t i = 0; i < r->n_unrecoverable_traces; i++)
@@ -416,6 +423,7 @@ static void test_full_config(void **state)
     assert_int_equal(r->budget_window_ms, 2 * HOUR);
     assert_int_equal(r->stable_period_ms, 15 * MIN);
     assert_int_equal(r->verify_timeout_ms, 90 * SEC);
+    assert_int_equal(r->heal_wait_ms, 90 * SEC); /* follows verify_timeout */
     assert_string_equal(r->exclude_connector, "test-.*|tmp");
     assert_int_equal(r->n_unrecoverable_traces, 2); /* replaces the built-in list */
     assert_string_equal(r->unrecoverable_traces[0], "MyFatalError");
@@ -483,6 +491,60 @@ static void test_wrong_type(void **state)
     expect_single_error("route:\n  group_by: alertname\n", 2, 13,
                         "route.group_by: expected a list, got scalar");
     expect_single_error("- a\n- b\n", 1, 1, "top level: expected a mapping, got sequence");
+    {
+        kcw_config_t *cfg = load_ok("remediation:\n  rate: 120\n  storm:\n    min_tasks: 3\n"
+                                    "    min_fraction: 0.5\n    window: 30s\n"
+                                    "    enabled: false\n    inhibit_notifications: false\n");
+        const kcw_remediation_conf_t *rc = &cfg->remediation;
+        assert_true(rc->rate_per_min == 120.0);
+        assert_int_equal(rc->storm_min_tasks, 3);
+        assert_true(rc->storm_min_fraction == 0.5);
+        assert_int_equal(rc->storm_window_ms, 30 * SEC);
+        assert_false(rc->storm_enabled);
+        assert_false(rc->storm_inhibit);
+        kcw_config_free(cfg);
+    }
+    {
+        kcw_config_t *cfg = load_ok(
+            "remediation:\n  inhibit:\n"
+            "    - source_matchers: ['alertname=\"ConnectClusterUnreachable\"']\n"
+            "      target_matchers: ['alertname=~\"ConnectTask.*\"']\n"
+            "      equal: [cluster]\n");
+        assert_int_equal(cfg->remediation.n_inhibit, 1);
+        assert_int_equal(cfg->remediation.inhibit[0].source.n, 1);
+        assert_string_equal(cfg->remediation.inhibit[0].target.items[0].value, "ConnectTask.*");
+        assert_string_equal(cfg->remediation.inhibit[0].equal[0], "cluster");
+        assert_int_equal(cfg->n_inhibit_rules, 0); /* notifications are not held */
+        kcw_config_free(cfg);
+    }
+    expect_single_error("remediation:\n  inhibit:\n    - target_matchers: ['a=\"b\"']\n", 3, 7,
+                        "remediation.inhibit[0]: missing required key \"source_matchers\"");
+    expect_single_error("remediation:\n  inhibit: []\n", 2, 12,
+                        "remediation.inhibit: at least one rule is required");
+    expect_single_error("remediation:\n  inhibit:\n    - source_matchers: ['a=~\"(\"']\n"
+                        "      target_matchers: ['b=\"c\"']\n",
+                        3, 25, "remediation.inhibit[0].source_matchers[0]: bad matcher");
+    expect_single_error("remediation:\n  storm:\n    min_fraction: 1.5\n", 3, 19,
+                        "remediation.storm.min_fraction: must be between 0 and 1");
+    expect_single_error("remediation:\n  storm:\n    window: 2h\n", 3, 13,
+                        "remediation.storm.window: must be at most 1h");
+    expect_single_error("remediation:\n  storm:\n    min_tasks: 0\n", 3, 16,
+                        "remediation.storm.min_tasks: must be between 1");
+    expect_single_error("remediation:\n  storm:\n    canary: yes\n", 3, 5, "canary");
+    expect_single_error("remediation:\n  rate: 0\n", 2, 9,
+                        "remediation.rate: must be between 0.1");
+    expect_single_error("remediation:\n  heal_wait: 2h\n", 2, 14,
+                        "remediation.heal_wait: must be at most 1h (0 sends at once)");
+    expect_single_error("remediation:\n  heal_wait: soon\n", 2, 14,
+                        "remediation.heal_wait: invalid duration \"soon\"");
+    {
+        kcw_config_t *cfg = load_ok("remediation:\n  heal_wait: 0s\n  verify_timeout: 1m\n");
+        assert_int_equal(cfg->remediation.heal_wait_ms, 0);
+        kcw_config_free(cfg);
+        cfg = load_ok("remediation:\n  heal_wait: 45s\n");
+        assert_int_equal(cfg->remediation.heal_wait_ms, 45 * SEC);
+        kcw_config_free(cfg);
+    }
     expect_single_error("remediation:\n  max_concurrent: 0\n", 2, 19,
                         "remediation.max_concurrent: must be between 1");
 }

@@ -117,7 +117,7 @@ static const char every_section[] =
     "admin: {basic_auth: {username: u}, tls: {}}\n"
     "prometheus: {basic_auth: {username: u}, tls: {}}\n"
     "connect:\n  - {name: a, url: 'http://x:1', basic_auth: {username: u}, tls: {}}\n"
-    "remediation: {backoff: {}, budget: {}, exclude: {}}\n"
+    "remediation: {backoff: {}, budget: {}, exclude: {}, storm: {}, inhibit: [{}]}\n"
     "receivers:\n"
     "  - {name: w, webhook: {basic_auth: {username: u}, tls: {}}}\n"
     "  - {name: s, slack: {tls: {}}}\n"

@@ -139,9 +139,12 @@ static result_t run(const char *rule_yaml, const kcw_cluster_status_t *const *cl
     kcw_errors_clear(&errs);
     assert_int_equal(r.rs->n_groups, 1);
     assert_int_equal(r.rs->groups[0].n_rules, 1);
+    kcw_rootcause_t *rootcause = kcw_rootcause_new();
+    assert_non_null(rootcause);
     assert_int_equal(kcw_eval_connect_rule(&r.rs->groups[0].rules[0], clusters, n_clusters,
-                                           external, &r.inst, &r.n),
+                                           external, rootcause, &r.inst, &r.n),
                      0);
+    kcw_rootcause_free(rootcause);
     return r;
 }
 
@@ -189,7 +192,11 @@ static void test_failed_task(void **state)
     assert_string_equal(label(in, "team"), "orders-sink-team");
     /* rule labels win, templated with the match's own labels */
     assert_string_equal(label(in, "state"), "was-FAILED");
-    assert_int_equal(in->labels.n, 9);
+    /* the trace's root-cause key (rootcause.h) */
+    assert_string_equal(label(in, "root_cause"),
+                        "org.apache.kafka.connect.errors.ConnectException: sink write failed @ "
+                        "com.acme.OrdersSinkTask.put");
+    assert_int_equal(in->labels.n, 10);
     assert_true(in->value == 1);
     assert_string_equal(in->trace, TRACE_1);
     assert_string_equal(kcw_labels_get(&in->annotations, "summary"),
@@ -201,6 +208,8 @@ static void test_failed_task(void **state)
     assert_null(label(in, "type"));      /* unknown type: no label */
     assert_null(label(in, "worker_id")); /* none known */
     assert_string_equal(in->trace, TRACE_LONG);
+    /* the deepest cause, with the frames of its own section */
+    assert_string_equal(label(in, "root_cause"), "java.net.ConnectException: Connection refused @ c.C.a");
     /* $trace is the head plus the root cause */
     assert_string_equal(kcw_labels_get(&in->annotations, "trace"),
                         "org.apache.kafka.connect.errors.ConnectException: outer\n"
@@ -366,7 +375,7 @@ static void test_shipped_rules_render(void **state)
     assert_non_null(rule);
     kcw_instance_t *inst = NULL;
     size_t n = 0;
-    assert_int_equal(kcw_eval_connect_rule(rule, prod_only, 1, NULL, &inst, &n), 0);
+    assert_int_equal(kcw_eval_connect_rule(rule, prod_only, 1, NULL, NULL, &inst, &n), 0);
     assert_int_equal(n, 2);
     const char *summary = kcw_labels_get(&inst[1].annotations, "summary");
     assert_string_equal(summary, "Task 1 of connector orders-sink failed in cluster prod-eu");
@@ -388,7 +397,7 @@ static void test_expr_rule_rejected(void **state)
     kcw_rule_t rule = {.alert = "X", .expr = "up == 0"};
     kcw_instance_t *inst = (kcw_instance_t *)1;
     size_t n = 7;
-    assert_int_equal(kcw_eval_connect_rule(&rule, prod_only, 1, NULL, &inst, &n), -EINVAL);
+    assert_int_equal(kcw_eval_connect_rule(&rule, prod_only, 1, NULL, NULL, &inst, &n), -EINVAL);
     assert_null(inst);
     assert_int_equal(n, 0);
 }

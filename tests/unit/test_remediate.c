@@ -546,6 +546,9 @@ static void test_remediator_ignores_non_candidates(void **state)
     assert_int_equal(f->rec.n, 0);
     assert_int_equal(kcw_remediator_in_flight(r), 0);
     assert_null(kcw_remediator_note(r, &f->alert.labels));
+    /* not acted on: no remediation label */
+    assert_int_equal(kcw_remediator_state(r, &f->alert.labels, T0), KCW_HEAL_NONE);
+    assert_null(kcw_heal_state_name(KCW_HEAL_NONE));
     kcw_remediator_free(r);
     kcw_remediator_free(NULL);
 }
@@ -565,6 +568,7 @@ static void test_remediator_disabled_reports_once(void **state)
     assert_int_equal(f->rec.task[0], -1);
     assert_string_equal(kcw_remediator_note(r, &f->alert.labels),
                         "not restarted: remediation is disabled");
+    assert_int_equal(kcw_remediator_state(r, &f->alert.labels, T0), KCW_HEAL_NONE);
     assert_non_null(strstr(fixture_log(f), "msg=\"restart skipped\""));
     assert_non_null(strstr(fixture_log(f), "connector=orders-sink"));
     kcw_remediator_free(r);
@@ -646,6 +650,9 @@ static void test_remediator_unrecoverable(void **state)
     kcw_remediator_consider(r, &f->rule, &f->alert, T0 + 10 * SEC);
     assert_int_equal(f->rec.n, 1);
     assert_int_equal(f->rec.kind[0], KCW_REMEDIATION_UNRECOVERABLE);
+    assert_int_equal(kcw_remediator_state(r, &f->alert.labels, T0 + 10 * SEC),
+                     KCW_HEAL_UNFIXABLE);
+    assert_string_equal(kcw_heal_state_name(KCW_HEAL_UNFIXABLE), "unfixable");
     assert_non_null(strstr(f->rec.detail[0], "'SaslAuthenticationException'"));
     assert_non_null(strstr(f->rec.detail[0], "restarting cannot fix this failure"));
     const char *note = kcw_remediator_note(r, &f->alert.labels);
@@ -1022,6 +1029,7 @@ static void test_loop_kip745_then_recovered(void **state)
                         "POST /connectors/orders-sink/restart?includeTasks=true&onlyFailed=true");
     assert_string_equal(kcw_remediator_note(r, &lf->alert.labels),
                         "restart sent (attempt 1 of 5 in 1h)");
+    assert_int_equal(kcw_remediator_state(r, &lf->alert.labels, T0 + SEC), KCW_HEAL_HEALING);
 
     /* the old FAILED record right after the 202 is no verdict (§5.4) */
     poll_now(lf);
@@ -1036,9 +1044,16 @@ static void test_loop_kip745_then_recovered(void **state)
     kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 50 * SEC);
     assert_int_equal(lf->rec.n, 2);
     assert_int_equal(lf->rec.kind[1], KCW_REMEDIATION_RECOVERED);
+    /* RUNNING, but for less than the verify period: still healing */
+    assert_int_equal(kcw_remediator_state(r, &lf->alert.labels, T0 + 51 * SEC),
+                     KCW_HEAL_HEALING);
+    assert_int_equal(kcw_remediator_state(r, &lf->alert.labels, T0 + 50 * SEC + 3 * MINUTE),
+                     KCW_HEAL_HEALED);
     kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 50 * SEC + 10 * MINUTE);
     assert_int_equal(lf->rec.n, 3);
     assert_int_equal(lf->rec.kind[2], KCW_REMEDIATION_STABLE);
+    assert_int_equal(kcw_remediator_state(r, &lf->alert.labels, T0 + 50 * SEC + 10 * MINUTE),
+                     KCW_HEAL_HEALED);
     assert_int_equal(fake_posts(&lf->w, posts), 1);
     kcw_remediator_free(r);
 }
@@ -1282,6 +1297,9 @@ static void test_loop_spent_budget_survives_restart(void **state)
     /* Still FAILED past verify_timeout: that attempt failed. */
     kcw_remediator_observe(r, 0, kcw_connect_cluster(lf->cn, 0), T0 + 3 * MINUTE);
     assert_int_equal(lf->rec.kind[1], KCW_REMEDIATION_FAILED);
+    /* the restart did not bring it back: time to tell a human */
+    assert_int_equal(kcw_remediator_state(r, &lf->alert.labels, T0 + 3 * MINUTE),
+                     KCW_HEAL_FAILED);
     consider_until(lf, r, T0 + 4 * MINUTE, 3);
     assert_int_equal(lf->rec.kind[2], KCW_REMEDIATION_SENT);
     assert_int_equal(lf->rec.attempt[2], 2);
@@ -1296,6 +1314,8 @@ static void test_loop_spent_budget_survives_restart(void **state)
     char posts[16][160];
     assert_int_equal(fake_posts(&lf->w, posts), 2);
     assert_int_equal(lf->rec.kind[lf->rec.n - 1], KCW_REMEDIATION_BUDGET_EXHAUSTED);
+    assert_int_equal(kcw_remediator_state(r, &lf->alert.labels, T0 + 20 * MINUTE),
+                     KCW_HEAL_FAILED);
     kcw_instance_t *inst = NULL;
     size_t n_inst = 0;
     assert_int_equal(kcw_remediator_exhausted(r, &inst, &n_inst), 0);

@@ -188,7 +188,8 @@ static const char passing_test[] =
     "        alertname: TaskFailed\n"
     "        exp_alerts:\n"
     "          - exp_labels: {cluster: c1, connector: orders, task: '1', state: FAILED,\n"
-    "                         type: sink, worker_id: 'w1:8083', severity: warning}\n"
+    "                         type: sink, worker_id: 'w1:8083', severity: warning,\n"
+    "                         root_cause: boom}\n"
     "            exp_annotations: {summary: Task 1 of orders failed, env: test}\n"
     "      - eval_time: 1m\n"
     "        alertname: NoSuchAlert\n";

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "kcwatch/log.h"
 #include "kcwatch/store.h"
 
@@ -349,6 +351,7 @@ typedef struct seen_tracks {
     int mark_id;
     uint64_t mark_hash;
     bool mark_left;
+    bool mark_held;
     uint64_t said;
     bool reported;
 } seen_tracks_t;
@@ -368,6 +371,7 @@ static int on_track(const kcw_store_track_t *t, void *arg)
         s->mark_id = t->mark_ids[0];
         s->mark_hash = t->mark_hashes[0];
         s->mark_left = t->mark_left[0];
+        s->mark_held = t->mark_held && t->mark_held[0];
     }
     return 0;
 }
@@ -389,11 +393,12 @@ static void test_track_round_trip(void **state)
     int ids[] = {0};
     uint64_t hashes[] = {0x8000000000000001ULL};
     bool left[] = {true};
+    bool held[] = {true};
     kcw_store_track_t t = {.cluster = "c1", .connector = "orders", .task = 0, .scope = 1,
                            .rule = "ConnectTaskFailed", .trace = "java.lang.Boom",
                            .policy = &p, .said = 0xfedcba9876543210ULL,
                            .exhausted_reported = true, .mark_ids = ids, .mark_hashes = hashes,
-                           .mark_left = left, .n_marks = 1};
+                           .mark_left = left, .mark_held = held, .n_marks = 1};
     assert_int_equal(kcw_store_track_put(s, &t), 0);
     kcw_store_close(s);
     s = open_ok(f);
@@ -411,8 +416,27 @@ static void test_track_round_trip(void **state)
     assert_int_equal(seen.n_marks, 1);
     assert_true(seen.mark_hash == 0x8000000000000001ULL);
     assert_true(seen.mark_left);
+    assert_true(seen.mark_held); /* an unfixable task left out stays left out */
     assert_true(seen.said == 0xfedcba9876543210ULL);
     assert_true(seen.reported);
+    kcw_store_close(s);
+
+    /* a row written before held marks existed: [id, hash, left] loads as not held */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/kcwatch.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE restart_track SET marks = "
+                                      "'[[0,\"8000000000000001\",true]]'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    s = open_ok(f);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(kcw_store_track_load(s, on_track, &seen), 1);
+    assert_int_equal(seen.n_marks, 1);
+    assert_true(seen.mark_left);
+    assert_false(seen.mark_held);
     assert_int_equal(kcw_store_track_delete(s, "c1", "orders", 0), 0);
     memset(&seen, 0, sizeof(seen));
     assert_int_equal(kcw_store_track_load(s, on_track, &seen), 0);
