@@ -353,9 +353,8 @@ uint64_t kcw_engine_group_missed(const kcw_engine_t *e, size_t gi)
 
 static void set_health(kcw_engine_t *e, rule_state_t *r, const char *error, int64_t now)
 {
-    bool changed = error ? r->health != KCW_RULE_HEALTH_ERR || !r->last_error ||
-                               strcmp(r->last_error, error) != 0
-                         : r->health == KCW_RULE_HEALTH_ERR;
+    bool episode = error ? r->health != KCW_RULE_HEALTH_ERR : r->health == KCW_RULE_HEALTH_ERR;
+    bool changed = episode || (error && (!r->last_error || strcmp(r->last_error, error) != 0));
     char *copy = error ? strdup(error) : NULL;
     if (error && !copy)
         return; /* keep the old text rather than lose the state */
@@ -363,7 +362,7 @@ static void set_health(kcw_engine_t *e, rule_state_t *r, const char *error, int6
     r->last_error = copy;
     r->health = error ? KCW_RULE_HEALTH_ERR : KCW_RULE_HEALTH_OK;
     if (changed && e->hooks.health)
-        e->hooks.health(e->hooks.arg, r->group, r->rule, error, now);
+        e->hooks.health(e->hooks.arg, r->group, r->rule, error, episode, now);
 }
 
 /* One hook call per alert that became pending, firing or resolved at now,

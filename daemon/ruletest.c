@@ -1292,8 +1292,9 @@ static void run_free(run_t *r)
 /* An evaluation that failed for a reason the test did not script (a duplicate
  * label set, a group limit): shown once per rule, the test goes on. */
 static void on_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
-                      const char *error, int64_t now_ms)
+                      const char *error, bool episode, int64_t now_ms)
 {
+    (void)episode;
     run_t *r = arg;
     if (!error)
         return;

@@ -172,14 +172,16 @@ static void hook_gone(void *arg, const kcw_rule_group_t *group, const kcw_rule_t
                            labels);
 }
 
+/* Loud once per failure episode: a peer that fails with changing words
+ * ("Connection reset", "select/poll returned error") is one episode. */
 static void hook_health(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
-                        const char *error, int64_t now_ms)
+                        const char *error, bool episode, int64_t now_ms)
 {
     (void)arg;
     (void)now_ms;
     if (error)
-        kcw_log(KCW_LOG_WARN, "rule evaluation failed", "rule", rule->alert, "group", group->name,
-                "error", error, NULL);
+        kcw_log(episode ? KCW_LOG_WARN : KCW_LOG_DEBUG, "rule evaluation failed", "rule",
+                rule->alert, "group", group->name, "error", error, NULL);
     else
         kcw_log(KCW_LOG_INFO, "rule evaluation recovered", "rule", rule->alert, "group",
                 group->name, NULL);

@@ -103,9 +103,11 @@ typedef struct kcw_engine_hooks {
     void (*gone)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
                  const kcw_labels_t *labels);
     /* A rule's health changed: error is the new last error, NULL when it
-     * recovered. Called once per change, not per round. */
+     * recovered. Called once per change, not per round; episode is true when
+     * the rule was not failing before (a new error text within one failure
+     * episode has it false). */
     void (*health)(void *arg, const kcw_rule_group_t *group, const kcw_rule_t *rule,
-                   const char *error, int64_t now_ms);
+                   const char *error, bool episode, int64_t now_ms);
     /* A group was evaluated (a tick's round, or its connect: rules on a
      * changed poll): how many of its rules failed, and how long it took. */
     void (*evaluated)(void *arg, const kcw_rule_group_t *group, size_t failed_rules,

@@ -55,6 +55,7 @@ typedef struct seen {
     int transitions;
     char last_transition[32];
     int health_changes;
+    int health_episodes; /* changes that began a failure episode */
     char last_error[256];
     bool budget_on;
     int states, gones;
@@ -141,13 +142,15 @@ static void on_transition(void *arg, const kcw_alert_t *a, const char *what, int
 }
 
 static void on_health(void *arg, const kcw_rule_group_t *g, const kcw_rule_t *r,
-                      const char *error, int64_t now)
+                      const char *error, bool episode, int64_t now)
 {
     (void)g;
     (void)r;
     (void)now;
     seen_t *s = arg;
     s->health_changes++;
+    if (episode && error)
+        s->health_episodes++;
     snprintf(s->last_error, sizeof(s->last_error), "%s", error ? error : "");
 }
 
@@ -351,6 +354,38 @@ static void test_skipped_tick(void **state)
     assert_int_equal(kcw_engine_group_begin(f->e, 1, f->view, 1, T0 + 100000, &nq), 0);
     kcw_engine_group_cancel(f->e, 1);
     assert_int_equal(kcw_engine_rounds(f->e), 1);
+}
+
+/* One failure episode whose error text changes from round to round (a peer
+ * resetting connections fails with changing words) is reported as changes,
+ * but begins one episode; a new failure after a recovery begins another. */
+static void test_health_episodes(void **state)
+{
+    fixture_t *f = *state;
+    size_t lag = rule_index(f->e, "Lag");
+    const char *errors[] = {"Recv failure: Connection reset by peer",
+                            "select/poll returned error",
+                            "Recv failure: Connection reset by peer"};
+    for (int i = 0; i < 3; i++) {
+        size_t nq = 0;
+        assert_int_equal(kcw_engine_group_begin(f->e, 1, f->view, 1, T0 + 40000 + i * 30000, &nq),
+                         0);
+        for (size_t q = 0; q < nq; q++)
+            kcw_engine_group_result(f->e, 1, q, NULL, errors[i]);
+        kcw_engine_group_finish(f->e, 1, T0 + 40000 + i * 30000);
+        assert_string_equal(kcw_engine_rule_last_error(f->e, lag), errors[i]);
+    }
+    /* Every rule of the group failed the same way: three changes each, one
+     * episode each. */
+    int rules = f->seen.health_episodes;
+    assert_true(rules >= 1);
+    assert_int_equal(f->seen.health_changes, 3 * rules);
+    kcw_prom_sample_t s = sample("orders", 1);
+    prom_round(f, 1, T0 + 130000, &s, 1);
+    assert_int_equal(kcw_engine_rule_health(f->e, lag), KCW_RULE_HEALTH_OK);
+    prom_round(f, 1, T0 + 160000, NULL, 0);
+    assert_int_equal(f->seen.health_episodes, 2 * rules);
+    kcw_labels_clear(&s.metric);
 }
 
 static void test_failed_query_keeps_alerts(void **state)
@@ -643,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_healing_holds_firing_alert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_spread_and_override, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skipped_tick, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_episodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_query_keeps_alerts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_drops_alerts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_labelset_message, setup, teardown),
