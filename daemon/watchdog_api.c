@@ -264,6 +264,33 @@ int kcw_wd_silences_start(kcw_watchdog_t *wd)
     return 0;
 }
 
+/* Storms in progress for the status page: the KcwatchFailureStorm alerts the
+ * remediator raises (storm.h) among the engine's built-in alerts. */
+static size_t statuspage_storms(void *arg, kcw_statuspage_storm_t *out, size_t max)
+{
+    kcw_watchdog_t *wd = arg;
+    const kcw_alert_set_t *set = wd->gen ? kcw_engine_budget_alerts(wd->gen->engine) : NULL;
+    size_t total = 0;
+    for (size_t i = 0; set && i < kcw_alert_set_count(set); i++) {
+        const kcw_alert_t *a = kcw_alert_set_at(set, i);
+        const char *name = kcw_labels_get(&a->labels, "alertname");
+        if (!name || strcmp(name, KCW_STORM_ALERT) != 0 || a->state == KCW_ALERT_INACTIVE)
+            continue;
+        if (total < max) {
+            const char *tasks = kcw_labels_get(&a->annotations, "tasks");
+            out[total] = (kcw_statuspage_storm_t){
+                .cluster = kcw_labels_get(&a->labels, "cluster"),
+                .key = kcw_labels_get(&a->labels, "root_cause"),
+                .n_failed = tasks ? strtoul(tasks, NULL, 10) : 0,
+                .since_ms = a->active_at_ms,
+                .action = kcw_labels_get(&a->annotations, "canary"),
+            };
+        }
+        total++;
+    }
+    return total;
+}
+
 /* The status page reads the current generation's parts (statuspage.h). */
 static void statuspage_sources(void *arg, kcw_statuspage_sources_t *src)
 {
@@ -280,7 +307,9 @@ static void statuspage_sources(void *arg, kcw_statuspage_sources_t *src)
                                       .reload_ok = wd->reload_ok,
                                       .ready = wd->ready,
                                       .reload_ok_ms = wd->reload_ok_ms,
-                                      .reload_at_ms = wd->reload_at_ms};
+                                      .reload_at_ms = wd->reload_at_ms,
+                                      .storms = statuspage_storms,
+                                      .storms_arg = wd};
 }
 
 int kcw_wd_admin_start(kcw_watchdog_t *wd)

@@ -44,6 +44,7 @@
 #include "kcwatch/silence.h"
 #include "kcwatch/silence_api.h"
 #include "kcwatch/statuspage.h"
+#include "kcwatch/storm.h"
 #include "kcwatch/store.h"
 
 #define STORE_PRUNE_MS (60 * 60 * 1000)     /* audit retention pruning */

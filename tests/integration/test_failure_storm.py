@@ -14,6 +14,7 @@ succeeds. Measured:
 The safety rules stay: a PAUSED connector among the failures is never
 restarted."""
 
+import html
 import json
 import os
 import sys
@@ -44,6 +45,12 @@ def api_alerts(h):
     url = "http://%s/api/v1/alerts" % h.config["global"]["listen"]
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.load(r)["data"]["alerts"]
+
+
+def status_page(h):
+    url = "http://%s/" % h.config["global"]["listen"]
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode("utf-8")
 
 
 def hold_until(h, deadline, what):
@@ -84,6 +91,13 @@ def test_storm_canary_then_paced_release():
         h.check(len(firing) == N, "%d task alerts in the API, want %d" % (len(firing), N))
         h.check(not h.sink.find_alerts("ConnectTaskFailed"),
                 "member task alerts were notified during the storm")
+        # The status page lists the storm in progress (escaped root cause).
+        page = status_page(h)
+        storms = page[page.index('id="storms"'):]
+        storms = storms[:storms.index("</section>")]
+        h.check("(1)" in storms and "c1" in storms and html.escape(ROOT_CAUSE, quote=False) in storms
+                and "<td class=\"num\">%d</td>" % N in storms,
+                "the status page's storms section:\n%s" % storms)
 
         hold_until(h, t0 + CAUSE_SECONDS, "the cause to persist for %ds" % CAUSE_SECONDS)
         during = [r for r in h.fake.restarts() if r.time <= t0 + CAUSE_SECONDS]
