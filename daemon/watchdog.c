@@ -2,150 +2,15 @@
  *
  * What to evaluate, when, and what follows from it is the engine's
  * (engine.h); the watchdog connects it to the world, in the files that
- * watchdog_int.h lists. This one holds the lifecycle. A generation is one
- * configuration: config, rules, the engine evaluating them, the Connect
- * client polling with them and one timer per rule group. Reload builds a
- * new generation whose engine takes the alert states over; the old one is
- * retired once its handles are closed. Stop hands ownership over (ha), saves
+ * watchdog_int.h lists. This one holds the lifecycle. Start opens the store,
+ * joins the other instances (ha), starts the admin server and the first
+ * generation (watchdog_gen.c: one configuration's engine, clients and
+ * timers). Reload loads the new configuration, has its PromQL checked
+ * (reload_gate.h) and builds a new generation whose engine takes the alert
+ * states over; the old one is retired. Stop hands ownership over (ha), saves
  * the alert states, and closes the notifier, the generation and the HTTP
  * client in an order where no callback reaches freed memory. */
 #include "watchdog_int.h"
-
-/* --- generations --------------------------------------------------------- */
-
-static void generation_free(generation_t *g)
-{
-    if (!g)
-        return;
-    kcw_engine_free(g->engine);
-    for (size_t i = 0; i < g->n_timers; i++)
-        free(g->timers[i].queries);
-    free(g->timers);
-    kcw_ruleset_free(g->rules);
-    kcw_config_free(g->cfg);
-    free(g);
-}
-
-static void generation_closed_one(generation_t *g)
-{
-    if (--g->closing > 0)
-        return;
-    kcw_watchdog_t *wd = g->wd;
-    generation_free(g);
-    wd->retiring--;
-}
-
-static void on_cn_closed(void *arg)
-{
-    generation_closed_one(arg);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    generation_closed_one(h->data);
-}
-
-/* Builds a generation's engine (taking alert states over from prev) and its
- * group timers' query contexts; nothing runs yet. */
-static int generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *prev)
-{
-    kcw_engine_opts_t opts = {.default_interval_ms = g->cfg->evaluation_interval_ms,
-                              .spread = true,
-                              .external_labels = &g->cfg->external_labels,
-                              .prometheus_url = g->cfg->prometheus.external_url
-                                                    ? g->cfg->prometheus.external_url
-                                                    : g->cfg->prometheus.url,
-                              .external_url = g->cfg->external_url};
-    kcw_engine_hooks_t hooks = kcw_wd_engine_hooks(wd);
-    size_t n = g->rules->n_groups;
-    g->timers = calloc(n ? n : 1, sizeof(*g->timers));
-    if (!g->timers)
-        return -ENOMEM;
-    g->n_timers = n;
-    for (size_t gi = 0; gi < n; gi++) {
-        group_timer_t *gt = &g->timers[gi];
-        gt->gen = g;
-        gt->gi = gi;
-        size_t nq = 0;
-        for (size_t r = 0; r < g->rules->groups[gi].n_rules; r++)
-            nq += g->rules->groups[gi].rules[r].connect == NULL;
-        gt->queries = calloc(nq ? nq : 1, sizeof(*gt->queries));
-        if (!gt->queries)
-            return -ENOMEM;
-        gt->n_queries = nq;
-        for (size_t qi = 0; qi < nq; qi++)
-            gt->queries[qi] = (query_ctx_t){.gt = gt, .qi = qi};
-    }
-    /* Last: on success the engine has taken prev's alert states. */
-    g->engine = kcw_engine_new(g->rules, &opts, &hooks, prev ? prev->engine : NULL, wall_now_ms());
-    return g->engine ? 0 : -ENOMEM;
-}
-
-static int generation_start(kcw_watchdog_t *wd, generation_t *g)
-{
-    g->cn = kcw_connect_new(wd->loop, wd->http, g->cfg, kcw_wd_on_poll, wd);
-    if (!g->cn)
-        return -ENOMEM;
-    g->running = true;
-    if (kcw_engine_has_expr(g->engine)) {
-        g->prom = kcw_prom_new(wd->http, &g->cfg->prometheus);
-        if (!g->prom)
-            kcw_log(KCW_LOG_ERROR, "PromQL rules cannot run: no usable Prometheus client", "url",
-                    g->cfg->prometheus.url ? g->cfg->prometheus.url : "", NULL);
-        g->pq = kcw_promql_verifier_new(wd->loop, wd->http, &g->cfg->prometheus, g->rules);
-    }
-    g->tq = kcw_tquery_new(wd->http, &g->cfg->prometheus, g->cfg->evaluation_interval_ms,
-                           wall_now_ms);
-    g->tenv = (kcw_template_env_t){.external_url = g->cfg->external_url,
-                                   .query = g->tq ? kcw_tquery_query : NULL,
-                                   .query_arg = g->tq};
-    kcw_rules_set_template_env(g->rules, &g->tenv);
-    /* The schedule starts now, on both clocks. */
-    uv_update_time(wd->loop);
-    int64_t start = wall_now_ms();
-    kcw_engine_set_start(g->engine, start);
-    kcw_log(KCW_LOG_DEBUG, "rule group schedule starts", KCW_LOG_INT("start_ms", start), NULL);
-    for (size_t i = 0; i < g->n_timers; i++) {
-        group_timer_t *gt = &g->timers[i];
-        uv_timer_init(wd->loop, &gt->timer);
-        gt->timer.data = gt;
-        g->closing++;
-        int64_t interval = kcw_engine_group_interval_ms(g->engine, i);
-        uv_timer_start(&gt->timer, kcw_wd_on_group_timer,
-                       (uint64_t)kcw_engine_group_first_tick_ms(g->engine, i), (uint64_t)interval);
-    }
-    g->closing++; /* the Connect client */
-    return kcw_connect_start(g->cn);
-}
-
-static void generation_retire(kcw_watchdog_t *wd, generation_t *g)
-{
-    if (!g)
-        return;
-    wd->retiring++;
-    g->retired = true;
-    /* Queries in flight come back cancelled, from inside this call. */
-    kcw_prom_free(g->prom);
-    g->prom = NULL;
-    kcw_rules_set_template_env(g->rules, NULL);
-    kcw_tquery_free(g->tq);
-    g->tq = NULL;
-    if (g->pq) {
-        g->closing++;
-        kcw_promql_verifier_close(g->pq, on_cn_closed, g);
-        g->pq = NULL;
-    }
-    for (size_t i = 0; g->running && i < g->n_timers; i++) {
-        g->timers[i].timer.data = g;
-        uv_close((uv_handle_t *)&g->timers[i].timer, on_timer_closed);
-    }
-    if (g->cn)
-        kcw_connect_close(g->cn, on_cn_closed, g);
-    else if (g->closing == 0) {
-        g->closing = 1;
-        generation_closed_one(g);
-    }
-}
 
 /* --- public -------------------------------------------------------------- */
 
@@ -182,7 +47,7 @@ kcw_watchdog_t *kcw_watchdog_new(uv_loop_t *loop, kcw_config_t *cfg, kcw_ruleset
     wd->reload_gate = (kcw_reload_gate_t){.apply = reload_apply, .refused = reload_refused,
                                           .arg = wd};
     if (!wd->http || !wd->metrics || kcw_metrics_declare_self(wd->metrics, KCW_VERSION) < 0 ||
-        generation_build(wd, g, NULL) < 0) {
+        kcw_wd_generation_build(wd, g, NULL) < 0) {
         /* The client's handles close when the caller runs the loop. */
         if (wd->http)
             kcw_http_close(wd->http, NULL, NULL);
@@ -225,7 +90,7 @@ int kcw_watchdog_start(kcw_watchdog_t *wd)
     rc = kcw_wd_admin_start(wd);
     if (rc < 0)
         return rc;
-    rc = generation_start(wd, g);
+    rc = kcw_wd_generation_start(wd, g);
     if (rc < 0)
         return rc;
     kcw_remediator_set_connect(wd->rem, g->cn);
@@ -346,9 +211,9 @@ static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules)
     g->cfg = cfg;
     g->rules = rules;
     generation_t *old = wd->gen;
-    if (generation_build(wd, g, old) < 0) {
+    if (kcw_wd_generation_build(wd, g, old) < 0) {
         /* The engine takes nothing over unless it was built whole. */
-        generation_free(g);
+        kcw_wd_generation_free(g);
         kcw_log(KCW_LOG_ERROR, "reload failed: out of memory; keeping the running configuration",
                 NULL);
         wd->reload_ok = false;
@@ -373,9 +238,9 @@ static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules)
     if (strcmp(old->cfg->state_dir, cfg->state_dir) != 0)
         kcw_log(KCW_LOG_WARN, "global.state_dir changed: restart kcwatch for it to take effect",
                 "in_use", old->cfg->state_dir, "configured", cfg->state_dir, NULL);
-    int rc = generation_start(wd, g);
+    int rc = kcw_wd_generation_start(wd, g);
     kcw_remediator_set_connect(wd->rem, g->cn);
-    generation_retire(wd, old);
+    kcw_wd_generation_retire(wd, old);
     kcw_log(KCW_LOG_INFO, "configuration reloaded", "config", path ? path : "(built-in defaults)",
             NULL);
     wd->reload_ok = true;
@@ -453,7 +318,7 @@ void kcw_watchdog_stop(kcw_watchdog_t *wd)
     if (wd->admin)
         kcw_admin_close(wd->admin, NULL, NULL);
     wd->admin = NULL;
-    generation_retire(wd, g);
+    kcw_wd_generation_retire(wd, g);
     if (wd->http && !ha)
         kcw_http_close(wd->http, on_http_closed, wd);
 }
@@ -463,7 +328,7 @@ void kcw_watchdog_free(kcw_watchdog_t *wd)
     if (!wd)
         return;
     if (wd->gen && !wd->started)
-        generation_free(wd->gen);
+        kcw_wd_generation_free(wd->gen);
     kcw_remediator_free(wd->rem);
     kcw_store_close(wd->store); /* after the notifier: its queue stays in the outbox */
     kcw_silences_free(wd->silences);

@@ -2,7 +2,8 @@
  *
  * The watchdog (kcwatch/watchdog.h is its whole interface) is one module in
  * several files, one concern each:
- *   watchdog.c         generations, start, reload and stop: the lifecycle
+ *   watchdog.c         start, reload and stop: the lifecycle
+ *   watchdog_gen.c     generations: one configuration's engine, clients, timers
  *   watchdog_rounds.c  group timers to Prometheus to the engine; polls to the engine
  *   watchdog_hooks.c   what the engine and the remediator hand back: restarts,
  *                      notifications, alert state for the store, transitions
@@ -127,6 +128,17 @@ static inline int64_t wall_now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* watchdog_gen.c */
+/* Builds g's engine (taking alert states over from prev, may be NULL) and
+ * its group timers' query contexts; nothing runs yet. 0 or -ENOMEM. */
+int kcw_wd_generation_build(kcw_watchdog_t *wd, generation_t *g, generation_t *prev);
+/* Starts g's Connect client, Prometheus client, verifier and timers. */
+int kcw_wd_generation_start(kcw_watchdog_t *wd, generation_t *g);
+/* Stops g; it is freed once its handles are closed (wd->retiring counts). */
+void kcw_wd_generation_retire(kcw_watchdog_t *wd, generation_t *g);
+/* Frees a generation that never started (or whose handles are closed). */
+void kcw_wd_generation_free(generation_t *g);
 
 /* watchdog_ha.c */
 int kcw_wd_ha_start(kcw_watchdog_t *wd); /* with ha.etcd configured; 0 without */
