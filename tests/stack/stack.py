@@ -265,7 +265,11 @@ class Broker:
             "group.initial.rebalance.delay.ms": 0,
             "auto.create.topics.enable": "true",
         })
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # An id starting with '-' reads as an option to kafka-storage's argument
+        # parser (1 in 64 of them): Kafka's own Uuid.randomUuid() skips those too.
+        cluster_id = "-"
+        while cluster_id.startswith("-"):
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = JavaProcess("storage-format", self.dir,
                           ["-cp", self.cp, "kafka.tools.StorageTool", "format", "-t",
                            cluster_id, "-c", self.config], heap="256m").start()
