@@ -65,3 +65,26 @@ char *kcw_fuzz_string(const uint8_t *data, size_t size)
     s[size] = '\0';
     return s;
 }
+
+const char **kcw_fuzz_lines(char *text, size_t *n_out)
+{
+    size_t n = 0, cap = 16;
+    const char **lines = malloc(cap * sizeof(*lines));
+    if (!lines)
+        abort();
+    for (char *line = text, *next; line && n < KCW_FUZZ_MAX_LINES; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (n == cap) {
+            const char **more = realloc(lines, 2 * cap * sizeof(*lines));
+            if (!more)
+                abort();
+            lines = more;
+            cap *= 2;
+        }
+        lines[n++] = line;
+    }
+    *n_out = n;
+    return lines;
+}

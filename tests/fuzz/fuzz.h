@@ -23,5 +23,10 @@ int kcw_fuzz_timed(void (*fn)(const uint8_t *data, size_t size), const uint8_t *
                    size_t size);
 /* data as a NUL-terminated string (malloc'd; embedded NULs cut it short). */
 char *kcw_fuzz_string(const uint8_t *data, size_t size);
+/* Splits text in place at each '\n' into NUL-terminated lines and returns
+ * them (malloc'd array of pointers into text; *n_out set), at most
+ * KCW_FUZZ_MAX_LINES of them: the rest is left out. */
+#define KCW_FUZZ_MAX_LINES 65536
+const char **kcw_fuzz_lines(char *text, size_t *n_out);
 
 #endif

@@ -14,21 +14,8 @@
 static void one_input(const uint8_t *data, size_t size)
 {
     char *text = kcw_fuzz_string(data, size);
-    size_t n = 0, cap = 16;
-    const char **recs = malloc(cap * sizeof(*recs));
-    for (char *line = text, *next; recs && line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        if (n == cap) {
-            const char **more = realloc(recs, 2 * cap * sizeof(*recs));
-            if (!more)
-                break;
-            recs = more;
-            cap *= 2;
-        }
-        recs[n++] = line;
-    }
+    size_t n = 0;
+    const char **recs = kcw_fuzz_lines(text, &n);
     uv_loop_t loop;
     uv_loop_init(&loop);
     /* A real config, so the routing tree is built as the daemon builds it. */
@@ -42,7 +29,7 @@ static void one_input(const uint8_t *data, size_t size)
     if (!cfg)
         abort(); /* the harness itself is broken: say so, do not pass */
     kcw_notifier_t *nt = cfg ? kcw_notifier_new(&loop, NULL, cfg, NULL, NULL) : NULL;
-    if (nt && recs) {
+    if (nt) {
         kcw_notifier_adopt_records(nt, recs, n, 3600000, 1000);
         kcw_alert_t a;
         memset(&a, 0, sizeof(a));

@@ -15,21 +15,8 @@
 static void one_input(const uint8_t *data, size_t size)
 {
     char *text = kcw_fuzz_string(data, size);
-    size_t n = 0, cap = 16;
-    const char **recs = malloc(cap * sizeof(*recs));
-    for (char *line = text, *next; recs && line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        if (n == cap) {
-            const char **more = realloc(recs, 2 * cap * sizeof(*recs));
-            if (!more)
-                break;
-            recs = more;
-            cap *= 2;
-        }
-        recs[n++] = line;
-    }
+    size_t n = 0;
+    const char **recs = kcw_fuzz_lines(text, &n);
     uv_loop_t loop;
     uv_loop_init(&loop);
     kcw_config_t *cfg = NULL;
@@ -41,7 +28,7 @@ static void one_input(const uint8_t *data, size_t size)
     if (!cfg)
         abort(); /* the harness itself is broken: say so, do not pass */
     kcw_remediator_t *r = kcw_remediator_new(&loop, NULL, &cfg->remediation, NULL, NULL);
-    if (r && recs) {
+    if (r) {
         kcw_ha_restarts_adopt(r, "me", recs, n, 1800000000000LL);
         kcw_instance_t *out = NULL;
         size_t n_out = 0;
