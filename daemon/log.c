@@ -35,15 +35,29 @@ static struct {
     FILE *out;
     char *secrets[MAX_SECRETS];
     size_t n_secrets;
-} logger = {KCW_LOG_LOGFMT, KCW_LOG_INFO, NULL, {0}, 0};
+    int pin_format; /* the command line's, or -1 */
+    int pin_level;
+} logger = {KCW_LOG_LOGFMT, KCW_LOG_INFO, NULL, {0}, 0, -1, -1};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void kcw_log_setup(kcw_log_format_t format, kcw_log_level_t level, FILE *out)
 {
-    logger.format = format;
-    logger.level = level;
     logger.out = out;
+    kcw_log_configure(format, level);
+}
+
+void kcw_log_configure(kcw_log_format_t format, kcw_log_level_t level)
+{
+    logger.format = logger.pin_format >= 0 ? (kcw_log_format_t)logger.pin_format : format;
+    logger.level = logger.pin_level >= 0 ? (kcw_log_level_t)logger.pin_level : level;
+}
+
+void kcw_log_pin(int format, int level)
+{
+    logger.pin_format = format;
+    logger.pin_level = level;
+    kcw_log_configure(logger.format, logger.level);
 }
 
 int kcw_log_level_parse(const char *s)
@@ -95,6 +109,8 @@ void kcw_log_reset(void)
     logger.format = KCW_LOG_LOGFMT;
     logger.level = KCW_LOG_INFO;
     logger.out = NULL;
+    logger.pin_format = -1;
+    logger.pin_level = -1;
 }
 
 int kcw_log_enabled(kcw_log_level_t level)

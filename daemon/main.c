@@ -131,26 +131,15 @@ static void command_help(const command_t *c, FILE *out)
     fprintf(out, "usage: kcwatch %s %s\n\n%s", c->name, c->synopsis, c->help);
 }
 
-/* --log-level / --log-format as given (-1: not given); they override the
- * config's global.log. */
-static struct {
-    int level;
-    int format;
-} log_override = {-1, -1};
-
 /* Sets the logger up from cfg's global.log (NULL: the defaults), with
- * level_floor raising the level for the one-shot commands, and the command
- * line on top. */
+ * level_floor raising the level for the one-shot commands; --log-level and
+ * --log-format are pinned (kcw_log_pin) and win here and on every reload. */
 static void log_setup(const kcw_config_t *cfg, int level_floor)
 {
     int format = cfg ? cfg->log_format : KCW_LOG_LOGFMT;
     int level = cfg ? cfg->log_level : KCW_LOG_INFO;
     if (level < level_floor)
         level = level_floor;
-    if (log_override.format >= 0)
-        format = log_override.format;
-    if (log_override.level >= 0)
-        level = log_override.level;
     kcw_log_setup((kcw_log_format_t)format, (kcw_log_level_t)level, stderr);
 }
 
@@ -854,6 +843,7 @@ int main(int argc, char **argv)
     };
     const char *config = NULL, *since = "24h", *connector = NULL;
     bool json = false, strict = false;
+    int log_level = -1, log_format = -1; /* -1: not given */
     unsigned used = 0;
     optind = 2;
     int opt;
@@ -866,7 +856,7 @@ int main(int argc, char **argv)
         case 'C': connector = optarg; used |= OPT_CONNECTOR; break;
         case 'L':
             used |= OPT_LOG;
-            if ((log_override.level = kcw_log_level_parse(optarg)) < 0) {
+            if ((log_level = kcw_log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "kcwatch %s: --log-level %s: expected debug, info, warn or error\n",
                         cmd->name, optarg);
                 return 2;
@@ -875,9 +865,9 @@ int main(int argc, char **argv)
         case 'F':
             used |= OPT_LOG;
             if (strcmp(optarg, "logfmt") == 0) {
-                log_override.format = KCW_LOG_LOGFMT;
+                log_format = KCW_LOG_LOGFMT;
             } else if (strcmp(optarg, "json") == 0) {
-                log_override.format = KCW_LOG_JSON;
+                log_format = KCW_LOG_JSON;
             } else {
                 fprintf(stderr, "kcwatch %s: --log-format %s: expected logfmt or json\n",
                         cmd->name, optarg);
@@ -906,8 +896,10 @@ int main(int argc, char **argv)
         command_help(cmd, stderr);
         return 2;
     }
-    if (log_override.level >= 0 || log_override.format >= 0)
+    if (log_level >= 0 || log_format >= 0) {
+        kcw_log_pin(log_format, log_level);
         log_setup(NULL, KCW_LOG_DEBUG); /* for what logs before the config is read */
+    }
     if (strcmp(cmd->name, "run") == 0)
         return cmd_run(config, strict);
     if (strcmp(cmd->name, "check") == 0)

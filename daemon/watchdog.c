@@ -220,6 +220,8 @@ static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules)
         kcw_sdnotify_ready(wd->sd);
         return -ENOMEM;
     }
+    /* global.log first, so what the switch logs follows it (pinned flags win). */
+    kcw_log_configure((kcw_log_format_t)cfg->log_format, (kcw_log_level_t)cfg->log_level);
     if (wd->admin)
         kcw_admin_conf_apply(wd->admin, old->cfg, cfg);
     wd->gen = g;

@@ -31,7 +31,15 @@ typedef enum {
     KCW_LOG_JSON,
 } kcw_log_format_t;
 
+/* Format, level and output (NULL: stderr); a pinned format or level wins. */
 void kcw_log_setup(kcw_log_format_t format, kcw_log_level_t level, FILE *out);
+/* The same, keeping the output: a configuration's global.log, at start and
+ * on every reload. */
+void kcw_log_configure(kcw_log_format_t format, kcw_log_level_t level);
+/* Pins the format and/or level (a kcw_log_format_t / kcw_log_level_t, or -1:
+ * not pinned) against every later setup or configure: the command line's
+ * --log-format / --log-level over the config's. Applies them now. */
+void kcw_log_pin(int format, int level);
 /* "debug" "info" "warn" "error" -> level; -1 when unknown. */
 int kcw_log_level_parse(const char *s);
 /* Remember a secret to redact (copied). Empty strings are ignored. The list
@@ -44,7 +52,7 @@ void kcw_log_add_secret(const char *secret);
 char *kcw_log_redact(const char *text);
 /* How many secrets are remembered (tests). */
 size_t kcw_log_secret_count(void);
-/* Forget all secrets and restore defaults (tests, shutdown). */
+/* Forget all secrets and pins and restore defaults (tests, shutdown). */
 void kcw_log_reset(void);
 void kcw_log(kcw_log_level_t level, const char *msg, ...) __attribute__((sentinel));
 

@@ -138,6 +138,37 @@ static void test_secrets_rotate_without_limit(void **state)
     free(out);
 }
 
+/* A reload's global.log applies, except what the command line pinned. */
+static void test_configure_keeps_pins(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_INFO, f);
+    assert_false(kcw_log_enabled(KCW_LOG_DEBUG));
+    kcw_log_configure(KCW_LOG_LOGFMT, KCW_LOG_DEBUG); /* a reload to debug */
+    assert_true(kcw_log_enabled(KCW_LOG_DEBUG));
+    kcw_log(KCW_LOG_DEBUG, "after reload", NULL); /* same output, still open */
+    kcw_log_pin(KCW_LOG_JSON, -1); /* --log-format json only */
+    kcw_log_configure(KCW_LOG_LOGFMT, KCW_LOG_WARN);
+    assert_false(kcw_log_enabled(KCW_LOG_INFO));
+    kcw_log(KCW_LOG_WARN, "pinned json", NULL);
+    kcw_log_pin(-1, KCW_LOG_ERROR); /* --log-level error only */
+    kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_DEBUG, f);
+    assert_false(kcw_log_enabled(KCW_LOG_WARN));
+    kcw_log(KCW_LOG_ERROR, "pinned error", NULL);
+    fclose(f);
+    assert_non_null(strstr(buf, "level=debug msg=\"after reload\""));
+    assert_non_null(strstr(buf, "\"msg\":\"pinned json\""));
+    assert_non_null(strstr(buf, "level=error msg=\"pinned error\""));
+    free(buf);
+    kcw_log_reset(); /* pins go too */
+    kcw_log_configure(KCW_LOG_LOGFMT, KCW_LOG_DEBUG);
+    assert_true(kcw_log_enabled(KCW_LOG_DEBUG));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +177,7 @@ int main(void)
         cmocka_unit_test_teardown(test_typed_fields, teardown),
         cmocka_unit_test_teardown(test_urls_redacted, teardown),
         cmocka_unit_test_teardown(test_secrets_rotate_without_limit, teardown),
+        cmocka_unit_test_teardown(test_configure_keeps_pins, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
