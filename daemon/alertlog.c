@@ -65,12 +65,29 @@ static int what_index(const char *what)
     return W_PENDING;
 }
 
+/* One line per transition. A label the alert lacks (no connect fields on a
+ * PromQL-only alert) is left out rather than printed empty: the present
+ * pairs are packed first and the first NULL key ends the list. */
 static void log_one(const kcw_alert_t *a, const char *what, int64_t now_ms)
 {
-    kcw_log(a->state == KCW_ALERT_FIRING ? KCW_LOG_WARN : KCW_LOG_INFO, what, "alertname",
-            label(a, "alertname"), "cluster", label(a, "cluster"), "connector",
-            label(a, "connector"), "task", label(a, "task"), "state", label(a, "state"),
-            "worker_id", label(a, "worker_id"), KCW_LOG_INT("eval_ms", now_ms), NULL);
+    static const char *const names[] = {"alertname", "cluster",   "connector",
+                                        "task",      "state",     "worker_id"};
+    enum { N_NAMES = sizeof(names) / sizeof(names[0]) };
+    const char *kv[2 * (N_NAMES + 1)] = {0};
+    size_t n = 0;
+    for (size_t i = 0; i < N_NAMES; i++) {
+        const char *v = label(a, names[i]);
+        if (*v) {
+            kv[n++] = names[i];
+            kv[n++] = v;
+        }
+    }
+    char ms[24];
+    kv[n++] = KCW_LOG_TYPE_INT "eval_ms";
+    kv[n++] = kcw_log_fmt_int(ms, sizeof ms, now_ms);
+    kcw_log(a->state == KCW_ALERT_FIRING ? KCW_LOG_WARN : KCW_LOG_INFO, what, kv[0], kv[1], kv[2],
+            kv[3], kv[4], kv[5], kv[6], kv[7], kv[8], kv[9], kv[10], kv[11], kv[12], kv[13],
+            NULL);
 }
 
 /* "cluster/connector/task" of a connect alert, else its alertname. */

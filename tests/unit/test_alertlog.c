@@ -170,12 +170,66 @@ static void test_many_alertnames(void **state)
     kcw_alertlog_free(l);
 }
 
+/* A PromQL-only alert (connect: []) has no connect labels: its line leaves
+ * those fields out instead of printing them empty; a connect alert keeps
+ * every one, in order. */
+static void test_absent_fields_left_out(void **state)
+{
+    (void)state;
+    kcw_alertlog_t *l = kcw_alertlog_new(0);
+    assert_non_null(l);
+    capture_t c;
+    capture_start(&c);
+    kcw_alert_t p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(kcw_labels_set(&p.labels, "alertname", "KafkaConnectWorkerDown"), 0);
+    assert_int_equal(kcw_labels_set(&p.labels, "severity", "critical"), 0);
+    p.state = KCW_ALERT_FIRING;
+    kcw_alertlog_note(l, &p, "alert firing", 42);
+    kcw_labels_clear(&p.labels);
+    kcw_alert_t a;
+    alert_make(&a, "ConnectTaskFailed", "orders", 3, KCW_ALERT_INACTIVE);
+    assert_int_equal(kcw_labels_set(&a.labels, "state", "FAILED"), 0);
+    assert_int_equal(kcw_labels_set(&a.labels, "worker_id", "w1:8083"), 0);
+    kcw_alertlog_note(l, &a, "alert resolved", 42);
+    kcw_labels_clear(&a.labels);
+    kcw_alertlog_flush(l);
+    json_t *lines = capture_end(&c);
+    assert_int_equal(json_array_size(lines), 2);
+    json_t *o = json_array_get(lines, 0);
+    assert_string_equal(str(o, "msg"), "alert firing");
+    assert_string_equal(str(o, "alertname"), "KafkaConnectWorkerDown");
+    assert_int_equal(json_integer_value(json_object_get(o, "eval_ms")), 42);
+    static const char *const absent[] = {"cluster", "connector", "task", "state", "worker_id"};
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+        if (json_object_get(o, absent[i]))
+            fail_msg("empty field %s printed: %s", absent[i], str(o, absent[i]));
+    assert_int_equal(json_object_size(o), 5); /* ts, level, msg, alertname, eval_ms */
+    o = json_array_get(lines, 1);
+    static const char *const keys[] = {"ts",   "level", "msg",       "alertname", "cluster",
+                                       "connector", "task", "state", "worker_id", "eval_ms"};
+    assert_int_equal(json_object_size(o), sizeof(keys) / sizeof(keys[0]));
+    size_t i = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        (void)v;
+        assert_string_equal(k, keys[i++]);
+    }
+    assert_string_equal(str(o, "task"), "3");
+    assert_string_equal(str(o, "worker_id"), "w1:8083");
+    assert_int_equal(json_integer_value(json_object_get(o, "eval_ms")), 42);
+    json_decref(lines);
+    kcw_alertlog_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_storm_is_summarised),
         cmocka_unit_test(test_quiet_and_batches),
         cmocka_unit_test(test_many_alertnames),
+        cmocka_unit_test(test_absent_fields_left_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
