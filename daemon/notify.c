@@ -332,6 +332,30 @@ static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
     return h;
 }
 
+/* The labels an alert is grouped by on rt: its own plus the external labels
+ * it lacks that rt groups by, as Alertmanager sees the alert. l itself when
+ * none is added (the usual case: no copy), else *view, which the caller
+ * zeroes once and clears when done; NULL when out of memory. */
+static const kcw_labels_t *group_view(const kcw_notifier_t *n, const kcw_route_t *rt,
+                                      const kcw_labels_t *l, kcw_labels_t *view)
+{
+    const kcw_labels_t *ext = &n->cfg->external_labels;
+    bool copied = false;
+    kcw_labels_clear(view);
+    for (size_t i = 0; i < ext->n; i++) {
+        const kcw_label_t *e = &ext->items[i];
+        if (!grouped_on(rt, e->name) || kcw_labels_get(l, e->name))
+            continue;
+        if ((!copied && kcw_labels_copy(view, l) < 0) ||
+            kcw_labels_set(view, e->name, e->value) < 0) {
+            kcw_labels_clear(view);
+            return NULL;
+        }
+        copied = true;
+    }
+    return copied ? view : l;
+}
+
 /* Hash of the route and the alert's group labels, computed without building
  * them. */
 static uint64_t group_hash(const kcw_route_t *rt, const kcw_labels_t *l)
@@ -1811,15 +1835,21 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
         if (n_routes > ROUTES_PER_ALERT)
             n_routes = ROUTES_PER_ALERT; /* bounded fan-out; the first ones in tree order */
         bool grouped = false;
+        kcw_labels_t view = {0};
         for (size_t r = 0; r < n_routes; r++) {
             const kcw_route_t *rt = routes[r];
-            uint64_t h = group_hash(rt, &a->labels);
-            group_t *g = group_find(n, rt, h, &a->labels);
+            const kcw_labels_t *gl = group_view(n, rt, &a->labels, &view);
+            if (!gl) {
+                oom = true;
+                continue;
+            }
+            uint64_t h = group_hash(rt, gl);
+            group_t *g = group_find(n, rt, h, gl);
             /* No group: its firing was never notified or its group already
              * said goodbye; either way there is no one to tell. */
-            if (!g && resolved && !restored_sent_firing(n, rt, &a->labels, fp))
+            if (!g && resolved && !restored_sent_firing(n, rt, gl, fp))
                 continue;
-            if (!g && !(g = group_new(n, rt, h, &a->labels, now_ms))) {
+            if (!g && !(g = group_new(n, rt, h, gl, now_ms))) {
                 oom = true;
                 continue;
             }
@@ -1827,6 +1857,7 @@ void kcw_notifier_update(kcw_notifier_t *n, const kcw_alert_t *const *alerts, si
                 oom = true;
             grouped = true;
         }
+        kcw_labels_clear(&view);
         if (!grouped && resolved)
             done_add(n, fp, a->resolved_at_ms);
     }
@@ -2129,8 +2160,10 @@ static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool befo
         return;
     const kcw_route_t *routes[ROUTES_PER_ALERT];
     size_t n_routes = kcw_route_match(&n->cfg->route, labels, routes, ROUTES_PER_ALERT);
+    kcw_labels_t view = {0};
     for (size_t r = 0; r < n_routes && r < ROUTES_PER_ALERT; r++) {
-        group_t *g = group_find(n, routes[r], group_hash(routes[r], labels), labels);
+        const kcw_labels_t *gl = group_view(n, routes[r], labels, &view);
+        group_t *g = gl ? group_find(n, routes[r], group_hash(routes[r], gl), gl) : NULL;
         if (!g)
             continue; /* not firing yet: its group will be notified in due course */
         if (!before_first && !g->notified)
@@ -2138,6 +2171,7 @@ static void group_force(kcw_notifier_t *n, const kcw_labels_t *labels, bool befo
         g->due_ms = INT64_MIN;
         g->forced = true;
     }
+    kcw_labels_clear(&view);
     arm_group_timer(n);
 }
 

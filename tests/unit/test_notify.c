@@ -507,6 +507,65 @@ static void test_group_by_variants(void **state)
     kcw_notifier_set_config(f->n, &f->cfg);
 }
 
+/* A route grouping by an external label groups as Alertmanager does, which
+ * sees the external labels on every alert: an alert without the label is in
+ * the external value's group (with an alert carrying that value itself), an
+ * alert with its own value in its own group; the groups stay found on
+ * resolve and by flush_for. */
+static char name_region[] = "region";
+
+static size_t sent_with_key(const fx_t *f, const char *key)
+{
+    for (size_t i = 0; i < f->n_sent; i++)
+        if (strcmp(f->sent[i].key, key) == 0)
+            return i;
+    fail_msg("no notification with group key %s", key);
+    return 0;
+}
+
+static void test_group_by_external_label(void **state)
+{
+    fx_t *f = *state;
+    f->group_by[1] = name_region;
+    f->cfg.route.n_group_by = 2;
+    assert_int_equal(kcw_labels_set(&f->cfg.external_labels, "region", "eu"), 0);
+    start(f);
+    fire(f, 0, "X", "a", 0);
+    fire(f, 1, "X", "b", 0);
+    fire(f, 2, "X", "c", 0);
+    assert_int_equal(kcw_labels_set(&f->al[2].labels, "region", "us"), 0);
+    f->al[2].fingerprint = kcw_labels_fingerprint(&f->al[2].labels);
+    fire(f, 3, "X", "d", 0);
+    assert_int_equal(kcw_labels_set(&f->al[3].labels, "region", "eu"), 0);
+    f->al[3].fingerprint = kcw_labels_fingerprint(&f->al[3].labels);
+    update(f, 0, 0, 1, 2, 3, -1);
+    assert_int_equal(kcw_notifier_group_count(f->n), 2);
+    assert_int_equal(kcw_notifier_flush_due(f->n, WAIT_MS), 2);
+    const sent_t *eu = &f->sent[sent_with_key(f, "{}:{alertname=\"X\", region=\"eu\"}")];
+    assert_int_equal(eu->n, 3);
+    assert_true(sent_has(eu, f->al[0].fingerprint) && sent_has(eu, f->al[1].fingerprint) &&
+                sent_has(eu, f->al[3].fingerprint));
+    const sent_t *us = &f->sent[sent_with_key(f, "{}:{alertname=\"X\", region=\"us\"}")];
+    assert_int_equal(us->n, 1);
+    assert_true(sent_has(us, f->al[2].fingerprint));
+
+    /* Resolving an alert without the label reaches the same group. */
+    resolve(f, 0, 1000);
+    update(f, 1000, 0, 1, 2, 3, -1);
+    assert_int_equal(kcw_notifier_group_count(f->n), 2);
+    kcw_notifier_flush_for(f->n, &f->al[1].labels);
+    assert_true(kcw_notifier_next_due(f->n) <= 1001);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 1001), 1);
+    assert_int_equal(f->n_sent, 3);
+    assert_string_equal(f->sent[2].key, "{}:{alertname=\"X\", region=\"eu\"}");
+    assert_int_equal(f->sent[2].resolved, 1);
+
+    kcw_notifier_close(f->n, on_closed, f);
+    f->n = NULL;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    kcw_labels_clear(&f->cfg.external_labels);
+}
+
 /* The routing tree, silences and inhibition together, on the test's clock:
  * one alert fans out to two routes (continue), a silence mutes one connector
  * until it ends, an inhibition rule mutes task alerts of a failed connector
@@ -1321,6 +1380,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_by_external_label, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_wait_zero_is_immediate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_interval_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_interval, setup, teardown),
