@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kcwatch/episode.h"
 #include "kcwatch/log.h"
 
 #define NAME_MAX_LEN 128
@@ -342,7 +343,7 @@ struct kcw_ha {
     size_t step_pending; /* claims/releases of the current sync */
     uint64_t renewals;
     char error[256];
-    bool failing; /* an episode of failed requests: logged, until a keepalive succeeds */
+    kcw_episode_t failing; /* failed requests: logged loud once, until a keepalive succeeds */
     call_t *calls; /* in flight */
     uv_timer_t tick, fence_timer;
     bool started, closing;
@@ -371,16 +372,15 @@ static void set_error(kcw_ha_t *ha, const char *fmt, const char *detail)
 {
     char buf[sizeof(ha->error)];
     snprintf(buf, sizeof(buf), fmt, detail ? detail : "");
+    bool first = kcw_episode_fail(&ha->failing);
     if (strcmp(buf, ha->error) != 0) {
         /* Loud once per episode: a fault whose wording varies from request
          * to request (a reset seen before or after the status line) logs
          * its later wordings DEBUG, until a keepalive succeeds again. */
-        kcw_log(ha->failing ? KCW_LOG_DEBUG : KCW_LOG_WARN, "ha: etcd request failed", "error",
-                buf, "endpoint", ha->conf->endpoints[ha->endpoint % ha->conf->n_endpoints],
-                NULL);
+        kcw_log(first ? KCW_LOG_WARN : KCW_LOG_DEBUG, "ha: etcd request failed", "error", buf,
+                "endpoint", ha->conf->endpoints[ha->endpoint % ha->conf->n_endpoints], NULL);
         snprintf(ha->error, sizeof(ha->error), "%s", buf);
     }
-    ha->failing = true;
 }
 
 static key_state_t *key_find(const kcw_ha_t *ha, const char *name, size_t *at)
@@ -1076,7 +1076,7 @@ static void on_response(const kcw_http_resp_t *resp, void *arg)
         kcw_ha_fence_renewed(&ha->fence, c->sent_ms, ha->lease_ttl_ms);
         fence_timer_arm(ha);
         ha->error[0] = '\0';
-        ha->failing = false;
+        kcw_episode_ok(&ha->failing);
         send_read(ha);
         break;
     }
