@@ -31,6 +31,15 @@ def set_log(h, level=None, fmt=None):
         f.write(text)
 
 
+def sighup_reload(h, what):
+    """SIGHUP, waits for the reload to be logged; returns the log line index
+    from before it."""
+    before = len(h.log_lines())
+    h.proc.send_signal(signal.SIGHUP)
+    h.wait_for(lambda: h.log_records(before, msg="configuration reloaded"), what=what)
+    return before
+
+
 def admin(h, method, path):
     url = "http://%s%s" % (h.config["global"]["listen"], path)
     req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
@@ -56,21 +65,15 @@ def test_sighup_turns_debug_on():
         h.wait_polls(2)
         h.check(not h.log_records(level="debug"), "debug lines at level info")
         set_log(h, level="debug")
-        before = len(h.log_lines())
-        h.proc.send_signal(signal.SIGHUP)
-        h.wait_for(lambda: h.log_records(before, msg="configuration reloaded"),
-                   what="the reload")
+        before = sighup_reload(h, "the reload")
         admin(h, "GET", "/-/healthy")
         h.wait_for(lambda: h.log_records(before, level="debug", msg="admin request",
                                          path="/-/healthy"),
                    what="a debug line (admin request) after reloading with level debug")
         # And back: a reload to info silences them again.
         set_log(h, level="info")
-        before = len(h.log_lines())
-        h.proc.send_signal(signal.SIGHUP)
-        h.wait_for(lambda: h.log_records(before, msg="configuration reloaded"),
-                   what="the second reload")
-        mark = len(h.log_lines())
+        sighup_reload(h, "the second reload")
+        mark = len(h.log_lines())  # from here on the level is info
         admin(h, "GET", "/-/healthy")
         admin(h, "GET", "/-/ready")
         h.wait_polls(3)
@@ -101,10 +104,7 @@ def test_command_line_wins_over_reloaded_config():
         h.start_daemon(INFO, args=["--log-level", "debug"])
         h.wait_for(lambda: h.log_records(level="debug"), what="debug lines with --log-level debug")
         set_log(h, level="error")
-        before = len(h.log_lines())
-        h.proc.send_signal(signal.SIGHUP)
-        h.wait_for(lambda: h.log_records(before, msg="configuration reloaded"),
-                   what="the reload (logged: --log-level debug still wins over error)")
+        before = sighup_reload(h, "the reload (logged: --log-level debug still wins over error)")
         admin(h, "GET", "/-/healthy")
         h.wait_for(lambda: h.log_records(before, level="debug", msg="admin request"),
                    what="debug lines after reloading a config with level error")
