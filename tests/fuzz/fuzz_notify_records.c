@@ -2,7 +2,7 @@
  * in etcd (ha.h), as the instance taking a cluster over adopts them: one
  * record per input line. Whatever they hold, adoption must neither crash nor
  * take more than linear time, and an alert then updated into the notifier
- * must still group and flush. */
+ * must still group (by an external label too) and flush. */
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -21,8 +21,9 @@ static void one_input(const uint8_t *data, size_t size)
     /* A real config, so the routing tree is built as the daemon builds it. */
     kcw_config_t *cfg = NULL;
     kcw_errors_t errs = {0};
-    kcw_config_load_string("receivers: [{name: ops, log: {}}]\n"
-                           "route: {receiver: ops, group_by: [alertname], group_wait: 1s,\n"
+    kcw_config_load_string("global: {external_labels: {site: t1}}\n"
+                           "receivers: [{name: ops, log: {}}]\n"
+                           "route: {receiver: ops, group_by: [alertname, site], group_wait: 1s,\n"
                            "        group_interval: 1m, repeat_interval: 1h}\n",
                            "fuzz.yaml", &cfg, &errs);
     kcw_errors_clear(&errs);
