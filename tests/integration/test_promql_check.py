@@ -16,7 +16,8 @@ Against Debian's Prometheus (GET /api/v1/format_query):
     the route;
   - a reload superseded by a newer one while Prometheus is being asked
     answers 409; one applied while Prometheus cannot answer says 200 and
-    that its PromQL is not verified yet;
+    that its PromQL is not verified yet; SIGTERM while a reload waits
+    answers it 503 and the daemon exits 0;
   - a daemon started while Prometheus is down loads the rules and, once
     Prometheus answers, marks the rejected rule's health "err" with the
     positioned parse error."""
@@ -288,6 +289,28 @@ def test_reload_superseded_and_unverified():
                     "second reload: %s %r" % (status, text))
             h.check("Added" in rules_by_name(h), "the second reload was not applied")
             h.finish()
+        finally:
+            prom.close()
+
+
+def test_sigterm_during_check():
+    with Harness("promql-sigterm") as h:
+        prom = SilentServer()
+        try:
+            rules = h.write("promql.yaml", GOOD)
+            h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": "20s"},
+                                      "rule_files": [h.rules_path, rules]})
+            before = len(h.log_lines())
+            got = {}
+            t = threading.Thread(target=lambda: got.update(r=post_reload(h)))
+            t.start()
+            h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
+                                             "rules' PromQL"), what="the reload waiting")
+            h.finish()  # SIGTERM: exits 0 within 5 s, no sanitizer report
+            t.join(10)
+            st, text = got["r"]
+            h.check(st == 503 and "stopping" in text and "not applied" in text,
+                    "reload answered during shutdown: %s %r" % (st, text))
         finally:
             prom.close()
 
