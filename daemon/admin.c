@@ -989,6 +989,7 @@ static const route_t *route_find(const kcw_admin_t *a, const char *method, const
 
 static conn_rec_t *conn_rec_of(struct MHD_Connection *conn);
 static void on_timer(uv_timer_t *t);
+static void on_reaper(uv_timer_t *t);
 static void timer_start_checked(uv_timer_t *t, uv_timer_cb cb, uint64_t ms, uint64_t repeat);
 
 unsigned kcw_admin_pending_count(const kcw_admin_t *a)
@@ -1157,6 +1158,9 @@ static enum MHD_Result dispatch_deferred(kcw_admin_t *a, struct MHD_Connection *
         if (cr)
             cr->suspended = true;
         MHD_suspend_connection(conn);
+        /* the reaper keeps p's deadline and watches for the client leaving */
+        if (!uv_is_active((uv_handle_t *)&a->reaper))
+            timer_start_checked(&a->reaper, on_reaper, REAPER_INTERVAL_MS, REAPER_INTERVAL_MS);
         return MHD_YES;
     }
     if (rq->answered) { /* finished before the handler returned */
@@ -1450,7 +1454,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (cr->next)
         cr->next->prev = cr->prev;
     free(cr);
-    if (!a->conns && !a->closing)
+    if (!a->conns && !a->pending && !a->closing)
         uv_timer_stop(&a->reaper);
 }
 

@@ -262,22 +262,30 @@ class SilentServer:
             c.close()
 
 
+def start_waiting_reload(h, prom, timeout, new_rules):
+    """Starts the daemon against prom with GOOD, writes new_rules and POSTs
+    /-/reload in a thread, once Prometheus is being asked: (thread, dict
+    whose "r" will be post_reload's result)."""
+    rules = h.write("promql.yaml", GOOD)
+    h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": timeout},
+                              "rule_files": [h.rules_path, rules]})
+    with open(rules, "w") as f:
+        f.write(new_rules)
+    before = len(h.log_lines())
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=post_reload(h)))
+    t.start()
+    h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
+                                     "rules' PromQL"), what="the reload waiting")
+    h.check(t.is_alive(), "the reload was answered before Prometheus was")
+    return t, got
+
+
 def test_reload_superseded_and_unverified():
     with Harness("promql-supersede") as h:
         prom = SilentServer()
         try:
-            rules = h.write("promql.yaml", GOOD)
-            h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": "3s"},
-                                      "rule_files": [h.rules_path, rules]})
-            with open(rules, "w") as f:
-                f.write(GOOD + ADDED)
-            before = len(h.log_lines())
-            first = {}
-            t = threading.Thread(target=lambda: first.update(r=post_reload(h)))
-            t.start()
-            h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
-                                             "rules' PromQL"), what="the first reload waiting")
-            h.check(t.is_alive(), "the first reload was answered before Prometheus was")
+            t, first = start_waiting_reload(h, prom, "3s", GOOD + ADDED)
             status, text = post_reload(h)  # the second waits out Prometheus' timeout
             t.join(30)
             st1, text1 = first["r"]
@@ -297,15 +305,7 @@ def test_sigterm_during_check():
     with Harness("promql-sigterm") as h:
         prom = SilentServer()
         try:
-            rules = h.write("promql.yaml", GOOD)
-            h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": "20s"},
-                                      "rule_files": [h.rules_path, rules]})
-            before = len(h.log_lines())
-            got = {}
-            t = threading.Thread(target=lambda: got.update(r=post_reload(h)))
-            t.start()
-            h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
-                                             "rules' PromQL"), what="the reload waiting")
+            t, got = start_waiting_reload(h, prom, "20s", GOOD + ADDED)
             h.finish()  # SIGTERM: exits 0 within 5 s, no sanitizer report
             t.join(10)
             st, text = got["r"]
