@@ -9,7 +9,8 @@
 #include "kcwatch/admin_conf.h"
 #include "kcwatch/log.h"
 
-#define REFUSED_SUMMARY "reload failed: Prometheus rejected PromQL; keeping the running configuration"
+#define REFUSED_SUMMARY \
+    "reload failed: Prometheus rejected PromQL; keeping the running configuration"
 
 /* Answers the waiting HTTP request, if any, with resp (body taken). */
 static void answer(kcw_reload_gate_t *g, kcw_admin_response_t *resp, int rc)

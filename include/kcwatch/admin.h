@@ -193,8 +193,9 @@ unsigned long long kcw_admin_connections_cut(const kcw_admin_t *a);
  * policy, for tests): host[:port], [v6][:port]; NULL (HTTP/1.0) passes. */
 bool kcw_admin_host_allowed(const kcw_admin_t *a, const char *host);
 /* Stops serving: open connections are dropped, in-flight requests are
- * abandoned, deferred ones answered 503 (see "deferred answers"). on_closed(arg) runs later on the loop once every handle is
- * closed and everything freed; it may be NULL. Safe to call from a handler.
+ * abandoned, deferred ones answered 503 (see "deferred answers").
+ * on_closed(arg) runs later on the loop once every handle is closed and
+ * everything freed; it may be NULL. Safe to call from a handler.
  * Also the only way to dispose of a server that was never started. */
 void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg);
 

@@ -38,7 +38,7 @@ typedef enum {
     MODE_DEFER,            /* defer; the loop side decides */
     MODE_DEFER_AND_FINISH, /* defer and finish before returning */
     MODE_DEFER_THEN_FAIL,  /* defer, then fail: the handle is abandoned */
-} mode_t_;
+} handler_mode_t;
 
 typedef struct result {
     int curl_code;
@@ -59,7 +59,7 @@ struct fx {
     bool stop, timed_out, admin_closed;
 
     /* the handler and the owner (loop thread) */
-    mode_t_ mode;
+    handler_mode_t mode;
     unsigned timeout_ms;
     kcw_admin_pending_t *held[N_RAW];
     int n_held;
@@ -210,7 +210,8 @@ static void *client_raw_hang_up(void *arg)
     /* the one over the bound is answered at once */
     int last = N_RAW - 1;
     if (fds[last] >= 0) {
-        f->raw_recv[last] = (int)recv(fds[last], f->raw_head[last], sizeof f->raw_head[last] - 1, 0);
+        f->raw_recv[last] =
+            (int)recv(fds[last], f->raw_head[last], sizeof f->raw_head[last] - 1, 0);
         if (f->raw_recv[last] > 0)
             f->raw_head[last][f->raw_recv[last]] = '\0';
     }
@@ -289,7 +290,7 @@ static void fx_run(fx_t *f, void *(*client)(void *), step_fn step)
     assert_false(f->timed_out);
 }
 
-/* Client finished and nothing deferred is left. */
+/* Ends the run once the client is done. */
 static void step_until_done(fx_t *f)
 {
     if (atomic_load(&f->client_done))
@@ -364,7 +365,8 @@ static void test_deadline(void **state)
     f->timeout_ms = 100;
     fx_run(f, client_wait_then_hello, step_until_done);
     if (f->res[0].status != 504)
-        fail_msg("status %ld curl %d body %s", f->res[0].status, f->res[0].curl_code, f->res[0].body);
+        fail_msg("status %ld curl %d body %s", f->res[0].status, f->res[0].curl_code,
+                 f->res[0].body);
     json_t *doc = json_loads(f->res[0].body, 0, NULL);
     assert_non_null(doc);
     assert_string_equal(json_string_value(json_object_get(doc, "errorType")), "timeout");
@@ -440,8 +442,8 @@ int main(void)
     kcw_log_setup(KCW_LOG_LOGFMT, KCW_LOG_ERROR, stderr);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_finish_later),      cmocka_unit_test(test_finish_in_handler),
-        cmocka_unit_test(test_deadline),          cmocka_unit_test(test_defer_then_fail),
+        cmocka_unit_test(test_finish_later),       cmocka_unit_test(test_finish_in_handler),
+        cmocka_unit_test(test_deadline),           cmocka_unit_test(test_defer_then_fail),
         cmocka_unit_test(test_close_with_pending), cmocka_unit_test(test_bound_and_hang_up),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
