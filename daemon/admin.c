@@ -21,7 +21,15 @@
  * timer shuts overdue sockets down. When the server runs near its connection
  * limit the deadline shrinks, so a flood of trickling connections turns over
  * fast and /healthz still gets a slot; one address may hold only a share of
- * the slots. Requests must name an allowed Host (DNS rebinding). */
+ * the slots. Requests must name an allowed Host (DNS rebinding).
+ *
+ * A handler may defer its answer (admin.h): its connection is suspended
+ * (MHD's suspend/resume) and resumed when the owner finishes it; the access
+ * handler then runs again and queues the stored answer. MHD neither times
+ * out nor watches suspended sockets, so the reaper's tick keeps each
+ * deferred answer's deadline and polls its socket for a hang-up. MHD must
+ * not be stopped with a connection suspended: close answers every waiting
+ * request 503 first and gives MHD a few runs to write those answers. */
 #include "kcwatch/admin.h"
 
 #include <errno.h>
