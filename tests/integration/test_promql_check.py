@@ -16,8 +16,9 @@ Against Debian's Prometheus (GET /api/v1/format_query):
     the route;
   - a reload superseded by a newer one while Prometheus is being asked
     answers 409; one applied while Prometheus cannot answer says 200 and
-    that its PromQL is not verified yet; SIGTERM while a reload waits
-    answers it 503 and the daemon exits 0;
+    that its PromQL is not verified yet; a client that hangs up while its
+    reload waits is let go and the reload still applies; SIGTERM while a
+    reload waits answers it 503 and the daemon exits 0;
   - a daemon started while Prometheus is down loads the rules and, once
     Prometheus answers, marks the rejected rule's health "err" with the
     positioned parse error."""
@@ -262,21 +263,30 @@ class SilentServer:
             c.close()
 
 
-def start_waiting_reload(h, prom, timeout, new_rules):
-    """Starts the daemon against prom with GOOD, writes new_rules and POSTs
-    /-/reload in a thread, once Prometheus is being asked: (thread, dict
-    whose "r" will be post_reload's result)."""
+def start_then_edit(h, prom, timeout, new_rules):
+    """Starts the daemon against prom with GOOD, then writes new_rules in
+    its place: the log line count from there on."""
     rules = h.write("promql.yaml", GOOD)
     h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": timeout},
                               "rule_files": [h.rules_path, rules]})
     with open(rules, "w") as f:
         f.write(new_rules)
-    before = len(h.log_lines())
+    return len(h.log_lines())
+
+
+def wait_checking(h, before):
+    h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
+                                     "rules' PromQL"), what="the reload waiting")
+
+
+def start_waiting_reload(h, prom, timeout, new_rules):
+    """start_then_edit, then POST /-/reload in a thread until Prometheus is
+    being asked: (thread, dict whose "r" will be post_reload's result)."""
+    before = start_then_edit(h, prom, timeout, new_rules)
     got = {}
     t = threading.Thread(target=lambda: got.update(r=post_reload(h)))
     t.start()
-    h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
-                                     "rules' PromQL"), what="the reload waiting")
+    wait_checking(h, before)
     h.check(t.is_alive(), "the reload was answered before Prometheus was")
     return t, got
 
@@ -296,6 +306,27 @@ def test_reload_superseded_and_unverified():
                     "verified when Prometheus answers" in text,
                     "second reload: %s %r" % (status, text))
             h.check("Added" in rules_by_name(h), "the second reload was not applied")
+            h.finish()
+        finally:
+            prom.close()
+
+
+def test_client_hangs_up_while_reload_waits():
+    with Harness("promql-hangup") as h:
+        prom = SilentServer()
+        try:
+            before = start_then_edit(h, prom, "3s", GOOD + ADDED)
+            host, port = h.config["global"]["listen"].rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as c:
+                c.sendall(b"POST /-/reload HTTP/1.1\r\nHost: %s\r\n"
+                          b"Content-Length: 0\r\n\r\n" % host.encode())
+                wait_checking(h, before)
+            h.wait_for(lambda: h.log_records(before, msg="admin: the client left before its "
+                                             "deferred answer"), what="the hang-up noticed")
+            # The reload goes on without its client: applied once Prometheus times out.
+            h.wait_for(lambda: h.log_records(before, msg="configuration reloaded"),
+                       timeout=20, what="the reload applied")
+            h.check("Added" in rules_by_name(h), "the reload was not applied")
             h.finish()
         finally:
             prom.close()
