@@ -21,7 +21,15 @@
  * timer shuts overdue sockets down. When the server runs near its connection
  * limit the deadline shrinks, so a flood of trickling connections turns over
  * fast and /healthz still gets a slot; one address may hold only a share of
- * the slots. Requests must name an allowed Host (DNS rebinding). */
+ * the slots. Requests must name an allowed Host (DNS rebinding).
+ *
+ * A handler may defer its answer (admin.h): its connection is suspended
+ * (MHD's suspend/resume) and resumed when the owner finishes it; the access
+ * handler then runs again and queues the stored answer. MHD neither times
+ * out nor watches suspended sockets, so the reaper's tick keeps each
+ * deferred answer's deadline and polls its socket for a hang-up. MHD must
+ * not be stopped with a connection suspended: close answers every waiting
+ * request 503 first and gives MHD a few runs to write those answers. */
 #include "kcwatch/admin.h"
 
 #include <errno.h>
@@ -35,6 +43,7 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "kcwatch/log.h"
@@ -54,6 +63,9 @@
 #define LISTEN_BACKLOG 64
 #define MAX_LISTEN_LEN 256
 #define MAX_PEM_BYTES (1024 * 1024)
+#define DEFAULT_PENDING_TIMEOUT_MS 30000
+#define FLUSH_RUNS 3 /* MHD runs on close for deferred answers to go out */
+#define SHUTDOWN_MSG "the server is shutting down; the outcome is in the log"
 
 /* One client connection (MHD's socket context), for the request deadline. */
 typedef struct conn_rec {
@@ -61,6 +73,7 @@ typedef struct conn_rec {
     struct MHD_Connection *conn;
     uint64_t phase_ns; /* accept, or the last answer queued: a request is due by then + deadline */
     bool cut;          /* already shut down */
+    bool suspended;    /* waiting for a deferred answer: its own deadline applies */
 } conn_rec_t;
 
 typedef struct route {
@@ -101,6 +114,9 @@ struct kcw_admin {
     uv_timer_t timer; /* MHD's timeout, initialized by new */
     bool started, closing;
     bool in_run;          /* inside MHD_run(): handlers are running */
+    bool resumed;         /* a connection was resumed since MHD_run() last started */
+    kcw_admin_pending_t *pending; /* deferred answers, newest first */
+    unsigned n_pending;
     unsigned connections; /* as of the last MHD_run() */
     int open_handles;
     void (*on_closed)(void *arg);
@@ -114,10 +130,28 @@ struct kcw_admin {
 
 /* Per-request state, MHD's con_cls; freed by on_completed(). */
 typedef struct request {
+    kcw_admin_t *a;
+    struct MHD_Connection *conn;
     char *body;
     size_t len, cap;
     uint64_t started_ns;
+    kcw_admin_pending_t *pending; /* the handler deferred the answer */
+    kcw_admin_response_t answer;  /* the deferred answer, queued on resume */
+    bool answered;                /* answer is set */
+    bool gone;                    /* the client left while suspended: drop it */
 } request_t;
+
+/* A deferred answer (admin.h), in kcw_admin.pending while it waits. */
+struct kcw_admin_pending {
+    kcw_admin_pending_t *prev, *next;
+    kcw_admin_t *a;
+    request_t *rq;
+    uint64_t deadline_ns;
+    char *timeout_msg;
+    void (*on_gone)(void *arg);
+    void *arg;
+    bool suspended; /* the handler returned KCW_ADMIN_DEFERRED */
+};
 
 /* --- listen addresses ---------------------------------------------------- */
 
@@ -336,7 +370,8 @@ const char *kcw_admin_request_arg(const kcw_admin_request_t *req, const char *na
     const char *value = NULL;
     size_t value_len = 0;
     /* the _n variant tells "?a" (present, no value) from absent */
-    if (MHD_lookup_connection_value_n(req->priv, MHD_GET_ARGUMENT_KIND, name, strlen(name), &value,
+    const request_t *rq = req->priv;
+    if (MHD_lookup_connection_value_n(rq->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &value,
                                       &value_len) != MHD_YES)
         return NULL;
     return value ? value : "";
@@ -367,7 +402,8 @@ size_t kcw_admin_request_args(const kcw_admin_request_t *req, const char *name, 
     if (!req || !req->priv || !name || !out || max == 0)
         return 0;
     args_walk_t w = {.name = name, .out = out, .max = max};
-    MHD_get_connection_values(req->priv, MHD_GET_ARGUMENT_KIND, on_arg, &w);
+    const request_t *rq = req->priv;
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, on_arg, &w);
     return w.n;
 }
 
@@ -375,7 +411,8 @@ const char *kcw_admin_request_header(const kcw_admin_request_t *req, const char 
 {
     if (!req || !req->priv || !name)
         return NULL;
-    return MHD_lookup_connection_value(req->priv, MHD_HEADER_KIND, name);
+    const request_t *rq = req->priv;
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
 /* --- the server: set-up ------------------------------------------------------ */
@@ -956,6 +993,210 @@ static const route_t *route_find(const kcw_admin_t *a, const char *method, const
     return fallback;
 }
 
+/* --- deferred answers ------------------------------------------------------ */
+
+static conn_rec_t *conn_rec_of(struct MHD_Connection *conn);
+static void on_timer(uv_timer_t *t);
+static void on_reaper(uv_timer_t *t);
+static void timer_start_checked(uv_timer_t *t, uv_timer_cb cb, uint64_t ms, uint64_t repeat);
+
+unsigned kcw_admin_pending_count(const kcw_admin_t *a)
+{
+    return a ? a->n_pending : 0;
+}
+
+kcw_admin_pending_t *kcw_admin_defer(const kcw_admin_request_t *req, unsigned timeout_ms,
+                                     const char *timeout_msg, void (*on_gone)(void *arg),
+                                     void *arg)
+{
+    request_t *rq = req ? req->priv : NULL;
+    if (!rq)
+        return NULL;
+    kcw_admin_t *a = rq->a;
+    if (a->closing || rq->pending || rq->answered || a->n_pending >= KCW_ADMIN_MAX_PENDING)
+        return NULL;
+    kcw_admin_pending_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->timeout_msg = strdup(timeout_msg ? timeout_msg : "no answer within the deadline");
+    if (!p->timeout_msg) {
+        free(p);
+        return NULL;
+    }
+    p->a = a;
+    p->rq = rq;
+    p->deadline_ns =
+        uv_hrtime() + (uint64_t)(timeout_ms ? timeout_ms : DEFAULT_PENDING_TIMEOUT_MS) * 1000000ULL;
+    p->on_gone = on_gone;
+    p->arg = arg;
+    p->next = a->pending;
+    if (a->pending)
+        a->pending->prev = p;
+    a->pending = p;
+    a->n_pending++;
+    rq->pending = p;
+    return p;
+}
+
+static void pending_unlink(kcw_admin_pending_t *p)
+{
+    kcw_admin_t *a = p->a;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    a->n_pending--;
+    p->rq->pending = NULL;
+    free(p->timeout_msg);
+    free(p);
+}
+
+/* Frees p and lets MHD go on with its connection: the access handler runs
+ * again and queues rq->answer, or drops the connection (rq->gone). Still
+ * inside the deferring handler, dispatch() does that itself. */
+static void pending_release(kcw_admin_pending_t *p)
+{
+    kcw_admin_t *a = p->a;
+    request_t *rq = p->rq;
+    bool suspended = p->suspended;
+    pending_unlink(p);
+    if (!suspended)
+        return;
+    conn_rec_t *cr = conn_rec_of(rq->conn);
+    if (cr) {
+        cr->suspended = false;
+        cr->phase_ns = uv_hrtime(); /* the answer is due from now on */
+    }
+    MHD_resume_connection(rq->conn);
+    a->resumed = true;
+    /* MHD's ITC wakes its epoll fd as well; the timer makes sure */
+    if (!a->in_run && !a->closing)
+        timer_start_checked(&a->timer, on_timer, 0, 0);
+}
+
+/* The server disposes of p itself: status with an error envelope, or the
+ * connection dropped when status is 0; the owner hears of it last. */
+static void pending_abandon(kcw_admin_pending_t *p, int status, const char *type, const char *msg)
+{
+    request_t *rq = p->rq;
+    void (*cb)(void *) = p->on_gone;
+    void *arg = p->arg;
+    if (status && kcw_admin_response_error(&rq->answer, status, type, msg) == 0)
+        rq->answered = true;
+    else
+        rq->gone = true;
+    pending_release(p);
+    if (cb)
+        cb(arg);
+}
+
+void kcw_admin_pending_finish(kcw_admin_pending_t *p, kcw_admin_response_t *resp)
+{
+    if (!p) {
+        if (resp) {
+            free(resp->body);
+            resp->body = NULL;
+        }
+        return;
+    }
+    request_t *rq = p->rq;
+    if (!resp || resp->status < 100 || resp->status > 999) {
+        if (resp) {
+            free(resp->body);
+            resp->body = NULL;
+        }
+        kcw_log(KCW_LOG_ERROR, "admin: deferred answer with an invalid status", NULL);
+        if (kcw_admin_response_error(&rq->answer, 500, "internal",
+                                     "deferred answer with an invalid status") < 0) {
+            rq->gone = true;
+            pending_release(p);
+            return;
+        }
+    } else {
+        rq->answer = *resp;
+        resp->body = NULL;
+    }
+    rq->answered = true;
+    pending_release(p);
+}
+
+/* Whether the client closed (or reset) a suspended connection: MHD does not
+ * watch suspended sockets. */
+static bool client_gone(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return false;
+    struct pollfd pfd = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Deferred answers past their deadline, or whose client left (the reaper's
+ * tick). An owner's on_gone may change the list: start over after each. */
+static void pending_sweep(kcw_admin_t *a, uint64_t now)
+{
+    for (;;) {
+        kcw_admin_pending_t *p = a->pending;
+        while (p && (!p->suspended || (!client_gone(p->rq->conn) && now < p->deadline_ns)))
+            p = p->next;
+        if (!p)
+            return;
+        if (now >= p->deadline_ns) {
+            pending_abandon(p, 504, "timeout", p->timeout_msg);
+        } else {
+            kcw_log(KCW_LOG_DEBUG, "admin: the client left before its deferred answer", NULL);
+            pending_abandon(p, 0, NULL, NULL);
+        }
+    }
+}
+
+/* The handler returned: answer now, or suspend until the deferred answer. */
+static enum MHD_Result dispatch_deferred(kcw_admin_t *a, struct MHD_Connection *conn,
+                                         request_t *rq, const char *method, const char *path)
+{
+    kcw_admin_pending_t *p = rq->pending;
+    if (p && a->closing)
+        pending_abandon(p, 503, "unavailable", SHUTDOWN_MSG); /* the handler closed the server */
+    else if (p) {
+        p->suspended = true;
+        conn_rec_t *cr = conn_rec_of(conn);
+        if (cr)
+            cr->suspended = true;
+        MHD_suspend_connection(conn);
+        /* the reaper keeps p's deadline and watches for the client leaving */
+        if (!uv_is_active((uv_handle_t *)&a->reaper))
+            timer_start_checked(&a->reaper, on_reaper, REAPER_INTERVAL_MS, REAPER_INTERVAL_MS);
+        return MHD_YES;
+    }
+    if (rq->answered) { /* finished before the handler returned */
+        rq->answered = false;
+        return send_response(conn, rq, method, path, &rq->answer, NULL, NULL);
+    }
+    kcw_log(KCW_LOG_ERROR, "admin: handler deferred without kcw_admin_defer", "method", method,
+            "path", path, NULL);
+    return send_error(conn, rq, method, path, 500, "internal", "handler deferred without a handle",
+                      NULL, NULL);
+}
+
+/* A handler deferred, then answered itself after all: the handle goes. */
+static void deferred_undo(request_t *rq)
+{
+    if (rq->pending) {
+        kcw_admin_pending_t *p = rq->pending;
+        void (*cb)(void *) = p->on_gone;
+        void *arg = p->arg;
+        pending_unlink(p);
+        if (cb)
+            cb(arg);
+    }
+    free(rq->answer.body);
+    rq->answer.body = NULL;
+    rq->answered = false;
+}
+
 static enum MHD_Result dispatch(kcw_admin_t *a, struct MHD_Connection *conn, request_t *rq,
                                 const char *method, const char *path)
 {
@@ -999,10 +1240,15 @@ static enum MHD_Result dispatch(kcw_admin_t *a, struct MHD_Connection *conn, req
         .rest = r->prefix ? path + r->path_len : "",
         .body = rq->body ? rq->body : "",
         .body_len = rq->len,
-        .priv = conn,
+        .priv = rq,
     };
     kcw_admin_response_t resp = {.status = 200};
     int rc = r->handler(&req, &resp, r->arg);
+    if (rc == KCW_ADMIN_DEFERRED) {
+        free(resp.body);
+        return dispatch_deferred(a, conn, rq, method, path);
+    }
+    deferred_undo(rq);
     if (rc < 0 || resp.status < 100 || resp.status > 999) {
         free(resp.body);
         char msg[128];
@@ -1061,14 +1307,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     request_t *rq = *con_cls;
     (void)version;
 
-    /* a handler closed the server during this MHD_run(): answer nothing more */
-    if (a->closing)
+    /* the server is closing: only deferred answers still go out */
+    if (a->closing) {
+        if (rq && rq->answered) {
+            rq->answered = false;
+            return send_response(conn, rq, method, url, &rq->answer, NULL, NULL);
+        }
         return MHD_NO;
+    }
 
     if (!rq) {
         rq = calloc(1, sizeof *rq);
         if (!rq)
             return MHD_NO;
+        rq->a = a;
+        rq->conn = conn;
         rq->started_ns = uv_hrtime();
         *con_cls = rq;
         const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
@@ -1085,6 +1338,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_error(conn, rq, method, url, 413, "bad_data", msg, NULL, NULL);
         }
         return MHD_YES;
+    }
+    /* resumed after a deferred answer */
+    if (rq->gone)
+        return MHD_NO;
+    if (rq->answered) {
+        rq->answered = false;
+        return send_response(conn, rq, method, url, &rq->answer, NULL, NULL);
     }
     if (*upload_data_size > 0) {
         int rc = body_append(rq, upload_data, *upload_data_size, a->max_body);
@@ -1119,6 +1379,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_t *rq = *con_cls;
     if (!rq)
         return;
+    deferred_undo(rq); /* not expected: a suspended connection completes only once resumed */
     free(rq->body);
     free(rq);
     *con_cls = NULL;
@@ -1201,7 +1462,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (cr->next)
         cr->next->prev = cr->prev;
     free(cr);
-    if (!a->conns && !a->closing)
+    if (!a->conns && !a->pending && !a->closing)
         uv_timer_stop(&a->reaper);
 }
 
@@ -1212,6 +1473,7 @@ static void on_reaper(uv_timer_t *t)
     kcw_admin_t *a = t->data;
     if (a->closing || !a->mhd)
         return;
+    pending_sweep(a, uv_hrtime()); /* first: a resumed connection's phase starts now */
     uint64_t now = uv_hrtime();
     unsigned open = kcw_admin_connections(a);
     uint64_t deadline_ms = a->deadline_ms;
@@ -1219,7 +1481,7 @@ static void on_reaper(uv_timer_t *t)
         deadline_ms = PRESSURE_DEADLINE_MS;
     unsigned cut = 0;
     for (conn_rec_t *cr = a->conns; cr; cr = cr->next) {
-        if (cr->cut || now - cr->phase_ns < deadline_ms * 1000000ULL)
+        if (cr->cut || cr->suspended || now - cr->phase_ns < deadline_ms * 1000000ULL)
             continue;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(cr->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -1246,6 +1508,7 @@ static void drive(kcw_admin_t *a)
     unsigned before = kcw_admin_connections(a);
     a->connections = before;
     a->in_run = true;
+    a->resumed = false;
     enum MHD_Result ok = MHD_run(a->mhd);
     a->in_run = false;
     if (ok != MHD_YES)
@@ -1257,7 +1520,7 @@ static void drive(kcw_admin_t *a)
      * timeout does not ask for that run. So when connections went away, run
      * again at once, or new clients would wait in the backlog forever. */
     a->connections = kcw_admin_connections(a);
-    if (a->connections < before)
+    if (a->connections < before || a->resumed) /* resumed: its answer waits for a run */
         timer_start_checked(&a->timer, on_timer, 0, 0);
     else
         arm_timer(a);
@@ -1283,7 +1546,7 @@ int kcw_admin_start(kcw_admin_t *a, char *err, size_t errlen)
         set_err(err, errlen, "admin server already started or closing");
         return -EINVAL;
     }
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (a->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (a->tls_cert)
@@ -1355,7 +1618,14 @@ static void on_handle_closed(uv_handle_t *h)
     if (--a->open_handles > 0)
         return;
     /* Only now, outside any MHD_run() and with the epoll fd no longer
-     * watched, may MHD drop its connections and close its sockets. */
+     * watched, may MHD drop its connections and close its sockets. Deferred
+     * answers resumed by close get the runs that queue them and write what
+     * the sockets take at once (on_request answers nothing else now). */
+    for (int i = 0; a->mhd && a->resumed && i < FLUSH_RUNS; i++) {
+        a->in_run = true;
+        MHD_run(a->mhd);
+        a->in_run = false;
+    }
     if (a->mhd)
         MHD_stop_daemon(a->mhd);
     void (*cb)(void *) = a->on_closed;
@@ -1370,6 +1640,9 @@ void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg)
     if (!a || a->closing)
         return;
     a->closing = true;
+    /* MHD must not be stopped with suspended connections: answer them */
+    while (a->pending)
+        pending_abandon(a->pending, 503, "unavailable", SHUTDOWN_MSG);
     a->on_closed = on_closed;
     a->on_closed_arg = arg;
     a->open_handles = 2;

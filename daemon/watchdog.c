@@ -184,7 +184,7 @@ int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
         kcw_ruleset_free(rules);
         return -EINVAL;
     }
-    return kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules);
+    return kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules, report);
 }
 
 /* Prometheus rejected the new rules' PromQL (reload_gate.h). */

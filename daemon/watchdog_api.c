@@ -190,23 +190,26 @@ static int handle_readyz(const kcw_admin_request_t *req, kcw_admin_response_t *r
 
 static int handle_reload(const kcw_admin_request_t *req, kcw_admin_response_t *resp, void *arg)
 {
-    (void)req;
     kcw_watchdog_t *wd = arg;
     kcw_log(KCW_LOG_INFO, "reload requested over HTTP", NULL);
     kcw_errors_t errs = {0};
     int rc = kcw_watchdog_reload_report(wd, &errs);
-    if (rc == -EINPROGRESS)
-        rc = kcw_admin_response_text(resp, 202, NULL,
-                                     "reload accepted: Prometheus is checking the rules' PromQL; "
-                                     "the outcome is logged and in "
-                                     "kcwatch_config_last_reload_successful\n");
-    else if (rc == -EINVAL)
+    if (rc == -EINPROGRESS) {
+        /* the request waits for Prometheus' verdict (reload_gate.h) */
+        rc = kcw_reload_gate_defer(&wd->reload_gate, req);
+        if (rc != KCW_ADMIN_DEFERRED)
+            rc = kcw_admin_response_text(resp, 202, NULL,
+                                         "reload accepted: Prometheus is checking the rules' "
+                                         "PromQL; the outcome is logged and in "
+                                         "kcwatch_config_last_reload_successful\n");
+    } else if (rc == -EINVAL) {
         rc = kcw_admin_reload_failed(resp, "reload failed: keeping the running configuration",
                                      &errs);
-    else if (rc < 0)
+    } else if (rc < 0) {
         rc = kcw_admin_response_text(resp, 500, NULL, "failed to reload config: see the log\n");
-    else
-        rc = kcw_admin_response_text(resp, 200, NULL, "configuration reloaded\n");
+    } else {
+        rc = kcw_reload_gate_applied_text(&wd->reload_gate, resp);
+    }
     kcw_errors_clear(&errs);
     return rc;
 }

@@ -98,11 +98,49 @@ typedef struct kcw_admin_response {
     const char *content_type; /* static string; NULL = KCW_ADMIN_CT_JSON */
 } kcw_admin_response_t;
 
-/* Returns 0 when resp is filled, or a negative errno: the server then answers
- * 500 with a JSON error (and frees any body set). Runs on the loop: must not
+/* Returns 0 when resp is filled, KCW_ADMIN_DEFERRED after kcw_admin_defer()
+ * (resp is then ignored), or a negative errno: the server then answers 500
+ * with a JSON error (and frees any body set). Runs on the loop: must not
  * block. */
 typedef int (*kcw_admin_handler)(const kcw_admin_request_t *req, kcw_admin_response_t *resp,
                                  void *arg);
+
+/* --- deferred answers --------------------------------------------------------
+ *
+ * A handler whose answer depends on work that finishes later on the loop
+ * (a reload waiting for Prometheus) defers it: it calls kcw_admin_defer()
+ * and returns KCW_ADMIN_DEFERRED. The connection is then suspended (libmicro-
+ * httpd's suspend/resume) until the owner of the returned handle completes
+ * it with kcw_admin_pending_finish(), which may happen at any later time on
+ * the loop, also from inside another handler. At most KCW_ADMIN_MAX_PENDING
+ * requests wait at once. The server disposes of a waiting request itself,
+ * and then calls on_gone(arg) once, after which the handle is invalid:
+ *   - its deadline passes: 504 {"errorType":"timeout","error":timeout_msg};
+ *   - the client closes its connection (seen within about half a second;
+ *     a client that half-closes its side counts as gone): no answer;
+ *   - kcw_admin_close(): 503 {"errorType":"unavailable"}, written if the
+ *     socket takes it at once, else dropped with the connection.
+ * A handler returning anything but KCW_ADMIN_DEFERRED after deferring
+ * abandons the handle the same way (on_gone runs, before the answer goes
+ * out). Deferred answers are access-logged with their final status. */
+#define KCW_ADMIN_DEFERRED 1
+#define KCW_ADMIN_MAX_PENDING 4
+
+typedef struct kcw_admin_pending kcw_admin_pending_t;
+
+/* Defers the answer to req (see above); call from a handler only. timeout_ms
+ * 0 = 30 s; timeout_msg is copied (NULL: a generic sentence). on_gone may be
+ * NULL. NULL when KCW_ADMIN_MAX_PENDING requests already wait, the server is
+ * closing, or out of memory: the handler answers itself then. */
+kcw_admin_pending_t *kcw_admin_defer(const kcw_admin_request_t *req, unsigned timeout_ms,
+                                     const char *timeout_msg, void (*on_gone)(void *arg),
+                                     void *arg);
+/* Answers a deferred request with resp (its body taken over, as from a
+ * handler; status outside 100..999 becomes a 500). p is invalid afterwards;
+ * on_gone does not run. NULL p frees resp's body only. */
+void kcw_admin_pending_finish(kcw_admin_pending_t *p, kcw_admin_response_t *resp);
+/* Requests waiting for a deferred answer (tests, metrics). */
+unsigned kcw_admin_pending_count(const kcw_admin_t *a);
 
 /* --- listen addresses (pure) ------------------------------------------------ */
 
@@ -155,8 +193,9 @@ unsigned long long kcw_admin_connections_cut(const kcw_admin_t *a);
  * policy, for tests): host[:port], [v6][:port]; NULL (HTTP/1.0) passes. */
 bool kcw_admin_host_allowed(const kcw_admin_t *a, const char *host);
 /* Stops serving: open connections are dropped, in-flight requests are
- * abandoned. on_closed(arg) runs later on the loop once every handle is
- * closed and everything freed; it may be NULL. Safe to call from a handler.
+ * abandoned, deferred ones answered 503 (see "deferred answers").
+ * on_closed(arg) runs later on the loop once every handle is closed and
+ * everything freed; it may be NULL. Safe to call from a handler.
  * Also the only way to dispose of a server that was never started. */
 void kcw_admin_close(kcw_admin_t *a, void (*on_closed)(void *arg), void *arg);
 

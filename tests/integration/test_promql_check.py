@@ -8,17 +8,28 @@ Against Debian's Prometheus (GET /api/v1/format_query):
     Prometheus stopped it exits 3 and says the PromQL was not verified;
   - the daemon shows Prometheus' normalised expression as `query` in
     /api/v1/rules, whose rule_name[], rule_group[] and file[] filters work;
-    a reload bringing a rejected expression is refused (202,
-    then "reload rejected" at the position, the running rules stay and
-    kcwatch_config_last_reload_successful is 0);
+    POST /-/reload bringing a rejected expression waits for Prometheus'
+    verdict and answers 400 with each rejection at FILE:LINE:COL (also
+    logged as "reload rejected"), the running rules stay and
+    kcwatch_config_last_reload_successful is 0; the file fixed, the reload
+    answers 200 and the new rule is served; admin.token_file still guards
+    the route;
+  - a reload superseded by a newer one while Prometheus is being asked
+    answers 409; one applied while Prometheus cannot answer says 200 and
+    that its PromQL is not verified yet; a client that hangs up while its
+    reload waits is let go and the reload still applies; SIGTERM while a
+    reload waits answers it 503 and the daemon exits 0;
   - a daemon started while Prometheus is down loads the rules and, once
     Prometheus answers, marks the rejected rule's health "err" with the
     positioned parse error."""
 
 import os
+import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 
@@ -58,6 +69,11 @@ groups:
             rate(x[5m]) +
           )
 """
+ADDED = """\
+      - alert: Added
+        expr: up   >   1
+"""
+
 BAD_POSITIONS = {("Broken", 8, 30, "unclosed left parenthesis"),
                  ("BrokenBlock", 13, 11, 'unexpected ")"')}
 
@@ -121,14 +137,19 @@ def rules_by_name(h):
     return {r["name"]: r for g in body["data"]["groups"] for r in g["rules"]}
 
 
-def post_reload(h):
+TOKEN = "tok-promql-5c1d"
+
+
+def post_reload(h, token=None):
+    """(status, body text) of POST /-/reload."""
     url = "http://%s/-/reload" % h.config["global"]["listen"]
-    req = urllib.request.Request(url, data=b"", method="POST")
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code
+        return e.code, e.read().decode()
 
 
 def metric(h, name):
@@ -145,8 +166,10 @@ def test_daemon_normalises_and_refuses_rejected_reload():
         prom = prom_harness.PrometheusServer(h.tmp, ["127.0.0.1:1"]).start()
         try:
             rules = h.write("promql.yaml", GOOD)
+            h.write("admin.token", TOKEN + "\n")
             h.start_daemon(overrides={"prometheus": {"url": prom.url},
-                                      "rule_files": [h.rules_path, rules]})
+                                      "rule_files": [h.rules_path, rules],
+                                      "admin": {"token_file": "admin.token"}})
             h.wait_for(lambda: rules_by_name(h).get("Spaced", {}).get("query") == "up == 0",
                        what="/api/v1/rules to show Prometheus' normalised query")
             block = rules_by_name(h)["Block"]["query"]
@@ -165,22 +188,160 @@ def test_daemon_normalises_and_refuses_rejected_reload():
             with open(rules, "w") as f:
                 f.write(BAD)
             before = len(h.log_lines())
-            status = post_reload(h)
-            h.check(status == 202, "POST /-/reload answered %s, expected 202" % status)
-            h.wait_for(lambda: h.log_records(before, msg="reload failed: Prometheus rejected "
-                                             "PromQL; keeping the running configuration"),
-                       what="the reload refused")
-            errors = [r.get("error", "") for r in h.log_records(before, msg="reload rejected")]
-            for alert, line, col, _ in BAD_POSITIONS:
+            status, _ = post_reload(h)
+            h.check(status == 401, "POST /-/reload without the token answered %s" % status)
+            h.check(not h.log_records(before, msg="reload requested over HTTP"),
+                    "a reload without the token was attempted")
+
+            status, text = post_reload(h, TOKEN)
+            h.check(status == 400, "POST /-/reload answered %s, expected 400: %s" % (status, text))
+            doc = json.loads(text)
+            h.check(doc["status"] == "error" and doc["errorType"] == "bad_data" and
+                    "Prometheus rejected PromQL" in doc["error"], "400 body: %r" % doc)
+            # The refusal is logged before the answer goes out.
+            h.check(h.log_records(before, msg="reload failed: Prometheus rejected PromQL; "
+                                  "keeping the running configuration"), "refusal not logged")
+            logged = [r.get("error", "") for r in h.log_records(before, msg="reload rejected")]
+            answered = [e["text"] for e in doc["errors"]]
+            for alert, line, col, text in BAD_POSITIONS:
                 want = "%s:%d:%d: alert %s" % (rules, line, col, alert)
-                h.check(any(e.startswith(want) for e in errors),
-                        "no rejection at %s in %r" % (want, errors))
+                h.check(any(e.startswith(want) for e in logged),
+                        "no rejection at %s in the log %r" % (want, logged))
+                h.check(any(e.startswith(want) and text in e for e in answered),
+                        "no rejection at %s in the answer %r" % (want, answered))
+                h.check(any(e.get("file") == rules and e.get("line") == line and
+                            e.get("column") == col for e in doc["errors"]),
+                        "no file/line/column %s:%d:%d in %r" % (rules, line, col, doc["errors"]))
+            h.check(len(answered) == len(BAD_POSITIONS), "errors answered: %r" % answered)
             names = set(rules_by_name(h))
             h.check("Block" in names and "Broken" not in names,
                     "the running rules changed: %r" % sorted(names))
             h.check(metric(h, "kcwatch_config_last_reload_successful") == 0,
                     "kcwatch_config_last_reload_successful is not 0")
+
+            # Fixed: the reload applies and says so.
+            with open(rules, "w") as f:
+                f.write(GOOD + ADDED)
+            status, text = post_reload(h, TOKEN)
+            h.check(status == 200 and text == "configuration reloaded\n",
+                    "reload of the fixed rules: %s %r" % (status, text))
+            h.check(rules_by_name(h).get("Added", {}).get("query") == "up > 1",
+                    "the new rule is not served: %r" % sorted(rules_by_name(h)))
+            h.check(metric(h, "kcwatch_config_last_reload_successful") == 1,
+                    "kcwatch_config_last_reload_successful is not 1")
             h.finish()
+        finally:
+            prom.close()
+
+
+class SilentServer:
+    """A TCP listener that accepts connections and never answers: a
+    Prometheus that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        self.stopped = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def start_then_edit(h, prom, timeout, new_rules):
+    """Starts the daemon against prom with GOOD, then writes new_rules in
+    its place: the log line count from there on."""
+    rules = h.write("promql.yaml", GOOD)
+    h.start_daemon(overrides={"prometheus": {"url": prom.url, "timeout": timeout},
+                              "rule_files": [h.rules_path, rules]})
+    with open(rules, "w") as f:
+        f.write(new_rules)
+    return len(h.log_lines())
+
+
+def wait_checking(h, before):
+    h.wait_for(lambda: h.log_records(before, msg="reload: Prometheus is checking the "
+                                     "rules' PromQL"), what="the reload waiting")
+
+
+def start_waiting_reload(h, prom, timeout, new_rules):
+    """start_then_edit, then POST /-/reload in a thread until Prometheus is
+    being asked: (thread, dict whose "r" will be post_reload's result)."""
+    before = start_then_edit(h, prom, timeout, new_rules)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=post_reload(h)))
+    t.start()
+    wait_checking(h, before)
+    h.check(t.is_alive(), "the reload was answered before Prometheus was")
+    return t, got
+
+
+def test_reload_superseded_and_unverified():
+    with Harness("promql-supersede") as h:
+        prom = SilentServer()
+        try:
+            t, first = start_waiting_reload(h, prom, "3s", GOOD + ADDED)
+            status, text = post_reload(h)  # the second waits out Prometheus' timeout
+            t.join(30)
+            st1, text1 = first["r"]
+            h.check(st1 == 409 and "superseded by a newer reload" in text1,
+                    "first reload: %s %r" % (st1, text1))
+            h.check(status == 200 and text.startswith("configuration reloaded\n") and
+                    "PromQL not verified" in text and
+                    "verified when Prometheus answers" in text,
+                    "second reload: %s %r" % (status, text))
+            h.check("Added" in rules_by_name(h), "the second reload was not applied")
+            h.finish()
+        finally:
+            prom.close()
+
+
+def test_client_hangs_up_while_reload_waits():
+    with Harness("promql-hangup") as h:
+        prom = SilentServer()
+        try:
+            before = start_then_edit(h, prom, "3s", GOOD + ADDED)
+            host, port = h.config["global"]["listen"].rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as c:
+                c.sendall(b"POST /-/reload HTTP/1.1\r\nHost: %s\r\n"
+                          b"Content-Length: 0\r\n\r\n" % host.encode())
+                wait_checking(h, before)
+            h.wait_for(lambda: h.log_records(before, msg="admin: the client left before its "
+                                             "deferred answer"), what="the hang-up noticed")
+            # The reload goes on without its client: applied once Prometheus times out.
+            h.wait_for(lambda: h.log_records(before, msg="configuration reloaded"),
+                       timeout=20, what="the reload applied")
+            h.check("Added" in rules_by_name(h), "the reload was not applied")
+            h.finish()
+        finally:
+            prom.close()
+
+
+def test_sigterm_during_check():
+    with Harness("promql-sigterm") as h:
+        prom = SilentServer()
+        try:
+            t, got = start_waiting_reload(h, prom, "20s", GOOD + ADDED)
+            h.finish()  # SIGTERM: exits 0 within 5 s, no sanitizer report
+            t.join(10)
+            st, text = got["r"]
+            h.check(st == 503 and "stopping" in text and "not applied" in text,
+                    "reload answered during shutdown: %s %r" % (st, text))
         finally:
             prom.close()
 
