@@ -86,8 +86,11 @@ struct kcw_http {
     CURL *idle[EASY_POOL_MAX];  /* reset easy handles ready for reuse */
     size_t n_idle;
     /* The header lists of requests without extra headers or a token, built
-     * once: with a JSON body, and without a body. */
-    struct curl_slist *hdr_json, *hdr_plain;
+     * once: with a JSON body, with a form body, and without a body. */
+    struct curl_slist *hdr_json, *hdr_form, *hdr_plain;
+    /* No proxy variable in the environment (looked up once): libcurl is told
+     * so instead of reading the environment again for every request. */
+    bool no_proxy_env;
     /* URLs of requests marked url_reused, parsed once (first come, kept
      * until close: a transfer may still refer to one). */
     struct kept_url {
@@ -482,6 +485,20 @@ static void transfers_fail(kcw_http_t *http, CURLMcode mc)
 
 /* --- public API ------------------------------------------------------------- */
 
+/* Whether none of the variables libcurl takes a proxy from is set (it reads
+ * the lower-case and upper-case forms of each). */
+static bool proxy_env_unset(void)
+{
+    static const char *const names[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                        "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v)
+            return false;
+    }
+    return true;
+}
+
 kcw_http_t *kcw_http_new(uv_loop_t *loop)
 {
     if (!loop)
@@ -494,6 +511,7 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop)
         return NULL;
     }
     http->loop = loop;
+    http->no_proxy_env = proxy_env_unset();
     http->multi = curl_multi_init();
     if (!http->multi ||
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
@@ -501,10 +519,12 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop)
         curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
         base_headers(&http->hdr_json, "Content-Type: application/json") < 0 ||
+        base_headers(&http->hdr_form, NULL) < 0 ||
         base_headers(&http->hdr_plain, "Content-Type:") < 0) {
         if (http->multi)
             curl_multi_cleanup(http->multi);
         curl_slist_free_all(http->hdr_json);
+        curl_slist_free_all(http->hdr_form);
         curl_slist_free_all(http->hdr_plain);
         free(http);
         curl_global_cleanup();
@@ -542,12 +562,16 @@ static int add_header(struct curl_slist **list, const char *line)
 }
 
 /* The fixed part of every request's headers; content_type NULL: the
- * caller's extra headers name one. A body-less POST must not claim a form
+ * caller's extra headers name one, or the body is a form (libcurl's own
+ * Content-Type for a POST body). A body-less POST must not claim a form
  * body: Connect's resources only consume JSON (connect-rest.md §1), hence a
- * blank "Content-Type:" then. "Expect:" avoids a 100-continue wait. */
+ * blank "Content-Type:" then. "Expect:" avoids a 100-continue wait. The
+ * User-Agent is one of these lines rather than CURLOPT_USERAGENT, which
+ * libcurl would format anew for every request. */
 static int base_headers(struct curl_slist **list, const char *content_type)
 {
     if (add_header(list, "Accept: application/json") < 0 ||
+        add_header(list, "User-Agent: kcwatch/" KCW_VERSION) < 0 ||
         (content_type && add_header(list, content_type) < 0) || add_header(list, "Expect:") < 0)
         return -ENOMEM;
     return 0;
@@ -555,13 +579,17 @@ static int base_headers(struct curl_slist **list, const char *content_type)
 
 static const char *default_content_type(const kcw_http_req_t *req)
 {
+    if (req->form)
+        return NULL;
     return req->body ? "Content-Type: application/json" : "Content-Type:";
 }
 
 static int build_headers(transfer_t *t, const kcw_http_req_t *req)
 {
     if (!req->headers && !(req->bearer_token && *req->bearer_token)) {
-        t->headers = req->body ? t->http->hdr_json : t->http->hdr_plain;
+        t->headers = !req->body ? t->http->hdr_plain
+                     : req->form ? t->http->hdr_form
+                                 : t->http->hdr_json;
         return 0;
     }
     t->own_headers = true;
@@ -662,7 +690,8 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
     SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L); /* Connect never redirects (§1) */
     SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(e, CURLOPT_USERAGENT, "kcwatch/" KCW_VERSION);
+    if (t->http->no_proxy_env)
+        SETOPT(e, CURLOPT_NOPROXY, "*");
     SETOPT(e, CURLOPT_TIMEOUT_MS,
            (long)(req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS));
     SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
@@ -792,8 +821,9 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     while (http->n_idle > 0)
         curl_easy_cleanup(http->idle[--http->n_idle]);
     curl_slist_free_all(http->hdr_json);
+    curl_slist_free_all(http->hdr_form);
     curl_slist_free_all(http->hdr_plain);
-    http->hdr_json = http->hdr_plain = NULL;
+    http->hdr_json = http->hdr_form = http->hdr_plain = NULL;
     for (size_t i = 0; i < http->n_kept; i++) {
         free(http->kept[i].url);
         curl_url_cleanup(http->kept[i].parsed);
