@@ -444,10 +444,15 @@ int kcw_prom_parse_format_response(const char *body, size_t len, char **formatte
  * too). Notably '+' must
  * be escaped or it would arrive as a space. Kept here rather than calling
  * libcurl's escaper because http_client.c is the only libcurl user. */
-static bool url_unreserved(unsigned char c)
+static inline bool url_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    /* bit c: '-' '.' '0'-'9' in the first word; 'A'-'Z' '_' 'a'-'z' '~' in the second */
+    static const uint64_t set[2] = {
+        (UINT64_C(1) << '-') | (UINT64_C(1) << '.') | (UINT64_C(0x3FF) << '0'),
+        (UINT64_C(0x3FFFFFF) << ('A' - 64)) | (UINT64_C(1) << ('_' - 64)) |
+            (UINT64_C(0x3FFFFFF) << ('a' - 64)) | (UINT64_C(1) << ('~' - 64)),
+    };
+    return c < 128 && ((set[c >> 6] >> (c & 63)) & 1);
 }
 
 /* Length of s once encoded, SIZE_MAX when that does not fit a size_t. */
