@@ -412,6 +412,8 @@ static size_t pending_labels(const kcw_alert_set_t *set, kcw_labels_t **out)
 static void set_generator_urls(const kcw_engine_t *e, const rule_state_t *r,
                                kcw_instance_t *inst, size_t n_inst)
 {
+    if (n_inst == 0)
+        return; /* the common case: nothing to link */
     const kcw_rule_t *rule = r->rule;
     char *url = rule->expr ? kcw_url_generator(e->opts.prometheus_url,
                                                rule->expr_formatted ? rule->expr_formatted

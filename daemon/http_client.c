@@ -2,7 +2,8 @@
  *
  * The multi_socket pattern: curl tells us through socket_cb which sockets it
  * wants watched (one uv_poll per socket, its context attached with
- * curl_multi_assign) and through timer_cb when it wants to be woken (one
+ * curl_multi_assign, stopped but kept while the connection idles, closed when
+ * libcurl closes the socket) and through timer_cb when it wants to be woken (one
  * uv_timer). Both wake-ups call curl_multi_socket_action and then collect the
  * finished transfers with curl_multi_info_read, which is where completion
  * callbacks run. Adding a transfer only arms the timer, so a callback never
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kcwatch/log.h"
 
@@ -47,9 +49,14 @@
 /* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
 #define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
+/* One per socket libcurl has open and has asked to watch: kept, stopped,
+ * while the connection idles in libcurl's cache, so that its next transfer
+ * only starts the poll again (a new uv_poll costs four system calls), and
+ * closed when libcurl closes the socket (close_socket_cb). */
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
+    bool watched; /* libcurl wants it polled (assigned to it) */
     kcw_http_t *http;
     struct sock_ctx *prev, *next;
 } sock_ctx_t;
@@ -78,7 +85,7 @@ struct kcw_http {
     uv_timer_t timer;
     transfer_t *transfers; /* in flight, doubly linked */
     size_t n_transfers;
-    sock_ctx_t *socks;   /* polls not yet closed */
+    sock_ctx_t *socks;   /* polls not yet closed, watched or idle */
     size_t open_handles; /* uv handles whose close callback has not run */
     bool closing;
     CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
@@ -86,8 +93,11 @@ struct kcw_http {
     CURL *idle[EASY_POOL_MAX];  /* reset easy handles ready for reuse */
     size_t n_idle;
     /* The header lists of requests without extra headers or a token, built
-     * once: with a JSON body, and without a body. */
-    struct curl_slist *hdr_json, *hdr_plain;
+     * once: with a JSON body, with a form body, and without a body. */
+    struct curl_slist *hdr_json, *hdr_form, *hdr_plain;
+    /* No proxy variable in the environment (looked up once): libcurl is told
+     * so instead of reading the environment again for every request. */
+    bool no_proxy_env;
     /* URLs of requests marked url_reused, parsed once (first come, kept
      * until close: a transfer may still refer to one). */
     struct kept_url {
@@ -101,7 +111,7 @@ struct kcw_http {
 
 static void check_multi_info(kcw_http_t *http);
 static void transfers_fail(kcw_http_t *http, CURLMcode mc);
-static int base_headers(struct curl_slist **list, const char *content_type);
+static int base_headers(struct curl_slist **list, const char *content_type, bool form);
 
 /* --- handle lifetime ------------------------------------------------------ */
 
@@ -131,6 +141,14 @@ static void sock_closed(uv_handle_t *h)
     free(ctx);
     http->open_handles--;
     http_free_if_done(http);
+}
+
+static sock_ctx_t *sock_find(const kcw_http_t *http, curl_socket_t fd)
+{
+    sock_ctx_t *ctx = http->socks;
+    while (ctx && ctx->fd != fd)
+        ctx = ctx->next;
+    return ctx;
 }
 
 static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
@@ -195,12 +213,18 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what == CURL_POLL_REMOVE) {
         if (ctx) {
             curl_multi_assign(http->multi, fd, NULL);
-            sock_close(http, ctx);
+            uv_poll_stop(&ctx->poll);
+            ctx->watched = false;
         }
         return 0;
     }
     if (http->closing)
         return 0;
+    if (!ctx) {
+        ctx = sock_find(http, fd);
+        if (ctx && curl_multi_assign(http->multi, fd, ctx) != CURLM_OK)
+            return -1;
+    }
     if (!ctx) {
         ctx = calloc(1, sizeof(*ctx));
         if (!ctx)
@@ -229,7 +253,19 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         events |= UV_WRITABLE;
     if (uv_poll_start(&ctx->poll, events, poll_cb) != 0)
         return -1;
+    ctx->watched = true;
     return 0;
+}
+
+/* libcurl closes one of its sockets: its poll goes first (libuv must not
+ * watch a descriptor number the system may hand out again). */
+static int close_socket_cb(void *clientp, curl_socket_t fd)
+{
+    kcw_http_t *http = clientp;
+    sock_ctx_t *ctx = sock_find(http, fd);
+    if (ctx)
+        sock_close(http, ctx);
+    return close(fd) == 0 ? 0 : 1;
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -482,6 +518,20 @@ static void transfers_fail(kcw_http_t *http, CURLMcode mc)
 
 /* --- public API ------------------------------------------------------------- */
 
+/* Whether none of the variables libcurl takes a proxy from is set (it reads
+ * the lower-case and upper-case forms of each). */
+static bool proxy_env_unset(void)
+{
+    static const char *const names[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                        "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v)
+            return false;
+    }
+    return true;
+}
+
 kcw_http_t *kcw_http_new(uv_loop_t *loop)
 {
     if (!loop)
@@ -494,17 +544,20 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop)
         return NULL;
     }
     http->loop = loop;
+    http->no_proxy_env = proxy_env_unset();
     http->multi = curl_multi_init();
     if (!http->multi ||
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
-        base_headers(&http->hdr_json, "Content-Type: application/json") < 0 ||
-        base_headers(&http->hdr_plain, "Content-Type:") < 0) {
+        base_headers(&http->hdr_json, "Content-Type: application/json", false) < 0 ||
+        base_headers(&http->hdr_form, NULL, true) < 0 ||
+        base_headers(&http->hdr_plain, "Content-Type:", false) < 0) {
         if (http->multi)
             curl_multi_cleanup(http->multi);
         curl_slist_free_all(http->hdr_json);
+        curl_slist_free_all(http->hdr_form);
         curl_slist_free_all(http->hdr_plain);
         free(http);
         curl_global_cleanup();
@@ -542,12 +595,18 @@ static int add_header(struct curl_slist **list, const char *line)
 }
 
 /* The fixed part of every request's headers; content_type NULL: the
- * caller's extra headers name one. A body-less POST must not claim a form
+ * caller's extra headers name one, or the body is a form (libcurl's own
+ * Content-Type for a POST body). A body-less POST must not claim a form
  * body: Connect's resources only consume JSON (connect-rest.md §1), hence a
- * blank "Content-Type:" then. "Expect:" avoids a 100-continue wait. */
-static int base_headers(struct curl_slist **list, const char *content_type)
+ * blank "Content-Type:" then. "Expect:" avoids a 100-continue wait. The
+ * User-Agent is one of these lines rather than CURLOPT_USERAGENT, which
+ * libcurl would format anew for every request. */
+static int base_headers(struct curl_slist **list, const char *content_type, bool form)
 {
-    if (add_header(list, "Accept: application/json") < 0 ||
+    /* A form goes to Prometheus' API, which answers JSON whatever is asked:
+     * libcurl's own "Accept: * / *" costs less than a line of ours. */
+    if ((!form && add_header(list, "Accept: application/json") < 0) ||
+        add_header(list, "User-Agent: kcwatch/" KCW_VERSION) < 0 ||
         (content_type && add_header(list, content_type) < 0) || add_header(list, "Expect:") < 0)
         return -ENOMEM;
     return 0;
@@ -555,13 +614,17 @@ static int base_headers(struct curl_slist **list, const char *content_type)
 
 static const char *default_content_type(const kcw_http_req_t *req)
 {
+    if (req->form)
+        return NULL;
     return req->body ? "Content-Type: application/json" : "Content-Type:";
 }
 
 static int build_headers(transfer_t *t, const kcw_http_req_t *req)
 {
     if (!req->headers && !(req->bearer_token && *req->bearer_token)) {
-        t->headers = req->body ? t->http->hdr_json : t->http->hdr_plain;
+        t->headers = !req->body ? t->http->hdr_plain
+                     : req->form ? t->http->hdr_form
+                                 : t->http->hdr_json;
         return 0;
     }
     t->own_headers = true;
@@ -569,7 +632,7 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
     for (size_t i = 0; req->headers && req->headers[i] && i < MAX_EXTRA_HEADERS; i++)
         if (strncasecmp(req->headers[i], "Content-Type:", 13) == 0)
             own_type = true;
-    if (base_headers(&t->headers, own_type ? NULL : default_content_type(req)) < 0)
+    if (base_headers(&t->headers, own_type ? NULL : default_content_type(req), req->form) < 0)
         return -ENOMEM;
     if (req->headers) {
         for (size_t i = 0; req->headers[i]; i++) {
@@ -657,12 +720,15 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
     if (rc < 0)
         return rc;
     SETOPT(e, CURLOPT_PRIVATE, (void *)t);
+    SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+    SETOPT(e, CURLOPT_CLOSESOCKETDATA, (void *)t->http);
     SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
     SETOPT(e, CURLOPT_NOSIGNAL, 1L);
     SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L); /* Connect never redirects (§1) */
     SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(e, CURLOPT_USERAGENT, "kcwatch/" KCW_VERSION);
+    if (t->http->no_proxy_env)
+        SETOPT(e, CURLOPT_NOPROXY, "*");
     SETOPT(e, CURLOPT_TIMEOUT_MS,
            (long)(req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS));
     SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
@@ -792,8 +858,9 @@ void kcw_http_close(kcw_http_t *http, void (*on_closed)(void *arg), void *arg)
     while (http->n_idle > 0)
         curl_easy_cleanup(http->idle[--http->n_idle]);
     curl_slist_free_all(http->hdr_json);
+    curl_slist_free_all(http->hdr_form);
     curl_slist_free_all(http->hdr_plain);
-    http->hdr_json = http->hdr_plain = NULL;
+    http->hdr_json = http->hdr_form = http->hdr_plain = NULL;
     for (size_t i = 0; i < http->n_kept; i++) {
         free(http->kept[i].url);
         curl_url_cleanup(http->kept[i].parsed);

@@ -35,6 +35,7 @@ typedef struct series {
 
 typedef struct family {
     char *name, *help;
+    uint32_t hash; /* of name: families are looked up by name on every update */
     kcw_metric_type_t type;
     double *buckets;
     size_t n_buckets;
@@ -87,10 +88,19 @@ void kcw_metrics_free(kcw_metrics_t *m)
     free(m);
 }
 
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
 static family_t *find_family(const kcw_metrics_t *m, const char *name)
 {
+    uint32_t h = name_hash(name);
     for (size_t i = 0; i < m->n_fams; i++)
-        if (strcmp(m->fams[i].name, name) == 0)
+        if (m->fams[i].hash == h && strcmp(m->fams[i].name, name) == 0)
             return &m->fams[i];
     return NULL;
 }
@@ -113,6 +123,7 @@ int kcw_metrics_declare(kcw_metrics_t *m, kcw_metric_type_t type, const char *na
     }
     f = &m->fams[m->n_fams];
     memset(f, 0, sizeof(*f));
+    f->hash = name_hash(name);
     f->type = type;
     f->name = strdup(name);
     f->help = strdup(help ? help : "");
@@ -152,10 +163,46 @@ static int labels_from(kcw_labels_t *out, const char *const *kv)
     return 0;
 }
 
+/* Whether kv names each label once and with a value: then the labels it
+ * builds are its pairs as given, and *n counts them. */
+static bool kv_plain(const char *const *kv, size_t *n)
+{
+    *n = 0;
+    for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2) {
+        if (!*kv[i + 1])
+            return false;
+        for (size_t j = 0; j < i; j += 2)
+            if (strcmp(kv[j], kv[i]) == 0)
+                return false;
+        (*n)++;
+    }
+    return true;
+}
+
+static bool kv_equal(const kcw_labels_t *l, const char *const *kv, size_t n)
+{
+    if (l->n != n)
+        return false;
+    for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2) {
+        const char *v = kcw_labels_get(l, kv[i]);
+        if (!v || strcmp(v, kv[i + 1]) != 0)
+            return false;
+    }
+    return true;
+}
+
 /* The series of f with these labels, created when absent; NULL when over the
- * bound (counted) or out of memory. */
+ * bound (counted) or out of memory. An existing series is found without
+ * building a label set (an update is on every query's path). */
 static series_t *get_series(kcw_metrics_t *m, family_t *f, const char *const *kv, int *rc)
 {
+    size_t n;
+    if (kv_plain(kv, &n))
+        for (size_t i = 0; i < f->n_series; i++)
+            if (kv_equal(&f->series[i].labels, kv, n)) {
+                *rc = 0;
+                return &f->series[i];
+            }
     kcw_labels_t l;
     *rc = -ENOMEM;
     if ((*rc = labels_from(&l, kv)) < 0)

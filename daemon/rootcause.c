@@ -292,7 +292,7 @@ int kcw_rootcause_key(const kcw_rootcause_t *rc, const char *trace, char **out)
     scan(rc, md, trace, &root, &with_frames);
     span_t header = {root.header.p, utf8_cut(root.header.p, root.header.n, HEADER_MAX)};
     span_t cls = {NULL, 0}, msg = header;
-    span_t c, m;
+    span_t c, m = {NULL, 0};
     if (header.p && match(rc->header, md, header.p, header.n, 1, &c)) {
         match(rc->header, md, header.p, header.n, 2, &m);
         cls = (span_t){c.p, utf8_cut(c.p, c.n, CLASS_MAX)};

@@ -97,7 +97,7 @@ static int finish(kcw_route_t *r, const kcw_route_t *parent, const char *id, int
     r->group_by_all = has_all(r->group_by, r->n_group_by);
     for (size_t i = 0; i < r->n_routes; i++) {
         char child[256];
-        snprintf(child, sizeof(child), "%s/%zu", id, i);
+        snprintf(child, sizeof(child), "%.200s/%zu", id, i);
         int rc = finish(&r->routes[i], r, child, depth + 1, count, err, errlen);
         if (rc < 0)
             return rc;

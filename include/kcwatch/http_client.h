@@ -23,6 +23,7 @@ typedef struct kcw_http_req {
     const char *url;
     const char *body;     /* NULL: none; sent as application/json unless headers names a Content-Type */
     size_t body_len;
+    bool form;            /* the body is application/x-www-form-urlencoded */
     const char *const *headers; /* extra "Name: value" lines, NULL-terminated, may be NULL */
     int64_t timeout_ms;   /* whole transfer; 0 = 10 s */
     size_t max_body;      /* response bytes kept at most; 0 = 16 MiB; more -> error */

@@ -44,6 +44,7 @@ typedef struct server {
     char auth[128];
     char ctype[128];
     char xtest[64];
+    char ua[64];
     char body[4096];
     size_t body_len;
     /* fake Connect */
@@ -196,6 +197,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     snprintf(s->ctype, sizeof(s->ctype), "%s", v ? v : "");
     v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Test");
     snprintf(s->xtest, sizeof(s->xtest), "%s", v ? v : "");
+    v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
+    snprintf(s->ua, sizeof(s->ua), "%s", v ? v : "");
     memcpy(s->body, up->data, up->len);
     s->body_len = up->len;
 
@@ -520,7 +523,26 @@ static void test_http_post_body_and_basic_auth(void **state)
     pthread_mutex_lock(&fx->srv.mu);
     assert_string_equal(fx->srv.ctype, "");
     assert_string_equal(fx->srv.auth, "Bearer tok-123");
+    assert_string_equal(fx->srv.ua, "kcwatch/" KCW_VERSION);
     pthread_mutex_unlock(&fx->srv.mu);
+
+    /* A form body is labelled as one, with or without a header list of its own. */
+    static const char form[] = "query=up&time=1";
+    for (int i = 0; i < 2; i++) {
+        kcw_http_req_t freq = {.method = "POST",
+                               .body = form,
+                               .body_len = sizeof(form) - 1,
+                               .form = true,
+                               .bearer_token = i ? "tok-9" : NULL};
+        get(fx, "/echo", &r, &freq);
+        assert_int_equal(r.status, 201);
+        assert_string_equal(r.body, form);
+        pthread_mutex_lock(&fx->srv.mu);
+        assert_string_equal(fx->srv.ctype, "application/x-www-form-urlencoded");
+        assert_string_equal(fx->srv.auth, i ? "Bearer tok-9" : "");
+        assert_string_equal(fx->srv.ua, "kcwatch/" KCW_VERSION);
+        pthread_mutex_unlock(&fx->srv.mu);
+    }
 }
 
 static void test_http_retry_after(void **state)

@@ -313,13 +313,45 @@ static void test_parse_wrong_types(void **state)
         parse_fails(cases[i].body, -EINVAL, cases[i].want);
 }
 
-static void test_parse_empty_vector(void **state)
+static void assert_empty_vector(const kcw_prom_result_t *res)
 {
-    (void)state;
-    kcw_prom_result_t *res = parse_ok(VEC_PRE "[]" VEC_POST);
     assert_int_equal(res->type, KCW_PROM_VECTOR);
     assert_int_equal(res->n, 0);
     assert_null(res->samples);
+    assert_true(res->scalar == 0.0);
+    assert_int_equal(res->scalar_ts_ms, 0);
+    assert_null(res->warnings);
+    assert_int_equal(res->n_warnings, 0);
+    assert_null(res->infos);
+    assert_int_equal(res->n_infos, 0);
+}
+
+static void test_parse_empty_vector(void **state)
+{
+    (void)state;
+    /* Prometheus' exact bytes (read without a JSON tree) and the same
+     * document spaced otherwise (read by jansson) give the same result. */
+    static const char *const same[] = {
+        "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}",
+        "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}\n",
+        "{\"data\": {\"result\": [], \"resultType\": \"vector\"}, \"status\": \"success\"}",
+        VEC_PRE "[]" VEC_POST,
+    };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        kcw_prom_result_t *res = parse_ok(same[i]);
+        assert_empty_vector(res);
+        kcw_prom_result_free(res);
+    }
+    /* The exact bytes cut short, or followed by warnings, are not taken for it. */
+    static const char cut[] = "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}";
+    kcw_prom_result_t *res = NULL;
+    kcw_prom_error_t err;
+    assert_int_equal(kcw_prom_parse_response(cut, sizeof(cut) - 1, &res, &err), -EINVAL);
+    assert_null(res);
+    res = parse_ok("{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]},"
+                   "\"warnings\":[\"w\"]}");
+    assert_int_equal(res->n_warnings, 1);
+    assert_string_equal(res->warnings[0], "w");
     kcw_prom_result_free(res);
 }
 
