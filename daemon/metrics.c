@@ -241,9 +241,11 @@ static series_t *get_series(kcw_metrics_t *m, family_t *f, const char *const *kv
 }
 
 static series_t *typed_series(kcw_metrics_t *m, const char *name, kcw_metric_type_t type,
-                              const char *const *labels, int *rc)
+                              const char *const *labels, int *rc, family_t **fam)
 {
     family_t *f = find_family(m, name);
+    if (fam)
+        *fam = f;
     if (!f || f->type != type) {
         *rc = -EINVAL;
         return NULL;
@@ -259,7 +261,7 @@ int kcw_metrics_add(kcw_metrics_t *m, const char *name, const char *const *label
     int rc;
     if (!(v >= 0))
         return -EINVAL; /* counters only go up */
-    series_t *s = typed_series(m, name, KCW_METRIC_COUNTER, labels, &rc);
+    series_t *s = typed_series(m, name, KCW_METRIC_COUNTER, labels, &rc, NULL);
     if (s)
         s->value += v;
     return rc;
@@ -269,22 +271,23 @@ int kcw_metrics_set(kcw_metrics_t *m, const char *name, const char *const *label
 {
     int rc;
     family_t *f = find_family(m, name);
-    /* A counter may be set from a figure that is itself cumulative (CPU). */
-    series_t *s = typed_series(m, name, f && f->type == KCW_METRIC_COUNTER ? KCW_METRIC_COUNTER
-                                                                             : KCW_METRIC_GAUGE,
-                               labels, &rc);
-    if (s)
-        s->value = v;
-    return rc;
+    /* A gauge, or a counter set from a figure that is itself cumulative (CPU). */
+    if (!f || (f->type != KCW_METRIC_GAUGE && f->type != KCW_METRIC_COUNTER))
+        return -EINVAL;
+    series_t *s = get_series(m, f, labels, &rc);
+    if (!s)
+        return rc;
+    s->value = v;
+    return 0;
 }
 
 int kcw_metrics_observe(kcw_metrics_t *m, const char *name, const char *const *labels, double v)
 {
     int rc;
-    series_t *s = typed_series(m, name, KCW_METRIC_HISTOGRAM, labels, &rc);
+    family_t *f;
+    series_t *s = typed_series(m, name, KCW_METRIC_HISTOGRAM, labels, &rc, &f);
     if (!s)
         return rc;
-    family_t *f = find_family(m, name);
     size_t b = 0;
     while (b < f->n_buckets && v > f->buckets[b])
         b++;
