@@ -201,6 +201,45 @@ static void *grow(void *items, size_t n, size_t *cap, size_t elem)
     return p;
 }
 
+/* items (n entries) in a block of just that size: every rule keeps its
+ * compiled templates for its whole life, and the parser's arrays grow by
+ * doubling. The same block when shrinking fails. */
+static void *fit(void *items, size_t n, size_t elem)
+{
+    if (n == 0) {
+        free(items);
+        return NULL;
+    }
+    void *p = realloc(items, n * elem);
+    return p ? p : items;
+}
+
+static void pipeline_fit(pipeline_t *p)
+{
+    if (!p)
+        return;
+    p->cmds = fit(p->cmds, p->n, sizeof(*p->cmds));
+    for (size_t i = 0; i < p->n; i++) {
+        command_t *c = &p->cmds[i];
+        c->args = fit(c->args, c->n_args, sizeof(*c->args));
+        for (size_t j = 0; j < c->n_args; j++)
+            pipeline_fit(c->args[j].pipe);
+    }
+}
+
+/* The parse tree's arrays fitted to their contents, depth-first (as deep
+ * as the parser allows). */
+static void node_list_fit(node_list_t *l)
+{
+    l->items = fit(l->items, l->n, sizeof(*l->items));
+    l->cap = l->n;
+    for (size_t i = 0; i < l->n; i++) {
+        pipeline_fit(l->items[i].pipe);
+        node_list_fit(&l->items[i].then_nodes);
+        node_list_fit(&l->items[i].else_nodes);
+    }
+}
+
 /* --- lexer and parser ------------------------------------------------- */
 
 typedef enum {
@@ -1106,6 +1145,7 @@ static int compile(const char *src, const char *file, int line, int col, int ind
         kcw_template_free(t);
         return p.nomem ? -ENOMEM : -EINVAL;
     }
+    node_list_fit(&t->root);
     *out = t;
     return 0;
 }
