@@ -492,6 +492,10 @@ static int pragma_expect(sqlite3 *db, const char *sql, const char *want, int mis
  * another error. */
 static int open_checked(kcw_store_t *s)
 {
+    /* No bulk page-cache block per connection (SQLite's default: 20 pages
+     * allocated up front); pages come one by one, as the cache needs them.
+     * Only possible before SQLite's first use; later calls change nothing. */
+    sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
     int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK)
         return rc;
@@ -1262,6 +1266,12 @@ int kcw_store_audit_add(kcw_store_t *s, const kcw_audit_t *a)
     bind_text(st, 14, a->status, KCW_STORE_TEXT_MAX);
     sqlite3_bind_int64(st, 15, a->http_status);
     return step_write(s, st);
+}
+
+void kcw_store_release_memory(kcw_store_t *s)
+{
+    if (s && s->db)
+        sqlite3_db_release_memory(s->db);
 }
 
 void kcw_store_set_audit_retention(kcw_store_t *s, int64_t retention_ms)

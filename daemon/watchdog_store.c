@@ -4,6 +4,7 @@
  * snapshot of every alert state replaces what the store held, so alerts
  * that left their sets leave the store too. */
 #include "watchdog_int.h"
+#include <malloc.h>
 
 static int on_stored_alert(const char *key, const kcw_alert_t *alert, void *arg)
 {
@@ -47,6 +48,14 @@ void kcw_wd_snapshot_alerts(kcw_watchdog_t *wd)
     kcw_store_commit(wd->store);
 }
 
+/* The store's page cache and the heap pages it leaves free go back to the
+ * system: loading at start and a snapshot are the store's busy moments. */
+static void release_memory(kcw_watchdog_t *wd)
+{
+    kcw_store_release_memory(wd->store);
+    malloc_trim(0);
+}
+
 static void on_snapshot(uv_timer_t *t)
 {
     kcw_watchdog_t *wd = t->data;
@@ -57,6 +66,7 @@ static void on_snapshot(uv_timer_t *t)
         kcw_silences_gc(wd->silences, wall_now_ms(), kcw_wd_silence_dropped, wd);
         kcw_store_commit(wd->store);
     }
+    release_memory(wd);
 }
 
 /* Opens the state store and hands what it holds to the engine, the
@@ -98,5 +108,6 @@ int kcw_wd_store_start(kcw_watchdog_t *wd)
     wd->snapshot.data = wd;
     wd->snapshot_on = true;
     uv_timer_start(&wd->snapshot, on_snapshot, ALERT_SNAPSHOT_MS, ALERT_SNAPSHOT_MS);
+    release_memory(wd);
     return 0;
 }

@@ -61,6 +61,10 @@ bool kcw_store_durable(const kcw_store_t *s);
 int kcw_store_schema_version(const kcw_store_t *s);
 /* Audit rows older than this are pruned (<= 0: the 30 day default). */
 void kcw_store_set_audit_retention(kcw_store_t *s, int64_t retention_ms);
+/* Gives back the page cache's memory (SQLite reads the pages again when it
+ * needs them): after loading at start and after a snapshot, so a quiet
+ * daemon does not keep the cache of its last busy moment. */
+void kcw_store_release_memory(kcw_store_t *s);
 /* Prunes the audit log at once and then every `every_ms` on loop (an unref'd
  * timer: it never keeps the loop alive). 0 or negative errno. */
 int kcw_store_prune_start(kcw_store_t *s, uv_loop_t *loop, uint64_t every_ms);
