@@ -61,6 +61,8 @@ typedef struct sock_ctx {
     struct sock_ctx *prev, *next;
 } sock_ctx_t;
 
+struct kept_url;
+
 typedef struct transfer {
     struct transfer *prev, *next;
     kcw_http_t *http;
@@ -74,6 +76,9 @@ typedef struct transfer {
     int (*on_data)(long status, const char *data, size_t len, void *arg);
     bool overflow;
     bool doomed; /* the multi handle failed while it was in flight */
+    /* A plain form POST to this kept URL (plain_kept): its handle may go
+     * back to the pool still set up for the next such request. */
+    const struct kept_url *plain;
     int64_t retry_after_ms;
     uint64_t start_ns;
     char errbuf[CURL_ERROR_SIZE];
@@ -90,7 +95,10 @@ struct kcw_http {
     bool closing;
     CURLMcode last_multi_error; /* last failure of curl_multi_socket_action, logged once */
     uint64_t last_trim_ms;      /* loop time of the last malloc_trim */
-    CURL *idle[EASY_POOL_MAX];  /* reset easy handles ready for reuse */
+    CURL *idle[EASY_POOL_MAX];  /* easy handles ready for reuse */
+    /* NULL: idle[i] is reset; else it is still set up for a plain form POST
+     * to this kept URL (plain_kept) and takes the next one as it is. */
+    const struct kept_url *idle_for[EASY_POOL_MAX];
     size_t n_idle;
     /* The header lists of requests without extra headers or a token, built
      * once: with a JSON body, with a form body, and without a body. */
@@ -407,9 +415,10 @@ static void transfer_unlink(kcw_http_t *http, transfer_t *t)
     http->n_transfers--;
 }
 
-/* Returns an easy handle to the pool (reset: no option, credential or body
- * of the last request stays) or frees it when the pool is full or closed. */
-static void easy_release(kcw_http_t *http, CURL *easy)
+/* Returns an easy handle to the pool or frees it when the pool is full or
+ * closed. Reset (no option or body of the last request stays) unless it is
+ * kept set up for more plain form POSTs to kept (which carry no credential). */
+static void easy_release(kcw_http_t *http, CURL *easy, const struct kept_url *kept)
 {
     if (!easy)
         return;
@@ -417,17 +426,48 @@ static void easy_release(kcw_http_t *http, CURL *easy)
         curl_easy_cleanup(easy);
         return;
     }
-    curl_easy_reset(easy);
+    if (!kept)
+        curl_easy_reset(easy);
+    else
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL); /* the transfer's, freed next */
+    http->idle_for[http->n_idle] = kept;
     http->idle[http->n_idle++] = easy;
 }
 
-static void transfer_free(transfer_t *t)
+/* An idle handle for req: one still set up for the same plain form POST
+ * (*ready), else a reset one, else a new one. */
+static CURL *easy_take(kcw_http_t *http, const struct kept_url *plain, bool *ready)
 {
-    easy_release(t->http, t->easy);
+    *ready = false;
+    for (size_t i = http->n_idle; plain && i-- > 0;)
+        if (http->idle_for[i] == plain) {
+            CURL *e = http->idle[i];
+            http->idle[i] = http->idle[--http->n_idle];
+            http->idle_for[i] = http->idle_for[http->n_idle];
+            *ready = true;
+            return e;
+        }
+    if (http->n_idle == 0)
+        return curl_easy_init();
+    CURL *e = http->idle[--http->n_idle];
+    if (http->idle_for[http->n_idle])
+        curl_easy_reset(e);
+    return e;
+}
+
+/* t finished (reusable: with a response) or failed; its handle goes back. */
+static void transfer_free_as(transfer_t *t, bool reusable)
+{
+    easy_release(t->http, t->easy, reusable ? t->plain : NULL);
     if (t->own_headers)
         curl_slist_free_all(t->headers);
     free(t->buf);
     free(t);
+}
+
+static void transfer_free(transfer_t *t)
+{
+    transfer_free_as(t, false);
 }
 
 /* Removes t from the multi, runs its callback, frees it. cancelled: the
@@ -472,7 +512,7 @@ static void transfer_complete(kcw_http_t *http, transfer_t *t, CURLcode code, bo
     if (t->cb)
         t->cb(&resp, t->arg);
     bool trim = t->len >= TRIM_AFTER_BODY;
-    transfer_free(t);
+    transfer_free_as(t, !cancelled && multi_error == CURLM_OK && code == CURLE_OK);
     if (trim && (http->last_trim_ms == 0 ||
                  uv_now(http->loop) - http->last_trim_ms >= TRIM_INTERVAL_MS)) {
         malloc_trim(0);
@@ -664,13 +704,13 @@ static int build_headers(transfer_t *t, const kcw_http_req_t *req)
             return -EINVAL;                                                                        \
     } while (0)
 
-/* The parsed form of url when the client keeps it (or starts to); NULL
- * otherwise, the URL then goes to libcurl as text. */
-static CURLU *kept_url(kcw_http_t *http, const char *url)
+/* url as the client keeps it parsed (or starts to); NULL otherwise, the
+ * URL then goes to libcurl as text. */
+static const struct kept_url *kept_url(kcw_http_t *http, const char *url)
 {
     for (size_t i = 0; i < http->n_kept; i++)
         if (strcmp(http->kept[i].url, url) == 0)
-            return http->kept[i].parsed;
+            return &http->kept[i];
     if (http->n_kept == KCW_HTTP_MAX_KEPT_URLS)
         return NULL;
     struct kept_url k = {.url = strdup(url), .parsed = curl_url()};
@@ -682,8 +722,8 @@ static CURLU *kept_url(kcw_http_t *http, const char *url)
         curl_url_cleanup(k.parsed);
         return NULL; /* libcurl reports a bad URL itself */
     }
-    http->kept[http->n_kept++] = k;
-    return k.parsed;
+    http->kept[http->n_kept] = k;
+    return &http->kept[http->n_kept++];
 }
 
 /* The URL without userinfo, and credentials: the configured basic auth, or
@@ -698,7 +738,8 @@ static int setup_url_auth(kcw_http_t *http, CURL *e, const kcw_http_req_t *req)
         return -ENOMEM; /* -EINVAL: libcurl reports the bad URL itself */
     const char *name = ba ? ba->username : user;
     const char *secret = ba ? (ba->password ? ba->password : "") : (pass ? pass : "");
-    CURLU *parsed = req->url_reused && !bare ? kept_url(http, req->url) : NULL;
+    const struct kept_url *kept = req->url_reused && !bare ? kept_url(http, req->url) : NULL;
+    CURLU *parsed = kept ? kept->parsed : NULL;
     bool ok = parsed ? curl_easy_setopt(e, CURLOPT_CURLU, parsed) == CURLE_OK
                      : curl_easy_setopt(e, CURLOPT_URL, bare ? bare : req->url) == CURLE_OK;
     /* Connect's basic-auth 401 has no WWW-Authenticate, so credentials must
@@ -768,6 +809,37 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
     return 0;
 }
 
+/* The kept URL of a plain form POST: no credential, TLS option, extra
+ * header or streaming, so that every such request to the URL sets the
+ * same options but for its body, timeout and transfer. NULL otherwise. */
+static const struct kept_url *plain_kept(kcw_http_t *http, const kcw_http_req_t *req)
+{
+    if (!req->url_reused || !req->form || !req->body || !req->method ||
+        strcmp(req->method, "POST") != 0 || req->headers || req->on_data ||
+        (req->bearer_token && *req->bearer_token) || (req->basic_auth && req->basic_auth->username) ||
+        (req->tls && (req->tls->ca_file || req->tls->cert_file || req->tls->key_file ||
+                      req->tls->insecure)) ||
+        strchr(req->url, '@'))
+        return NULL;
+    return kept_url(http, req->url);
+}
+
+/* The options that differ between two plain form POSTs to one URL: the
+ * rest stayed on the handle from the last one (setup_easy). */
+static int setup_again(transfer_t *t, const kcw_http_req_t *req)
+{
+    CURL *e = t->easy;
+    SETOPT(e, CURLOPT_PRIVATE, (void *)t);
+    SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    SETOPT(e, CURLOPT_TIMEOUT_MS,
+           (long)(req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS));
+    SETOPT(e, CURLOPT_WRITEDATA, (void *)t);
+    SETOPT(e, CURLOPT_HEADERDATA, (void *)t);
+    SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    SETOPT(e, CURLOPT_COPYPOSTFIELDS, req->body);
+    return 0;
+}
+
 int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb, void *arg)
 {
     if (!http || !req || !req->url || !cb)
@@ -788,14 +860,16 @@ int kcw_http_request(kcw_http_t *http, const kcw_http_req_t *req, kcw_http_cb cb
     t->retry_after_ms = -1;
     t->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
     t->on_data = req->on_data;
-    t->easy = http->n_idle > 0 ? http->idle[--http->n_idle] : curl_easy_init();
+    t->plain = plain_kept(http, req);
+    bool ready;
+    t->easy = easy_take(http, t->plain, &ready);
     if (!t->easy) {
         transfer_free(t);
         return -ENOMEM;
     }
     int rc = build_headers(t, req);
     if (rc == 0)
-        rc = setup_easy(t, req);
+        rc = ready ? setup_again(t, req) : setup_easy(t, req);
     if (rc < 0) {
         transfer_free(t);
         return rc;

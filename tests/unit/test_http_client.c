@@ -526,20 +526,32 @@ static void test_http_post_body_and_basic_auth(void **state)
     assert_string_equal(fx->srv.ua, "kcwatch/" KCW_VERSION);
     pthread_mutex_unlock(&fx->srv.mu);
 
-    /* A form body is labelled as one, with or without a header list of its own. */
+    /* A form body is labelled as one, with or without a header list of its
+     * own. Plain form POSTs to a kept URL reuse a handle still set up for
+     * them; one with credentials in between takes a reset handle, and the
+     * next plain one carries none of them. */
     static const char form[] = "query=up&time=1";
-    for (int i = 0; i < 2; i++) {
+    static const char form2[] = "query=sum(up)&time=22";
+    static const char json[] = "{\"x\":1}";
+    for (int i = 0; i < 6; i++) {
+        bool token = i == 2, with_auth = i == 3;
+        const char *b = i % 2 ? form2 : form;
         kcw_http_req_t freq = {.method = "POST",
-                               .body = form,
-                               .body_len = sizeof(form) - 1,
-                               .form = true,
-                               .bearer_token = i ? "tok-9" : NULL};
+                               .body = with_auth ? json : b,
+                               .body_len = strlen(with_auth ? json : b),
+                               .form = !with_auth,
+                               .url_reused = true,
+                               .basic_auth = with_auth ? &auth : NULL,
+                               .bearer_token = token ? "tok-9" : NULL};
         get(fx, "/echo", &r, &freq);
         assert_int_equal(r.status, 201);
-        assert_string_equal(r.body, form);
+        assert_string_equal(r.body, with_auth ? json : b);
         pthread_mutex_lock(&fx->srv.mu);
-        assert_string_equal(fx->srv.ctype, "application/x-www-form-urlencoded");
-        assert_string_equal(fx->srv.auth, i ? "Bearer tok-9" : "");
+        assert_string_equal(fx->srv.ctype,
+                            with_auth ? "application/json" : "application/x-www-form-urlencoded");
+        assert_string_equal(fx->srv.auth, token       ? "Bearer tok-9"
+                                          : with_auth ? "Basic YWxpY2U6czNjcmV0"
+                                                      : "");
         assert_string_equal(fx->srv.ua, "kcwatch/" KCW_VERSION);
         pthread_mutex_unlock(&fx->srv.mu);
     }
