@@ -419,11 +419,14 @@ static void set_generator_urls(const kcw_engine_t *e, const rule_state_t *r,
                                                NULL, NULL)
                            : kcw_url_generator(e->opts.external_url, NULL, r->group->name,
                                                rule->alert);
-    for (size_t i = 0; url && i < n_inst; i++) {
-        free(inst[i].generator_url);
-        inst[i].generator_url = strdup(url);
-    }
+    /* One string for all of them: a storm's thousands of alerts share it. */
+    char *shared = kcw_shared_str_new(url);
     free(url);
+    for (size_t i = 0; shared && i < n_inst; i++) {
+        kcw_shared_str_unref(inst[i].generator_url);
+        inst[i].generator_url = kcw_shared_str_ref(shared);
+    }
+    kcw_shared_str_unref(shared);
 }
 
 /* Applies one evaluation's instances (taken) or its failure rc to the rule's
