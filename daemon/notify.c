@@ -609,6 +609,7 @@ static group_t *group_new(kcw_notifier_t *n, const kcw_route_t *rt, uint64_t h,
         group_free(g);
         return NULL;
     }
+    (void)kcw_labels_freeze(&g->labels); /* one block instead of 1 + n */
     g->route = rt;
     g->hash = h;
     g->id = ++n->next_group_id;
