@@ -56,7 +56,7 @@ void kcw_instance_clear(kcw_instance_t *in)
     kcw_labels_clear(&in->labels);
     kcw_labels_clear(&in->annotations);
     free(in->trace);
-    free(in->generator_url);
+    kcw_shared_str_unref(in->generator_url);
     memset(in, 0, sizeof(*in));
 }
 
@@ -67,7 +67,7 @@ static void entry_free(entry_t *e)
     kcw_labels_clear(&e->alert.labels);
     kcw_labels_clear(&e->alert.annotations);
     free(e->alert.trace);
-    free(e->alert.generator_url);
+    kcw_shared_str_unref(e->alert.generator_url);
     free(e);
 }
 
@@ -173,17 +173,23 @@ static void clear_all(kcw_instance_t *inst, size_t n)
         kcw_instance_clear(&inst[i]);
 }
 
-/* Moves an instance's contents into an alert (labels only when take_labels). */
+/* Moves an instance's contents into an alert (labels only when take_labels).
+ * Annotations equal to the alert's keep the alert's frozen block, so the
+ * copies others hold stay shared; new ones are frozen (if that fails they
+ * stay a set being built, which works the same, only unshared). */
 static void take_instance(kcw_alert_t *a, kcw_instance_t *in, bool take_labels)
 {
-    kcw_labels_clear(&a->annotations);
-    a->annotations = in->annotations;
-    memset(&in->annotations, 0, sizeof(in->annotations));
+    if (!kcw_labels_frozen(&a->annotations) || !kcw_labels_equal(&a->annotations, &in->annotations)) {
+        kcw_labels_clear(&a->annotations);
+        a->annotations = in->annotations;
+        memset(&in->annotations, 0, sizeof(in->annotations));
+        (void)kcw_labels_freeze(&a->annotations);
+    }
     free(a->trace);
     a->trace = in->trace;
     in->trace = NULL;
     if (in->generator_url) {
-        free(a->generator_url);
+        kcw_shared_str_unref(a->generator_url);
         a->generator_url = in->generator_url;
         in->generator_url = NULL;
     }
@@ -191,6 +197,7 @@ static void take_instance(kcw_alert_t *a, kcw_instance_t *in, bool take_labels)
     if (take_labels) {
         a->labels = in->labels;
         memset(&in->labels, 0, sizeof(in->labels));
+        (void)kcw_labels_freeze(&a->labels);
     }
     kcw_instance_clear(in);
 }
@@ -372,10 +379,12 @@ int kcw_alert_set_restore(kcw_alert_set_t *s, const kcw_alert_t *a)
     if (kcw_labels_copy(&e->alert.labels, &a->labels) < 0 ||
         kcw_labels_copy(&e->alert.annotations, &a->annotations) < 0 ||
         (a->trace && !(e->alert.trace = strdup(a->trace))) ||
-        (a->generator_url && !(e->alert.generator_url = strdup(a->generator_url)))) {
+        (a->generator_url && !(e->alert.generator_url = kcw_shared_str_new(a->generator_url)))) {
         entry_free(e);
         return -ENOMEM;
     }
+    (void)kcw_labels_freeze(&e->alert.labels);
+    (void)kcw_labels_freeze(&e->alert.annotations);
     size_t at = lower_bound(s, fp);
     memmove(&s->items[at + 1], &s->items[at], (s->n - at) * sizeof(*s->items));
     s->items[at] = e;

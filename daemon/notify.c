@@ -483,7 +483,7 @@ static void member_clear(member_t *m)
     kcw_labels_clear(&m->alert.annotations);
     free(m->alert.trace);
     m->alert.trace = NULL;
-    free(m->alert.generator_url);
+    kcw_shared_str_unref(m->alert.generator_url);
     m->alert.generator_url = NULL;
 }
 
@@ -633,6 +633,7 @@ static group_t *group_new(kcw_notifier_t *n, const kcw_route_t *rt, uint64_t h,
         group_free(g);
         return NULL;
     }
+    (void)kcw_labels_freeze(&g->labels); /* one block instead of 1 + n */
     g->route = rt;
     g->hash = h;
     g->id = ++n->next_group_id;
@@ -675,24 +676,14 @@ static member_t *member_find(group_t *g, uint64_t fp, size_t *insert_at)
     return NULL;
 }
 
-/* Takes a's state, times and annotations into m (labels are the same). */
+/* Takes a's state, times and annotations into m (labels are the same but
+ * for the remediation state). Labels and annotations are references to the
+ * engine's frozen ones where they are (labels.h), not copies. */
 static int member_assign(member_t *m, const kcw_alert_t *a)
 {
-    /* Same fingerprint, other labels: only the remediation state moves. */
-    if (!kcw_labels_equal(&m->alert.labels, &a->labels)) {
-        kcw_labels_t copy;
-        if (kcw_labels_copy(&copy, &a->labels) < 0)
-            return -ENOMEM;
-        kcw_labels_clear(&m->alert.labels);
-        m->alert.labels = copy;
-    }
-    if (!kcw_labels_equal(&m->alert.annotations, &a->annotations)) {
-        kcw_labels_t copy;
-        if (kcw_labels_copy(&copy, &a->annotations) < 0)
-            return -ENOMEM;
-        kcw_labels_clear(&m->alert.annotations);
-        m->alert.annotations = copy;
-    }
+    if (kcw_labels_assign(&m->alert.labels, &a->labels) < 0 ||
+        kcw_labels_assign(&m->alert.annotations, &a->annotations) < 0)
+        return -ENOMEM;
     /* Only the first lines: what Slack and PagerDuty show. Copied again only
      * when they changed. */
     char *trace = kcw_payload_first_lines(a->trace, TRACE_KEPT_LINES, TRACE_KEPT_BYTES);
@@ -704,13 +695,9 @@ static int member_assign(member_t *m, const kcw_alert_t *a)
     } else {
         free(trace);
     }
-    if (a->generator_url && (!m->alert.generator_url ||
-                             strcmp(a->generator_url, m->alert.generator_url) != 0)) {
-        char *url = strdup(a->generator_url);
-        if (!url)
-            return -ENOMEM;
-        free(m->alert.generator_url);
-        m->alert.generator_url = url;
+    if (a->generator_url && a->generator_url != m->alert.generator_url) {
+        kcw_shared_str_unref(m->alert.generator_url);
+        m->alert.generator_url = kcw_shared_str_ref(a->generator_url);
     }
     m->alert.value = a->value;
     m->alert.state = a->state;
@@ -741,7 +728,8 @@ static int member_upsert(group_t *g, const kcw_alert_t *a, uint64_t fp, uint64_t
         return member_assign(m, a);
     }
     if (g->n_members == g->cap_members) {
-        size_t ncap = g->cap_members ? g->cap_members * 2 : 4;
+        /* From 1: most groups of a storm hold one or two alerts. */
+        size_t ncap = g->cap_members ? g->cap_members * 2 : 1;
         member_t *nm = realloc(g->members, ncap * sizeof(*nm));
         if (!nm)
             return -ENOMEM;
@@ -753,7 +741,7 @@ static int member_upsert(group_t *g, const kcw_alert_t *a, uint64_t fp, uint64_t
     fresh.fp = fp;
     fresh.seen_gen = gen;
     fresh.alert.fingerprint = fp;
-    if (kcw_labels_copy(&fresh.alert.labels, &a->labels) < 0 || member_assign(&fresh, a) < 0) {
+    if (member_assign(&fresh, a) < 0) {
         member_clear(&fresh);
         return -ENOMEM;
     }

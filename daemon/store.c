@@ -529,9 +529,9 @@ static int open_file(kcw_store_t *s, int max_version)
         rc = exec_sql(s->db, "PRAGMA synchronous = NORMAL");
     /* The page cache is anonymous memory: SQLite's default lets it grow to
      * 2 MiB, most of kcwatch's heap with a few thousand alerts; pages beyond
-     * 512 KiB are read back from the file (the OS caches it, not our heap). */
+     * 256 KiB are read back from the file (the OS caches it, not our heap). */
     if (rc == SQLITE_OK)
-        rc = exec_sql(s->db, "PRAGMA cache_size = -512");
+        rc = exec_sql(s->db, "PRAGMA cache_size = -256");
     if (rc == SQLITE_OK) {
         rc = migrate(s->db, max_version);
         if (rc == SQLITE_MISMATCH) {

@@ -33,17 +33,21 @@ typedef struct kcw_instance {
     kcw_labels_t annotations; /* rendered */
     double value;
     char *trace;              /* Connect trace, may be NULL */
-    char *generator_url;      /* the rule's link (kcw_url_generator), may be NULL */
+    char *generator_url;      /* the rule's link (kcw_url_generator) as a shared string
+                                 (kcw_shared_str_new, labels.h), may be NULL */
 } kcw_instance_t;
 
 void kcw_instance_clear(kcw_instance_t *in);
 
+/* In a set, labels and annotations are frozen (labels.h): copies of them
+ * are references. */
 typedef struct kcw_alert {
     kcw_labels_t labels;
     kcw_labels_t annotations;
     double value;
     char *trace;
-    char *generator_url; /* from its latest instance; NULL: receivers use their default */
+    char *generator_url; /* from its latest instance, a shared string (labels.h);
+                            NULL: receivers use their default */
     uint64_t fingerprint;
     kcw_alert_state_t state;
     int64_t active_at_ms;
@@ -73,7 +77,8 @@ const kcw_alert_t *kcw_alert_set_find(const kcw_alert_set_t *s, const kcw_labels
 /* Alerts by state (resolved ones count as inactive). */
 size_t kcw_alert_set_count_state(const kcw_alert_set_t *s, kcw_alert_state_t st);
 /* Puts back an alert saved before a restart of kcwatch (state, activeAt,
- * firedAt... as given; labels, annotations and trace are copied). 0, -EEXIST
+ * firedAt... as given; labels, annotations, trace and generator URL are
+ * copied; the URL need not be a shared string). 0, -EEXIST
  * when the label set is already in the set, -ENOMEM. */
 int kcw_alert_set_restore(kcw_alert_set_t *s, const kcw_alert_t *a);
 

@@ -157,12 +157,130 @@ static void test_fingerprint(void **state)
     kcw_labels_clear(&y);
 }
 
+/* A frozen set keeps its contents, order and fingerprint; copies of it are
+ * references to the same block, and changing one copy leaves the others. */
+static void test_frozen_shared_copy_on_write(void **state)
+{
+    (void)state;
+    kcw_labels_t a = {0};
+    assert_int_equal(kcw_labels_set(&a, "connector", "orders-sink"), 0);
+    assert_int_equal(kcw_labels_set(&a, "alertname", "TaskFailed"), 0);
+    assert_int_equal(kcw_labels_set(&a, "task", "3"), 0);
+    kcw_labels_t before = {0};
+    assert_int_equal(kcw_labels_copy(&before, &a), 0);
+    assert_false(kcw_labels_frozen(&before)); /* a copy of a set being built is its own */
+    uint64_t fp = kcw_labels_fingerprint(&a);
+
+    assert_int_equal(kcw_labels_freeze(&a), 0);
+    assert_true(kcw_labels_frozen(&a));
+    assert_int_equal(kcw_labels_freeze(&a), 0); /* again: nothing to do */
+    assert_int_equal(a.n, 3);
+    assert_sorted_unique(&a);
+    assert_true(kcw_labels_equal(&a, &before));
+    assert_true(kcw_labels_fingerprint(&a) == fp);
+    assert_string_equal(kcw_labels_get(&a, "task"), "3");
+    assert_string_equal(a.items[0].name, "alertname");
+    assert_string_equal(a.items[0].value, "TaskFailed");
+
+    kcw_labels_t b = {0}, c = {0};
+    assert_int_equal(kcw_labels_copy(&b, &a), 0);
+    assert_int_equal(kcw_labels_copy(&c, &b), 0);
+    assert_ptr_equal(b.items, a.items);
+    assert_ptr_equal(c.items, a.items);
+
+    /* Copy on write: b gets its own set, a and c keep the block. */
+    assert_int_equal(kcw_labels_set(&b, "remediation", "healing"), 0);
+    assert_false(kcw_labels_frozen(&b));
+    assert_ptr_not_equal(b.items, a.items);
+    assert_int_equal(b.n, 4);
+    assert_sorted_unique(&b);
+    assert_string_equal(kcw_labels_get(&b, "connector"), "orders-sink");
+    assert_int_equal(a.n, 3);
+    assert_null(kcw_labels_get(&a, "remediation"));
+    /* Removing a label that is not there changes nothing, shares on. */
+    assert_int_equal(kcw_labels_set(&c, "worker_id", ""), 0);
+    assert_ptr_equal(c.items, a.items);
+    assert_int_equal(kcw_labels_set(&c, "task", ""), 0);
+    assert_int_equal(c.n, 2);
+    assert_null(kcw_labels_get(&c, "task"));
+    assert_string_equal(kcw_labels_get(&a, "task"), "3");
+
+    /* The block lives as long as one reference does. */
+    kcw_labels_clear(&a);
+    assert_int_equal(kcw_labels_copy(&a, &c), 0);
+    kcw_labels_t d = {0};
+    assert_int_equal(kcw_labels_set(&d, "x", "1"), 0);
+    assert_int_equal(kcw_labels_freeze(&d), 0);
+    kcw_labels_t e = {0};
+    assert_int_equal(kcw_labels_copy(&e, &d), 0);
+    kcw_labels_clear(&d);
+    assert_string_equal(kcw_labels_get(&e, "x"), "1");
+
+    /* The empty set stays the plain empty set. */
+    kcw_labels_t empty = {0};
+    assert_int_equal(kcw_labels_freeze(&empty), 0);
+    assert_false(kcw_labels_frozen(&empty));
+    assert_int_equal(empty.n, 0);
+
+    kcw_labels_clear(&a);
+    kcw_labels_clear(&b);
+    kcw_labels_clear(&c);
+    kcw_labels_clear(&e);
+    kcw_labels_clear(&before);
+}
+
+static void test_assign(void **state)
+{
+    (void)state;
+    kcw_labels_t src = {0}, dst = {0};
+    assert_int_equal(kcw_labels_set(&src, "summary", "down"), 0);
+    assert_int_equal(kcw_labels_set(&dst, "summary", "down"), 0);
+    kcw_label_t *own = dst.items;
+    /* Equal and src being built: dst keeps its own. */
+    assert_int_equal(kcw_labels_assign(&dst, &src), 0);
+    assert_ptr_equal(dst.items, own);
+    /* Frozen src: dst shares it, even when equal. */
+    assert_int_equal(kcw_labels_freeze(&src), 0);
+    assert_int_equal(kcw_labels_assign(&dst, &src), 0);
+    assert_ptr_equal(dst.items, src.items);
+    assert_int_equal(kcw_labels_assign(&dst, &src), 0);
+    assert_ptr_equal(dst.items, src.items);
+    /* Different and not frozen: a copy of its own. */
+    kcw_labels_t other = {0};
+    assert_int_equal(kcw_labels_set(&other, "summary", "up"), 0);
+    assert_int_equal(kcw_labels_assign(&dst, &other), 0);
+    assert_ptr_not_equal(dst.items, other.items);
+    assert_string_equal(kcw_labels_get(&dst, "summary"), "up");
+    assert_string_equal(kcw_labels_get(&src, "summary"), "down");
+    kcw_labels_clear(&src);
+    kcw_labels_clear(&dst);
+    kcw_labels_clear(&other);
+}
+
+static void test_shared_str(void **state)
+{
+    (void)state;
+    assert_null(kcw_shared_str_new(NULL));
+    assert_null(kcw_shared_str_ref(NULL));
+    kcw_shared_str_unref(NULL);
+    char *s = kcw_shared_str_new("http://prometheus:9090/graph?g0.expr=up");
+    assert_non_null(s);
+    char *t = kcw_shared_str_ref(s);
+    assert_ptr_equal(t, s);
+    kcw_shared_str_unref(s);
+    assert_string_equal(t, "http://prometheus:9090/graph?g0.expr=up"); /* still referenced */
+    kcw_shared_str_unref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_get_sorted), cmocka_unit_test(test_replace_and_empty_removes),
         cmocka_unit_test(test_grows),          cmocka_unit_test(test_copy_equal),
         cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_frozen_shared_copy_on_write),
+        cmocka_unit_test(test_assign),
+        cmocka_unit_test(test_shared_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
