@@ -3,6 +3,7 @@
 #include "kcwatch/promql_check.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,59 @@ size_t kcw_promql_unverified(const kcw_ruleset_t *rs)
         for (size_t i = 0; i < rs->groups[g].n_rules; i++)
             n += needs_check(&rs->groups[g].rules[i]);
     return n;
+}
+
+static uint64_t expr_hash(const char *s)
+{
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+size_t kcw_promql_carry(kcw_ruleset_t *to, const kcw_ruleset_t *from)
+{
+    /* from's accepted exprs in an open-addressed table at most half full */
+    size_t n = 0;
+    for (size_t g = 0; from && g < from->n_groups; g++)
+        n += from->groups[g].n_rules;
+    if (n == 0 || kcw_promql_unverified(to) == 0)
+        return 0;
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    const kcw_rule_t **slot = calloc(cap, sizeof(*slot));
+    if (!slot)
+        return (size_t)-1;
+    for (size_t g = 0; g < from->n_groups; g++)
+        for (size_t i = 0; i < from->groups[g].n_rules; i++) {
+            const kcw_rule_t *r = &from->groups[g].rules[i];
+            if (!r->expr || !r->expr_formatted)
+                continue;
+            size_t k = (size_t)expr_hash(r->expr) & (cap - 1);
+            while (slot[k] && strcmp(slot[k]->expr, r->expr) != 0)
+                k = (k + 1) & (cap - 1);
+            slot[k] = r;
+        }
+    size_t carried = 0;
+    bool nomem = false;
+    for (size_t g = 0; g < to->n_groups; g++)
+        for (size_t i = 0; i < to->groups[g].n_rules; i++) {
+            kcw_rule_t *r = &to->groups[g].rules[i];
+            if (!needs_check(r))
+                continue;
+            size_t k = (size_t)expr_hash(r->expr) & (cap - 1);
+            while (slot[k] && strcmp(slot[k]->expr, r->expr) != 0)
+                k = (k + 1) & (cap - 1);
+            if (!slot[k])
+                continue;
+            if (!(r->expr_formatted = strdup(slot[k]->expr_formatted)))
+                nomem = true;
+            else
+                carried++;
+        }
+    free(slot);
+    return nomem ? (size_t)-1 : carried;
 }
 
 /* --- one round -------------------------------------------------------------- */

@@ -184,6 +184,8 @@ int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
         kcw_ruleset_free(rules);
         return -EINVAL;
     }
+    /* Prometheus is asked only about the exprs it has not accepted yet. */
+    kcw_promql_carry(rules, wd->gen ? wd->gen->rules : NULL);
     return kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules, report);
 }
 

@@ -45,6 +45,12 @@ void kcw_promql_reject(const kcw_rule_t *r, const char *msg, kcw_errors_t *errs)
  * expr_error set). */
 size_t kcw_promql_unverified(const kcw_ruleset_t *rs);
 
+/* Gives each unverified rule of to whose expr, byte for byte, Prometheus
+ * already accepted in from (the running rules) that verdict: a reload asks
+ * Prometheus only about what changed. Returns the rules carried over;
+ * (size_t)-1 when out of memory (nothing is lost: those stay unverified). */
+size_t kcw_promql_carry(kcw_ruleset_t *to, const kcw_ruleset_t *from);
+
 typedef struct kcw_promql_check kcw_promql_check_t;
 typedef void (*kcw_promql_check_cb)(kcw_promql_check_t *chk, void *arg);
 

@@ -144,12 +144,46 @@ static void test_unverified_count(void **state)
     assert_int_equal(kcw_promql_unverified(NULL), 0);
 }
 
+static void test_carry(void **state)
+{
+    (void)state;
+    static const char *const old_yaml =
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n"
+        "  - alert: B\n    expr: rate(x[5m]) > 1\n  - alert: C\n    expr: down\n";
+    static const char *const new_yaml =
+        "groups:\n- name: h\n  rules:\n  - alert: B2\n    expr: rate(x[5m]) > 1\n"
+        "  - alert: A\n    expr: up == 0\n  - alert: D\n    expr: up == 1\n"
+        "  - alert: E\n    expr: down\n  - alert: F\n    connect: {}\n";
+    kcw_ruleset_t *from = NULL, *to = NULL;
+    kcw_errors_t errs = {0};
+    assert_int_equal(kcw_rules_load_string(old_yaml, "old.yaml", &from, &errs), 0);
+    assert_int_equal(kcw_rules_load_string(new_yaml, "new.yaml", &to, &errs), 0);
+    /* Nothing verified yet in from: nothing to carry. */
+    assert_int_equal(kcw_promql_carry(to, from), 0);
+    from->groups[0].rules[0].expr_formatted = strdup("up == 0");
+    from->groups[0].rules[1].expr_formatted = strdup("rate(x[5m]) > 1");
+    /* C was not verified (Prometheus could not be asked): E is asked again. */
+    assert_int_equal(kcw_promql_unverified(to), 4);
+    assert_int_equal(kcw_promql_carry(to, from), 2);
+    const kcw_rule_group_t *g = &to->groups[0];
+    assert_string_equal(g->rules[0].expr_formatted, "rate(x[5m]) > 1");
+    assert_string_equal(g->rules[1].expr_formatted, "up == 0");
+    assert_null(g->rules[2].expr_formatted);
+    assert_null(g->rules[3].expr_formatted);
+    assert_int_equal(kcw_promql_unverified(to), 2);
+    /* A second pass finds nothing more; no rules on either side is nothing. */
+    assert_int_equal(kcw_promql_carry(to, from), 0);
+    assert_int_equal(kcw_promql_carry(to, NULL), 0);
+    kcw_ruleset_free(from);
+    kcw_ruleset_free(to);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_position),  cmocka_unit_test(test_positions_in_file),
         cmocka_unit_test(test_map_clamps),      cmocka_unit_test(test_format_response),
-        cmocka_unit_test(test_unverified_count),
+        cmocka_unit_test(test_unverified_count), cmocka_unit_test(test_carry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
