@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,12 +30,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define JSMN_STATIC
+#define JSMN_STRICT
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
 #define DEFAULT_TIMEOUT_MS 10000
 #define QUERY_PATH "/api/v1/query"
 #define FORMAT_PATH "/api/v1/format_query"
 /* How much of a non-API error body (a proxy's HTML, "Service Unavailable")
  * goes into the error message. */
 #define HTTP_SNIPPET_MAX 200
+/* Answers at least this large are read series by series (parse_sliced). */
+#define SLICE_MIN (64u * 1024)
 
 typedef struct query {
     struct query *prev, *next; /* in flight (doubly linked) or waiting (FIFO, next only) */
@@ -190,6 +198,8 @@ static int parse_metric(const json_t *m, size_t idx, kcw_labels_t *out, kcw_prom
     return 0;
 }
 
+static int parse_series(const json_t *s, size_t i, kcw_prom_sample_t *smp, kcw_prom_error_t *err);
+
 static int parse_vector(json_t *result, kcw_prom_result_t *res, kcw_prom_error_t *err)
 {
     if (!json_is_array(result))
@@ -205,32 +215,9 @@ static int parse_vector(json_t *result, kcw_prom_result_t *res, kcw_prom_error_t
     if (!res->samples)
         return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        const json_t *s = json_array_get(result, i);
-        kcw_prom_sample_t *smp = &res->samples[i];
         /* Counted before filling so a failure half-way frees what was built. */
         res->n = i + 1;
-        if (!json_is_object(s))
-            return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data.result[%zu]: not an object", i);
-        const json_t *metric = json_object_get(s, "metric");
-        if (!metric)
-            return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data.result[%zu]: \"metric\" missing",
-                        i);
-        int rc = parse_metric(metric, i, &smp->metric, err);
-        if (rc < 0)
-            return rc;
-        const json_t *value = json_object_get(s, "value");
-        if (!value) {
-            if (json_object_get(s, "histogram"))
-                return fail(err, KCW_PROM_ERR_RESPONSE, -ENOTSUP,
-                            "data.result[%zu]: native histogram sample; alerting rules need "
-                            "float samples",
-                            i);
-            return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data.result[%zu]: \"value\" missing",
-                        i);
-        }
-        char where[48];
-        snprintf(where, sizeof(where), "data.result[%zu].value", i);
-        rc = parse_point(value, where, &smp->value, &smp->ts_ms, err);
+        int rc = parse_series(json_array_get(result, i), i, &res->samples[i], err);
         if (rc < 0)
             return rc;
         /* Done with this series: its part of the tree goes now, so the tree
@@ -239,6 +226,33 @@ static int parse_vector(json_t *result, kcw_prom_result_t *res, kcw_prom_error_t
         json_array_set_new(result, i, json_null());
     }
     return 0;
+}
+
+/* Series i of a vector answer into *smp. */
+static int parse_series(const json_t *s, size_t i, kcw_prom_sample_t *smp, kcw_prom_error_t *err)
+{
+    if (!json_is_object(s))
+        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data.result[%zu]: not an object", i);
+    const json_t *metric = json_object_get(s, "metric");
+    if (!metric)
+        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data.result[%zu]: \"metric\" missing",
+                    i);
+    int rc = parse_metric(metric, i, &smp->metric, err);
+    if (rc < 0)
+        return rc;
+    const json_t *value = json_object_get(s, "value");
+    if (!value) {
+        if (json_object_get(s, "histogram"))
+            return fail(err, KCW_PROM_ERR_RESPONSE, -ENOTSUP,
+                        "data.result[%zu]: native histogram sample; alerting rules need "
+                        "float samples",
+                        i);
+        return fail(err, KCW_PROM_ERR_RESPONSE, -EINVAL, "data.result[%zu]: \"value\" missing",
+                    i);
+    }
+    char where[48];
+    snprintf(where, sizeof(where), "data.result[%zu].value", i);
+    return parse_point(value, where, &smp->value, &smp->ts_ms, err);
 }
 
 /* warnings/infos: absent, null or an array of strings. */
@@ -369,23 +383,176 @@ static json_t *load_body(const char *body, size_t len, bool has_out, kcw_prom_er
 static const char EMPTY_VECTOR[] =
     "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}";
 
-int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
-                            kcw_prom_error_t *err)
+/* --- a large vector answer, series by series --------------------------------
+ *
+ * jansson's tree of a 1,200-series answer is about 1.9 MB with the
+ * allocator's overhead, held whole at the end of json_loadb, beside the
+ * body: the peak of kcwatch's memory. jsmn (as in status_index.c) finds the
+ * result array's elements in the body; jansson then reads the rest of the
+ * document with the array emptied (status, resultType, warnings, infos:
+ * parse_root exactly as for a whole answer) and each element on its own, so
+ * one series' tree is held at a time. Every byte still passes jansson but
+ * the separators between elements, which are checked here. Whatever is not
+ * plain (a key written with escapes or twice, not a vector, bytes jsmn took
+ * and jansson does not) goes to the whole-tree reading, which then gives the
+ * exact result or error; test_prom.c holds both readings equal. */
+
+static bool blank(char c)
 {
-    kcw_prom_error_t scratch;
-    if (!err)
-        err = &scratch;
-    if (out)
-        *out = NULL;
-    if (out && body && len == sizeof(EMPTY_VECTOR) - 1 && memcmp(body, EMPTY_VECTOR, len) == 0) {
-        memset(err, 0, sizeof(*err));
-        kcw_prom_result_t *res = calloc(1, sizeof(*res));
-        if (!res)
-            return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
-        res->type = KCW_PROM_VECTOR;
-        *out = res;
-        return 0;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The token after t and everything inside it. */
+static int tok_skip(const jsmntok_t *tok, int n, int t)
+{
+    int j = t + 1;
+    while (j < n && tok[j].start < tok[t].end)
+        j++;
+    return j;
+}
+
+/* The value under key in object token obj: its index, -1 when absent, -2
+ * when a key of obj is written with escapes or key comes twice (jansson's
+ * reading decides those). */
+static int tok_member(const char *body, const jsmntok_t *tok, int n, int obj, const char *key)
+{
+    size_t klen = strlen(key);
+    int found = -1, j = obj + 1;
+    for (int m = 0; m < tok[obj].size; m++) {
+        if (j + 1 >= n || tok[j].type != JSMN_STRING)
+            return -2;
+        const char *k = body + tok[j].start;
+        size_t kl = (size_t)(tok[j].end - tok[j].start);
+        if (memchr(k, '\\', kl))
+            return -2;
+        if (kl == klen && memcmp(k, key, klen) == 0) {
+            if (found >= 0)
+                return -2;
+            found = j + 1;
+        }
+        j = tok_skip(tok, n, j + 1);
     }
+    return found;
+}
+
+static void result_reset(kcw_prom_result_t *res)
+{
+    samples_free(res->samples, res->n);
+    strings_free(res->warnings, res->n_warnings);
+    strings_free(res->infos, res->n_infos);
+    memset(res, 0, sizeof(*res));
+}
+
+/* The result array's elements [first token, count] checked to be separated
+ * by one ',' and blanks only, as JSON wants. */
+static bool separators_ok(const char *body, const jsmntok_t *tok, int n, int arr)
+{
+    size_t pos = (size_t)tok[arr].start + 1;
+    int e = arr + 1;
+    for (int i = 0; i < tok[arr].size; i++) {
+        if (e >= n || tok[e].type != JSMN_OBJECT)
+            return false; /* not an object: jansson's reading says so */
+        bool comma = i == 0;
+        for (; pos < (size_t)tok[e].start; pos++) {
+            if (body[pos] == ',' && !comma)
+                comma = true;
+            else if (!blank(body[pos]))
+                return false;
+        }
+        if (!comma)
+            return false;
+        pos = (size_t)tok[e].end;
+        e = tok_skip(tok, n, e);
+    }
+    for (; pos + 1 < (size_t)tok[arr].end; pos++)
+        if (!blank(body[pos]))
+            return false;
+    return true;
+}
+
+static unsigned long sliced_reads; /* answers read series by series */
+
+unsigned long kcw_prom_sliced_reads(void)
+{
+    return sliced_reads;
+}
+
+/* 0 with res filled, a negative error as the whole-tree reading gives it,
+ * or 1: read it whole. */
+static int parse_sliced(const char *body, size_t len, kcw_prom_result_t *res,
+                        kcw_prom_error_t *err)
+{
+    if (len < SLICE_MIN || len > (size_t)INT_MAX)
+        return 1;
+    jsmn_parser p;
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, body, len, NULL, 0);
+    if (n <= 0)
+        return 1;
+    jsmntok_t *tok = malloc((size_t)n * sizeof(*tok));
+    char *skel = NULL;
+    int rc = 1;
+    if (!tok)
+        return 1;
+    jsmn_init(&p);
+    if (jsmn_parse(&p, body, len, tok, (unsigned)n) != n || tok[0].type != JSMN_OBJECT)
+        goto out;
+    int data = tok_member(body, tok, n, 0, "data");
+    int arr = data >= 0 && tok[data].type == JSMN_OBJECT ? tok_member(body, tok, n, data, "result")
+                                                         : -1;
+    if (arr < 0 || tok[arr].type != JSMN_ARRAY || tok[arr].size > KCW_PROM_MAX_SERIES ||
+        !separators_ok(body, tok, n, arr))
+        goto out;
+    /* The document with "result": [] */
+    size_t open = (size_t)tok[arr].start + 1, close = (size_t)tok[arr].end - 1;
+    size_t skel_len = open + (len - close);
+    if (!(skel = malloc(skel_len)))
+        goto out;
+    memcpy(skel, body, open);
+    memcpy(skel + open, body + close, len - close);
+    json_error_t jerr;
+    json_t *root = json_loadb(skel, skel_len, 0, &jerr);
+    if (!root)
+        goto out;
+    kcw_prom_error_t scratch;
+    int r = parse_root(root, res, &scratch);
+    json_decref(root);
+    if (r < 0 || res->type != KCW_PROM_VECTOR) {
+        result_reset(res);
+        goto out;
+    }
+    size_t count = (size_t)tok[arr].size;
+    if (count > 0 && !(res->samples = calloc(count, sizeof(*res->samples)))) {
+        result_reset(res);
+        goto out;
+    }
+    int e = arr + 1;
+    for (size_t i = 0; i < count; i++) {
+        json_t *one = json_loadb(body + tok[e].start, (size_t)(tok[e].end - tok[e].start), 0, &jerr);
+        if (!one) {
+            result_reset(res);
+            goto out;
+        }
+        res->n = i + 1;
+        r = parse_series(one, i, &res->samples[i], err);
+        json_decref(one);
+        if (r < 0) {
+            rc = r;
+            goto out;
+        }
+        e = tok_skip(tok, n, e);
+    }
+    sliced_reads++;
+    rc = 0;
+out:
+    free(skel);
+    free(tok);
+    return rc;
+}
+
+/* The whole-tree reading of an answer. */
+static int parse_whole(const char *body, size_t len, kcw_prom_result_t **out, kcw_prom_error_t *err)
+{
     int rc = 0;
     json_t *root = load_body(body, len, out != NULL, err, &rc);
     if (!root)
@@ -403,6 +570,53 @@ int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **ou
     }
     *out = res;
     return 0;
+}
+
+int kcw_prom_parse_whole(const char *body, size_t len, kcw_prom_result_t **out,
+                         kcw_prom_error_t *err)
+{
+    kcw_prom_error_t scratch;
+    if (!err)
+        err = &scratch;
+    if (out)
+        *out = NULL;
+    return parse_whole(body, len, out, err);
+}
+
+int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
+                            kcw_prom_error_t *err)
+{
+    kcw_prom_error_t scratch;
+    if (!err)
+        err = &scratch;
+    if (out)
+        *out = NULL;
+    if (out && body && len == sizeof(EMPTY_VECTOR) - 1 && memcmp(body, EMPTY_VECTOR, len) == 0) {
+        memset(err, 0, sizeof(*err));
+        kcw_prom_result_t *res = calloc(1, sizeof(*res));
+        if (!res)
+            return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
+        res->type = KCW_PROM_VECTOR;
+        *out = res;
+        return 0;
+    }
+    if (out && body && len >= SLICE_MIN) {
+        kcw_prom_result_t *res = calloc(1, sizeof(*res));
+        if (!res)
+            return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
+        memset(err, 0, sizeof(*err));
+        int rc = parse_sliced(body, len, res, err);
+        if (rc <= 0) {
+            if (rc < 0) {
+                kcw_prom_result_free(res);
+                return rc;
+            }
+            *out = res;
+            return 0;
+        }
+        free(res);
+    }
+    return parse_whole(body, len, out, err);
 }
 
 int kcw_prom_parse_format_response(const char *body, size_t len, char **formatted,

@@ -95,6 +95,13 @@ typedef struct kcw_prom_error {
  * otherwise; err->http_status is left 0. */
 int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
                             kcw_prom_error_t *err);
+/* The same reading through one jansson tree of the whole answer: what
+ * kcw_prom_parse_response gives, by a path that holds more memory for a
+ * large answer (kept as the reference its tests compare against). */
+int kcw_prom_parse_whole(const char *body, size_t len, kcw_prom_result_t **out,
+                         kcw_prom_error_t *err);
+/* How many answers this process read series by series (large vectors). */
+unsigned long kcw_prom_sliced_reads(void);
 void kcw_prom_result_free(kcw_prom_result_t *res);
 
 typedef struct kcw_prom kcw_prom_t;

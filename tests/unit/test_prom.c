@@ -355,6 +355,185 @@ static void test_parse_empty_vector(void **state)
     kcw_prom_result_free(res);
 }
 
+/* --- large answers: series by series equals the whole tree ------------- */
+
+typedef struct rng {
+    uint64_t s;
+} rng_t;
+
+static uint32_t rnd(rng_t *r, uint32_t n)
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (uint32_t)(r->s % n);
+}
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+} buf_t;
+
+static void put(buf_t *b, const char *s)
+{
+    size_t l = strlen(s);
+    if (b->n + l + 1 > b->cap) {
+        b->cap = (b->n + l + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->n, s, l + 1);
+    b->n += l;
+}
+
+static void ws(buf_t *b, rng_t *r)
+{
+    static const char *const w[] = {"", "", "", " ", "\n", " \t", "\r\n  "};
+    put(b, w[rnd(r, 7)]);
+}
+
+static void jstr(buf_t *b, rng_t *r, bool plain)
+{
+    static const char *const parts[] = {"a", "conn", "-", "_", "0", "9", "Zo\xc3\xab", "x y",
+                                        "\\\"", "\\\\", "\\n", "\\u00e9", "\\/", "\xe2\x82\xac"};
+    put(b, "\"");
+    int n = 1 + (int)rnd(r, 4);
+    for (int i = 0; i < n; i++)
+        put(b, parts[plain ? rnd(r, 6) : rnd(r, 14)]);
+    put(b, "\"");
+}
+
+/* A vector answer of about 100 KB, spaced and ordered at random. */
+static void big_answer(buf_t *b, rng_t *r)
+{
+    static const char *const values[] = {"1", "0.5", "-3e-7", "NaN", "+Inf", "-Inf", "42"};
+    b->n = 0;
+    put(b, "");
+    char num[64];
+    size_t series = 900 + rnd(r, 300);
+    bool warn = rnd(r, 3) == 0, status_first = rnd(r, 2) == 0;
+    put(b, "{");
+    ws(b, r);
+    if (status_first) {
+        put(b, "\"status\":");
+        ws(b, r);
+        put(b, "\"success\",");
+        ws(b, r);
+    }
+    put(b, "\"data\":");
+    ws(b, r);
+    put(b, "{\"resultType\":\"vector\",");
+    ws(b, r);
+    put(b, "\"result\":[");
+    for (size_t i = 0; i < series; i++) {
+        ws(b, r);
+        if (i)
+            put(b, ",");
+        ws(b, r);
+        bool value_first = rnd(r, 4) == 0;
+        snprintf(num, sizeof(num), "[%u.%03u,\"%s\"]", 1700000000u + rnd(r, 1000), rnd(r, 1000),
+                 values[rnd(r, 7)]);
+        put(b, "{");
+        if (value_first) {
+            put(b, "\"value\":");
+            put(b, num);
+            put(b, ",");
+        }
+        put(b, "\"metric\":{");
+        int labels = 1 + (int)rnd(r, 12);
+        for (int l = 0; l < labels; l++) {
+            if (l)
+                put(b, ",");
+            ws(b, r);
+            snprintf(num + 40, 24, "\"l%d\":", l);
+            put(b, num + 40);
+            jstr(b, r, false);
+        }
+        put(b, "}");
+        if (!value_first) {
+            put(b, ",");
+            ws(b, r);
+            put(b, "\"value\":");
+            put(b, num);
+        }
+        put(b, "}");
+    }
+    ws(b, r);
+    put(b, "]}");
+    if (!status_first) {
+        put(b, ",");
+        ws(b, r);
+        put(b, "\"status\":\"success\"");
+    }
+    if (warn) {
+        put(b, ",\"warnings\":[");
+        jstr(b, r, false);
+        put(b, "]");
+    }
+    ws(b, r);
+    put(b, "}");
+}
+
+static void assert_same(const char *body, size_t len)
+{
+    kcw_prom_result_t *a = NULL, *w = NULL;
+    kcw_prom_error_t ea, ew;
+    int ra = kcw_prom_parse_response(body, len, &a, &ea);
+    int rw = kcw_prom_parse_whole(body, len, &w, &ew);
+    assert_int_equal(ra, rw);
+    if (rw < 0) {
+        assert_int_equal(ea.kind, ew.kind);
+        assert_string_equal(ea.msg, ew.msg);
+        assert_null(a);
+        return;
+    }
+    assert_int_equal(a->type, w->type);
+    assert_int_equal(a->n, w->n);
+    for (size_t i = 0; i < w->n; i++) {
+        assert_true(kcw_labels_equal(&a->samples[i].metric, &w->samples[i].metric));
+        assert_memory_equal(&a->samples[i].value, &w->samples[i].value, sizeof(double));
+        assert_int_equal(a->samples[i].ts_ms, w->samples[i].ts_ms);
+    }
+    assert_int_equal(a->n_warnings, w->n_warnings);
+    for (size_t i = 0; i < w->n_warnings; i++)
+        assert_string_equal(a->warnings[i], w->warnings[i]);
+    assert_int_equal(a->n_infos, w->n_infos);
+    kcw_prom_result_free(a);
+    kcw_prom_result_free(w);
+}
+
+static void test_parse_large_answers(void **state)
+{
+    (void)state;
+    rng_t r = {.s = 0x9E3779B97F4A7C15u};
+    buf_t b = {0};
+    static const char junk[] = "{}[],:\" a1\\\x01";
+    for (int round = 0; round < 40; round++) {
+        big_answer(&b, &r);
+        assert_true(b.n >= 64 * 1024);
+        unsigned long before = kcw_prom_sliced_reads();
+        assert_same(b.p, b.n);
+        /* A plain answer is read series by series. */
+        assert_int_equal(kcw_prom_sliced_reads(), before + 1);
+        /* One byte changed or dropped: the same result or the same error. */
+        for (int m = 0; m < 3; m++) {
+            char *copy = malloc(b.n);
+            assert_non_null(copy);
+            memcpy(copy, b.p, b.n);
+            size_t at = rnd(&r, (uint32_t)b.n), len = b.n;
+            if (rnd(&r, 2)) {
+                copy[at] = junk[rnd(&r, sizeof(junk) - 1)];
+            } else {
+                memmove(copy + at, copy + at + 1, b.n - at - 1);
+                len--;
+            }
+            assert_same(copy, len);
+            free(copy);
+        }
+    }
+    free(b.p);
+}
+
 static void test_parse_bounds(void **state)
 {
     (void)state;
@@ -1348,6 +1527,7 @@ int main(void)
         cmocka_unit_test(test_parse_malformed),
         cmocka_unit_test(test_parse_wrong_types),
         cmocka_unit_test(test_parse_empty_vector),
+        cmocka_unit_test(test_parse_large_answers),
         cmocka_unit_test(test_parse_bounds),
         cmocka_unit_test_setup_teardown(test_client_get_vector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_basic_auth_scalar, setup, teardown),
