@@ -16,6 +16,7 @@
  * reported with the JSON path where it happened, so an operator reading the
  * rule's health can tell a broken proxy from a broken query. */
 #include "kcwatch/prom.h"
+#include "kcwatch/json_scan.h"
 #include "kcwatch/url.h"
 
 #include <curl/curl.h> /* CURLcode values in kcw_http_resp_t only; no libcurl calls here */
@@ -30,10 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JSMN_STATIC
-#define JSMN_STRICT
-#define JSMN_PARENT_LINKS
-#include <jsmn.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define QUERY_PATH "/api/v1/query"
@@ -119,13 +116,20 @@ static void strings_free(char **v, size_t n)
     free(v);
 }
 
+/* Frees what res holds and leaves it empty. */
+static void result_clear(kcw_prom_result_t *res)
+{
+    samples_free(res->samples, res->n);
+    strings_free(res->warnings, res->n_warnings);
+    strings_free(res->infos, res->n_infos);
+    memset(res, 0, sizeof(*res));
+}
+
 void kcw_prom_result_free(kcw_prom_result_t *res)
 {
     if (!res)
         return;
-    samples_free(res->samples, res->n);
-    strings_free(res->warnings, res->n_warnings);
-    strings_free(res->infos, res->n_infos);
+    result_clear(res);
     free(res);
 }
 
@@ -397,20 +401,6 @@ static const char EMPTY_VECTOR[] =
  * and jansson does not) goes to the whole-tree reading, which then gives the
  * exact result or error; test_prom.c holds both readings equal. */
 
-static bool blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* The token after t and everything inside it. */
-static int tok_skip(const jsmntok_t *tok, int n, int t)
-{
-    int j = t + 1;
-    while (j < n && tok[j].start < tok[t].end)
-        j++;
-    return j;
-}
-
 /* The value under key in object token obj: its index, -1 when absent, -2
  * when a key of obj is written with escapes or key comes twice (jansson's
  * reading decides those). */
@@ -430,17 +420,9 @@ static int tok_member(const char *body, const jsmntok_t *tok, int n, int obj, co
                 return -2;
             found = j + 1;
         }
-        j = tok_skip(tok, n, j + 1);
+        j = kcw_json_tok_skip(tok, n, j + 1);
     }
     return found;
-}
-
-static void result_reset(kcw_prom_result_t *res)
-{
-    samples_free(res->samples, res->n);
-    strings_free(res->warnings, res->n_warnings);
-    strings_free(res->infos, res->n_infos);
-    memset(res, 0, sizeof(*res));
 }
 
 /* The result array's elements [first token, count] checked to be separated
@@ -452,22 +434,12 @@ static bool separators_ok(const char *body, const jsmntok_t *tok, int n, int arr
     for (int i = 0; i < tok[arr].size; i++) {
         if (e >= n || tok[e].type != JSMN_OBJECT)
             return false; /* not an object: jansson's reading says so */
-        bool comma = i == 0;
-        for (; pos < (size_t)tok[e].start; pos++) {
-            if (body[pos] == ',' && !comma)
-                comma = true;
-            else if (!blank(body[pos]))
-                return false;
-        }
-        if (!comma)
+        if (!kcw_json_gap_ok(body, pos, (size_t)tok[e].start, i ? ',' : 0))
             return false;
         pos = (size_t)tok[e].end;
-        e = tok_skip(tok, n, e);
+        e = kcw_json_tok_skip(tok, n, e);
     }
-    for (; pos + 1 < (size_t)tok[arr].end; pos++)
-        if (!blank(body[pos]))
-            return false;
-    return true;
+    return kcw_json_gap_ok(body, pos, (size_t)tok[arr].end - 1, 0);
 }
 
 static unsigned long sliced_reads; /* answers read series by series */
@@ -477,25 +449,18 @@ unsigned long kcw_prom_sliced_reads(void)
     return sliced_reads;
 }
 
-/* 0 with res filled, a negative error as the whole-tree reading gives it,
- * or 1: read it whole. */
-static int parse_sliced(const char *body, size_t len, kcw_prom_result_t *res,
-                        kcw_prom_error_t *err)
+/* 0 with res filled, or 1: read it whole. Errors of any kind are left to the
+ * whole-tree reading: it reports a byte that is not JSON before a series
+ * that is wrong, wherever the two lie. */
+static int parse_sliced(const char *body, size_t len, kcw_prom_result_t *res)
 {
-    if (len < SLICE_MIN || len > (size_t)INT_MAX)
+    jsmntok_t *tok;
+    int n;
+    if (len < SLICE_MIN || kcw_json_scan(body, len, &tok, &n) != 0)
         return 1;
-    jsmn_parser p;
-    jsmn_init(&p);
-    int n = jsmn_parse(&p, body, len, NULL, 0);
-    if (n <= 0)
-        return 1;
-    jsmntok_t *tok = malloc((size_t)n * sizeof(*tok));
     char *skel = NULL;
     int rc = 1;
-    if (!tok)
-        return 1;
-    jsmn_init(&p);
-    if (jsmn_parse(&p, body, len, tok, (unsigned)n) != n || tok[0].type != JSMN_OBJECT)
+    if (tok[0].type != JSMN_OBJECT)
         goto out;
     int data = tok_member(body, tok, n, 0, "data");
     int arr = data >= 0 && tok[data].type == JSMN_OBJECT ? tok_member(body, tok, n, data, "result")
@@ -518,29 +483,31 @@ static int parse_sliced(const char *body, size_t len, kcw_prom_result_t *res,
     int r = parse_root(root, res, &scratch);
     json_decref(root);
     if (r < 0 || res->type != KCW_PROM_VECTOR) {
-        result_reset(res);
+        result_clear(res);
         goto out;
     }
     size_t count = (size_t)tok[arr].size;
     if (count > 0 && !(res->samples = calloc(count, sizeof(*res->samples)))) {
-        result_reset(res);
+        result_clear(res);
         goto out;
     }
     int e = arr + 1;
     for (size_t i = 0; i < count; i++) {
         json_t *one = json_loadb(body + tok[e].start, (size_t)(tok[e].end - tok[e].start), 0, &jerr);
         if (!one) {
-            result_reset(res);
+            result_clear(res);
             goto out;
         }
         res->n = i + 1;
-        r = parse_series(one, i, &res->samples[i], err);
+        r = parse_series(one, i, &res->samples[i], &scratch);
         json_decref(one);
         if (r < 0) {
-            rc = r;
+            /* A later element may not be JSON at all, which the whole
+             * reading reports first. */
+            result_clear(res);
             goto out;
         }
-        e = tok_skip(tok, n, e);
+        e = kcw_json_tok_skip(tok, n, e);
     }
     sliced_reads++;
     rc = 0;
@@ -572,26 +539,18 @@ static int parse_whole(const char *body, size_t len, kcw_prom_result_t **out, kc
     return 0;
 }
 
-int kcw_prom_parse_whole(const char *body, size_t len, kcw_prom_result_t **out,
-                         kcw_prom_error_t *err)
+/* The whole-tree reading alone (whole), or with its shortcuts. */
+static int parse_answer(const char *body, size_t len, kcw_prom_result_t **out,
+                        kcw_prom_error_t *err, bool whole)
 {
     kcw_prom_error_t scratch;
     if (!err)
         err = &scratch;
     if (out)
         *out = NULL;
-    return parse_whole(body, len, out, err);
-}
-
-int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
-                            kcw_prom_error_t *err)
-{
-    kcw_prom_error_t scratch;
-    if (!err)
-        err = &scratch;
-    if (out)
-        *out = NULL;
-    if (out && body && len == sizeof(EMPTY_VECTOR) - 1 && memcmp(body, EMPTY_VECTOR, len) == 0) {
+    if (whole || !out || !body)
+        return parse_whole(body, len, out, err);
+    if (len == sizeof(EMPTY_VECTOR) - 1 && memcmp(body, EMPTY_VECTOR, len) == 0) {
         memset(err, 0, sizeof(*err));
         kcw_prom_result_t *res = calloc(1, sizeof(*res));
         if (!res)
@@ -600,23 +559,30 @@ int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **ou
         *out = res;
         return 0;
     }
-    if (out && body && len >= SLICE_MIN) {
-        kcw_prom_result_t *res = calloc(1, sizeof(*res));
-        if (!res)
-            return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
+    if (len < SLICE_MIN)
+        return parse_whole(body, len, out, err);
+    kcw_prom_result_t *res = calloc(1, sizeof(*res));
+    if (!res)
+        return fail(err, KCW_PROM_ERR_RESPONSE, -ENOMEM, "out of memory");
+    if (parse_sliced(body, len, res) == 0) {
         memset(err, 0, sizeof(*err));
-        int rc = parse_sliced(body, len, res, err);
-        if (rc <= 0) {
-            if (rc < 0) {
-                kcw_prom_result_free(res);
-                return rc;
-            }
-            *out = res;
-            return 0;
-        }
-        free(res);
+        *out = res;
+        return 0;
     }
+    free(res);
     return parse_whole(body, len, out, err);
+}
+
+int kcw_prom_parse_whole(const char *body, size_t len, kcw_prom_result_t **out,
+                         kcw_prom_error_t *err)
+{
+    return parse_answer(body, len, out, err, true);
+}
+
+int kcw_prom_parse_response(const char *body, size_t len, kcw_prom_result_t **out,
+                            kcw_prom_error_t *err)
+{
+    return parse_answer(body, len, out, err, false);
 }
 
 int kcw_prom_parse_format_response(const char *body, size_t len, char **formatted,

@@ -14,26 +14,14 @@
  * the full jansson parse instead: that gives the precise error, and the
  * exact result should jansson accept what jsmn did not. */
 #include "kcwatch/status_index.h"
+#include "kcwatch/json_scan.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Parent links keep jsmn linear: without them it walks back over every
- * earlier token to find the enclosing object at each ',' and closing bracket,
- * which is quadratic in the number of connectors (84% of kcwatch's CPU at
- * 3,000 connectors under callgrind). */
-#define JSMN_STATIC
-#define JSMN_STRICT
-#define JSMN_PARENT_LINKS
-#include <jsmn.h>
-
-/* jansson's JSON_PARSER_MAX_DEPTH (not in its public header). */
-#define MAX_DEPTH 2048
 
 typedef struct entry {
     char *name; /* decoded key */
@@ -107,25 +95,6 @@ void kcw_status_delta_clear(kcw_status_delta_t *d)
     memset(d, 0, sizeof(*d));
 }
 
-static bool is_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* body[from, to) holds whitespace around exactly one sep (none when sep is 0). */
-static bool gap_ok(const char *body, size_t from, size_t to, char sep)
-{
-    bool seen = sep == 0;
-    for (size_t i = from; i < to; i++) {
-        if (is_ws(body[i]))
-            continue;
-        if (body[i] != sep || seen)
-            return false;
-        seen = true;
-    }
-    return seen;
-}
-
 /* Lexicographic on bytes like strcmp (names hold no NUL: jansson refuses it). */
 static int name_cmp(const char *a, size_t an, const char *b, size_t bn)
 {
@@ -189,42 +158,18 @@ static int split(const char *body, size_t len, member_t **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    if (len >= INT_MAX)
-        return 1;
-    jsmn_parser p;
-    jsmn_init(&p);
-    int n_tok = jsmn_parse(&p, body, len, NULL, 0);
-    if (n_tok < 1)
-        return 1;
-    jsmntok_t *tok = malloc((size_t)n_tok * sizeof(*tok));
-    if (!tok)
-        return -ENOMEM;
-    jsmn_init(&p);
-    int rc = 1;
+    jsmntok_t *tok;
+    int n_tok;
+    int rc = kcw_json_scan(body, len, &tok, &n_tok);
+    if (rc != 0)
+        return rc;
+    rc = 1;
     member_t *m = NULL;
     size_t n_m = 0;
-    if (jsmn_parse(&p, body, len, tok, (unsigned)n_tok) != n_tok || tok[0].type != JSMN_OBJECT)
-        goto done;
-    /* jansson refuses nesting deeper than JSON_PARSER_MAX_DEPTH over the whole
-     * body; a member parsed alone is one level shallower. A body that deep
-     * goes to the full parse, which gives jansson's own verdict. */
-    int *depth = malloc((size_t)n_tok * sizeof(*depth));
-    if (!depth) {
-        rc = -ENOMEM;
-        goto done;
-    }
-    int deepest = 0;
-    for (int t = 0; t < n_tok; t++) {
-        int up = tok[t].parent >= 0 ? depth[tok[t].parent] : 0;
-        depth[t] = up + (tok[t].type == JSMN_OBJECT || tok[t].type == JSMN_ARRAY);
-        if (depth[t] > deepest)
-            deepest = depth[t];
-    }
-    free(depth);
-    if (deepest > MAX_DEPTH)
+    if (tok[0].type != JSMN_OBJECT)
         goto done;
     size_t obj_end = (size_t)tok[0].end; /* one past '}' */
-    if (!gap_ok(body, 0, (size_t)tok[0].start, 0) || !gap_ok(body, obj_end, len, 0))
+    if (!kcw_json_gap_ok(body, 0, (size_t)tok[0].start, 0) || !kcw_json_gap_ok(body, obj_end, len, 0))
         goto done;
     size_t want = (size_t)tok[0].size;
     m = calloc(want ? want : 1, sizeof(*m));
@@ -239,14 +184,14 @@ static int split(const char *body, size_t len, member_t **out, size_t *n_out)
             goto done;
         const jsmntok_t *key = &tok[i], *val = &tok[i + 1];
         size_t kstart = (size_t)key->start - 1; /* jsmn spans strings without quotes */
-        if (!gap_ok(body, at, kstart, k ? ',' : 0))
+        if (!kcw_json_gap_ok(body, at, kstart, k ? ',' : 0))
             goto done;
         size_t vstart = (size_t)val->start, vend = (size_t)val->end;
         if (val->type == JSMN_STRING) {
             vstart--;
             vend++;
         }
-        if (!gap_ok(body, (size_t)key->end + 1, vstart, ':'))
+        if (!kcw_json_gap_ok(body, (size_t)key->end + 1, vstart, ':'))
             goto done;
         member_t *mm = &m[n_m++];
         mm->pos = k;
@@ -255,11 +200,9 @@ static int split(const char *body, size_t len, member_t **out, size_t *n_out)
         if (!key_decode(body, key, mm))
             goto done;
         at = vend;
-        /* Skip the value's subtree: its tokens lie inside its span. */
-        for (i += 2; i < n_tok && (size_t)tok[i].start < vend; i++)
-            ;
+        i = kcw_json_tok_skip(tok, n_tok, i + 1);
     }
-    if (i != n_tok || !gap_ok(body, at, obj_end - 1, 0))
+    if (i != n_tok || !kcw_json_gap_ok(body, at, obj_end - 1, 0))
         goto done;
     rc = 0;
 done:

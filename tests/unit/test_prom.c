@@ -534,6 +534,60 @@ static void test_parse_large_answers(void **state)
     free(b.p);
 }
 
+/* A series nesting deeper than jansson accepts in the whole answer but not
+ * when read alone: the series-by-series reading must refuse it the same. */
+static void test_parse_large_too_deep(void **state)
+{
+    (void)state;
+    for (int extra = -1; extra <= 0; extra++) {
+        buf_t b = {0};
+        put(&b, VEC_PRE "[");
+        for (int i = 0; i < 1000; i++)
+            put(&b, "{\"metric\":{\"job\":\"kafka-connect-worker\",\"instance\":\"connect-1:9404\"},\"value\":[1,\"0\"]},");
+        /* root, data, result, the series: 4 levels above the arrays. */
+        int arrays = 2048 - 4 + 1 + extra;
+        put(&b, "{\"metric\":{},\"value\":[1,\"1\"],\"x\":");
+        for (int i = 0; i < arrays; i++)
+            put(&b, "[");
+        for (int i = 0; i < arrays; i++)
+            put(&b, "]");
+        put(&b, "}]" VEC_POST);
+        assert_true(b.n >= 64 * 1024);
+        assert_same(b.p, b.n);
+        kcw_prom_result_t *res = NULL;
+        int rc = kcw_prom_parse_response(b.p, b.n, &res, NULL);
+        if (extra == 0) {
+            assert_true(rc < 0); /* 2049 levels: jansson refuses */
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(res->n, 1001);
+        }
+        kcw_prom_result_free(res);
+        free(b.p);
+    }
+}
+
+/* A wrong series before bytes that are not JSON (which jsmn takes): the
+ * whole reading reports the bytes, and so must the series-by-series one. */
+static void test_parse_large_error_order(void **state)
+{
+    (void)state;
+    buf_t b = {0};
+    put(&b, VEC_PRE "[{\"metric\":{\"job\":\"connect\"},\"vlue\":[1,\"1\"]}");
+    for (int i = 0; i < 1000; i++)
+        put(&b, ",{\"metric\":{\"job\":\"kafka-connect-worker\",\"instance\":\"connect-1:9404\"},"
+                "\"value\":[1,\"0\"]}");
+    put(&b, ",{\"metric\":{},\"value\":[17\"3,\"1\"]}]" VEC_POST);
+    assert_true(b.n >= 64 * 1024);
+    assert_same(b.p, b.n);
+    kcw_prom_result_t *res = NULL;
+    kcw_prom_error_t err;
+    assert_int_equal(kcw_prom_parse_response(b.p, b.n, &res, &err), -EINVAL);
+    assert_null(res);
+    assert_non_null(strstr(err.msg, "response is not JSON"));
+    free(b.p);
+}
+
 static void test_parse_bounds(void **state)
 {
     (void)state;
@@ -1528,6 +1582,8 @@ int main(void)
         cmocka_unit_test(test_parse_wrong_types),
         cmocka_unit_test(test_parse_empty_vector),
         cmocka_unit_test(test_parse_large_answers),
+        cmocka_unit_test(test_parse_large_too_deep),
+        cmocka_unit_test(test_parse_large_error_order),
         cmocka_unit_test(test_parse_bounds),
         cmocka_unit_test_setup_teardown(test_client_get_vector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_basic_auth_scalar, setup, teardown),
