@@ -144,6 +144,10 @@ static int emit(out_list_t *o, const kcw_rule_t *rule, const kcw_labels_t *base,
     }
     if (rc == 0 && trace && !(in->trace = strdup(trace)))
         rc = -ENOMEM;
+    /* One block instead of a piece per label: what a new alert keeps as it
+     * is, and what a storm's instances of a round take while they wait. */
+    if (rc == 0)
+        rc = kcw_labels_freeze(&in->labels);
     free(head);
     if (rc < 0) {
         kcw_instance_clear(in);
