@@ -16,7 +16,7 @@
  * reported with the JSON path where it happened, so an operator reading the
  * rule's health can tell a broken proxy from a broken query. */
 #include "kcwatch/prom.h"
-#include "kcwatch/json_scan.h"
+#include "kcwatch/json_scan.h" /* KCW_JSON_MAX_DEPTH */
 #include "kcwatch/url.h"
 
 #include <curl/curl.h> /* CURLcode values in kcw_http_resp_t only; no libcurl calls here */
@@ -391,55 +391,38 @@ static const char EMPTY_VECTOR[] =
  *
  * jansson's tree of a 1,200-series answer is about 1.9 MB with the
  * allocator's overhead, held whole at the end of json_loadb, beside the
- * body: the peak of kcwatch's memory. jsmn (as in status_index.c) finds the
- * result array's elements in the body; jansson then reads the rest of the
- * document with the array emptied (status, resultType, warnings, infos:
- * parse_root exactly as for a whole answer) and each element on its own, so
- * one series' tree is held at a time. Every byte still passes jansson but
- * the separators between elements, which are checked here. Whatever is not
- * plain (a key written with escapes or twice, not a vector, bytes jsmn took
- * and jansson does not) goes to the whole-tree reading, which then gives the
- * exact result or error; test_prom.c holds both readings equal. */
+ * body: the peak of kcwatch's memory. Prometheus (like the servers that
+ * answer in its place) writes a vector answer as VECTOR_PREFIX, the series,
+ * "]" and the rest of the document (warnings, infos, closing braces). So
+ * jansson reads the series one at a time where the prefix ends
+ * (JSON_DISABLE_EOF_CHECK: it stops after the value and says how many bytes
+ * it took), this code checks that only blanks and one ',' lie between them,
+ * and jansson then reads the prefix, "]" and the rest as one document, with
+ * duplicated keys refused, through the same parse_root as a whole answer.
+ * Every byte passes jansson but those separators; one series' tree is held
+ * at a time and nothing else is allocated for the body. Anything else (an
+ * answer spaced or ordered otherwise, any error, a series that might nest
+ * deeper than jansson allows in the whole document) goes to the whole-tree
+ * reading, which gives the exact result or error; test_prom.c and the fuzz
+ * target hold both readings equal. */
+static const char VECTOR_PREFIX[] =
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[";
 
-/* The value under key in object token obj: its index, -1 when absent, -2
- * when a key of obj is written with escapes or key comes twice (jansson's
- * reading decides those). */
-static int tok_member(const char *body, const jsmntok_t *tok, int n, int obj, const char *key)
+/* The root object, data and the result array hold each series. */
+#define SERIES_MAX_DEPTH (KCW_JSON_MAX_DEPTH - 3)
+
+static bool blank(char c)
 {
-    size_t klen = strlen(key);
-    int found = -1, j = obj + 1;
-    for (int m = 0; m < tok[obj].size; m++) {
-        if (j + 1 >= n || tok[j].type != JSMN_STRING)
-            return -2;
-        const char *k = body + tok[j].start;
-        size_t kl = (size_t)(tok[j].end - tok[j].start);
-        if (memchr(k, '\\', kl))
-            return -2;
-        if (kl == klen && memcmp(k, key, klen) == 0) {
-            if (found >= 0)
-                return -2;
-            found = j + 1;
-        }
-        j = kcw_json_tok_skip(tok, n, j + 1);
-    }
-    return found;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* The result array's elements [first token, count] checked to be separated
- * by one ',' and blanks only, as JSON wants. */
-static bool separators_ok(const char *body, const jsmntok_t *tok, int n, int arr)
+/* An upper bound of how deep body[0, len) nests. */
+static size_t brackets(const char *body, size_t len)
 {
-    size_t pos = (size_t)tok[arr].start + 1;
-    int e = arr + 1;
-    for (int i = 0; i < tok[arr].size; i++) {
-        if (e >= n || tok[e].type != JSMN_OBJECT)
-            return false; /* not an object: jansson's reading says so */
-        if (!kcw_json_gap_ok(body, pos, (size_t)tok[e].start, i ? ',' : 0))
-            return false;
-        pos = (size_t)tok[e].end;
-        e = kcw_json_tok_skip(tok, n, e);
-    }
-    return kcw_json_gap_ok(body, pos, (size_t)tok[arr].end - 1, 0);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += body[i] == '[' || body[i] == '{';
+    return n;
 }
 
 static unsigned long sliced_reads; /* answers read series by series */
@@ -449,72 +432,98 @@ unsigned long kcw_prom_sliced_reads(void)
     return sliced_reads;
 }
 
+/* One series at body[*pos]: 0 with *pos past it and the separator after it
+ * (*last set when that was the array's ']'), or 1. */
+static int next_series(const char *body, size_t len, size_t *pos, kcw_prom_result_t *res,
+                       size_t *cap, bool *last)
+{
+    json_error_t jerr;
+    json_t *one = json_loadb(body + *pos, len - *pos, JSON_DISABLE_EOF_CHECK, &jerr);
+    if (!one)
+        return 1;
+    size_t end = *pos + (size_t)jerr.position;
+    if (jerr.position <= 0 || end > len || brackets(body + *pos, end - *pos) > SERIES_MAX_DEPTH ||
+        res->n == KCW_PROM_MAX_SERIES) {
+        json_decref(one);
+        return 1;
+    }
+    if (res->n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        kcw_prom_sample_t *more = realloc(res->samples, c * sizeof(*more));
+        if (!more) {
+            json_decref(one);
+            return 1;
+        }
+        memset(more + *cap, 0, (c - *cap) * sizeof(*more));
+        res->samples = more;
+        *cap = c;
+    }
+    kcw_prom_error_t scratch;
+    int r = parse_series(one, res->n, &res->samples[res->n], &scratch);
+    json_decref(one);
+    res->n++; /* what parse_series left is freed with the rest */
+    if (r < 0)
+        return 1;
+    while (end < len && blank(body[end]))
+        end++;
+    if (end == len || (body[end] != ',' && body[end] != ']'))
+        return 1;
+    *last = body[end] == ']';
+    end++;
+    while (!*last && end < len && blank(body[end]))
+        end++;
+    *pos = end;
+    return 0;
+}
+
 /* 0 with res filled, or 1: read it whole. Errors of any kind are left to the
  * whole-tree reading: it reports a byte that is not JSON before a series
  * that is wrong, wherever the two lie. */
 static int parse_sliced(const char *body, size_t len, kcw_prom_result_t *res)
 {
-    jsmntok_t *tok;
-    int n;
-    if (len < SLICE_MIN || kcw_json_scan(body, len, &tok, &n) != 0)
+    const size_t plen = sizeof(VECTOR_PREFIX) - 1;
+    if (len < SLICE_MIN || memcmp(body, VECTOR_PREFIX, plen) != 0)
         return 1;
-    char *skel = NULL;
-    int rc = 1;
-    if (tok[0].type != JSMN_OBJECT)
-        goto out;
-    int data = tok_member(body, tok, n, 0, "data");
-    int arr = data >= 0 && tok[data].type == JSMN_OBJECT ? tok_member(body, tok, n, data, "result")
-                                                         : -1;
-    if (arr < 0 || tok[arr].type != JSMN_ARRAY || tok[arr].size > KCW_PROM_MAX_SERIES ||
-        !separators_ok(body, tok, n, arr))
-        goto out;
-    /* The document with "result": [] */
-    size_t open = (size_t)tok[arr].start + 1, close = (size_t)tok[arr].end - 1;
-    size_t skel_len = open + (len - close);
-    if (!(skel = malloc(skel_len)))
-        goto out;
-    memcpy(skel, body, open);
-    memcpy(skel + open, body + close, len - close);
+    size_t pos = plen, cap = 0;
+    bool last = false;
+    while (pos < len && blank(body[pos]))
+        pos++;
+    if (pos < len && body[pos] == ']') {
+        last = true;
+        pos++;
+    }
+    while (!last)
+        if (next_series(body, len, &pos, res, &cap, &last) != 0)
+            goto whole;
+    /* The prefix, "]" and the rest. */
+    size_t skel_len = plen + 1 + (len - pos);
+    char *skel = malloc(skel_len);
+    if (!skel)
+        goto whole;
+    memcpy(skel, VECTOR_PREFIX, plen);
+    skel[plen] = ']';
+    memcpy(skel + plen + 1, body + pos, len - pos);
     json_error_t jerr;
-    json_t *root = json_loadb(skel, skel_len, 0, &jerr);
-    if (!root)
-        goto out;
-    kcw_prom_error_t scratch;
-    int r = parse_root(root, res, &scratch);
-    json_decref(root);
-    if (r < 0 || res->type != KCW_PROM_VECTOR) {
-        result_clear(res);
-        goto out;
-    }
-    size_t count = (size_t)tok[arr].size;
-    if (count > 0 && !(res->samples = calloc(count, sizeof(*res->samples)))) {
-        result_clear(res);
-        goto out;
-    }
-    int e = arr + 1;
-    for (size_t i = 0; i < count; i++) {
-        json_t *one = json_loadb(body + tok[e].start, (size_t)(tok[e].end - tok[e].start), 0, &jerr);
-        if (!one) {
-            result_clear(res);
-            goto out;
-        }
-        res->n = i + 1;
-        r = parse_series(one, i, &res->samples[i], &scratch);
-        json_decref(one);
-        if (r < 0) {
-            /* A later element may not be JSON at all, which the whole
-             * reading reports first. */
-            result_clear(res);
-            goto out;
-        }
-        e = kcw_json_tok_skip(tok, n, e);
-    }
-    sliced_reads++;
-    rc = 0;
-out:
+    json_t *root = json_loadb(skel, skel_len, JSON_REJECT_DUPLICATES, &jerr);
     free(skel);
-    free(tok);
-    return rc;
+    if (!root)
+        goto whole;
+    kcw_prom_result_t frame = {0};
+    kcw_prom_error_t scratch;
+    int r = parse_root(root, &frame, &scratch);
+    json_decref(root);
+    if (r < 0 || frame.type != KCW_PROM_VECTOR) {
+        result_clear(&frame);
+        goto whole;
+    }
+    frame.samples = res->samples;
+    frame.n = res->n;
+    *res = frame;
+    sliced_reads++;
+    return 0;
+whole:
+    result_clear(res);
+    return 1;
 }
 
 /* The whole-tree reading of an answer. */

@@ -403,28 +403,33 @@ static void jstr(buf_t *b, rng_t *r, bool plain)
     put(b, "\"");
 }
 
-/* A vector answer of about 100 KB, spaced and ordered at random. */
-static void big_answer(buf_t *b, rng_t *r)
+/* A vector answer of about 100 KB, spaced and ordered at random; it begins
+ * as Prometheus writes it when prom_form is set. */
+static void big_answer(buf_t *b, rng_t *r, bool prom_form)
 {
     static const char *const values[] = {"1", "0.5", "-3e-7", "NaN", "+Inf", "-Inf", "42"};
     b->n = 0;
     put(b, "");
     char num[64];
     size_t series = 900 + rnd(r, 300);
-    bool warn = rnd(r, 3) == 0, status_first = rnd(r, 2) == 0;
-    put(b, "{");
-    ws(b, r);
-    if (status_first) {
-        put(b, "\"status\":");
+    bool warn = rnd(r, 3) == 0, status_first = prom_form || rnd(r, 2) == 0;
+    if (prom_form) {
+        put(b, VEC_PRE "[");
+    } else {
+        put(b, "{");
         ws(b, r);
-        put(b, "\"success\",");
+        if (status_first) {
+            put(b, "\"status\":");
+            ws(b, r);
+            put(b, "\"success\",");
+            ws(b, r);
+        }
+        put(b, "\"data\":");
         ws(b, r);
+        put(b, "{\"resultType\":\"vector\",");
+        ws(b, r);
+        put(b, "\"result\":[");
     }
-    put(b, "\"data\":");
-    ws(b, r);
-    put(b, "{\"resultType\":\"vector\",");
-    ws(b, r);
-    put(b, "\"result\":[");
     for (size_t i = 0; i < series; i++) {
         ws(b, r);
         if (i)
@@ -509,12 +514,13 @@ static void test_parse_large_answers(void **state)
     buf_t b = {0};
     static const char junk[] = "{}[],:\" a1\\\x01";
     for (int round = 0; round < 40; round++) {
-        big_answer(&b, &r);
+        bool prom_form = round % 3 != 2;
+        big_answer(&b, &r, prom_form);
         assert_true(b.n >= 64 * 1024);
         unsigned long before = kcw_prom_sliced_reads();
         assert_same(b.p, b.n);
-        /* A plain answer is read series by series. */
-        assert_int_equal(kcw_prom_sliced_reads(), before + 1);
+        /* An answer as Prometheus writes it is read series by series. */
+        assert_int_equal(kcw_prom_sliced_reads(), before + (prom_form ? 1 : 0));
         /* One byte changed or dropped: the same result or the same error. */
         for (int m = 0; m < 3; m++) {
             char *copy = malloc(b.n);
@@ -586,6 +592,36 @@ static void test_parse_large_error_order(void **state)
     assert_null(res);
     assert_non_null(strstr(err.msg, "response is not JSON"));
     free(b.p);
+}
+
+/* Keys given twice after the series: jansson keeps the last, so the whole
+ * reading sees another data or result; the series-by-series one must too. */
+static void test_parse_large_duplicate_keys(void **state)
+{
+    (void)state;
+    static const char *const tails[] = {
+        "]},\"data\":{\"resultType\":\"vector\",\"result\":[]}}",
+        "],\"result\":[]}}",
+        "],\"resultType\":\"scalar\"}}",
+        "]},\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"x\"}",
+        "]}}",
+    };
+    for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+        buf_t b = {0};
+        put(&b, VEC_PRE "[");
+        for (int i = 0; i < 1000; i++)
+            put(&b, i ? ",{\"metric\":{\"job\":\"kafka-connect-worker\",\"instance\":\"c:9404\"},"
+                        "\"value\":[1,\"0\"]}"
+                      : "{\"metric\":{\"job\":\"kafka-connect-worker\",\"instance\":\"c:9404\"},"
+                        "\"value\":[1,\"0\"]}");
+        put(&b, tails[t]);
+        assert_true(b.n >= 64 * 1024);
+        unsigned long before = kcw_prom_sliced_reads();
+        assert_same(b.p, b.n);
+        /* Only the plain answer is read series by series. */
+        assert_int_equal(kcw_prom_sliced_reads(), before + (t == 4 ? 1 : 0));
+        free(b.p);
+    }
 }
 
 static void test_parse_bounds(void **state)
@@ -1584,6 +1620,7 @@ int main(void)
         cmocka_unit_test(test_parse_large_answers),
         cmocka_unit_test(test_parse_large_too_deep),
         cmocka_unit_test(test_parse_large_error_order),
+        cmocka_unit_test(test_parse_large_duplicate_keys),
         cmocka_unit_test(test_parse_bounds),
         cmocka_unit_test_setup_teardown(test_client_get_vector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_basic_auth_scalar, setup, teardown),
