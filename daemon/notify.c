@@ -40,7 +40,10 @@
  * before its first send, and leaves it only when a receiver answered 2xx or
  * it was dropped; each group's notification log (what was sent, when) is kept
  * so a restart neither pages again what was sent nor forgets to send the
- * resolution. Every attempt goes to the audit log. */
+ * resolution. Once its row is committed a notification's payload lives in
+ * the outbox alone and each attempt reads it from there, so memory holds the
+ * queue's bookkeeping, not its bodies (up to QUEUE_MAX of them, each up to
+ * KCW_WEBHOOK_MAX_BYTES). Every attempt goes to the audit log. */
 #include "kcwatch/notify.h"
 
 #include <errno.h>
@@ -61,6 +64,7 @@
 
 #define QUEUE_MAX 10000
 #define RECEIVER_PARALLEL 4 /* sends in flight per receiver */
+#define SPILL_BATCH 64      /* rows committed at a time by a large flush */
 #define RESTORED_KEEP_MS (10 * 60 * 1000) /* unclaimed group logs from the store */
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MAX_MS (5 * 60 * 1000)
@@ -127,6 +131,8 @@ typedef struct delivery {
     int64_t created_ms; /* wall clock: the max age survives a restart */
     int attempts;
     int64_t store_id; /* outbox row, 0 if none */
+    bool fresh;       /* its row added in the open round */
+    bool stored;      /* its row committed: the payload is read from it */
 } delivery_t;
 
 /* The notifications of one group to one receiver: sent in order, one at a
@@ -189,6 +195,7 @@ struct kcw_notifier {
 
     delivery_t *head, *tail;
     size_t n_queue;
+    size_t n_fresh; /* deliveries whose rows are not committed yet (the queue's tail) */
     size_t dropped_total, dropped_pending_log;
     receiver_state_t *receivers;
     size_t n_receivers;
@@ -947,6 +954,10 @@ static void queue_unlink(kcw_notifier_t *n, delivery_t *d)
         n->tail = d->prev;
     d->prev = d->next = NULL;
     n->n_queue--;
+    if (d->fresh) {
+        d->fresh = false;
+        n->n_fresh--;
+    }
     line_t *l = d->line;
     if (l) {
         /* Usually d is the head; a queue-full drop may take a later one. */
@@ -1262,6 +1273,17 @@ static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d
         delivery_finish(n, d, false);
         return false;
     }
+    if (!d->payload) {
+        int lrc = kcw_store_outbox_payload(n->store, d->store_id, &d->payload);
+        if (lrc < 0) {
+            char why[96];
+            snprintf(why, sizeof(why), "cannot read the payload from the outbox: %s",
+                     strerror(-lrc));
+            free(url);
+            delivery_failed(n, d, 0, -1, why);
+            return false;
+        }
+    }
     kcw_http_req_t req = {
         .method = "POST",
         .url = url,
@@ -1278,6 +1300,11 @@ static bool delivery_start(kcw_notifier_t *n, receiver_state_t *r, delivery_t *d
     r->in_flight++;
     int rc_req = kcw_http_request(n->http, &req, on_response, d);
     free(url);
+    if (d->stored) {
+        /* libcurl sends its own copy; the next attempt reads the row again. */
+        free(d->payload);
+        d->payload = NULL;
+    }
     if (rc_req < 0) {
         d->in_flight = false;
         d->line->in_flight = false;
@@ -1371,6 +1398,22 @@ static send_reason_t needs_send(const group_t *g, const uint64_t *firing, size_t
 
 /* Queues one request of a notification (its body taken over). false when it
  * was lost (out of memory: logged). */
+/* The round holding the fresh deliveries' rows ended: committed (their
+ * payloads now live in the outbox alone) or not (they keep them). The fresh
+ * ones are the queue's tail: nothing else is queued during a flush. */
+static void fresh_rows_done(kcw_notifier_t *n, bool committed)
+{
+    for (delivery_t *d = n->tail; d && d->fresh; d = d->prev) {
+        d->fresh = false;
+        if (committed) {
+            d->stored = true;
+            free(d->payload);
+            d->payload = NULL;
+        }
+    }
+    n->n_fresh = 0;
+}
+
 static bool delivery_queue(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, group_t *g,
                            kcw_outgoing_t *o)
 {
@@ -1412,8 +1455,12 @@ static bool delivery_queue(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, gro
                                   .firing = d->firing,
                                   .created_ms = d->created_ms,
                                   .target = d->target};
-        if (kcw_store_outbox_add(n->store, &row, &d->store_id) < 0)
+        if (kcw_store_outbox_add(n->store, &row, &d->store_id) < 0) {
             d->store_id = 0;
+        } else {
+            d->fresh = true;
+            n->n_fresh++;
+        }
     }
     g->outstanding++;
     return true;
@@ -2173,6 +2220,14 @@ void kcw_notifier_refresh_for(kcw_notifier_t *n, const kcw_labels_t *labels)
     group_force(n, labels, false);
 }
 
+size_t kcw_notifier_payloads_held(const kcw_notifier_t *n)
+{
+    size_t held = 0;
+    for (const delivery_t *d = n ? n->head : NULL; d; d = d->next)
+        held += d->payload != NULL;
+    return held;
+}
+
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n)
 {
     return n ? n->n_queue : 0;
@@ -2280,11 +2335,11 @@ static int on_stored_delivery(const kcw_store_outbox_t *o, void *arg)
 {
     kcw_notifier_t *n = arg;
     delivery_t *d = calloc(1, sizeof(*d));
-    if (!d || !(d->receiver = strdup(o->receiver)) || !(d->group_key = strdup(o->group_key)) ||
-        !(d->payload = strdup(o->payload))) {
+    if (!d || !(d->receiver = strdup(o->receiver)) || !(d->group_key = strdup(o->group_key))) {
         delivery_free(d);
         return 1;
     }
+    d->stored = true; /* its payload is read from the row when it is sent */
     d->owner = n;
     d->n_alerts = o->n_alerts;
     d->firing = o->firing;
@@ -2355,8 +2410,12 @@ size_t kcw_notifier_flush_due(kcw_notifier_t *n, int64_t now_ms)
     if (!n || n->closing)
         return 0;
     size_t produced = 0;
-    /* One round: every notification of this flush is in the outbox before
-     * dispatch() sends the first. */
+    /* Every notification of this flush is in the outbox before dispatch()
+     * sends the first. The round is committed every SPILL_BATCH new rows (a
+     * group's notification log and its rows go together), so a storm's
+     * payloads are never all in memory at once. Inside someone else's round
+     * nothing is known committed: the payloads stay in memory. */
+    bool own = !kcw_store_in_round(n->store);
     kcw_store_begin(n->store);
     for (size_t i = 0; i < n->n_groups;) {
         group_t *g = n->groups[i];
@@ -2369,8 +2428,12 @@ size_t kcw_notifier_flush_due(kcw_notifier_t *n, int64_t now_ms)
             produced++;
         if (n->n_groups == before)
             i++;
+        if (n->n_fresh >= SPILL_BATCH) {
+            fresh_rows_done(n, kcw_store_commit(n->store) == 0 && own);
+            kcw_store_begin(n->store);
+        }
     }
-    kcw_store_commit(n->store);
+    fresh_rows_done(n, kcw_store_commit(n->store) == 0 && own);
     arm_group_timer(n);
     dispatch(n);
     return produced;

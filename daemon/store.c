@@ -84,6 +84,7 @@ typedef enum {
     ST_OUTBOX_RETRY,
     ST_OUTBOX_DEL,
     ST_OUTBOX_LOAD,
+    ST_OUTBOX_PAYLOAD,
     ST_SILENCE_PUT,
     ST_SILENCE_DEL,
     ST_SILENCE_LOAD,
@@ -113,6 +114,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "created, attempts, next_attempt, target) VALUES (?,?,?,?,?,?,?,?,?)",
     [ST_OUTBOX_RETRY] = "UPDATE outbox SET attempts = ?, next_attempt = ? WHERE id = ?",
     [ST_OUTBOX_DEL] = "DELETE FROM outbox WHERE id = ?",
+    [ST_OUTBOX_PAYLOAD] = "SELECT payload FROM outbox WHERE id = ?",
     [ST_OUTBOX_LOAD] = "SELECT id, receiver, group_key, payload, n_alerts, firing, created, "
                        "attempts, next_attempt, target FROM outbox ORDER BY id",
     [ST_SILENCE_PUT] = "INSERT OR REPLACE INTO silence (id, body) VALUES (?,?)",
@@ -661,6 +663,11 @@ void kcw_store_close(kcw_store_t *s)
     free(s);
 }
 
+bool kcw_store_in_round(const kcw_store_t *s)
+{
+    return s && s->depth > 0;
+}
+
 bool kcw_store_durable(const kcw_store_t *s)
 {
     return s && s->durable;
@@ -989,6 +996,26 @@ int kcw_store_outbox_delete(kcw_store_t *s, int64_t id)
         return -ENOMEM;
     sqlite3_bind_int64(st, 1, id);
     return step_write(s, st);
+}
+
+int kcw_store_outbox_payload(kcw_store_t *s, int64_t id, char **payload)
+{
+    *payload = NULL;
+    sqlite3_stmt *st = s ? stmt(s, ST_OUTBOX_PAYLOAD) : NULL;
+    if (!st)
+        return -ENOMEM;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : errno_of(rc);
+    if (rc == SQLITE_ROW) {
+        const char *text = col_text(st, 0);
+        if (!text)
+            out = -ENOENT;
+        else if (!(*payload = strdup(text)))
+            out = -ENOMEM;
+    }
+    sqlite3_reset(st);
+    return out;
 }
 
 static int outbox_row(sqlite3_stmt *st, void *arg, bool *used)

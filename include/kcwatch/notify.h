@@ -85,6 +85,9 @@ size_t kcw_notifier_adopt_records(kcw_notifier_t *n, const char *const *records,
 size_t kcw_notifier_forget(kcw_notifier_t *n, bool (*drop)(const kcw_alert_t *a, void *arg),
                            void *arg);
 size_t kcw_notifier_queue_length(const kcw_notifier_t *n);
+/* Queued notifications whose payload is in memory: with a store, only those
+ * whose outbox rows are not committed yet (a walk of the queue: for tests). */
+size_t kcw_notifier_payloads_held(const kcw_notifier_t *n);
 /* Makes delivery durable. Every webhook notification is written to the
  * store's outbox (committed with the flush that made it) before its first
  * send, and removed when the receiver answered 2xx or it was dropped; each

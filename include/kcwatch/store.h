@@ -81,6 +81,8 @@ int kcw_store_begin(kcw_store_t *s);
  * switches the store to memory (see above) and returns its negative errno;
  * the store stays usable. */
 int kcw_store_commit(kcw_store_t *s);
+/* Whether a round is open (a begin not yet committed). */
+bool kcw_store_in_round(const kcw_store_t *s);
 
 /* --- alert state ------------------------------------------------------------ */
 
@@ -136,6 +138,9 @@ int kcw_store_outbox_add(kcw_store_t *s, const kcw_store_outbox_t *o, int64_t *i
 /* Records a failed attempt (the retry schedule survives a restart). */
 int kcw_store_outbox_retry(kcw_store_t *s, int64_t id, int attempts, int64_t next_attempt_ms);
 int kcw_store_outbox_delete(kcw_store_t *s, int64_t id);
+/* The payload of row id (malloc'd; the caller frees): 0, -ENOENT when there
+ * is no such row, or a negative errno. */
+int kcw_store_outbox_payload(kcw_store_t *s, int64_t id, char **payload);
 /* Queued notifications oldest first (by id). */
 typedef int (*kcw_store_outbox_cb)(const kcw_store_outbox_t *o, void *arg);
 long kcw_store_outbox_load(kcw_store_t *s, kcw_store_outbox_cb cb, void *arg);

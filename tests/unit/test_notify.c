@@ -31,7 +31,7 @@
 #define INTERVAL_MS 60000
 #define REPEAT_MS 300000
 #define MAX_SENT 64
-#define MAX_ALERTS 16
+#define MAX_ALERTS 80
 
 typedef struct sent {
     char receiver[32];
@@ -772,7 +772,7 @@ static void test_log_receiver(void **state)
 
 /* --- delivery against a real HTTP server --------------------------------- */
 
-#define SCRIPT_MAX 8
+#define SCRIPT_MAX 128
 
 typedef struct server {
     struct MHD_Daemon *d;
@@ -1319,6 +1319,7 @@ static void test_outbox_survives_close(void **state)
     live_start(&lv, f, &s);
     kcw_notifier_set_store(f->n, st, 3000);
     assert_int_equal(kcw_notifier_queue_length(f->n), 1);
+    assert_int_equal(kcw_notifier_payloads_held(f->n), 0); /* read when sent */
     while (f->events_ok < 1 && !lv.timed_out)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_false(lv.timed_out);
@@ -1331,6 +1332,62 @@ static void test_outbox_survives_close(void **state)
     assert_int_equal(c.sent, 1);
     assert_true(c.failed >= 1);
     assert_string_equal(s.bodies[0], s.bodies[server_requests(&s) - 1]);
+    server_stop(&s);
+    kcw_store_close(st);
+}
+
+/* A flush of more groups than one batch of rows: once committed, the
+ * payloads live in the outbox alone; every attempt (a retry too) reads its
+ * bytes from there, and a delivered one leaves it. */
+static void test_outbox_holds_payloads(void **state)
+{
+    fx_t *f = *state;
+    enum { GROUPS = 70 };
+    kcw_store_t *st = kcw_store_open_memory();
+    assert_non_null(st);
+    server_t s = {.status = {503, 200}, .n_script = 2};
+    server_start(&s);
+    f->group_by[0] = name_connector;
+    live_t lv;
+    live_start(&lv, f, &s);
+    kcw_notifier_set_store(f->n, st, 1000);
+    const kcw_alert_t *list[GROUPS];
+    char name[32];
+    for (int i = 0; i < GROUPS; i++) {
+        snprintf(name, sizeof(name), "conn-%02d", i);
+        list[i] = fire(f, (size_t)i, "ConnectorFailed", name, 1000);
+    }
+    kcw_notifier_update(f->n, list, GROUPS, 1000);
+    assert_int_equal(kcw_notifier_flush_due(f->n, 1000), GROUPS);
+    assert_int_equal(kcw_notifier_queue_length(f->n), GROUPS);
+    assert_int_equal(outbox_rows(st), GROUPS);
+    /* The first sends have started (libcurl holds their bodies); no
+     * payload waits in memory. */
+    assert_int_equal(kcw_notifier_payloads_held(f->n), 0);
+    live_wait(&lv, GROUPS + 1);
+    assert_int_equal(f->events_fail, 1);
+    assert_int_equal(f->events_ok, GROUPS);
+    assert_int_equal(outbox_rows(st), 0);
+    assert_int_equal(kcw_notifier_queue_length(f->n), 0);
+    /* Each body is the whole notification of its group; the one refused
+     * first went again byte for byte. */
+    size_t got = server_requests(&s) < SCRIPT_MAX ? server_requests(&s) : SCRIPT_MAX;
+    for (size_t i = 0; i < got; i++) {
+        json_error_t jerr;
+        json_t *body = json_loads(s.bodies[i], 0, &jerr);
+        assert_non_null(body);
+        const char *conn = json_string_value(
+            json_object_get(json_object_get(body, "groupLabels"), "connector"));
+        assert_non_null(conn);
+        assert_int_equal(strncmp(conn, "conn-", 5), 0);
+        assert_int_equal(json_array_size(json_object_get(body, "alerts")), 1);
+        json_decref(body);
+    }
+    bool resent = false;
+    for (size_t i = 1; i < got; i++)
+        resent = resent || strcmp(s.bodies[0], s.bodies[i]) == 0;
+    assert_true(resent);
+    live_stop(&lv, false);
     server_stop(&s);
     kcw_store_close(st);
 }
@@ -1407,6 +1464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failing_group_blocks_no_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_age_drops_with_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_survives_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_holds_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notification_log_restored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
