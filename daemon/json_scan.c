@@ -57,7 +57,7 @@ int kcw_json_tok_skip(const jsmntok_t *tok, int n, int t)
     return j;
 }
 
-static bool is_ws(char c)
+bool kcw_json_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
@@ -66,7 +66,7 @@ bool kcw_json_gap_ok(const char *body, size_t from, size_t to, char sep)
 {
     bool seen = sep == 0;
     for (size_t i = from; i < to; i++) {
-        if (is_ws(body[i]))
+        if (kcw_json_blank(body[i]))
             continue;
         if (body[i] != sep || seen)
             return false;

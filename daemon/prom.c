@@ -16,7 +16,7 @@
  * reported with the JSON path where it happened, so an operator reading the
  * rule's health can tell a broken proxy from a broken query. */
 #include "kcwatch/prom.h"
-#include "kcwatch/json_scan.h" /* KCW_JSON_MAX_DEPTH */
+#include "kcwatch/json_scan.h" /* KCW_JSON_MAX_DEPTH, kcw_json_blank */
 #include "kcwatch/url.h"
 
 #include <curl/curl.h> /* CURLcode values in kcw_http_resp_t only; no libcurl calls here */
@@ -411,11 +411,6 @@ static const char VECTOR_PREFIX[] =
 /* The root object, data and the result array hold each series. */
 #define SERIES_MAX_DEPTH (KCW_JSON_MAX_DEPTH - 3)
 
-static bool blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 /* An upper bound of how deep body[0, len) nests. */
 static size_t brackets(const char *body, size_t len)
 {
@@ -464,13 +459,13 @@ static int next_series(const char *body, size_t len, size_t *pos, kcw_prom_resul
     res->n++; /* what parse_series left is freed with the rest */
     if (r < 0)
         return 1;
-    while (end < len && blank(body[end]))
+    while (end < len && kcw_json_blank(body[end]))
         end++;
     if (end == len || (body[end] != ',' && body[end] != ']'))
         return 1;
     *last = body[end] == ']';
     end++;
-    while (!*last && end < len && blank(body[end]))
+    while (!*last && end < len && kcw_json_blank(body[end]))
         end++;
     *pos = end;
     return 0;
@@ -486,7 +481,7 @@ static int parse_sliced(const char *body, size_t len, kcw_prom_result_t *res)
         return 1;
     size_t pos = plen, cap = 0;
     bool last = false;
-    while (pos < len && blank(body[pos]))
+    while (pos < len && kcw_json_blank(body[pos]))
         pos++;
     if (pos < len && body[pos] == ']') {
         last = true;

@@ -39,6 +39,9 @@ int kcw_json_scan(const char *body, size_t len, jsmntok_t **tok, int *n);
 /* The index of the first token after token t and everything inside it. */
 int kcw_json_tok_skip(const jsmntok_t *tok, int n, int t);
 
+/* JSON's whitespace: ' ', '\t', '\n', '\r'. */
+bool kcw_json_blank(char c);
+
 /* body[from, to) holds only whitespace around exactly one sep (around none
  * when sep is 0). */
 bool kcw_json_gap_ok(const char *body, size_t from, size_t to, char sep);
