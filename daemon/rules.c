@@ -515,7 +515,7 @@ static int on_rule_pair(loader_t *l, const char *key, yaml_node_t *k, yaml_node_
         }
         r->expr_line = (int)v->start_mark.line + 1;
         r->expr_col = (int)v->start_mark.column + 1;
-        if (rc == 0 && kcw_ydoc_scalar_map(l->text, l->len, v, r->expr, &r->expr_map,
+        if (rc == 0 && kcw_ydoc_scalar_map(&l->y, l->text, l->len, v, r->expr, &r->expr_map,
                                            &r->n_expr_map) < 0) {
             kcw_ydoc_error(&l->y, v, "out of memory");
             rc = -ENOMEM;

@@ -353,9 +353,33 @@ static int on_end(builder_t *b)
     return 0;
 }
 
+/* d->line_starts of text (left NULL when out of memory). */
+static void index_lines(kcw_ydoc_t *d, const char *text, size_t len)
+{
+    size_t n = 1;
+    for (const char *p = text, *end = text + len; p < end; n++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    if (!(d->line_starts = malloc(n * sizeof(*d->line_starts))))
+        return;
+    d->line_starts[0] = 0;
+    d->n_lines = 1;
+    for (size_t off = 0; d->n_lines < n;) {
+        const char *nl = memchr(text + off, '\n', len - off);
+        off = (size_t)(nl - text) + 1;
+        d->line_starts[d->n_lines++] = off;
+    }
+}
+
 int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra_doc_msg)
 {
     memset(&d->doc, 0, sizeof(d->doc));
+    d->line_starts = NULL;
+    d->n_lines = 0;
+    index_lines(d, text, len);
     if (!yaml_document_initialize(&d->doc, NULL, NULL, NULL, 1, 1)) {
         kcw_errors_add(d->errs, d->file, 0, 0, "out of memory");
         return -ENOMEM;
@@ -451,6 +475,9 @@ int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra
 void kcw_ydoc_free(kcw_ydoc_t *d)
 {
     yaml_document_delete(&d->doc);
+    free(d->line_starts);
+    d->line_starts = NULL;
+    d->n_lines = 0;
 }
 
 void kcw_ydoc_error(kcw_ydoc_t *d, const yaml_node_t *n, const char *fmt, ...)
@@ -671,6 +698,19 @@ int kcw_file_read_bounded(const char *path, size_t max, char **text, size_t *len
     return 0;
 }
 
+/* Byte offset in text of the start of line (0-based); len past the end. */
+static size_t line_offset(const kcw_ydoc_t *d, const char *text, size_t len, size_t line)
+{
+    if (d->line_starts)
+        return line < d->n_lines ? d->line_starts[line] : len;
+    size_t off = 0;
+    for (size_t l = 0; l < line && off < len; l++) {
+        const char *nl = memchr(text + off, '\n', len - off);
+        off = nl ? (size_t)(nl - text) + 1 : len;
+    }
+    return off;
+}
+
 /* Compiles a template scalar at its position in the file. Quoted scalars
  * start one column after the quote; block scalars (| and >) start on the
  * line after the indicator, at the indentation of their first line. */
@@ -685,12 +725,8 @@ int kcw_ydoc_compile_template(kcw_ydoc_t *d, const char *text, size_t len, const
     if (style != YAML_LITERAL_SCALAR_STYLE && style != YAML_FOLDED_SCALAR_STYLE)
         return kcw_template_compile(src, d->file, line, col, out, d->errs);
     /* Find the indentation of the first non-blank line after the indicator. */
-    const char *p = text;
+    const char *p = text + line_offset(d, text, len, n->start_mark.line + 1);
     const char *end = text + len;
-    for (size_t i = 0; i < n->start_mark.line + 1 && p < end; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        p = nl ? nl + 1 : end;
-    }
     int indent = 0;
     while (p < end) {
         const char *q = p;
@@ -707,13 +743,9 @@ int kcw_ydoc_compile_template(kcw_ydoc_t *d, const char *text, size_t len, const
 }
 
 /* Byte offset in text of a libyaml mark (whose column counts characters). */
-static size_t mark_offset(const char *text, size_t len, const yaml_mark_t *m)
+static size_t mark_offset(const kcw_ydoc_t *d, const char *text, size_t len, const yaml_mark_t *m)
 {
-    size_t off = 0;
-    for (size_t l = 0; l < m->line && off < len; l++) {
-        const char *nl = memchr(text + off, '\n', len - off);
-        off = nl ? (size_t)(nl - text) + 1 : len;
-    }
+    size_t off = line_offset(d, text, len, m->line);
     for (size_t c = 0; c < m->column && off < len && text[off] != '\n'; c++) {
         off++;
         while (off < len && ((unsigned char)text[off] & 0xC0) == 0x80)
@@ -731,15 +763,15 @@ static int char_col(const char *line_start, const char *p)
     return col;
 }
 
-int kcw_ydoc_scalar_map(const char *text, size_t len, const yaml_node_t *n, const char *src,
-                        kcw_src_seg_t **segs, size_t *n_segs)
+int kcw_ydoc_scalar_map(const kcw_ydoc_t *d, const char *text, size_t len, const yaml_node_t *n,
+                        const char *src, kcw_src_seg_t **segs, size_t *n_segs)
 {
     *segs = NULL;
     *n_segs = 0;
     if (!n || n->type != YAML_SCALAR_NODE || !src)
         return 0;
-    size_t a = mark_offset(text, len, &n->start_mark);
-    size_t b = mark_offset(text, len, &n->end_mark);
+    size_t a = mark_offset(d, text, len, &n->start_mark);
+    size_t b = mark_offset(d, text, len, &n->end_mark);
     int line = (int)n->start_mark.line + 1;
     yaml_scalar_style_t style = n->data.scalar.style;
     if (style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) {

@@ -34,6 +34,11 @@ typedef struct kcw_ydoc {
     size_t max_visits;  /* kcw_ydoc_node bound (aliases can make a walk huge); 0: none */
     size_t visits;
     bool too_big; /* max_visits was hit (reported once) */
+    /* Set by kcw_ydoc_load: where each line of the text starts, so a
+     * node's mark finds its byte offset without a walk from the start
+     * (NULL when out of memory: then it walks). */
+    size_t *line_starts;
+    size_t n_lines;
 } kcw_ydoc_t;
 
 /* Loads the first YAML document of text into d->doc (d->file, d->errs and the
@@ -131,8 +136,8 @@ typedef struct kcw_src_seg {
  * order, in src (plain, quoted and block styles; folding and indentation
  * undone). Stops at the first line it cannot find (an escape sequence in a
  * double-quoted scalar). *segs (free it) may be NULL with *n == 0; -ENOMEM. */
-int kcw_ydoc_scalar_map(const char *text, size_t len, const yaml_node_t *n, const char *src,
-                        kcw_src_seg_t **segs, size_t *n_segs);
+int kcw_ydoc_scalar_map(const kcw_ydoc_t *d, const char *text, size_t len, const yaml_node_t *n,
+                        const char *src, kcw_src_seg_t **segs, size_t *n_segs);
 
 /* The file position of line:col (1-based, bytes, as Prometheus' parser
  * counts them) of src, through its segments; line:col of the first segment
