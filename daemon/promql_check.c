@@ -327,6 +327,7 @@ struct kcw_promql_verifier {
     kcw_ruleset_t *rs;
     kcw_promql_check_t *chk;
     uint64_t backoff_ms;
+    bool paused, paused_waiting; /* paused waiting out a back-off (not asking) */
     void (*on_closed)(void *arg);
     void *closed_arg;
 };
@@ -395,6 +396,28 @@ kcw_promql_verifier_t *kcw_promql_verifier_new(uv_loop_t *loop, kcw_http_t *http
     v->timer.data = v;
     uv_timer_start(&v->timer, verifier_round, 0, 0);
     return v;
+}
+
+void kcw_promql_verifier_pause(kcw_promql_verifier_t *v)
+{
+    if (!v || v->paused)
+        return;
+    v->paused = true;
+    v->paused_waiting = !v->chk && uv_is_active((uv_handle_t *)&v->timer);
+    /* Answers already in are kept in the rules; what is in flight is
+     * dropped and asked again on resume. */
+    kcw_promql_check_free(v->chk);
+    v->chk = NULL;
+    uv_timer_stop(&v->timer);
+}
+
+void kcw_promql_verifier_resume(kcw_promql_verifier_t *v)
+{
+    if (!v || !v->paused)
+        return;
+    v->paused = false;
+    if (kcw_promql_unverified(v->rs) > 0)
+        uv_timer_start(&v->timer, verifier_round, v->paused_waiting ? v->backoff_ms : 0, 0);
 }
 
 static void on_verifier_timer_closed(uv_handle_t *h)

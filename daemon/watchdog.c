@@ -186,7 +186,14 @@ int kcw_watchdog_reload_report(kcw_watchdog_t *wd, kcw_errors_t *report)
     }
     /* Prometheus is asked only about the exprs it has not accepted yet. */
     kcw_promql_carry(rules, wd->gen ? wd->gen->rules : NULL);
-    return kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules, report);
+    /* The running rules' verifier (e.g. the start-up's check) waits while
+     * the reload's own check asks, rather than ask the same beside it. */
+    generation_t *running = wd->gen;
+    kcw_promql_verifier_pause(running ? running->pq : NULL);
+    int grc = kcw_reload_gate_submit(&wd->reload_gate, wd->http, cfg, rules, report);
+    if (grc != -EINPROGRESS && running && wd->gen == running)
+        kcw_promql_verifier_resume(running->pq); /* not applied */
+    return grc;
 }
 
 /* Prometheus rejected the new rules' PromQL (reload_gate.h). */
@@ -194,6 +201,7 @@ static void reload_refused(void *arg)
 {
     kcw_watchdog_t *wd = arg;
     wd->reload_ok = false;
+    kcw_promql_verifier_resume(wd->gen ? wd->gen->pq : NULL);
     kcw_sdnotify_ready(wd->sd);
     kcw_sdnotify_status(wd->sd, "reload failed: running on the previous configuration");
 }
@@ -219,6 +227,7 @@ static int reload_apply(void *arg, kcw_config_t *cfg, kcw_ruleset_t *rules)
         kcw_log(KCW_LOG_ERROR, "reload failed: out of memory; keeping the running configuration",
                 NULL);
         wd->reload_ok = false;
+        kcw_promql_verifier_resume(old ? old->pq : NULL);
         kcw_sdnotify_ready(wd->sd);
         return -ENOMEM;
     }

@@ -87,6 +87,13 @@ typedef struct kcw_promql_verifier kcw_promql_verifier_t;
 kcw_promql_verifier_t *kcw_promql_verifier_new(uv_loop_t *loop, kcw_http_t *http,
                                                const kcw_prometheus_conf_t *conf,
                                                kcw_ruleset_t *rs);
+/* Stops asking (what is in flight is dropped; verdicts already in stay in
+ * the rules) until resume, which carries on with the rules still
+ * unverified: at once, or after the back-off it was waiting out. While a
+ * reload's own check runs, the running rules' verifier is paused so the two
+ * do not ask Prometheus the same things side by side. NULL is a no-op. */
+void kcw_promql_verifier_pause(kcw_promql_verifier_t *v);
+void kcw_promql_verifier_resume(kcw_promql_verifier_t *v);
 /* Cancels, closes its timer and frees; on_closed(arg) runs once closed
  * (NULL is allowed). A NULL verifier is a no-op that does not call it. */
 void kcw_promql_verifier_close(kcw_promql_verifier_t *v, void (*on_closed)(void *arg), void *arg);

@@ -11,8 +11,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "kcwatch/prom.h"
 #include "kcwatch/promql_check.h"
@@ -178,12 +183,179 @@ static void test_carry(void **state)
     kcw_ruleset_free(to);
 }
 
+/* --- the verifier against a stand-in format_query ------------------------ */
+
+/* Answers every request as Prometheus' format_query does for a valid expr
+ * (the formatted text is not looked at here) and counts them; past
+ * gate_after requests each waits (its own thread) until the gate opens. */
+static atomic_int format_requests;
+static int gate_after;
+static bool gate_open;
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+
+static void gate_set(bool open)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = open;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static enum MHD_Result on_format_request(void *cls, struct MHD_Connection *c, const char *url,
+                                         const char *method, const char *version,
+                                         const char *upload, size_t *upload_size, void **con_cls)
+{
+    (void)cls, (void)url, (void)method, (void)version, (void)upload;
+    if (*con_cls == NULL) {
+        *con_cls = c;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (atomic_fetch_add(&format_requests, 1) >= gate_after) {
+        pthread_mutex_lock(&gate_mu);
+        while (!gate_open)
+            pthread_cond_wait(&gate_cv, &gate_mu);
+        pthread_mutex_unlock(&gate_mu);
+    }
+    static const char body[] = "{\"status\":\"success\",\"data\":\"up\"}";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+typedef struct vfx {
+    uv_loop_t loop;
+    uv_timer_t deadline, tick;
+    kcw_ruleset_t *rs;
+    size_t want_verified; /* run until this many are verified */
+    bool timed_out;
+} vfx_t;
+
+static size_t verified(const kcw_ruleset_t *rs)
+{
+    size_t n = 0;
+    for (size_t g = 0; g < rs->n_groups; g++)
+        n += rs->groups[g].n_rules;
+    return n - kcw_promql_unverified(rs);
+}
+
+static void on_vfx_deadline(uv_timer_t *t)
+{
+    ((vfx_t *)t->data)->timed_out = true;
+}
+
+static void on_vfx_tick(uv_timer_t *t)
+{
+    (void)t; /* keeps the loop turning while answers come */
+}
+
+/* Runs the loop until f->want_verified rules are verified (10 s at most). */
+static void vfx_run(vfx_t *f, size_t want)
+{
+    f->timed_out = false;
+    uv_timer_start(&f->deadline, on_vfx_deadline, 10000, 0);
+    uv_timer_start(&f->tick, on_vfx_tick, 1, 1);
+    while (verified(f->rs) < want && !f->timed_out)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->deadline);
+    uv_timer_stop(&f->tick);
+    assert_false(f->timed_out);
+}
+
+static void on_verifier_closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* Paused, the verifier asks nothing; resumed, it asks about what is left
+ * (verdicts already in are kept, what was in flight is asked again). */
+static void test_verifier_pause_resume(void **state)
+{
+    (void)state;
+    enum { RULES = 40 };
+    char *yaml = malloc(64 + RULES * 64);
+    assert_non_null(yaml);
+    size_t len = (size_t)sprintf(yaml, "groups:\n- name: g\n  rules:\n");
+    for (int i = 0; i < RULES; i++)
+        len += (size_t)sprintf(yaml + len, "  - alert: A%d\n    expr: up > %d\n", i, i);
+    kcw_ruleset_t *rs = NULL;
+    kcw_errors_t errs = {0};
+    assert_int_equal(kcw_rules_load_string(yaml, "r.yaml", &rs, &errs), 0);
+    free(yaml);
+    assert_int_equal(kcw_promql_unverified(rs), RULES);
+
+    atomic_store(&format_requests, 0);
+    gate_after = 5;
+    gate_set(false);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+                                                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+                                            0, NULL, NULL, on_format_request, NULL, MHD_OPTION_END);
+    assert_non_null(d);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)info->port);
+    kcw_prometheus_conf_t conf = {.url = url, .timeout_ms = 5000};
+
+    vfx_t f = {.rs = rs};
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    uv_timer_init(&f.loop, &f.deadline);
+    uv_timer_init(&f.loop, &f.tick);
+    f.deadline.data = f.tick.data = &f;
+    kcw_http_t *http = kcw_http_new(&f.loop);
+    assert_non_null(http);
+    kcw_promql_verifier_t *v = kcw_promql_verifier_new(&f.loop, http, &conf, rs);
+    assert_non_null(v);
+
+    /* Paused before its first round: the loop runs dry, nothing is asked. */
+    kcw_promql_verifier_pause(v);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(atomic_load(&format_requests), 0);
+    assert_int_equal(kcw_promql_unverified(rs), RULES);
+
+    /* Resumed: five answers come, the next requests are held; paused
+     * then, mid-round. */
+    kcw_promql_verifier_resume(v);
+    vfx_run(&f, 5);
+    kcw_promql_verifier_pause(v);
+    assert_int_equal(verified(rs), 5);
+    gate_set(true); /* the held answers reach closed connections */
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(verified(rs), 5); /* answers in flight were dropped */
+
+    /* Resumed: the rest, each asked again. */
+    int before = atomic_load(&format_requests);
+    kcw_promql_verifier_resume(v);
+    vfx_run(&f, RULES);
+    assert_int_equal(kcw_promql_unverified(rs), 0);
+    assert_true(atomic_load(&format_requests) - before >= RULES - 5);
+
+    bool closed = false, http_closed = false;
+    kcw_promql_verifier_close(v, on_verifier_closed, &closed);
+    kcw_http_close(http, on_verifier_closed, &http_closed);
+    uv_close((uv_handle_t *)&f.deadline, NULL);
+    uv_close((uv_handle_t *)&f.tick, NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_true(closed);
+    assert_true(http_closed);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    MHD_stop_daemon(d);
+    kcw_ruleset_free(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_position),  cmocka_unit_test(test_positions_in_file),
         cmocka_unit_test(test_map_clamps),      cmocka_unit_test(test_format_response),
         cmocka_unit_test(test_unverified_count), cmocka_unit_test(test_carry),
+        cmocka_unit_test(test_verifier_pause_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
