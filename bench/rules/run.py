@@ -169,12 +169,14 @@ def run_profile(name, binary, prom, cl_port, sink, tmp, seconds, warmup):
 
 def startup_reload(binary, prom, cl_port, sink, tmp, runs=5):
     """kcwatch start-up (exec to /healthz answering) and reload (POST /-/reload
-    answered) with 1,000 rules in 10 groups: once the start-up's PromQL check
-    is done, a reload of the same rules (Prometheus is asked nothing again)
-    and one where every expression changed (Prometheus checks all 1,000
-    before the answer)."""
+    answered) with 1,000 rules in 10 groups: a reload of the same rules as
+    soon as /healthz answers, while the start-up's PromQL check is still
+    asking Prometheus (the reload checks what that has not accepted yet);
+    then, every expr accepted, the same rules again (Prometheus is asked
+    nothing) and one where every expression changed (Prometheus checks all
+    1,000 before the answer)."""
     rules_path = os.path.join(tmp, "rules-1000.yaml")
-    res = {"startup_ms": [], "reload_ms": [], "reload_changed_ms": []}
+    res = {"startup_ms": [], "reload_racing_ms": [], "reload_ms": [], "reload_changed_ms": []}
 
     def reload(listen, key):
         t1 = time.monotonic()
@@ -196,8 +198,10 @@ def startup_reload(binary, prom, cl_port, sink, tmp, runs=5):
             wait_for(lambda: http_json("http://%s/healthz" % listen, timeout=1)[0] == 200, 30,
                      "kcwatch to serve /healthz", proc, interval=0.002)
             res["startup_ms"].append(round(1000 * (time.monotonic() - t0), 1))
-            wait_for(lambda: b"PromQL of every rule checked" in open(logp, "rb").read(), 30,
-                     "the start-up's PromQL check", proc, interval=0.01)
+            racing = b"PromQL of every rule checked" not in open(logp, "rb").read()
+            reload(listen, "reload_racing_ms")
+            if not racing:  # the start-up's check was over first: not this case
+                res["reload_racing_ms"].pop()
             reload(listen, "reload_ms")
             rule_file(rules_path, 1000, 0, n_groups=10, offset=5000)
             reload(listen, "reload_changed_ms")
@@ -207,6 +211,8 @@ def startup_reload(binary, prom, cl_port, sink, tmp, runs=5):
             log.close()
     return {"rules": 1000,
             "startup_ms_median": statistics.median(res["startup_ms"]),
+            "reload_racing_ms_median": (statistics.median(res["reload_racing_ms"])
+                                        if res["reload_racing_ms"] else None),
             "reload_ms_median": statistics.median(res["reload_ms"]),
             "reload_changed_ms_median": statistics.median(res["reload_changed_ms"]), **res}
 
@@ -266,7 +272,7 @@ def main():
     try:
         results = {}
         for r in range(a.runs):
-            for p in a.profiles.split(","):
+            for p in [p for p in a.profiles.split(",") if p]:  # "" with --startup: that alone
                 o = run_profile(p, binary, prom, env.connect_port, sink, tmp, a.seconds,
                                 a.warmup)
                 o["run"] = r + 1
