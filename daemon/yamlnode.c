@@ -379,7 +379,6 @@ int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra
     memset(&d->doc, 0, sizeof(d->doc));
     d->line_starts = NULL;
     d->n_lines = 0;
-    index_lines(d, text, len);
     if (!yaml_document_initialize(&d->doc, NULL, NULL, NULL, 1, 1)) {
         kcw_errors_add(d->errs, d->file, 0, 0, "out of memory");
         return -ENOMEM;
@@ -469,6 +468,7 @@ int kcw_ydoc_load(kcw_ydoc_t *d, const char *text, size_t len, const char *extra
         memset(&d->doc, 0, sizeof(d->doc));
         return rc;
     }
+    index_lines(d, text, len); /* for the walk that follows */
     return 0;
 }
 
