@@ -211,11 +211,17 @@ static int judge_workers(cluster_t *c, const worker_tally_t *w, size_t n)
         if (w[i].failed > w[best].failed)
             best = i;
     }
+    /* A storm being released keeps its members FAILED and restarts them in
+     * its own order: where the last of them sit says nothing about a
+     * worker. A verdict from before the release is judged on; none is made
+     * during it. */
+    bool may_name = c->suspect || !c->active || c->phase != KCW_STORM_PHASE_RELEASE;
     free(c->suspect);
     c->suspect = NULL;
     c->n_failed_known = failed;
     c->n_workers = n;
-    if (n < 2 || failed < KCW_STORM_SUSPECT_MIN_FAILED || 2 * w[best].failed <= failed)
+    if (!may_name || n < 2 || failed < KCW_STORM_SUSPECT_MIN_FAILED ||
+        2 * w[best].failed <= failed)
         return 0;
     /* failed on it / failed >= min(1, 2 * its tasks / all tasks) */
     double share = (double)w[best].failed / (double)failed;

@@ -328,6 +328,36 @@ static void test_sick_worker(void **state)
     assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, NULL), 0);
 }
 
+/* While a storm is released, its members still FAILED are the ones it has
+ * not restarted yet: that they sit on one worker names no worker. */
+static void test_release_names_no_worker(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < N_CONNECTORS; i++) {
+        f->tasks[i][0].worker_id = i % 2 ? "w2:8083" : "w1:8083";
+        f->tasks[i][1].worker_id = i % 2 ? "w1:8083" : "w2:8083";
+    }
+    for (int i = 0; i < 10; i++)
+        set_task(f, i, KCW_STATE_FAILED);
+    poll_at(f, T0);
+    assert_int_equal(kcw_storm_phase(f->storm, "c1"), KCW_STORM_PHASE_CANARY);
+    assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, NULL), 0); /* 5 and 5 */
+    assert_int_equal(admit(f, 1, T0), KCW_STORM_CANARY);
+    set_task(f, 1, KCW_STATE_RUNNING);
+    poll_at(f, T0 + SEC);
+    poll_at(f, T0 + 5 * SEC);
+    assert_int_equal(kcw_storm_phase(f->storm, "c1"), KCW_STORM_PHASE_RELEASE);
+    /* the odd ones (on w2) released first: the 5 left all sit on w1 */
+    int64_t t = T0 + 5 * SEC;
+    for (int i = 3; i < 10; i += 2, t += 2 * SEC) {
+        assert_int_equal(admit(f, i, t), KCW_STORM_RELEASE);
+        set_task(f, i, KCW_STATE_RUNNING);
+        poll_at(f, t + SEC);
+    }
+    assert_int_equal(kcw_storm_phase(f->storm, "c1"), KCW_STORM_PHASE_RELEASE);
+    assert_int_equal(count_alerts(f, KCW_WORKER_SUSPECT_ALERT, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +367,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_silent_canary_is_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_with_members_failed_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sick_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_names_no_worker, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
