@@ -1,13 +1,14 @@
 /* json_scan.h: where the values of a large JSON body lie, without a tree.
  *
- * Modules that read large bodies piece by piece (status_index.c: a Connect
- * poll connector by connector; prom.c: a Prometheus answer series by series)
- * let jsmn (Debian libjsmn-dev) tokenize the body: it checks brackets,
- * strings and escapes and says where each value starts and ends. They then
- * hand the pieces to jansson. jsmn checks less than jansson between tokens,
+ * A module that reads a large body piece by piece (status_index.c: a Connect
+ * poll connector by connector) lets jsmn (Debian libjsmn-dev) tokenize the
+ * body: it checks brackets, strings and escapes and says where each value
+ * starts and ends. The pieces then go to jansson. jsmn checks less than jansson between tokens,
  * so the few bytes there (whitespace, ',' and ':') are checked with
  * kcw_json_gap_ok. Whatever jsmn or these checks refuse goes to jansson's
- * whole-body reading, which gives the exact error.
+ * whole-body reading, which gives the exact error. prom.c, which lets jansson
+ * itself stop after each series, takes only KCW_JSON_MAX_DEPTH and
+ * kcw_json_blank from here.
  *
  * Tokens of strings span their text without the quotes. */
 #ifndef KCWATCH_JSON_SCAN_H
