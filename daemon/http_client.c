@@ -39,6 +39,13 @@
 /* Finished easy handles kept for the next requests (curl_easy_reset between
  * uses): creating one costs more than a small request itself. */
 #define EASY_POOL_MAX 16
+/* Connections libcurl keeps open between transfers, over all hosts. Its
+ * default is four per transfer added at the time: as the last queries of an
+ * evaluation round finish that falls below the 16 Prometheus connections
+ * the round used, so every round closed a few and the next opened them again
+ * (three or four TCP connections a second at 100 rules). Above this bound
+ * the connection idle longest is closed. */
+#define MAX_IDLE_CONNECTIONS 64
 /* After a response this large its owner's processing (a parsed tree, a
  * result, instances) has freed as much in scattered heap chunks: malloc_trim
  * hands their pages back, or they stay resident until reused. At most every
@@ -49,14 +56,20 @@
 /* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
 #define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
-/* One per socket libcurl has open and has asked to watch: kept, stopped,
- * while the connection idles in libcurl's cache, so that its next transfer
- * only starts the poll again (a new uv_poll costs four system calls), and
- * closed when libcurl closes the socket (close_socket_cb). */
+/* One per socket libcurl has open and has asked to watch, closed when
+ * libcurl closes the socket (close_socket_cb). While the connection idles in
+ * libcurl's cache the poll stays armed for reading when that is what the last
+ * transfer waited for: its next transfer then changes nothing in the loop.
+ * Every uv_poll_start or uv_poll_stop costs epoll_ctl calls (a start is a
+ * delete and an add), three per request when the poll was stopped between
+ * transfers. An idle connection that turns readable (the server closed it)
+ * has its poll stopped; libcurl finds it dead when it looks for a
+ * connection. */
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     bool watched; /* libcurl wants it polled (assigned to it) */
+    int events;   /* what the poll watches now (UV_READABLE...), 0: stopped */
     kcw_http_t *http;
     struct sock_ctx *prev, *next;
 } sock_ctx_t;
@@ -198,6 +211,14 @@ static void poll_cb(uv_poll_t *p, int status, int events)
 {
     sock_ctx_t *ctx = p->data;
     kcw_http_t *http = ctx->http;
+    if (!ctx->watched) {
+        /* Idle in libcurl's cache and readable: the server closed it (or
+         * sent what nobody asked for). Level-triggered, it would wake the
+         * loop again at once; libcurl discards it when it next looks. */
+        uv_poll_stop(&ctx->poll);
+        ctx->events = 0;
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -221,8 +242,11 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what == CURL_POLL_REMOVE) {
         if (ctx) {
             curl_multi_assign(http->multi, fd, NULL);
-            uv_poll_stop(&ctx->poll);
             ctx->watched = false;
+            if (ctx->events != UV_READABLE) { /* only a read watch idles armed */
+                uv_poll_stop(&ctx->poll);
+                ctx->events = 0;
+            }
         }
         return 0;
     }
@@ -259,8 +283,11 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    if (uv_poll_start(&ctx->poll, events, poll_cb) != 0)
-        return -1;
+    if (events != ctx->events) {
+        if (uv_poll_start(&ctx->poll, events, poll_cb) != 0)
+            return -1;
+        ctx->events = events;
+    }
     ctx->watched = true;
     return 0;
 }
@@ -591,6 +618,8 @@ kcw_http_t *kcw_http_new(uv_loop_t *loop)
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
         curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http) != CURLM_OK ||
+        curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IDLE_CONNECTIONS) !=
+            CURLM_OK ||
         base_headers(&http->hdr_json, "Content-Type: application/json", false) < 0 ||
         base_headers(&http->hdr_form, NULL, true) < 0 ||
         base_headers(&http->hdr_plain, "Content-Type:", false) < 0) {

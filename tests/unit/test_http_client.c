@@ -219,6 +219,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         gmtime_r(&when, &tm);
         strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         ret = reply(c, 429, "slow down", "text/plain", date);
+    } else if (strcmp(url, "/stagger") == 0) {
+        /* One server thread: answers leave one by one, 5 ms apart. */
+        pthread_mutex_unlock(&s->mu);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&s->mu);
+        ret = reply(c, 200, "hello world", "text/plain", NULL);
     } else if (strcmp(url, "/big") == 0) {
         static char big[100001];
         memset(big, 'x', sizeof(big) - 1);
@@ -752,6 +759,166 @@ static void test_http_kept_urls(void **state)
     get(fx, "/hello", &ok, NULL);
     assert_int_equal(ok.status, 200);
     assert_string_equal(ok.body, "hello world");
+}
+
+/* --- connections kept between rounds ------------------------------------------ */
+
+#define ROUND_SIZE 16
+
+static bool round_done(const void *arg)
+{
+    const result_t *r = arg;
+    for (int i = 0; i < ROUND_SIZE; i++)
+        if (r[i].calls == 0)
+            return false;
+    return true;
+}
+
+/* Rounds of 16 requests at once (as a rule group's queries leave), answered
+ * one after the other: the second round and the third find the first round's
+ * 16 connections idle and take them. libcurl's default bound on idle connections is four per transfer
+ * added at the time, which closed some of them as the first round's last
+ * answers came in: every round then opened TCP connections again. */
+static void test_http_connections_kept_between_rounds(void **state)
+{
+    fx_t *fx = *state;
+    static result_t r[ROUND_SIZE];
+    char url[128];
+    snprintf(url, sizeof(url), "%s/stagger", fx->live_url);
+    for (int round = 0; round < 3; round++) {
+        memset(r, 0, sizeof(r));
+        for (int i = 0; i < ROUND_SIZE; i++) {
+            kcw_http_req_t req = {.method = "GET", .url = url};
+            assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &r[i]), 0);
+        }
+        assert_true(run_until(fx, round_done, r, DEADLINE_MS));
+        for (int i = 0; i < ROUND_SIZE; i++)
+            assert_int_equal(r[i].status, 200);
+        if (round == 0)
+            assert_true(server_get(&fx->srv, &fx->srv.connections) <= ROUND_SIZE);
+    }
+    int opened = server_get(&fx->srv, &fx->srv.connections);
+    assert_true(opened >= 2); /* the first round did run side by side */
+    assert_true(opened <= ROUND_SIZE);
+    assert_int_equal(server_get(&fx->srv, &fx->srv.requests), 3 * ROUND_SIZE);
+}
+
+/* --- an idle connection the server closes ------------------------------------------ */
+
+/* Accepts `n` connections one after the other; answers one request on each
+ * with a keep-alive response, then closes it after `hold` is released. */
+typedef struct closer {
+    int fd;
+    uint16_t port;
+    int n;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int served;   /* requests answered */
+    bool release; /* close the connection that was answered */
+} closer_t;
+
+static void *closer_main(void *arg)
+{
+    closer_t *c = arg;
+    for (int k = 0; k < c->n; k++) {
+        int cfd = accept(c->fd, NULL, NULL);
+        if (cfd < 0)
+            break;
+        char buf[2048];
+        size_t len = 0;
+        while (len < sizeof(buf) - 1) {
+            ssize_t got = recv(cfd, buf + len, sizeof(buf) - 1 - len, 0);
+            if (got <= 0)
+                break;
+            len += (size_t)got;
+            buf[len] = '\0';
+            if (strstr(buf, "\r\n\r\n"))
+                break;
+        }
+        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                 "Content-Type: text/plain\r\n\r\nok";
+        ssize_t sent = send(cfd, ok, sizeof(ok) - 1, MSG_NOSIGNAL);
+        (void)sent;
+        pthread_mutex_lock(&c->mu);
+        c->served++;
+        pthread_cond_broadcast(&c->cv);
+        while (!c->release)
+            pthread_cond_wait(&c->cv, &c->mu);
+        c->release = false;
+        pthread_mutex_unlock(&c->mu);
+        close(cfd);
+    }
+    return NULL;
+}
+
+typedef struct loop_count {
+    int iterations;
+} loop_count_t;
+
+static void count_iteration(uv_check_t *h)
+{
+    ((loop_count_t *)h->data)->iterations++;
+}
+
+static void window_over(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* After its answer the connection idles in libcurl's cache with its poll
+ * still armed for reading; the server then closes it. The client must not
+ * spin on the readable descriptor (the loop turns a handful of times in
+ * 200 ms, not thousands), and the next request must find the connection
+ * dead and open another. */
+static void test_http_idle_connection_closed_by_server(void **state)
+{
+    fx_t *fx = *state;
+    closer_t c = {.n = 2};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    c.port = bound_socket(&c.fd, true);
+    assert_int_equal(pthread_create(&c.thread, NULL, closer_main, &c), 0);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", c.port);
+
+    for (int k = 0; k < 2; k++) {
+        result_t r = {0};
+        kcw_http_req_t req = {.method = "GET", .url = url};
+        assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &r), 0);
+        assert_true(run_until(fx, result_done, &r, DEADLINE_MS));
+        assert_int_equal(r.curl_code, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "ok");
+
+        /* The server closes the idle connection. */
+        pthread_mutex_lock(&c.mu);
+        c.release = true;
+        pthread_cond_broadcast(&c.cv);
+        pthread_mutex_unlock(&c.mu);
+
+        loop_count_t count = {0};
+        uv_check_t check;
+        uv_check_init(&fx->loop, &check);
+        check.data = &count;
+        uv_check_start(&check, count_iteration);
+        bool over = false;
+        uv_timer_t window;
+        uv_timer_init(&fx->loop, &window);
+        window.data = &over;
+        uv_timer_start(&window, window_over, 200, 0);
+        while (!over)
+            uv_run(&fx->loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&check, NULL);
+        uv_close((uv_handle_t *)&window, NULL);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        assert_true(count.iterations < 50);
+    }
+    pthread_join(c.thread, NULL);
+    assert_int_equal(c.served, 2);
+    close(c.fd);
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
 }
 
 static void stale_poll_cb(uv_poll_t *p, int status, int events)
@@ -1384,6 +1551,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_close_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_multi_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_kept_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_connections_kept_between_rounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_idle_connection_closed_by_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_failover_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_unreachable_keeps_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_array_fallback, setup, teardown),
