@@ -1396,8 +1396,6 @@ static send_reason_t needs_send(const group_t *g, const uint64_t *firing, size_t
     return SEND_NO;
 }
 
-/* Queues one request of a notification (its body taken over). false when it
- * was lost (out of memory: logged). */
 /* The round holding the fresh deliveries' rows ended: committed (their
  * payloads now live in the outbox alone) or not (they keep them). The fresh
  * ones are the queue's tail: nothing else is queued during a flush. */
@@ -1414,6 +1412,8 @@ static void fresh_rows_done(kcw_notifier_t *n, bool committed)
     n->n_fresh = 0;
 }
 
+/* Queues one request of a notification (its body taken over). false when it
+ * was lost (out of memory: logged). */
 static bool delivery_queue(kcw_notifier_t *n, const kcw_receiver_conf_t *rc, group_t *g,
                            kcw_outgoing_t *o)
 {

@@ -85,6 +85,7 @@ typedef enum {
     ST_OUTBOX_DEL,
     ST_OUTBOX_LOAD,
     ST_OUTBOX_PAYLOAD,
+    ST_OUTBOX_MAX_ID,
     ST_SILENCE_PUT,
     ST_SILENCE_DEL,
     ST_SILENCE_LOAD,
@@ -111,7 +112,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_GROUP_LOAD] = "SELECT receiver, group_key, last_notified, sent_firing, sent_resolved "
                       "FROM notify_group",
     [ST_OUTBOX_ADD] = "INSERT INTO outbox (receiver, group_key, payload, n_alerts, firing, "
-                      "created, attempts, next_attempt, target) VALUES (?,?,?,?,?,?,?,?,?)",
+                      "created, attempts, next_attempt, target, id) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?)",
+    [ST_OUTBOX_MAX_ID] = "SELECT coalesce(max(id), 0) FROM outbox",
     [ST_OUTBOX_RETRY] = "UPDATE outbox SET attempts = ?, next_attempt = ? WHERE id = ?",
     [ST_OUTBOX_DEL] = "DELETE FROM outbox WHERE id = ?",
     [ST_OUTBOX_PAYLOAD] = "SELECT payload FROM outbox WHERE id = ?",
@@ -148,6 +151,13 @@ struct kcw_store {
     int depth;       /* rounds open */
     int round_error; /* negative errno of a write of the open round that failed */
     int64_t retention_ms;
+    /* The next outbox row's id, 0 until the first row: ids only grow while
+     * the process runs. SQLite's own choice (the largest id + 1) would give
+     * a row rolled back with its round (a failed commit, the move to memory)
+     * the id of a later row, and the delivery still holding the old id would
+     * delete that row when it ends: a notification lost at its next attempt,
+     * whose payload is read from the row. */
+    int64_t outbox_next_id;
     uv_timer_t prune_timer;
     bool prune_running;
 };
@@ -963,6 +973,18 @@ int kcw_store_outbox_add(kcw_store_t *s, const kcw_store_outbox_t *o, int64_t *i
         return -ENOMEM;
     if (!o->payload || strlen(o->payload) > KCW_STORE_PAYLOAD_MAX)
         return -E2BIG;
+    if (s->outbox_next_id == 0) {
+        sqlite3_stmt *mx = stmt(s, ST_OUTBOX_MAX_ID);
+        if (!mx)
+            return -ENOMEM;
+        int rc = sqlite3_step(mx);
+        int64_t max = rc == SQLITE_ROW ? sqlite3_column_int64(mx, 0) : -1;
+        sqlite3_reset(mx);
+        if (max < 0)
+            return errno_of(rc == SQLITE_ROW ? SQLITE_ERROR : rc);
+        s->outbox_next_id = max + 1;
+    }
+    int64_t row_id = s->outbox_next_id++;
     sqlite3_bind_text(st, 1, o->receiver, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, o->group_key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, o->payload, -1, SQLITE_STATIC);
@@ -972,9 +994,10 @@ int kcw_store_outbox_add(kcw_store_t *s, const kcw_store_outbox_t *o, int64_t *i
     sqlite3_bind_int(st, 7, o->attempts);
     sqlite3_bind_int64(st, 8, o->next_attempt_ms);
     sqlite3_bind_int(st, 9, o->target);
+    sqlite3_bind_int64(st, 10, row_id);
     int rc = step_write(s, st);
     if (id)
-        *id = rc == 0 ? sqlite3_last_insert_rowid(s->db) : 0;
+        *id = rc == 0 ? row_id : 0;
     return rc;
 }
 

@@ -662,6 +662,48 @@ static void test_full_database_degrades_to_memory(void **state)
     kcw_store_close(s);
 }
 
+/* A row added in a round that is then rolled back (here: the disk fills
+ * mid-round and the store moves to memory with what was committed) leaves
+ * its id unused: a later row gets another, so the delivery that still holds
+ * the old id deletes nothing of the later one's when it ends. */
+static void test_outbox_ids_not_reused_after_rollback(void **state)
+{
+    fx_t *f = *state;
+    kcw_store_t *s = open_ok(f);
+    kcw_store_outbox_t o = {.receiver = "ops", .group_key = "k1", .payload = "{\"a\":1}",
+                            .n_alerts = 1, .firing = true, .created_ms = 100};
+    int64_t kept = 0, rolled = 0, later = 0;
+    assert_int_equal(kcw_store_outbox_add(s, &o, &kept), 0);
+    assert_int_equal(kcw_store_limit_pages(s, 1), 0);
+    static char big[3000];
+    memset(big, 'x', sizeof(big) - 1);
+    kcw_audit_t a = {.kind = KCW_AUDIT_RESTART, .time_ms = 1, .connector = "c", .trace = big};
+    assert_int_equal(kcw_store_begin(s), 0);
+    o.group_key = "k2";
+    assert_int_equal(kcw_store_outbox_add(s, &o, &rolled), 0);
+    for (int i = 0; i < 50 && kcw_store_durable(s); i++)
+        kcw_store_audit_add(s, &a);
+    assert_false(kcw_store_durable(s)); /* moved to memory: the round's rows are gone */
+    assert_int_equal(kcw_store_commit(s), -ENOSPC);
+    seen_outbox_t seen = {0};
+    assert_int_equal(kcw_store_outbox_load(s, on_outbox, &seen), 1);
+    assert_int_equal(seen.ids[0], kept);
+
+    o.group_key = "k3";
+    o.payload = "{\"c\":3}";
+    assert_int_equal(kcw_store_outbox_add(s, &o, &later), 0);
+    assert_true(later != rolled && later != kept);
+    /* The rolled-back row's delivery ends: the later row stays. */
+    assert_int_equal(kcw_store_outbox_delete(s, rolled), 0);
+    char *payload = NULL;
+    assert_int_equal(kcw_store_outbox_payload(s, later, &payload), 0);
+    assert_string_equal(payload, "{\"c\":3}");
+    free(payload);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(kcw_store_outbox_load(s, on_outbox, &seen), 2);
+    kcw_store_close(s);
+}
+
 static void test_state_dir_not_creatable(void **state)
 {
     fx_t *f = *state;
@@ -725,6 +767,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_database_renamed_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_database_degrades_to_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_ids_not_reused_after_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir_not_creatable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_read_while_writer_open, setup, teardown),
     };
