@@ -755,6 +755,19 @@ static const struct kept_url *kept_url(kcw_http_t *http, const char *url)
     return &http->kept[http->n_kept++];
 }
 
+/* CURLOPT_BUFFERSIZE for the request: its own, within 1 KiB (libcurl's
+ * least) and 512 KiB, else libcurl's default (16 KiB). */
+static long recv_buffer(const kcw_http_req_t *req)
+{
+    if (req->recv_buffer == 0)
+        return CURL_MAX_WRITE_SIZE;
+    if (req->recv_buffer < 1024)
+        return 1024;
+    if (req->recv_buffer > 512 * 1024)
+        return 512 * 1024;
+    return (long)req->recv_buffer;
+}
+
 /* The URL without userinfo, and credentials: the configured basic auth, or
  * else the URL's userinfo (percent-decoded), sent preemptively as Basic. */
 static int setup_url_auth(kcw_http_t *http, CURL *e, const kcw_http_req_t *req)
@@ -801,6 +814,8 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
         SETOPT(e, CURLOPT_NOPROXY, "*");
     SETOPT(e, CURLOPT_TIMEOUT_MS,
            (long)(req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS));
+    /* Only a size: libcurl refusing it (a buffer still allocated) changes nothing else. */
+    (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buffer(req));
     SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(e, CURLOPT_WRITEDATA, (void *)t);
     SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
@@ -862,6 +877,8 @@ static int setup_again(transfer_t *t, const kcw_http_req_t *req)
     SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
     SETOPT(e, CURLOPT_TIMEOUT_MS,
            (long)(req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS));
+    /* Only a size: libcurl refusing it (a buffer still allocated) changes nothing else. */
+    (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buffer(req));
     SETOPT(e, CURLOPT_WRITEDATA, (void *)t);
     SETOPT(e, CURLOPT_HEADERDATA, (void *)t);
     SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);

@@ -41,6 +41,12 @@
 /* Answers at least this large are read series by series (parse_sliced). */
 #define SLICE_MIN (64u * 1024)
 
+/* libcurl's receive buffer for a query expected to answer small (or not
+ * known yet) and for one expected to answer KCW_PROM_LARGE_ANSWER or more;
+ * libcurl's 16 KiB between. */
+#define SMALL_RECV_BUFFER 4096
+#define LARGE_RECV_BUFFER (64 * 1024)
+
 typedef struct query {
     struct query *prev, *next; /* in flight (doubly linked) or waiting (FIFO, next only) */
     kcw_prom_t *prom;
@@ -50,6 +56,7 @@ typedef struct query {
     char *form; /* until sent: the form body */
     size_t form_len;
     uint64_t queued_ns; /* when kcw_prom_query took it (uv_hrtime) */
+    size_t recv_buffer; /* libcurl's receive buffer for it, 0: libcurl's default */
     int send_error;     /* errno the HTTP client refused it with (queue_pump) */
 } query_t;
 
@@ -816,8 +823,11 @@ static kcw_prom_result_t *classify(const kcw_prom_t *prom, const kcw_http_resp_t
                  ? kcw_prom_parse_format_response(resp->body, resp->body_len, formatted, &perr)
                  : kcw_prom_parse_response(resp->body, resp->body_len, &res, &perr);
     if (resp->status >= 200 && resp->status < 300) {
-        if (rc == 0)
+        if (rc == 0) {
+            if (res)
+                res->body_bytes = resp->body_len;
             return res;
+        }
         *err = perr;
         err->http_status = resp->status;
         return NULL;
@@ -887,6 +897,7 @@ static int query_send(kcw_prom_t *prom, query_t *q)
         .bearer_token = prom->bearer_token,
         .tls = &prom->tls,
         .url_reused = true,
+        .recv_buffer = q->recv_buffer,
     };
     int rc = kcw_http_request(prom->http, &req, on_http_done, q);
     if (rc < 0)
@@ -977,7 +988,7 @@ static void on_http_done(const kcw_http_resp_t *resp, void *arg)
  * be empty) for the instant query or format_query URL, sending it at once
  * while fewer than KCW_PROM_MAX_INFLIGHT are in flight. */
 static int query_start(kcw_prom_t *prom, const char *expr, const char *extra, size_t extra_len,
-                       kcw_prom_cb cb, kcw_prom_format_cb fcb, void *arg)
+                       size_t recv_buffer, kcw_prom_cb cb, kcw_prom_format_cb fcb, void *arg)
 {
     size_t enc_len = url_encoded_len(expr);
     if (enc_len == SIZE_MAX)
@@ -1002,6 +1013,7 @@ static int query_start(kcw_prom_t *prom, const char *expr, const char *extra, si
     q->format_cb = fcb;
     q->arg = arg;
     q->queued_ns = uv_hrtime();
+    q->recv_buffer = recv_buffer;
 
     if (prom->n_queries < KCW_PROM_MAX_INFLIGHT && !prom->waiting) {
         int rc = query_send(prom, q);
@@ -1021,6 +1033,12 @@ static int query_start(kcw_prom_t *prom, const char *expr, const char *extra, si
 int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
                    void *arg)
 {
+    return kcw_prom_query_sized(prom, expr, eval_time_ms, 0, cb, arg);
+}
+
+int kcw_prom_query_sized(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms,
+                         size_t expect_bytes, kcw_prom_cb cb, void *arg)
+{
     if (!prom || !expr || !*expr || !cb)
         return -EINVAL;
     if (prom->closing)
@@ -1033,7 +1051,15 @@ int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw
                 sizeof(extra) - (sizeof(time_param) - 1) - sizeof(prom->timeout_param));
     size_t len = strlen(extra);
     memcpy(extra + len, prom->timeout_param, prom->timeout_param_len + 1);
-    return query_start(prom, expr, extra, len + prom->timeout_param_len, cb, NULL, arg);
+    /* Every transfer in flight holds its receive buffer: 16 of libcurl's
+     * 16 KiB for a round of empty answers was a quarter of the heap, and
+     * the heap keeps the pages of its largest round. Unknown is taken as
+     * small: most rules answer nothing most of the time. */
+    size_t recv_buffer = SMALL_RECV_BUFFER;
+    if (expect_bytes > KCW_PROM_SMALL_ANSWER)
+        recv_buffer = expect_bytes >= KCW_PROM_LARGE_ANSWER ? LARGE_RECV_BUFFER : 0;
+    return query_start(prom, expr, extra, len + prom->timeout_param_len, recv_buffer, cb, NULL,
+                       arg);
 }
 
 int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, void *arg)
@@ -1042,7 +1068,7 @@ int kcw_prom_format(kcw_prom_t *prom, const char *expr, kcw_prom_format_cb cb, v
         return -EINVAL;
     if (prom->closing)
         return -ESHUTDOWN;
-    return query_start(prom, expr, "", 0, NULL, cb, arg);
+    return query_start(prom, expr, "", 0, SMALL_RECV_BUFFER, NULL, cb, arg);
 }
 
 size_t kcw_prom_pending(const kcw_prom_t *prom)

@@ -61,6 +61,7 @@ typedef struct query_ctx {
     group_timer_t *gt;
     size_t qi;
     uint64_t sent_ns;
+    size_t last_bytes; /* the size of the last answer: the next one's receive buffer */
 } query_ctx_t;
 
 struct group_timer {

@@ -59,6 +59,7 @@ static void on_query_done(kcw_prom_result_t *result, const kcw_prom_error_t *err
             kcw_log(KCW_LOG_DEBUG, "query warning", "expr",
                     kcw_engine_query_expr(g->engine, gt->gi, q->qi), "warning",
                     result->warnings[w], NULL);
+        q->last_bytes = result->body_bytes;
         kcw_engine_group_result(g->engine, gt->gi, q->qi, result, NULL);
         kcw_prom_result_free(result);
     } else {
@@ -94,7 +95,8 @@ void kcw_wd_on_group_timer(uv_timer_t *t)
     for (size_t qi = 0; qi < n_queries && qi < gt->n_queries; qi++) {
         const char *expr = kcw_engine_query_expr(g->engine, gt->gi, qi);
         gt->queries[qi].sent_ns = uv_hrtime();
-        rc = g->prom ? kcw_prom_query(g->prom, expr, at, on_query_done, &gt->queries[qi])
+        rc = g->prom ? kcw_prom_query_sized(g->prom, expr, at, gt->queries[qi].last_bytes,
+                                            on_query_done, &gt->queries[qi])
                      : -ENOTCONN;
         if (rc < 0) {
             char msg[128];

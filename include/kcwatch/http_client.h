@@ -40,6 +40,11 @@ typedef struct kcw_http_req {
      * the client keeps it parsed (libcurl's CURLU) for its whole life instead
      * of parsing it per request. At most KCW_HTTP_MAX_KEPT_URLS are kept. */
     bool url_reused;
+    /* libcurl's receive buffer for this transfer, 1 KiB .. 512 KiB; 0: 16 KiB.
+     * It is allocated for every transfer in flight: a caller that expects
+     * a small answer (a Prometheus query that answered a few hundred bytes
+     * last time) asks for less, one that expects megabytes for more. */
+    size_t recv_buffer;
 } kcw_http_req_t;
 
 #define KCW_HTTP_MAX_KEPT_URLS 8

@@ -55,6 +55,7 @@ typedef struct kcw_prom_result {
     size_t n_warnings;
     char **infos; /* Prometheus' "infos" (newer servers), likewise */
     size_t n_infos;
+    size_t body_bytes; /* the answer's size (kcw_prom_query): a size hint for the next */
 } kcw_prom_result_t;
 
 typedef enum {
@@ -120,6 +121,15 @@ kcw_prom_t *kcw_prom_new(kcw_http_t *http, const kcw_prometheus_conf_t *conf);
  * HTTP client's error. */
 int kcw_prom_query(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms, kcw_prom_cb cb,
                    void *arg);
+/* kcw_prom_query with the size of the answer expected, 0 if unknown (the
+ * body_bytes of the last answer to the same expr): the receive buffer the
+ * transfer holds while in flight is sized to it (4 KiB when unknown or at
+ * most KCW_PROM_SMALL_ANSWER bytes, 64 KiB from KCW_PROM_LARGE_ANSWER,
+ * libcurl's 16 KiB between). The answer is the same whatever the hint. */
+int kcw_prom_query_sized(kcw_prom_t *prom, const char *expr, int64_t eval_time_ms,
+                         size_t expect_bytes, kcw_prom_cb cb, void *arg);
+#define KCW_PROM_SMALL_ANSWER 2048
+#define KCW_PROM_LARGE_ANSWER (256 * 1024)
 /* Parses a /api/v1/format_query response body: *formatted (free it) is
  * Prometheus' normalised text of the expression. Errors as
  * kcw_prom_parse_response: -EREMOTEIO with Prometheus' errorType and error

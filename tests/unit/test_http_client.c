@@ -603,6 +603,7 @@ typedef struct stream {
     int chunks;
     long status;
     size_t stop_after; /* 0: never */
+    size_t largest;    /* the largest chunk */
 } stream_t;
 
 static int on_chunk(long status, const char *data, size_t len, void *arg)
@@ -613,6 +614,8 @@ static int on_chunk(long status, const char *data, size_t len, void *arg)
     st->status = status;
     st->bytes += len;
     st->chunks++;
+    if (len > st->largest)
+        st->largest = len;
     return st->stop_after && st->bytes >= st->stop_after ? -1 : 0;
 }
 
@@ -637,6 +640,20 @@ static void test_http_streaming(void **state)
     assert_int_equal(s.st.bytes, 100000);
     assert_int_equal(s.st.status, 200);
     assert_true(s.st.chunks >= 1);
+    size_t default_largest = s.st.largest;
+    assert_true(default_largest > 1024);
+    assert_true(default_largest <= CURL_MAX_WRITE_SIZE);
+
+    /* A receive buffer of its own: no chunk larger than it, the same bytes. */
+    memset(&s, 0, sizeof(s));
+    req.recv_buffer = 1024;
+    assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &s.r), 0);
+    assert_true(run_until(fx, result_done, &s.r, DEADLINE_MS));
+    assert_int_equal(s.r.curl_code, 0);
+    assert_int_equal(s.st.bytes, 100000);
+    assert_true(s.st.largest <= 1024);
+    assert_true((size_t)s.st.chunks >= 100000 / 1024);
+    req.recv_buffer = 0;
 
     memset(&s, 0, sizeof(s));
     s.st.stop_after = 1;

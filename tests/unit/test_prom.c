@@ -1078,7 +1078,25 @@ static void test_client_get_vector(void **state)
     assert_int_equal(res->samples[1].ts_ms, EVAL_MS);
     assert_int_equal(res->n_warnings, 1);
     assert_string_equal(res->warnings[0], "careful");
+    assert_int_equal(res->body_bytes, strlen(VECTOR_BODY));
     outcome_clear(&o);
+
+    /* The size hint sizes the transfer's receive buffer (4 KiB, 16 KiB,
+     * 64 KiB): the answer is the same whichever it is, even a hint far
+     * smaller than the answer. */
+    const size_t hints[] = {1, KCW_PROM_SMALL_ANSWER, KCW_PROM_SMALL_ANSWER + 1,
+                            KCW_PROM_LARGE_ANSWER};
+    for (size_t h = 0; h < sizeof(hints) / sizeof(hints[0]); h++) {
+        outcome_t oh = {.fx = fx};
+        assert_int_equal(kcw_prom_query_sized(fx->prom, expr, EVAL_MS, hints[h], on_result, &oh),
+                         0);
+        run_until(fx, &oh.calls, 1);
+        assert_false(oh.failed);
+        assert_int_equal(oh.res->n, 2);
+        assert_string_equal(kcw_labels_get(&oh.res->samples[0].metric, "instance"), "w1:5556");
+        assert_int_equal(oh.res->body_bytes, strlen(VECTOR_BODY));
+        outcome_clear(&oh);
+    }
 
     /* A second query reuses the client (and, through it, the connection). */
     server_answer(&fx->srv, 200,
@@ -1088,7 +1106,7 @@ static void test_client_get_vector(void **state)
     run_until(fx, &o2.calls, 1);
     assert_false(o2.failed);
     assert_int_equal(o2.res->n, 0);
-    assert_int_equal(server_last(&fx->srv, r), 2);
+    assert_int_equal(server_last(&fx->srv, r), 6); /* 1 + 4 sized + this one */
     assert_string_equal(r->query, "up == 0");
     assert_string_equal(r->time, "-1.500");
     outcome_clear(&o2);
