@@ -136,7 +136,7 @@ def measure(tool, cmd, prom, seconds, warmup, expect_firing, sink, tmp):
                 "sys_s": round(win.split["tool"][1], 2),
                 "prometheus_cpu_s": round(win.cpu["prometheus"], 4),
                 "evaluations": int(q1 - q0),
-                "rss_anon_peak_mib": round(sampler.peak["tool"] / 1024, 1)}
+                "rss_anon_peak_mib": round(sampler.peak["tool"] / 1024, 2)}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
