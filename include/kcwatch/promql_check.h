@@ -26,7 +26,7 @@
 #include "kcwatch/http_client.h"
 #include "kcwatch/rules.h"
 
-#define KCW_PROMQL_CHECK_PARALLEL 4 /* format_query requests in flight per round */
+#define KCW_PROMQL_CHECK_PARALLEL 8 /* format_query requests in flight per round */
 #define KCW_PROMQL_RETRY_MIN_MS 5000
 #define KCW_PROMQL_RETRY_MAX_MS 300000
 
