@@ -56,19 +56,24 @@
 /* Retry-After values beyond a day are treated as a day: nobody should wait longer. */
 #define MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
-/* One per socket libcurl has open and has asked to watch, closed when
- * libcurl closes the socket (close_socket_cb). While the connection idles in
- * libcurl's cache the poll stays armed for reading when that is what the last
- * transfer waited for: its next transfer then changes nothing in the loop.
- * Every uv_poll_start or uv_poll_stop costs epoll_ctl calls (a start is a
- * delete and an add), three per request when the poll was stopped between
- * transfers. An idle connection that turns readable (the server closed it)
- * has its poll stopped; libcurl finds it dead when it looks for a
- * connection. */
+/* One per socket libcurl has open and has asked to watch. A connection's
+ * (opened through open_socket_cb) is closed when libcurl closes the socket
+ * (close_socket_cb); while the connection idles in libcurl's cache its poll
+ * stays armed for reading when that is what the last transfer waited for,
+ * so its next transfer changes nothing in the loop. Every uv_poll_start or
+ * uv_poll_stop costs epoll_ctl calls (a start is a delete and an add), three
+ * per request when the poll was stopped between transfers. An idle
+ * connection that turns readable (the server closed it) has its poll
+ * stopped; libcurl finds it dead when it looks for a connection. Any other
+ * socket (the threaded resolver's socket pair, which libcurl closes without
+ * the callback) is forgotten as soon as libcurl stops asking: the kernel
+ * drops a closed descriptor from epoll, and a poll still armed on its number
+ * would never see the next socket given that number. */
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     bool watched; /* libcurl wants it polled (assigned to it) */
+    bool conn;    /* a connection's: libcurl closes it through close_socket_cb */
     int events;   /* what the poll watches now (UV_READABLE...), 0: stopped */
     kcw_http_t *http;
     struct sock_ctx *prev, *next;
@@ -184,6 +189,49 @@ static void sock_close(kcw_http_t *http, sock_ctx_t *ctx)
     uv_close((uv_handle_t *)&ctx->poll, sock_closed);
 }
 
+/* A poll for fd, in the client's list; NULL when libuv refuses it. */
+static sock_ctx_t *sock_new(kcw_http_t *http, curl_socket_t fd)
+{
+    sock_ctx_t *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return NULL;
+    if (uv_poll_init_socket(http->loop, &ctx->poll, fd) != 0) {
+        free(ctx);
+        return NULL;
+    }
+    ctx->fd = fd;
+    ctx->http = http;
+    ctx->poll.data = ctx;
+    ctx->next = http->socks;
+    if (http->socks)
+        http->socks->prev = ctx;
+    http->socks = ctx;
+    http->open_handles++;
+    return ctx;
+}
+
+/* libcurl opens a connection's socket: it will close it through
+ * close_socket_cb, so its poll may idle armed (sock_ctx_t). A poll still
+ * kept under this number belonged to a socket closed without a word: it goes
+ * first. Without a poll of its own (out of memory) the socket is watched
+ * like any other. */
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *addr)
+{
+    kcw_http_t *http = clientp;
+    (void)purpose;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd == CURL_SOCKET_BAD || http->closing)
+        return fd;
+    sock_ctx_t *stale = sock_find(http, fd);
+    if (stale)
+        sock_close(http, stale);
+    sock_ctx_t *ctx = sock_new(http, fd);
+    if (ctx)
+        ctx->conn = true;
+    return fd;
+}
+
 /* --- curl -> libuv ------------------------------------------------------- */
 
 /* curl_multi_socket_action, with its failure logged: once per distinct code
@@ -243,7 +291,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         if (ctx) {
             curl_multi_assign(http->multi, fd, NULL);
             ctx->watched = false;
-            if (ctx->events != UV_READABLE) { /* only a read watch idles armed */
+            if (!ctx->conn) {
+                sock_close(http, ctx); /* libcurl may close it without telling */
+            } else if (ctx->events != UV_READABLE) { /* only a read watch idles armed */
                 uv_poll_stop(&ctx->poll);
                 ctx->events = 0;
             }
@@ -252,32 +302,12 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     }
     if (http->closing)
         return 0;
-    if (!ctx) {
+    if (!ctx)
         ctx = sock_find(http, fd);
-        if (ctx && curl_multi_assign(http->multi, fd, ctx) != CURLM_OK)
-            return -1;
-    }
-    if (!ctx) {
-        ctx = calloc(1, sizeof(*ctx));
-        if (!ctx)
-            return -1;
-        if (uv_poll_init_socket(http->loop, &ctx->poll, fd) != 0) {
-            free(ctx);
-            return -1;
-        }
-        ctx->fd = fd;
-        ctx->http = http;
-        ctx->poll.data = ctx;
-        ctx->next = http->socks;
-        if (http->socks)
-            http->socks->prev = ctx;
-        http->socks = ctx;
-        http->open_handles++;
-        if (curl_multi_assign(http->multi, fd, ctx) != CURLM_OK) {
-            sock_close(http, ctx);
-            return -1;
-        }
-    }
+    if (!ctx)
+        ctx = sock_new(http, fd);
+    if (!ctx || curl_multi_assign(http->multi, fd, ctx) != CURLM_OK)
+        return -1;
     int events = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
@@ -803,6 +833,8 @@ static int setup_easy(transfer_t *t, const kcw_http_req_t *req)
     if (rc < 0)
         return rc;
     SETOPT(e, CURLOPT_PRIVATE, (void *)t);
+    SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+    SETOPT(e, CURLOPT_OPENSOCKETDATA, (void *)t->http);
     SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
     SETOPT(e, CURLOPT_CLOSESOCKETDATA, (void *)t->http);
     SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -938,6 +939,47 @@ static void test_http_idle_connection_closed_by_server(void **state)
     pthread_mutex_destroy(&c.mu);
 }
 
+static void count_active_polls(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_POLL && uv_is_active(h))
+        (*(int *)arg)++;
+}
+
+/* Names resolve through libcurl's threaded resolver, whose socket pair
+ * libcurl closes without the close callback. When a resolution waits on the
+ * network (a name not in /etc/hosts), libcurl watches the pair; the next
+ * such resolution's pair gets the same number and must be watched anew: a
+ * poll still armed under the number would wait for nothing (the kernel
+ * dropped the closed descriptor from epoll; libcurl then notices the answer
+ * only by its own timer). So once libcurl stops asking about a socket that
+ * is not a connection's, no poll of the client stays armed: here, where no
+ * connection was ever opened, none at all. Needs a resolver that answers
+ * "no such name" for .invalid; skipped where it does not. */
+static void test_http_resolver_sockets(void **state)
+{
+    fx_t *fx = *state;
+    const char *names[] = {"http://kcw-one.invalid:1/", "http://kcw-two.invalid:1/",
+                           "http://kcw-three.invalid:1/"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        result_t r;
+        memset(&r, 0, sizeof(r));
+        kcw_http_req_t req = {.method = "GET", .url = names[i], .timeout_ms = 4000};
+        uint64_t t0 = uv_hrtime();
+        assert_int_equal(kcw_http_request(fx->http, &req, on_resp, &r), 0);
+        assert_true(run_until(fx, result_done, &r, 8000));
+        uint64_t took_ms = (uv_hrtime() - t0) / 1000000u;
+        if (i == 0 && r.curl_code != CURLE_COULDNT_RESOLVE_HOST) {
+            fprintf(stderr, "no answer for .invalid from the resolver (%s): skipped\n", r.error);
+            skip();
+        }
+        if (r.curl_code != CURLE_COULDNT_RESOLVE_HOST)
+            fail_msg("resolution %zu: %s after %llu ms", i, r.error, (unsigned long long)took_ms);
+        int armed = 0;
+        uv_walk(&fx->loop, count_active_polls, &armed);
+        assert_int_equal(armed, 0);
+    }
+}
+
 static void stale_poll_cb(uv_poll_t *p, int status, int events)
 {
     (void)p;
@@ -1570,6 +1612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_kept_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_connections_kept_between_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_idle_connection_closed_by_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_resolver_sockets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_failover_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_unreachable_keeps_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_array_fallback, setup, teardown),
